@@ -1,0 +1,9 @@
+"""shoal: share big buffers between processes instead of copying them.
+
+Python bindings over libshoal (ctypes). Every object lives in /dev/shm as
+"shoal.<name>" and can be opened by name from any process of the same user.
+"""
+from ._lib import VERSION as __version__, ShoalError, strerror
+from .segment import Segment, unlink
+
+__all__ = ["ShoalError", "Segment", "strerror", "unlink"]

@@ -1,0 +1,152 @@
+/*
+ * internal.h - what the parts of libshoal share and nobody else sees.
+ */
+#ifndef SHOAL_INTERNAL_H
+#define SHOAL_INTERNAL_H
+
+#include "config.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "atomic.h"
+#include "shoal.h"
+
+#define SHOAL__UNUSED __attribute__((unused))
+#define SHOAL__LIKELY(x) __builtin_expect(!!(x), 1)
+#define SHOAL__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- the segment header ------------------------------------------------ */
+
+/* "SHOAL\0\0\1" read as a little-endian u64 would be fragile across
+ * endianness; the magic is compared as bytes. */
+#define SHOAL__MAGIC "SHOALOBJ"
+#define SHOAL__LAYOUT_VERSION 1u
+#define SHOAL__HDR_SIZE 128u
+/* Where data begins inside every object: one page, so data is page aligned
+ * and the kind's own header (queue cursors, array shape) fits before it. */
+#define SHOAL__DATA_ALIGN 4096u
+
+enum shoal__kind {
+	SHOAL__KIND_SEGMENT = 1,
+	SHOAL__KIND_QUEUE = 2,
+	SHOAL__KIND_ARRAY = 3,
+	SHOAL__KIND_POOL = 4,
+	SHOAL__KIND_MAX = 4,
+};
+
+/*
+ * struct shoal__hdr - offset 0 of every shoal object. Written once by the
+ * creator before the object is published (renamed into place); read-only
+ * after that except @reserved, which later layout versions may use.
+ * Openers copy it out once and validate the copy.
+ */
+struct shoal__hdr {
+	char magic[8];          /* SHOAL__MAGIC */
+	uint32_t version;       /* SHOAL__LAYOUT_VERSION */
+	uint32_t kind;          /* enum shoal__kind */
+	uint64_t total_size;    /* bytes in the object, == fstat size */
+	uint64_t kind_off;      /* the kind's header: == SHOAL__HDR_SIZE */
+	uint64_t kind_size;     /* bytes of the kind's header */
+	uint64_t data_off;      /* first data byte, SHOAL__DATA_ALIGN aligned */
+	uint64_t data_size;     /* data bytes; data_off + data_size <= total */
+	uint64_t generation;    /* random, never 0: tells apart objects that
+				   had the same name at different times */
+	uint64_t creator_start; /* creator's struct shoal_proc */
+	int32_t creator_pid;
+	uint32_t creator_uid;
+	uint64_t created_ns;    /* CLOCK_REALTIME at create */
+	uint64_t reserved[5];
+};
+_Static_assert(sizeof(struct shoal__hdr) == SHOAL__HDR_SIZE, "header size is ABI");
+_Static_assert(offsetof(struct shoal__hdr, version) == 8, "header layout is ABI");
+_Static_assert(offsetof(struct shoal__hdr, kind) == 12, "header layout is ABI");
+_Static_assert(offsetof(struct shoal__hdr, total_size) == 16, "header layout is ABI");
+_Static_assert(offsetof(struct shoal__hdr, data_off) == 40, "header layout is ABI");
+_Static_assert(offsetof(struct shoal__hdr, generation) == 56, "header layout is ABI");
+_Static_assert(offsetof(struct shoal__hdr, creator_pid) == 72, "header layout is ABI");
+_Static_assert(offsetof(struct shoal__hdr, created_ns) == 80, "header layout is ABI");
+
+/* The process-local handle of a mapped object. */
+struct shoal_segment {
+	void *base;             /* the whole mapping, header included */
+	size_t map_size;
+	struct shoal__hdr hdr;  /* validated copy */
+	void *kind_hdr;         /* base + hdr.kind_off */
+	void *data;             /* base + hdr.data_off */
+	unsigned int flags;     /* SHOAL_RDONLY, SHOAL_PREFAULT */
+	bool published;         /* false between create and publish */
+	char tmp_name[64];      /* the private name before publish */
+	char name[SHOAL_NAME_MAX + 1];
+};
+
+/* Validate a caller's name: 0 or -EINVAL. */
+int shoal__name_check(const char *name);
+
+/* Write "shoal.<name>" into @buf (at least SHOAL__FILE_MAX bytes). */
+#define SHOAL__FILE_MAX (sizeof(SHOAL_PREFIX) + SHOAL_NAME_MAX)
+int shoal__file_name(char *buf, size_t cap, const char *name);
+
+/*
+ * Create an object of @kind, not yet visible under @name: the caller fills
+ * the kind's header (zeroed, @kind_size bytes at seg->kind_hdr) and then
+ * calls shoal__segment_publish(), or shoal__segment_abort() on failure.
+ */
+int shoal__segment_create(const char *name, enum shoal__kind kind, size_t kind_size,
+			  size_t data_size, const struct shoal_opts *opts,
+			  struct shoal_segment **out);
+/* Make a created object visible under its name: 0 or -EEXIST. On failure
+ * the object is destroyed and the handle freed. */
+int shoal__segment_publish(struct shoal_segment *s);
+/* Destroy an unpublished object and free the handle. */
+void shoal__segment_abort(struct shoal_segment *s);
+/* Open and validate an object that must be of @kind, with a kind header of
+ * at least @kind_min bytes. Returns as shoal_segment_open(). */
+int shoal__segment_open(const char *name, enum shoal__kind kind, size_t kind_min,
+			unsigned int flags, struct shoal_segment **out);
+
+/* Overflow-safe "off + len <= size". */
+static inline bool shoal__range_ok(uint64_t off, uint64_t len, uint64_t size)
+{
+	return off <= size && len <= size - off;
+}
+
+/* ---- processes ----------------------------------------------------------- */
+
+/*
+ * A process identity packed into one 64-bit word, so it can be stored and
+ * compared-and-swapped atomically in shared memory: pid in the low 22 bits
+ * (PID_MAX_LIMIT is 2^22), start time in ticks in the high 42 (1300 years at
+ * 100 Hz). 0 is never a valid key.
+ */
+#define SHOAL__PID_BITS 22
+uint64_t shoal__proc_key(const struct shoal_proc *p);
+void shoal__proc_unkey(uint64_t key, struct shoal_proc *out);
+/* The caller's key; cheap (cached, renewed after fork). */
+uint64_t shoal__self_key(void);
+/* Bumped in every forked child: a handle that registered itself somewhere
+ * under the parent's identity compares this to know it must register anew. */
+extern _Atomic uint32_t shoal__fork_gen;
+
+/* ---- time and waiting (lib/futex.c) -------------------------------------- */
+
+uint64_t shoal__now_ns(void);      /* CLOCK_MONOTONIC */
+uint64_t shoal__realtime_ns(void); /* CLOCK_REALTIME */
+/* A deadline for a shoal timeout: 0 = try once, < 0 = forever (UINT64_MAX). */
+uint64_t shoal__deadline(int64_t timeout_ns);
+
+/*
+ * Sleep while *@addr == @val, until woken, until the absolute
+ * CLOCK_MONOTONIC @deadline_ns (UINT64_MAX: none), or a signal.
+ * Return: 0 when woken, -EAGAIN if *@addr != @val already, -ETIMEDOUT,
+ * -EINTR.
+ */
+int shoal__futex_wait(shoal__atomic_u32 *addr, uint32_t val, uint64_t deadline_ns);
+/* Wake up to @n sleepers on @addr (INT32_MAX: all). Returns how many. */
+int shoal__futex_wake(shoal__atomic_u32 *addr, int n);
+
+/* Fill @buf with random bytes (getrandom, falling back to time and pid). */
+void shoal__random(void *buf, size_t len);
+
+#endif /* SHOAL_INTERNAL_H */

@@ -1,0 +1,530 @@
+/*
+ * check_segment.c - named segments: creation rules, hostile input at open,
+ * and what other processes see.
+ */
+#include "internal.h"
+#include "testutil.h"
+
+#include <sys/mman.h>
+
+static struct shoal_segment *make(const char *name, size_t size)
+{
+	struct shoal_segment *s = NULL;
+
+	ck_assert_int_eq(shoal_segment_create(name, size, NULL, &s), 0);
+	ck_assert_ptr_nonnull(s);
+	return s;
+}
+
+START_TEST(create_open_roundtrip)
+{
+	const char *name = t_name("rt");
+	struct shoal_segment *a = make(name, 10000), *b = NULL;
+
+	ck_assert_uint_eq(shoal_segment_size(a), 10000);
+	ck_assert_str_eq(shoal_segment_name(a), name);
+	ck_assert_uint_eq((uintptr_t)shoal_segment_data(a) % 4096, 0);
+	ck_assert(!shoal_segment_is_readonly(a));
+	/* fallocate'd and fresh: zeroed. */
+	for (size_t i = 0; i < 10000; i++)
+		ck_assert_int_eq(((unsigned char *)shoal_segment_data(a))[i], 0);
+	memset(shoal_segment_data(a), 0x5a, 10000);
+
+	ck_assert_int_eq(shoal_segment_open(name, 0, &b), 0);
+	ck_assert_uint_eq(shoal_segment_size(b), 10000);
+	ck_assert_int_eq(((unsigned char *)shoal_segment_data(b))[9999], 0x5a);
+	((unsigned char *)shoal_segment_data(b))[0] = 1;
+	ck_assert_int_eq(((unsigned char *)shoal_segment_data(a))[0], 1);
+
+	ck_assert_int_eq(shoal_segment_close(b), 0);
+	ck_assert_int_eq(shoal_segment_close(a), 0);
+	ck_assert_int_eq(shoal_segment_close(NULL), 0);
+	ck_assert_int_eq(shoal_unlink(name), 0);
+}
+END_TEST
+
+START_TEST(no_temp_left_and_prefix)
+{
+	const char *name = t_name("pfx");
+	struct shoal_segment *s = make(name, 1);
+	struct stat st;
+
+	ck_assert_int_eq(stat(t_path(name), &st), 0);
+	ck_assert(S_ISREG(st.st_mode));
+	ck_assert_int_eq(shoal_segment_close(s), 0);
+	ck_assert_int_eq(shoal_unlink(name), 0);
+	ck_assert_int_eq(stat(t_path(name), &st), -1);
+}
+END_TEST
+
+START_TEST(bad_names)
+{
+	static const char *const bad[] = { "", "a/b", "/a", "..", "a..b", ".hidden", "a b",
+					   "tab\there", "nl\n", "del\x7f", "\x01", "h\xc3\xa9" };
+	char longest[SHOAL_NAME_MAX + 2];
+	struct shoal_segment *s = NULL;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_msg(shoal_segment_create(bad[i], 64, NULL, &s) == -EINVAL, "create %s", bad[i]);
+		ck_assert_msg(shoal_segment_open(bad[i], 0, &s) == -EINVAL, "open %s", bad[i]);
+		ck_assert_msg(shoal_unlink(bad[i]) == -EINVAL, "unlink %s", bad[i]);
+	}
+	ck_assert_int_eq(shoal_segment_create(NULL, 64, NULL, &s), -EINVAL);
+	ck_assert_int_eq(shoal_segment_open(NULL, 0, &s), -EINVAL);
+	ck_assert_int_eq(shoal_unlink(NULL), -EINVAL);
+
+	memset(longest, 'x', sizeof(longest));
+	longest[SHOAL_NAME_MAX + 1] = '\0';
+	ck_assert_int_eq(shoal_segment_create(longest, 64, NULL, &s), -EINVAL);
+	snprintf(longest, 12, "t.%d", (int)getpid() % 100000);
+	memset(longest + strlen(longest), 'y', SHOAL_NAME_MAX - strlen(longest));
+	longest[SHOAL_NAME_MAX] = '\0';
+	ck_assert_int_eq(shoal_segment_create(longest, 64, NULL, &s), 0);
+	ck_assert_int_eq(shoal_segment_close(s), 0);
+	ck_assert_int_eq(shoal_unlink(longest), 0);
+}
+END_TEST
+
+START_TEST(bad_sizes_and_args)
+{
+	struct shoal_segment *s = NULL;
+	struct shoal_opts o = { 0 };
+	const char *name = t_name("args");
+
+	ck_assert_int_eq(shoal_segment_create(name, 0, NULL, &s), -EINVAL);
+	ck_assert_int_eq(shoal_segment_create(name, SIZE_MAX, NULL, &s), -EOVERFLOW);
+	ck_assert_int_eq(shoal_segment_create(name, SIZE_MAX - 4096, NULL, &s), -EOVERFLOW);
+	ck_assert_int_eq(shoal_segment_create(name, 64, NULL, NULL), -EINVAL);
+	o.mode = 0666;
+	ck_assert_int_eq(shoal_segment_create(name, 64, &o, &s), -EINVAL);
+	o.mode = 0620;
+	ck_assert_int_eq(shoal_segment_create(name, 64, &o, &s), -EINVAL);
+	o.mode = 0400;
+	ck_assert_int_eq(shoal_segment_create(name, 64, &o, &s), -EINVAL);
+	o.mode = 01600;
+	ck_assert_int_eq(shoal_segment_create(name, 64, &o, &s), -EINVAL);
+	o.mode = 0;
+	o.flags = SHOAL_RDONLY;
+	ck_assert_int_eq(shoal_segment_create(name, 64, &o, &s), -EINVAL);
+	ck_assert_int_eq(shoal_segment_open(name, 0x100, &s), -EINVAL);
+	ck_assert_int_eq(shoal_segment_open(name, 0, NULL), -EINVAL);
+	ck_assert_ptr_null(s);
+	ck_assert_int_eq(access(t_path(name), F_OK), -1);
+}
+END_TEST
+
+START_TEST(exists_and_missing)
+{
+	const char *name = t_name("ex");
+	struct shoal_segment *s = make(name, 64), *t = NULL;
+
+	ck_assert_int_eq(shoal_segment_create(name, 64, NULL, &t), -EEXIST);
+	ck_assert_ptr_null(t);
+	ck_assert_int_eq(shoal_segment_close(s), 0);
+	ck_assert_int_eq(shoal_unlink(name), 0);
+	ck_assert_int_eq(shoal_segment_open(name, 0, &t), -ENOENT);
+	ck_assert_int_eq(shoal_unlink(name), -ENOENT);
+}
+END_TEST
+
+/* Two processes race to create one name: exactly one wins. */
+START_TEST(create_race_one_winner)
+{
+	const char *name = t_name("race");
+	pid_t kids[4];
+	int wins = 0;
+
+	for (int i = 0; i < 4; i++) {
+		kids[i] = fork();
+		ck_assert_int_ge(kids[i], 0);
+		if (kids[i] == 0) {
+			struct shoal_segment *s;
+			int rc = shoal_segment_create(name, 1 << 20, NULL, &s);
+
+			_exit(rc == 0 ? 0 : rc == -EEXIST ? 1 : 2);
+		}
+	}
+	for (int i = 0; i < 4; i++) {
+		int rc = t_wait(kids[i]);
+
+		ck_assert_int_le(rc, 1);
+		wins += rc == 0;
+	}
+	ck_assert_int_eq(wins, 1);
+	ck_assert_int_eq(shoal_unlink(name), 0);
+}
+END_TEST
+
+START_TEST(mode_default_and_umask)
+{
+	static const mode_t masks[] = { 0, 077, 022 };
+	struct shoal_opts o = { .mode = 0640 };
+	struct stat st;
+
+	for (size_t i = 0; i < 3; i++) {
+		const char *name = t_name("mode");
+		mode_t old = umask(masks[i]);
+		struct shoal_segment *s = make(name, 64);
+
+		umask(old);
+		ck_assert_int_eq(stat(t_path(name), &st), 0);
+		ck_assert_int_eq(st.st_mode & 07777, 0600);
+		shoal_segment_close(s);
+		shoal_unlink(name);
+
+		name = t_name("mode640");
+		old = umask(masks[i]);
+		ck_assert_int_eq(shoal_segment_create(name, 64, &o, &s), 0);
+		umask(old);
+		ck_assert_int_eq(stat(t_path(name), &st), 0);
+		ck_assert_int_eq(st.st_mode & 07777, 0640);
+		shoal_segment_close(s);
+		shoal_unlink(name);
+	}
+}
+END_TEST
+
+START_TEST(refuse_writable_by_others)
+{
+	const char *name = t_name("0666");
+	struct shoal_segment *s = make(name, 64), *t = NULL;
+
+	shoal_segment_close(s);
+	ck_assert_int_eq(chmod(t_path(name), 0666), 0);
+	ck_assert_int_eq(shoal_segment_open(name, 0, &t), -EACCES);
+	ck_assert_int_eq(chmod(t_path(name), 0620), 0);
+	ck_assert_int_eq(shoal_segment_open(name, SHOAL_RDONLY, &t), -EACCES);
+	ck_assert_int_eq(chmod(t_path(name), 0644), 0);
+	ck_assert_int_eq(shoal_segment_open(name, SHOAL_RDONLY, &t), 0);
+	shoal_segment_close(t);
+	ck_assert_ptr_nonnull(t);
+	shoal_unlink(name);
+}
+END_TEST
+
+START_TEST(refuse_other_owner)
+{
+	const char *name = t_name("owner");
+	struct shoal_segment *s = make(name, 64), *t = NULL;
+
+	shoal_segment_close(s);
+	if (geteuid() == 0) {
+		ck_assert_int_eq(chown(t_path(name), 1, (gid_t)-1), 0);
+		ck_assert_int_eq(shoal_segment_open(name, 0, &t), -EACCES);
+	} else {
+		/* Without root we cannot give a file away; refuse the mode bits
+		 * instead so the check still runs. */
+		ck_assert_int_eq(chmod(t_path(name), 0), 0);
+		ck_assert_int_eq(shoal_segment_open(name, 0, &t), -EACCES);
+	}
+	ck_assert_ptr_null(t);
+	shoal_unlink(name);
+}
+END_TEST
+
+/* A valid header to corrupt, taken from a real segment. */
+static void real_header(struct shoal__hdr *h, size_t data)
+{
+	const char *name = t_name("tmpl");
+	struct shoal_segment *s = make(name, data);
+
+	memcpy(h, (char *)shoal_segment_data(s) - SHOAL__DATA_ALIGN, sizeof(*h));
+	shoal_segment_close(s);
+	shoal_unlink(name);
+}
+
+static int open_planted(const struct shoal__hdr *h, size_t file_size)
+{
+	const char *name = t_name("bad");
+	char *buf = calloc(1, file_size ? file_size : 1);
+	struct shoal_segment *s = NULL;
+	int rc;
+
+	memcpy(buf, h, file_size < sizeof(*h) ? file_size : sizeof(*h));
+	t_plant(name, buf, file_size, 0600);
+	free(buf);
+	rc = shoal_segment_open(name, 0, &s);
+	if (rc == 0)
+		shoal_segment_close(s);
+	ck_assert_ptr_null(rc ? s : NULL);
+	shoal_unlink(name);
+	return rc;
+}
+
+START_TEST(hostile_headers)
+{
+	struct shoal__hdr good, h;
+	size_t fsize = SHOAL__DATA_ALIGN + 4096;
+
+	real_header(&good, 4096);
+	ck_assert_int_eq(open_planted(&good, fsize), 0);
+
+	h = good;
+	ck_assert_int_eq(open_planted(&h, 0), -EBADMSG);           /* empty */
+	ck_assert_int_eq(open_planted(&h, 50), -EBADMSG);          /* truncated header */
+	ck_assert_int_eq(open_planted(&h, 200), -EBADMSG);         /* header fits, data not */
+	memcpy(h.magic, "NOTSHOAL", 8);
+	ck_assert_int_eq(open_planted(&h, fsize), -EBADMSG);       /* wrong magic */
+	h = good;
+	h.version = 2;
+	ck_assert_int_eq(open_planted(&h, fsize), -EPROTO);        /* from the future */
+	h.version = 0;
+	ck_assert_int_eq(open_planted(&h, fsize), -EBADMSG);
+	h = good;
+	h.kind = SHOAL__KIND_QUEUE;
+	ck_assert_int_eq(open_planted(&h, fsize), -EPROTOTYPE);    /* another kind */
+	h.kind = 99;
+	ck_assert_int_eq(open_planted(&h, fsize), -EBADMSG);
+	h = good;
+	h.total_size = fsize * 2;
+	ck_assert_int_eq(open_planted(&h, fsize), -EBADMSG);       /* claims more than the file */
+	h = good;
+	h.data_size = UINT64_MAX - 10;
+	ck_assert_int_eq(open_planted(&h, fsize), -EBADMSG);       /* wraps around */
+	h = good;
+	h.data_off = 100;
+	ck_assert_int_eq(open_planted(&h, fsize), -EBADMSG);       /* misaligned, inside header */
+	h = good;
+	h.data_off = UINT64_MAX & ~(uint64_t)4095;
+	ck_assert_int_eq(open_planted(&h, fsize), -EBADMSG);
+	h = good;
+	h.kind_size = UINT64_MAX;
+	ck_assert_int_eq(open_planted(&h, fsize), -EBADMSG);
+	h = good;
+	h.kind_off = 0;
+	ck_assert_int_eq(open_planted(&h, fsize), -EBADMSG);
+	h = good;
+	h.generation = 0;
+	ck_assert_int_eq(open_planted(&h, fsize), -EBADMSG);
+}
+END_TEST
+
+START_TEST(random_bytes_never_crash)
+{
+	unsigned int seed = (unsigned int)getpid();
+
+	for (int i = 0; i < 200; i++) {
+		size_t len = (size_t)(rand_r(&seed) % 9000);
+		unsigned char *buf = malloc(len + 1);
+		const char *name = t_name("rnd");
+		struct shoal_segment *s = NULL;
+		int rc;
+
+		for (size_t j = 0; j < len; j++)
+			buf[j] = (unsigned char)rand_r(&seed);
+		if (i % 2 == 0 && len >= 8)
+			memcpy(buf, SHOAL__MAGIC, 8); /* get past the first check too */
+		t_plant(name, buf, len, 0600);
+		free(buf);
+		rc = shoal_segment_open(name, 0, &s);
+		ck_assert_msg(rc == -EBADMSG || rc == -EPROTO || rc == -EPROTOTYPE, "rc %d", rc);
+		shoal_unlink(name);
+	}
+}
+END_TEST
+
+START_TEST(not_regular_files)
+{
+	const char *name = t_name("dir");
+	struct shoal_segment *s = NULL;
+
+	ck_assert_int_eq(mkdir(t_path(name), 0700), 0);
+	ck_assert_int_eq(shoal_segment_open(name, 0, &s), -EBADMSG);
+	ck_assert_int_eq(rmdir(t_path(name)), 0);
+
+	name = t_name("fifo");
+	ck_assert_int_eq(mkfifo(t_path(name), 0600), 0);
+	ck_assert_int_eq(shoal_segment_open(name, 0, &s), -EBADMSG);
+	ck_assert_int_eq(shoal_segment_open(name, SHOAL_RDONLY, &s), -EBADMSG);
+	ck_assert_int_eq(unlink(t_path(name)), 0);
+
+	name = t_name("link");
+	ck_assert_int_eq(symlink("/etc/passwd", t_path(name)), 0);
+	ck_assert_int_eq(shoal_segment_open(name, SHOAL_RDONLY, &s), -EBADMSG);
+	ck_assert_int_eq(unlink(t_path(name)), 0);
+	ck_assert_ptr_null(s);
+}
+END_TEST
+
+START_TEST(create_does_not_follow_or_clobber)
+{
+	const char *name = t_name("clobber");
+	struct shoal_segment *s = NULL;
+	char target[] = "/tmp/shoal-target-XXXXXX";
+	int fd = mkstemp(target);
+	struct stat st;
+
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_int_eq(symlink(target, t_path(name)), 0);
+	ck_assert_int_eq(shoal_segment_create(name, 4096, NULL, &s), -EEXIST);
+	ck_assert_int_eq(stat(target, &st), 0);
+	ck_assert_int_eq(st.st_size, 0);
+	unlink(t_path(name));
+	unlink(target);
+}
+END_TEST
+
+START_TEST(enospc_at_create)
+{
+	struct shoal_segment *s = NULL;
+	const char *name = t_name("huge");
+
+	/* Larger than the whole tmpfs: refused at create, nothing left. */
+	ck_assert_int_eq(shoal_segment_create(name, (size_t)1 << 42, NULL, &s), -ENOSPC);
+	ck_assert_ptr_null(s);
+	ck_assert_int_eq(access(t_path(name), F_OK), -1);
+}
+END_TEST
+
+START_TEST(forked_child_sees_writes)
+{
+	const char *name = t_name("fork");
+	struct shoal_segment *s = make(name, 1 << 20);
+	unsigned char *p = shoal_segment_data(s);
+	pid_t pid;
+
+	for (size_t i = 0; i < (1 << 20); i++)
+		p[i] = (unsigned char)(i * 7);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_segment *c;
+		unsigned char *q;
+
+		if (shoal_segment_open(name, 0, &c) != 0)
+			_exit(2);
+		q = shoal_segment_data(c);
+		for (size_t i = 0; i < (1 << 20); i++)
+			if (q[i] != (unsigned char)(i * 7))
+				_exit(3);
+		q[12345] = 0xee; /* back the other way */
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	ck_assert_int_eq(p[12345], 0xee);
+	shoal_segment_close(s);
+	shoal_unlink(name);
+}
+END_TEST
+
+START_TEST(exec_process_sees_writes)
+{
+	const char *name = t_name("exec");
+	struct shoal_segment *s = make(name, 4096);
+	char reader[512];
+	pid_t pid;
+
+	memcpy(shoal_segment_data(s), "written by the parent", 22);
+	snprintf(reader, sizeof(reader), "%s/tests/seg_reader",
+		 getenv("SHOAL_TEST_BUILDDIR") ? getenv("SHOAL_TEST_BUILDDIR") : ".");
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		execl(reader, reader, name, "written by the parent", (char *)NULL);
+		_exit(127);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	shoal_segment_close(s);
+	shoal_unlink(name);
+}
+END_TEST
+
+START_TEST(readonly_open_cannot_write)
+{
+	const char *name = t_name("ro");
+	struct shoal_segment *s = make(name, 4096), *r = NULL;
+	pid_t pid;
+
+	((char *)shoal_segment_data(s))[0] = 'w';
+	ck_assert_int_eq(shoal_segment_open(name, SHOAL_RDONLY, &r), 0);
+	ck_assert(shoal_segment_is_readonly(r));
+	ck_assert_int_eq(((char *)shoal_segment_data(r))[0], 'w');
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		((volatile char *)shoal_segment_data(r))[0] = 'x';
+		_exit(0); /* not reached: the write faults */
+	}
+	ck_assert_int_eq(t_wait(pid), 128 + SIGSEGV);
+	ck_assert_int_eq(((char *)shoal_segment_data(s))[0], 'w');
+	shoal_segment_close(r);
+	shoal_segment_close(s);
+	shoal_unlink(name);
+}
+END_TEST
+
+START_TEST(prefault_maps_pages_in)
+{
+	const char *name = t_name("pf");
+	struct shoal_opts o = { .flags = SHOAL_PREFAULT };
+	struct shoal_segment *s = NULL, *t = NULL;
+	unsigned char vec[16];
+
+	ck_assert_int_eq(shoal_segment_create(name, 16 * 4096, &o, &s), 0);
+	ck_assert_int_eq(mincore(shoal_segment_data(s), 16 * 4096, vec), 0);
+	for (int i = 0; i < 16; i++)
+		ck_assert_int_eq(vec[i] & 1, 1);
+	ck_assert_int_eq(shoal_segment_open(name, SHOAL_PREFAULT | SHOAL_RDONLY, &t), 0);
+	ck_assert_int_eq(mincore(shoal_segment_data(t), 16 * 4096, vec), 0);
+	for (int i = 0; i < 16; i++)
+		ck_assert_int_eq(vec[i] & 1, 1);
+	shoal_segment_close(t);
+	shoal_segment_close(s);
+	shoal_unlink(name);
+}
+END_TEST
+
+START_TEST(strerror_and_version)
+{
+	static const int codes[] = { EBADMSG, EPROTO, EPROTOTYPE, SHOAL_EWORKERLOST, SHOAL_EPOISONED };
+
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		const char *a = shoal_strerror(-codes[i]);
+
+		ck_assert_ptr_nonnull(a);
+		ck_assert_str_eq(a, shoal_strerror(codes[i]));
+		for (size_t j = 0; j < i; j++)
+			ck_assert_str_ne(a, shoal_strerror(-codes[j]));
+	}
+	ck_assert_str_eq(shoal_strerror(0), "success");
+	ck_assert_str_eq(shoal_strerror(-ENOENT), strerror(ENOENT));
+	ck_assert_str_eq(shoal_strerror(-(SHOAL_ERRBASE + 999)), "unknown shoal error");
+	ck_assert_ptr_nonnull(shoal_strerror(-4000));
+	ck_assert_str_eq(shoal_version(), SHOAL_VERSION_STRING);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("segment");
+	TCase *tc = tcase_create("segment");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, create_open_roundtrip);
+	tcase_add_test(tc, no_temp_left_and_prefix);
+	tcase_add_test(tc, bad_names);
+	tcase_add_test(tc, bad_sizes_and_args);
+	tcase_add_test(tc, exists_and_missing);
+	tcase_add_test(tc, create_race_one_winner);
+	tcase_add_test(tc, mode_default_and_umask);
+	tcase_add_test(tc, refuse_writable_by_others);
+	tcase_add_test(tc, refuse_other_owner);
+	tcase_add_test(tc, hostile_headers);
+	tcase_add_test(tc, random_bytes_never_crash);
+	tcase_add_test(tc, not_regular_files);
+	tcase_add_test(tc, create_does_not_follow_or_clobber);
+	tcase_add_test(tc, enospc_at_create);
+	tcase_add_test(tc, forked_child_sees_writes);
+	tcase_add_test(tc, exec_process_sees_writes);
+	tcase_add_test(tc, readonly_open_cannot_write);
+	tcase_add_test(tc, prefault_maps_pages_in);
+	tcase_add_test(tc, strerror_and_version);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return t_run(suite());
+}

@@ -1,0 +1,82 @@
+/*
+ * testutil.h - what the Check programs share: unique object names, forking
+ * children that report through their exit status, and a way to plant raw
+ * files in /dev/shm for the hostile-input tests.
+ */
+#ifndef SHOAL_TESTUTIL_H
+#define SHOAL_TESTUTIL_H
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shoal.h"
+
+/* A name no other test (or run) uses: "t.<pid>.<n>.<tag>". */
+static inline const char *t_name(const char *tag)
+{
+	static char buf[8][96];
+	static unsigned n;
+	char *b = buf[n % 8];
+
+	snprintf(b, sizeof(buf[0]), "t.%d.%u.%s", (int)getpid(), n, tag);
+	n++;
+	return b;
+}
+
+/* The /dev/shm path of a shoal name. */
+static inline const char *t_path(const char *name)
+{
+	static char buf[4][320];
+	static unsigned n;
+	char *b = buf[n++ % 4];
+
+	snprintf(b, sizeof(buf[0]), "/dev/shm/" SHOAL_PREFIX "%s", name);
+	return b;
+}
+
+/* Write @len bytes as the whole content of the object file for @name. */
+static inline void t_plant(const char *name, const void *data, size_t len, mode_t mode)
+{
+	int fd = open(t_path(name), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fchmod(fd, mode), 0);
+	if (len)
+		ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
+	close(fd);
+}
+
+/* Wait for @pid; return its exit code, or 128 + signal. */
+static inline int t_wait(pid_t pid)
+{
+	int st;
+
+	while (waitpid(pid, &st, 0) < 0)
+		ck_assert_int_eq(errno, EINTR);
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	return 128 + WTERMSIG(st);
+}
+
+/* Run the Check suite in fork mode and exit with its verdict. */
+static inline int t_run(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+#endif /* SHOAL_TESTUTIL_H */
