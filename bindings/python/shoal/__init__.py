@@ -7,3 +7,19 @@ from ._lib import VERSION as __version__, ShoalError, strerror
 from .segment import Segment, unlink
 
 __all__ = ["ShoalError", "Segment", "strerror", "unlink"]
+
+# ---- queue
+
+# ---- end queue
+
+# ---- array
+
+# ---- end array
+
+# ---- memstat
+
+# ---- end memstat
+
+# ---- pool
+
+# ---- end pool
