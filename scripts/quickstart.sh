@@ -54,9 +54,40 @@ if [ "$mode" = demo ]; then
 	exec "$top/_build/release/examples/demo"
 fi
 
-echo "== test suite (release build)"
-make -C _build/release -s check
-echo "== test suite (ASan + UBSan build)"
+# Check and pytest write their counts into the test logs; add them up so the
+# run ends on one line that says how many test cases ran.
+passed=0
+failed=0
+count() { # count BUILD-DIR
+	for f in "$1"/tests/*.log "$1"/tests/python/*.log; do
+		[ -f "$f" ] || continue
+		# Check: "100%: Checks: 19, Failures: 0, Errors: 0"
+		c=$(sed -n 's/.*Checks: \([0-9]*\), Failures: \([0-9]*\), Errors: \([0-9]*\).*/\1 \2 \3/p' "$f" | tail -n 1)
+		if [ -n "$c" ]; then
+			set -- $c
+			passed=$((passed + $1 - $2 - $3))
+			failed=$((failed + $2 + $3))
+		fi
+		# pytest: "15 passed, 1 failed in 3.2s"
+		p=$(grep -E '^[0-9]+ (passed|failed)|^=+ [0-9]+ (passed|failed)' "$f" | tail -n 1)
+		if [ -n "$p" ]; then
+			n=$(echo "$p" | sed -n 's/.*\b\([0-9][0-9]*\) passed.*/\1/p')
+			m=$(echo "$p" | sed -n 's/.*\b\([0-9][0-9]*\) failed.*/\1/p')
+			passed=$((passed + ${n:-0}))
+			failed=$((failed + ${m:-0}))
+		fi
+	done
+}
+suite() { # suite NAME BUILD-DIR
+	echo "== test suite ($1)"
+	rc=0
+	make -C "$2" -s check || rc=$?
+	count "$2"
+	return $rc
+}
+status=0
+suite "release build" _build/release || status=1
 build asan --enable-sanitizers
-make -C _build/asan -s check
-echo "quickstart: all tests passed"
+suite "ASan + UBSan build" _build/asan || status=1
+echo "tests: $passed passed, $failed failed"
+exit $status
