@@ -168,10 +168,12 @@ struct shoal_segment;
  * under a private name and published by an atomic rename, so no opener ever
  * sees it half made. Thread-safe.
  *
- * Return: 0; -EINVAL for a bad name, size 0, NULL @out, or a mode with group
- * or world write bits; -EOVERFLOW if @size plus the header overflows; -EEXIST
- * if the name is taken; -ENOSPC if /dev/shm has no room; -ENOMEM; -EMFILE,
- * -ENFILE; -EACCES if /dev/shm refuses us.
+ * Return: 0; -EINVAL for a bad name, size 0, NULL @out, unknown flags, or a
+ * mode with group or world write bits or without owner read and write;
+ * -EOVERFLOW if @size plus the header overflows; -EEXIST if the name is
+ * taken; -ENOSPC if /dev/shm has no room; -ENOMEM if the mapping cannot be
+ * made; -EMFILE, -ENFILE; -EACCES if /dev/shm refuses us; -EIO if /proc
+ * cannot tell who we are.
  */
 SHOAL_API int shoal_segment_create(const char *name, size_t size, const struct shoal_opts *opts,
 				   struct shoal_segment **out);
@@ -202,7 +204,7 @@ SHOAL_API int shoal_segment_open(const char *name, unsigned int flags, struct sh
  * The object itself stays until shoal_unlink(). Pointers into the data are
  * invalid afterwards. Not to be called concurrently with other uses of @s.
  *
- * Return: 0, or -EINVAL if munmap failed (the handle is freed anyway).
+ * Return: 0 (it cannot fail; the int is for symmetry with the other kinds).
  */
 SHOAL_API int shoal_segment_close(struct shoal_segment *s);
 

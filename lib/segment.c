@@ -322,14 +322,9 @@ SHOAL_API int shoal_segment_open(const char *name, unsigned int flags, struct sh
 
 SHOAL_API int shoal_segment_close(struct shoal_segment *s)
 {
-	int rc = 0;
-
-	if (!s)
-		return 0;
-	if (s->base && munmap(s->base, s->map_size) != 0)
-		rc = -EINVAL;
-	free(s);
-	return rc;
+	if (s)
+		segment_free(s); /* munmap of our own whole mapping cannot fail */
+	return 0;
 }
 
 SHOAL_API void *shoal_segment_data(const struct shoal_segment *s)

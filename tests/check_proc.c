@@ -5,6 +5,8 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <sys/mount.h>
 
 START_TEST(self_is_alive)
 {
@@ -151,6 +153,48 @@ START_TEST(leader_exited_threads_alive)
 }
 END_TEST
 
+/* /proc that cannot be read or parsed: -EIO, never a guess. Needs a mount
+ * namespace of our own, so root (CI runs as root). */
+START_TEST(unreadable_proc_is_eio)
+{
+	pid_t pid;
+
+	ck_assert_msg(geteuid() == 0, "this test needs root for a private /proc");
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_proc p;
+		struct shoal_segment *s = NULL;
+		char path[64];
+		FILE *f;
+
+		if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+		    mount("tmpfs", "/proc", "tmpfs", 0, NULL) != 0)
+			_exit(10);
+		snprintf(path, sizeof(path), "/proc/%d", (int)getpid());
+		mkdir(path, 0755);
+		mkdir("/proc/4242", 0755);
+		f = fopen("/proc/4242/stat", "w");
+		fputs("4242 (x) R not numbers at all", f);
+		fclose(f);
+		if (shoal_proc_get(4242, &p) != -EIO)
+			_exit(1);
+		f = fopen("/proc/4242/stat", "w");
+		fputs("4242 no parenthesis", f);
+		fclose(f);
+		if (shoal_proc_get(4242, &p) != -EIO)
+			_exit(2);
+		/* Our own stat file is missing: we cannot say who we are. */
+		if (shoal_proc_self(&p) != -EIO)
+			_exit(3);
+		if (shoal_segment_create("never", 64, NULL, &s) != -EIO || s)
+			_exit(4);
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("proc");
@@ -164,6 +208,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, no_such_pid);
 	tcase_add_test(tc, fork_renews_self);
 	tcase_add_test(tc, leader_exited_threads_alive);
+	tcase_add_test(tc, unreadable_proc_is_eio);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -6,6 +6,7 @@
 #include "testutil.h"
 
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 static struct shoal_segment *make(const char *name, size_t size)
 {
@@ -496,6 +497,45 @@ START_TEST(strerror_and_version)
 }
 END_TEST
 
+/* Resource limits hit inside create and open: an error, and nothing left. */
+START_TEST(out_of_memory_and_fds)
+{
+	const char *name = t_name("rlim");
+	struct shoal_segment *s = make(name, 4096);
+	pid_t pid;
+
+	shoal_segment_close(s);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct rlimit as = { 64u << 20, 64u << 20 }, nofile = { 3, 3 };
+		const char *big = t_name("rlim-big");
+		struct shoal_segment *t = NULL;
+		char tmp[128];
+		int rc;
+
+		/* The child's own address space is capped; /dev/shm is not. */
+		setrlimit(RLIMIT_AS, &as);
+		rc = shoal_segment_create(big, 256u << 20, NULL, &t);
+		if (rc != -ENOMEM || t || access(t_path(big), F_OK) == 0)
+			_exit(1);
+		/* No temporary file of ours left behind either. */
+		snprintf(tmp, sizeof(tmp), "ls /dev/shm | grep -q '^shoal\\.\\.tmp\\.%d\\.'", (int)getpid());
+		if (system(tmp) == 0)
+			_exit(2);
+		as.rlim_cur = as.rlim_max = RLIM_INFINITY;
+		setrlimit(RLIMIT_NOFILE, &nofile);
+		if (shoal_segment_open(name, 0, &t) != -EMFILE)
+			_exit(3);
+		if (shoal_segment_create(big, 4096, NULL, &t) != -EMFILE)
+			_exit(4);
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	shoal_unlink(name);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("segment");
@@ -521,6 +561,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, readonly_open_cannot_write);
 	tcase_add_test(tc, prefault_maps_pages_in);
 	tcase_add_test(tc, strerror_and_version);
+	tcase_add_test(tc, out_of_memory_and_fds);
 	suite_add_tcase(s, tc);
 	return s;
 }
