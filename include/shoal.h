@@ -510,6 +510,32 @@ SHOAL_API int shoal_array_holders(const struct shoal_array *a, struct shoal_arra
 SHOAL_API bool shoal_array_is_freed(const struct shoal_array *a);
 
 /**
+ * shoal_array_pin() - let the name itself hold a reference.
+ * @a: the array.
+ *
+ * The array then outlives every process until shoal_array_unpin(), as a
+ * named object that others open later by name (shoal.SharedMemory's
+ * create ... unlink). Pins are never reaped. Blocking (ledger lock).
+ * Thread-safe.
+ *
+ * Return: 0; -EINVAL for NULL or a SHOAL_ARRAY_NOREF struct; -ENOENT if the
+ * array has been freed; -EUSERS; -EOVERFLOW; -EDEADLK; SHOAL_EPOISONED.
+ */
+SHOAL_API int shoal_array_pin(struct shoal_array *a);
+
+/**
+ * shoal_array_unpin() - drop one pin; frees the array if it was the last
+ * reference.
+ * @a: the array (any struct mapping it, holding references or not, except
+ *     a SHOAL_ARRAY_NOREF one).
+ *
+ * Return: 0; 1 if this freed the array; -EINVAL for NULL or a
+ * SHOAL_ARRAY_NOREF struct; -ENOENT if the array holds no pin; -EDEADLK;
+ * SHOAL_EPOISONED.
+ */
+SHOAL_API int shoal_array_unpin(struct shoal_array *a);
+
+/**
  * shoal_reap() - take back what dead processes held; no daemon needed.
  *
  * Walks every array in /dev/shm (each opened as untrusted input; corrupt or

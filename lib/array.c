@@ -717,6 +717,16 @@ SHOAL_API int shoal_array_retain(struct shoal_array *a)
 	return rc;
 }
 
+SHOAL_API int shoal_array_pin(struct shoal_array *a)
+{
+	return shoal__array_hold(a, SHOAL__HOLDER_PIN_KEY);
+}
+
+SHOAL_API int shoal_array_unpin(struct shoal_array *a)
+{
+	return shoal__array_unhold(a, SHOAL__HOLDER_PIN_KEY);
+}
+
 /* Drop @n of the references @a holds (all if n is 0). */
 static int release_n(struct shoal_array *a, uint32_t n)
 {
