@@ -727,6 +727,42 @@ SHOAL_API int shoal_array_unpin(struct shoal_array *a)
 	return shoal__array_unhold(a, SHOAL__HOLDER_PIN_KEY);
 }
 
+/*
+ * A process letting go of an array also takes back what dead processes
+ * held on it, so the last live holder's release frees the array even when
+ * workers were killed (a terminated Pool) and nobody runs shoal_reap().
+ * Liveness is read outside the lock: dead is forever (a key is never
+ * reused), so a key seen dead may be dropped later under the lock.
+ */
+static int sweep_dead(struct shoal_array *a)
+{
+	uint64_t dead[16], k;
+	size_t n = 0;
+	bool freed;
+	int rc;
+
+	for (uint32_t i = 0; i < a->ledger_cap && n < 16; i++)
+		if (line_count(&a->hdr->ledger[i], &k) && !(k & SHOAL__HOLDER_NONPROC) &&
+		    !holder_alive(k))
+			dead[n++] = k;
+	if (n == 0)
+		return 0;
+	rc = ledger_lock(a, &freed);
+	if (rc)
+		return 0; /* shoal_reap() will do it */
+	for (size_t i = 0; i < n; i++) {
+		struct shoal__array_entry *e = line_find(a, dead[i]);
+
+		if (e)
+			line_set(e, dead[i], 0);
+	}
+	if (state_of(a) == SHOAL__ARRAY_ALIVE && ledger_total(a) == 0) {
+		set_freed(a);
+		freed = true;
+	}
+	return ledger_unlock(a, freed);
+}
+
 /* Drop @n of the references @a holds (all if n is 0). */
 static int release_n(struct shoal_array *a, uint32_t n)
 {
@@ -747,7 +783,11 @@ static int release_n(struct shoal_array *a, uint32_t n)
 	/* Reaped already (we were thought dead?) or not: ours are gone. */
 	a->refs -= n;
 	rc2 = ledger_unlock(a, freed);
-	return rc == -ENOENT ? 0 : rc ? rc : rc2;
+	if (rc == -ENOENT)
+		rc = 0;
+	if (!rc && !rc2 && shoal__array_count_of(a, a->holder) == 0)
+		rc2 = sweep_dead(a);
+	return rc ? rc : rc2;
 }
 
 SHOAL_API int shoal_array_release(struct shoal_array *a)

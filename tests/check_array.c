@@ -304,6 +304,7 @@ START_TEST(readonly_attach_cannot_write)
 	ck_assert_uint_eq(shoal_array_refcount(a), 2);
 	pid = fork();
 	if (pid == 0) {
+		signal(SIGSEGV, SIG_DFL); /* a sanitizer's handler would exit(1) */
 		((volatile int64_t *)shoal_array_data(b))[3] = 7;
 		_exit(0);
 	}
@@ -515,6 +516,31 @@ START_TEST(killed_holder_is_reaped)
 	shoal_array_close(a);
 	close(fds[0]);
 	close(fds[1]);
+}
+END_TEST
+
+/* The last live holder's release frees the array although a killed
+ * process still has a line: releasing sweeps the dead out first. */
+START_TEST(last_live_release_sweeps_the_dead)
+{
+	const char *name = t_name("sweep");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_FLOAT64, 2, shape34);
+	const char *h = handle_of(a);
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct shoal_array *b;
+
+		if (shoal_array_attach(h, 0, &b) || shoal_array_retain(b))
+			_exit(1);
+		raise(SIGKILL);
+	}
+	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+	ck_assert_uint_eq(shoal_array_refcount(a), 3);
+	ck_assert_int_eq(shoal_array_release(a), 1);
+	ck_assert(!exists(name));
+	ck_assert_uint_eq(shoal_array_refcount(a), 0);
+	shoal_array_close(a);
 }
 END_TEST
 
@@ -944,6 +970,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tp, 60);
 	tcase_add_test(tp, fork_inherits_no_reference);
 	tcase_add_test(tp, killed_holder_is_reaped);
+	tcase_add_test(tp, last_live_release_sweeps_the_dead);
 	tcase_add_test(tp, all_holders_dead_reap_frees);
 	tcase_add_test(tp, reap_removes_dead_creators_temp_files);
 	tcase_add_test(tp, killed_inside_attach);
