@@ -136,11 +136,20 @@ static uint32_t line_count(const struct shoal__array_entry *e, uint64_t *key)
 	return *key ? c : 0;
 }
 
+/* Lines that may be in use: the high-water mark, never past the cap. */
+static uint32_t lines(const struct shoal_array *a)
+{
+	uint32_t n = atomic_load_explicit(&a->hdr->used, memory_order_acquire); /* A3: pairs with R3 */
+
+	return n < a->ledger_cap ? n : a->ledger_cap;
+}
+
 static uint64_t ledger_total(const struct shoal_array *a)
 {
+	uint32_t n = lines(a);
 	uint64_t sum = 0, key;
 
-	for (uint32_t i = 0; i < a->ledger_cap; i++)
+	for (uint32_t i = 0; i < n; i++)
 		sum += line_count(&a->hdr->ledger[i], &key);
 	return sum;
 }
@@ -161,9 +170,10 @@ static void line_set(struct shoal__array_entry *e, uint64_t key, uint32_t count)
 
 static struct shoal__array_entry *line_find(struct shoal_array *a, uint64_t key)
 {
+	uint32_t n = lines(a);
 	uint64_t k;
 
-	for (uint32_t i = 0; i < a->ledger_cap; i++)
+	for (uint32_t i = 0; i < n; i++)
 		if (line_count(&a->hdr->ledger[i], &k) && k == key)
 			return &a->hdr->ledger[i];
 	return NULL;
@@ -176,11 +186,20 @@ static struct shoal__array_entry *line_free(struct shoal_array *a)
 	uint64_t k;
 
 	for (int pass = 0; pass < 2; pass++) {
-		for (uint32_t i = 0; i < a->ledger_cap; i++)
+		uint32_t n = lines(a);
+
+		for (uint32_t i = 0; i < n; i++)
 			if (!line_count(&a->hdr->ledger[i], &k))
 				return &a->hdr->ledger[i];
+		if (n < a->ledger_cap) {
+			/* R3: the mark covers the line before the line is
+			 * written; a death here leaves an unused line inside
+			 * the mark, which costs a scan step, nothing more. */
+			atomic_store_explicit(&a->hdr->used, n + 1, memory_order_release);
+			return &a->hdr->ledger[n];
+		}
 		/* Full: make room by dropping the lines of dead processes. */
-		for (uint32_t i = 0; i < a->ledger_cap; i++) {
+		for (uint32_t i = 0; i < n; i++) {
 			struct shoal__array_entry *e = &a->hdr->ledger[i];
 
 			if (line_count(e, &k) && !(k & SHOAL__HOLDER_NONPROC) && !holder_alive(k))
@@ -374,9 +393,10 @@ int shoal__array_transfer(struct shoal_array *a, uint64_t from, uint64_t to)
 
 uint32_t shoal__array_count_of(const struct shoal_array *a, uint64_t holder)
 {
+	uint32_t n = lines(a);
 	uint64_t k;
 
-	for (uint32_t i = 0; i < a->ledger_cap; i++) {
+	for (uint32_t i = 0; i < n; i++) {
 		uint32_t c = line_count(&a->hdr->ledger[i], &k);
 
 		if (c && k == holder)
@@ -628,6 +648,7 @@ static int create_named(const char *name, uint64_t dtype, uint64_t itemsize, uin
 	 * (publish is a rename, which orders these stores for openers). */
 	atomic_store_explicit(&h->ledger[0].key, self, memory_order_relaxed);
 	atomic_store_explicit(&h->ledger[0].count, 1, memory_order_relaxed);
+	atomic_store_explicit(&h->used, 1, memory_order_relaxed);
 
 	rc = array_check(a, s);
 	if (rc) {
@@ -737,11 +758,12 @@ SHOAL_API int shoal_array_unpin(struct shoal_array *a)
 static int sweep_dead(struct shoal_array *a)
 {
 	uint64_t dead[16], k;
+	uint32_t used = lines(a);
 	size_t n = 0;
 	bool freed;
 	int rc;
 
-	for (uint32_t i = 0; i < a->ledger_cap && n < 16; i++)
+	for (uint32_t i = 0; i < used && n < 16; i++)
 		if (line_count(&a->hdr->ledger[i], &k) && !(k & SHOAL__HOLDER_NONPROC) &&
 		    !holder_alive(k))
 			dead[n++] = k;
@@ -902,12 +924,14 @@ static bool holder_alive(uint64_t key)
 SHOAL_API int shoal_array_holders(const struct shoal_array *a, struct shoal_array_holder *out,
 				  size_t cap)
 {
+	uint32_t used;
 	int n = 0;
 	uint64_t k;
 
 	if (!a || (!out && cap))
 		return -EINVAL;
-	for (uint32_t i = 0; i < a->ledger_cap; i++) {
+	used = lines(a);
+	for (uint32_t i = 0; i < used; i++) {
 		uint32_t c = line_count(&a->hdr->ledger[i], &k);
 		struct shoal_proc p = { 0 };
 
@@ -996,7 +1020,7 @@ static int reap_array(const char *name)
 		shoal_segment_close(s);
 		return 0;
 	}
-	for (uint32_t i = 0; i < a.ledger_cap; i++) {
+	for (uint32_t i = 0, n = lines(&a); i < n; i++) {
 		struct shoal__array_entry *e = &a.hdr->ledger[i];
 		bool gone;
 

@@ -75,7 +75,9 @@ struct shoal__array_hdr {
 	pthread_mutex_t lock;                   /* robust, process-shared */
 	char lock_pad[64 - sizeof(pthread_mutex_t) % 64];
 	shoal__atomic_u32 state;                /* enum shoal__array_state */
-	uint32_t reserved2;
+	shoal__atomic_u32 used;                 /* lines at or past this were
+						   never used: scans stop here
+						   (a hint; clamped to the cap) */
 	shoal__atomic_u64 freer;                /* key of who set FREED: it unlinks */
 	uint64_t reserved3[6];
 	struct shoal__array_entry ledger[];
@@ -85,7 +87,9 @@ _Static_assert(offsetof(struct shoal__array_hdr, shape) == 24, "array layout is 
 _Static_assert(offsetof(struct shoal__array_hdr, strides) == 280, "array layout is ABI");
 _Static_assert(offsetof(struct shoal__array_hdr, ledger_cap) == 536, "array layout is ABI");
 _Static_assert(offsetof(struct shoal__array_hdr, lock) == 576, "array layout is ABI");
-_Static_assert(offsetof(struct shoal__array_hdr, state) % 64 == 0, "state on its own line");
+_Static_assert(offsetof(struct shoal__array_hdr, state) == 640, "array layout is ABI");
+_Static_assert(offsetof(struct shoal__array_hdr, used) == 644, "array layout is ABI");
+_Static_assert(offsetof(struct shoal__array_hdr, freer) == 648, "array layout is ABI");
 _Static_assert(offsetof(struct shoal__array_hdr, ledger) % 16 == 0, "ledger aligned");
 
 /* Lines per ledger: the kind header fills two pages with the common one. */

@@ -120,7 +120,7 @@ class Array:
     processes. Make one with ``zeros``, ``empty``, ``from_numpy``; reach an
     existing one with ``attach(handle)`` or by unpickling."""
 
-    def __init__(self, _ptr, _readonly=False):
+    def __init__(self, _ptr, _readonly=False, _handle_str=None):
         # Internal: use the class methods. _ptr carries one reference.
         self._map = _lib.Mapping(_ptr, _close)
         self._readonly = bool(_readonly)
@@ -134,10 +134,11 @@ class Array:
         self._shape = tuple(shp[i] for i in range(nd))
         self._nbytes = _nbytes(_ptr)
         self._data = _data(_ptr)
-        buf = ctypes.create_string_buffer(HANDLE_MAX)
-        _handle(_ptr, buf, HANDLE_MAX)
-        self._handle = buf.value.decode("ascii")
-        self._name = _aname(_ptr).decode("ascii")
+        if _handle_str is None:
+            buf = ctypes.create_string_buffer(HANDLE_MAX)
+            _handle(_ptr, buf, HANDLE_MAX)
+            _handle_str = buf.value.decode("ascii")
+        self._handle = _handle_str
 
     # ---- making and reaching arrays
 
@@ -197,7 +198,7 @@ class Array:
         out = _vp()
         flags = (RDONLY if readonly else 0) | (PREFAULT if prefault else 0)
         _attach(handle.encode("ascii", "surrogateescape"), flags, ctypes.byref(out))
-        return cls(out.value, readonly)
+        return cls(out.value, readonly, handle)
 
     @classmethod
     def open(cls, name, *, readonly=False):
@@ -209,7 +210,7 @@ class Array:
     # ---- what it is
 
     handle = property(lambda self: self._handle, doc="The handle: 'shoal:array:<name>@<gen>'.")
-    name = property(lambda self: self._name)
+    name = property(lambda self: self._handle[len("shoal:array:"):self._handle.rindex("@")])
     shape = property(lambda self: self._shape)
     ndim = property(lambda self: len(self._shape))
     nbytes = property(lambda self: self._nbytes)
