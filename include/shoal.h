@@ -453,6 +453,37 @@ SHOAL_API int shoal_array_release(struct shoal_array *a);
  */
 SHOAL_API int shoal_array_close(struct shoal_array *a);
 
+/**
+ * struct shoal_array_desc - everything about an array's data at once.
+ * @data: the first element, page aligned.
+ * @nbytes: bytes of data.
+ * @itemsize: bytes per element.
+ * @dtype: the enum shoal_dtype.
+ * @ndim: dimensions; @shape and @strides (bytes, C order) have @ndim used
+ *        entries.
+ * @readonly: the data is mapped PROT_READ.
+ */
+struct shoal_array_desc {
+	void *data;
+	size_t nbytes;
+	size_t itemsize;
+	int dtype;
+	int ndim;
+	size_t shape[SHOAL_ARRAY_MAXDIM];
+	ssize_t strides[SHOAL_ARRAY_MAXDIM];
+	bool readonly;
+};
+
+/**
+ * shoal_array_desc() - the descriptor of @a, in one call (for bindings).
+ * @a: the array.
+ *
+ * Wait-free.
+ *
+ * Return: a pointer valid until shoal_array_close(@a).
+ */
+SHOAL_API const struct shoal_array_desc *shoal_array_desc(const struct shoal_array *a);
+
 /* Accessors: wait-free, valid until shoal_array_close(). */
 /** shoal_array_data() - the first element; page aligned. */
 SHOAL_API void *shoal_array_data(const struct shoal_array *a);

@@ -441,13 +441,14 @@ static int array_check(struct shoal_array *a, struct shoal_segment *s)
 
 	a->seg = s;
 	a->hdr = s->kind_hdr;
-	a->dtype = (int)h.dtype;
-	a->itemsize = h.itemsize;
-	a->ndim = (int)h.ndim;
-	a->nbytes = nbytes;
+	a->d.data = s->data;
+	a->d.dtype = (int)h.dtype;
+	a->d.itemsize = h.itemsize;
+	a->d.ndim = (int)h.ndim;
+	a->d.nbytes = nbytes;
 	for (uint32_t i = 0; i < h.ndim; i++) {
-		a->shape[i] = h.shape[i];
-		a->strides[i] = (ssize_t)h.strides[i];
+		a->d.shape[i] = h.shape[i];
+		a->d.strides[i] = (ssize_t)h.strides[i];
 	}
 	a->ledger_cap = h.ledger_cap;
 	a->fork_gen = atomic_load_explicit(&shoal__fork_gen, memory_order_relaxed);
@@ -492,7 +493,7 @@ static int array_open(const char *name, uint64_t gen, uint64_t from, unsigned in
 		return -ENOENT;
 	}
 	a->noref = noref;
-	a->readonly = rdonly || noref;
+	a->d.readonly = rdonly || noref;
 	if (rdonly && !noref) {
 		size_t off = s->hdr.data_off;
 
@@ -836,39 +837,44 @@ SHOAL_API int shoal_array_close(struct shoal_array *a)
 
 /* ---- accessors ------------------------------------------------------- */
 
+SHOAL_API const struct shoal_array_desc *shoal_array_desc(const struct shoal_array *a)
+{
+	return &a->d;
+}
+
 SHOAL_API void *shoal_array_data(const struct shoal_array *a)
 {
-	return a->seg->data;
+	return a->d.data;
 }
 
 SHOAL_API int shoal_array_dtype(const struct shoal_array *a)
 {
-	return a->dtype;
+	return a->d.dtype;
 }
 
 SHOAL_API size_t shoal_array_itemsize(const struct shoal_array *a)
 {
-	return a->itemsize;
+	return a->d.itemsize;
 }
 
 SHOAL_API int shoal_array_ndim(const struct shoal_array *a)
 {
-	return a->ndim;
+	return a->d.ndim;
 }
 
 SHOAL_API const size_t *shoal_array_shape(const struct shoal_array *a)
 {
-	return a->shape;
+	return a->d.shape;
 }
 
 SHOAL_API const ssize_t *shoal_array_strides(const struct shoal_array *a)
 {
-	return a->strides;
+	return a->d.strides;
 }
 
 SHOAL_API size_t shoal_array_nbytes(const struct shoal_array *a)
 {
-	return a->nbytes;
+	return a->d.nbytes;
 }
 
 SHOAL_API const char *shoal_array_name(const struct shoal_array *a)
@@ -878,7 +884,7 @@ SHOAL_API const char *shoal_array_name(const struct shoal_array *a)
 
 SHOAL_API bool shoal_array_is_readonly(const struct shoal_array *a)
 {
-	return a->readonly;
+	return a->d.readonly;
 }
 
 SHOAL_API unsigned int shoal_array_refs(const struct shoal_array *a)

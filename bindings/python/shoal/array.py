@@ -46,6 +46,13 @@ _KIND = {("b", 1): BOOL, ("i", 1): INT8, ("i", 2): INT16, ("i", 4): INT32, ("i",
          ("f", 4): FLOAT32, ("f", 8): FLOAT64, ("c", 8): COMPLEX64, ("c", 16): COMPLEX128}
 
 
+class _Desc(ctypes.Structure):
+    _fields_ = [("data", _vp), ("nbytes", ctypes.c_size_t), ("itemsize", ctypes.c_size_t),
+                ("dtype", ctypes.c_int), ("ndim", ctypes.c_int),
+                ("shape", ctypes.c_size_t * MAXDIM), ("strides", ctypes.c_ssize_t * MAXDIM),
+                ("readonly", ctypes.c_bool)]
+
+
 class _Holder(ctypes.Structure):
     _fields_ = [("key", ctypes.c_uint64), ("pid", ctypes.c_int), ("count", ctypes.c_uint32),
                 ("alive", ctypes.c_bool)]
@@ -66,13 +73,9 @@ _unpin = declare("shoal_array_unpin", ctypes.c_int, _vp)
 # The closer runs from finalizers: it must not raise.
 _close = declare("shoal_array_close", ctypes.c_int, _vp, check=False)
 _handle = declare("shoal_array_handle", ctypes.c_int, _vp, ctypes.c_char_p, ctypes.c_size_t)
+_desc = declare("shoal_array_desc", ctypes.POINTER(_Desc), _vp, check=False)
 _data = declare("shoal_array_data", _vp, _vp, check=False)
-_dtype = declare("shoal_array_dtype", ctypes.c_int, _vp, check=False)
-_itemsize = declare("shoal_array_itemsize", ctypes.c_size_t, _vp, check=False)
-_ndim = declare("shoal_array_ndim", ctypes.c_int, _vp, check=False)
-_shape = declare("shoal_array_shape", _sizes, _vp, check=False)
 _nbytes = declare("shoal_array_nbytes", ctypes.c_size_t, _vp, check=False)
-_aname = declare("shoal_array_name", ctypes.c_char_p, _vp, check=False)
 _refcount = declare("shoal_array_refcount", ctypes.c_uint64, _vp, check=False)
 _is_freed = declare("shoal_array_is_freed", ctypes.c_bool, _vp, check=False)
 _holders = declare("shoal_array_holders", ctypes.c_int, _vp, ctypes.POINTER(_Holder),
@@ -127,13 +130,12 @@ class Array:
         self._pid = os.getpid()
         self._held = True
         self._lock = threading.Lock()
-        code = _dtype(_ptr)
-        self._dtype = _TYPESTR.get(code) or f"|V{_itemsize(_ptr)}"
-        nd = _ndim(_ptr)
-        shp = _shape(_ptr)
-        self._shape = tuple(shp[i] for i in range(nd))
-        self._nbytes = _nbytes(_ptr)
-        self._data = _data(_ptr)
+        d = _desc(_ptr).contents
+        self._dtype = _TYPESTR.get(d.dtype) or f"|V{d.itemsize}"
+        self._shape = tuple(d.shape[:d.ndim])
+        self._nbytes = d.nbytes
+        self._data = d.data
+        self._mv = None   # the memoryview numpy views are made from
         if _handle_str is None:
             buf = ctypes.create_string_buffer(HANDLE_MAX)
             _handle(_ptr, buf, HANDLE_MAX)
@@ -259,9 +261,10 @@ class Array:
         """A zero-copy numpy view (read-only for a read-only attach). It
         keeps the memory mapped for as long as it lives."""
         self._check()
-        np = _np()
-        mv = _lib.view(self._map, self._data, self._nbytes, self._readonly)
-        return np.frombuffer(mv, dtype=self._dtype).reshape(self._shape)
+        mv = self._mv
+        if mv is None:
+            mv = self._mv = _lib.view(self._map, self._data, self._nbytes, self._readonly)
+        return _np().ndarray(self._shape, self._dtype, mv)
 
     def __array__(self, dtype=None):
         v = self.numpy()
