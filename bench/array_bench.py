@@ -90,21 +90,25 @@ def handoff(size, reps, pickle_reps):
     sv = np.ndarray((n,), "float64", buffer=shm.buf)
     sv[:] = 1.0
     try:
-        # In blocks, the heavy peer last, so that freeing its copies does not
-        # land in another's timing.
-        for kind in ("shoal", "shm", "queue"):
-            for i in range(1 + (pickle_reps if kind == "queue" else reps)):
-                parent.send((kind, None))
-                t0 = now()
-                if kind == "shoal":
-                    parent.send(a)
-                elif kind == "queue":
-                    q.put(x)
-                else:
-                    parent.send((shm.name, (n,), "float64"))
-                t1 = parent.recv()
-                if i > 0:     # the first is a warm-up
-                    res[kind].append(t1 - t0)
+        # shoal and shared_memory alternate, so drifts in the machine's load
+        # touch both alike; the heavy pickle peer runs last, so that freeing
+        # its copies does not land in another's timing. The first of each
+        # is a warm-up.
+        order = ["shoal", "shm"] * (reps + 1) + ["queue"] * (pickle_reps + 1)
+        seen = set()
+        for kind in order:
+            parent.send((kind, None))
+            t0 = now()
+            if kind == "shoal":
+                parent.send(a)
+            elif kind == "queue":
+                q.put(x)
+            else:
+                parent.send((shm.name, (n,), "float64"))
+            t1 = parent.recv()
+            if kind in seen:
+                res[kind].append(t1 - t0)
+            seen.add(kind)
         parent.send(("stop", None))
         w.join(60)
     finally:
@@ -217,7 +221,7 @@ def pool_map_pss(size):
 
 def main():
     quick = "--quick" in sys.argv
-    reps = 30 if not quick else 5
+    reps = 100 if not quick else 5
     handoff(1 * MiB, reps, reps)
     handoff(256 * MiB, reps, 5 if not quick else 1)
     handoff(1024 * MiB, reps, 3 if not quick else 1)
