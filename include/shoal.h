@@ -359,7 +359,8 @@ SHOAL_API const char *shoal_dtype_name(int dtype);
  * Return: 0; -EINVAL for an unknown dtype, a bad itemsize, @ndim out of
  * range, NULL @shape or @out, or a bad name or mode; -EOVERFLOW if the
  * element count or byte size overflows; -EEXIST if @name is taken; -ENOSPC
- * if /dev/shm has no room; -ENOMEM; -EMFILE, -ENFILE; -EACCES.
+ * if /dev/shm has no room; -ENOMEM; -EMFILE, -ENFILE; -EACCES; -EIO if
+ * /proc could not tell the caller's identity.
  */
 SHOAL_API int shoal_array_create(const char *name, int dtype, size_t itemsize, int ndim,
 				 const size_t *shape, const struct shoal_opts *opts,
@@ -396,7 +397,8 @@ SHOAL_API int shoal_array_handle(const struct shoal_array *a, char *buf, size_t 
  * another kind of object; -EACCES; -EUSERS if its ledger is full of live
  * holders; -EOVERFLOW if this process's count would overflow; -EDEADLK if
  * the ledger lock could not be taken in 10 s (a holder is stopped inside
- * it); SHOAL_EPOISONED; -ENOMEM; -EMFILE, -ENFILE.
+ * it); SHOAL_EPOISONED; -ENOMEM; -EMFILE, -ENFILE; -EIO if /proc could not
+ * tell the caller's identity.
  */
 SHOAL_API int shoal_array_attach(const char *handle, unsigned int flags, struct shoal_array **out);
 
@@ -422,7 +424,8 @@ SHOAL_API int shoal_array_open(const char *name, unsigned int flags, struct shoa
  * its own. Blocking (ledger lock). Thread-safe.
  *
  * Return: 0; -EINVAL for NULL or a SHOAL_ARRAY_NOREF struct; -ENOENT if the
- * array has been freed; -EUSERS; -EOVERFLOW; -EDEADLK; SHOAL_EPOISONED.
+ * array has been freed; -EUSERS; -EOVERFLOW; -EDEADLK; SHOAL_EPOISONED;
+ * -EIO if /proc could not tell the caller's identity.
  */
 SHOAL_API int shoal_array_retain(struct shoal_array *a);
 

@@ -678,6 +678,43 @@ static void die_in_last_release(int point)
 	}
 }
 
+/* The child already holds one and is killed inside a retain: its line
+ * reads 1 or 2, never anything else, and reap drops it whole. */
+static void die_in_retain(int point)
+{
+	const char *name = t_name("die_ret");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34);
+	const char *h = handle_of(a);
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct shoal_array *b;
+
+		if (shoal_array_attach(h, 0, &b))
+			_exit(1);
+		kill_at = point;
+		shoal__array_hook = kill_hook;
+		shoal_array_retain(b);
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+	ck_assert_uint_ge(shoal_array_refcount(a), 2);
+	ck_assert_uint_le(shoal_array_refcount(a), 3);
+	ck_assert_int_eq(shoal_array_holders(a, NULL, 0), 2);
+	ck_assert_int_ge(shoal_reap(), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	ck_assert(!exists(name));
+}
+
+START_TEST(killed_inside_retain)
+{
+	die_in_retain(SHOAL__HOOK_LOCKED);
+	die_in_retain(SHOAL__HOOK_COUNT_WRITTEN);
+	die_in_retain(SHOAL__HOOK_UNLOCKED);
+}
+END_TEST
+
 START_TEST(killed_inside_attach)
 {
 	die_in_attach(SHOAL__HOOK_LOCKED);
@@ -974,6 +1011,7 @@ static Suite *suite(void)
 	tcase_add_test(tp, all_holders_dead_reap_frees);
 	tcase_add_test(tp, reap_removes_dead_creators_temp_files);
 	tcase_add_test(tp, killed_inside_attach);
+	tcase_add_test(tp, killed_inside_retain);
 	tcase_add_loop_test(tp, killed_inside_release, 0, 4);
 	tcase_add_test(tp, next_locker_repairs);
 	tcase_add_test(tp, concurrent_holders_some_killed);
