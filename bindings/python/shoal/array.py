@@ -83,6 +83,14 @@ _holders = declare("shoal_array_holders", ctypes.c_int, _vp, ctypes.POINTER(_Hol
 _reap = declare("shoal_reap", ctypes.c_int)
 
 
+# This process's pid, renewed in a forked child without a system call per
+# Array: an Array remembers the pid that holds its reference.
+_pid = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
+# Guards release() against two threads releasing one Array at once.
+_release_lock = threading.Lock()
+
+
 def reap():
     """shoal_reap(): drop the references of processes that died, free the
     arrays nobody holds any more, remove dead creators' temporary files.
@@ -126,10 +134,9 @@ class Array:
     def __init__(self, _ptr, _readonly=False, _handle_str=None):
         # Internal: use the class methods. _ptr carries one reference.
         self._map = _lib.Mapping(_ptr, _close)
-        self._readonly = bool(_readonly)
-        self._pid = os.getpid()
+        self._readonly = _readonly
+        self._pid = _pid[0]
         self._held = True
-        self._lock = threading.Lock()
         d = _desc(_ptr).contents
         self._dtype = _TYPESTR.get(d.dtype) or f"|V{d.itemsize}"
         self._shape = tuple(d.shape[:d.ndim])
@@ -200,14 +207,14 @@ class Array:
         out = _vp()
         flags = (RDONLY if readonly else 0) | (PREFAULT if prefault else 0)
         _attach(handle.encode("ascii", "surrogateescape"), flags, ctypes.byref(out))
-        return cls(out.value, readonly, handle)
+        return cls(out.value, bool(readonly), handle)
 
     @classmethod
     def open(cls, name, *, readonly=False):
         """Attach the array named ``name``, whatever its generation."""
         out = _vp()
         _open(_name(name), RDONLY if readonly else 0, ctypes.byref(out))
-        return cls(out.value, readonly)
+        return cls(out.value, bool(readonly))
 
     # ---- what it is
 
@@ -237,7 +244,7 @@ class Array:
     @property
     def inherited(self):
         """True in a forked child: readable, but holding no reference."""
-        return os.getpid() != self._pid
+        return _pid[0] != self._pid
 
     @property
     def refcount(self):
@@ -288,8 +295,8 @@ class Array:
     def release(self):
         """Drop this object's reference (idempotent). The array is freed
         when nobody holds it; views made earlier stay valid."""
-        with self._lock:
-            if self._held and os.getpid() == self._pid:
+        with _release_lock:
+            if self._held and _pid[0] == self._pid:
                 self._held = False
                 _release(self._map.ptr)
             self._held = False
