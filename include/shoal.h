@@ -487,26 +487,104 @@ struct shoal_array_desc {
  */
 SHOAL_API const struct shoal_array_desc *shoal_array_desc(const struct shoal_array *a);
 
-/* Accessors: wait-free, valid until shoal_array_close(). */
-/** shoal_array_data() - the first element; page aligned. */
+/**
+ * shoal_array_data() - the first element of @a's data.
+ * @a: the array.
+ *
+ * Wait-free; any thread.
+ *
+ * Return: the address, page aligned; valid until shoal_array_close(@a).
+ */
 SHOAL_API void *shoal_array_data(const struct shoal_array *a);
-/** shoal_array_dtype() - the enum shoal_dtype. */
+
+/**
+ * shoal_array_dtype() - @a's element type.
+ * @a: the array.
+ *
+ * Wait-free; any thread.
+ *
+ * Return: an enum shoal_dtype.
+ */
 SHOAL_API int shoal_array_dtype(const struct shoal_array *a);
-/** shoal_array_itemsize() - bytes per element. */
+
+/**
+ * shoal_array_itemsize() - bytes per element of @a.
+ * @a: the array.
+ *
+ * Wait-free; any thread.
+ *
+ * Return: the itemsize.
+ */
 SHOAL_API size_t shoal_array_itemsize(const struct shoal_array *a);
-/** shoal_array_ndim() - number of dimensions. */
+
+/**
+ * shoal_array_ndim() - @a's number of dimensions.
+ * @a: the array.
+ *
+ * Wait-free; any thread.
+ *
+ * Return: 1..SHOAL_ARRAY_MAXDIM.
+ */
 SHOAL_API int shoal_array_ndim(const struct shoal_array *a);
-/** shoal_array_shape() - @ndim extents. */
+
+/**
+ * shoal_array_shape() - @a's extents.
+ * @a: the array.
+ *
+ * Wait-free; any thread.
+ *
+ * Return: an array of shoal_array_ndim() extents; valid until shoal_array_close(@a).
+ */
 SHOAL_API const size_t *shoal_array_shape(const struct shoal_array *a);
-/** shoal_array_strides() - @ndim strides in bytes (C order). */
+
+/**
+ * shoal_array_strides() - @a's strides in bytes, C order.
+ * @a: the array.
+ *
+ * Wait-free; any thread.
+ *
+ * Return: an array of shoal_array_ndim() strides; valid until shoal_array_close(@a).
+ */
 SHOAL_API const ssize_t *shoal_array_strides(const struct shoal_array *a);
-/** shoal_array_nbytes() - bytes of data. */
+
+/**
+ * shoal_array_nbytes() - bytes of @a's data.
+ * @a: the array.
+ *
+ * Wait-free; any thread.
+ *
+ * Return: the size.
+ */
 SHOAL_API size_t shoal_array_nbytes(const struct shoal_array *a);
-/** shoal_array_name() - the object's name. */
+
+/**
+ * shoal_array_name() - the object's name (no "shoal." prefix).
+ * @a: the array.
+ *
+ * Wait-free; any thread.
+ *
+ * Return: the name; valid until shoal_array_close(@a).
+ */
 SHOAL_API const char *shoal_array_name(const struct shoal_array *a);
-/** shoal_array_is_readonly() - whether the data is mapped PROT_READ. */
+
+/**
+ * shoal_array_is_readonly() - whether @a's data is mapped PROT_READ.
+ * @a: the array.
+ *
+ * Wait-free; any thread.
+ *
+ * Return: true for a SHOAL_RDONLY attach or an inspection.
+ */
 SHOAL_API bool shoal_array_is_readonly(const struct shoal_array *a);
-/** shoal_array_refs() - references this struct holds (this process's). */
+
+/**
+ * shoal_array_refs() - references this struct holds for this process.
+ * @a: the array.
+ *
+ * Wait-free; any thread.
+ *
+ * Return: the count (0 in a forked child until it retains).
+ */
 SHOAL_API unsigned int shoal_array_refs(const struct shoal_array *a);
 
 /**
