@@ -923,14 +923,30 @@ SHOAL_API int shoal_array_handle(const struct shoal_array *a, char *buf, size_t 
 	return (int)len;
 }
 
+/*
+ * Whether a holder may still use its references. Only a certain death
+ * counts: the pid is gone or a zombie (-ESRCH), or it now belongs to a
+ * process with another start time. When /proc cannot be read (-EIO: out of
+ * file descriptors, say) the holder is taken to be alive: dropping a live
+ * holder's references would free an array under it, keeping a dead one's
+ * only delays a free until the next sweep.
+ */
 static bool holder_alive(uint64_t key)
 {
-	struct shoal_proc p;
+	struct shoal_proc p, now;
+	int rc;
 
 	if (key & SHOAL__HOLDER_NONPROC)
 		return true; /* queues are judged by reap, which can see them */
 	shoal__proc_unkey(key, &p);
-	return shoal_proc_is_alive(&p);
+	if (p.pid <= 0)
+		return false;
+	rc = shoal_proc_get(p.pid, &now);
+	if (rc == -ESRCH)
+		return false;
+	if (rc != 0)
+		return true;
+	return (now.start_time & (UINT64_MAX >> SHOAL__PID_BITS)) == p.start_time;
 }
 
 SHOAL_API int shoal_array_holders(const struct shoal_array *a, struct shoal_array_holder *out,

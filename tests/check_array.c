@@ -544,6 +544,33 @@ START_TEST(last_live_release_sweeps_the_dead)
 }
 END_TEST
 
+/* A sweep that cannot read /proc (out of file descriptors) must take the
+ * holders it cannot see for alive, never free an array under them. */
+START_TEST(unreadable_proc_is_not_death)
+{
+	const char *name = t_name("emfile");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34);
+	const char *h = handle_of(a);
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct shoal_array *b;
+
+		if (shoal_array_attach(h, 0, &b))
+			_exit(1);
+		while (open("/dev/null", O_RDONLY) >= 0)
+			;
+		if (errno != EMFILE)
+			_exit(2);
+		_exit(shoal_array_close(b) == 0 ? 0 : 3);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert(exists(name));
+	ck_assert_int_eq(shoal_array_close(a), 1);
+}
+END_TEST
+
 /* Everyone who held it died: reap frees it. */
 START_TEST(all_holders_dead_reap_frees)
 {
@@ -1008,6 +1035,7 @@ static Suite *suite(void)
 	tcase_add_test(tp, fork_inherits_no_reference);
 	tcase_add_test(tp, killed_holder_is_reaped);
 	tcase_add_test(tp, last_live_release_sweeps_the_dead);
+	tcase_add_test(tp, unreadable_proc_is_not_death);
 	tcase_add_test(tp, all_holders_dead_reap_frees);
 	tcase_add_test(tp, reap_removes_dead_creators_temp_files);
 	tcase_add_test(tp, killed_inside_attach);
