@@ -260,6 +260,412 @@ SHOAL_API int shoal_unlink(const char *name);
 
 /* ---- array (lib/array.c) ------------------------------------------- */
 
+/*
+ * A typed, C-contiguous n-d array in its own shoal object, shared by
+ * reference count between processes. A process creates it, fills it and
+ * passes its handle (a short string) to others; each attach is one
+ * reference. References are counted per holder (process) in a ledger inside
+ * the object, so what a killed process held can be taken back by
+ * shoal_reap(). When the count reaches zero the object is unlinked; its
+ * pages return to the system when the last mapping goes.
+ *
+ * A struct shoal_array is a process-local mapping that owns zero or more
+ * references: shoal_array_release() drops one and keeps the mapping (the
+ * data stays readable), shoal_array_close() drops what is left and unmaps.
+ *
+ * Fork: a child inherits the mapping but no reference. In the child,
+ * shoal_array_release() on an inherited struct is -EINVAL (it holds
+ * nothing), shoal_array_close() only unmaps, and shoal_array_retain() takes
+ * a reference of the child's own.
+ */
+
+/** Most dimensions an array may have. */
+#define SHOAL_ARRAY_MAXDIM 32
+/** Longest handle, terminating NUL included. */
+#define SHOAL_HANDLE_MAX 256
+/** Every handle starts with this. */
+#define SHOAL_HANDLE_PREFIX "shoal:array:"
+
+/* Flag for shoal_array_open(): map without taking a reference (inspect). */
+#define SHOAL_ARRAY_NOREF 0x100u
+
+/** enum shoal_dtype - element types; the values are ABI. */
+enum shoal_dtype {
+	SHOAL_DTYPE_BOOL = 1,
+	SHOAL_DTYPE_INT8 = 2,
+	SHOAL_DTYPE_INT16 = 3,
+	SHOAL_DTYPE_INT32 = 4,
+	SHOAL_DTYPE_INT64 = 5,
+	SHOAL_DTYPE_UINT8 = 6,
+	SHOAL_DTYPE_UINT16 = 7,
+	SHOAL_DTYPE_UINT32 = 8,
+	SHOAL_DTYPE_UINT64 = 9,
+	SHOAL_DTYPE_FLOAT32 = 10,
+	SHOAL_DTYPE_FLOAT64 = 11,
+	SHOAL_DTYPE_COMPLEX64 = 12,
+	SHOAL_DTYPE_COMPLEX128 = 13,
+	/** Raw bytes of a caller-given itemsize (numpy 'V<n>'). */
+	SHOAL_DTYPE_RAW = 14,
+};
+
+struct shoal_array;
+
+/**
+ * struct shoal_array_holder - one line of an array's reference ledger.
+ * @key: the holder: a process (see @pid) or, with bit 63 set, something
+ *       that is not a process (a queue holding handles in transit, or the
+ *       pin of a shoal.SharedMemory name).
+ * @pid: the holding process, or 0 when @key is not a process.
+ * @count: references it holds, > 0.
+ * @alive: whether the holder still exists (a process runs; pins always).
+ */
+struct shoal_array_holder {
+	uint64_t key;
+	pid_t pid;
+	uint32_t count;
+	bool alive;
+};
+
+/**
+ * shoal_dtype_itemsize() - bytes per element of @dtype.
+ * @dtype: an enum shoal_dtype.
+ *
+ * Return: the size; 0 for SHOAL_DTYPE_RAW (caller-given) and unknown values.
+ */
+SHOAL_API size_t shoal_dtype_itemsize(int dtype);
+
+/**
+ * shoal_dtype_name() - the numpy name of @dtype ("float64", "V" for raw).
+ * @dtype: an enum shoal_dtype.
+ *
+ * Return: a static string; "?" for unknown values.
+ */
+SHOAL_API const char *shoal_dtype_name(int dtype);
+
+/**
+ * shoal_array_create() - create a shared array, holding one reference.
+ * @name: the object's name (naming rules at the top), or NULL for a fresh
+ *        anonymous name ("a.<pid>.<n>.<random>", short so handles are).
+ * @dtype: an enum shoal_dtype.
+ * @itemsize: bytes per element for SHOAL_DTYPE_RAW (1..2^31-1); for other
+ *            dtypes 0 or exactly the dtype's size.
+ * @ndim: 1..SHOAL_ARRAY_MAXDIM.
+ * @shape: @ndim extents; a zero extent makes an empty array.
+ * @opts: mode and SHOAL_PREFAULT, as for segments; NULL for defaults.
+ * @out: the array, mapped read-write.
+ *
+ * The data is C-contiguous, page aligned and zeroed (fresh tmpfs pages are
+ * zero, so "uninitialised" would cost the same). Its memory is reserved at
+ * once. Thread-safe.
+ *
+ * Return: 0; -EINVAL for an unknown dtype, a bad itemsize, @ndim out of
+ * range, NULL @shape or @out, or a bad name or mode; -EOVERFLOW if the
+ * element count or byte size overflows; -EEXIST if @name is taken; -ENOSPC
+ * if /dev/shm has no room; -ENOMEM; -EMFILE, -ENFILE; -EACCES; -EIO if
+ * /proc could not tell the caller's identity.
+ */
+SHOAL_API int shoal_array_create(const char *name, int dtype, size_t itemsize, int ndim,
+				 const size_t *shape, const struct shoal_opts *opts,
+				 struct shoal_array **out);
+
+/**
+ * shoal_array_handle() - the handle other processes attach with.
+ * @a: the array.
+ * @buf: receives "shoal:array:<name>@<generation, 16 hex digits>".
+ * @cap: bytes at @buf; SHOAL_HANDLE_MAX always suffices.
+ *
+ * The generation makes a handle name one array only: once that array is
+ * freed, a new array created under the same name does not answer to it.
+ * Wait-free.
+ *
+ * Return: the length without the NUL; -EINVAL for NULL arguments; -ERANGE
+ * if @cap is too small.
+ */
+SHOAL_API int shoal_array_handle(const struct shoal_array *a, char *buf, size_t cap);
+
+/**
+ * shoal_array_attach() - map the array a handle names, taking a reference.
+ * @handle: from shoal_array_handle(), in any process of the same user.
+ * @flags: SHOAL_RDONLY (the data is mapped PROT_READ: writes fault),
+ *         SHOAL_PREFAULT.
+ * @out: the array.
+ *
+ * The object is untrusted input; every field is checked against the file.
+ * Blocking (takes the ledger lock briefly). Thread-safe.
+ *
+ * Return: 0; -EINVAL for a malformed handle, unknown flags or NULL @out;
+ * -ENOENT if the array is gone (freed, or its name now belongs to another
+ * array); -EBADMSG for a corrupt object; -EPROTO; -EPROTOTYPE if the name is
+ * another kind of object; -EACCES; -EUSERS if its ledger is full of live
+ * holders; -EOVERFLOW if this process's count would overflow; -EDEADLK if
+ * the ledger lock could not be taken in 10 s (a holder is stopped inside
+ * it); SHOAL_EPOISONED; -ENOMEM; -EMFILE, -ENFILE; -EIO if /proc could not
+ * tell the caller's identity.
+ */
+SHOAL_API int shoal_array_attach(const char *handle, unsigned int flags, struct shoal_array **out);
+
+/**
+ * shoal_array_open() - attach by name, whatever the generation.
+ * @name: the object's name.
+ * @flags: SHOAL_RDONLY, SHOAL_PREFAULT, SHOAL_ARRAY_NOREF (take no
+ *         reference: for looking at an array, e.g. its ledger).
+ * @out: the array.
+ *
+ * As shoal_array_attach(), for callers that know a name rather than a
+ * handle (shoal.SharedMemory, the shoal command).
+ *
+ * Return: as shoal_array_attach(); -EINVAL for a bad name.
+ */
+SHOAL_API int shoal_array_open(const char *name, unsigned int flags, struct shoal_array **out);
+
+/**
+ * shoal_array_retain() - take one more reference for the calling process.
+ * @a: the array.
+ *
+ * In a forked child this is how an inherited struct gets a reference of
+ * its own. Blocking (ledger lock). Thread-safe.
+ *
+ * Return: 0; -EINVAL for NULL or a SHOAL_ARRAY_NOREF struct; -ENOENT if the
+ * array has been freed; -EUSERS; -EOVERFLOW; -EDEADLK; SHOAL_EPOISONED;
+ * -EIO if /proc could not tell the caller's identity.
+ */
+SHOAL_API int shoal_array_retain(struct shoal_array *a);
+
+/**
+ * shoal_array_release() - drop one reference this struct holds.
+ * @a: the array; stays mapped and valid (shoal_array_close() unmaps).
+ *
+ * When the ledger's total reaches zero the array is marked freed (nobody
+ * can attach it again) and its name is unlinked; the memory returns when
+ * the last mapping goes. Blocking (ledger lock). Thread-safe.
+ *
+ * Return: 0; 1 if this release freed the array; -EINVAL for NULL or a
+ * struct that holds no reference (released already, inherited across fork,
+ * or SHOAL_ARRAY_NOREF); -EDEADLK; SHOAL_EPOISONED.
+ */
+SHOAL_API int shoal_array_release(struct shoal_array *a);
+
+/**
+ * shoal_array_close() - release every reference @a holds, unmap, free @a.
+ * @a: the array, or NULL.
+ *
+ * Not to be called concurrently with other uses of @a.
+ *
+ * Return: 0, or 1 if the array was freed by it; -EDEADLK or
+ * SHOAL_EPOISONED if the references could not be released (the mapping is
+ * freed anyway; shoal_reap() takes the references back after this process
+ * exits).
+ */
+SHOAL_API int shoal_array_close(struct shoal_array *a);
+
+/**
+ * struct shoal_array_desc - everything about an array's data at once.
+ * @data: the first element, page aligned.
+ * @nbytes: bytes of data.
+ * @itemsize: bytes per element.
+ * @dtype: the enum shoal_dtype.
+ * @ndim: dimensions; @shape and @strides (bytes, C order) have @ndim used
+ *        entries.
+ * @readonly: the data is mapped PROT_READ.
+ */
+struct shoal_array_desc {
+	void *data;
+	size_t nbytes;
+	size_t itemsize;
+	int dtype;
+	int ndim;
+	size_t shape[SHOAL_ARRAY_MAXDIM];
+	ssize_t strides[SHOAL_ARRAY_MAXDIM];
+	bool readonly;
+};
+
+/**
+ * shoal_array_desc() - the descriptor of @a, in one call (for bindings).
+ * @a: the array.
+ *
+ * Wait-free.
+ *
+ * Return: a pointer valid until shoal_array_close(@a).
+ */
+SHOAL_API const struct shoal_array_desc *shoal_array_desc(const struct shoal_array *a);
+
+/**
+ * shoal_array_data() - the first element of @a's data.
+ * @a: the array.
+ *
+ * Wait-free; any thread.
+ *
+ * Return: the address, page aligned; valid until shoal_array_close(@a).
+ */
+SHOAL_API void *shoal_array_data(const struct shoal_array *a);
+
+/**
+ * shoal_array_dtype() - @a's element type.
+ * @a: the array.
+ *
+ * Wait-free; any thread.
+ *
+ * Return: an enum shoal_dtype.
+ */
+SHOAL_API int shoal_array_dtype(const struct shoal_array *a);
+
+/**
+ * shoal_array_itemsize() - bytes per element of @a.
+ * @a: the array.
+ *
+ * Wait-free; any thread.
+ *
+ * Return: the itemsize.
+ */
+SHOAL_API size_t shoal_array_itemsize(const struct shoal_array *a);
+
+/**
+ * shoal_array_ndim() - @a's number of dimensions.
+ * @a: the array.
+ *
+ * Wait-free; any thread.
+ *
+ * Return: 1..SHOAL_ARRAY_MAXDIM.
+ */
+SHOAL_API int shoal_array_ndim(const struct shoal_array *a);
+
+/**
+ * shoal_array_shape() - @a's extents.
+ * @a: the array.
+ *
+ * Wait-free; any thread.
+ *
+ * Return: an array of shoal_array_ndim() extents; valid until shoal_array_close(@a).
+ */
+SHOAL_API const size_t *shoal_array_shape(const struct shoal_array *a);
+
+/**
+ * shoal_array_strides() - @a's strides in bytes, C order.
+ * @a: the array.
+ *
+ * Wait-free; any thread.
+ *
+ * Return: an array of shoal_array_ndim() strides; valid until shoal_array_close(@a).
+ */
+SHOAL_API const ssize_t *shoal_array_strides(const struct shoal_array *a);
+
+/**
+ * shoal_array_nbytes() - bytes of @a's data.
+ * @a: the array.
+ *
+ * Wait-free; any thread.
+ *
+ * Return: the size.
+ */
+SHOAL_API size_t shoal_array_nbytes(const struct shoal_array *a);
+
+/**
+ * shoal_array_name() - the object's name (no "shoal." prefix).
+ * @a: the array.
+ *
+ * Wait-free; any thread.
+ *
+ * Return: the name; valid until shoal_array_close(@a).
+ */
+SHOAL_API const char *shoal_array_name(const struct shoal_array *a);
+
+/**
+ * shoal_array_is_readonly() - whether @a's data is mapped PROT_READ.
+ * @a: the array.
+ *
+ * Wait-free; any thread.
+ *
+ * Return: true for a SHOAL_RDONLY attach or an inspection.
+ */
+SHOAL_API bool shoal_array_is_readonly(const struct shoal_array *a);
+
+/**
+ * shoal_array_refs() - references this struct holds for this process.
+ * @a: the array.
+ *
+ * Wait-free; any thread.
+ *
+ * Return: the count (0 in a forked child until it retains).
+ */
+SHOAL_API unsigned int shoal_array_refs(const struct shoal_array *a);
+
+/**
+ * shoal_array_refcount() - the array's total references, all holders.
+ * @a: the array.
+ *
+ * A snapshot: other processes may change it at once. Lock-free (reads the
+ * ledger without its lock).
+ *
+ * Return: the total (0 once freed).
+ */
+SHOAL_API uint64_t shoal_array_refcount(const struct shoal_array *a);
+
+/**
+ * shoal_array_holders() - the ledger: who holds how many references.
+ * @a: the array.
+ * @out: receives up to @cap lines (may be NULL when @cap is 0).
+ * @cap: lines at @out.
+ *
+ * A snapshot, as shoal_array_refcount(). Checks each process holder's
+ * liveness (one read of /proc each).
+ *
+ * Return: the number of holders (may exceed @cap; only @cap are written);
+ * -EINVAL for NULL @a, or NULL @out with @cap > 0.
+ */
+SHOAL_API int shoal_array_holders(const struct shoal_array *a, struct shoal_array_holder *out,
+				  size_t cap);
+
+/**
+ * shoal_array_is_freed() - whether the array's last reference is gone.
+ * @a: the array.
+ *
+ * Return: true once freed (the mapping stays readable until close).
+ */
+SHOAL_API bool shoal_array_is_freed(const struct shoal_array *a);
+
+/**
+ * shoal_array_pin() - let the name itself hold a reference.
+ * @a: the array.
+ *
+ * The array then outlives every process until shoal_array_unpin(), as a
+ * named object that others open later by name (shoal.SharedMemory's
+ * create ... unlink). Pins are never reaped. Blocking (ledger lock).
+ * Thread-safe.
+ *
+ * Return: 0; -EINVAL for NULL or a SHOAL_ARRAY_NOREF struct; -ENOENT if the
+ * array has been freed; -EUSERS; -EOVERFLOW; -EDEADLK; SHOAL_EPOISONED.
+ */
+SHOAL_API int shoal_array_pin(struct shoal_array *a);
+
+/**
+ * shoal_array_unpin() - drop one pin; frees the array if it was the last
+ * reference.
+ * @a: the array (any struct mapping it, holding references or not, except
+ *     a SHOAL_ARRAY_NOREF one).
+ *
+ * Return: 0; 1 if this freed the array; -EINVAL for NULL or a
+ * SHOAL_ARRAY_NOREF struct; -ENOENT if the array holds no pin; -EDEADLK;
+ * SHOAL_EPOISONED.
+ */
+SHOAL_API int shoal_array_unpin(struct shoal_array *a);
+
+/**
+ * shoal_reap() - take back what dead processes held; no daemon needed.
+ *
+ * Walks every array in /dev/shm (each opened as untrusted input; corrupt or
+ * foreign objects are skipped), drops the references of holders that are
+ * gone (processes that exited or were killed, zombies included; queues that
+ * no longer exist), and frees the arrays whose total reaches zero, or that
+ * a dead process had marked freed without unlinking. Also removes the
+ * temporary files ("shoal..tmp.<pid>.*") of creators that died mid-create.
+ * Any process may call it at any time, concurrently with everything else.
+ * Blocking (each array's ledger lock, briefly).
+ *
+ * Return: the number of objects removed (arrays freed plus temporary files);
+ * -EACCES or -ENOENT if /dev/shm cannot be read; -ENOMEM.
+ */
+SHOAL_API int shoal_reap(void);
+
 /* ---- end array ----------------------------------------------------- */
 
 /* ---- memstat (lib/memstat.c) --------------------------------------- */

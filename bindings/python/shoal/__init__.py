@@ -13,6 +13,10 @@ __all__ = ["ShoalError", "Segment", "strerror", "unlink"]
 # ---- end queue
 
 # ---- array
+from .array import Array, reap  # noqa: E402
+from .shared_memory import SharedMemory  # noqa: E402
+
+__all__ += ["Array", "SharedMemory", "reap"]
 
 # ---- end array
 

@@ -1,0 +1,1122 @@
+/*
+ * array.c - refcounted shared n-d arrays, their handles, and reaping.
+ *
+ * An array is one shoal object (segment.c): the common header, this kind's
+ * header (struct shoal__array_hdr, array.h: dtype, shape, strides, a robust
+ * process-shared mutex, a state word and the reference ledger), then the
+ * page-aligned data.
+ *
+ * The ledger. References are counted per holder: a line {key, count} per
+ * process (or per queue holding handles in transit, or the pin of a
+ * SharedMemory name). The lines are the only record: there is no total kept
+ * beside them that could disagree. Every change happens under the mutex and
+ * is committed by exactly one aligned store to one line's count (release
+ * order, so a line's key is in memory before its count makes it count):
+ *   new holder:   key := K (not yet in use: count is 0), then count := 1
+ *   more:         count := c + 1
+ *   fewer:        count := c - 1; at zero the key is cleared afterwards
+ * A process that dies before the commit store changed nothing; after it,
+ * the change is complete. Either way the ledger is consistent, so the next
+ * locker, told EOWNERDEAD by the kernel, marks the mutex consistent and
+ * finishes the one thing a dead locker can leave undone: a ledger whose
+ * total is zero while the state still says ALIVE gets freed.
+ *
+ * Freeing. The state word goes ALIVE -> FREED under the mutex when the
+ * total reaches zero, and never back: attach checks it under the mutex, so
+ * a freed array cannot be resurrected by a stale handle. The process that
+ * set FREED records its key in `freer` and is the one that unlinks the
+ * name. If it dies before unlinking, shoal_reap() finds FREED with a dead
+ * freer, claims the unlink under the mutex (freer := itself), and unlinks.
+ * So the name is unlinked once, by one process. The memory is never freed
+ * under anyone: unlink removes the name, and pages live until the last
+ * mapping of them goes.
+ *
+ * Reaping (shoal_reap) drops the lines of holders that are gone: processes
+ * by shoal_proc_is_alive() (pid + start time; zombies are dead), queues by
+ * whether a queue with that generation is still in /dev/shm. No daemon:
+ * any process may reap, at any time.
+ *
+ * Handles are "shoal:array:<name>@<generation>". The generation is the
+ * common header's random 64-bit value, so a handle to a freed array whose
+ * name was reused by a new array gets -ENOENT, never the new data.
+ */
+#include "array.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SHM_DIR "/dev/shm/"
+#define LOCK_TIMEOUT_S 10
+
+void (*shoal__array_hook)(int point);
+
+#define HOOK(p)                                   \
+	do {                                      \
+		if (SHOAL__UNLIKELY(shoal__array_hook)) \
+			shoal__array_hook(p);     \
+	} while (0)
+
+/* ---- dtypes ---------------------------------------------------------- */
+
+static const struct {
+	const char *name;
+	size_t size;
+} dtypes[] = {
+	[SHOAL_DTYPE_BOOL] = { "bool", 1 },          [SHOAL_DTYPE_INT8] = { "int8", 1 },
+	[SHOAL_DTYPE_INT16] = { "int16", 2 },        [SHOAL_DTYPE_INT32] = { "int32", 4 },
+	[SHOAL_DTYPE_INT64] = { "int64", 8 },        [SHOAL_DTYPE_UINT8] = { "uint8", 1 },
+	[SHOAL_DTYPE_UINT16] = { "uint16", 2 },      [SHOAL_DTYPE_UINT32] = { "uint32", 4 },
+	[SHOAL_DTYPE_UINT64] = { "uint64", 8 },      [SHOAL_DTYPE_FLOAT32] = { "float32", 4 },
+	[SHOAL_DTYPE_FLOAT64] = { "float64", 8 },    [SHOAL_DTYPE_COMPLEX64] = { "complex64", 8 },
+	[SHOAL_DTYPE_COMPLEX128] = { "complex128", 16 }, [SHOAL_DTYPE_RAW] = { "V", 0 },
+};
+
+static bool dtype_known(uint64_t d)
+{
+	return d >= SHOAL_DTYPE_BOOL && d <= SHOAL_DTYPE_RAW;
+}
+
+SHOAL_API size_t shoal_dtype_itemsize(int dtype)
+{
+	return dtype_known((uint64_t)(int64_t)dtype) ? dtypes[dtype].size : 0;
+}
+
+SHOAL_API const char *shoal_dtype_name(int dtype)
+{
+	return dtype_known((uint64_t)(int64_t)dtype) ? dtypes[dtype].name : "?";
+}
+
+/*
+ * Check a dtype, itemsize and shape; compute C-order strides and the byte
+ * size. Strides follow numpy: a zero extent counts as one, so they can
+ * overflow even when the array is empty. -EINVAL or -EOVERFLOW.
+ */
+static int layout(uint64_t dtype, uint64_t itemsize, uint64_t ndim, const uint64_t *shape,
+		  int64_t *strides, uint64_t *nbytes)
+{
+	uint64_t stride, total;
+
+	if (!dtype_known(dtype) || ndim < 1 || ndim > SHOAL_ARRAY_MAXDIM)
+		return -EINVAL;
+	if (dtype == SHOAL_DTYPE_RAW ? itemsize < 1 || itemsize > INT32_MAX
+				     : itemsize != dtypes[dtype].size)
+		return -EINVAL;
+	stride = itemsize;
+	total = itemsize;
+	for (uint64_t i = ndim; i-- > 0;) {
+		if (shape[i] > INT64_MAX)
+			return -EOVERFLOW;
+		strides[i] = (int64_t)stride;
+		if (shape[i] && __builtin_mul_overflow(stride, shape[i], &stride))
+			return -EOVERFLOW;
+		if (__builtin_mul_overflow(total, shape[i], &total))
+			return -EOVERFLOW;
+		if (stride > INT64_MAX || total > INT64_MAX)
+			return -EOVERFLOW;
+	}
+	*nbytes = total;
+	return 0;
+}
+
+/* ---- the ledger ------------------------------------------------------ */
+
+static uint32_t line_count(const struct shoal__array_entry *e, uint64_t *key)
+{
+	/* Display and scan reads; under the lock they see the locked state. */
+	uint32_t c = atomic_load_explicit(&e->count, memory_order_acquire); /* A1: pairs with R1 */
+
+	*key = atomic_load_explicit(&e->key, memory_order_relaxed);
+	return *key ? c : 0;
+}
+
+/* Lines that may be in use: the high-water mark, never past the cap. */
+static uint32_t lines(const struct shoal_array *a)
+{
+	uint32_t n = atomic_load_explicit(&a->hdr->used, memory_order_acquire); /* A3: pairs with R3 */
+
+	return n < a->ledger_cap ? n : a->ledger_cap;
+}
+
+static uint64_t ledger_total(const struct shoal_array *a)
+{
+	uint32_t n = lines(a);
+	uint64_t sum = 0, key;
+
+	for (uint32_t i = 0; i < n; i++)
+		sum += line_count(&a->hdr->ledger[i], &key);
+	return sum;
+}
+
+/* The commit store of every ledger change. */
+static void line_set(struct shoal__array_entry *e, uint64_t key, uint32_t count)
+{
+	if (atomic_load_explicit(&e->key, memory_order_relaxed) != key) {
+		atomic_store_explicit(&e->key, key, memory_order_relaxed);
+		HOOK(SHOAL__HOOK_KEY_WRITTEN);
+	}
+	/* R1: the key is in memory before the count makes the line count. */
+	atomic_store_explicit(&e->count, count, memory_order_release);
+	HOOK(SHOAL__HOOK_COUNT_WRITTEN);
+	if (count == 0)
+		atomic_store_explicit(&e->key, 0, memory_order_relaxed);
+}
+
+static struct shoal__array_entry *line_find(struct shoal_array *a, uint64_t key)
+{
+	uint32_t n = lines(a);
+	uint64_t k;
+
+	for (uint32_t i = 0; i < n; i++)
+		if (line_count(&a->hdr->ledger[i], &k) && k == key)
+			return &a->hdr->ledger[i];
+	return NULL;
+}
+
+static bool holder_alive(uint64_t key);
+
+static struct shoal__array_entry *line_free(struct shoal_array *a)
+{
+	uint64_t k;
+
+	for (int pass = 0; pass < 2; pass++) {
+		uint32_t n = lines(a);
+
+		for (uint32_t i = 0; i < n; i++)
+			if (!line_count(&a->hdr->ledger[i], &k))
+				return &a->hdr->ledger[i];
+		if (n < a->ledger_cap) {
+			/* R3: the mark covers the line before the line is
+			 * written; a death here leaves an unused line inside
+			 * the mark, which costs a scan step, nothing more. */
+			atomic_store_explicit(&a->hdr->used, n + 1, memory_order_release);
+			return &a->hdr->ledger[n];
+		}
+		/* Full: make room by dropping the lines of dead processes. */
+		for (uint32_t i = 0; i < n; i++) {
+			struct shoal__array_entry *e = &a->hdr->ledger[i];
+
+			if (line_count(e, &k) && !(k & SHOAL__HOLDER_NONPROC) && !holder_alive(k))
+				line_set(e, k, 0);
+		}
+	}
+	return NULL;
+}
+
+static void set_freed(struct shoal_array *a)
+{
+	atomic_store_explicit(&a->hdr->freer, shoal__self_key(), memory_order_relaxed);
+	/* R2: pairs with A2 in attach's and reap's state loads (also under
+	 * the lock; the order matters only to lock-free readers). */
+	atomic_store_explicit(&a->hdr->state, SHOAL__ARRAY_FREED, memory_order_release);
+	HOOK(SHOAL__HOOK_FREED);
+}
+
+static uint32_t state_of(const struct shoal_array *a)
+{
+	/* A2: pairs with R2 in set_freed. */
+	return atomic_load_explicit(&a->hdr->state, memory_order_acquire);
+}
+
+/*
+ * Take the ledger lock. *must_free is set when a dead locker left a total
+ * of zero with the state ALIVE: the caller frees (it is the freer now).
+ */
+static int ledger_lock(struct shoal_array *a, bool *must_free)
+{
+	struct timespec ts;
+	int rc;
+
+	*must_free = false;
+	rc = pthread_mutex_trylock(&a->hdr->lock);
+	if (rc == EBUSY) {
+		/* timedlock rather than clocklock(CLOCK_MONOTONIC): the
+		 * sanitizers know it. A jump of the wall clock only moves a
+		 * deadline that exists to turn a hang into an error. */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += LOCK_TIMEOUT_S;
+		rc = pthread_mutex_timedlock(&a->hdr->lock, &ts);
+	}
+	if (rc == EOWNERDEAD) {
+		/* Consistent by construction (see the top of this file). */
+		pthread_mutex_consistent(&a->hdr->lock);
+		if (state_of(a) == SHOAL__ARRAY_ALIVE && ledger_total(a) == 0) {
+			set_freed(a);
+			*must_free = true;
+		}
+		rc = 0;
+	}
+	switch (rc) {
+	case 0:
+		HOOK(SHOAL__HOOK_LOCKED);
+		return 0;
+	case ETIMEDOUT:
+		return -EDEADLK;
+	case ENOTRECOVERABLE:
+		return -SHOAL_EPOISONED;
+	default:
+		return -EBADMSG; /* not a mutex: a corrupt object */
+	}
+}
+
+/* Unlock, and unlink the name if this process set FREED. */
+static int ledger_unlock(struct shoal_array *a, bool freed)
+{
+	pthread_mutex_unlock(&a->hdr->lock);
+	HOOK(SHOAL__HOOK_UNLOCKED);
+	if (freed) {
+		shoal_unlink(a->seg->name);
+		return 1;
+	}
+	return 0;
+}
+
+/* The refs of an inherited struct belong to the parent: a child has none. */
+static void own_refs(struct shoal_array *a)
+{
+	uint32_t gen = atomic_load_explicit(&shoal__fork_gen, memory_order_relaxed);
+
+	if (a->fork_gen != gen) {
+		a->fork_gen = gen;
+		a->refs = 0;
+		a->holder = 0;
+	}
+}
+
+/* Under the lock: +n for @holder. */
+static int hold_locked(struct shoal_array *a, uint64_t holder, uint32_t n)
+{
+	struct shoal__array_entry *e;
+	uint64_t k;
+	uint32_t c;
+
+	if (state_of(a) != SHOAL__ARRAY_ALIVE)
+		return -ENOENT;
+	e = line_find(a, holder);
+	if (e) {
+		c = line_count(e, &k);
+		if (c > UINT32_MAX - n)
+			return -EOVERFLOW;
+		line_set(e, holder, c + n);
+		return 0;
+	}
+	e = line_free(a);
+	if (!e)
+		return -EUSERS;
+	line_set(e, holder, n);
+	return 0;
+}
+
+/* Under the lock: -n for @holder; *freed when that made the total zero. */
+static int unhold_locked(struct shoal_array *a, uint64_t holder, uint32_t n, bool *freed)
+{
+	struct shoal__array_entry *e = line_find(a, holder);
+	uint64_t k;
+	uint32_t c;
+
+	if (!e)
+		return -ENOENT;
+	c = line_count(e, &k);
+	if (c < n)
+		return -ENOENT;
+	line_set(e, holder, c - n);
+	if (ledger_total(a) == 0 && state_of(a) == SHOAL__ARRAY_ALIVE) {
+		set_freed(a);
+		*freed = true;
+	}
+	return 0;
+}
+
+int shoal__array_hold(struct shoal_array *a, uint64_t holder)
+{
+	bool freed;
+	int rc, rc2;
+
+	if (!a || a->noref || !holder)
+		return -EINVAL;
+	rc = ledger_lock(a, &freed);
+	if (rc)
+		return rc;
+	rc = hold_locked(a, holder, 1);
+	rc2 = ledger_unlock(a, freed);
+	(void)rc2;
+	return rc;
+}
+
+int shoal__array_unhold(struct shoal_array *a, uint64_t holder)
+{
+	bool freed;
+	int rc, rc2;
+
+	if (!a || a->noref || !holder)
+		return -EINVAL;
+	rc = ledger_lock(a, &freed);
+	if (rc)
+		return rc;
+	rc = unhold_locked(a, holder, 1, &freed);
+	rc2 = ledger_unlock(a, freed);
+	return rc ? rc : rc2;
+}
+
+/* Under the lock: move one reference. The receiving line is committed
+ * first: a death between the two stores leaves one reference too many
+ * (the array lives a little longer), never one too few. */
+static int transfer_locked(struct shoal_array *a, uint64_t from, uint64_t to)
+{
+	struct shoal__array_entry *src = line_find(a, from);
+	bool freed = false;
+	uint64_t k;
+	int rc;
+
+	if (!src || !line_count(src, &k))
+		return -ENOENT;
+	rc = hold_locked(a, to, 1);
+	if (rc)
+		return rc;
+	return unhold_locked(a, from, 1, &freed); /* the total stays > 0 */
+}
+
+int shoal__array_transfer(struct shoal_array *a, uint64_t from, uint64_t to)
+{
+	bool freed;
+	int rc;
+
+	if (!a || a->noref || !from || !to || from == to)
+		return -EINVAL;
+	rc = ledger_lock(a, &freed);
+	if (rc)
+		return rc;
+	rc = transfer_locked(a, from, to);
+	ledger_unlock(a, freed);
+	return rc;
+}
+
+uint32_t shoal__array_count_of(const struct shoal_array *a, uint64_t holder)
+{
+	uint32_t n = lines(a);
+	uint64_t k;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t c = line_count(&a->hdr->ledger[i], &k);
+
+		if (c && k == holder)
+			return c;
+	}
+	return 0;
+}
+
+/* ---- opening --------------------------------------------------------- */
+
+static void array_free(struct shoal_array *a)
+{
+	shoal_segment_close(a->seg);
+	free(a);
+}
+
+static void make_handle(struct shoal_array *a)
+{
+	snprintf(a->handle, sizeof(a->handle), SHOAL_HANDLE_PREFIX "%s@%016" PRIx64, a->seg->name,
+		 a->seg->hdr.generation);
+}
+
+/* Validate the kind header of an opened object; fill @a from the copy. */
+static int array_check(struct shoal_array *a, struct shoal_segment *s)
+{
+	struct shoal__array_hdr h;
+	int64_t strides[SHOAL_ARRAY_MAXDIM];
+	uint64_t nbytes, cap_max;
+	int rc;
+
+	/* One read of the immutable part; only the copy is looked at. */
+	memcpy(&h, s->kind_hdr, offsetof(struct shoal__array_hdr, lock));
+	rc = layout(h.dtype, h.itemsize, h.ndim, h.shape, strides, &nbytes);
+	if (rc)
+		return -EBADMSG;
+	if (h.flags != 0 || nbytes != h.nbytes || nbytes > s->hdr.data_size ||
+	    memcmp(strides, h.strides, h.ndim * sizeof(strides[0])) != 0)
+		return -EBADMSG;
+	cap_max = (s->hdr.kind_size - sizeof(struct shoal__array_hdr)) / sizeof(struct shoal__array_entry);
+	if (h.ledger_cap < 1 || h.ledger_cap > cap_max)
+		return -EBADMSG;
+
+	a->seg = s;
+	a->hdr = s->kind_hdr;
+	a->d.data = s->data;
+	a->d.dtype = (int)h.dtype;
+	a->d.itemsize = h.itemsize;
+	a->d.ndim = (int)h.ndim;
+	a->d.nbytes = nbytes;
+	for (uint32_t i = 0; i < h.ndim; i++) {
+		a->d.shape[i] = h.shape[i];
+		a->d.strides[i] = (ssize_t)h.strides[i];
+	}
+	a->ledger_cap = h.ledger_cap;
+	a->fork_gen = atomic_load_explicit(&shoal__fork_gen, memory_order_relaxed);
+	make_handle(a);
+	return 0;
+}
+
+/*
+ * Open @name, check the generation if @gen is not 0, and take a reference:
+ * over from @from when it holds one (0: none), else a fresh one.
+ */
+static int array_open(const char *name, uint64_t gen, uint64_t from, unsigned int flags,
+		      struct shoal_array **out)
+{
+	bool noref = flags & SHOAL_ARRAY_NOREF, rdonly = flags & SHOAL_RDONLY, freed;
+	struct shoal_segment *s;
+	struct shoal_array *a;
+	uint64_t self;
+	int rc;
+
+	if (!out || (flags & ~(SHOAL_RDONLY | SHOAL_PREFAULT | SHOAL_ARRAY_NOREF)))
+		return -EINVAL;
+	/* A reference is a write to the ledger, so only an inspection maps
+	 * everything read-only; a read-only attach protects the data alone. */
+	rc = shoal__segment_open(name, SHOAL__KIND_ARRAY, sizeof(struct shoal__array_hdr),
+				 (flags & SHOAL_PREFAULT) | (noref ? SHOAL_RDONLY : 0), &s);
+	if (rc)
+		return rc;
+	a = calloc(1, sizeof(*a));
+	if (!a) {
+		shoal_segment_close(s);
+		return -ENOMEM;
+	}
+	rc = array_check(a, s);
+	if (rc) {
+		a->seg = s;
+		array_free(a);
+		return rc;
+	}
+	if (gen && s->hdr.generation != gen) {
+		array_free(a);
+		return -ENOENT;
+	}
+	a->noref = noref;
+	a->d.readonly = rdonly || noref;
+	if (rdonly && !noref) {
+		size_t off = s->hdr.data_off;
+
+		if (mprotect((char *)s->base + off, s->map_size - off, PROT_READ) != 0) {
+			rc = -errno;
+			array_free(a);
+			return rc;
+		}
+	}
+	if (!noref) {
+		self = shoal__self_key();
+		if (!self) {
+			array_free(a);
+			return -EIO;
+		}
+		rc = ledger_lock(a, &freed);
+		if (rc) {
+			array_free(a);
+			return rc;
+		}
+		if (from && from != self && line_find(a, from))
+			rc = transfer_locked(a, from, self);
+		else
+			rc = hold_locked(a, self, 1);
+		ledger_unlock(a, freed);
+		if (rc) {
+			array_free(a);
+			return rc;
+		}
+		a->holder = self;
+		a->refs = 1;
+	}
+	*out = a;
+	return 0;
+}
+
+/* Split "shoal:array:<name>@<16 hex>" into @name and @gen. */
+static int parse_handle(const char *handle, char *name, uint64_t *gen)
+{
+	const char *p, *at;
+	size_t len;
+	char *end;
+
+	if (!handle || strncmp(handle, SHOAL_HANDLE_PREFIX, strlen(SHOAL_HANDLE_PREFIX)) != 0)
+		return -EINVAL;
+	p = handle + strlen(SHOAL_HANDLE_PREFIX);
+	at = strrchr(p, '@');
+	if (!at || strlen(at + 1) != 16)
+		return -EINVAL;
+	for (const char *c = at + 1; *c; c++)
+		if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
+			return -EINVAL;
+	len = (size_t)(at - p);
+	if (len == 0 || len > SHOAL_NAME_MAX)
+		return -EINVAL;
+	memcpy(name, p, len);
+	name[len] = '\0';
+	*gen = strtoull(at + 1, &end, 16);
+	if (*gen == 0)
+		return -EINVAL;
+	return shoal__name_check(name);
+}
+
+SHOAL_API int shoal_array_attach(const char *handle, unsigned int flags, struct shoal_array **out)
+{
+	char name[SHOAL_NAME_MAX + 1];
+	uint64_t gen;
+	int rc = parse_handle(handle, name, &gen);
+
+	if (rc)
+		return rc;
+	if (flags & SHOAL_ARRAY_NOREF)
+		return -EINVAL;
+	return array_open(name, gen, 0, flags, out);
+}
+
+int shoal__array_attach_from(const char *handle, uint64_t from, unsigned int flags,
+			     struct shoal_array **out)
+{
+	char name[SHOAL_NAME_MAX + 1];
+	uint64_t gen;
+	int rc = parse_handle(handle, name, &gen);
+
+	if (rc)
+		return rc;
+	if (flags & SHOAL_ARRAY_NOREF)
+		return -EINVAL;
+	return array_open(name, gen, from, flags, out);
+}
+
+SHOAL_API int shoal_array_open(const char *name, unsigned int flags, struct shoal_array **out)
+{
+	return array_open(name, 0, 0, flags, out);
+}
+
+/* ---- creating -------------------------------------------------------- */
+
+static int init_lock(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t at;
+	int rc;
+
+	rc = pthread_mutexattr_init(&at);
+	if (rc)
+		return -rc;
+	rc = pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
+	if (!rc)
+		rc = pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
+	if (!rc)
+		rc = pthread_mutex_init(m, &at);
+	pthread_mutexattr_destroy(&at);
+	return -rc;
+}
+
+static int create_named(const char *name, uint64_t dtype, uint64_t itemsize, uint64_t ndim,
+			const uint64_t *shape, const int64_t *strides, uint64_t nbytes,
+			const struct shoal_opts *opts, uint64_t self, struct shoal_array **out)
+{
+	size_t cap = SHOAL__ARRAY_LEDGER_CAP;
+	struct shoal__array_hdr *h;
+	struct shoal_segment *s;
+	struct shoal_array *a;
+	int rc;
+
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	rc = shoal__segment_create(name, SHOAL__KIND_ARRAY,
+				   sizeof(*h) + cap * sizeof(struct shoal__array_entry),
+				   nbytes ? nbytes : 1, opts, &s);
+	if (rc) {
+		free(a);
+		return rc;
+	}
+	h = s->kind_hdr; /* zeroed by fallocate */
+	h->dtype = (uint32_t)dtype;
+	h->itemsize = (uint32_t)itemsize;
+	h->ndim = (uint32_t)ndim;
+	h->nbytes = nbytes;
+	for (uint64_t i = 0; i < ndim; i++) {
+		h->shape[i] = shape[i];
+		h->strides[i] = strides[i];
+	}
+	h->ledger_cap = (uint32_t)cap;
+	rc = init_lock(&h->lock);
+	if (rc) {
+		shoal__segment_abort(s);
+		free(a);
+		return rc;
+	}
+	atomic_store_explicit(&h->state, SHOAL__ARRAY_ALIVE, memory_order_relaxed);
+	/* The creator's reference, written before anyone can see the object
+	 * (publish is a rename, which orders these stores for openers). */
+	atomic_store_explicit(&h->ledger[0].key, self, memory_order_relaxed);
+	atomic_store_explicit(&h->ledger[0].count, 1, memory_order_relaxed);
+	atomic_store_explicit(&h->used, 1, memory_order_relaxed);
+
+	rc = array_check(a, s);
+	if (rc) {
+		shoal__segment_abort(s);
+		free(a);
+		return rc;
+	}
+	rc = shoal__segment_publish(s);
+	if (rc) {
+		free(a);
+		return rc;
+	}
+	a->holder = self;
+	a->refs = 1;
+	*out = a;
+	return 0;
+}
+
+SHOAL_API int shoal_array_create(const char *name, int dtype, size_t itemsize, int ndim,
+				 const size_t *shape, const struct shoal_opts *opts,
+				 struct shoal_array **out)
+{
+	static _Atomic uint32_t counter;
+	uint64_t shp[SHOAL_ARRAY_MAXDIM], nbytes, self;
+	int64_t strides[SHOAL_ARRAY_MAXDIM];
+	char anon[64];
+	int rc;
+
+	if (!out || !shape || ndim < 1 || ndim > SHOAL_ARRAY_MAXDIM || !dtype_known((uint64_t)(int64_t)dtype))
+		return -EINVAL;
+	if (itemsize == 0 && dtype != SHOAL_DTYPE_RAW)
+		itemsize = dtypes[dtype].size;
+	for (int i = 0; i < ndim; i++)
+		shp[i] = shape[i];
+	rc = layout((uint64_t)dtype, itemsize, (uint64_t)ndim, shp, strides, &nbytes);
+	if (rc)
+		return rc;
+	if (name && (rc = shoal__name_check(name)) != 0)
+		return rc;
+	self = shoal__self_key();
+	if (!self)
+		return -EIO;
+	if (name)
+		return create_named(name, (uint64_t)dtype, itemsize, (uint64_t)ndim, shp, strides,
+				    nbytes, opts, self, out);
+	/* Anonymous: pid and a counter make it unique among live processes,
+	 * the random part across pid reuse. A clash is retried. */
+	for (int tries = 0; tries < 8; tries++) {
+		uint32_t rnd;
+
+		shoal__random(&rnd, sizeof(rnd));
+		snprintf(anon, sizeof(anon), "a.%x.%x.%08x", (unsigned)getpid(),
+			 atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed), rnd);
+		rc = create_named(anon, (uint64_t)dtype, itemsize, (uint64_t)ndim, shp, strides,
+				  nbytes, opts, self, out);
+		if (rc != -EEXIST)
+			return rc;
+	}
+	return rc;
+}
+
+/* ---- references ------------------------------------------------------ */
+
+SHOAL_API int shoal_array_retain(struct shoal_array *a)
+{
+	uint64_t self = shoal__self_key();
+	bool freed;
+	int rc;
+
+	if (!a || a->noref)
+		return -EINVAL;
+	if (!self)
+		return -EIO;
+	rc = ledger_lock(a, &freed);
+	if (rc)
+		return rc;
+	own_refs(a);
+	if (a->refs == UINT32_MAX)
+		rc = -EOVERFLOW;
+	else
+		rc = hold_locked(a, self, 1);
+	if (!rc) {
+		a->holder = self;
+		a->refs++;
+	}
+	ledger_unlock(a, freed);
+	return rc;
+}
+
+SHOAL_API int shoal_array_pin(struct shoal_array *a)
+{
+	return shoal__array_hold(a, SHOAL__HOLDER_PIN_KEY);
+}
+
+SHOAL_API int shoal_array_unpin(struct shoal_array *a)
+{
+	return shoal__array_unhold(a, SHOAL__HOLDER_PIN_KEY);
+}
+
+/*
+ * A process letting go of an array also takes back what dead processes
+ * held on it, so the last live holder's release frees the array even when
+ * workers were killed (a terminated Pool) and nobody runs shoal_reap().
+ * Liveness is read outside the lock: dead is forever (a key is never
+ * reused), so a key seen dead may be dropped later under the lock.
+ */
+static int sweep_dead(struct shoal_array *a)
+{
+	uint64_t dead[16], k;
+	uint32_t used = lines(a);
+	size_t n = 0;
+	bool freed;
+	int rc;
+
+	for (uint32_t i = 0; i < used && n < 16; i++)
+		if (line_count(&a->hdr->ledger[i], &k) && !(k & SHOAL__HOLDER_NONPROC) &&
+		    !holder_alive(k))
+			dead[n++] = k;
+	if (n == 0)
+		return 0;
+	rc = ledger_lock(a, &freed);
+	if (rc)
+		return 0; /* shoal_reap() will do it */
+	for (size_t i = 0; i < n; i++) {
+		struct shoal__array_entry *e = line_find(a, dead[i]);
+
+		if (e)
+			line_set(e, dead[i], 0);
+	}
+	if (state_of(a) == SHOAL__ARRAY_ALIVE && ledger_total(a) == 0) {
+		set_freed(a);
+		freed = true;
+	}
+	return ledger_unlock(a, freed);
+}
+
+/* Drop @n of the references @a holds (all if n is 0). */
+static int release_n(struct shoal_array *a, uint32_t n)
+{
+	bool freed;
+	int rc, rc2;
+
+	rc = ledger_lock(a, &freed);
+	if (rc)
+		return rc;
+	own_refs(a);
+	if (n == 0)
+		n = a->refs;
+	if (n == 0 || a->refs < n) {
+		ledger_unlock(a, freed);
+		return -EINVAL;
+	}
+	rc = unhold_locked(a, a->holder, n, &freed);
+	/* Reaped already (we were thought dead?) or not: ours are gone. */
+	a->refs -= n;
+	rc2 = ledger_unlock(a, freed);
+	if (rc == -ENOENT)
+		rc = 0;
+	if (!rc && !rc2 && shoal__array_count_of(a, a->holder) == 0)
+		rc2 = sweep_dead(a);
+	return rc ? rc : rc2;
+}
+
+SHOAL_API int shoal_array_release(struct shoal_array *a)
+{
+	if (!a || a->noref)
+		return -EINVAL;
+	return release_n(a, 1);
+}
+
+SHOAL_API int shoal_array_close(struct shoal_array *a)
+{
+	int rc = 0;
+
+	if (!a)
+		return 0;
+	if (!a->noref) {
+		own_refs(a);
+		if (a->refs)
+			rc = release_n(a, 0);
+	}
+	array_free(a);
+	return rc;
+}
+
+/* ---- accessors ------------------------------------------------------- */
+
+SHOAL_API const struct shoal_array_desc *shoal_array_desc(const struct shoal_array *a)
+{
+	return &a->d;
+}
+
+SHOAL_API void *shoal_array_data(const struct shoal_array *a)
+{
+	return a->d.data;
+}
+
+SHOAL_API int shoal_array_dtype(const struct shoal_array *a)
+{
+	return a->d.dtype;
+}
+
+SHOAL_API size_t shoal_array_itemsize(const struct shoal_array *a)
+{
+	return a->d.itemsize;
+}
+
+SHOAL_API int shoal_array_ndim(const struct shoal_array *a)
+{
+	return a->d.ndim;
+}
+
+SHOAL_API const size_t *shoal_array_shape(const struct shoal_array *a)
+{
+	return a->d.shape;
+}
+
+SHOAL_API const ssize_t *shoal_array_strides(const struct shoal_array *a)
+{
+	return a->d.strides;
+}
+
+SHOAL_API size_t shoal_array_nbytes(const struct shoal_array *a)
+{
+	return a->d.nbytes;
+}
+
+SHOAL_API const char *shoal_array_name(const struct shoal_array *a)
+{
+	return a->seg->name;
+}
+
+SHOAL_API bool shoal_array_is_readonly(const struct shoal_array *a)
+{
+	return a->d.readonly;
+}
+
+SHOAL_API unsigned int shoal_array_refs(const struct shoal_array *a)
+{
+	uint32_t gen = atomic_load_explicit(&shoal__fork_gen, memory_order_relaxed);
+
+	return a->fork_gen == gen ? a->refs : 0;
+}
+
+SHOAL_API uint64_t shoal_array_refcount(const struct shoal_array *a)
+{
+	return ledger_total(a);
+}
+
+SHOAL_API bool shoal_array_is_freed(const struct shoal_array *a)
+{
+	return state_of(a) == SHOAL__ARRAY_FREED;
+}
+
+SHOAL_API int shoal_array_handle(const struct shoal_array *a, char *buf, size_t cap)
+{
+	size_t len;
+
+	if (!a || !buf)
+		return -EINVAL;
+	len = strlen(a->handle);
+	if (len + 1 > cap)
+		return -ERANGE;
+	memcpy(buf, a->handle, len + 1);
+	return (int)len;
+}
+
+/*
+ * Whether a holder may still use its references. Only a certain death
+ * counts: the pid is gone or a zombie (-ESRCH), or it now belongs to a
+ * process with another start time. When /proc cannot be read (-EIO: out of
+ * file descriptors, say) the holder is taken to be alive: dropping a live
+ * holder's references would free an array under it, keeping a dead one's
+ * only delays a free until the next sweep.
+ */
+static bool holder_alive(uint64_t key)
+{
+	struct shoal_proc p, now;
+	int rc;
+
+	if (key & SHOAL__HOLDER_NONPROC)
+		return true; /* queues are judged by reap, which can see them */
+	shoal__proc_unkey(key, &p);
+	if (p.pid <= 0)
+		return false;
+	rc = shoal_proc_get(p.pid, &now);
+	if (rc == -ESRCH)
+		return false;
+	if (rc != 0)
+		return true;
+	return (now.start_time & (UINT64_MAX >> SHOAL__PID_BITS)) == p.start_time;
+}
+
+SHOAL_API int shoal_array_holders(const struct shoal_array *a, struct shoal_array_holder *out,
+				  size_t cap)
+{
+	uint32_t used;
+	int n = 0;
+	uint64_t k;
+
+	if (!a || (!out && cap))
+		return -EINVAL;
+	used = lines(a);
+	for (uint32_t i = 0; i < used; i++) {
+		uint32_t c = line_count(&a->hdr->ledger[i], &k);
+		struct shoal_proc p = { 0 };
+
+		if (!c)
+			continue;
+		if ((size_t)n < cap) {
+			if (!(k & SHOAL__HOLDER_NONPROC))
+				shoal__proc_unkey(k, &p);
+			out[n].key = k;
+			out[n].pid = p.pid;
+			out[n].count = c;
+			out[n].alive = holder_alive(k);
+		}
+		n++;
+	}
+	return n;
+}
+
+/* ---- reaping --------------------------------------------------------- */
+
+/* The generations of the queues in /dev/shm now (low 60 bits). */
+struct gens {
+	uint64_t *v;
+	size_t n, cap;
+	bool scanned;
+};
+
+static void scan_queues(struct gens *g)
+{
+	DIR *d = opendir(SHM_DIR);
+	struct dirent *de;
+
+	g->n = 0;
+	g->scanned = true;
+	if (!d)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		struct shoal_segment *s;
+		const char *name = de->d_name + strlen(SHOAL_PREFIX);
+
+		if (strncmp(de->d_name, SHOAL_PREFIX, strlen(SHOAL_PREFIX)) != 0 ||
+		    shoal__name_check(name) != 0)
+			continue;
+		if (shoal__segment_open(name, SHOAL__KIND_QUEUE, 0, SHOAL_RDONLY, &s) != 0)
+			continue;
+		if (g->n == g->cap) {
+			size_t ncap = g->cap ? g->cap * 2 : 16;
+			uint64_t *nv = realloc(g->v, ncap * sizeof(*nv));
+
+			if (!nv) {
+				shoal_segment_close(s);
+				break;
+			}
+			g->v = nv;
+			g->cap = ncap;
+		}
+		g->v[g->n++] = s->hdr.generation & SHOAL__HOLDER_ID_MASK;
+		shoal_segment_close(s);
+	}
+	closedir(d);
+}
+
+static bool queue_exists(struct gens *g, uint64_t key)
+{
+	if (!g->scanned)
+		scan_queues(g);
+	for (size_t i = 0; i < g->n; i++)
+		if (g->v[i] == (key & SHOAL__HOLDER_ID_MASK))
+			return true;
+	return false;
+}
+
+/* Drop the gone holders of array @name; 1 if it was freed here. */
+static int reap_array(const char *name)
+{
+	struct gens g = { 0 };
+	struct shoal_segment *s;
+	struct shoal_array a = { 0 };
+	bool freed = false;
+	uint64_t freer, k;
+	int rc;
+
+	if (shoal__segment_open(name, SHOAL__KIND_ARRAY, sizeof(struct shoal__array_hdr), 0, &s) != 0)
+		return 0;
+	if (array_check(&a, s) != 0 || ledger_lock(&a, &freed) != 0) {
+		shoal_segment_close(s);
+		return 0;
+	}
+	for (uint32_t i = 0, n = lines(&a); i < n; i++) {
+		struct shoal__array_entry *e = &a.hdr->ledger[i];
+		bool gone;
+
+		if (!line_count(e, &k))
+			continue;
+		if (!(k & SHOAL__HOLDER_NONPROC))
+			gone = !holder_alive(k);
+		else if (((k & SHOAL__HOLDER_KIND_MASK) >> SHOAL__HOLDER_KIND_SHIFT) == SHOAL__HOLDER_QUEUE)
+			/* Scanned after the line was seen under the lock, and a
+			 * queue exists before it can hold anything: a queue that
+			 * is not found now is gone. */
+			gone = !queue_exists(&g, k);
+		else
+			gone = false; /* pins, and kinds of later versions */
+		if (gone)
+			line_set(e, k, 0);
+	}
+	if (state_of(&a) == SHOAL__ARRAY_ALIVE && ledger_total(&a) == 0) {
+		set_freed(&a);
+		freed = true;
+	} else if (state_of(&a) == SHOAL__ARRAY_FREED && !freed) {
+		/* A freer that died before unlinking: claim its unlink. */
+		freer = atomic_load_explicit(&a.hdr->freer, memory_order_relaxed);
+		if (freer != shoal__self_key() && (!freer || !holder_alive(freer))) {
+			atomic_store_explicit(&a.hdr->freer, shoal__self_key(), memory_order_relaxed);
+			freed = true;
+		}
+	}
+	rc = ledger_unlock(&a, freed);
+	free(g.v);
+	shoal_segment_close(s);
+	return rc;
+}
+
+/* A dead creator's "shoal..tmp.<pid>.<random>": 1 if removed. */
+static int reap_tmp(const char *file)
+{
+	const char *p = file + strlen(SHOAL_PREFIX ".tmp.");
+	char path[sizeof(SHM_DIR) + 256], *end;
+	struct shoal_proc pr;
+	long pid;
+
+	errno = 0;
+	pid = strtol(p, &end, 10);
+	if (errno || end == p || *end != '.' || pid <= 0 || pid > INT32_MAX)
+		return 0;
+	if (shoal_proc_get((pid_t)pid, &pr) != -ESRCH)
+		return 0; /* alive (or a new process with its pid: wait) */
+	if (snprintf(path, sizeof(path), SHM_DIR "%s", file) >= (int)sizeof(path))
+		return 0;
+	return unlink(path) == 0;
+}
+
+SHOAL_API int shoal_reap(void)
+{
+	DIR *d = opendir(SHM_DIR);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return errno == ENOMEM ? -ENOMEM : errno == ENOENT ? -ENOENT : -EACCES;
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, SHOAL_PREFIX ".tmp.", strlen(SHOAL_PREFIX ".tmp.")) == 0)
+			n += reap_tmp(de->d_name);
+		else if (strncmp(de->d_name, SHOAL_PREFIX, strlen(SHOAL_PREFIX)) == 0 &&
+			 shoal__name_check(de->d_name + strlen(SHOAL_PREFIX)) == 0)
+			n += reap_array(de->d_name + strlen(SHOAL_PREFIX));
+	}
+	closedir(d);
+	return n;
+}

@@ -1,0 +1,151 @@
+/*
+ * array.h - the array's shared layout and its ledger, for the parts of
+ * libshoal that hold array references on behalf of something that is not a
+ * process (a queue with handles inside it), and for the white-box tests.
+ */
+#ifndef SHOAL_ARRAY_H
+#define SHOAL_ARRAY_H
+
+#include "internal.h"
+
+#include <pthread.h>
+
+/*
+ * Holder keys. A process holds under shoal__self_key(): pid in the low 22
+ * bits, start time in ticks above; start times stay below 2^41 ticks (700
+ * years at 100 Hz), so bit 63 of a process key is always 0. Bit 63 set
+ * means "not a process", and bits 62..60 say what:
+ *   QUEUE: handles in transit inside the queue whose common-header
+ *          generation has these low 60 bits. Gone when no queue in
+ *          /dev/shm has that generation any more.
+ *   PIN:   the name itself holds a reference until someone unlinks it
+ *          (shoal.SharedMemory's create/unlink semantics). Never reaped.
+ */
+#define SHOAL__HOLDER_NONPROC (UINT64_C(1) << 63)
+#define SHOAL__HOLDER_KIND_SHIFT 60
+#define SHOAL__HOLDER_KIND_MASK (UINT64_C(7) << SHOAL__HOLDER_KIND_SHIFT)
+#define SHOAL__HOLDER_ID_MASK ((UINT64_C(1) << SHOAL__HOLDER_KIND_SHIFT) - 1)
+enum shoal__holder_kind {
+	SHOAL__HOLDER_QUEUE = 1,
+	SHOAL__HOLDER_PIN = 2,
+};
+
+static inline uint64_t shoal__holder_queue(uint64_t queue_generation)
+{
+	return SHOAL__HOLDER_NONPROC | ((uint64_t)SHOAL__HOLDER_QUEUE << SHOAL__HOLDER_KIND_SHIFT) |
+	       (queue_generation & SHOAL__HOLDER_ID_MASK);
+}
+
+#define SHOAL__HOLDER_PIN_KEY \
+	(SHOAL__HOLDER_NONPROC | ((uint64_t)SHOAL__HOLDER_PIN << SHOAL__HOLDER_KIND_SHIFT))
+
+/* ---- the shared layout ----------------------------------------------- */
+
+/* One ledger line. In use iff key != 0 && count != 0; the count store is
+ * each operation's single commit point (see array.c). */
+struct shoal__array_entry {
+	shoal__atomic_u64 key;
+	shoal__atomic_u32 count;
+	uint32_t pad;
+};
+_Static_assert(sizeof(struct shoal__array_entry) == 16, "ledger layout is ABI");
+
+enum shoal__array_state {
+	SHOAL__ARRAY_ALIVE = 1,
+	SHOAL__ARRAY_FREED = 2,
+};
+
+/*
+ * The kind header, at offset 128 of an array object. The fields above
+ * @lock are written once before publish and never change; openers copy
+ * them out once and validate the copy. Below @lock everything is guarded
+ * by it (reads for display may go without it).
+ */
+struct shoal__array_hdr {
+	uint32_t dtype;
+	uint32_t itemsize;
+	uint32_t ndim;
+	uint32_t flags;                         /* 0; for later layouts */
+	uint64_t nbytes;
+	uint64_t shape[SHOAL_ARRAY_MAXDIM];
+	int64_t strides[SHOAL_ARRAY_MAXDIM];
+	uint32_t ledger_cap;                    /* lines in @ledger */
+	uint32_t reserved0;
+	uint64_t reserved1[4];
+	pthread_mutex_t lock;                   /* robust, process-shared */
+	char lock_pad[64 - sizeof(pthread_mutex_t) % 64];
+	shoal__atomic_u32 state;                /* enum shoal__array_state */
+	shoal__atomic_u32 used;                 /* lines at or past this were
+						   never used: scans stop here
+						   (a hint; clamped to the cap) */
+	shoal__atomic_u64 freer;                /* key of who set FREED: it unlinks */
+	uint64_t reserved3[6];
+	struct shoal__array_entry ledger[];
+};
+_Static_assert(offsetof(struct shoal__array_hdr, nbytes) == 16, "array layout is ABI");
+_Static_assert(offsetof(struct shoal__array_hdr, shape) == 24, "array layout is ABI");
+_Static_assert(offsetof(struct shoal__array_hdr, strides) == 280, "array layout is ABI");
+_Static_assert(offsetof(struct shoal__array_hdr, ledger_cap) == 536, "array layout is ABI");
+_Static_assert(offsetof(struct shoal__array_hdr, lock) == 576, "array layout is ABI");
+_Static_assert(offsetof(struct shoal__array_hdr, state) == 640, "array layout is ABI");
+_Static_assert(offsetof(struct shoal__array_hdr, used) == 644, "array layout is ABI");
+_Static_assert(offsetof(struct shoal__array_hdr, freer) == 648, "array layout is ABI");
+_Static_assert(offsetof(struct shoal__array_hdr, ledger) % 16 == 0, "ledger aligned");
+
+/* Lines per ledger: the headers fill exactly the first page, so an attach
+ * touches one page of metadata (measured: a second page is a second fault,
+ * +15% on a 1 MiB hand-off). 204 live holders per array at once; the lines
+ * of dead ones are swept to make room. */
+#define SHOAL__ARRAY_LEDGER_CAP \
+	((SHOAL__DATA_ALIGN - SHOAL__HDR_SIZE - sizeof(struct shoal__array_hdr)) / \
+	 sizeof(struct shoal__array_entry))
+
+/* ---- the process-local struct ---------------------------------------- */
+
+struct shoal_array {
+	struct shoal_array_desc d;      /* what shoal_array_desc() shows */
+	struct shoal_segment *seg;
+	struct shoal__array_hdr *hdr;   /* shared */
+	uint32_t ledger_cap;            /* validated copy */
+	uint32_t refs;                  /* held by this struct; under the lock */
+	uint32_t fork_gen;              /* shoal__fork_gen when @refs was last right */
+	uint64_t holder;                /* whose references @refs are */
+	bool readonly;
+	bool noref;
+	char handle[SHOAL_HANDLE_MAX];
+};
+
+/* ---- the ledger, for holders that are not this process ---------------- */
+
+/* +1 reference for @holder. -ENOENT once freed; as shoal_array_retain(). */
+int shoal__array_hold(struct shoal_array *a, uint64_t holder);
+/* -1 reference for @holder: 0, 1 if that freed the array, -ENOENT if
+ * @holder holds none; -EDEADLK, SHOAL_EPOISONED. */
+int shoal__array_unhold(struct shoal_array *a, uint64_t holder);
+/* Move one reference from @from to @to in one critical section (a consumer
+ * popping a handle takes over the queue's reference): 0, -ENOENT if @from
+ * holds none; as shoal__array_hold() otherwise. */
+int shoal__array_transfer(struct shoal_array *a, uint64_t from, uint64_t to);
+/* Attach @handle taking over one of @from's references rather than adding
+ * one: what a consumer does with a handle it popped. If @from holds none
+ * (reaped, or the handle was copied), a fresh reference is taken instead,
+ * and -ENOENT if the array is gone. */
+int shoal__array_attach_from(const char *handle, uint64_t from, unsigned int flags,
+			     struct shoal_array **out);
+/* References @holder holds (0 if none); a snapshot. */
+uint32_t shoal__array_count_of(const struct shoal_array *a, uint64_t holder);
+
+/*
+ * Test hook: when set, called at numbered points inside the ledger's
+ * critical sections (see array.c), so a test can SIGKILL a process there.
+ */
+extern void (*shoal__array_hook)(int point);
+enum shoal__array_hook_point {
+	SHOAL__HOOK_LOCKED = 1,     /* lock taken, nothing written */
+	SHOAL__HOOK_KEY_WRITTEN,    /* a new line's key written, count not */
+	SHOAL__HOOK_COUNT_WRITTEN,  /* the commit store done */
+	SHOAL__HOOK_FREED,          /* state set to FREED, name not unlinked */
+	SHOAL__HOOK_UNLOCKED,       /* after unlock, before unlink */
+};
+
+#endif /* SHOAL_ARRAY_H */

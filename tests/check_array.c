@@ -1,0 +1,1057 @@
+/*
+ * check_array.c - shared arrays: creation rules, handles and generations,
+ * the reference ledger across processes, hostile objects, processes killed
+ * while holding references or inside the ledger's critical section, and
+ * memory really going back to the system.
+ */
+#include "array.h"
+#include "testutil.h"
+
+#include <sys/mman.h>
+
+static const size_t shape34[] = { 3, 4 };
+
+static struct shoal_array *make(const char *name, int dtype, int ndim, const size_t *shape)
+{
+	struct shoal_array *a = NULL;
+
+	ck_assert_int_eq(shoal_array_create(name, dtype, 0, ndim, shape, NULL, &a), 0);
+	ck_assert_ptr_nonnull(a);
+	return a;
+}
+
+static const char *handle_of(const struct shoal_array *a)
+{
+	static char buf[4][SHOAL_HANDLE_MAX];
+	static unsigned n;
+	char *b = buf[n++ % 4];
+
+	ck_assert_int_gt(shoal_array_handle(a, b, SHOAL_HANDLE_MAX), 0);
+	return b;
+}
+
+static bool exists(const char *name)
+{
+	return access(t_path(name), F_OK) == 0;
+}
+
+START_TEST(create_attach_release)
+{
+	const char *name = t_name("rt");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_FLOAT64, 2, shape34), *b = NULL;
+	const char *h = handle_of(a);
+	double *d = shoal_array_data(a);
+	char small[8];
+
+	ck_assert_uint_eq((uintptr_t)d % 4096, 0);
+	ck_assert_int_eq(shoal_array_dtype(a), SHOAL_DTYPE_FLOAT64);
+	ck_assert_uint_eq(shoal_array_itemsize(a), 8);
+	ck_assert_int_eq(shoal_array_ndim(a), 2);
+	ck_assert_uint_eq(shoal_array_shape(a)[0], 3);
+	ck_assert_uint_eq(shoal_array_shape(a)[1], 4);
+	ck_assert_int_eq(shoal_array_strides(a)[0], 32);
+	ck_assert_int_eq(shoal_array_strides(a)[1], 8);
+	ck_assert_uint_eq(shoal_array_nbytes(a), 96);
+	ck_assert_str_eq(shoal_array_name(a), name);
+	ck_assert(!shoal_array_is_readonly(a));
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert_uint_eq(shoal_array_refs(a), 1);
+	ck_assert(strncmp(h, "shoal:array:", 12) == 0);
+	ck_assert_int_eq(shoal_array_handle(a, small, sizeof(small)), -ERANGE);
+	ck_assert_int_eq(shoal_array_handle(NULL, small, sizeof(small)), -EINVAL);
+	for (int i = 0; i < 12; i++)
+		ck_assert(d[i] == 0.0);
+	d[11] = 2.5;
+
+	ck_assert_int_eq(shoal_array_attach(h, 0, &b), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 2);
+	ck_assert(((double *)shoal_array_data(b))[11] == 2.5);
+	((double *)shoal_array_data(b))[0] = -1;
+	ck_assert(d[0] == -1);
+	ck_assert_str_eq(handle_of(b), h);
+
+	ck_assert_int_eq(shoal_array_retain(b), 0);
+	ck_assert_uint_eq(shoal_array_refs(b), 2);
+	ck_assert_uint_eq(shoal_array_refcount(a), 3);
+	/* One process, one ledger line, whatever the structs. */
+	ck_assert_int_eq(shoal_array_holders(a, NULL, 0), 1);
+	ck_assert_int_eq(shoal_array_release(b), 0);
+	ck_assert_int_eq(shoal_array_close(b), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert(exists(name));
+	/* The last release frees: the name goes, the mapping stays readable. */
+	ck_assert_int_eq(shoal_array_release(a), 1);
+	ck_assert(!exists(name));
+	ck_assert(shoal_array_is_freed(a));
+	ck_assert(d[11] == 2.5);
+	ck_assert_int_eq(shoal_array_close(a), 0);
+}
+END_TEST
+
+START_TEST(every_dtype)
+{
+	static const size_t sizes[] = { 0, 1, 1, 2, 4, 8, 1, 2, 4, 8, 4, 8, 8, 16, 0 };
+	size_t shape[] = { 5 };
+
+	for (int t = SHOAL_DTYPE_BOOL; t <= SHOAL_DTYPE_RAW; t++) {
+		struct shoal_array *a = NULL, *b = NULL;
+		size_t item = t == SHOAL_DTYPE_RAW ? 24 : 0;
+
+		ck_assert_uint_eq(shoal_dtype_itemsize(t), sizes[t]);
+		ck_assert_str_ne(shoal_dtype_name(t), "?");
+		ck_assert_int_eq(shoal_array_create(NULL, t, item, 1, shape, NULL, &a), 0);
+		ck_assert_uint_eq(shoal_array_itemsize(a), t == SHOAL_DTYPE_RAW ? 24 : sizes[t]);
+		ck_assert_uint_eq(shoal_array_nbytes(a), 5 * shoal_array_itemsize(a));
+		memset(shoal_array_data(a), t, shoal_array_nbytes(a));
+		ck_assert_int_eq(shoal_array_attach(handle_of(a), SHOAL_RDONLY, &b), 0);
+		ck_assert_int_eq(shoal_array_dtype(b), t);
+		ck_assert_int_eq(memcmp(shoal_array_data(a), shoal_array_data(b), shoal_array_nbytes(a)), 0);
+		ck_assert_int_eq(shoal_array_close(b), 0);
+		ck_assert_int_eq(shoal_array_close(a), 1);
+	}
+	ck_assert_uint_eq(shoal_dtype_itemsize(0), 0);
+	ck_assert_uint_eq(shoal_dtype_itemsize(99), 0);
+	ck_assert_str_eq(shoal_dtype_name(-3), "?");
+}
+END_TEST
+
+START_TEST(anonymous_names_are_short_and_unique)
+{
+	struct shoal_array *a[16];
+	size_t one[] = { 1 };
+
+	for (int i = 0; i < 16; i++) {
+		ck_assert_int_eq(shoal_array_create(NULL, SHOAL_DTYPE_UINT8, 0, 1, one, NULL, &a[i]), 0);
+		ck_assert_int_le(strlen(handle_of(a[i])), 64);
+		for (int j = 0; j < i; j++)
+			ck_assert_str_ne(shoal_array_name(a[i]), shoal_array_name(a[j]));
+	}
+	for (int i = 0; i < 16; i++)
+		ck_assert_int_eq(shoal_array_close(a[i]), 1);
+}
+END_TEST
+
+START_TEST(create_errors)
+{
+	const char *name = t_name("err");
+	struct shoal_array *a = NULL;
+	size_t big[] = { (size_t)1 << 40, (size_t)1 << 40 };
+	size_t wide[] = { 0, (size_t)1 << 62, (size_t)1 << 62 };
+	size_t huge[] = { (size_t)1 << 42 };
+	size_t neg[] = { SIZE_MAX };
+	size_t shape[SHOAL_ARRAY_MAXDIM + 1];
+
+	for (int i = 0; i <= SHOAL_ARRAY_MAXDIM; i++)
+		shape[i] = 1;
+	ck_assert_int_eq(shoal_array_create(name, 0, 0, 1, shape, NULL, &a), -EINVAL);
+	ck_assert_int_eq(shoal_array_create(name, 15, 0, 1, shape, NULL, &a), -EINVAL);
+	ck_assert_int_eq(shoal_array_create(name, -1, 0, 1, shape, NULL, &a), -EINVAL);
+	ck_assert_int_eq(shoal_array_create(name, SHOAL_DTYPE_INT32, 8, 1, shape, NULL, &a), -EINVAL);
+	ck_assert_int_eq(shoal_array_create(name, SHOAL_DTYPE_RAW, 0, 1, shape, NULL, &a), -EINVAL);
+	ck_assert_int_eq(shoal_array_create(name, SHOAL_DTYPE_RAW, (size_t)1 << 31, 1, shape, NULL, &a), -EINVAL);
+	ck_assert_int_eq(shoal_array_create(name, SHOAL_DTYPE_INT8, 0, 0, shape, NULL, &a), -EINVAL);
+	ck_assert_int_eq(shoal_array_create(name, SHOAL_DTYPE_INT8, 0, -1, shape, NULL, &a), -EINVAL);
+	ck_assert_int_eq(shoal_array_create(name, SHOAL_DTYPE_INT8, 0, SHOAL_ARRAY_MAXDIM + 1, shape, NULL, &a), -EINVAL);
+	ck_assert_int_eq(shoal_array_create(name, SHOAL_DTYPE_INT8, 0, 1, NULL, NULL, &a), -EINVAL);
+	ck_assert_int_eq(shoal_array_create(name, SHOAL_DTYPE_INT8, 0, 1, shape, NULL, NULL), -EINVAL);
+	ck_assert_int_eq(shoal_array_create("a/b", SHOAL_DTYPE_INT8, 0, 1, shape, NULL, &a), -EINVAL);
+	ck_assert_int_eq(shoal_array_create(name, SHOAL_DTYPE_FLOAT64, 0, 2, big, NULL, &a), -EOVERFLOW);
+	ck_assert_int_eq(shoal_array_create(name, SHOAL_DTYPE_INT8, 0, 3, wide, NULL, &a), -EOVERFLOW);
+	ck_assert_int_eq(shoal_array_create(name, SHOAL_DTYPE_INT8, 0, 1, neg, NULL, &a), -EOVERFLOW);
+	ck_assert_int_eq(shoal_array_create(name, SHOAL_DTYPE_UINT8, 0, 1, huge, NULL, &a), -ENOSPC);
+	ck_assert_ptr_null(a);
+	ck_assert(!exists(name));
+
+	/* The most dimensions there may be, and an empty array. */
+	ck_assert_int_eq(shoal_array_create(name, SHOAL_DTYPE_INT8, 0, SHOAL_ARRAY_MAXDIM, shape, NULL, &a), 0);
+	ck_assert_int_eq(shoal_array_create(name, SHOAL_DTYPE_INT8, 0, 1, shape, NULL, &a), -EEXIST);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	shape[0] = 0;
+	ck_assert_int_eq(shoal_array_create(name, SHOAL_DTYPE_INT16, 0, 2, shape, NULL, &a), 0);
+	ck_assert_uint_eq(shoal_array_nbytes(a), 0);
+	ck_assert_int_eq(shoal_array_strides(a)[0], 2);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	ck_assert(!exists(name));
+}
+END_TEST
+
+START_TEST(bad_handles)
+{
+	const char *name = t_name("h");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_INT32, 2, shape34), *b = NULL;
+	struct shoal_segment *s;
+	char h[SHOAL_HANDLE_MAX], other[SHOAL_HANDLE_MAX];
+	const char *bad[] = {
+		"", "shoal:array:", "shoal:array:@0123456789abcdef", "shoal:array:x", "shoal:array:x@",
+		"shoal:array:x@0123", "shoal:array:x@0123456789abcdeg", "shoal:array:x@0123456789ABCDEF",
+		"shoal:array:x@0000000000000000", "shoal:array:x@0123456789abcdef0", "shoal:arr:x@0123456789abcdef",
+		"x@0123456789abcdef", "shoal:array:a/b@0123456789abcdef", "shoal:array:..@0123456789abcdef",
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(shoal_array_attach(bad[i], 0, &b) == -EINVAL, "%s", bad[i]);
+	ck_assert_int_eq(shoal_array_attach(NULL, 0, &b), -EINVAL);
+	snprintf(h, sizeof(h), "%s", handle_of(a));
+	ck_assert_int_eq(shoal_array_attach(h, 0, NULL), -EINVAL);
+	ck_assert_int_eq(shoal_array_attach(h, 0x80, &b), -EINVAL);
+	ck_assert_int_eq(shoal_array_attach(h, SHOAL_ARRAY_NOREF, &b), -EINVAL);
+	/* Right name, wrong generation. */
+	snprintf(other, sizeof(other), "%s", h);
+	other[strlen(other) - 1] = other[strlen(other) - 1] == '0' ? '1' : '0';
+	ck_assert_int_eq(shoal_array_attach(other, 0, &b), -ENOENT);
+	snprintf(other, sizeof(other), SHOAL_HANDLE_PREFIX "%s@0123456789abcdef", t_name("none"));
+	ck_assert_int_eq(shoal_array_attach(other, 0, &b), -ENOENT);
+	ck_assert_ptr_null(b);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+
+	/* A handle naming an object of another kind. */
+	name = t_name("seg");
+	ck_assert_int_eq(shoal_segment_create(name, 64, NULL, &s), 0);
+	snprintf(other, sizeof(other), SHOAL_HANDLE_PREFIX "%s@%016llx", name,
+		 (unsigned long long)s->hdr.generation);
+	ck_assert_int_eq(shoal_array_attach(other, 0, &b), -EPROTOTYPE);
+	ck_assert_int_eq(shoal_array_open(name, 0, &b), -EPROTOTYPE);
+	shoal_segment_close(s);
+	shoal_unlink(name);
+}
+END_TEST
+
+/* A recycled name with a new generation does not answer an old handle. */
+START_TEST(recycled_name_is_refused)
+{
+	const char *name = t_name("rec");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34), *b = NULL;
+	char old[SHOAL_HANDLE_MAX];
+
+	snprintf(old, sizeof(old), "%s", handle_of(a));
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	ck_assert_int_eq(shoal_array_attach(old, 0, &b), -ENOENT);
+	ck_assert_int_eq(shoal_array_open(name, 0, &b), -ENOENT);
+	a = make(name, SHOAL_DTYPE_UINT8, 2, shape34);
+	ck_assert_str_ne(handle_of(a), old);
+	ck_assert_int_eq(shoal_array_attach(old, 0, &b), -ENOENT);
+	ck_assert_ptr_null(b);
+	ck_assert_int_eq(shoal_array_attach(handle_of(a), 0, &b), 0);
+	ck_assert_int_eq(shoal_array_close(b), 0);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+}
+END_TEST
+
+/* A freed array whose name is still there (its freer has not unlinked yet)
+ * cannot be attached: nobody resurrects it. */
+START_TEST(attach_after_free)
+{
+	const char *name = t_name("aaf");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34), *b = NULL, *c = NULL;
+	char h[SHOAL_HANDLE_MAX];
+
+	snprintf(h, sizeof(h), "%s", handle_of(a));
+	ck_assert_int_eq(shoal_array_open(name, 0, &b), 0);
+	ck_assert_int_eq(shoal_array_release(a), 0);
+	/* Simulate "freed, not yet unlinked": mark it as the last release does. */
+	ck_assert_int_eq(shoal_array_release(b), 1);
+	ck_assert(!exists(name));
+	ck_assert_int_eq(shoal_array_retain(a), -ENOENT);
+	ck_assert_int_eq(shoal_array_retain(b), -ENOENT);
+	ck_assert_int_eq(shoal_array_attach(h, 0, &c), -ENOENT);
+	ck_assert_int_eq(shoal__array_hold(a, SHOAL__HOLDER_PIN_KEY), -ENOENT);
+	ck_assert_uint_eq(shoal_array_refcount(a), 0);
+	shoal_array_close(a);
+	shoal_array_close(b);
+}
+END_TEST
+
+START_TEST(double_release)
+{
+	const char *name = t_name("dr");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34), *b = NULL, *n = NULL;
+
+	ck_assert_int_eq(shoal_array_attach(handle_of(a), 0, &b), 0);
+	ck_assert_int_eq(shoal_array_release(b), 0);
+	ck_assert_int_eq(shoal_array_release(b), -EINVAL);
+	ck_assert_int_eq(shoal_array_release(b), -EINVAL);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert_int_eq(shoal_array_release(NULL), -EINVAL);
+	ck_assert_int_eq(shoal_array_retain(NULL), -EINVAL);
+	/* A holder with no line cannot drop anything. */
+	ck_assert_int_eq(shoal__array_unhold(a, shoal__holder_queue(12345)), -ENOENT);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	/* An inspection holds nothing and can take nothing. */
+	ck_assert_int_eq(shoal_array_open(name, SHOAL_ARRAY_NOREF, &n), 0);
+	ck_assert(shoal_array_is_readonly(n));
+	ck_assert_uint_eq(shoal_array_refcount(n), 1);
+	ck_assert_int_eq(shoal_array_release(n), -EINVAL);
+	ck_assert_int_eq(shoal_array_retain(n), -EINVAL);
+	ck_assert_int_eq(shoal_array_close(n), 0);
+	ck_assert_int_eq(shoal_array_close(b), 0);
+	ck_assert(exists(name));
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	ck_assert_int_eq(shoal_array_close(NULL), 0);
+}
+END_TEST
+
+START_TEST(readonly_attach_cannot_write)
+{
+	const char *name = t_name("ro");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_INT64, 2, shape34), *b = NULL;
+	pid_t pid;
+
+	((int64_t *)shoal_array_data(a))[3] = 42;
+	ck_assert_int_eq(shoal_array_attach(handle_of(a), SHOAL_RDONLY | SHOAL_PREFAULT, &b), 0);
+	ck_assert(shoal_array_is_readonly(b));
+	ck_assert_int_eq(((int64_t *)shoal_array_data(b))[3], 42);
+	ck_assert_uint_eq(shoal_array_refcount(a), 2);
+	pid = fork();
+	if (pid == 0) {
+		signal(SIGSEGV, SIG_DFL); /* a sanitizer's handler would exit(1) */
+		((volatile int64_t *)shoal_array_data(b))[3] = 7;
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 128 + SIGSEGV);
+	ck_assert_int_eq(((int64_t *)shoal_array_data(a))[3], 42);
+	ck_assert_int_eq(shoal_array_close(b), 0);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+}
+END_TEST
+
+/* ---- hostile objects ---------------------------------------------------- */
+
+/* The bytes of a real array object, to corrupt. */
+static size_t real_object(unsigned char **out)
+{
+	const char *name = t_name("tmpl");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_FLOAT32, 2, shape34);
+	int fd = open(t_path(name), O_RDONLY);
+	struct stat st;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	*out = malloc((size_t)st.st_size);
+	ck_assert_int_eq(read(fd, *out, (size_t)st.st_size), st.st_size);
+	close(fd);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	return (size_t)st.st_size;
+}
+
+static int open_planted(const unsigned char *buf, size_t len)
+{
+	const char *name = t_name("bad");
+	struct shoal_array *a = NULL;
+	struct shoal__hdr h;
+	char handle[SHOAL_HANDLE_MAX];
+	int rc, rc2;
+
+	t_plant(name, buf, len, 0600);
+	rc = shoal_array_open(name, 0, &a);
+	if (rc == 0)
+		shoal_array_close(a);
+	memcpy(&h, buf, sizeof(h));
+	snprintf(handle, sizeof(handle), SHOAL_HANDLE_PREFIX "%s@%016llx", name,
+		 (unsigned long long)(h.generation ? h.generation : 1));
+	rc2 = shoal_array_attach(handle, 0, &a);
+	if (rc2 == 0)
+		shoal_array_close(a);
+	ck_assert_int_eq(rc, rc2);
+	shoal_unlink(name);
+	return rc;
+}
+
+#define KH(buf) ((struct shoal__array_hdr *)((buf) + SHOAL__HDR_SIZE))
+
+START_TEST(corrupt_headers)
+{
+	unsigned char *good, *b;
+	size_t len = real_object(&good);
+
+	b = malloc(len);
+#define FRESH() memcpy(b, good, len)
+	FRESH();
+	ck_assert_int_eq(open_planted(b, len), 0);
+	FRESH(); KH(b)->dtype = 0;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);
+	FRESH(); KH(b)->dtype = 99;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);
+	FRESH(); KH(b)->itemsize = 8;                       /* float32 is 4 */
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);
+	FRESH(); KH(b)->ndim = 0;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);
+	FRESH(); KH(b)->ndim = SHOAL_ARRAY_MAXDIM + 1;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);
+	FRESH(); KH(b)->ndim = UINT32_MAX;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);
+	FRESH(); KH(b)->flags = 1;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);
+	/* Shapes that lie about the size. */
+	FRESH(); KH(b)->shape[0] = 1000; KH(b)->nbytes = 16000; KH(b)->strides[0] = 16;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);   /* more than the data */
+	FRESH(); KH(b)->shape[0] = 4;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);   /* product != nbytes */
+	FRESH(); KH(b)->nbytes = 4;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);
+	FRESH(); KH(b)->shape[0] = (uint64_t)1 << 62; KH(b)->shape[1] = 1 << 4;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);   /* overflows */
+	FRESH(); KH(b)->shape[0] = UINT64_MAX;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);
+	FRESH(); KH(b)->strides[1] = 8;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);   /* not C order */
+	FRESH(); KH(b)->strides[0] = -16;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);
+	FRESH(); KH(b)->ledger_cap = 0;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);
+	FRESH(); KH(b)->ledger_cap = 100000;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);   /* past the kind header */
+	FRESH(); ((struct shoal__hdr *)b)->kind_size = 64;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);   /* too small a kind header */
+	FRESH(); ((struct shoal__hdr *)b)->data_size = 4;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);   /* data smaller than nbytes */
+	/* A lock that is not a lock: an error, not a hang or a crash. */
+	FRESH(); memset(&KH(b)->lock, 0xff, sizeof(KH(b)->lock));
+	ck_assert_int_lt(open_planted(b, len), 0);
+	free(b);
+	free(good);
+#undef FRESH
+}
+END_TEST
+
+START_TEST(random_kind_headers_never_crash)
+{
+	unsigned char *good, *b;
+	size_t len = real_object(&good);
+	unsigned int seed = (unsigned int)getpid();
+
+	b = malloc(len);
+	for (int i = 0; i < 300; i++) {
+		int rc;
+
+		memcpy(b, good, len);
+		/* Scribble over the immutable part of the kind header. */
+		for (int j = 0; j < 1 + i % 8; j++) {
+			size_t off = SHOAL__HDR_SIZE + (size_t)rand_r(&seed) % offsetof(struct shoal__array_hdr, lock);
+
+			b[off] = (unsigned char)rand_r(&seed);
+		}
+		rc = open_planted(b, len);
+		ck_assert_msg(rc == 0 || rc == -EBADMSG, "rc %d", rc);
+	}
+	free(b);
+	free(good);
+}
+END_TEST
+
+/* ---- across processes ---------------------------------------------------- */
+
+/* A forked child inherits the mapping, not the references. */
+START_TEST(fork_inherits_no_reference)
+{
+	const char *name = t_name("fork");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_INT32, 2, shape34);
+	pid_t pid;
+
+	pid = fork();
+	if (pid == 0) {
+		int ok = shoal_array_refs(a) == 0 && shoal_array_release(a) == -EINVAL &&
+			 shoal_array_refcount(a) == 1 && shoal_array_retain(a) == 0 &&
+			 shoal_array_refcount(a) == 2 && shoal_array_refs(a) == 1 &&
+			 shoal_array_holders(a, NULL, 0) == 2;
+
+		((int32_t *)shoal_array_data(a))[0] = 9;
+		ok = ok && shoal_array_close(a) == 0;
+		_exit(ok ? 0 : 1);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert_int_eq(((int32_t *)shoal_array_data(a))[0], 9);
+
+	/* Closing an inherited struct without retaining leaves ours alone. */
+	pid = fork();
+	if (pid == 0)
+		_exit(shoal_array_close(a) == 0 ? 0 : 1);
+	ck_assert_int_eq(t_wait(pid), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+}
+END_TEST
+
+/* A worker SIGKILLed while holding references: reap takes them back; the
+ * array is freed at its last release, not before. */
+START_TEST(killed_holder_is_reaped)
+{
+	const char *name = t_name("kill");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_FLOAT64, 2, shape34);
+	struct shoal_array_holder hs[4];
+	const char *h = handle_of(a);
+	int fds[2];
+	pid_t pid;
+	char c;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	if (pid == 0) {
+		struct shoal_array *b;
+
+		if (shoal_array_attach(h, 0, &b) || shoal_array_retain(b) || shoal_array_retain(b))
+			_exit(1);
+		ck_assert_int_eq(write(fds[1], "x", 1), 1);
+		pause();
+		_exit(2);
+	}
+	ck_assert_int_eq(read(fds[0], &c, 1), 1);
+	ck_assert_uint_eq(shoal_array_refcount(a), 4);
+	ck_assert_int_eq(shoal_array_holders(a, hs, 4), 2);
+	ck_assert(hs[0].alive && hs[1].alive);
+	kill(pid, SIGKILL);
+	/* Not waited for yet: a zombie is dead too. */
+	usleep(50000);
+	ck_assert_int_eq(shoal_array_holders(a, hs, 4), 2);
+	ck_assert(hs[0].pid == pid ? !hs[0].alive : !hs[1].alive);
+	ck_assert_int_ge(shoal_reap(), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert_int_eq(shoal_array_holders(a, hs, 4), 1);
+	ck_assert_int_eq(hs[0].pid, getpid());
+	ck_assert(exists(name));
+	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+	ck_assert_int_eq(shoal_array_release(a), 1);
+	ck_assert(!exists(name));
+	shoal_array_close(a);
+	close(fds[0]);
+	close(fds[1]);
+}
+END_TEST
+
+/* The last live holder's release frees the array although a killed
+ * process still has a line: releasing sweeps the dead out first. */
+START_TEST(last_live_release_sweeps_the_dead)
+{
+	const char *name = t_name("sweep");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_FLOAT64, 2, shape34);
+	const char *h = handle_of(a);
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct shoal_array *b;
+
+		if (shoal_array_attach(h, 0, &b) || shoal_array_retain(b))
+			_exit(1);
+		raise(SIGKILL);
+	}
+	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+	ck_assert_uint_eq(shoal_array_refcount(a), 3);
+	ck_assert_int_eq(shoal_array_release(a), 1);
+	ck_assert(!exists(name));
+	ck_assert_uint_eq(shoal_array_refcount(a), 0);
+	shoal_array_close(a);
+}
+END_TEST
+
+/* A sweep that cannot read /proc (out of file descriptors) must take the
+ * holders it cannot see for alive, never free an array under them. */
+START_TEST(unreadable_proc_is_not_death)
+{
+	const char *name = t_name("emfile");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34);
+	const char *h = handle_of(a);
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct shoal_array *b;
+
+		if (shoal_array_attach(h, 0, &b))
+			_exit(1);
+		while (open("/dev/null", O_RDONLY) >= 0)
+			;
+		if (errno != EMFILE)
+			_exit(2);
+		_exit(shoal_array_close(b) == 0 ? 0 : 3);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert(exists(name));
+	ck_assert_int_eq(shoal_array_close(a), 1);
+}
+END_TEST
+
+/* Everyone who held it died: reap frees it. */
+START_TEST(all_holders_dead_reap_frees)
+{
+	const char *name = t_name("orphan");
+	pid_t pid = fork();
+	struct shoal_array *n;
+	int freed;
+
+	if (pid == 0) {
+		struct shoal_array *a;
+
+		if (shoal_array_create(name, SHOAL_DTYPE_UINT8, 0, 2, shape34, NULL, &a))
+			_exit(1);
+		raise(SIGKILL);
+	}
+	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+	ck_assert(exists(name));
+	ck_assert_int_eq(shoal_array_open(name, SHOAL_ARRAY_NOREF, &n), 0);
+	ck_assert_uint_eq(shoal_array_refcount(n), 1);
+	freed = shoal_reap();
+	ck_assert_int_ge(freed, 1);
+	ck_assert(!exists(name));
+	ck_assert(shoal_array_is_freed(n));
+	ck_assert_uint_eq(shoal_array_refcount(n), 0);
+	shoal_array_close(n);
+}
+END_TEST
+
+/* The creator's temporary file of a create that died midway. */
+START_TEST(reap_removes_dead_creators_temp_files)
+{
+	char dead[64], live[64];
+	pid_t pid = fork();
+
+	if (pid == 0)
+		_exit(0);
+	ck_assert_int_eq(t_wait(pid), 0);
+	snprintf(dead, sizeof(dead), SHOAL_PREFIX ".tmp.%d.00000000deadbeef", (int)pid);
+	snprintf(live, sizeof(live), SHOAL_PREFIX ".tmp.%d.00000000cafecafe", (int)getpid());
+	ck_assert_int_eq(close(open(t_path(dead + strlen(SHOAL_PREFIX)), O_CREAT | O_WRONLY, 0600)), 0);
+	ck_assert_int_eq(close(open(t_path(live + strlen(SHOAL_PREFIX)), O_CREAT | O_WRONLY, 0600)), 0);
+	ck_assert_int_ge(shoal_reap(), 1);
+	ck_assert(!exists(dead + strlen(SHOAL_PREFIX)));
+	ck_assert(exists(live + strlen(SHOAL_PREFIX)));
+	unlink(t_path(live + strlen(SHOAL_PREFIX)));
+}
+END_TEST
+
+/* ---- dying inside the critical section ------------------------------------ */
+
+static int kill_at;
+
+static void kill_hook(int point)
+{
+	if (point == kill_at)
+		raise(SIGKILL);
+}
+
+/* A child attaches and is killed at @point inside the ledger update. The
+ * ledger stays consistent and usable: the parent's count is right, the lock
+ * is recovered, and reap leaves exactly the parent's reference. */
+static void die_in_attach(int point)
+{
+	const char *name = t_name("die_att");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34), *b = NULL;
+	const char *h = handle_of(a);
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		kill_at = point;
+		shoal__array_hook = kill_hook;
+		shoal_array_attach(h, 0, &b);
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+	/* Either it counted (1 + 1) or not (1); never anything else. */
+	ck_assert_uint_le(shoal_array_refcount(a), 2);
+	ck_assert_uint_ge(shoal_array_refcount(a), 1);
+	ck_assert_int_ge(shoal_reap(), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert_int_eq(shoal_array_retain(a), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 2);
+	ck_assert_int_eq(shoal_array_attach(h, 0, &b), 0);
+	ck_assert_int_eq(shoal_array_close(b), 0);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	ck_assert(!exists(name));
+}
+
+/* The child holds the last reference and is killed at @point inside the
+ * release that frees. The array ends freed and unlinked exactly once: by
+ * the next locker (EOWNERDEAD) or by reap (a dead freer's unlink). */
+static void die_in_last_release(int point)
+{
+	const char *name = t_name("die_rel");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34);
+	const char *h = handle_of(a);
+	int up[2], down[2];
+	pid_t pid;
+	char c;
+
+	ck_assert_int_eq(pipe(up), 0);
+	ck_assert_int_eq(pipe(down), 0);
+	pid = fork();
+	if (pid == 0) {
+		struct shoal_array *b;
+
+		if (shoal_array_attach(h, 0, &b))
+			_exit(1);
+		ck_assert_int_eq(write(up[1], "x", 1), 1);
+		ck_assert_int_eq(read(down[0], &c, 1), 1);
+		kill_at = point;
+		shoal__array_hook = kill_hook;
+		shoal_array_release(b);
+		_exit(0);
+	}
+	ck_assert_int_eq(read(up[0], &c, 1), 1);
+	ck_assert_int_eq(shoal_array_release(a), 0); /* the child's is the last */
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert_int_eq(write(down[1], "x", 1), 1);
+	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+	ck_assert_int_ge(shoal_reap(), 1);
+	ck_assert(!exists(name));
+	ck_assert(shoal_array_is_freed(a));
+	ck_assert_uint_eq(shoal_array_refcount(a), 0);
+	ck_assert_int_eq(shoal_array_retain(a), -ENOENT);
+	ck_assert_int_ge(shoal_reap(), 0); /* nothing freed twice: */
+	ck_assert(!exists(name));
+	shoal_array_close(a);
+	for (int i = 0; i < 2; i++) {
+		close(up[i]);
+		close(down[i]);
+	}
+}
+
+/* The child already holds one and is killed inside a retain: its line
+ * reads 1 or 2, never anything else, and reap drops it whole. */
+static void die_in_retain(int point)
+{
+	const char *name = t_name("die_ret");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34);
+	const char *h = handle_of(a);
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct shoal_array *b;
+
+		if (shoal_array_attach(h, 0, &b))
+			_exit(1);
+		kill_at = point;
+		shoal__array_hook = kill_hook;
+		shoal_array_retain(b);
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+	ck_assert_uint_ge(shoal_array_refcount(a), 2);
+	ck_assert_uint_le(shoal_array_refcount(a), 3);
+	ck_assert_int_eq(shoal_array_holders(a, NULL, 0), 2);
+	ck_assert_int_ge(shoal_reap(), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	ck_assert(!exists(name));
+}
+
+START_TEST(killed_inside_retain)
+{
+	die_in_retain(SHOAL__HOOK_LOCKED);
+	die_in_retain(SHOAL__HOOK_COUNT_WRITTEN);
+	die_in_retain(SHOAL__HOOK_UNLOCKED);
+}
+END_TEST
+
+START_TEST(killed_inside_attach)
+{
+	die_in_attach(SHOAL__HOOK_LOCKED);
+	die_in_attach(SHOAL__HOOK_KEY_WRITTEN);
+	die_in_attach(SHOAL__HOOK_COUNT_WRITTEN);
+	die_in_attach(SHOAL__HOOK_UNLOCKED);
+}
+END_TEST
+
+static const int release_points[] = { SHOAL__HOOK_LOCKED, SHOAL__HOOK_COUNT_WRITTEN,
+				      SHOAL__HOOK_FREED, SHOAL__HOOK_UNLOCKED };
+
+START_TEST(killed_inside_release)
+{
+	die_in_last_release(release_points[_i]);
+}
+END_TEST
+
+/* After a death inside the lock, the next locker (not reap) repairs: a
+ * total of zero left by the dead is freed by whoever locks next. */
+START_TEST(next_locker_repairs)
+{
+	const char *name = t_name("repair");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34), *n = NULL;
+	pid_t pid;
+
+	ck_assert_int_eq(shoal_array_open(name, SHOAL_ARRAY_NOREF, &n), 0);
+	pid = fork();
+	if (pid == 0) {
+		/* The child releases the parent's reference (as if it were the
+		 * parent, after fork) and dies with the count committed. */
+		a->fork_gen = atomic_load(&shoal__fork_gen);
+		kill_at = SHOAL__HOOK_COUNT_WRITTEN;
+		shoal__array_hook = kill_hook;
+		shoal_array_release(a);
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+	ck_assert_uint_eq(shoal_array_refcount(n), 0);
+	ck_assert(!shoal_array_is_freed(n));
+	/* Our struct still thinks it holds one; the ledger says nobody does.
+	 * The next locker finds EOWNERDEAD, frees and unlinks. */
+	ck_assert_int_eq(shoal_array_retain(a), -ENOENT);
+	ck_assert(shoal_array_is_freed(n));
+	ck_assert(!exists(name));
+	shoal_array_close(n);
+	shoal_array_close(a);
+}
+END_TEST
+
+/* Many processes attach and release at once while some are killed; in the
+ * end the books balance exactly. */
+START_TEST(concurrent_holders_some_killed)
+{
+	const char *name = t_name("many");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34);
+	const char *h = handle_of(a);
+	pid_t kids[8];
+
+	for (int i = 0; i < 8; i++) {
+		kids[i] = fork();
+		ck_assert_int_ge(kids[i], 0);
+		if (kids[i] == 0) {
+			for (int j = 0; j < 300; j++) {
+				struct shoal_array *b;
+
+				if (shoal_array_attach(h, j % 2 ? SHOAL_RDONLY : 0, &b))
+					_exit(1);
+				if (j % 3 == 0 && shoal_array_retain(b))
+					_exit(2);
+				if (shoal_array_close(b) != 0)
+					_exit(3);
+			}
+			_exit(0);
+		}
+	}
+	usleep(20000);
+	kill(kids[0], SIGKILL);
+	kill(kids[1], SIGKILL);
+	for (int i = 0; i < 8; i++) {
+		int rc = t_wait(kids[i]);
+
+		ck_assert_msg(rc == 0 || (i < 2 && rc == 128 + SIGKILL), "kid %d: %d", i, rc);
+	}
+	ck_assert_int_ge(shoal_reap(), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	ck_assert(!exists(name));
+}
+END_TEST
+
+/* ---- holders that are not processes ---------------------------------------- */
+
+static struct shoal_segment *fake_queue(const char *name)
+{
+	struct shoal_segment *q = NULL;
+
+	ck_assert_int_eq(shoal__segment_create(name, SHOAL__KIND_QUEUE, 64, 4096, NULL, &q), 0);
+	ck_assert_int_eq(shoal__segment_publish(q), 0);
+	return q;
+}
+
+/* A producer pushes a handle (the queue takes a reference) and releases at
+ * once; the array lives until the consumer, who takes the queue's reference
+ * over, lets go. */
+START_TEST(queue_holds_in_transit)
+{
+	const char *name = t_name("transit"), *qname = t_name("q");
+	struct shoal_segment *q = fake_queue(qname);
+	uint64_t qk = shoal__holder_queue(q->hdr.generation);
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34), *b = NULL;
+	struct shoal_array_holder hs[2];
+	char h[SHOAL_HANDLE_MAX];
+	pid_t pid;
+
+	ck_assert_uint_eq(qk >> 63, 1);
+	snprintf(h, sizeof(h), "%s", handle_of(a));
+	ck_assert_int_eq(shoal__array_hold(a, qk), 0); /* push */
+	ck_assert_int_eq(shoal__array_hold(a, qk), 0); /* pushed twice */
+	ck_assert_int_eq(shoal_array_close(a), 0);     /* the producer lets go */
+	ck_assert(exists(name));
+	ck_assert_int_ge(shoal_reap(), 0);             /* the queue exists: kept */
+	ck_assert(exists(name));
+
+	pid = fork();
+	if (pid == 0) {
+		/* Consumer: pops, and takes over one of the queue's references. */
+		struct shoal_array *c;
+
+		if (shoal__array_attach_from(h, qk, 0, &c))
+			_exit(1);
+		_exit(shoal__array_count_of(c, qk) == 1 && shoal_array_refcount(c) == 2 &&
+		       shoal_array_close(c) == 0 ? 0 : 2);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	ck_assert_int_eq(shoal_array_open(name, SHOAL_ARRAY_NOREF, &b), 0);
+	ck_assert_int_eq(shoal_array_holders(b, hs, 2), 1);
+	ck_assert_uint_eq(hs[0].key, qk);
+	ck_assert_uint_eq(hs[0].count, 1);
+	ck_assert_int_eq(hs[0].pid, 0);
+	shoal_array_close(b);
+
+	/* Transfer and its errors. */
+	ck_assert_int_eq(shoal_array_open(name, 0, &b), 0);
+	ck_assert_int_eq(shoal__array_transfer(b, shoal__holder_queue(1), SHOAL__HOLDER_PIN_KEY), -ENOENT);
+	ck_assert_int_eq(shoal__array_transfer(b, qk, qk), -EINVAL);
+	ck_assert_int_eq(shoal__array_transfer(b, qk, SHOAL__HOLDER_PIN_KEY), 0);
+	ck_assert_uint_eq(shoal__array_count_of(b, SHOAL__HOLDER_PIN_KEY), 1);
+	ck_assert_uint_eq(shoal__array_count_of(b, qk), 0);
+	ck_assert_int_eq(shoal__array_transfer(b, SHOAL__HOLDER_PIN_KEY, qk), 0);
+	ck_assert_int_eq(shoal_array_close(b), 0);
+
+	/* The queue goes away with the handle still inside: reap drops the
+	 * queue's reference, and that was the last. */
+	shoal_segment_close(q);
+	ck_assert_int_eq(shoal_unlink(qname), 0);
+	ck_assert_int_ge(shoal_reap(), 1);
+	ck_assert(!exists(name));
+}
+END_TEST
+
+/* A consumer whose handle's queue reference was already gone still gets
+ * the array if it lives (a fresh reference), or -ENOENT. */
+START_TEST(attach_from_without_transit_reference)
+{
+	const char *name = t_name("nofrom");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34), *b = NULL;
+	char h[SHOAL_HANDLE_MAX];
+	uint64_t qk = shoal__holder_queue(777);
+
+	snprintf(h, sizeof(h), "%s", handle_of(a));
+	ck_assert_int_eq(shoal__array_attach_from(h, qk, 0, &b), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 2);
+	ck_assert_int_eq(shoal__array_attach_from("nonsense", qk, 0, &b), -EINVAL);
+	ck_assert_int_eq(shoal_array_close(b), 0);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	ck_assert_int_eq(shoal__array_attach_from(h, qk, 0, &b), -ENOENT);
+}
+END_TEST
+
+/* A pin (a SharedMemory name) is never reaped; dropping it frees. */
+START_TEST(pin_is_not_reaped)
+{
+	const char *name = t_name("pin");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34);
+
+	ck_assert_int_eq(shoal__array_hold(a, SHOAL__HOLDER_PIN_KEY), 0);
+	ck_assert_int_eq(shoal_array_close(a), 0);
+	ck_assert_int_ge(shoal_reap(), 0);
+	ck_assert(exists(name));
+	ck_assert_int_eq(shoal_array_open(name, 0, &a), 0);
+	ck_assert_int_eq(shoal__array_unhold(a, SHOAL__HOLDER_PIN_KEY), 0);
+	ck_assert_int_eq(shoal__array_unhold(a, SHOAL__HOLDER_PIN_KEY), -ENOENT);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	ck_assert(!exists(name));
+	ck_assert_int_eq(shoal__array_hold(NULL, 1), -EINVAL);
+	ck_assert_int_eq(shoal__array_unhold(NULL, 1), -EINVAL);
+}
+END_TEST
+
+/* A ledger full of live holders refuses one more; dead ones make room. */
+START_TEST(ledger_full)
+{
+	const char *name = t_name("full");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34), *b = NULL;
+	uint32_t cap = (uint32_t)SHOAL__ARRAY_LEDGER_CAP;
+	pid_t pid;
+
+	ck_assert_uint_ge(cap, 200);
+	for (uint32_t i = 1; i < cap; i++)
+		ck_assert_int_eq(shoal__array_hold(a, shoal__holder_queue(i)), 0);
+	ck_assert_int_eq(shoal__array_hold(a, shoal__holder_queue(cap)), -EUSERS);
+	/* More for a holder that has a line is fine. */
+	ck_assert_int_eq(shoal__array_hold(a, shoal__holder_queue(1)), 0);
+	pid = fork();
+	if (pid == 0)
+		_exit(shoal_array_attach(handle_of(a), 0, &b) == -EUSERS ? 0 : 1);
+	ck_assert_int_eq(t_wait(pid), 0);
+	/* No queue has those generations: reap frees every line but ours. */
+	ck_assert_int_ge(shoal_reap(), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+}
+END_TEST
+
+/* ---- memory returns ---------------------------------------------------------- */
+
+static long meminfo_kb(const char *key)
+{
+	char line[256];
+	long v = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, key, strlen(key)) == 0 && line[strlen(key)] == ':')
+			v = strtol(line + strlen(key) + 1, NULL, 10);
+	fclose(f);
+	return v;
+}
+
+/* After the last release the name is gone and the machine's Shmem drops by
+ * the array's size. Others may allocate shared memory at the same time, so
+ * the drop is measured a few times and the best taken. */
+START_TEST(memory_returns)
+{
+	size_t shape[] = { 256u << 20 }; /* 256 MiB */
+	long best = 0;
+
+	for (int attempt = 0; attempt < 3 && best < 230 * 1024; attempt++) {
+		const char *name = t_name("mem");
+		struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 1, shape), *b = NULL;
+		long before, after;
+
+		memset(shoal_array_data(a), 1, shape[0]);
+		ck_assert_int_eq(shoal_array_attach(handle_of(a), 0, &b), 0);
+		ck_assert_int_eq(shoal_array_close(b), 0);
+		before = meminfo_kb("Shmem");
+		ck_assert_int_eq(shoal_array_close(a), 1);
+		ck_assert(!exists(name));
+		after = meminfo_kb("Shmem");
+		if (before - after > best)
+			best = before - after;
+	}
+	ck_assert_msg(best >= 230 * 1024, "Shmem dropped by only %ld kB", best);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("array");
+	TCase *tc = tcase_create("array");
+	TCase *tp = tcase_create("processes");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, create_attach_release);
+	tcase_add_test(tc, every_dtype);
+	tcase_add_test(tc, anonymous_names_are_short_and_unique);
+	tcase_add_test(tc, create_errors);
+	tcase_add_test(tc, bad_handles);
+	tcase_add_test(tc, recycled_name_is_refused);
+	tcase_add_test(tc, attach_after_free);
+	tcase_add_test(tc, double_release);
+	tcase_add_test(tc, readonly_attach_cannot_write);
+	tcase_add_test(tc, corrupt_headers);
+	tcase_add_test(tc, random_kind_headers_never_crash);
+	tcase_add_test(tc, memory_returns);
+	suite_add_tcase(s, tc);
+
+	tcase_set_timeout(tp, 60);
+	tcase_add_test(tp, fork_inherits_no_reference);
+	tcase_add_test(tp, killed_holder_is_reaped);
+	tcase_add_test(tp, last_live_release_sweeps_the_dead);
+	tcase_add_test(tp, unreadable_proc_is_not_death);
+	tcase_add_test(tp, all_holders_dead_reap_frees);
+	tcase_add_test(tp, reap_removes_dead_creators_temp_files);
+	tcase_add_test(tp, killed_inside_attach);
+	tcase_add_test(tp, killed_inside_retain);
+	tcase_add_loop_test(tp, killed_inside_release, 0, 4);
+	tcase_add_test(tp, next_locker_repairs);
+	tcase_add_test(tp, concurrent_holders_some_killed);
+	tcase_add_test(tp, queue_holds_in_transit);
+	tcase_add_test(tp, attach_from_without_transit_reference);
+	tcase_add_test(tp, pin_is_not_reaped);
+	tcase_add_test(tp, ledger_full);
+	suite_add_tcase(s, tp);
+	return s;
+}
+
+int main(void)
+{
+	return t_run(suite());
+}
