@@ -45,6 +45,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -756,6 +757,21 @@ SHOAL_API int shoal_array_unpin(struct shoal_array *a)
 }
 
 /*
+ * Whether a process holder is certainly gone, cheaply: its pid no longer
+ * exists at all. One kill(pid, 0) instead of reading /proc, so a release
+ * stays cheap with many holders; a zombie, or a pid already reused, reads
+ * as alive here and is left for shoal_reap(), which looks closer.
+ */
+static bool holder_gone_fast(uint64_t key)
+{
+	pid_t pid = (pid_t)(key & ((UINT64_C(1) << SHOAL__PID_BITS) - 1));
+
+	if (key & SHOAL__HOLDER_NONPROC || pid <= 0)
+		return false;
+	return kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+/*
  * A process letting go of an array also takes back what dead processes
  * held on it, so the last live holder's release frees the array even when
  * workers were killed (a terminated Pool) and nobody runs shoal_reap().
@@ -771,8 +787,7 @@ static int sweep_dead(struct shoal_array *a)
 	int rc;
 
 	for (uint32_t i = 0; i < used && n < 16; i++)
-		if (line_count(&a->hdr->ledger[i], &k) && !(k & SHOAL__HOLDER_NONPROC) &&
-		    !holder_alive(k))
+		if (line_count(&a->hdr->ledger[i], &k) && holder_gone_fast(k))
 			dead[n++] = k;
 	if (n == 0)
 		return 0;

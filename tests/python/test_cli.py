@@ -6,8 +6,6 @@ import signal
 import subprocess
 import time
 
-import pytest
-
 import shoal
 
 BUILD = os.environ.get("SHOAL_TEST_BUILDDIR") or os.path.join(
