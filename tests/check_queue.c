@@ -1087,7 +1087,7 @@ static void random_kill_hook(enum shoal__queue_point where)
 	x ^= x >> 17;
 	x ^= x << 5;
 	atomic_store_explicit(&hook_rng, x, memory_order_relaxed);
-	if (x % 20000 == 0)
+	if (x % 3000 == 0)
 		raise(SIGKILL);
 }
 
