@@ -42,6 +42,27 @@ _push_many = declare("shoal_queue_push_many", ctypes.c_ssize_t, _vp, ctypes.c_ch
                      ctypes.c_size_t, ctypes.c_int64, check=False)
 _pop_many = declare("shoal_queue_pop_many", ctypes.c_ssize_t, _vp, _vp, ctypes.c_size_t, _vp,
                     ctypes.c_size_t, ctypes.c_int64, check=False)
+# The same two calls for the fast path of put() and get(), without argtypes:
+# converting five arguments costs more than the call itself, so these take
+# ready-made ctypes objects (c_void_p, c_size_t, c_int64) and bytes only.
+_fast = ctypes.CDLL(_lib.lib._name)
+_push_fast = _fast.shoal_queue_push
+_push_fast.restype = ctypes.c_int
+_pop_fast = _fast.shoal_queue_pop
+_pop_fast.restype = ctypes.c_int
+_NOWAIT = ctypes.c_int64(0)
+_sizes = {}  # c_size_t objects for the lengths seen, up to a bound
+
+
+def _size(n):
+    s = _sizes.get(n)
+    if s is None:
+        s = ctypes.c_size_t(n)
+        if len(_sizes) < 4096:
+            _sizes[n] = s
+    return s
+
+
 _close = declare("shoal_queue_close", ctypes.c_int, _vp)
 _is_closed = declare("shoal_queue_is_closed", ctypes.c_bool, _vp, check=False)
 _stats = declare("shoal_queue_stats", ctypes.c_int, _vp, ctypes.POINTER(_Stats))
@@ -107,6 +128,7 @@ class Queue:
         self._name = name
         self._map = _lib.Mapping(out.value, _detach)
         self._q = out.value
+        self._hv = ctypes.c_void_p(out.value)
         st = _Stats()
         _stats(self._q, ctypes.byref(st))
         self._capacity = st.capacity
@@ -158,6 +180,8 @@ class Queue:
         loc.len = ctypes.c_size_t()
         loc.lenp = ctypes.byref(loc.len)
         loc.mv = memoryview(loc.buf).cast("B")
+        loc.args = (self._hv, ctypes.c_void_p(loc.addr), ctypes.c_size_t(size),
+                    ctypes.c_void_p(ctypes.addressof(loc.len)), _NOWAIT)
         return loc
 
     # ---- single messages
@@ -167,13 +191,15 @@ class Queue:
 
         Raises queue.Full if there is no room in time, ValueError if too
         long, BrokenPipeError if the queue is closed."""
-        q = self._handle()
+        if self._map is None:
+            raise ValueError("queue handle is detached")
         if type(data) is not bytes:
             data = bytes(data)
         n = len(data)
-        rc = _push(q, data, n, 0)
+        rc = _push_fast(self._hv, data, _size(n), _NOWAIT)
         if rc == 0:
             return
+        q = self._q
         deadline = _deadline(block, timeout)
         while True:
             if rc in (_EAGAIN, _ETIMEDOUT, _EINTR):
@@ -193,15 +219,18 @@ class Queue:
 
         Raises queue.Empty if none comes in time, BrokenPipeError if the
         queue is closed and drained."""
-        q = self._handle()
+        if self._map is None:
+            raise ValueError("queue handle is detached")
+        loc = self._local
         try:
-            loc = self._local
-            rc = _pop(q, loc.addr, loc.cap, loc.lenp, 0)
+            rc = _pop_fast(*loc.args)
         except AttributeError:
             loc = self._recv()
-            rc = _pop(q, loc.addr, loc.cap, loc.lenp, 0)
+            rc = _pop_fast(*loc.args)
         if rc == 0:
-            return loc.mv[:loc.len.value].tobytes()
+            return loc.buf.raw[:loc.len.value] if loc.cap <= 512 else \
+                loc.mv[:loc.len.value].tobytes()
+        q = self._q
         deadline = _deadline(block, timeout)
         t = 0
         while True:
