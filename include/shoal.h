@@ -385,8 +385,9 @@ SHOAL_API int shoal_queue_unlink(const char *name);
  * -EAGAIN if full and @timeout_ns is 0; -ETIMEDOUT; -EPIPE if the queue is
  * closed; -EINTR if a signal arrived while asleep (nothing was pushed);
  * -EUSERS if SHOAL_QUEUE_PARTICIPANTS handles already use the queue;
- * -EBADMSG if the queue's shared state is corrupt; -EINVAL for NULL @q or
- * NULL @msg with @len > 0; -EIO if /proc cannot be read.
+ * -EBADMSG if the queue's shared state is corrupt; SHOAL_EPOISONED (negated)
+ * if its recovery lock was left unrecoverable; -EINVAL for NULL @q or NULL
+ * @msg with @len > 0; -EIO if /proc cannot be read.
  */
 SHOAL_API int shoal_queue_push(struct shoal_queue *q, const void *msg, size_t len,
 			       int64_t timeout_ns);
@@ -408,8 +409,8 @@ SHOAL_API int shoal_queue_push(struct shoal_queue *q, const void *msg, size_t le
  * Return: 0; -EMSGSIZE if the message is longer than @cap (*@len says how
  * long); -EAGAIN if empty and @timeout_ns is 0; -ETIMEDOUT; -EPIPE if the
  * queue is closed and empty; -EINTR if a signal arrived while asleep;
- * -EUSERS; -EBADMSG; -EINVAL for NULL @q or @len, or NULL @buf with
- * @cap > 0; -EIO.
+ * -EUSERS; -EBADMSG; -SHOAL_EPOISONED; -EINVAL for NULL @q or @len, or
+ * NULL @buf with @cap > 0; -EIO.
  */
 SHOAL_API int shoal_queue_pop(struct shoal_queue *q, void *buf, size_t cap, size_t *len,
 			      int64_t timeout_ns);
@@ -431,7 +432,7 @@ SHOAL_API int shoal_queue_pop(struct shoal_queue *q, void *buf, size_t cap, size
  * (fewer than @n if the timeout ran out, the queue was closed, or a signal
  * arrived); otherwise the error: -EMSGSIZE if any length exceeds max_msg
  * (then nothing is pushed), -EAGAIN, -ETIMEDOUT, -EPIPE, -EINTR, -EUSERS,
- * -EBADMSG, -EINVAL (NULL @q, or NULL @data/@lens with @n > 0), -EIO.
+ * -EBADMSG, -SHOAL_EPOISONED, -EINVAL (NULL @q, or NULL @data/@lens with @n > 0), -EIO.
  */
 SHOAL_API ssize_t shoal_queue_push_many(struct shoal_queue *q, const void *data,
 					const size_t *lens, size_t n, int64_t timeout_ns);
@@ -451,7 +452,7 @@ SHOAL_API ssize_t shoal_queue_push_many(struct shoal_queue *q, const void *data,
  *
  * Return: how many were taken, >= 1; -EMSGSIZE if the first does not fit
  * (it stays in the queue); -EAGAIN, -ETIMEDOUT, -EPIPE, -EINTR, -EUSERS,
- * -EBADMSG as shoal_queue_pop(); -EINVAL for NULL @q or @lens, @n == 0, or
+ * -EBADMSG, -SHOAL_EPOISONED as shoal_queue_pop(); -EINVAL for NULL @q or @lens, @n == 0, or
  * NULL @buf with @cap > 0; -EIO.
  */
 SHOAL_API ssize_t shoal_queue_pop_many(struct shoal_queue *q, void *buf, size_t cap,

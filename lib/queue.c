@@ -562,10 +562,6 @@ static ssize_t push_batch_try(struct shoal_queue *q, uint32_t me, const unsigned
 		uint64_t s = 0;
 		int rc;
 
-		/* The claims below are full barriers; ask for the lines first
-		 * so their misses overlap. */
-		for (size_t i = 0; i < n; i++)
-			__builtin_prefetch(slot_at(q, pos + i), 1);
 		for (k = 0; k < n; k++) {
 			struct slot *sl = slot_at(q, pos + k);
 
@@ -777,8 +773,6 @@ again:
 		int rc;
 
 		pos = atomic_load_explicit(head, memory_order_relaxed);
-		for (size_t i = 0; i < n; i++)
-			__builtin_prefetch(slot_at(q, pos + i), 1);
 		for (k = 0; k < n; k++) {
 			struct slot *sl = slot_at(q, pos + k);
 			uint32_t l;
