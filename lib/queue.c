@@ -196,11 +196,10 @@ static size_t stride_for(uint32_t max_msg)
 
 /* ---- liveness and participants ------------------------------------------------ */
 
-static bool key_alive(const struct shoal_queue *q, uint64_t key)
+static bool key_alive(uint64_t key)
 {
 	struct shoal_proc p;
 
-	(void)q;
 	if (key == 0)
 		return false;
 	if (key == shoal__self_key())
@@ -315,7 +314,7 @@ static bool owner_dead(const struct shoal_queue *q, uint32_t o, unsigned char *v
 	if (o == 0 || o >= QUEUE_NPARTS)
 		return false;
 	if (verdict[o] == UNKNOWN)
-		verdict[o] = key_alive(q, atomic_load_explicit(&q->h->parts[o], memory_order_relaxed))
+		verdict[o] = key_alive(atomic_load_explicit(&q->h->parts[o], memory_order_relaxed))
 				     ? ALIVE
 				     : DEAD;
 	return verdict[o] == DEAD;
@@ -406,7 +405,7 @@ static void sweep(struct shoal_queue *q, bool force)
 	for (uint32_t o = 1; o < QUEUE_NPARTS; o++) {
 		uint64_t key = atomic_load_explicit(&q->h->parts[o], memory_order_relaxed);
 
-		if (key && !key_alive(q, key)) {
+		if (key && !key_alive(key)) {
 			recover(q);
 			return;
 		}
@@ -420,7 +419,7 @@ static void check_blocker(struct shoal_queue *q, uint64_t s)
 	uint32_t o = owner_of(s);
 
 	if (st_of(s) != ST_STABLE && o != 0 && o < QUEUE_NPARTS &&
-	    !key_alive(q, atomic_load_explicit(&q->h->parts[o], memory_order_relaxed)))
+	    !key_alive(atomic_load_explicit(&q->h->parts[o], memory_order_relaxed)))
 		recover(q);
 	else
 		sweep(q, false);
