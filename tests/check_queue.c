@@ -823,6 +823,42 @@ START_TEST(recoverer_dies_inside)
 }
 END_TEST
 
+/* A recovery lock left unrecoverable (a locker saw EOWNERDEAD and gave up
+ * without repairing) poisons what needs the lock, and says so. */
+START_TEST(poisoned_lock)
+{
+	const char *name = t_name("poison");
+	struct shoal_queue *q = mkq(name, 4, 8);
+	int fd = open(t_path(name), O_RDWR);
+	unsigned char *base;
+	pthread_mutex_t *m;
+	char buf[8];
+	size_t len;
+	pid_t kid;
+
+	ck_assert_int_ge(fd, 0);
+	base = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ck_assert_ptr_ne(base, MAP_FAILED);
+	close(fd);
+	m = (pthread_mutex_t *)(base + KOFF + 448);
+	kid = fork();
+	if (kid == 0) {
+		pthread_mutex_lock(m);
+		raise(SIGKILL);
+	}
+	ck_assert_int_eq(t_wait(kid), 128 + SIGKILL);
+	ck_assert_int_eq(pthread_mutex_lock(m), EOWNERDEAD);
+	ck_assert_int_eq(pthread_mutex_unlock(m), 0); /* not made consistent */
+	/* An orphan to take makes pop need the lock. */
+	poke32(name, KOFF + 68, 1);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 0), -SHOAL_EPOISONED);
+	ck_assert_str_eq(shoal_strerror(-SHOAL_EPOISONED),
+			 "object poisoned: a process died inside it and it could not be repaired");
+	munmap(base, 4096);
+	done(q, name);
+}
+END_TEST
+
 /* ---- stress, cross-process ----------------------------------------------------- */
 
 /* A message: who, which, a checksum over all of it; 24..64 bytes long. */
@@ -1355,6 +1391,7 @@ static Suite *suite(void)
 	tcase_set_timeout(hostile, 30);
 	tcase_add_test(hostile, corrupt_headers);
 	tcase_add_test(hostile, corrupt_while_open);
+	tcase_add_test(hostile, poisoned_lock);
 	suite_add_tcase(s, hostile);
 
 	tcase_set_timeout(death, 30);
