@@ -256,6 +256,253 @@ SHOAL_API int shoal_unlink(const char *name);
 
 /* ---- queue (lib/queue.c) ------------------------------------------ */
 
+/*
+ * A bounded multi-producer, multi-consumer FIFO of byte strings in its own
+ * named object, usable from any number of processes at once, that keeps
+ * working when any of them is SIGKILLed at any instruction (see
+ * docs/design.md, "Queue"). Timeouts, for every call that takes one:
+ * 0 = try once, < 0 = wait forever, > 0 = wait at most that many
+ * nanoseconds. Blocking calls sleep on a futex in the object; no system call
+ * is made on the fast path while nobody sleeps.
+ *
+ * A handle (struct shoal_queue) may be used by many threads at once, except
+ * shoal_queue_detach(), which must be the last call on it. A handle
+ * inherited over fork() works in the child.
+ */
+
+/** Largest capacity (slots) a queue may have. */
+#define SHOAL_QUEUE_CAPACITY_MAX (1u << 24)
+/** Largest max_msg a queue may have: 64 MiB. */
+#define SHOAL_QUEUE_MSG_MAX (1u << 26)
+/** How many handles may use one queue at once (each push/pop-ing handle
+ *  holds one participant entry until detached or its process dies). */
+#define SHOAL_QUEUE_PARTICIPANTS 1023
+
+struct shoal_queue;
+
+/**
+ * struct shoal_queue_stats - a snapshot of a queue, from shoal_queue_stats().
+ * @depth: messages in the queue (claimed by a producer but not yet taken by
+ *         a consumer), 0..capacity.
+ * @capacity: slots, as created.
+ * @max_msg: largest message, as created.
+ * @pushes: messages pushed since create, by every process.
+ * @pops: messages popped since create, by every process.
+ * @sleeps: times a caller went to sleep on the queue (futex waits).
+ * @recoveries: times a survivor repaired what a dead process left.
+ * @dropped: pushes that never delivered: a producer died between claiming
+ *           a slot and publishing it, or the queue was closed under it.
+ * @redelivered: messages a consumer had claimed but not returned when it
+ *               died, handed to another consumer.
+ * @participants: handles currently registered (live or not yet reaped).
+ */
+struct shoal_queue_stats {
+	uint64_t depth;
+	uint64_t capacity;
+	uint64_t max_msg;
+	uint64_t pushes;
+	uint64_t pops;
+	uint64_t sleeps;
+	uint64_t recoveries;
+	uint64_t dropped;
+	uint64_t redelivered;
+	uint64_t participants;
+};
+
+/**
+ * shoal_queue_create() - create a new named queue.
+ * @name: see the naming rules at the top of this header.
+ * @capacity: slots, a power of two, 2..SHOAL_QUEUE_CAPACITY_MAX.
+ * @max_msg: the largest message in bytes, 1..SHOAL_QUEUE_MSG_MAX.
+ * @opts: mode and SHOAL_PREFAULT; NULL for defaults.
+ * @out: the new queue's handle.
+ *
+ * Each slot takes max_msg + 16 bytes rounded up to 64 (a cache line).
+ * Thread-safe.
+ *
+ * Return: 0; -EINVAL for a bad name, capacity not a power of two or out of
+ * range, max_msg 0 or too big, bad @opts or NULL @out; -EEXIST if the name
+ * is taken; -ENOSPC if /dev/shm has no room; -ENOMEM; -EMFILE, -ENFILE;
+ * -EACCES.
+ */
+SHOAL_API int shoal_queue_create(const char *name, uint32_t capacity, uint32_t max_msg,
+				 const struct shoal_opts *opts, struct shoal_queue **out);
+
+/**
+ * shoal_queue_open() - open an existing queue by name.
+ * @name: as given to shoal_queue_create().
+ * @flags: 0 or SHOAL_PREFAULT (a queue cannot be opened read-only: pop
+ *         writes too).
+ * @out: the handle.
+ *
+ * The object is untrusted: every field of its header is checked, and
+ * anything out of range is -EBADMSG. Thread-safe.
+ *
+ * Return: 0; -EINVAL for a bad name, unknown flags, SHOAL_RDONLY or NULL
+ * @out; -ENOENT; -EACCES; -EBADMSG for a corrupt queue; -EPROTO;
+ * -EPROTOTYPE if @name is another kind of object; -ENOMEM; -EMFILE, -ENFILE.
+ */
+SHOAL_API int shoal_queue_open(const char *name, unsigned int flags, struct shoal_queue **out);
+
+/**
+ * shoal_queue_detach() - free a handle (the queue itself stays).
+ * @q: the handle, or NULL.
+ *
+ * Gives back the handle's participant entry. Must be the last call on @q,
+ * with no other thread inside a call on it.
+ *
+ * Return: 0.
+ */
+SHOAL_API int shoal_queue_detach(struct shoal_queue *q);
+
+/**
+ * shoal_queue_unlink() - remove a queue's name.
+ * @name: the queue.
+ *
+ * Like shoal_unlink(), but refuses objects that are not queues. Handles that
+ * are open keep working; the memory goes when the last is detached.
+ * Thread-safe.
+ *
+ * Return: 0; -EINVAL for a bad name; -ENOENT; -EPROTOTYPE if @name is not a
+ * queue; -EBADMSG if it is corrupt (shoal_unlink() removes it anyway);
+ * -EACCES, -EPERM.
+ */
+SHOAL_API int shoal_queue_unlink(const char *name);
+
+/**
+ * shoal_queue_push() - append one message.
+ * @q: the queue.
+ * @msg: @len bytes (may be NULL when @len is 0).
+ * @len: 0..max_msg.
+ * @timeout_ns: how long to wait for room (see above).
+ *
+ * Lock-free while there is room (some caller always completes in a bounded
+ * number of steps); blocking when full. Any number of threads and processes
+ * may push and pop at once. If the caller dies inside, the message is
+ * delivered whole or not at all. Messages of one producer thread are popped
+ * in the order pushed (unless a consumer died holding one, see
+ * shoal_queue_pop()).
+ *
+ * Return: 0 once the message is in the queue; -EMSGSIZE if @len > max_msg;
+ * -EAGAIN if full and @timeout_ns is 0; -ETIMEDOUT; -EPIPE if the queue is
+ * closed; -EINTR if a signal arrived while asleep (nothing was pushed);
+ * -EUSERS if SHOAL_QUEUE_PARTICIPANTS handles already use the queue;
+ * -EBADMSG if the queue's shared state is corrupt; SHOAL_EPOISONED (negated)
+ * if its recovery lock was left unrecoverable; -EINVAL for NULL @q or NULL
+ * @msg with @len > 0; -EIO if /proc cannot be read.
+ */
+SHOAL_API int shoal_queue_push(struct shoal_queue *q, const void *msg, size_t len,
+			       int64_t timeout_ns);
+
+/**
+ * shoal_queue_pop() - take the oldest message.
+ * @q: the queue.
+ * @buf: where the message is copied.
+ * @cap: bytes at @buf; max_msg always suffices.
+ * @len: set to the message's length; on -EMSGSIZE, to the size needed.
+ * @timeout_ns: how long to wait for a message (see above).
+ *
+ * Lock-free while there are messages; blocking when empty. Each message is
+ * returned by exactly one pop. If a consumer dies after taking a message
+ * but before its pop returned, the message goes to another consumer (out of
+ * FIFO order). If @buf is too small, the message stays at the head of the
+ * queue, untouched, for a later pop with a big enough buffer.
+ *
+ * Return: 0; -EMSGSIZE if the message is longer than @cap (*@len says how
+ * long); -EAGAIN if empty and @timeout_ns is 0; -ETIMEDOUT; -EPIPE if the
+ * queue is closed and empty; -EINTR if a signal arrived while asleep;
+ * -EUSERS; -EBADMSG; -SHOAL_EPOISONED; -EINVAL for NULL @q or @len, or
+ * NULL @buf with @cap > 0; -EIO.
+ */
+SHOAL_API int shoal_queue_pop(struct shoal_queue *q, void *buf, size_t cap, size_t *len,
+			      int64_t timeout_ns);
+
+/**
+ * shoal_queue_push_many() - append several messages, claiming room for as
+ * many as fit in one pass.
+ * @q: the queue.
+ * @data: the messages back to back, @lens[0] bytes, then @lens[1], ...
+ * @lens: @n lengths, each 0..max_msg.
+ * @n: how many messages.
+ * @timeout_ns: how long to wait for room for the rest (see above).
+ *
+ * Pushes in order, waiting for room as the timeout allows. Progress and
+ * concurrency as shoal_queue_push(); the messages of one call stay in order
+ * but may interleave with other producers'.
+ *
+ * Return: how many were pushed, 0..@n, when at least one was or @n is 0
+ * (fewer than @n if the timeout ran out, the queue was closed, or a signal
+ * arrived); otherwise the error: -EMSGSIZE if any length exceeds max_msg
+ * (then nothing is pushed), -EAGAIN, -ETIMEDOUT, -EPIPE, -EINTR, -EUSERS,
+ * -EBADMSG, -SHOAL_EPOISONED, -EINVAL (NULL @q, or NULL @data/@lens with @n > 0), -EIO.
+ */
+SHOAL_API ssize_t shoal_queue_push_many(struct shoal_queue *q, const void *data,
+					const size_t *lens, size_t n, int64_t timeout_ns);
+
+/**
+ * shoal_queue_pop_many() - take up to @n messages in one pass.
+ * @q: the queue.
+ * @buf: the messages are copied here back to back.
+ * @cap: bytes at @buf.
+ * @lens: receives each message's length (@n entries); on -EMSGSIZE,
+ *        @lens[0] is the size the first message needs.
+ * @n: at most this many, >= 1.
+ * @timeout_ns: how long to wait for the first message (see above).
+ *
+ * Waits for at least one message, then takes as many as are ready, up to
+ * @n and as fit in @cap. Progress and concurrency as shoal_queue_pop().
+ *
+ * Return: how many were taken, >= 1; -EMSGSIZE if the first does not fit
+ * (it stays in the queue); -EAGAIN, -ETIMEDOUT, -EPIPE, -EINTR, -EUSERS,
+ * -EBADMSG, -SHOAL_EPOISONED as shoal_queue_pop(); -EINVAL for NULL @q or @lens, @n == 0, or
+ * NULL @buf with @cap > 0; -EIO.
+ */
+SHOAL_API ssize_t shoal_queue_pop_many(struct shoal_queue *q, void *buf, size_t cap,
+				       size_t *lens, size_t n, int64_t timeout_ns);
+
+/**
+ * shoal_queue_close() - close the queue for writing, for every process.
+ * @q: the queue.
+ *
+ * Later pushes fail with -EPIPE; a push racing with the close either
+ * delivers or fails with -EPIPE. Consumers drain what is left, then get
+ * -EPIPE. Everyone asleep on the queue wakes. Closing twice is harmless.
+ * Wait-free apart from the wake-up system call. Thread-safe.
+ *
+ * Return: 0; -EINVAL for NULL @q.
+ */
+SHOAL_API int shoal_queue_close(struct shoal_queue *q);
+
+/**
+ * shoal_queue_is_closed() - whether shoal_queue_close() was called.
+ * @q: the queue.
+ *
+ * Wait-free, thread-safe.
+ *
+ * Return: true once closed.
+ */
+SHOAL_API bool shoal_queue_is_closed(const struct shoal_queue *q);
+
+/**
+ * shoal_queue_stats() - a snapshot of the queue's counters.
+ * @q: the queue.
+ * @out: filled on success.
+ *
+ * The fields are read one by one while others work, so they agree only
+ * roughly with each other. Wait-free, thread-safe.
+ *
+ * Return: 0; -EINVAL for NULL @q or @out.
+ */
+SHOAL_API int shoal_queue_stats(const struct shoal_queue *q, struct shoal_queue_stats *out);
+
+/**
+ * shoal_queue_name() - the name the handle was created or opened with.
+ * @q: the queue.
+ *
+ * Return: the name, valid until shoal_queue_detach().
+ */
+SHOAL_API const char *shoal_queue_name(const struct shoal_queue *q);
+
 /* ---- end queue ----------------------------------------------------- */
 
 /* ---- array (lib/array.c) ------------------------------------------- */

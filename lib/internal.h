@@ -149,4 +149,26 @@ int shoal__futex_wake(shoal__atomic_u32 *addr, int n);
 /* Fill @buf with random bytes (getrandom, falling back to time and pid). */
 void shoal__random(void *buf, size_t len);
 
+/* ---- queue (lib/queue.c) ------------------------------------------------- */
+
+/*
+ * Call @fn on every message still in @q, oldest first, stopping at the first
+ * non-zero return (which is returned). For the unlink path: meant for when
+ * nobody else pushes or pops; with concurrent users it may miss or repeat
+ * messages in flight, but never reads out of bounds.
+ */
+int shoal__queue_walk(struct shoal_queue *q,
+		      int (*fn)(const void *msg, size_t len, void *arg), void *arg);
+
+/* Test hook: when set, called at the named points inside push, pop and
+ * recovery, so tests can kill a process exactly there. NULL in production. */
+enum shoal__queue_point {
+	SHOAL__QP_PUSH_CLAIMED = 1, /* slot claimed, tail not yet advanced */
+	SHOAL__QP_PUSH_WRITTEN,     /* half the payload written, not published */
+	SHOAL__QP_POP_CLAIMED,      /* slot claimed, head not yet advanced */
+	SHOAL__QP_POP_COPIED,       /* message copied out, slot not released */
+	SHOAL__QP_RECOVER_FIXED,    /* recovery repaired one slot, lock held */
+};
+extern void (*shoal__queue_hook)(enum shoal__queue_point where);
+
 #endif /* SHOAL_INTERNAL_H */

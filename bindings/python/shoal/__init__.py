@@ -9,6 +9,9 @@ from .segment import Segment, unlink
 __all__ = ["ShoalError", "Segment", "strerror", "unlink"]
 
 # ---- queue
+from .queue import Queue  # noqa: E402
+
+__all__ += ["Queue"]
 
 # ---- end queue
 

@@ -1,0 +1,407 @@
+"""shoal.Queue: a multi-producer, multi-consumer queue of byte strings in
+shared memory, that keeps working when any process using it is killed."""
+import array
+import ctypes
+import errno
+import itertools
+import pickle
+import queue as _queue
+import threading
+import time
+
+from . import _lib
+from ._lib import declare
+from .segment import _Opts, _name
+
+_vp = ctypes.c_void_p
+_size_p = ctypes.POINTER(ctypes.c_size_t)
+PREFAULT = 0x2
+# Blocking calls go to C in slices this long, so Python runs signal handlers
+# (Ctrl-C) in between even if the system call is restarted.
+_SLICE_NS = 100_000_000
+
+
+class _Stats(ctypes.Structure):
+    _fields_ = [(f, ctypes.c_uint64) for f in (
+        "depth", "capacity", "max_msg", "pushes", "pops", "sleeps", "recoveries", "dropped",
+        "redelivered", "participants")]
+
+
+_create = declare("shoal_queue_create", ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32,
+                  ctypes.c_uint32, ctypes.POINTER(_Opts), ctypes.POINTER(_vp))
+_open = declare("shoal_queue_open", ctypes.c_int, ctypes.c_char_p, ctypes.c_uint,
+                ctypes.POINTER(_vp))
+_detach = declare("shoal_queue_detach", ctypes.c_int, _vp)
+_unlink = declare("shoal_queue_unlink", ctypes.c_int, ctypes.c_char_p)
+# The data calls return codes the loops below interpret themselves.
+_push = declare("shoal_queue_push", ctypes.c_int, _vp, ctypes.c_char_p, ctypes.c_size_t,
+                ctypes.c_int64, check=False)
+_pop = declare("shoal_queue_pop", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _size_p,
+               ctypes.c_int64, check=False)
+_push_many = declare("shoal_queue_push_many", ctypes.c_ssize_t, _vp, ctypes.c_char_p, _vp,
+                     ctypes.c_size_t, ctypes.c_int64, check=False)
+_pop_many = declare("shoal_queue_pop_many", ctypes.c_ssize_t, _vp, _vp, ctypes.c_size_t, _vp,
+                    ctypes.c_size_t, ctypes.c_int64, check=False)
+# The same two calls for the fast path of put() and get(), without argtypes:
+# converting five arguments costs more than the call itself, so these take
+# ready-made ctypes objects (c_void_p, c_size_t, c_int64) and bytes only.
+_fast = ctypes.CDLL(_lib.lib._name)
+_push_fast = _fast.shoal_queue_push
+_push_fast.restype = ctypes.c_int
+_pop_fast = _fast.shoal_queue_pop
+_pop_fast.restype = ctypes.c_int
+_NOWAIT = ctypes.c_int64(0)
+_sizes = {}  # c_size_t objects for the lengths seen, up to a bound
+
+
+def _size(n):
+    s = _sizes.get(n)
+    if s is None:
+        s = ctypes.c_size_t(n)
+        if len(_sizes) < 4096:
+            _sizes[n] = s
+    return s
+
+
+_close = declare("shoal_queue_close", ctypes.c_int, _vp)
+_is_closed = declare("shoal_queue_is_closed", ctypes.c_bool, _vp, check=False)
+_stats = declare("shoal_queue_stats", ctypes.c_int, _vp, ctypes.POINTER(_Stats))
+
+_EAGAIN, _ETIMEDOUT, _EINTR, _EMSGSIZE = (-errno.EAGAIN, -errno.ETIMEDOUT, -errno.EINTR,
+                                          -errno.EMSGSIZE)
+# Receive buffers start this big (or max_msg if smaller) and grow when a
+# message says it needs more (it waits in the queue meanwhile).
+_RECV_BYTES = 1 << 16
+# get_many's buffer: room for this many bytes of messages per call.
+_BATCH_BYTES = 1 << 20
+# The array typecode of a C size_t.
+_SZ = next(c for c in "LQ" if array.array(c).itemsize == ctypes.sizeof(ctypes.c_size_t))
+
+
+def unlink(name):
+    """Remove the queue ``name`` (FileNotFoundError if absent)."""
+    _unlink(_name(name))
+
+
+def _deadline(block, timeout):
+    """None = forever, else a time.monotonic() deadline (now for non-blocking)."""
+    if not block:
+        return time.monotonic()
+    if timeout is None:
+        return None
+    if timeout < 0:
+        raise ValueError("'timeout' must be a non-negative number")
+    return time.monotonic() + timeout
+
+
+def _slice(deadline):
+    """Nanoseconds for the next C call: 0 means try once."""
+    if deadline is None:
+        return _SLICE_NS
+    left = deadline - time.monotonic()
+    return 0 if left <= 0 else min(int(left * 1e9) + 1, _SLICE_NS)
+
+
+class Queue:
+    """A bounded FIFO of byte strings, shared by name between processes.
+
+    ``Queue(name, capacity, max_msg)`` creates it (FileExistsError if the name
+    is taken), ``Queue.open(name)`` opens it. ``put``/``get`` behave like
+    ``multiprocessing.Queue``'s (``block``, ``timeout``, ``queue.Full``,
+    ``queue.Empty``); ``put_many``/``get_many`` move batches in one call;
+    ``put_obj``/``get_obj`` pickle (protocol 5). After ``close()`` puts raise
+    BrokenPipeError, and so do gets once the queue is drained. Pickling a
+    Queue carries its name, so it can be passed to processes started by fork,
+    spawn or forkserver. Blocking calls release the GIL and can be
+    interrupted with Ctrl-C. Any process using the queue may be killed at any
+    moment without losing or tearing a message another process put.
+    """
+
+    def __init__(self, name, capacity=1024, max_msg=4096, *, create=True, mode=0o600,
+                 prefault=False):
+        out = _vp()
+        if create:
+            _create(_name(name), capacity, max_msg,
+                    ctypes.byref(_Opts(mode, PREFAULT if prefault else 0)), ctypes.byref(out))
+        else:
+            _open(_name(name), PREFAULT if prefault else 0, ctypes.byref(out))
+        self._name = name
+        self._map = _lib.Mapping(out.value, _detach)
+        self._q = out.value
+        self._hv = ctypes.c_void_p(out.value)
+        st = _Stats()
+        _stats(self._q, ctypes.byref(st))
+        self._capacity = st.capacity
+        self._max_msg = st.max_msg
+        self._local = threading.local()
+
+    @classmethod
+    def create(cls, name, capacity=1024, max_msg=4096, *, mode=0o600, prefault=False):
+        """Create queue ``name``: ``capacity`` slots (a power of two) of
+        messages up to ``max_msg`` bytes."""
+        return cls(name, capacity, max_msg, mode=mode, prefault=prefault)
+
+    @classmethod
+    def open(cls, name, *, prefault=False):
+        """Open the existing queue ``name``."""
+        return cls(name, create=False, prefault=prefault)
+
+    # ---- properties
+
+    @property
+    def name(self):
+        return self._name
+
+    @property
+    def capacity(self):
+        return self._capacity
+
+    @property
+    def max_msg(self):
+        return self._max_msg
+
+    @property
+    def closed(self):
+        """True once close() was called, by any process."""
+        return _is_closed(self._handle())
+
+    def _handle(self):
+        if self._map is None:
+            raise ValueError("queue handle is detached")
+        return self._q
+
+    def _recv(self, need=0):
+        """This thread's receive buffer (threads must not share one)."""
+        loc = self._local
+        size = max(need, min(self._max_msg, _RECV_BYTES), 1)
+        loc.buf = ctypes.create_string_buffer(size)
+        loc.addr = ctypes.addressof(loc.buf)
+        loc.cap = size
+        loc.len = ctypes.c_size_t()
+        loc.lenp = ctypes.byref(loc.len)
+        loc.mv = memoryview(loc.buf).cast("B")
+        loc.args = (self._hv, ctypes.c_void_p(loc.addr), ctypes.c_size_t(size),
+                    ctypes.c_void_p(ctypes.addressof(loc.len)), _NOWAIT)
+        return loc
+
+    # ---- single messages
+
+    def put(self, data, block=True, timeout=None):
+        """Append ``data`` (bytes-like, at most max_msg bytes).
+
+        Raises queue.Full if there is no room in time, ValueError if too
+        long, BrokenPipeError if the queue is closed."""
+        if self._map is None:
+            raise ValueError("queue handle is detached")
+        if type(data) is not bytes:
+            data = bytes(data)
+        n = len(data)
+        rc = _push_fast(self._hv, data, _size(n), _NOWAIT)
+        if rc == 0:
+            return
+        q = self._q
+        deadline = _deadline(block, timeout)
+        while True:
+            if rc in (_EAGAIN, _ETIMEDOUT, _EINTR):
+                t = _slice(deadline)
+                if t == 0 and rc != _EINTR:
+                    raise _queue.Full
+            elif rc == _EMSGSIZE:
+                raise ValueError(f"message of {n} bytes is longer than max_msg={self._max_msg}")
+            else:
+                raise _lib.error(rc)
+            rc = _push(q, data, n, t)
+            if rc == 0:
+                return
+
+    def get(self, block=True, timeout=None):
+        """Remove and return the oldest message, as bytes.
+
+        Raises queue.Empty if none comes in time, BrokenPipeError if the
+        queue is closed and drained."""
+        if self._map is None:
+            raise ValueError("queue handle is detached")
+        loc = self._local
+        try:
+            rc = _pop_fast(*loc.args)
+        except AttributeError:
+            loc = self._recv()
+            rc = _pop_fast(*loc.args)
+        if rc == 0:
+            return loc.buf.raw[:loc.len.value] if loc.cap <= 512 else \
+                loc.mv[:loc.len.value].tobytes()
+        q = self._q
+        deadline = _deadline(block, timeout)
+        t = 0
+        while True:
+            if rc in (_EAGAIN, _ETIMEDOUT, _EINTR):
+                t = _slice(deadline)
+                if t == 0 and rc != _EINTR:
+                    raise _queue.Empty
+            elif rc == _EMSGSIZE:
+                loc = self._recv(loc.len.value)  # the message waits for us
+            else:
+                raise _lib.error(rc)
+            rc = _pop(q, loc.addr, loc.cap, loc.lenp, t)
+            if rc == 0:
+                return loc.mv[:loc.len.value].tobytes()
+
+    def put_nowait(self, data):
+        """put(data, block=False)."""
+        self.put(data, False)
+
+    def get_nowait(self):
+        """get(block=False)."""
+        return self.get(False)
+
+    # ---- batches
+
+    def put_many(self, items, block=True, timeout=None):
+        """Append every message of ``items`` (a sequence of bytes), in order,
+        claiming room for as many as fit at a time.
+
+        Returns how many were put: all of them unless time ran out, in which
+        case the rest were not. Raises queue.Full if none could be put,
+        ValueError (and puts none) if any is longer than max_msg,
+        BrokenPipeError if the queue is closed before any was put."""
+        q = self._handle()
+        items = [i if type(i) is bytes else bytes(i) for i in items]
+        n = len(items)
+        if n == 0:
+            return 0
+        lens = array.array(_SZ, map(len, items))
+        if max(lens) > self._max_msg:
+            raise ValueError(f"a message is longer than max_msg={self._max_msg}")
+        data = b"".join(items)
+        lens_addr = lens.buffer_info()[0]
+        size = lens.itemsize
+        done, off, t = 0, 0, 0
+        deadline = _UNSET = object()
+        while True:
+            rc = _push_many(q, data[off:] if off else data, lens_addr + done * size, n - done, t)
+            if rc > 0:
+                off += sum(lens[done:done + rc])
+                done += rc
+                if done == n:
+                    return n
+                continue
+            if rc not in (_EAGAIN, _ETIMEDOUT, _EINTR):
+                if done:
+                    return done
+                raise _lib.error(rc)
+            if deadline is _UNSET:
+                deadline = _deadline(block, timeout)
+            t = _slice(deadline)
+            if t == 0 and rc != _EINTR:
+                if done:
+                    return done
+                raise _queue.Full
+
+    def get_many(self, max_items=64, block=True, timeout=None):
+        """Remove and return up to ``max_items`` messages (a list of bytes,
+        oldest first), waiting as ``get`` does for the first; the rest are
+        those ready at once."""
+        q = self._handle()
+        if max_items < 1:
+            raise ValueError("max_items must be at least 1")
+        loc = self._local
+        try:
+            buf, lens = loc.mbuf, loc.mlens
+        except AttributeError:
+            buf, lens = self._batch_buf(0, max_items)
+        if len(lens) < max_items or len(buf) < min(self._max_msg * max_items, _BATCH_BYTES):
+            buf, lens = self._batch_buf(0, max_items)
+        rc = _pop_many(q, loc.mbaddr, len(buf), loc.mladdr, max_items, 0)
+        if rc <= 0:
+            deadline = _deadline(block, timeout)
+            t = 0
+            while rc <= 0:
+                if rc in (_EAGAIN, _ETIMEDOUT, _EINTR):
+                    t = _slice(deadline)
+                    if t == 0 and rc != _EINTR:
+                        raise _queue.Empty
+                elif rc == _EMSGSIZE:
+                    buf, lens = self._batch_buf(lens[0], max_items)
+                else:
+                    raise _lib.error(rc)
+                rc = _pop_many(q, loc.mbaddr, len(buf), loc.mladdr, max_items, t)
+        mv = loc.mmv
+        offs = itertools.accumulate(lens[:rc], initial=0)
+        start = next(offs)
+        out = []
+        for end in offs:
+            out.append(mv[start:end].tobytes())
+            start = end
+        return out
+
+    def _batch_buf(self, need, max_items):
+        loc = self._local
+        loc.mbuf = ctypes.create_string_buffer(max(need, min(self._max_msg * max_items, _BATCH_BYTES), 1))
+        loc.mbaddr = ctypes.addressof(loc.mbuf)
+        loc.mmv = memoryview(loc.mbuf).cast("B")
+        loc.mlens = array.array(_SZ, bytes(8 * max(max_items, 64)))
+        loc.mladdr = loc.mlens.buffer_info()[0]
+        return loc.mbuf, loc.mlens
+
+    # ---- objects
+
+    def put_obj(self, obj, block=True, timeout=None):
+        """put(pickle.dumps(obj, protocol=5))."""
+        self.put(pickle.dumps(obj, protocol=5), block, timeout)
+
+    def get_obj(self, block=True, timeout=None):
+        """pickle.loads(get())."""
+        return pickle.loads(self.get(block, timeout))
+
+    # ---- state
+
+    def stats(self):
+        """A dict: depth, capacity, max_msg, pushes, pops, sleeps, recoveries,
+        dropped, redelivered, participants (see shoal_queue_stats())."""
+        st = _Stats()
+        _stats(self._handle(), ctypes.byref(st))
+        return {f: getattr(st, f) for f, _ in _Stats._fields_}
+
+    def qsize(self):
+        """Messages in the queue now (approximate while others work)."""
+        st = _Stats()
+        _stats(self._handle(), ctypes.byref(st))
+        return st.depth
+
+    def empty(self):
+        return self.qsize() == 0
+
+    def full(self):
+        return self.qsize() >= self._capacity
+
+    def close(self):
+        """Close the queue for writing, for every process: puts raise
+        BrokenPipeError; gets drain what is left, then raise it too."""
+        _close(self._handle())
+
+    def detach(self):
+        """Let go of this handle (the queue stays; see unlink())."""
+        self._map = None
+        self._local = threading.local()
+
+    def unlink(self):
+        """Remove the queue's name; open handles keep working."""
+        unlink(self._name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.detach()
+
+    def __reduce__(self):
+        return (_reopen, (self._name,))
+
+    def __repr__(self):
+        if self._map is None:
+            return f"<shoal.Queue {self._name!r} detached>"
+        return f"<shoal.Queue {self._name!r} capacity={self._capacity} max_msg={self._max_msg}>"
+
+
+def _reopen(name):
+    return Queue.open(name)

@@ -1,0 +1,1340 @@
+/*
+ * queue.c - a bounded MPMC FIFO in shared memory that survives SIGKILL.
+ *
+ * The algorithm is Dmitry Vyukov's bounded MPMC queue ("Bounded MPMC queue",
+ * 1024cores.net, 2010): a power-of-two ring of slots, each with a sequence
+ * number saying which lap of the ring it is ready for, and two free-running
+ * cursors (tail for producers, head for consumers). In Vyukov's queue a
+ * producer first CASes the tail and then writes the slot; if it dies between
+ * the two, nobody can tell that the slot was claimed, or by whom, and the
+ * consumers wait for it forever.
+ *
+ * So the claim is made at the slot instead. Each slot has one 64-bit state
+ * word, {48-bit position | 14-bit owner | 2-bit state}:
+ *
+ *   STABLE(p)        free, for the producer at position p (Vyukov's seq == p)
+ *   WRITING(o, p)    participant o claimed position p and is writing it
+ *   STABLE(p + 1)    holds the message of position p (Vyukov's seq == p + 1)
+ *   READING(o, p)    participant o took the message of position p
+ *   READING(0, p)    an orphan: its reader died; another consumer takes it
+ *   STABLE(p + cap)  consumed: free for the producer one lap later
+ *
+ * A producer at tail position p CASes STABLE(p) -> WRITING(me, p), then
+ * moves the tail p -> p + 1, writes the message, and publishes STABLE(p + 1)
+ * with a release store. A consumer at head p CASes STABLE(p + 1) ->
+ * READING(me, p), moves the head, copies the message out and stores
+ * STABLE(p + cap). Anyone who finds a claimed slot at a cursor moves that
+ * cursor on (helping), so a process that dies between the slot CAS and the
+ * cursor CAS stalls nobody. Positions are compared modulo 2^48, as the sign
+ * of their 48-bit difference.
+ *
+ * Participants: the queue header has a table of process keys (pid + start
+ * time, lib/proc.c); a handle takes an entry on first use (and again in a
+ * forked child), and the owner field of a slot names that entry. When a
+ * survivor finds a slot owned by a dead process, it runs recovery under one
+ * robust mutex: WRITING(dead, p) becomes a tombstone STABLE(p + 1) that
+ * consumers skip (the dying push is delivered whole or not at all), and
+ * READING(dead, p) becomes an orphan that the next pop takes before the
+ * head (it is redelivered exactly once). Only then is the dead entry freed.
+ * Recovery is idempotent, so a recoverer that dies inside it (EOWNERDEAD) is
+ * simply followed by another full run. Survivors notice deaths because they
+ * sleep in slices of at most 50 ms and look at the owner of the slot that
+ * blocks them, plus a rate-limited sweep of the participant table.
+ *
+ * Sleeping: one futex word and waiter count per side, each on its own cache
+ * line. After publishing (a seq_cst store or fence), a pusher reads the
+ * consumers' waiter count and only makes a system call if someone sleeps;
+ * sleepers raise the count, fence, and check again before sleeping (Dekker).
+ *
+ * Dying anywhere in here leaves at most one slot WRITING or READING under
+ * the dead owner (or several for the batch calls), a cursor one step behind
+ * (the next caller helps it on), a waiter count too high (harmless: at worst
+ * a wake-up system call nobody needed, and the next sleeper's count still
+ * works), or the recovery mutex owner-dead (the next locker re-runs
+ * recovery). docs/design.md has the orderings and the argument.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+/* ---- shared layout --------------------------------------------------------- */
+
+#define QUEUE_MAGIC 0x51554555u /* "UEUQ" */
+#define QUEUE_NPARTS (SHOAL_QUEUE_PARTICIPANTS + 1) /* entry 0 means "nobody" */
+#define SLOT_HDR 16u
+#define TOMBSTONE UINT32_MAX /* slot len of a message that never was */
+
+enum { ST_STABLE = 0, ST_WRITING = 1, ST_READING = 2 };
+#define OWNER_BITS 14
+#define POS_SHIFT 16
+_Static_assert(QUEUE_NPARTS <= (1u << OWNER_BITS), "owner index must fit its field");
+_Static_assert(SHOAL_QUEUE_CAPACITY_MAX <= (1ull << 46), "positions compare modulo 2^48");
+
+struct slot {
+	shoal__atomic_u64 state; /* {position:48 | owner:14 | state:2} */
+	_Atomic uint32_t len;    /* relaxed: ordered by state (R1/A1) */
+	uint32_t pad;
+	unsigned char data[];    /* max_msg bytes */
+};
+_Static_assert(sizeof(struct slot) == SLOT_HDR, "slot header is ABI");
+
+struct line32 {
+	_Atomic uint32_t word;    /* futex: bumped to wake sleepers */
+	_Atomic uint32_t waiters; /* how many may be asleep on word */
+	char pad[SHOAL_CACHELINE - 8];
+};
+
+struct qhdr {
+	/* Line 0: written once at create, validated at open. */
+	uint32_t magic;
+	uint32_t capacity;
+	uint32_t max_msg;
+	uint32_t stride;
+	uint32_t nparts;
+	uint32_t flags;
+	uint64_t reserved0[5];
+	/* Line 1: read on every push (closed) and pop (orphans), written
+	 * almost never. */
+	_Atomic uint32_t closed;
+	_Atomic uint32_t orphans; /* slots READING(0, p); changed under lock */
+	char pad1[SHOAL_CACHELINE - 8];
+	/* Line 2: rare-path counters. */
+	shoal__atomic_u64 sleeps;
+	shoal__atomic_u64 recoveries;
+	shoal__atomic_u64 dropped;     /* tombstones made */
+	shoal__atomic_u64 skipped;     /* tombstones consumed */
+	shoal__atomic_u64 redelivered; /* orphans taken */
+	shoal__atomic_u64 sweep_ns;    /* last participant sweep */
+	uint64_t reserved2[2];
+	/* Lines 3, 4: the cursors, each alone. */
+	shoal__atomic_u64 tail;
+	char pad3[SHOAL_CACHELINE - 8];
+	shoal__atomic_u64 head;
+	char pad4[SHOAL_CACHELINE - 8];
+	/* Lines 5, 6: consumers sleep on not_empty, producers on not_full. */
+	struct line32 not_empty;
+	struct line32 not_full;
+	/* Lines 7..: the recovery lock, robust and process-shared. */
+	union {
+		pthread_mutex_t m;
+		char pad[2 * SHOAL_CACHELINE];
+	} lock;
+	/* Participant process keys, 0 = free. */
+	shoal__atomic_u64 parts[QUEUE_NPARTS];
+};
+_Static_assert(offsetof(struct qhdr, closed) == 64, "queue header layout is ABI");
+_Static_assert(offsetof(struct qhdr, sleeps) == 128, "queue header layout is ABI");
+_Static_assert(offsetof(struct qhdr, tail) == 192, "queue header layout is ABI");
+_Static_assert(offsetof(struct qhdr, head) == 256, "queue header layout is ABI");
+_Static_assert(offsetof(struct qhdr, not_empty) == 320, "queue header layout is ABI");
+_Static_assert(offsetof(struct qhdr, not_full) == 384, "queue header layout is ABI");
+_Static_assert(offsetof(struct qhdr, lock) == 448, "queue header layout is ABI");
+_Static_assert(offsetof(struct qhdr, parts) == 576, "queue header layout is ABI");
+_Static_assert(sizeof(pthread_mutex_t) <= 2 * SHOAL_CACHELINE, "mutex fits its lines");
+
+/* ---- the handle -------------------------------------------------------------- */
+
+struct shoal_queue {
+	struct shoal_segment *seg;
+	struct qhdr *h;
+	unsigned char *ring;
+	uint64_t mask;
+	uint32_t cap, max_msg, stride;
+	/* Our participant entry, valid while reg_gen == shoal__fork_gen + 1:
+	 * a forked child sees another generation and registers anew. */
+	_Atomic uint32_t me;
+	_Atomic uint32_t reg_gen;
+	uint64_t my_key;
+	pthread_mutex_t reg_lock; /* process-local; registration only */
+};
+
+void (*shoal__queue_hook)(enum shoal__queue_point where);
+
+#define HOOK(p)                                          \
+	do {                                             \
+		if (SHOAL__UNLIKELY(shoal__queue_hook)) \
+			shoal__queue_hook(p);            \
+	} while (0)
+
+/* How long a sleeper sleeps before it looks for dead owners: deaths are
+ * noticed within one slice. */
+#define SLICE_NS 50000000ull
+/* At most one participant sweep per this long, queue-wide. */
+#define SWEEP_NS 50000000ull
+/* Short bounded spin before sleeping: tries, each a few pauses apart. */
+#define SPIN_TRIES 200
+#define BATCH_MAX 64
+
+static inline uint64_t mk(uint64_t pos, uint32_t owner, uint32_t st)
+{
+	return (pos << POS_SHIFT) | ((uint64_t)owner << 2) | st;
+}
+static inline uint32_t st_of(uint64_t s) { return (uint32_t)(s & 3); }
+static inline uint32_t owner_of(uint64_t s) { return (uint32_t)((s >> 2) & ((1u << OWNER_BITS) - 1)); }
+static inline uint64_t pos_of(uint64_t s) { return s >> POS_SHIFT; }
+/* a - b for 48-bit positions (b may be a full cursor), sign-extended. */
+static inline int64_t pdiff(uint64_t a, uint64_t b)
+{
+	return (int64_t)((a - b) << POS_SHIFT) >> POS_SHIFT;
+}
+
+static inline struct slot *slot_at(const struct shoal_queue *q, uint64_t pos)
+{
+	/* Masked: whatever a cursor holds, we stay inside the ring. */
+	return (struct slot *)(q->ring + (size_t)(pos & q->mask) * q->stride);
+}
+
+static size_t stride_for(uint32_t max_msg)
+{
+	return ((size_t)SLOT_HDR + max_msg + SHOAL_CACHELINE - 1) & ~(size_t)(SHOAL_CACHELINE - 1);
+}
+
+/* ---- liveness and participants ------------------------------------------------ */
+
+static bool key_alive(uint64_t key)
+{
+	struct shoal_proc p;
+
+	if (key == 0)
+		return false;
+	if (key == shoal__self_key())
+		return true;
+	shoal__proc_unkey(key, &p);
+	return shoal_proc_is_alive(&p);
+}
+
+static int recover(struct shoal_queue *q);
+
+static int do_register(struct shoal_queue *q)
+{
+	uint32_t gen;
+	int rc = 0;
+
+	pthread_mutex_lock(&q->reg_lock);
+	gen = atomic_load_explicit(&shoal__fork_gen, memory_order_relaxed);
+	if (atomic_load_explicit(&q->reg_gen, memory_order_relaxed) == gen + 1)
+		goto out;
+	q->my_key = shoal__self_key();
+	if (q->my_key == 0) {
+		rc = -EIO;
+		goto out;
+	}
+	for (int attempt = 0; attempt < 2; attempt++) {
+		for (uint32_t i = 1; i < QUEUE_NPARTS; i++) {
+			uint64_t zero = 0;
+
+			if (atomic_load_explicit(&q->h->parts[i], memory_order_relaxed) != 0)
+				continue;
+			if (atomic_compare_exchange_strong_explicit(&q->h->parts[i], &zero, q->my_key,
+								    memory_order_relaxed,
+								    memory_order_relaxed)) {
+				atomic_store_explicit(&q->me, i, memory_order_relaxed);
+				/* R0: pairs with A0 in self_index(). */
+				atomic_store_explicit(&q->reg_gen, gen + 1, memory_order_release);
+				goto out;
+			}
+		}
+		/* Full: entries of processes that died or exited without
+		 * detaching go back once recovery has cleaned their slots. */
+		if (attempt == 0 && (rc = recover(q)) != 0)
+			goto out;
+	}
+	rc = -EUSERS;
+out:
+	pthread_mutex_unlock(&q->reg_lock);
+	return rc;
+}
+
+/* Our participant entry, registering first if this process has none. */
+static inline int self_index(struct shoal_queue *q, uint32_t *me)
+{
+	uint32_t gen = atomic_load_explicit(&shoal__fork_gen, memory_order_relaxed);
+
+	/* A0: pairs with R0 in do_register(): me is set once reg_gen is. */
+	if (SHOAL__UNLIKELY(atomic_load_explicit(&q->reg_gen, memory_order_acquire) != gen + 1)) {
+		int rc = do_register(q);
+
+		if (rc)
+			return rc;
+	}
+	*me = atomic_load_explicit(&q->me, memory_order_relaxed);
+	return 0;
+}
+
+/* ---- sleeping and waking ------------------------------------------------------ */
+
+/* Called after a publish that was a seq_cst store or followed by a seq_cst
+ * fence: then either we see the sleeper's count, or it sees our slot (D1). */
+static inline void wake(struct line32 *l, int n)
+{
+	if (atomic_load_explicit(&l->waiters, memory_order_seq_cst) != 0) {
+		atomic_fetch_add_explicit(&l->word, 1, memory_order_release);
+		shoal__futex_wake(&l->word, n);
+	}
+}
+
+static void wake_all(struct shoal_queue *q)
+{
+	atomic_fetch_add_explicit(&q->h->not_empty.word, 1, memory_order_seq_cst);
+	atomic_fetch_add_explicit(&q->h->not_full.word, 1, memory_order_seq_cst);
+	shoal__futex_wake(&q->h->not_empty.word, INT32_MAX);
+	shoal__futex_wake(&q->h->not_full.word, INT32_MAX);
+}
+
+/* ---- recovery ----------------------------------------------------------------- */
+
+static int lock_queue(struct shoal_queue *q, bool *owner_died)
+{
+	int rc = pthread_mutex_lock(&q->h->lock.m);
+
+	*owner_died = rc == EOWNERDEAD;
+	if (rc == 0 || rc == EOWNERDEAD)
+		return 0;
+	return rc == ENOTRECOVERABLE ? -SHOAL_EPOISONED : -rc;
+}
+
+static void unlock_queue(struct shoal_queue *q, bool owner_died)
+{
+	/* Everything the dead holder may have left half done was redone by
+	 * the caller (recovery is idempotent), so the state is consistent. */
+	if (owner_died)
+		pthread_mutex_consistent(&q->h->lock.m);
+	pthread_mutex_unlock(&q->h->lock.m);
+}
+
+enum { UNKNOWN = 0, ALIVE = 1, DEAD = 2 };
+
+static bool owner_dead(const struct shoal_queue *q, uint32_t o, unsigned char *verdict)
+{
+	if (o == 0 || o >= QUEUE_NPARTS)
+		return false;
+	if (verdict[o] == UNKNOWN)
+		verdict[o] = key_alive(atomic_load_explicit(&q->h->parts[o], memory_order_relaxed))
+				     ? ALIVE
+				     : DEAD;
+	return verdict[o] == DEAD;
+}
+
+/* With the lock held: repair every slot a dead participant holds, recount
+ * the orphans, free the dead entries. Idempotent. Returns slots repaired. */
+static unsigned recover_locked(struct shoal_queue *q)
+{
+	unsigned char verdict[QUEUE_NPARTS] = { 0 };
+	unsigned fixed = 0, orphans = 0;
+
+	for (uint64_t i = 0; i < q->cap; i++) {
+		struct slot *sl = slot_at(q, i);
+		/* A3: pairs with the release of whoever set this state. */
+		uint64_t s = atomic_load_explicit(&sl->state, memory_order_acquire);
+		uint32_t st = st_of(s), o = owner_of(s);
+
+		if (st == ST_STABLE || !owner_dead(q, o, verdict)) {
+			orphans += st == ST_READING && o == 0;
+			continue;
+		}
+		if (st == ST_WRITING) {
+			/* The dead producer writes no more: the slot is ours. A
+			 * tombstone keeps the position so the FIFO order holds. */
+			atomic_store_explicit(&sl->len, TOMBSTONE, memory_order_relaxed);
+			/* R3: pairs with A1: consumers see the tombstone length. */
+			if (atomic_compare_exchange_strong_explicit(&sl->state, &s,
+								    mk(pos_of(s) + 1, 0, ST_STABLE),
+								    memory_order_release,
+								    memory_order_relaxed))
+				atomic_fetch_add_explicit(&q->h->dropped, 1, memory_order_relaxed);
+		} else if (st == ST_READING) {
+			if (atomic_compare_exchange_strong_explicit(&sl->state, &s,
+								    mk(pos_of(s), 0, ST_READING),
+								    memory_order_relaxed,
+								    memory_order_relaxed))
+				orphans++;
+		} else {
+			continue; /* state 3 never happens: corrupt, leave it */
+		}
+		fixed++;
+		HOOK(SHOAL__QP_RECOVER_FIXED);
+	}
+	/* Orphans change only under the lock, so this count is exact. */
+	atomic_store_explicit(&q->h->orphans, orphans, memory_order_seq_cst);
+	/* No slot names a dead entry any more: the entries can go. */
+	for (uint32_t o = 1; o < QUEUE_NPARTS; o++) {
+		uint64_t key = atomic_load_explicit(&q->h->parts[o], memory_order_relaxed);
+
+		if (key && owner_dead(q, o, verdict))
+			atomic_compare_exchange_strong_explicit(&q->h->parts[o], &key, 0,
+								memory_order_relaxed,
+								memory_order_relaxed);
+	}
+	return fixed;
+}
+
+static int recover(struct shoal_queue *q)
+{
+	bool died;
+	unsigned fixed;
+	int rc = lock_queue(q, &died);
+
+	if (rc)
+		return rc;
+	fixed = recover_locked(q);
+	unlock_queue(q, died);
+	atomic_fetch_add_explicit(&q->h->recoveries, 1, memory_order_relaxed);
+	if (fixed || died)
+		wake_all(q); /* orphans for consumers, room for producers */
+	return 0;
+}
+
+/* Look for dead participants, at most once per SWEEP_NS queue-wide; this is
+ * what finds a consumer that died holding a message behind the head. */
+static void sweep(struct shoal_queue *q, bool force)
+{
+	uint64_t now = shoal__now_ns();
+	uint64_t last = atomic_load_explicit(&q->h->sweep_ns, memory_order_relaxed);
+
+	if (!force && now - last < SWEEP_NS && last <= now)
+		return;
+	if (!atomic_compare_exchange_strong_explicit(&q->h->sweep_ns, &last, now,
+						     memory_order_relaxed, memory_order_relaxed) &&
+	    !force)
+		return;
+	for (uint32_t o = 1; o < QUEUE_NPARTS; o++) {
+		uint64_t key = atomic_load_explicit(&q->h->parts[o], memory_order_relaxed);
+
+		if (key && !key_alive(key)) {
+			recover(q);
+			return;
+		}
+	}
+}
+
+/* A slice passed with no progress: is the slot that blocks us held by a
+ * dead process? */
+static void check_blocker(struct shoal_queue *q, uint64_t s)
+{
+	uint32_t o = owner_of(s);
+
+	if (st_of(s) != ST_STABLE && o != 0 && o < QUEUE_NPARTS &&
+	    !key_alive(atomic_load_explicit(&q->h->parts[o], memory_order_relaxed)))
+		recover(q);
+	else
+		sweep(q, false);
+}
+
+/* ---- producers ---------------------------------------------------------------- */
+
+static void advance(shoal__atomic_u64 *cursor, uint64_t to)
+{
+	uint64_t cur = atomic_load_explicit(cursor, memory_order_relaxed);
+
+	/* Cursors are hints that only move forward; the slots are the truth. */
+	while ((int64_t)(cur - to) < 0 &&
+	       !atomic_compare_exchange_weak_explicit(cursor, &cur, to, memory_order_relaxed,
+						      memory_order_relaxed))
+		;
+}
+
+enum { RETRY = 1 };
+
+/*
+ * The slot at cursor position @pos is not what we wanted (@want is the
+ * free/full value). Decide: RETRY (cursor stale or helped on: reload it),
+ * -EAGAIN (blocked by this slot), or -EBADMSG (the cursor and the ring
+ * disagree beyond anything concurrency explains).
+ */
+static int judge(struct shoal_queue *q, shoal__atomic_u64 *cursor, uint64_t pos, uint64_t s,
+		 uint64_t want, bool consumer)
+{
+	uint32_t st = st_of(s);
+	int64_t d = st == ST_STABLE ? pdiff(pos_of(s), want) : pdiff(pos_of(s), pos);
+
+	if (st != ST_STABLE && d == 0) {
+		if (consumer && st == ST_WRITING)
+			return -EAGAIN; /* the message at the head is being written */
+		/* Claimed at the cursor but the cursor not moved: help. */
+		advance(cursor, pos + 1);
+		return RETRY;
+	}
+	if (d < 0) {
+		if (d >= -(int64_t)q->cap)
+			return -EAGAIN; /* full (producer) or empty (consumer) */
+	} else if (d <= (int64_t)q->cap) {
+		/* Ahead of us: the cursor is stale or its mover is slow. The
+		 * slot proves the position was taken, so moving on is safe. */
+		if (atomic_load_explicit(cursor, memory_order_relaxed) == pos)
+			advance(cursor, pos + 1);
+		return RETRY;
+	}
+	/* Out of any legal range: stale, or corrupt if the cursor holds. */
+	if (atomic_load_explicit(cursor, memory_order_relaxed) != pos)
+		return RETRY;
+	return -EBADMSG;
+}
+
+static void tombstone(struct shoal_queue *q, struct slot *sl, uint64_t pos)
+{
+	atomic_store_explicit(&sl->len, TOMBSTONE, memory_order_relaxed);
+	/* R1': pairs with A1 as a publish does. */
+	atomic_store_explicit(&sl->state, mk(pos + 1, 0, ST_STABLE), memory_order_release);
+	atomic_fetch_add_explicit(&q->h->dropped, 1, memory_order_relaxed);
+}
+
+/* Try to push one message without waiting: 0, -EAGAIN (full, *blocker is
+ * the slot state that blocks), -EPIPE, -EBADMSG. */
+static int push_try(struct shoal_queue *q, uint32_t me, const void *msg, size_t len,
+		    uint64_t *blocker)
+{
+	shoal__atomic_u64 *tail = &q->h->tail;
+	uint64_t pos = atomic_load_explicit(tail, memory_order_relaxed);
+
+	for (;;) {
+		struct slot *sl = slot_at(q, pos);
+		/* A2: pairs with R2 in pop: the last reader is done with it. */
+		uint64_t s = atomic_load_explicit(&sl->state, memory_order_acquire);
+		int rc;
+
+		if (s == mk(pos, 0, ST_STABLE)) {
+			/* seq_cst: orders the claim before the closed check
+			 * below against shoal_queue_close() and a consumer's
+			 * "closed and empty" check (C1). */
+			if (atomic_compare_exchange_strong_explicit(&sl->state, &s,
+								    mk(pos, me, ST_WRITING),
+								    memory_order_seq_cst,
+								    memory_order_relaxed)) {
+				uint64_t exp = pos;
+
+				atomic_compare_exchange_strong_explicit(tail, &exp, pos + 1,
+									memory_order_relaxed,
+									memory_order_relaxed);
+				HOOK(SHOAL__QP_PUSH_CLAIMED);
+				if (SHOAL__UNLIKELY(atomic_load_explicit(&q->h->closed,
+									 memory_order_seq_cst))) {
+					tombstone(q, sl, pos);
+					atomic_thread_fence(memory_order_seq_cst); /* D1 */
+					wake(&q->h->not_empty, INT32_MAX);
+					return -EPIPE;
+				}
+				atomic_store_explicit(&sl->len, (uint32_t)len, memory_order_relaxed);
+				if (SHOAL__UNLIKELY(shoal__queue_hook)) {
+					memcpy(sl->data, msg, len / 2);
+					HOOK(SHOAL__QP_PUSH_WRITTEN);
+					memcpy(sl->data + len / 2, (const char *)msg + len / 2,
+					       len - len / 2);
+				} else if (len) {
+					memcpy(sl->data, msg, len);
+				}
+				/* R1: pairs with A1 in pop: the message is visible
+				 * once the state is. seq_cst for D1 (wake). */
+				atomic_store_explicit(&sl->state, mk(pos + 1, 0, ST_STABLE),
+						      memory_order_seq_cst);
+				wake(&q->h->not_empty, 1);
+				return 0;
+			}
+			pos = atomic_load_explicit(tail, memory_order_relaxed);
+			continue;
+		}
+		rc = judge(q, tail, pos, s, pos, false);
+		if (rc != RETRY) {
+			*blocker = s;
+			return rc;
+		}
+		pos = atomic_load_explicit(tail, memory_order_relaxed);
+	}
+}
+
+/* Claim up to @n consecutive slots from the tail and fill them. Returns how
+ * many were pushed (>= 1), or push_try()'s errors. */
+static ssize_t push_batch_try(struct shoal_queue *q, uint32_t me, const unsigned char *data,
+			      const size_t *lens, size_t n, uint64_t *blocker)
+{
+	shoal__atomic_u64 *tail = &q->h->tail;
+	uint64_t pos = atomic_load_explicit(tail, memory_order_relaxed);
+	size_t k;
+
+	if (n > BATCH_MAX)
+		n = BATCH_MAX;
+	for (;;) {
+		uint64_t s = 0;
+		int rc;
+
+		for (k = 0; k < n; k++) {
+			struct slot *sl = slot_at(q, pos + k);
+
+			/* A2, as in push_try(). */
+			s = atomic_load_explicit(&sl->state, memory_order_acquire);
+			if (s != mk(pos + k, 0, ST_STABLE) ||
+			    !atomic_compare_exchange_strong_explicit(&sl->state, &s,
+								     mk(pos + k, me, ST_WRITING),
+								     memory_order_seq_cst,
+								     memory_order_relaxed))
+				break;
+		}
+		if (k > 0)
+			break;
+		rc = judge(q, tail, pos, s, pos, false);
+		if (rc != RETRY) {
+			*blocker = s;
+			return rc;
+		}
+		pos = atomic_load_explicit(tail, memory_order_relaxed);
+	}
+	advance(tail, pos + k);
+	HOOK(SHOAL__QP_PUSH_CLAIMED);
+	if (SHOAL__UNLIKELY(atomic_load_explicit(&q->h->closed, memory_order_seq_cst))) {
+		for (size_t i = 0; i < k; i++)
+			tombstone(q, slot_at(q, pos + i), pos + i);
+		atomic_thread_fence(memory_order_seq_cst); /* D1 */
+		wake(&q->h->not_empty, INT32_MAX);
+		return -EPIPE;
+	}
+	for (size_t i = 0; i < k; i++) {
+		struct slot *sl = slot_at(q, pos + i);
+
+		atomic_store_explicit(&sl->len, (uint32_t)lens[i], memory_order_relaxed);
+		if (lens[i])
+			memcpy(sl->data, data, lens[i]);
+		data += lens[i];
+		if (i == k / 2)
+			HOOK(SHOAL__QP_PUSH_WRITTEN);
+		/* R1, as in push_try(). */
+		atomic_store_explicit(&sl->state, mk(pos + i + 1, 0, ST_STABLE),
+				      memory_order_release);
+	}
+	/* D1 for the whole batch. */
+	atomic_thread_fence(memory_order_seq_cst);
+	wake(&q->h->not_empty, k > 1 ? INT32_MAX : 1);
+	return (ssize_t)k;
+}
+
+/* ---- consumers ---------------------------------------------------------------- */
+
+static void release_slot(struct shoal_queue *q, struct slot *sl, uint64_t pos, bool fence)
+{
+	/* R2: pairs with A2 in push: our reads of the message are done
+	 * before the next lap's producer writes it. seq_cst for D2 (wake). */
+	atomic_store_explicit(&sl->state, mk(pos + q->cap, 0, ST_STABLE),
+			      fence ? memory_order_seq_cst : memory_order_release);
+}
+
+/* Take an orphan (a message whose reader died), under the lock so that the
+ * orphan count stays exact. 0, -EAGAIN if none, -EMSGSIZE, lock errors. */
+static int pop_orphan(struct shoal_queue *q, uint32_t me, void *buf, size_t cap, size_t *len)
+{
+	bool died;
+	int rc = lock_queue(q, &died);
+
+	if (rc)
+		return rc;
+	if (died)
+		recover_locked(q);
+	for (uint64_t i = 0; i < q->cap; i++) {
+		struct slot *sl = slot_at(q, i);
+		/* A3: pairs with the recovery that made the orphan. */
+		uint64_t s = atomic_load_explicit(&sl->state, memory_order_acquire);
+		uint32_t l;
+
+		if (s != mk(pos_of(s), 0, ST_READING))
+			continue;
+		l = atomic_load_explicit(&sl->len, memory_order_relaxed);
+		if (l != TOMBSTONE && l > cap) {
+			unlock_queue(q, died);
+			*len = l;
+			return -EMSGSIZE;
+		}
+		if (!atomic_compare_exchange_strong_explicit(&sl->state, &s,
+							     mk(pos_of(s), me, ST_READING),
+							     memory_order_acquire,
+							     memory_order_relaxed))
+			continue;
+		atomic_fetch_sub_explicit(&q->h->orphans, 1, memory_order_relaxed);
+		unlock_queue(q, died);
+		if (l == TOMBSTONE || l > q->max_msg) {
+			atomic_fetch_add_explicit(&q->h->skipped, 1, memory_order_relaxed);
+			release_slot(q, sl, pos_of(s), true);
+			wake(&q->h->not_full, 1);
+			return RETRY;
+		}
+		memcpy(buf, sl->data, l);
+		atomic_fetch_add_explicit(&q->h->redelivered, 1, memory_order_relaxed);
+		release_slot(q, sl, pos_of(s), true);
+		wake(&q->h->not_full, 1);
+		*len = l;
+		return 0;
+	}
+	atomic_store_explicit(&q->h->orphans, 0, memory_order_relaxed);
+	unlock_queue(q, died);
+	return -EAGAIN;
+}
+
+/* Try to pop one message without waiting: 0, -EAGAIN (empty; *blocker is
+ * the slot state at the head), -EMSGSIZE, -EBADMSG. */
+static int pop_try(struct shoal_queue *q, uint32_t me, void *buf, size_t cap, size_t *len,
+		   uint64_t *blocker)
+{
+	shoal__atomic_u64 *head = &q->h->head;
+	uint64_t pos;
+
+	while (SHOAL__UNLIKELY(atomic_load_explicit(&q->h->orphans, memory_order_relaxed))) {
+		int rc = pop_orphan(q, me, buf, cap, len);
+
+		if (rc != RETRY && rc != -EAGAIN)
+			return rc;
+		if (rc == -EAGAIN)
+			break;
+	}
+	pos = atomic_load_explicit(head, memory_order_relaxed);
+	for (;;) {
+		struct slot *sl = slot_at(q, pos);
+		/* A1: pairs with R1 in push (and R3, R1'): the message and its
+		 * length are visible. */
+		uint64_t s = atomic_load_explicit(&sl->state, memory_order_acquire);
+		int rc;
+
+		if (s == mk(pos + 1, 0, ST_STABLE)) {
+			/* Peek before claiming: a message too big for @buf stays
+			 * where it is. If the slot changes meanwhile, the CAS
+			 * fails and the length is never used. */
+			uint32_t l = atomic_load_explicit(&sl->len, memory_order_relaxed);
+
+			if (SHOAL__UNLIKELY((l > cap || l > q->max_msg) && l != TOMBSTONE)) {
+				if (l > q->max_msg)
+					return -EBADMSG; /* never read past the slot */
+				*len = l;
+				return -EMSGSIZE;
+			}
+			if (atomic_compare_exchange_strong_explicit(&sl->state, &s,
+								    mk(pos, me, ST_READING),
+								    memory_order_acquire,
+								    memory_order_relaxed)) {
+				uint64_t exp = pos;
+
+				atomic_compare_exchange_strong_explicit(head, &exp, pos + 1,
+									memory_order_relaxed,
+									memory_order_relaxed);
+				HOOK(SHOAL__QP_POP_CLAIMED);
+				if (SHOAL__UNLIKELY(l == TOMBSTONE)) {
+					atomic_fetch_add_explicit(&q->h->skipped, 1,
+								  memory_order_relaxed);
+					release_slot(q, sl, pos, true);
+					wake(&q->h->not_full, 1);
+					pos = atomic_load_explicit(head, memory_order_relaxed);
+					continue;
+				}
+				if (l)
+					memcpy(buf, sl->data, l);
+				HOOK(SHOAL__QP_POP_COPIED);
+				release_slot(q, sl, pos, true);
+				wake(&q->h->not_full, 1);
+				*len = l;
+				return 0;
+			}
+			pos = atomic_load_explicit(head, memory_order_relaxed);
+			continue;
+		}
+		rc = judge(q, head, pos, s, pos + 1, true);
+		if (rc != RETRY) {
+			*blocker = s;
+			return rc;
+		}
+		pos = atomic_load_explicit(head, memory_order_relaxed);
+	}
+}
+
+/* Take up to @n ready messages from the head into @buf. */
+static ssize_t pop_batch_try(struct shoal_queue *q, uint32_t me, unsigned char *buf, size_t cap,
+			     size_t *lens, size_t n, uint64_t *blocker)
+{
+	shoal__atomic_u64 *head = &q->h->head;
+	uint32_t got_len[BATCH_MAX];
+	uint64_t pos;
+	size_t k, used = 0, out = 0;
+
+	if (n > BATCH_MAX)
+		n = BATCH_MAX;
+	if (SHOAL__UNLIKELY(atomic_load_explicit(&q->h->orphans, memory_order_relaxed))) {
+		size_t l;
+		int rc = pop_try(q, me, buf, cap, &l, blocker);
+
+		if (rc == 0)
+			lens[0] = l;
+		else if (rc == -EMSGSIZE)
+			lens[0] = l;
+		return rc == 0 ? 1 : rc;
+	}
+again:
+	used = 0;
+	for (;;) {
+		uint64_t s = 0;
+		int rc;
+
+		pos = atomic_load_explicit(head, memory_order_relaxed);
+		for (k = 0; k < n; k++) {
+			struct slot *sl = slot_at(q, pos + k);
+			uint32_t l;
+
+			/* A1, as in pop_try(). */
+			s = atomic_load_explicit(&sl->state, memory_order_acquire);
+			if (s != mk(pos + k + 1, 0, ST_STABLE))
+				break;
+			l = atomic_load_explicit(&sl->len, memory_order_relaxed);
+			if ((l > cap - used || l > q->max_msg) && l != TOMBSTONE) {
+				if (k == 0 || l > q->max_msg) {
+					if (l > q->max_msg)
+						return -EBADMSG;
+					lens[0] = l;
+					return -EMSGSIZE;
+				}
+				break;
+			}
+			if (!atomic_compare_exchange_strong_explicit(&sl->state, &s,
+								     mk(pos + k, me, ST_READING),
+								     memory_order_acquire,
+								     memory_order_relaxed))
+				break;
+			got_len[k] = l;
+			if (l != TOMBSTONE)
+				used += l;
+		}
+		if (k > 0)
+			break;
+		rc = judge(q, head, pos, s, pos + 1, true);
+		if (rc != RETRY) {
+			*blocker = s;
+			return rc;
+		}
+	}
+	advance(head, pos + k);
+	HOOK(SHOAL__QP_POP_CLAIMED);
+	/* Copy everything before releasing anything: a consumer that dies
+	 * before the releases gives every message back (as orphans). */
+	for (size_t i = 0; i < k; i++) {
+		uint32_t l = got_len[i];
+
+		if (l == TOMBSTONE) {
+			atomic_fetch_add_explicit(&q->h->skipped, 1, memory_order_relaxed);
+		} else {
+			if (l)
+				memcpy(buf, slot_at(q, pos + i)->data, l);
+			buf += l;
+			lens[out++] = l;
+		}
+	}
+	HOOK(SHOAL__QP_POP_COPIED);
+	for (size_t i = 0; i < k; i++)
+		release_slot(q, slot_at(q, pos + i), pos + i, false);
+	/* D2 for the whole batch. */
+	atomic_thread_fence(memory_order_seq_cst);
+	wake(&q->h->not_full, k > 1 ? INT32_MAX : 1);
+	if (out == 0)
+		goto again; /* all tombstones */
+	return (ssize_t)out;
+}
+
+/* ---- waiting ------------------------------------------------------------------ */
+
+/*
+ * The common slow path: @attempt tries once and returns -EAGAIN while
+ * blocked (setting *blocker). Spin briefly, then sleep on @l in slices,
+ * looking for dead owners after each slice that brought nothing.
+ */
+struct attempt {
+	ssize_t (*fn)(struct shoal_queue *q, uint32_t me, void *ctx, uint64_t *blocker);
+	void *ctx;
+};
+
+static bool closed_now(const struct shoal_queue *q)
+{
+	return atomic_load_explicit(&q->h->closed, memory_order_seq_cst) != 0;
+}
+
+/*
+ * A consumer found nothing: is that the end? Only if the queue is closed,
+ * no orphan waits, and the head slot is free (no producer between claim and
+ * publish). C1: the seq_cst load of closed, the fence, and the seq_cst
+ * claim in push make a push that misses "closed" visible here, and one we
+ * miss here see "closed" (and tombstone itself).
+ */
+static bool drained_now(struct shoal_queue *q)
+{
+	uint64_t pos, s;
+
+	if (!closed_now(q))
+		return false;
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&q->h->orphans, memory_order_seq_cst))
+		return false;
+	pos = atomic_load_explicit(&q->h->head, memory_order_seq_cst);
+	s = atomic_load_explicit(&slot_at(q, pos)->state, memory_order_seq_cst);
+	return s == mk(pos, 0, ST_STABLE);
+}
+
+/* The end of the stream is final, so before saying so make sure no dead
+ * consumer holds a message that should become an orphan. */
+static bool drained(struct shoal_queue *q)
+{
+	if (!drained_now(q))
+		return false;
+	sweep(q, true);
+	return drained_now(q);
+}
+
+static ssize_t wait_for(struct shoal_queue *q, uint32_t me, struct attempt *a, bool consumer,
+			int64_t timeout_ns)
+{
+	struct line32 *l = consumer ? &q->h->not_empty : &q->h->not_full;
+	uint64_t deadline, blocker = 0;
+	ssize_t rc;
+
+	if (timeout_ns == 0) {
+		sweep(q, false);
+		rc = a->fn(q, me, a->ctx, &blocker);
+		if (rc == -EAGAIN && (consumer ? drained(q) : closed_now(q)))
+			return -EPIPE;
+		return rc;
+	}
+	deadline = shoal__deadline(timeout_ns);
+	for (int i = 0; i < SPIN_TRIES; i++) {
+		for (int j = 0; j < 16; j++)
+			shoal__cpu_relax();
+		if (i % 32 == 31)
+			sched_yield(); /* more runnable processes than cores */
+		rc = a->fn(q, me, a->ctx, &blocker);
+		if (rc != -EAGAIN)
+			return rc;
+	}
+	for (;;) {
+		uint32_t w = atomic_load_explicit(&l->word, memory_order_acquire);
+		uint64_t now, until;
+		int wr;
+
+		atomic_fetch_add_explicit(&l->waiters, 1, memory_order_seq_cst);
+		/* D1/D2: our count before their slot, as theirs before ours. */
+		atomic_thread_fence(memory_order_seq_cst);
+		rc = a->fn(q, me, a->ctx, &blocker);
+		if (rc == -EAGAIN && (consumer ? drained(q) : closed_now(q)))
+			rc = -EPIPE;
+		if (rc != -EAGAIN) {
+			atomic_fetch_sub_explicit(&l->waiters, 1, memory_order_relaxed);
+			return rc;
+		}
+		now = shoal__now_ns();
+		if (now >= deadline) {
+			atomic_fetch_sub_explicit(&l->waiters, 1, memory_order_relaxed);
+			return -ETIMEDOUT;
+		}
+		until = deadline - now > SLICE_NS ? now + SLICE_NS : deadline;
+		atomic_fetch_add_explicit(&q->h->sleeps, 1, memory_order_relaxed);
+		wr = shoal__futex_wait(&l->word, w, until);
+		atomic_fetch_sub_explicit(&l->waiters, 1, memory_order_relaxed);
+		rc = a->fn(q, me, a->ctx, &blocker);
+		if (rc != -EAGAIN)
+			return rc;
+		if (wr == -EINTR)
+			return -EINTR;
+		if (wr == -ETIMEDOUT)
+			check_blocker(q, blocker);
+	}
+}
+
+struct push_ctx {
+	const void *msg;
+	size_t len;
+};
+
+static ssize_t push_attempt(struct shoal_queue *q, uint32_t me, void *ctx, uint64_t *blocker)
+{
+	struct push_ctx *c = ctx;
+
+	return push_try(q, me, c->msg, c->len, blocker);
+}
+
+struct pop_ctx {
+	void *buf;
+	size_t cap;
+	size_t *len;
+};
+
+static ssize_t pop_attempt(struct shoal_queue *q, uint32_t me, void *ctx, uint64_t *blocker)
+{
+	struct pop_ctx *c = ctx;
+
+	return pop_try(q, me, c->buf, c->cap, c->len, blocker);
+}
+
+struct many_ctx {
+	const unsigned char *data;
+	unsigned char *buf;
+	size_t cap;
+	size_t *lens;
+	const size_t *clens;
+	size_t n;
+};
+
+static ssize_t push_many_attempt(struct shoal_queue *q, uint32_t me, void *ctx, uint64_t *blocker)
+{
+	struct many_ctx *c = ctx;
+
+	return push_batch_try(q, me, c->data, c->clens, c->n, blocker);
+}
+
+static ssize_t pop_many_attempt(struct shoal_queue *q, uint32_t me, void *ctx, uint64_t *blocker)
+{
+	struct many_ctx *c = ctx;
+
+	return pop_batch_try(q, me, c->buf, c->cap, c->lens, c->n, blocker);
+}
+
+/* ---- the API ------------------------------------------------------------------ */
+
+SHOAL_API int shoal_queue_push(struct shoal_queue *q, const void *msg, size_t len,
+			       int64_t timeout_ns)
+{
+	struct push_ctx c = { msg, len };
+	struct attempt a = { push_attempt, &c };
+	uint64_t blocker;
+	uint32_t me;
+	int rc;
+
+	if (!q || (!msg && len))
+		return -EINVAL;
+	if (len > q->max_msg)
+		return -EMSGSIZE;
+	rc = self_index(q, &me);
+	if (rc)
+		return rc;
+	rc = push_try(q, me, msg, len, &blocker);
+	if (SHOAL__LIKELY(rc != -EAGAIN))
+		return rc;
+	return (int)wait_for(q, me, &a, false, timeout_ns);
+}
+
+SHOAL_API int shoal_queue_pop(struct shoal_queue *q, void *buf, size_t cap, size_t *len,
+			      int64_t timeout_ns)
+{
+	struct pop_ctx c = { buf, cap, len };
+	struct attempt a = { pop_attempt, &c };
+	uint64_t blocker;
+	uint32_t me;
+	int rc;
+
+	if (!q || !len || (!buf && cap))
+		return -EINVAL;
+	rc = self_index(q, &me);
+	if (rc)
+		return rc;
+	rc = pop_try(q, me, buf, cap, len, &blocker);
+	if (SHOAL__LIKELY(rc != -EAGAIN))
+		return rc;
+	return (int)wait_for(q, me, &a, true, timeout_ns);
+}
+
+SHOAL_API ssize_t shoal_queue_push_many(struct shoal_queue *q, const void *data,
+					const size_t *lens, size_t n, int64_t timeout_ns)
+{
+	struct many_ctx c = { 0 };
+	struct attempt a = { push_many_attempt, &c };
+	const unsigned char *p = data;
+	uint64_t deadline = 0;
+	size_t done = 0;
+	uint32_t me;
+	int rc;
+
+	if (!q || (n && (!lens || !data)))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (lens[i] > q->max_msg)
+			return -EMSGSIZE;
+	if (n == 0)
+		return 0;
+	rc = self_index(q, &me);
+	if (rc)
+		return rc;
+	if (timeout_ns > 0)
+		deadline = shoal__deadline(timeout_ns);
+	while (done < n) {
+		uint64_t blocker;
+		int64_t left = timeout_ns;
+		ssize_t k;
+
+		c.data = p;
+		c.clens = lens + done;
+		c.n = n - done;
+		k = push_batch_try(q, me, p, lens + done, n - done, &blocker);
+		if (k == -EAGAIN) {
+			if (timeout_ns > 0) {
+				uint64_t now = shoal__now_ns();
+
+				left = now >= deadline ? 0 : (int64_t)(deadline - now);
+				if (left == 0)
+					k = -ETIMEDOUT;
+			}
+			if (k == -EAGAIN)
+				k = wait_for(q, me, &a, false, left);
+		}
+		if (k < 0)
+			return done ? (ssize_t)done : k;
+		for (ssize_t i = 0; i < k; i++)
+			p += lens[done + (size_t)i];
+		done += (size_t)k;
+	}
+	return (ssize_t)done;
+}
+
+SHOAL_API ssize_t shoal_queue_pop_many(struct shoal_queue *q, void *buf, size_t cap,
+				       size_t *lens, size_t n, int64_t timeout_ns)
+{
+	struct many_ctx c = { .buf = buf, .cap = cap, .lens = lens, .n = n };
+	struct attempt a = { pop_many_attempt, &c };
+	uint64_t blocker;
+	uint32_t me;
+	ssize_t rc;
+
+	if (!q || !lens || n == 0 || (!buf && cap))
+		return -EINVAL;
+	rc = self_index(q, &me);
+	if (rc)
+		return rc;
+	rc = pop_many_attempt(q, me, &c, &blocker);
+	if (SHOAL__LIKELY(rc != -EAGAIN))
+		return rc;
+	return wait_for(q, me, &a, true, timeout_ns);
+}
+
+SHOAL_API int shoal_queue_close(struct shoal_queue *q)
+{
+	if (!q)
+		return -EINVAL;
+	/* C1: see drained() and push_try(). */
+	atomic_store_explicit(&q->h->closed, 1, memory_order_seq_cst);
+	wake_all(q);
+	return 0;
+}
+
+SHOAL_API bool shoal_queue_is_closed(const struct shoal_queue *q)
+{
+	return q && atomic_load_explicit(&q->h->closed, memory_order_relaxed);
+}
+
+SHOAL_API int shoal_queue_stats(const struct shoal_queue *q, struct shoal_queue_stats *out)
+{
+	const struct qhdr *h;
+	uint64_t head, tail, dropped, skipped, parts = 0;
+
+	if (!q || !out)
+		return -EINVAL;
+	h = q->h;
+	head = atomic_load_explicit(&h->head, memory_order_relaxed);
+	tail = atomic_load_explicit(&h->tail, memory_order_relaxed);
+	dropped = atomic_load_explicit(&h->dropped, memory_order_relaxed);
+	skipped = atomic_load_explicit(&h->skipped, memory_order_relaxed);
+	for (uint32_t i = 1; i < QUEUE_NPARTS; i++)
+		parts += atomic_load_explicit(&h->parts[i], memory_order_relaxed) != 0;
+	memset(out, 0, sizeof(*out));
+	out->depth = (int64_t)(tail - head) <= 0 ? 0 : tail - head > q->cap ? q->cap : tail - head;
+	out->capacity = q->cap;
+	out->max_msg = q->max_msg;
+	/* Cursors count every position; tombstones are not messages. */
+	out->pushes = tail - dropped;
+	out->pops = head - skipped;
+	out->sleeps = atomic_load_explicit(&h->sleeps, memory_order_relaxed);
+	out->recoveries = atomic_load_explicit(&h->recoveries, memory_order_relaxed);
+	out->dropped = dropped;
+	out->redelivered = atomic_load_explicit(&h->redelivered, memory_order_relaxed);
+	out->participants = parts;
+	return 0;
+}
+
+SHOAL_API const char *shoal_queue_name(const struct shoal_queue *q)
+{
+	return q->seg->name;
+}
+
+static struct shoal_queue *handle_new(struct shoal_segment *seg, const struct qhdr *cfg)
+{
+	struct shoal_queue *q = calloc(1, sizeof(*q));
+
+	if (!q)
+		return NULL;
+	q->seg = seg;
+	q->h = seg->kind_hdr;
+	q->ring = seg->data;
+	q->cap = cfg->capacity;
+	q->mask = cfg->capacity - 1;
+	q->max_msg = cfg->max_msg;
+	q->stride = cfg->stride;
+	pthread_mutex_init(&q->reg_lock, NULL);
+	return q;
+}
+
+SHOAL_API int shoal_queue_create(const char *name, uint32_t capacity, uint32_t max_msg,
+				 const struct shoal_opts *opts, struct shoal_queue **out)
+{
+	struct shoal_segment *seg;
+	pthread_mutexattr_t ma;
+	struct shoal_queue *q;
+	struct qhdr *h;
+	size_t stride;
+	int rc;
+
+	if (!out || capacity < 2 || capacity > SHOAL_QUEUE_CAPACITY_MAX ||
+	    (capacity & (capacity - 1)) || max_msg == 0 || max_msg > SHOAL_QUEUE_MSG_MAX)
+		return -EINVAL;
+	stride = stride_for(max_msg);
+	rc = shoal__segment_create(name, SHOAL__KIND_QUEUE, sizeof(struct qhdr),
+				   (size_t)capacity * stride, opts, &seg);
+	if (rc)
+		return rc;
+	h = seg->kind_hdr;
+	h->magic = QUEUE_MAGIC;
+	h->capacity = capacity;
+	h->max_msg = max_msg;
+	h->stride = (uint32_t)stride;
+	h->nparts = QUEUE_NPARTS;
+	if (pthread_mutexattr_init(&ma) != 0 ||
+	    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED) != 0 ||
+	    pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST) != 0 ||
+	    pthread_mutex_init(&h->lock.m, &ma) != 0) {
+		shoal__segment_abort(seg);
+		return -ENOMEM;
+	}
+	pthread_mutexattr_destroy(&ma);
+	/* Slot i starts free for position i: STABLE(i). */
+	for (uint64_t i = 0; i < capacity; i++)
+		atomic_init(&((struct slot *)((unsigned char *)seg->data + i * stride))->state,
+			    mk(i, 0, ST_STABLE));
+	atomic_store_explicit(&h->sweep_ns, shoal__now_ns(), memory_order_relaxed);
+	q = handle_new(seg, h);
+	if (!q) {
+		shoal__segment_abort(seg);
+		return -ENOMEM;
+	}
+	rc = shoal__segment_publish(seg);
+	if (rc) {
+		pthread_mutex_destroy(&q->reg_lock);
+		free(q);
+		return rc;
+	}
+	*out = q;
+	return 0;
+}
+
+/* Every field of a queue header from another process, checked once from a
+ * copy. */
+static int qhdr_check(const struct qhdr *c, const struct shoal_segment *seg)
+{
+	uint64_t head, tail, h2;
+
+	if (c->magic != QUEUE_MAGIC || c->capacity < 2 || c->capacity > SHOAL_QUEUE_CAPACITY_MAX ||
+	    (c->capacity & (c->capacity - 1)) || c->max_msg == 0 ||
+	    c->max_msg > SHOAL_QUEUE_MSG_MAX || c->stride != stride_for(c->max_msg) ||
+	    c->nparts != QUEUE_NPARTS || c->flags != 0 ||
+	    (uint64_t)c->capacity * c->stride > seg->hdr.data_size)
+		return -EBADMSG;
+	/* The cursors move while we look; read head, tail, head until the
+	 * head holds still, then they must be within a ring of each other. */
+	for (int i = 0; i < 100; i++) {
+		const struct qhdr *h = seg->kind_hdr;
+
+		head = atomic_load_explicit(&h->head, memory_order_acquire);
+		tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+		h2 = atomic_load_explicit(&h->head, memory_order_acquire);
+		if (head == h2)
+			return tail - head <= c->capacity ? 0 : -EBADMSG;
+	}
+	return 0; /* busy; the per-operation checks still hold */
+}
+
+SHOAL_API int shoal_queue_open(const char *name, unsigned int flags, struct shoal_queue **out)
+{
+	struct shoal_segment *seg;
+	struct shoal_queue *q;
+	struct qhdr cfg;
+	int rc;
+
+	if (!out || (flags & ~SHOAL_PREFAULT))
+		return -EINVAL;
+	rc = shoal__segment_open(name, SHOAL__KIND_QUEUE, sizeof(struct qhdr), flags, &seg);
+	if (rc)
+		return rc;
+	/* One read of the fixed line; only the copy is trusted from here. */
+	memcpy(&cfg, seg->kind_hdr, offsetof(struct qhdr, closed));
+	rc = qhdr_check(&cfg, seg);
+	if (rc == 0 && !(q = handle_new(seg, &cfg)))
+		rc = -ENOMEM;
+	if (rc) {
+		shoal_segment_close(seg);
+		return rc;
+	}
+	*out = q;
+	return 0;
+}
+
+SHOAL_API int shoal_queue_detach(struct shoal_queue *q)
+{
+	if (!q)
+		return 0;
+	/* Give our entry back if it is ours (not the parent's, after fork). */
+	if (atomic_load_explicit(&q->reg_gen, memory_order_relaxed) ==
+	    atomic_load_explicit(&shoal__fork_gen, memory_order_relaxed) + 1) {
+		uint64_t key = q->my_key;
+
+		atomic_compare_exchange_strong_explicit(&q->h->parts[q->me], &key, 0,
+							memory_order_release, memory_order_relaxed);
+	}
+	pthread_mutex_destroy(&q->reg_lock);
+	shoal_segment_close(q->seg);
+	free(q);
+	return 0;
+}
+
+SHOAL_API int shoal_queue_unlink(const char *name)
+{
+	struct shoal_queue *q;
+	int rc = shoal_queue_open(name, 0, &q);
+
+	if (rc)
+		return rc;
+	rc = shoal_unlink(name);
+	shoal_queue_detach(q);
+	return rc;
+}
+
+int shoal__queue_walk(struct shoal_queue *q, int (*fn)(const void *msg, size_t len, void *arg),
+		      void *arg)
+{
+	uint64_t head = atomic_load_explicit(&q->h->head, memory_order_acquire);
+	uint64_t tail = atomic_load_explicit(&q->h->tail, memory_order_acquire);
+
+	if (tail - head > q->cap)
+		tail = head + q->cap;
+	/* Orphans first: they are older than anything at the head. */
+	for (uint64_t i = 0; i < q->cap; i++) {
+		struct slot *sl = slot_at(q, i);
+		/* A3, as in pop_orphan(). */
+		uint64_t s = atomic_load_explicit(&sl->state, memory_order_acquire);
+		uint32_t l = atomic_load_explicit(&sl->len, memory_order_relaxed);
+		int rc;
+
+		if (s != mk(pos_of(s), 0, ST_READING) || l > q->max_msg)
+			continue;
+		if ((rc = fn(sl->data, l, arg)) != 0)
+			return rc;
+	}
+	for (uint64_t p = head; p != tail; p++) {
+		struct slot *sl = slot_at(q, p);
+		/* A1, as in pop_try(). */
+		uint64_t s = atomic_load_explicit(&sl->state, memory_order_acquire);
+		uint32_t l = atomic_load_explicit(&sl->len, memory_order_relaxed);
+		int rc;
+
+		if (s != mk(p + 1, 0, ST_STABLE) || l > q->max_msg)
+			continue;
+		if ((rc = fn(sl->data, l, arg)) != 0)
+			return rc;
+	}
+	return 0;
+}

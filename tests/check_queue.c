@@ -1,0 +1,1421 @@
+/*
+ * check_queue.c - the queue: every error code, FIFO and capacity, close and
+ * drain, hostile headers, cross-process stress (4x4 with 10 million
+ * messages, 1x1, 8x1), and crash runs that SIGKILL producers and consumers
+ * hundreds of times, at random and at the kill points inside push, pop and
+ * recovery, and check that nothing acknowledged is lost, duplicated or torn.
+ *
+ * SHOAL_QUEUE_SOAK=<seconds> makes the crash run last that long (make soak).
+ */
+#include "internal.h"
+#include "testutil.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <time.h>
+
+static struct shoal_queue *mkq(const char *name, uint32_t cap, uint32_t max_msg)
+{
+	struct shoal_queue *q = NULL;
+
+	ck_assert_int_eq(shoal_queue_create(name, cap, max_msg, NULL, &q), 0);
+	ck_assert_ptr_nonnull(q);
+	return q;
+}
+
+static void done(struct shoal_queue *q, const char *name)
+{
+	ck_assert_int_eq(shoal_queue_detach(q), 0);
+	ck_assert_int_eq(shoal_queue_unlink(name), 0);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void *shared_mem(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	return p;
+}
+
+/* ---- unit -------------------------------------------------------------------- */
+
+START_TEST(fifo_and_stats)
+{
+	const char *name = t_name("fifo");
+	struct shoal_queue *q = mkq(name, 8, 100), *o = NULL;
+	struct shoal_queue_stats st;
+	char buf[100];
+	size_t len;
+
+	ck_assert_str_eq(shoal_queue_name(q), name);
+	for (int i = 0; i < 5; i++) {
+		snprintf(buf, sizeof(buf), "message %d", i);
+		ck_assert_int_eq(shoal_queue_push(q, buf, strlen(buf) + 1, 0), 0);
+	}
+	ck_assert_int_eq(shoal_queue_open(name, 0, &o), 0);
+	ck_assert_int_eq(shoal_queue_stats(o, &st), 0);
+	ck_assert_uint_eq(st.depth, 5);
+	ck_assert_uint_eq(st.capacity, 8);
+	ck_assert_uint_eq(st.max_msg, 100);
+	ck_assert_uint_eq(st.pushes, 5);
+	ck_assert_uint_eq(st.pops, 0);
+	ck_assert_uint_eq(st.participants, 1);
+	for (int i = 0; i < 5; i++) {
+		char want[32];
+
+		snprintf(want, sizeof(want), "message %d", i);
+		ck_assert_int_eq(shoal_queue_pop(o, buf, sizeof(buf), &len, 0), 0);
+		ck_assert_uint_eq(len, strlen(want) + 1);
+		ck_assert_str_eq(buf, want);
+	}
+	ck_assert_int_eq(shoal_queue_pop(o, buf, sizeof(buf), &len, 0), -EAGAIN);
+	/* Zero-length messages are messages. */
+	ck_assert_int_eq(shoal_queue_push(o, NULL, 0, 0), 0);
+	ck_assert_int_eq(shoal_queue_pop(q, NULL, 0, &len, 0), 0);
+	ck_assert_uint_eq(len, 0);
+	ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+	ck_assert_uint_eq(st.depth, 0);
+	ck_assert_uint_eq(st.pushes, 6);
+	ck_assert_uint_eq(st.pops, 6);
+	ck_assert_uint_eq(st.participants, 2);
+	ck_assert_int_eq(shoal_queue_detach(o), 0);
+	ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+	ck_assert_uint_eq(st.participants, 1);
+	ck_assert_int_eq(shoal_queue_detach(NULL), 0);
+	done(q, name);
+}
+END_TEST
+
+START_TEST(wraps_many_laps)
+{
+	const char *name = t_name("laps");
+	struct shoal_queue *q = mkq(name, 4, 8);
+	uint64_t v, got;
+	size_t len;
+
+	for (uint64_t i = 0; i < 10000; i++) {
+		v = i * 7919;
+		ck_assert_int_eq(shoal_queue_push(q, &v, sizeof(v), 0), 0);
+		if (i % 3 == 2) {
+			for (int k = 0; k < 3; k++) {
+				ck_assert_int_eq(shoal_queue_pop(q, &got, sizeof(got), &len, 0), 0);
+				ck_assert_uint_eq(got, (i - 2 + (uint64_t)k) * 7919);
+			}
+		}
+	}
+	done(q, name);
+}
+END_TEST
+
+START_TEST(capacity_boundary_and_timeouts)
+{
+	const char *name = t_name("cap");
+	struct shoal_queue *q = mkq(name, 16, 4);
+	uint32_t v;
+	size_t len;
+	double t0;
+
+	for (uint32_t i = 0; i < 16; i++)
+		ck_assert_int_eq(shoal_queue_push(q, &i, 4, 0), 0);
+	v = 99;
+	ck_assert_int_eq(shoal_queue_push(q, &v, 4, 0), -EAGAIN);
+	t0 = now_s();
+	ck_assert_int_eq(shoal_queue_push(q, &v, 4, 30000000), -ETIMEDOUT);
+	ck_assert(now_s() - t0 >= 0.029);
+	ck_assert(now_s() - t0 < 1.0);
+	ck_assert_int_eq(shoal_queue_pop(q, &v, 4, &len, 0), 0);
+	ck_assert_uint_eq(v, 0);
+	v = 16;
+	ck_assert_int_eq(shoal_queue_push(q, &v, 4, 0), 0);
+	for (uint32_t i = 1; i <= 16; i++) {
+		ck_assert_int_eq(shoal_queue_pop(q, &v, 4, &len, 0), 0);
+		ck_assert_uint_eq(v, i);
+	}
+	ck_assert_int_eq(shoal_queue_pop(q, &v, 4, &len, 0), -EAGAIN);
+	t0 = now_s();
+	ck_assert_int_eq(shoal_queue_pop(q, &v, 4, &len, 120000000), -ETIMEDOUT);
+	ck_assert(now_s() - t0 >= 0.119);
+	done(q, name);
+}
+END_TEST
+
+START_TEST(bad_arguments)
+{
+	const char *name = t_name("args");
+	struct shoal_queue *q = NULL;
+	struct shoal_opts o = { .mode = 0666 };
+	struct shoal_queue_stats st;
+	char buf[16];
+	size_t len, lens[2] = { 1, 1 };
+
+	ck_assert_int_eq(shoal_queue_create(name, 0, 8, NULL, &q), -EINVAL);
+	ck_assert_int_eq(shoal_queue_create(name, 1, 8, NULL, &q), -EINVAL);
+	ck_assert_int_eq(shoal_queue_create(name, 12, 8, NULL, &q), -EINVAL);
+	ck_assert_int_eq(shoal_queue_create(name, SHOAL_QUEUE_CAPACITY_MAX * 2u, 8, NULL, &q), -EINVAL);
+	ck_assert_int_eq(shoal_queue_create(name, 8, 0, NULL, &q), -EINVAL);
+	ck_assert_int_eq(shoal_queue_create(name, 8, SHOAL_QUEUE_MSG_MAX + 1, NULL, &q), -EINVAL);
+	ck_assert_int_eq(shoal_queue_create(name, 8, 8, NULL, NULL), -EINVAL);
+	ck_assert_int_eq(shoal_queue_create(name, 8, 8, &o, &q), -EINVAL);
+	ck_assert_int_eq(shoal_queue_create("a/b", 8, 8, NULL, &q), -EINVAL);
+	ck_assert_int_eq(shoal_queue_create("..", 8, 8, NULL, &q), -EINVAL);
+	ck_assert_int_eq(shoal_queue_create(NULL, 8, 8, NULL, &q), -EINVAL);
+	ck_assert_int_eq(shoal_queue_open("a/b", 0, &q), -EINVAL);
+	ck_assert_int_eq(shoal_queue_open(name, 0, &q), -ENOENT);
+	ck_assert_int_eq(shoal_queue_unlink(name), -ENOENT);
+	ck_assert_int_eq(shoal_queue_unlink(".x"), -EINVAL);
+	ck_assert_ptr_null(q);
+
+	q = mkq(name, 8, 8);
+	ck_assert_int_eq(shoal_queue_create(name, 8, 8, NULL, &q), -EEXIST);
+	ck_assert_int_eq(shoal_queue_open(name, SHOAL_RDONLY, &q), -EINVAL);
+	ck_assert_int_eq(shoal_queue_open(name, 0x100, &q), -EINVAL);
+	ck_assert_int_eq(shoal_queue_open(name, 0, NULL), -EINVAL);
+	ck_assert_int_eq(shoal_queue_push(NULL, buf, 1, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_push(q, NULL, 1, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_push(q, buf, 9, 0), -EMSGSIZE);
+	ck_assert_int_eq(shoal_queue_push(q, buf, SIZE_MAX, -1), -EMSGSIZE);
+	ck_assert_int_eq(shoal_queue_pop(NULL, buf, 8, &len, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 8, NULL, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_pop(q, NULL, 8, &len, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_push_many(NULL, buf, lens, 2, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_push_many(q, NULL, lens, 2, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_push_many(q, buf, NULL, 2, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_push_many(q, NULL, NULL, 0, 0), 0);
+	ck_assert_int_eq(shoal_queue_pop_many(NULL, buf, 8, lens, 2, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_pop_many(q, buf, 8, NULL, 2, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_pop_many(q, buf, 8, lens, 0, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_pop_many(q, NULL, 8, lens, 2, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_stats(NULL, &st), -EINVAL);
+	ck_assert_int_eq(shoal_queue_stats(q, NULL), -EINVAL);
+	ck_assert_int_eq(shoal_queue_close(NULL), -EINVAL);
+	ck_assert(!shoal_queue_is_closed(NULL));
+	done(q, name);
+}
+END_TEST
+
+START_TEST(wrong_kind)
+{
+	const char *name = t_name("kind");
+	struct shoal_segment *s;
+	struct shoal_queue *q = NULL;
+
+	ck_assert_int_eq(shoal_segment_create(name, 4096, NULL, &s), 0);
+	ck_assert_int_eq(shoal_queue_open(name, 0, &q), -EPROTOTYPE);
+	ck_assert_int_eq(shoal_queue_unlink(name), -EPROTOTYPE);
+	ck_assert_int_eq(shoal_segment_close(s), 0);
+	ck_assert_int_eq(shoal_unlink(name), 0);
+	q = mkq(name, 2, 1);
+	ck_assert_int_eq(shoal_segment_open(name, 0, &s), -EPROTOTYPE);
+	done(q, name);
+}
+END_TEST
+
+START_TEST(msgsize_keeps_message)
+{
+	const char *name = t_name("size");
+	struct shoal_queue *q = mkq(name, 8, 64);
+	char big[64], buf[64];
+	size_t len = 0, lens[4];
+
+	memset(big, 'b', sizeof(big));
+	ck_assert_int_eq(shoal_queue_push(q, big, 40, 0), 0);
+	ck_assert_int_eq(shoal_queue_push(q, "tail", 4, 0), 0);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 39, &len, 0), -EMSGSIZE);
+	ck_assert_uint_eq(len, 40);
+	ck_assert_int_eq(shoal_queue_pop_many(q, buf, 10, lens, 4, 0), -EMSGSIZE);
+	ck_assert_uint_eq(lens[0], 40);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 40, &len, 0), 0);
+	ck_assert_uint_eq(len, 40);
+	ck_assert_int_eq(memcmp(buf, big, 40), 0);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 64, &len, 0), 0);
+	ck_assert_uint_eq(len, 4);
+	ck_assert_int_eq(memcmp(buf, "tail", 4), 0);
+	done(q, name);
+}
+END_TEST
+
+START_TEST(many_in_one_call)
+{
+	const char *name = t_name("many");
+	struct shoal_queue *q = mkq(name, 8, 16);
+	unsigned char data[200], out[200];
+	size_t lens[12], got[12], off = 0;
+	ssize_t n;
+
+	for (size_t i = 0; i < 12; i++) {
+		lens[i] = i % 5 + 1;
+		for (size_t j = 0; j < lens[i]; j++)
+			data[off + j] = (unsigned char)(i * 16 + j);
+		off += lens[i];
+	}
+	/* Only 8 fit: the rest times out, and the count says so. */
+	ck_assert_int_eq(shoal_queue_push_many(q, data, lens, 12, 10000000), 8);
+	ck_assert_int_eq(shoal_queue_push_many(q, data, lens, 12, 0), -EAGAIN);
+	ck_assert_int_eq(shoal_queue_push_many(q, data, lens, 1, 1000000), -ETIMEDOUT);
+	/* A buffer that holds the first three only. */
+	n = shoal_queue_pop_many(q, out, lens[0] + lens[1] + lens[2] + 1, got, 12, 0);
+	ck_assert_int_eq(n, 3);
+	n = shoal_queue_pop_many(q, out + 6, sizeof(out) - 6, got + 3, 12, 0);
+	ck_assert_int_eq(n, 5);
+	for (size_t i = 0; i < 8; i++)
+		ck_assert_uint_eq(got[i], lens[i]);
+	ck_assert_int_eq(memcmp(out, data, 6), 0);
+	ck_assert_int_eq(memcmp(out + 6, data + 6, off - 6 - (lens[8] + lens[9] + lens[10] + lens[11])), 0);
+	ck_assert_int_eq(shoal_queue_pop_many(q, out, sizeof(out), got, 12, 0), -EAGAIN);
+	ck_assert_int_eq(shoal_queue_pop_many(q, out, sizeof(out), got, 12, 2000000), -ETIMEDOUT);
+	/* Any length over max_msg: nothing is pushed. */
+	lens[3] = 17;
+	ck_assert_int_eq(shoal_queue_push_many(q, data, lens, 5, 0), -EMSGSIZE);
+	ck_assert_int_eq(shoal_queue_pop_many(q, out, sizeof(out), got, 12, 0), -EAGAIN);
+	done(q, name);
+}
+END_TEST
+
+START_TEST(close_and_drain)
+{
+	const char *name = t_name("close");
+	struct shoal_queue *q = mkq(name, 4, 8);
+	char buf[8];
+	size_t len, lens[2] = { 1, 1 };
+
+	ck_assert(!shoal_queue_is_closed(q));
+	ck_assert_int_eq(shoal_queue_push(q, "a", 1, 0), 0);
+	ck_assert_int_eq(shoal_queue_push(q, "b", 1, 0), 0);
+	ck_assert_int_eq(shoal_queue_close(q), 0);
+	ck_assert_int_eq(shoal_queue_close(q), 0);
+	ck_assert(shoal_queue_is_closed(q));
+	ck_assert_int_eq(shoal_queue_push(q, "c", 1, 0), -EPIPE);
+	ck_assert_int_eq(shoal_queue_push(q, "c", 1, -1), -EPIPE);
+	ck_assert_int_eq(shoal_queue_push_many(q, "cd", lens, 2, -1), -EPIPE);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, -1), 0);
+	ck_assert_int_eq(buf[0], 'a');
+	ck_assert_int_eq(shoal_queue_pop_many(q, buf, 8, lens, 2, -1), 1);
+	ck_assert_int_eq(buf[0], 'b');
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), -EPIPE);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, -1), -EPIPE);
+	ck_assert_int_eq(shoal_queue_pop_many(q, buf, 8, lens, 2, -1), -EPIPE);
+	done(q, name);
+}
+END_TEST
+
+/* Sleepers on both sides wake when the queue is closed. */
+START_TEST(close_wakes_sleepers)
+{
+	const char *name = t_name("cwake");
+	struct shoal_queue *e = mkq(name, 2, 8), *f;
+	const char *fname = t_name("cwakef");
+	pid_t c, p;
+
+	f = mkq(fname, 2, 8);
+	ck_assert_int_eq(shoal_queue_push(f, "x", 1, 0), 0);
+	ck_assert_int_eq(shoal_queue_push(f, "y", 1, 0), 0);
+	c = fork();
+	if (c == 0) {
+		char buf[8];
+		size_t len;
+
+		_exit(shoal_queue_pop(e, buf, 8, &len, -1) == -EPIPE ? 0 : 1);
+	}
+	p = fork();
+	if (p == 0)
+		_exit(shoal_queue_push(f, "z", 1, -1) == -EPIPE ? 0 : 1);
+	usleep(100000);
+	ck_assert_int_eq(shoal_queue_close(e), 0);
+	ck_assert_int_eq(shoal_queue_close(f), 0);
+	ck_assert_int_eq(t_wait(c), 0);
+	ck_assert_int_eq(t_wait(p), 0);
+	done(e, name);
+	done(f, fname);
+}
+END_TEST
+
+/* A consumer asleep in another process wakes for a push, and fast. */
+START_TEST(cross_process_wake)
+{
+	const char *name = t_name("wake");
+	struct shoal_queue *q = mkq(name, 8, 32);
+	struct shoal_queue_stats st;
+	pid_t kid = fork();
+
+	if (kid == 0) {
+		struct shoal_queue *o;
+		char buf[32];
+		size_t len;
+
+		if (shoal_queue_open(name, 0, &o) != 0)
+			_exit(2);
+		if (shoal_queue_pop(o, buf, sizeof(buf), &len, 5000000000LL) != 0)
+			_exit(3);
+		if (len != 5 || memcmp(buf, "hello", 5) != 0)
+			_exit(4);
+		/* Answer on the same queue: the parent waits for it. */
+		_exit(shoal_queue_push(o, "back", 4, -1) == 0 ? 0 : 5);
+	}
+	usleep(200000);
+	ck_assert_int_eq(shoal_queue_push(q, "hello", 5, 0), 0);
+	ck_assert_int_eq(t_wait(kid), 0);
+	{
+		char buf[32];
+		size_t len;
+
+		ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 0), 0);
+		ck_assert_int_eq(memcmp(buf, "back", 4), 0);
+	}
+	ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+	ck_assert_uint_ge(st.sleeps, 1);
+	done(q, name);
+}
+END_TEST
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+START_TEST(signal_interrupts_wait)
+{
+	const char *name = t_name("intr");
+	struct shoal_queue *q = mkq(name, 2, 8);
+	pid_t kid = fork();
+
+	if (kid == 0) {
+		struct sigaction sa = { .sa_handler = on_usr1 }; /* no SA_RESTART */
+		char buf[8];
+		size_t len;
+
+		sigaction(SIGUSR1, &sa, NULL);
+		_exit(shoal_queue_pop(q, buf, 8, &len, -1) == -EINTR ? 0 : 1);
+	}
+	usleep(200000);
+	kill(kid, SIGUSR1);
+	ck_assert_int_eq(t_wait(kid), 0);
+	done(q, name);
+}
+END_TEST
+
+/* A handle inherited over fork registers the child as its own participant. */
+START_TEST(fork_inherits_handle)
+{
+	const char *name = t_name("fork");
+	struct shoal_queue *q = mkq(name, 8, 8);
+	struct shoal_queue_stats st;
+	char buf[8];
+	size_t len;
+	pid_t kid;
+
+	ck_assert_int_eq(shoal_queue_push(q, "p", 1, 0), 0);
+	kid = fork();
+	if (kid == 0) {
+		struct shoal_queue_stats s2;
+
+		if (shoal_queue_push(q, "c", 1, 0) != 0 || shoal_queue_stats(q, &s2) != 0)
+			_exit(1);
+		_exit(s2.participants == 2 ? 0 : 2); /* not the parent's entry */
+	}
+	ck_assert_int_eq(t_wait(kid), 0);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), 0);
+	ck_assert_int_eq(buf[0], 'p');
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), 0);
+	ck_assert_int_eq(buf[0], 'c');
+	/* The child exited without detaching: a sweep frees its entry. */
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 120000000), -ETIMEDOUT);
+	ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+	ck_assert_uint_eq(st.participants, 1);
+	done(q, name);
+}
+END_TEST
+
+START_TEST(participants_run_out)
+{
+	const char *name = t_name("users");
+	struct shoal_queue *q = mkq(name, 2, 8), *h[SHOAL_QUEUE_PARTICIPANTS];
+	char buf[8];
+	size_t len;
+
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), -EAGAIN);
+	for (int i = 0; i < SHOAL_QUEUE_PARTICIPANTS - 1; i++) {
+		ck_assert_int_eq(shoal_queue_open(name, 0, &h[i]), 0);
+		ck_assert_int_eq(shoal_queue_pop(h[i], buf, 8, &len, 0), -EAGAIN);
+	}
+	ck_assert_int_eq(shoal_queue_open(name, 0, &h[SHOAL_QUEUE_PARTICIPANTS - 1]), 0);
+	ck_assert_int_eq(shoal_queue_push(h[SHOAL_QUEUE_PARTICIPANTS - 1], "x", 1, 0), -EUSERS);
+	ck_assert_int_eq(shoal_queue_detach(h[0]), 0);
+	ck_assert_int_eq(shoal_queue_push(h[SHOAL_QUEUE_PARTICIPANTS - 1], "x", 1, 0), 0);
+	for (int i = 1; i < SHOAL_QUEUE_PARTICIPANTS; i++)
+		ck_assert_int_eq(shoal_queue_detach(h[i]), 0);
+	done(q, name);
+}
+END_TEST
+
+static int collect(const void *msg, size_t len, void *arg)
+{
+	char *acc = arg;
+
+	strncat(acc, msg, len);
+	strcat(acc, ",");
+	return 0;
+}
+
+static int stop_at_b(const void *msg, size_t len, void *arg)
+{
+	(void)arg;
+	return len == 1 && *(const char *)msg == 'b' ? 42 : 0;
+}
+
+START_TEST(walk_sees_messages)
+{
+	const char *name = t_name("walk");
+	struct shoal_queue *q = mkq(name, 4, 8);
+	char acc[64] = "", buf[8];
+	size_t len;
+
+	ck_assert_int_eq(shoal__queue_walk(q, collect, acc), 0);
+	ck_assert_str_eq(acc, "");
+	for (int lap = 0; lap < 3; lap++) {
+		ck_assert_int_eq(shoal_queue_push(q, "z", 1, 0), 0);
+		ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), 0);
+	}
+	ck_assert_int_eq(shoal_queue_push(q, "a", 1, 0), 0);
+	ck_assert_int_eq(shoal_queue_push(q, "b", 1, 0), 0);
+	ck_assert_int_eq(shoal_queue_push(q, "cc", 2, 0), 0);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), 0);
+	ck_assert_int_eq(shoal__queue_walk(q, collect, acc), 0);
+	ck_assert_str_eq(acc, "b,cc,");
+	ck_assert_int_eq(shoal__queue_walk(q, stop_at_b, NULL), 42);
+	done(q, name);
+}
+END_TEST
+
+/* ---- hostile headers ------------------------------------------------------------ */
+
+/* Offsets inside a queue object, from its headers. */
+#define KOFF SHOAL__HDR_SIZE
+static void poke(const char *name, off_t off, const void *v, size_t len)
+{
+	int fd = open(t_path(name), O_RDWR);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, v, len, off), (ssize_t)len);
+	close(fd);
+}
+
+static void poke32(const char *name, off_t off, uint32_t v)
+{
+	poke(name, off, &v, 4);
+}
+
+static void poke64(const char *name, off_t off, uint64_t v)
+{
+	poke(name, off, &v, 8);
+}
+
+static uint64_t data_off(const char *name)
+{
+	struct shoal__hdr h;
+	int fd = open(t_path(name), O_RDONLY);
+
+	ck_assert_int_eq(pread(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+	close(fd);
+	return h.data_off;
+}
+
+START_TEST(corrupt_headers)
+{
+	static const struct {
+		off_t off;
+		uint32_t val;
+	} bad[] = {
+		{ 0, 0x12345678 },    /* magic */
+		{ 4, 0 },             /* capacity */
+		{ 4, 6 },             /* not a power of two */
+		{ 4, 1u << 31 },      /* too big */
+		{ 4, 16 },            /* more slots than data */
+		{ 8, 0 },             /* max_msg */
+		{ 8, 4000 },          /* stride no longer matches */
+		{ 8, 0xffffffff },    /* max_msg too big */
+		{ 12, 64 },           /* stride */
+		{ 12, 0 },
+		{ 16, 5000 },         /* participants */
+		{ 20, 1 },            /* unknown flags */
+	};
+	struct shoal_queue *q = NULL, *o = NULL;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *name = t_name("corrupt");
+
+		q = mkq(name, 8, 64);
+		poke32(name, KOFF + bad[i].off, bad[i].val);
+		ck_assert_msg(shoal_queue_open(name, 0, &o) == -EBADMSG, "field at %d = %u",
+			      (int)bad[i].off, bad[i].val);
+		ck_assert_int_eq(shoal_queue_unlink(name), -EBADMSG);
+		ck_assert_int_eq(shoal_queue_detach(q), 0);
+		ck_assert_int_eq(shoal_unlink(name), 0);
+	}
+	/* Cursors further apart than the ring. */
+	{
+		const char *name = t_name("cursors");
+
+		q = mkq(name, 8, 64);
+		poke64(name, KOFF + 192, 1000);
+		ck_assert_int_eq(shoal_queue_open(name, 0, &o), -EBADMSG);
+		ck_assert_int_eq(shoal_queue_detach(q), 0);
+		ck_assert_int_eq(shoal_unlink(name), 0);
+	}
+	ck_assert_ptr_null(o);
+}
+END_TEST
+
+/* Corruption that happens while the queue is open: errors, not a crash or
+ * a read outside the ring, and never a hang. */
+START_TEST(corrupt_while_open)
+{
+	const char *name = t_name("live");
+	struct shoal_queue *q = mkq(name, 8, 64);
+	uint64_t doff = data_off(name);
+	char buf[64];
+	size_t len;
+
+	/* A length beyond max_msg in a published slot. */
+	ck_assert_int_eq(shoal_queue_push(q, "ok", 2, 0), 0);
+	poke32(name, (off_t)doff + 8, 1u << 30);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 0), -EBADMSG);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 1u << 31, &len, 0), -EBADMSG);
+	ck_assert_int_eq(shoal_queue_pop_many(q, buf, sizeof(buf), &len, 1, 0), -EBADMSG);
+	poke32(name, (off_t)doff + 8, 2);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 0), 0);
+	/* A tail cursor far from every slot's position. */
+	poke64(name, KOFF + 192, 1ull << 40);
+	ck_assert_int_eq(shoal_queue_push(q, "x", 1, -1), -EBADMSG);
+	ck_assert_int_eq(shoal_queue_push_many(q, "x", &len, 1, -1), -EBADMSG);
+	poke64(name, KOFF + 256, 5ull << 40);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, -1), -EBADMSG);
+	/* Garbage slot states: masked positions keep us inside the ring. */
+	for (int i = 0; i < 8; i++)
+		poke64(name, (off_t)(doff + (uint64_t)i * 128), 0xdeadbeefcafef00dull + (uint64_t)i);
+	poke64(name, KOFF + 192, 3);
+	poke64(name, KOFF + 256, 3);
+	ck_assert_int_eq(shoal_queue_push(q, "x", 1, 0), -EBADMSG);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 0), -EBADMSG);
+	done(q, name);
+}
+END_TEST
+
+/* ---- kill points: processes that die exactly inside push, pop, recovery ---- */
+
+static enum shoal__queue_point kill_at;
+static int kill_after; /* hits to let pass first */
+
+static void kill_hook(enum shoal__queue_point where)
+{
+	if (where == kill_at && kill_after-- == 0)
+		raise(SIGKILL);
+}
+
+/* Fork a child that sets the hook and runs @what; it must die by SIGKILL. */
+static void die_inside(struct shoal_queue *q, enum shoal__queue_point at, int skip, int what)
+{
+	pid_t kid = fork();
+
+	ck_assert_int_ge(kid, 0);
+	if (kid == 0) {
+		char buf[64];
+		size_t len, lens[3] = { 3, 3, 3 };
+
+		kill_at = at;
+		kill_after = skip;
+		shoal__queue_hook = kill_hook;
+		switch (what) {
+		case 0:
+			shoal_queue_push(q, "DEAD", 4, -1);
+			break;
+		case 1:
+			shoal_queue_pop(q, buf, sizeof(buf), &len, -1);
+			break;
+		case 2:
+			shoal_queue_push_many(q, "D1.D2.D3.", lens, 3, -1);
+			break;
+		default:
+			shoal_queue_pop_many(q, buf, sizeof(buf), lens, 3, -1);
+			break;
+		}
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(kid), 128 + SIGKILL);
+}
+
+static void expect(struct shoal_queue *q, const char *want, int64_t timeout)
+{
+	char buf[64];
+	size_t len = 0;
+	int rc = shoal_queue_pop(q, buf, sizeof(buf), &len, timeout);
+
+	ck_assert_msg(rc == 0, "pop for %s: %s", want, shoal_strerror(rc));
+	ck_assert_uint_eq(len, strlen(want));
+	ck_assert_msg(memcmp(buf, want, len) == 0, "got %.*s, want %s", (int)len, buf, want);
+}
+
+START_TEST(producer_dies_claimed_or_written)
+{
+	static const enum shoal__queue_point at[] = { SHOAL__QP_PUSH_CLAIMED, SHOAL__QP_PUSH_WRITTEN };
+
+	for (int mode = 0; mode < 4; mode++) {
+		const char *name = t_name("pdie");
+		struct shoal_queue *q = mkq(name, 8, 64);
+		struct shoal_queue_stats st;
+		char buf[64];
+		size_t len;
+		double t0;
+
+		ck_assert_int_eq(shoal_queue_push(q, "before", 6, 0), 0);
+		die_inside(q, at[mode % 2], 0, mode < 2 ? 0 : 2);
+		ck_assert_int_eq(shoal_queue_push(q, "after", 5, 0), 0);
+		expect(q, "before", 0);
+		if (mode == 3)
+			expect(q, "D1.", 0); /* published before the death */
+		/* The dead claim blocks the head until a survivor notices. */
+		t0 = now_s();
+		expect(q, "after", 2000000000);
+		ck_assert_msg(now_s() - t0 < 0.2, "took %.3f s", now_s() - t0);
+		ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 0), -EAGAIN);
+		ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+		ck_assert_uint_eq(st.dropped, mode < 2 ? 1 : mode == 2 ? 3 : 2);
+		ck_assert_uint_ge(st.recoveries, 1);
+		ck_assert_uint_eq(st.participants, 1);
+		/* Laps later everything still lines up. */
+		for (int i = 0; i < 20; i++) {
+			ck_assert_int_eq(shoal_queue_push(q, "lap", 3, 0), 0);
+			expect(q, "lap", 0);
+		}
+		done(q, name);
+	}
+}
+END_TEST
+
+/* A consumer asleep behind a dead claim wakes to the message after it. */
+START_TEST(consumer_unblocked_by_dead_producer)
+{
+	const char *name = t_name("pfull");
+	struct shoal_queue *q = mkq(name, 2, 64);
+	double t0;
+
+	die_inside(q, SHOAL__QP_PUSH_WRITTEN, 0, 0);
+	ck_assert_int_eq(shoal_queue_push(q, "one", 3, 0), 0);
+	/* Slot of the dead claim is next for the tail: full until recovered
+	 * and the tombstone is consumed, which pop does. */
+	t0 = now_s();
+	expect(q, "one", 2000000000);
+	ck_assert(now_s() - t0 < 0.2);
+	ck_assert_int_eq(shoal_queue_push(q, "two", 3, 0), 0);
+	ck_assert_int_eq(shoal_queue_push(q, "three", 5, 0), 0);
+	expect(q, "two", 0);
+	expect(q, "three", 0);
+	done(q, name);
+}
+END_TEST
+
+START_TEST(consumer_dies_claimed_or_copied)
+{
+	static const enum shoal__queue_point at[] = { SHOAL__QP_POP_CLAIMED, SHOAL__QP_POP_COPIED };
+
+	for (int mode = 0; mode < 4; mode++) {
+		const char *name = t_name("cdie");
+		struct shoal_queue *q = mkq(name, 8, 64);
+		struct shoal_queue_stats st;
+		char buf[64];
+		size_t len, lens[3] = { 2, 2, 2 };
+		double t0;
+
+		if (mode < 2) {
+			ck_assert_int_eq(shoal_queue_push(q, "m1", 2, 0), 0);
+			ck_assert_int_eq(shoal_queue_push(q, "m2", 2, 0), 0);
+		} else {
+			ck_assert_int_eq(shoal_queue_push_many(q, "m1m2m3", lens, 3, 0), 3);
+		}
+		die_inside(q, at[mode % 2], 0, mode < 2 ? 1 : 3);
+		t0 = now_s();
+		if (mode < 2) {
+			/* m2 is at the head; m1 comes back once the death is seen. */
+			expect(q, "m2", 0);
+			expect(q, "m1", 2000000000);
+		} else {
+			expect(q, "m1", 2000000000);
+			expect(q, "m2", 0);
+			expect(q, "m3", 0);
+		}
+		ck_assert_msg(now_s() - t0 < 0.2, "took %.3f s", now_s() - t0);
+		ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 20000000), -ETIMEDOUT);
+		ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+		ck_assert_uint_eq(st.redelivered, mode < 2 ? 1 : 3);
+		ck_assert_uint_eq(st.dropped, 0);
+		done(q, name);
+	}
+}
+END_TEST
+
+/* A consumer that died holding the one message a blocked producer waits
+ * for: the producer's recovery makes an orphan and wakes consumers. */
+START_TEST(orphan_frees_full_queue)
+{
+	const char *name = t_name("orph");
+	struct shoal_queue *q = mkq(name, 2, 64);
+	pid_t kid;
+
+	ck_assert_int_eq(shoal_queue_push(q, "a", 1, 0), 0);
+	ck_assert_int_eq(shoal_queue_push(q, "b", 1, 0), 0);
+	die_inside(q, SHOAL__QP_POP_COPIED, 0, 1); /* holds "a" */
+	kid = fork();
+	if (kid == 0) {
+		/* A consumer asleep on an empty queue after taking "b". */
+		char buf[64];
+		size_t len;
+
+		if (shoal_queue_pop(q, buf, sizeof(buf), &len, 0) != 0 || buf[0] != 'b')
+			_exit(1);
+		if (shoal_queue_pop(q, buf, sizeof(buf), &len, 3000000000LL) != 0 || buf[0] != 'a')
+			_exit(2);
+		if (shoal_queue_pop(q, buf, sizeof(buf), &len, 3000000000LL) != 0 || buf[0] != 'c')
+			_exit(3);
+		_exit(0);
+	}
+	usleep(20000);
+	/* Full while "a" is held; these pushes wait for the orphan's pop. */
+	ck_assert_int_eq(shoal_queue_push(q, "c", 1, 2000000000), 0);
+	ck_assert_int_eq(shoal_queue_push(q, "d", 1, 2000000000), 0);
+	ck_assert_int_eq(t_wait(kid), 0);
+	expect(q, "d", 0);
+	done(q, name);
+}
+END_TEST
+
+/* The recoverer itself dies with the lock held, after repairing one of two
+ * slots: the next locker sees EOWNERDEAD and finishes the job. */
+START_TEST(recoverer_dies_inside)
+{
+	const char *name = t_name("rdie");
+	struct shoal_queue *q = mkq(name, 8, 64);
+	struct shoal_queue_stats st;
+	double t0;
+
+	die_inside(q, SHOAL__QP_PUSH_CLAIMED, 0, 0);
+	die_inside(q, SHOAL__QP_PUSH_CLAIMED, 0, 0);
+	ck_assert_int_eq(shoal_queue_push(q, "live", 4, 0), 0);
+	die_inside(q, SHOAL__QP_RECOVER_FIXED, 0, 1);
+	ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+	ck_assert_uint_eq(st.dropped, 1);
+	t0 = now_s();
+	expect(q, "live", 2000000000);
+	ck_assert(now_s() - t0 < 0.2);
+	ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+	ck_assert_uint_eq(st.dropped, 2);
+	ck_assert_uint_eq(st.participants, 1);
+	ck_assert_int_eq(shoal_queue_push(q, "again", 5, 0), 0);
+	expect(q, "again", 0);
+	done(q, name);
+}
+END_TEST
+
+/* A recovery lock left unrecoverable (a locker saw EOWNERDEAD and gave up
+ * without repairing) poisons what needs the lock, and says so. */
+START_TEST(poisoned_lock)
+{
+	const char *name = t_name("poison");
+	struct shoal_queue *q = mkq(name, 4, 8);
+	int fd = open(t_path(name), O_RDWR);
+	unsigned char *base;
+	pthread_mutex_t *m;
+	char buf[8];
+	size_t len;
+	pid_t kid;
+
+	ck_assert_int_ge(fd, 0);
+	base = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ck_assert_ptr_ne(base, MAP_FAILED);
+	close(fd);
+	m = (pthread_mutex_t *)(base + KOFF + 448);
+	kid = fork();
+	if (kid == 0) {
+		pthread_mutex_lock(m);
+		raise(SIGKILL);
+	}
+	ck_assert_int_eq(t_wait(kid), 128 + SIGKILL);
+	ck_assert_int_eq(pthread_mutex_lock(m), EOWNERDEAD);
+	ck_assert_int_eq(pthread_mutex_unlock(m), 0); /* not made consistent */
+	/* An orphan to take makes pop need the lock. */
+	poke32(name, KOFF + 68, 1);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 0), -SHOAL_EPOISONED);
+	ck_assert_str_eq(shoal_strerror(-SHOAL_EPOISONED),
+			 "object poisoned: a process died inside it and it could not be repaired");
+	munmap(base, 4096);
+	done(q, name);
+}
+END_TEST
+
+/* ---- stress, cross-process ----------------------------------------------------- */
+
+/* A message: who, which, a checksum over all of it; 24..64 bytes long. */
+struct tmsg {
+	uint32_t who;
+	uint32_t len;
+	uint64_t seq;
+	uint64_t sum;
+	unsigned char fill[40];
+};
+#define TMSG_MIN 24
+
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	return x;
+}
+
+static size_t tmsg_make(struct tmsg *m, uint32_t who, uint64_t seq)
+{
+	uint64_t h = mix(((uint64_t)who << 40) ^ seq);
+
+	m->who = who;
+	m->seq = seq;
+	m->len = TMSG_MIN + (uint32_t)(h % 41);
+	for (uint32_t i = 0; i < m->len - TMSG_MIN; i++)
+		m->fill[i] = (unsigned char)(h >> (i % 8 * 8)) ^ (unsigned char)i;
+	m->sum = h ^ m->len;
+	return m->len;
+}
+
+/* Whole and untorn? */
+static bool tmsg_ok(const struct tmsg *m, size_t len)
+{
+	struct tmsg w;
+
+	if (len < TMSG_MIN || len > sizeof(w) || m->len != len)
+		return false;
+	tmsg_make(&w, m->who, m->seq);
+	return w.len == len && w.sum == m->sum && memcmp(w.fill, m->fill, len - TMSG_MIN) == 0;
+}
+
+struct stress_shared {
+	_Atomic uint64_t popped;
+	_Atomic uint32_t bad; /* first failure code, 0 = none */
+	uint32_t pad;
+	_Atomic uint64_t bits[]; /* one per message: popped yet? */
+};
+
+static void stress_fail(struct stress_shared *sh, uint32_t code)
+{
+	uint32_t zero = 0;
+
+	atomic_compare_exchange_strong(&sh->bad, &zero, code);
+}
+
+static void stress_producer(const char *name, struct stress_shared *sh, uint32_t who,
+			    uint64_t count, bool batch)
+{
+	struct shoal_queue *q;
+	struct tmsg m[16];
+	unsigned char packed[16 * sizeof(struct tmsg)];
+	size_t lens[16];
+
+	if (shoal_queue_open(name, 0, &q) != 0)
+		_exit(10);
+	for (uint64_t s = 0; s < count;) {
+		if (batch && (s / 1000) % 2) {
+			size_t n = count - s < 16 ? (size_t)(count - s) : 16, off = 0;
+			ssize_t k;
+
+			for (size_t i = 0; i < n; i++) {
+				lens[i] = tmsg_make(&m[i], who, s + i);
+				memcpy(packed + off, &m[i], lens[i]);
+				off += lens[i];
+			}
+			k = shoal_queue_push_many(q, packed, lens, n, -1);
+			if (k <= 0) {
+				stress_fail(sh, 11);
+				_exit(11);
+			}
+			s += (uint64_t)k; /* the rest go again next round */
+		} else {
+			size_t len = tmsg_make(&m[0], who, s);
+
+			if (shoal_queue_push(q, &m[0], len, -1) != 0) {
+				stress_fail(sh, 12);
+				_exit(12);
+			}
+			s++;
+		}
+	}
+	shoal_queue_detach(q);
+	_exit(0);
+}
+
+static void stress_consume_one(struct stress_shared *sh, uint64_t *last, uint64_t per,
+			       const struct tmsg *m, size_t len, uint32_t np)
+{
+	uint64_t bit;
+
+	if (!tmsg_ok(m, len) || m->who >= np || m->seq >= per) {
+		stress_fail(sh, 20);
+		return;
+	}
+	/* One consumer sees each producer's messages in order. */
+	if (last[m->who] != UINT64_MAX && m->seq <= last[m->who])
+		stress_fail(sh, 21);
+	last[m->who] = m->seq;
+	bit = m->who * per + m->seq;
+	if (atomic_fetch_or_explicit(&sh->bits[bit / 64], 1ull << (bit % 64),
+				     memory_order_relaxed) & (1ull << (bit % 64)))
+		stress_fail(sh, 22); /* twice */
+}
+
+static void stress_consumer(const char *name, struct stress_shared *sh, uint32_t np,
+			    uint64_t per, bool batch)
+{
+	struct shoal_queue *q;
+	uint64_t last[16], n = 0;
+	struct tmsg m[16];
+	size_t lens[16];
+	int rc;
+
+	memset(last, 0xff, sizeof(last));
+	if (shoal_queue_open(name, 0, &q) != 0)
+		_exit(30);
+	for (;;) {
+		if (batch && (n / 1000) % 2) {
+			ssize_t k = shoal_queue_pop_many(q, m, sizeof(m), lens, 16, -1);
+			const unsigned char *p = (const unsigned char *)m;
+
+			if (k < 0) {
+				rc = (int)k;
+				break;
+			}
+			for (ssize_t i = 0; i < k; i++) {
+				struct tmsg one;
+
+				memcpy(&one, p, lens[i]);
+				p += lens[i];
+				stress_consume_one(sh, last, per, &one, lens[i], np);
+			}
+			n += (uint64_t)k;
+		} else {
+			size_t len;
+
+			rc = shoal_queue_pop(q, &m[0], sizeof(m[0]), &len, -1);
+			if (rc)
+				break;
+			stress_consume_one(sh, last, per, &m[0], len, np);
+			n++;
+		}
+	}
+	atomic_fetch_add(&sh->popped, n);
+	shoal_queue_detach(q);
+	_exit(rc == -EPIPE ? 0 : 31);
+}
+
+static void stress(uint32_t np, uint32_t nc, uint64_t total, uint32_t cap, bool batch)
+{
+	const char *name = t_name("stress");
+	struct shoal_queue *q = mkq(name, cap, sizeof(struct tmsg));
+	uint64_t per = total / np;
+	size_t words = (size_t)(per * np + 63) / 64;
+	size_t shsize = sizeof(struct stress_shared) + words * 8;
+	struct stress_shared *sh = shared_mem(shsize);
+	struct shoal_queue_stats st;
+	pid_t prod[16], cons[16];
+	double t0 = now_s();
+
+	for (uint32_t i = 0; i < nc; i++) {
+		cons[i] = fork();
+		if (cons[i] == 0)
+			stress_consumer(name, sh, np, per, batch);
+	}
+	for (uint32_t i = 0; i < np; i++) {
+		prod[i] = fork();
+		if (prod[i] == 0)
+			stress_producer(name, sh, i, per, batch);
+	}
+	for (uint32_t i = 0; i < np; i++)
+		ck_assert_int_eq(t_wait(prod[i]), 0);
+	/* Everything is pushed: close, and the consumers drain and stop. */
+	ck_assert_int_eq(shoal_queue_close(q), 0);
+	for (uint32_t i = 0; i < nc; i++)
+		ck_assert_int_eq(t_wait(cons[i]), 0);
+	ck_assert_int_eq(atomic_load(&sh->bad), 0);
+	ck_assert_uint_eq(atomic_load(&sh->popped), per * np);
+	for (uint64_t b = 0; b < per * np; b++)
+		if (!(atomic_load_explicit(&sh->bits[b / 64], memory_order_relaxed) & (1ull << (b % 64))))
+			ck_abort_msg("message %llu (producer %llu seq %llu) never popped",
+				     (unsigned long long)b, (unsigned long long)(b / per),
+				     (unsigned long long)(b % per));
+	ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+	ck_assert_uint_eq(st.pushes, per * np);
+	ck_assert_uint_eq(st.pops, per * np);
+	ck_assert_uint_eq(st.depth, 0);
+	fprintf(stderr, "stress %ux%u: %llu messages in %.2f s (%.2f M/s), %llu sleeps\n", np, nc,
+		(unsigned long long)(per * np), now_s() - t0, (double)(per * np) / (now_s() - t0) / 1e6,
+		(unsigned long long)st.sleeps);
+	munmap(sh, shsize);
+	done(q, name);
+}
+
+START_TEST(stress_4x4_10M)
+{
+	stress(4, 4, 10000000, 1024, false);
+}
+END_TEST
+
+START_TEST(stress_1x1)
+{
+	stress(1, 1, 4000000, 256, false);
+}
+END_TEST
+
+START_TEST(stress_8x1)
+{
+	stress(8, 1, 4000000, 64, false);
+}
+END_TEST
+
+START_TEST(stress_batches_3x3_small_ring)
+{
+	stress(3, 3, 3000000, 8, true);
+}
+END_TEST
+
+/* ---- crash: kill and respawn, again and again ---------------------------------- */
+
+#define MAX_INC 4096 /* producer incarnations */
+#define CRASH_LIMIT 4000000ull
+
+struct rec {
+	uint64_t seq;
+	uint32_t who; /* incarnation + 1; 0 = a hole (killed while appending) */
+	uint32_t torn;
+};
+
+struct crash_shared {
+	_Atomic uint64_t pushed;    /* all producers, to bound the run */
+	_Atomic uint64_t nrec;      /* records appended to log */
+	_Atomic uint32_t stop;      /* producers: stop pushing */
+	_Atomic uint32_t bad;
+	_Atomic uint64_t acked[MAX_INC];  /* per incarnation: pushes that returned 0 */
+	struct tmsg staging[MAX_INC];     /* per consumer incarnation: pop lands here */
+	_Atomic uint32_t cons_dead[MAX_INC];
+	struct rec log[];
+};
+
+/* Die by SIGKILL at a random kill point now and then. */
+static _Atomic uint32_t hook_rng;
+static void random_kill_hook(enum shoal__queue_point where)
+{
+	uint32_t x = atomic_load_explicit(&hook_rng, memory_order_relaxed);
+
+	(void)where;
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	atomic_store_explicit(&hook_rng, x, memory_order_relaxed);
+	if (x % 3000 == 0)
+		raise(SIGKILL);
+}
+
+static void crash_producer(const char *name, struct crash_shared *sh, uint32_t inc)
+{
+	struct shoal_queue *q;
+	struct tmsg m;
+
+	atomic_store(&hook_rng, (uint32_t)getpid() * 2654435761u | 1);
+	if (inc % 2)
+		shoal__queue_hook = random_kill_hook;
+	if (shoal_queue_open(name, 0, &q) != 0)
+		_exit(40);
+	for (uint64_t s = 0; !atomic_load(&sh->stop); s++) {
+		size_t len = tmsg_make(&m, inc, s);
+		int rc;
+
+		if (atomic_load_explicit(&sh->pushed, memory_order_relaxed) >= CRASH_LIMIT) {
+			usleep(1000);
+			s--;
+			continue;
+		}
+		rc = shoal_queue_push(q, &m, len, 100000000);
+		if (rc == -ETIMEDOUT) {
+			s--;
+			continue;
+		}
+		if (rc != 0) {
+			atomic_store(&sh->bad, 41);
+			_exit(41);
+		}
+		atomic_store_explicit(&sh->acked[inc], s + 1, memory_order_release);
+		atomic_fetch_add_explicit(&sh->pushed, 1, memory_order_relaxed);
+	}
+	shoal_queue_detach(q);
+	_exit(0);
+}
+
+static void crash_consumer(const char *name, struct crash_shared *sh, uint32_t inc)
+{
+	struct tmsg *stage = &sh->staging[inc];
+	struct shoal_queue *q;
+	int rc;
+
+	atomic_store(&hook_rng, (uint32_t)getpid() * 2246822519u | 1);
+	if (inc % 2)
+		shoal__queue_hook = random_kill_hook;
+	if (shoal_queue_open(name, 0, &q) != 0)
+		_exit(50);
+	for (;;) {
+		size_t len;
+		uint64_t i;
+
+		rc = shoal_queue_pop(q, stage, sizeof(*stage), &len, -1);
+		if (rc)
+			break;
+		i = atomic_fetch_add(&sh->nrec, 1);
+		sh->log[i].seq = stage->seq;
+		sh->log[i].torn = !tmsg_ok(stage, len);
+		atomic_store_explicit((_Atomic uint32_t *)&sh->log[i].who, stage->who + 1,
+				      memory_order_release);
+	}
+	shoal_queue_detach(q);
+	_exit(rc == -EPIPE ? 0 : 51);
+}
+
+static void crash_run(double seconds, unsigned min_kills)
+{
+	enum { NP = 4, NC = 4 };
+	const char *name = t_name("crash");
+	struct shoal_queue *q = mkq(name, 64, sizeof(struct tmsg));
+	size_t shsize = sizeof(struct crash_shared) + (CRASH_LIMIT + 4 * MAX_INC) * sizeof(struct rec);
+	struct crash_shared *sh = shared_mem(shsize);
+	pid_t prod[NP], cons[NC];
+	uint32_t prod_inc[NP], cons_inc[NC], next_p = 0, next_c = 0;
+	unsigned kills = 0, deaths = 0;
+	uint64_t rng = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull, last_rec = 0;
+	double t0 = now_s(), last_progress = t0;
+	struct shoal_queue_stats st;
+
+	for (int i = 0; i < NP; i++) {
+		prod_inc[i] = next_p++;
+		if ((prod[i] = fork()) == 0)
+			crash_producer(name, sh, prod_inc[i]);
+	}
+	for (int i = 0; i < NC; i++) {
+		cons_inc[i] = next_c++;
+		if ((cons[i] = fork()) == 0)
+			crash_consumer(name, sh, cons_inc[i]);
+	}
+	while (deaths < min_kills || now_s() - t0 < seconds) {
+		int k, st_;
+		pid_t dead;
+
+		usleep(2000 + (unsigned)(rng % 8000));
+		rng = mix(rng + 1);
+		k = (int)(rng % (NP + NC));
+		if (k < NP) {
+			kill(prod[k], SIGKILL);
+		} else {
+			kill(cons[k - NP], SIGKILL);
+		}
+		kills++;
+		/* Reap whoever died (the victim, or one the hook killed). */
+		while ((dead = waitpid(-1, &st_, WNOHANG)) > 0) {
+			deaths++;
+			for (int i = 0; i < NP; i++)
+				if (prod[i] == dead) {
+					ck_assert_msg(WIFSIGNALED(st_), "producer exited %d", WEXITSTATUS(st_));
+					ck_assert_uint_lt(next_p, MAX_INC);
+					prod_inc[i] = next_p++;
+					if ((prod[i] = fork()) == 0)
+						crash_producer(name, sh, prod_inc[i]);
+				}
+			for (int i = 0; i < NC; i++)
+				if (cons[i] == dead) {
+					ck_assert_msg(WIFSIGNALED(st_), "consumer exited %d", WEXITSTATUS(st_));
+					ck_assert_uint_lt(next_c, MAX_INC);
+					atomic_store(&sh->cons_dead[cons_inc[i]], 1);
+					cons_inc[i] = next_c++;
+					if ((cons[i] = fork()) == 0)
+						crash_consumer(name, sh, cons_inc[i]);
+				}
+		}
+		if (atomic_load(&sh->nrec) != last_rec) {
+			last_rec = atomic_load(&sh->nrec);
+			last_progress = now_s();
+		}
+		/* The producers stop at CRASH_LIMIT; before that, no stall. */
+		if (atomic_load(&sh->pushed) < CRASH_LIMIT - 1000)
+			ck_assert_msg(now_s() - last_progress < 2.0, "no progress for 2 s");
+		ck_assert_int_eq(atomic_load(&sh->bad), 0);
+	}
+	/* Wind down: producers stop, then the queue closes and drains. */
+	atomic_store(&sh->stop, 1);
+	for (int i = 0; i < NP; i++) {
+		int rc = t_wait(prod[i]);
+
+		ck_assert_msg(rc == 0 || rc == 128 + SIGKILL, "producer exit %d", rc);
+	}
+	ck_assert_int_eq(shoal_queue_close(q), 0);
+	for (int i = 0; i < NC; i++) {
+		int rc = t_wait(cons[i]);
+
+		ck_assert_msg(rc == 0 || rc == 128 + SIGKILL, "consumer exit %d", rc);
+		if (rc)
+			atomic_store(&sh->cons_dead[cons_inc[i]], 1);
+	}
+	/* A consumer killed while the others were already gone leaves its
+	 * orphan to nobody: take what is left ourselves. */
+	for (;;) {
+		struct tmsg m;
+		size_t len;
+		uint64_t i;
+		int rc = shoal_queue_pop(q, &m, sizeof(m), &len, 300000000);
+
+		if (rc == -EPIPE)
+			break;
+		ck_assert_msg(rc == 0, "final drain: %s", shoal_strerror(rc));
+		i = atomic_fetch_add(&sh->nrec, 1);
+		sh->log[i].seq = m.seq;
+		sh->log[i].torn = !tmsg_ok(&m, len);
+		sh->log[i].who = m.who + 1;
+	}
+	ck_assert_int_eq(atomic_load(&sh->bad), 0);
+
+	/* The verdict: count every (incarnation, seq) in the log. */
+	{
+		uint64_t nrec = atomic_load(&sh->nrec), delivered = 0, excused = 0, inflight = 0;
+		uint8_t *seen[MAX_INC];
+
+		for (uint32_t i = 0; i < next_p; i++)
+			seen[i] = calloc(atomic_load(&sh->acked[i]) + 2, 1);
+		for (uint64_t r = 0; r < nrec; r++) {
+			struct rec *e = &sh->log[r];
+			uint64_t a;
+
+			if (e->who == 0)
+				continue; /* the appender died mid-append: see staging */
+			ck_assert_msg(!e->torn, "torn message in the log");
+			ck_assert_uint_le(e->who, next_p);
+			a = atomic_load(&sh->acked[e->who - 1]);
+			ck_assert_msg(e->seq <= a, "inc %u seq %llu popped but never pushed (acked %llu)",
+				      e->who - 1, (unsigned long long)e->seq, (unsigned long long)a);
+			ck_assert_msg(seen[e->who - 1][e->seq]++ == 0, "inc %u seq %llu popped twice",
+				      e->who - 1, (unsigned long long)e->seq);
+			delivered++;
+		}
+		/* Lost? Only if no dead consumer holds it in its staging area
+		 * (killed after its pop returned, before it logged). */
+		for (uint32_t i = 0; i < next_c; i++) {
+			struct tmsg *m = &sh->staging[i];
+
+			if (atomic_load(&sh->cons_dead[i]) && tmsg_ok(m, m->len) && m->who < next_p &&
+			    m->seq <= atomic_load(&sh->acked[m->who]) && !seen[m->who][m->seq]) {
+				seen[m->who][m->seq] = 1;
+				excused++;
+			}
+		}
+		for (uint32_t i = 0; i < next_p; i++) {
+			uint64_t a = atomic_load(&sh->acked[i]);
+
+			for (uint64_t s = 0; s < a; s++)
+				ck_assert_msg(seen[i][s], "inc %u seq %llu acknowledged but lost (acked %llu)",
+					      i, (unsigned long long)s, (unsigned long long)a);
+			inflight += seen[i][a] != 0;
+			free(seen[i]);
+		}
+		ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+		fprintf(stderr,
+			"crash: %u kills sent, %u deaths in %.1f s; %llu delivered, %llu held by dead "
+			"consumers, %llu pushes of dying producers delivered; recoveries %llu, dropped "
+			"%llu, redelivered %llu\n",
+			kills, deaths, now_s() - t0,
+			(unsigned long long)delivered, (unsigned long long)excused,
+			(unsigned long long)inflight, (unsigned long long)st.recoveries,
+			(unsigned long long)st.dropped, (unsigned long long)st.redelivered);
+		ck_assert_uint_ge(deaths, min_kills);
+		ck_assert_uint_gt(delivered, 10000);
+		ck_assert_uint_gt(st.recoveries, 0);
+	}
+	munmap(sh, shsize);
+	done(q, name);
+}
+
+START_TEST(crash_kill_respawn)
+{
+	const char *soak = getenv("SHOAL_QUEUE_SOAK");
+	double t0 = now_s();
+
+	/* A soak is many rounds, each checked in full on a fresh queue. */
+	do
+		crash_run(soak ? 10.0 : 2.0, 250);
+	while (soak && now_s() - t0 < atof(soak));
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("queue");
+	TCase *unit = tcase_create("unit");
+	TCase *hostile = tcase_create("hostile");
+	TCase *death = tcase_create("death");
+	TCase *st = tcase_create("stress");
+	TCase *crash = tcase_create("crash");
+	const char *soak = getenv("SHOAL_QUEUE_SOAK");
+
+	tcase_set_timeout(unit, 30);
+	tcase_add_test(unit, fifo_and_stats);
+	tcase_add_test(unit, wraps_many_laps);
+	tcase_add_test(unit, capacity_boundary_and_timeouts);
+	tcase_add_test(unit, bad_arguments);
+	tcase_add_test(unit, wrong_kind);
+	tcase_add_test(unit, msgsize_keeps_message);
+	tcase_add_test(unit, many_in_one_call);
+	tcase_add_test(unit, close_and_drain);
+	tcase_add_test(unit, close_wakes_sleepers);
+	tcase_add_test(unit, cross_process_wake);
+	tcase_add_test(unit, signal_interrupts_wait);
+	tcase_add_test(unit, fork_inherits_handle);
+	tcase_add_test(unit, participants_run_out);
+	tcase_add_test(unit, walk_sees_messages);
+	suite_add_tcase(s, unit);
+
+	tcase_set_timeout(hostile, 30);
+	tcase_add_test(hostile, corrupt_headers);
+	tcase_add_test(hostile, corrupt_while_open);
+	tcase_add_test(hostile, poisoned_lock);
+	suite_add_tcase(s, hostile);
+
+	tcase_set_timeout(death, 30);
+	tcase_add_test(death, producer_dies_claimed_or_written);
+	tcase_add_test(death, consumer_unblocked_by_dead_producer);
+	tcase_add_test(death, consumer_dies_claimed_or_copied);
+	tcase_add_test(death, orphan_frees_full_queue);
+	tcase_add_test(death, recoverer_dies_inside);
+	suite_add_tcase(s, death);
+
+	tcase_set_timeout(st, 120);
+	tcase_add_test(st, stress_4x4_10M);
+	tcase_add_test(st, stress_1x1);
+	tcase_add_test(st, stress_8x1);
+	tcase_add_test(st, stress_batches_3x3_small_ring);
+	suite_add_tcase(s, st);
+
+	tcase_set_timeout(crash, soak ? atof(soak) + 120 : 120);
+	tcase_add_test(crash, crash_kill_respawn);
+	suite_add_tcase(s, crash);
+	return s;
+}
+
+int main(void)
+{
+	return t_run(suite());
+}

@@ -1,0 +1,351 @@
+"""shoal.Queue: multiprocessing.Queue's behaviour (block, timeout, Empty,
+Full), batches, pickled objects, close and drain, errors as exceptions, the
+GIL released while blocked, Ctrl-C, and processes started by fork, spawn and
+forkserver."""
+import errno
+import multiprocessing as mp
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import shoal
+
+
+@pytest.fixture
+def q(name):
+    with shoal.Queue(name, capacity=8, max_msg=64) as q:
+        yield q
+        q.unlink()
+
+
+def test_fifo_and_bytes_like(q):
+    q.put(b"one")
+    q.put(bytearray(b"two"))
+    q.put(memoryview(b"three"))
+    q.put(b"")
+    assert q.qsize() == 4 and not q.empty() and not q.full()
+    assert [q.get() for _ in range(4)] == [b"one", b"two", b"three", b""]
+    assert q.empty()
+    assert q.capacity == 8 and q.max_msg == 64
+    assert "capacity=8" in repr(q)
+
+
+def test_empty_and_full_like_multiprocessing(q):
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+    with pytest.raises(queue.Empty):
+        q.get(False)
+    with pytest.raises(queue.Empty):
+        q.get(True, 0)
+    t0 = time.monotonic()
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.15)
+    assert 0.14 <= time.monotonic() - t0 < 1.0
+    for i in range(8):
+        q.put_nowait(bytes([i]))
+    assert q.full() and q.qsize() == 8
+    with pytest.raises(queue.Full):
+        q.put_nowait(b"x")
+    with pytest.raises(queue.Full):
+        q.put(b"x", True, 0)
+    t0 = time.monotonic()
+    with pytest.raises(queue.Full):
+        q.put(b"x", timeout=0.15)
+    assert 0.14 <= time.monotonic() - t0 < 1.0
+    with pytest.raises(ValueError):
+        q.put(b"x", timeout=-1)
+    assert q.get() == b"\x00"
+
+
+def test_too_long(q):
+    with pytest.raises(ValueError):
+        q.put(b"x" * 65)
+    with pytest.raises(ValueError):
+        q.put_many([b"a", b"x" * 65])
+    assert q.empty()  # all or nothing
+
+
+def test_receive_buffer_grows(name):
+    with shoal.Queue(name, capacity=4, max_msg=4 << 20) as q:
+        big = os.urandom(3 << 20)
+        q.put(b"small")
+        q.put(big)
+        assert q.get() == b"small"
+        assert q.get() == big  # bigger than the first buffer: it grows
+        q.put_many([big, b"s"])
+        assert q.get_many(2) == [big]  # a batch buffer grows too
+        assert q.get_many(2) == [b"s"]
+        q.unlink()
+
+
+def test_batches(q):
+    items = [bytes([i]) * i for i in range(12)]
+    assert q.put_many(items[:5]) == 5
+    assert q.get_many(3) == items[:3]
+    assert q.put_many(items[5:], timeout=0.05) == 6  # 8 slots: two did not fit
+    assert q.get_many(100) == items[3:11]
+    with pytest.raises(queue.Empty):
+        q.get_many(4, block=False)
+    with pytest.raises(queue.Empty):
+        q.get_many(4, timeout=0.05)
+    assert q.put_many([]) == 0
+    for i in range(8):
+        q.put(b"f")
+    with pytest.raises(queue.Full):
+        q.put_many([b"a"], block=False)
+    with pytest.raises(ValueError):
+        q.get_many(0)
+
+
+def test_objects_pickle_protocol_5(q):
+    objs = [{"a": [1, 2.5, None]}, ("t", b"b"), 10**30, "ü"]
+    for o in objs:
+        q.put_obj(o)
+    assert [q.get_obj() for _ in objs] == objs
+    q.put_obj(bytearray(b"x"))
+    raw = q.get()
+    assert raw[:2] == b"\x80\x05"
+
+
+def test_close_and_drain(q):
+    q.put(b"a")
+    q.put(b"b")
+    assert not q.closed
+    q.close()
+    assert q.closed
+    with pytest.raises(BrokenPipeError):
+        q.put(b"c")
+    with pytest.raises(BrokenPipeError):
+        q.put_many([b"c"])
+    assert q.get() == b"a"
+    assert q.get_many(5) == [b"b"]
+    with pytest.raises(BrokenPipeError):
+        q.get()
+    with pytest.raises(BrokenPipeError):
+        q.get_many(2)
+
+
+def test_close_wakes_a_blocked_get(q):
+    got = []
+
+    def reader():
+        try:
+            q.get()
+        except BrokenPipeError as e:
+            got.append(e)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    time.sleep(0.1)
+    q.close()
+    t.join(5)
+    assert not t.is_alive() and len(got) == 1
+
+
+def test_errors_are_exceptions(name):
+    with pytest.raises(FileNotFoundError):
+        shoal.Queue.open(name)
+    with shoal.Queue(name, 4, 8) as q:
+        with pytest.raises(FileExistsError):
+            shoal.Queue(name, 4, 8)
+        q.unlink()
+    for cap in (0, 3, 1 << 30):
+        with pytest.raises(OSError) as e:
+            shoal.Queue(name, cap, 8)
+        assert e.value.errno == errno.EINVAL
+    with pytest.raises(OSError) as e:
+        shoal.Queue("a/b", 4, 8)
+    assert e.value.errno == errno.EINVAL
+    with shoal.Segment.create(name, 100):
+        with pytest.raises(OSError) as e:
+            shoal.Queue.open(name)
+        assert e.value.errno == errno.EPROTOTYPE
+        with pytest.raises(OSError):
+            shoal.queue.unlink(name)
+        shoal.unlink(name)
+    with pytest.raises(FileNotFoundError):
+        shoal.queue.unlink(name)
+
+
+def test_corrupt_queue_is_refused(name):
+    with shoal.Queue(name, 4, 8) as q:
+        path = f"/dev/shm/shoal.{name}"
+        with open(path, "r+b") as f:
+            f.seek(128 + 4)  # capacity
+            f.write((6).to_bytes(4, "little"))
+        with pytest.raises(OSError) as e:
+            shoal.Queue.open(name)
+        assert e.value.errno == errno.EBADMSG
+        assert "corrupt" in str(e.value)
+        q.detach()
+        assert "detached" in repr(q)
+        with pytest.raises(ValueError):
+            q.put(b"x")
+    shoal.unlink(name)
+
+
+def test_stats(q):
+    q.put(b"a")
+    q.get()
+    st = q.stats()
+    assert st["pushes"] == 1 and st["pops"] == 1 and st["depth"] == 0
+    assert st["capacity"] == 8 and st["participants"] == 1
+    assert set(st) >= {"sleeps", "recoveries", "dropped", "redelivered", "max_msg"}
+
+
+def test_pickles_as_its_name(q):
+    q.put(b"x")
+    r = pickle.loads(pickle.dumps(q))
+    assert r.name == q.name and r.get() == b"x"
+    r.detach()
+
+
+def test_threads_share_a_queue(name):
+    with shoal.Queue(name, capacity=16, max_msg=16) as q:
+        n, out, lock = 2000, [], threading.Lock()
+
+        def put(k):
+            for i in range(n):
+                q.put(b"%d:%d" % (k, i))
+
+        def get():
+            mine = []
+            while True:
+                try:
+                    mine.append(q.get())
+                except BrokenPipeError:
+                    break
+            with lock:
+                out.extend(mine)
+
+        ps = [threading.Thread(target=put, args=(k,)) for k in range(3)]
+        gs = [threading.Thread(target=get) for _ in range(3)]
+        for t in ps + gs:
+            t.start()
+        for t in ps:
+            t.join()
+        q.close()
+        for t in gs:
+            t.join()
+        assert sorted(out) == sorted(b"%d:%d" % (k, i) for k in range(3) for i in range(n))
+        q.unlink()
+
+
+def test_blocked_get_releases_the_gil(q):
+    ticks = []
+    t = threading.Thread(target=lambda: ticks.append(q.get(timeout=2)))
+    t.start()
+    spins = 0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 0.2:
+        spins += 1  # runs only if the blocked thread let go of the GIL
+    q.put(b"done")
+    t.join(5)
+    assert ticks == [b"done"] and spins > 1000
+
+
+def test_ctrl_c_interrupts_a_blocked_get(name):
+    with shoal.Queue(name, 4, 8) as q:
+        code = ("import shoal, sys\n"
+                f"q = shoal.Queue.open({name!r})\n"
+                "print('ready', flush=True)\n"
+                "try:\n    q.get()\nexcept KeyboardInterrupt:\n    sys.exit(42)\n")
+        p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+        assert p.stdout.readline() == b"ready\n"
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        assert p.wait(10) == 42
+        assert time.monotonic() - t0 < 1.0
+        q.unlink()
+
+
+def _worker(jobs, results):
+    while True:
+        try:
+            n = jobs.get_obj()
+        except BrokenPipeError:
+            return
+        results.put_obj((n, n * n, os.getpid()))
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_multiprocessing_workers(name, method):
+    ctx = mp.get_context(method)
+    jobs = shoal.Queue(name + ".jobs", capacity=64, max_msg=256)
+    results = shoal.Queue(name + ".res", capacity=256, max_msg=256)
+    try:
+        procs = [ctx.Process(target=_worker, args=(jobs, results)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        for i in range(200):
+            jobs.put_obj(i)
+        jobs.close()
+        got = [results.get_obj(timeout=30) for _ in range(200)]
+        for p in procs:
+            p.join(30)
+            assert p.exitcode == 0
+        assert sorted(n for n, _, _ in got) == list(range(200))
+        assert all(sq == n * n for n, sq, _ in got)
+        assert len({pid for _, _, pid in got}) >= 1
+        assert os.getpid() not in {pid for _, _, pid in got}
+    finally:
+        jobs.unlink()
+        results.unlink()
+
+
+def _put_forever(q):
+    i = 0
+    while True:
+        q.put(b"%08d" % i + bytes([i % 251]) * 40)
+        i += 1
+
+
+def _get_forever(q, seen):
+    while True:
+        m = q.get()
+        seen.put(m)
+
+
+def test_killed_workers_do_not_stop_the_queue(name):
+    """Producers and a consumer SIGKILLed mid-stream: the survivors keep
+    going, and every message that arrives is whole and arrives once."""
+    ctx = mp.get_context("fork")
+    with shoal.Queue(name, capacity=16, max_msg=64) as q, \
+            shoal.Queue(name + ".seen", capacity=1 << 16, max_msg=64) as seen:
+        try:
+            for _ in range(3):
+                ps = [ctx.Process(target=_put_forever, args=(q,)) for _ in range(2)]
+                c = ctx.Process(target=_get_forever, args=(q, seen))
+                for p in ps + [c]:
+                    p.start()
+                time.sleep(0.2)
+                for p in ps + [c]:
+                    os.kill(p.pid, signal.SIGKILL)
+                    p.join()
+            got = []
+            while True:
+                try:
+                    got.append(q.get(timeout=1))  # dead claims are cleared
+                except queue.Empty:
+                    break
+            q.put(b"last")
+            assert q.get(timeout=1) == b"last"
+            while True:
+                try:
+                    got.append(seen.get_nowait())
+                except queue.Empty:
+                    break
+            assert len(got) > 100
+            for m in got:
+                assert len(m) == 48 and m[8:] == bytes([int(m[:8]) % 251]) * 40, m
+        finally:
+            q.unlink()
+            seen.unlink()
