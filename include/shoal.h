@@ -360,8 +360,9 @@ SHOAL_API int shoal_queue_detach(struct shoal_queue *q);
  * @name: the queue.
  *
  * Like shoal_unlink(), but refuses objects that are not queues. Handles that
- * are open keep working; the memory goes when the last is detached.
- * Thread-safe.
+ * are open keep working; the memory goes when the last is detached. The
+ * array references the queue held for handles still inside are dropped
+ * (by shoal_reap()), which frees arrays nobody else holds. Thread-safe.
  *
  * Return: 0; -EINVAL for a bad name; -ENOENT; -EPROTOTYPE if @name is not a
  * queue; -EBADMSG if it is corrupt (shoal_unlink() removes it anyway);
@@ -912,6 +913,94 @@ SHOAL_API int shoal_array_unpin(struct shoal_array *a);
  * -EACCES or -ENOENT if /dev/shm cannot be read; -ENOMEM.
  */
 SHOAL_API int shoal_reap(void);
+
+/* ---- arrays in queues ------------------------------------------------ */
+
+/*
+ * A handle in a queue keeps its array alive until a consumer takes it: the
+ * queue itself holds one reference per handle inside it (a ledger line of
+ * its own, not any process's), so a producer may release right after
+ * pushing. The consumer takes that reference over when it attaches. When
+ * the queue is unlinked, the references it still holds are dropped
+ * (shoal_queue_unlink() reaps them), and so are those of a consumer that
+ * died between popping a handle and attaching it.
+ */
+
+/**
+ * shoal_queue_hold_array() - give queue @q one reference to @a.
+ * @q: the queue the handle of @a is about to be pushed into.
+ * @a: an array this process holds.
+ *
+ * Call before pushing the handle; if the push then fails, give it back with
+ * shoal_queue_unhold_array(). Blocking (the array's ledger lock, briefly);
+ * any thread may call it.
+ *
+ * Return: 0; -EINVAL for NULL arguments; -ENOENT if @a was freed; -ENOSPC if
+ * the array's ledger has no free line; -EDEADLK if the ledger lock could not
+ * be had in 10 s; -SHOAL_EPOISONED.
+ */
+SHOAL_API int shoal_queue_hold_array(struct shoal_queue *q, struct shoal_array *a);
+
+/**
+ * shoal_queue_unhold_array() - take back a reference given to @q.
+ * @q: the queue.
+ * @a: the array.
+ *
+ * For a push that failed after shoal_queue_hold_array(). If it was the last
+ * reference, the array is freed. Blocking, briefly; any thread.
+ *
+ * Return: 0; -EINVAL for NULL arguments; -ENOENT if @q holds no reference
+ * to @a; -EDEADLK; -SHOAL_EPOISONED.
+ */
+SHOAL_API int shoal_queue_unhold_array(struct shoal_queue *q, struct shoal_array *a);
+
+/**
+ * shoal_queue_attach_array() - attach a handle popped from @q, taking over
+ * the reference the queue held for it.
+ * @q: the queue the handle was popped from.
+ * @handle: the handle, as popped (NUL-terminated).
+ * @flags: SHOAL_RDONLY, SHOAL_PREFAULT.
+ * @out: the array, holding one reference of this process.
+ *
+ * If @q holds no reference for it (the handle was pushed without one, or
+ * the queue's references were reaped), a fresh reference is taken instead.
+ * Blocking, briefly; any thread.
+ *
+ * Return: 0; -EINVAL for NULL arguments, bad flags or a malformed handle;
+ * -ENOENT if the array is gone; as shoal_array_attach() otherwise.
+ */
+SHOAL_API int shoal_queue_attach_array(struct shoal_queue *q, const char *handle, unsigned int flags,
+				       struct shoal_array **out);
+
+/**
+ * shoal_queue_push_array() - push the handle of @a into @q, with a
+ * reference for the queue.
+ * @q: the queue; its max_msg must be at least SHOAL_HANDLE_MAX.
+ * @a: an array this process holds; the caller may release it at once.
+ * @timeout_ns: as shoal_queue_push().
+ *
+ * Lock-free in the queue, blocking briefly on the array's ledger.
+ *
+ * Return: 0; as shoal_queue_hold_array() and shoal_queue_push() otherwise
+ * (on any failure the queue holds nothing more than before).
+ */
+SHOAL_API int shoal_queue_push_array(struct shoal_queue *q, struct shoal_array *a, int64_t timeout_ns);
+
+/**
+ * shoal_queue_pop_array() - pop a handle pushed by shoal_queue_push_array()
+ * and attach it.
+ * @q: the queue.
+ * @flags: SHOAL_RDONLY, SHOAL_PREFAULT.
+ * @out: the array, holding one reference of this process.
+ * @timeout_ns: as shoal_queue_pop().
+ *
+ * Return: 0; as shoal_queue_pop() and shoal_queue_attach_array() otherwise:
+ * -EMSGSIZE for a message longer than any handle (it stays in the queue);
+ * -EINVAL for a shorter message that is not a handle (it is consumed);
+ * -ENOENT for a handle whose array is gone (consumed).
+ */
+SHOAL_API int shoal_queue_pop_array(struct shoal_queue *q, unsigned int flags, struct shoal_array **out,
+				    int64_t timeout_ns);
 
 /* ---- end array ----------------------------------------------------- */
 

@@ -1135,3 +1135,72 @@ SHOAL_API int shoal_reap(void)
 	closedir(d);
 	return n;
 }
+
+/* ---- arrays in queues ------------------------------------------------- */
+
+static uint64_t queue_holder(const struct shoal_queue *q)
+{
+	return shoal__holder_queue(shoal__queue_generation(q));
+}
+
+SHOAL_API int shoal_queue_hold_array(struct shoal_queue *q, struct shoal_array *a)
+{
+	if (!q || !a)
+		return -EINVAL;
+	return shoal__array_hold(a, queue_holder(q));
+}
+
+SHOAL_API int shoal_queue_unhold_array(struct shoal_queue *q, struct shoal_array *a)
+{
+	int rc;
+
+	if (!q || !a)
+		return -EINVAL;
+	rc = shoal__array_unhold(a, queue_holder(q));
+	return rc < 0 ? rc : 0;
+}
+
+SHOAL_API int shoal_queue_attach_array(struct shoal_queue *q, const char *handle, unsigned int flags,
+				       struct shoal_array **out)
+{
+	if (!q || !handle || !out)
+		return -EINVAL;
+	return shoal__array_attach_from(handle, queue_holder(q), flags, out);
+}
+
+SHOAL_API int shoal_queue_push_array(struct shoal_queue *q, struct shoal_array *a, int64_t timeout_ns)
+{
+	char handle[SHOAL_HANDLE_MAX];
+	int rc;
+
+	if (!q || !a)
+		return -EINVAL;
+	rc = shoal_array_handle(a, handle, sizeof(handle));
+	if (rc < 0)
+		return rc;
+	rc = shoal_queue_hold_array(q, a);
+	if (rc)
+		return rc;
+	rc = shoal_queue_push(q, handle, strlen(handle), timeout_ns);
+	if (rc)
+		shoal_queue_unhold_array(q, a);
+	return rc;
+}
+
+SHOAL_API int shoal_queue_pop_array(struct shoal_queue *q, unsigned int flags, struct shoal_array **out,
+				    int64_t timeout_ns)
+{
+	char handle[SHOAL_HANDLE_MAX];
+	size_t len = 0;
+	int rc;
+
+	if (!q || !out)
+		return -EINVAL;
+	/* A message longer than any handle is not one: -EMSGSIZE leaves it in
+	 * the queue for a pop that expects it. */
+	rc = shoal_queue_pop(q, handle, sizeof(handle) - 1, &len, timeout_ns);
+	if (rc)
+		return rc;
+	handle[len] = '\0';
+	return shoal_queue_attach_array(q, handle, flags, out);
+}

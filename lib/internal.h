@@ -159,6 +159,8 @@ void shoal__random(void *buf, size_t len);
  */
 int shoal__queue_walk(struct shoal_queue *q,
 		      int (*fn)(const void *msg, size_t len, void *arg), void *arg);
+/* The queue's generation (its common header's): names it as an array holder. */
+uint64_t shoal__queue_generation(const struct shoal_queue *q);
 
 /* Test hook: when set, called at the named points inside push, pop and
  * recovery, so tests can kill a process exactly there. NULL in production. */

@@ -1300,7 +1300,17 @@ SHOAL_API int shoal_queue_unlink(const char *name)
 		return rc;
 	rc = shoal_unlink(name);
 	shoal_queue_detach(q);
+	/* The references it held for handles still inside (or popped by a
+	 * consumer that died before attaching) belong to a queue that no
+	 * longer exists: reaping drops them, and frees what that empties. */
+	if (rc == 0)
+		shoal_reap();
 	return rc;
+}
+
+uint64_t shoal__queue_generation(const struct shoal_queue *q)
+{
+	return q->seg->hdr.generation;
 }
 
 int shoal__queue_walk(struct shoal_queue *q, int (*fn)(const void *msg, size_t len, void *arg),

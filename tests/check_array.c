@@ -1015,6 +1015,180 @@ START_TEST(memory_returns)
 }
 END_TEST
 
+/* ---- arrays through real queues ------------------------------------------ */
+
+static struct shoal_queue *make_queue(const char *name, uint32_t cap)
+{
+	struct shoal_queue *q = NULL;
+
+	ck_assert_int_eq(shoal_queue_create(name, cap, SHOAL_HANDLE_MAX, NULL, &q), 0);
+	return q;
+}
+
+static uint32_t queue_count(struct shoal_array *a, struct shoal_queue *q)
+{
+	return shoal__array_count_of(a, shoal__holder_queue(shoal__queue_generation(q)));
+}
+
+/* The producer releases right after pushing; the queue keeps it alive. */
+START_TEST(queue_keeps_array_alive)
+{
+	const char *qn = t_name("q"), *an = t_name("a");
+	struct shoal_queue *q = make_queue(qn, 8);
+	struct shoal_array *a = make(an, SHOAL_DTYPE_INT32, 2, shape34), *b = NULL;
+	pid_t pid;
+
+	((int32_t *)shoal_array_data(a))[11] = 1234;
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_array *c;
+
+		/* A producer of its own: attach, push, let go, exit. */
+		if (shoal_array_attach(handle_of(a), 0, &c) || shoal_queue_push_array(q, c, -1) ||
+		    shoal_array_close(c))
+			_exit(1);
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	ck_assert_uint_eq(queue_count(a, q), 1);
+	ck_assert_int_eq(shoal_array_close(a), 0); /* the creator lets go too */
+	ck_assert(exists(an));                     /* the queue still holds it */
+
+	ck_assert_int_eq(shoal_queue_pop_array(q, 0, &b, 0), 0);
+	ck_assert_int_eq(((int32_t *)shoal_array_data(b))[11], 1234);
+	ck_assert_uint_eq(queue_count(b, q), 0); /* taken over, not added */
+	ck_assert_uint_eq(shoal_array_refcount(b), 1);
+	ck_assert_int_eq(shoal_array_close(b), 1); /* the last reference: freed */
+	ck_assert(!exists(an));
+	ck_assert_int_eq(shoal_queue_detach(q), 0);
+	ck_assert_int_eq(shoal_queue_unlink(qn), 0);
+}
+END_TEST
+
+/* Unlinking a queue with handles inside drops their references. */
+START_TEST(queue_unlink_drops_references)
+{
+	const char *qn = t_name("q"), *an = t_name("a"), *kept = t_name("kept");
+	struct shoal_queue *q = make_queue(qn, 8);
+	struct shoal_array *a = make(an, SHOAL_DTYPE_UINT8, 2, shape34);
+	struct shoal_array *k = make(kept, SHOAL_DTYPE_UINT8, 2, shape34);
+
+	ck_assert_int_eq(shoal_queue_push_array(q, a, 0), 0);
+	ck_assert_int_eq(shoal_queue_push_array(q, a, 0), 0);
+	ck_assert_int_eq(shoal_queue_push_array(q, k, 0), 0);
+	ck_assert_uint_eq(queue_count(a, q), 2);
+	ck_assert_int_eq(shoal_array_close(a), 0);
+	ck_assert(exists(an));
+	ck_assert_int_eq(shoal_queue_detach(q), 0);
+	ck_assert_int_eq(shoal_queue_unlink(qn), 0);
+	ck_assert(!exists(an)); /* nobody else held it: freed */
+	ck_assert(exists(kept)); /* its creator still holds this one */
+	ck_assert_uint_eq(shoal_array_refcount(k), 1);
+	ck_assert_int_eq(shoal_array_close(k), 1);
+	ck_assert(!exists(kept));
+}
+END_TEST
+
+/* A consumer that dies between popping a handle and attaching it: the
+ * reference stays with the queue, and unlinking the queue returns it. */
+START_TEST(consumer_dies_before_attach)
+{
+	const char *qn = t_name("q"), *an = t_name("a");
+	struct shoal_queue *q = make_queue(qn, 8);
+	struct shoal_array *a = make(an, SHOAL_DTYPE_FLOAT64, 2, shape34);
+	pid_t pid;
+
+	ck_assert_int_eq(shoal_queue_push_array(q, a, 0), 0);
+	ck_assert_int_eq(shoal_array_close(a), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char buf[SHOAL_HANDLE_MAX];
+		size_t len;
+
+		if (shoal_queue_pop(q, buf, sizeof(buf), &len, 0) != 0)
+			_exit(1);
+		raise(SIGKILL);
+	}
+	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+	ck_assert(exists(an));
+	ck_assert_int_eq(shoal_queue_detach(q), 0);
+	ck_assert_int_eq(shoal_queue_unlink(qn), 0);
+	ck_assert(!exists(an));
+}
+END_TEST
+
+START_TEST(queue_array_errors)
+{
+	const char *qn = t_name("q"), *an = t_name("a"), *gone = t_name("gone");
+	struct shoal_queue *q = make_queue(qn, 2), *small = NULL;
+	struct shoal_array *a = make(an, SHOAL_DTYPE_INT8, 2, shape34), *b = NULL;
+	struct shoal_array *g = make(gone, SHOAL_DTYPE_INT8, 2, shape34);
+	char long_msg[SHOAL_HANDLE_MAX];
+	const char *qs = t_name("small");
+
+	ck_assert_int_eq(shoal_queue_hold_array(NULL, a), -EINVAL);
+	ck_assert_int_eq(shoal_queue_hold_array(q, NULL), -EINVAL);
+	ck_assert_int_eq(shoal_queue_unhold_array(NULL, a), -EINVAL);
+	ck_assert_int_eq(shoal_queue_unhold_array(q, NULL), -EINVAL);
+	ck_assert_int_eq(shoal_queue_unhold_array(q, a), -ENOENT); /* holds none */
+	ck_assert_int_eq(shoal_queue_attach_array(NULL, "x", 0, &b), -EINVAL);
+	ck_assert_int_eq(shoal_queue_attach_array(q, NULL, 0, &b), -EINVAL);
+	ck_assert_int_eq(shoal_queue_attach_array(q, handle_of(a), 0, NULL), -EINVAL);
+	ck_assert_int_eq(shoal_queue_attach_array(q, "not a handle", 0, &b), -EINVAL);
+	ck_assert_int_eq(shoal_queue_push_array(NULL, a, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_push_array(q, NULL, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_pop_array(NULL, 0, &b, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_pop_array(q, 0, NULL, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_pop_array(q, 0, &b, 0), -EAGAIN);
+
+	/* A failed push leaves the queue holding nothing more. */
+	ck_assert_int_eq(shoal_queue_push_array(q, a, 0), 0);
+	ck_assert_int_eq(shoal_queue_push_array(q, a, 0), 0);
+	ck_assert_int_eq(shoal_queue_push_array(q, a, 0), -EAGAIN);
+	ck_assert_uint_eq(queue_count(a, q), 2);
+	ck_assert_int_eq(shoal_queue_pop_array(q, 0, &b, 0), 0);
+	ck_assert_int_eq(shoal_array_close(b), 0);
+	ck_assert_int_eq(shoal_queue_pop_array(q, 0, &b, 0), 0);
+	ck_assert_int_eq(shoal_array_close(b), 0);
+	ck_assert_uint_eq(queue_count(a, q), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+
+	/* Too small a queue for a handle: the push fails, nothing is held. */
+	ck_assert_int_eq(shoal_queue_create(qs, 2, 16, NULL, &small), 0);
+	ck_assert_int_eq(shoal_queue_push_array(small, a, 0), -EMSGSIZE);
+	ck_assert_uint_eq(queue_count(a, small), 0);
+	shoal_queue_detach(small);
+	ck_assert_int_eq(shoal_queue_unlink(qs), 0);
+
+	/* Not a handle: consumed, -EINVAL. Longer than a handle: stays. */
+	ck_assert_int_eq(shoal_queue_push(q, "hello", 5, 0), 0);
+	ck_assert_int_eq(shoal_queue_pop_array(q, 0, &b, 0), -EINVAL);
+	memset(long_msg, 'x', sizeof(long_msg));
+	ck_assert_int_eq(shoal_queue_push(q, long_msg, sizeof(long_msg), 0), 0);
+	ck_assert_int_eq(shoal_queue_pop_array(q, 0, &b, 0), -EMSGSIZE);
+	ck_assert_int_eq(shoal_queue_pop_array(q, 0, &b, 0), -EMSGSIZE);
+	{
+		char buf[SHOAL_HANDLE_MAX];
+		size_t len;
+
+		ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 0), 0);
+		ck_assert_uint_eq(len, sizeof(long_msg));
+	}
+
+	/* A handle pushed without a reference, to an array since freed. */
+	ck_assert_int_eq(shoal_queue_push(q, handle_of(g), strlen(handle_of(g)), 0), 0);
+	ck_assert_int_eq(shoal_array_close(g), 1);
+	ck_assert(!exists(gone));
+	ck_assert_int_eq(shoal_queue_pop_array(q, 0, &b, 0), -ENOENT);
+
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	shoal_queue_detach(q);
+	ck_assert_int_eq(shoal_queue_unlink(qn), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("array");
@@ -1052,6 +1226,10 @@ static Suite *suite(void)
 	tcase_add_test(tp, attach_from_without_transit_reference);
 	tcase_add_test(tp, pin_is_not_reaped);
 	tcase_add_test(tp, ledger_full);
+	tcase_add_test(tp, queue_keeps_array_alive);
+	tcase_add_test(tp, queue_unlink_drops_references);
+	tcase_add_test(tp, consumer_dies_before_attach);
+	tcase_add_test(tp, queue_array_errors);
 	suite_add_tcase(s, tp);
 	return s;
 }

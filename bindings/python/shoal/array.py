@@ -81,6 +81,10 @@ _is_freed = declare("shoal_array_is_freed", ctypes.c_bool, _vp, check=False)
 _holders = declare("shoal_array_holders", ctypes.c_int, _vp, ctypes.POINTER(_Holder),
                    ctypes.c_size_t)
 _reap = declare("shoal_reap", ctypes.c_int)
+_queue_attach = declare("shoal_queue_attach_array", ctypes.c_int, _vp, ctypes.c_char_p,
+                        ctypes.c_uint, ctypes.POINTER(_vp))
+_queue_hold = declare("shoal_queue_hold_array", ctypes.c_int, _vp, _vp)
+_queue_unhold = declare("shoal_queue_unhold_array", ctypes.c_int, _vp, _vp)
 
 
 # This process's pid, renewed in a forked child without a system call per
@@ -208,6 +212,23 @@ class Array:
         flags = (RDONLY if readonly else 0) | (PREFAULT if prefault else 0)
         _attach(handle.encode("ascii", "surrogateescape"), flags, ctypes.byref(out))
         return cls(out.value, bool(readonly), handle)
+
+    @classmethod
+    def _from_queue(cls, queue_ptr, handle, readonly):
+        """Attach a handle popped from a queue, taking over the reference
+        the queue held for it (see Queue.get_obj)."""
+        out = _vp()
+        _queue_attach(queue_ptr, handle.encode("ascii", "surrogateescape"),
+                      RDONLY if readonly else 0, ctypes.byref(out))
+        return cls(out.value, bool(readonly), handle)
+
+    def _hold_for(self, queue_ptr):
+        """Give the queue one reference (see Queue.put_obj)."""
+        self._check()
+        _queue_hold(queue_ptr, self._map.ptr)
+
+    def _unhold_for(self, queue_ptr):
+        _queue_unhold(queue_ptr, self._map.ptr)
 
     @classmethod
     def open(cls, name, *, readonly=False):

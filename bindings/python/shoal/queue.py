@@ -3,6 +3,7 @@ shared memory, that keeps working when any process using it is killed."""
 import array
 import ctypes
 import errno
+import io
 import itertools
 import pickle
 import queue as _queue
@@ -346,12 +347,26 @@ class Queue:
     # ---- objects
 
     def put_obj(self, obj, block=True, timeout=None):
-        """put(pickle.dumps(obj, protocol=5))."""
-        self.put(pickle.dumps(obj, protocol=5), block, timeout)
+        """put() ``obj`` pickled (protocol 5).
+
+        A shoal.Array anywhere inside travels as its handle, and the queue
+        holds a reference to it until a get_obj() takes that over: the
+        sender may release the array as soon as put_obj() returns. If the
+        put fails, the queue holds nothing more than before.
+        """
+        buf = io.BytesIO()
+        p = _Pickler(buf, self._handle())
+        try:
+            p.dump(obj)
+            self.put(buf.getvalue(), block, timeout)
+        except BaseException:
+            p.give_back()
+            raise
 
     def get_obj(self, block=True, timeout=None):
-        """pickle.loads(get())."""
-        return pickle.loads(self.get(block, timeout))
+        """get() and unpickle; shoal.Array objects inside come attached,
+        holding the reference the queue held for them."""
+        return _Unpickler(io.BytesIO(self.get(block, timeout)), self._handle()).load()
 
     # ---- state
 
@@ -405,3 +420,41 @@ class Queue:
 
 def _reopen(name):
     return Queue.open(name)
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles shoal.Array objects as handles, each with a reference given
+    to the queue (so the array lives while the message does)."""
+
+    def __init__(self, f, queue_ptr):
+        super().__init__(f, protocol=5)
+        self._queue_ptr = queue_ptr
+        self._held = []
+
+    def persistent_id(self, obj):
+        if type(obj) is not _array().Array:
+            return None
+        obj._hold_for(self._queue_ptr)
+        self._held.append(obj)
+        return ("shoal.Array", obj.handle, obj.readonly)
+
+    def give_back(self):
+        for a in self._held:
+            a._unhold_for(self._queue_ptr)
+        self._held = []
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, f, queue_ptr):
+        super().__init__(f)
+        self._queue_ptr = queue_ptr
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 3 and pid[0] == "shoal.Array"):
+            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+        return _array().Array._from_queue(self._queue_ptr, pid[1], pid[2])
+
+
+def _array():
+    from . import array
+    return array
