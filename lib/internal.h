@@ -151,14 +151,6 @@ void shoal__random(void *buf, size_t len);
 
 /* ---- queue (lib/queue.c) ------------------------------------------------- */
 
-/*
- * Call @fn on every message still in @q, oldest first, stopping at the first
- * non-zero return (which is returned). For the unlink path: meant for when
- * nobody else pushes or pops; with concurrent users it may miss or repeat
- * messages in flight, but never reads out of bounds.
- */
-int shoal__queue_walk(struct shoal_queue *q,
-		      int (*fn)(const void *msg, size_t len, void *arg), void *arg);
 /* The queue's generation (its common header's): names it as an array holder. */
 uint64_t shoal__queue_generation(const struct shoal_queue *q);
 

@@ -1312,39 +1312,3 @@ uint64_t shoal__queue_generation(const struct shoal_queue *q)
 {
 	return q->seg->hdr.generation;
 }
-
-int shoal__queue_walk(struct shoal_queue *q, int (*fn)(const void *msg, size_t len, void *arg),
-		      void *arg)
-{
-	uint64_t head = atomic_load_explicit(&q->h->head, memory_order_acquire);
-	uint64_t tail = atomic_load_explicit(&q->h->tail, memory_order_acquire);
-
-	if (tail - head > q->cap)
-		tail = head + q->cap;
-	/* Orphans first: they are older than anything at the head. */
-	for (uint64_t i = 0; i < q->cap; i++) {
-		struct slot *sl = slot_at(q, i);
-		/* A3, as in pop_orphan(). */
-		uint64_t s = atomic_load_explicit(&sl->state, memory_order_acquire);
-		uint32_t l = atomic_load_explicit(&sl->len, memory_order_relaxed);
-		int rc;
-
-		if (s != mk(pos_of(s), 0, ST_READING) || l > q->max_msg)
-			continue;
-		if ((rc = fn(sl->data, l, arg)) != 0)
-			return rc;
-	}
-	for (uint64_t p = head; p != tail; p++) {
-		struct slot *sl = slot_at(q, p);
-		/* A1, as in pop_try(). */
-		uint64_t s = atomic_load_explicit(&sl->state, memory_order_acquire);
-		uint32_t l = atomic_load_explicit(&sl->len, memory_order_relaxed);
-		int rc;
-
-		if (s != mk(p + 1, 0, ST_STABLE) || l > q->max_msg)
-			continue;
-		if ((rc = fn(sl->data, l, arg)) != 0)
-			return rc;
-	}
-	return 0;
-}

@@ -455,46 +455,6 @@ START_TEST(participants_run_out)
 	done(q, name);
 }
 END_TEST
-
-static int collect(const void *msg, size_t len, void *arg)
-{
-	char *acc = arg;
-
-	strncat(acc, msg, len);
-	strcat(acc, ",");
-	return 0;
-}
-
-static int stop_at_b(const void *msg, size_t len, void *arg)
-{
-	(void)arg;
-	return len == 1 && *(const char *)msg == 'b' ? 42 : 0;
-}
-
-START_TEST(walk_sees_messages)
-{
-	const char *name = t_name("walk");
-	struct shoal_queue *q = mkq(name, 4, 8);
-	char acc[64] = "", buf[8];
-	size_t len;
-
-	ck_assert_int_eq(shoal__queue_walk(q, collect, acc), 0);
-	ck_assert_str_eq(acc, "");
-	for (int lap = 0; lap < 3; lap++) {
-		ck_assert_int_eq(shoal_queue_push(q, "z", 1, 0), 0);
-		ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), 0);
-	}
-	ck_assert_int_eq(shoal_queue_push(q, "a", 1, 0), 0);
-	ck_assert_int_eq(shoal_queue_push(q, "b", 1, 0), 0);
-	ck_assert_int_eq(shoal_queue_push(q, "cc", 2, 0), 0);
-	ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), 0);
-	ck_assert_int_eq(shoal__queue_walk(q, collect, acc), 0);
-	ck_assert_str_eq(acc, "b,cc,");
-	ck_assert_int_eq(shoal__queue_walk(q, stop_at_b, NULL), 42);
-	done(q, name);
-}
-END_TEST
-
 /* ---- hostile headers ------------------------------------------------------------ */
 
 /* Offsets inside a queue object, from its headers. */
@@ -1385,7 +1345,6 @@ static Suite *suite(void)
 	tcase_add_test(unit, signal_interrupts_wait);
 	tcase_add_test(unit, fork_inherits_handle);
 	tcase_add_test(unit, participants_run_out);
-	tcase_add_test(unit, walk_sees_messages);
 	suite_add_tcase(s, unit);
 
 	tcase_set_timeout(hostile, 30);
