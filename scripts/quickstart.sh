@@ -89,5 +89,22 @@ status=0
 suite "release build" _build/release || status=1
 build asan --enable-sanitizers
 suite "ASan + UBSan build" _build/asan || status=1
+# The threaded queue stress, where ThreadSanitizer sees every access.
+echo "== ThreadSanitizer: threaded queue stress"
+build tsan --enable-tsan
+if make -C _build/tsan -s tests/check_queue_threads >"$log/tsan.log" 2>&1 &&
+	_build/tsan/tests/check_queue_threads >>"$log/tsan.log" 2>&1; then
+	echo "PASS: tests/check_queue_threads under ThreadSanitizer"
+else
+	cat "$log/tsan.log"
+	echo "FAIL: tests/check_queue_threads under ThreadSanitizer"
+	status=1
+fi
+c=$(sed -n 's/.*Checks: \([0-9]*\), Failures: \([0-9]*\), Errors: \([0-9]*\).*/\1 \2 \3/p' "$log/tsan.log" | tail -n 1)
+if [ -n "$c" ]; then
+	set -- $c
+	passed=$((passed + $1 - $2 - $3))
+	failed=$((failed + $2 + $3))
+fi
 echo "tests: $passed passed, $failed failed"
 exit $status
