@@ -11,8 +11,10 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <time.h>
 
 static struct shoal_queue *mkq(const char *name, uint32_t cap, uint32_t max_msg)
@@ -385,19 +387,37 @@ START_TEST(signal_interrupts_wait)
 {
 	const char *name = t_name("intr");
 	struct shoal_queue *q = mkq(name, 2, 8);
-	pid_t kid = fork();
+	int ready[2], st = 0;
+	bool reaped = false;
+	pid_t kid;
+	char c;
 
+	ck_assert_int_eq(pipe(ready), 0);
+	kid = fork();
 	if (kid == 0) {
 		struct sigaction sa = { .sa_handler = on_usr1 }; /* no SA_RESTART */
 		char buf[8];
 		size_t len;
 
 		sigaction(SIGUSR1, &sa, NULL);
+		(void)!write(ready[1], "r", 1);
 		_exit(shoal_queue_pop(q, buf, 8, &len, -1) == -EINTR ? 0 : 1);
 	}
-	usleep(200000);
-	kill(kid, SIGUSR1);
-	ck_assert_int_eq(t_wait(kid), 0);
+	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	/* A signal that lands before the child sleeps is handled and forgotten
+	 * (only a sleep is interrupted), so keep sending until it returns. */
+	for (int i = 0; i < 200 && !reaped; i++) {
+		kill(kid, SIGUSR1);
+		usleep(20000);
+		reaped = waitpid(kid, &st, WNOHANG) == kid;
+	}
+	if (!reaped)
+		kill(kid, SIGKILL);
+	ck_assert_msg(reaped, "the pop was not interrupted");
+	ck_assert(WIFEXITED(st));
+	ck_assert_int_eq(WEXITSTATUS(st), 0);
+	close(ready[0]);
+	close(ready[1]);
 	done(q, name);
 }
 END_TEST
@@ -1321,6 +1341,42 @@ START_TEST(crash_kill_respawn)
 }
 END_TEST
 
+/* A process that cannot tell who it is (no /proc) cannot take a place in
+ * the participant table: -EIO, and the queue is untouched. Needs a mount
+ * namespace of its own, so root (CI runs as root). */
+START_TEST(unreadable_proc_is_eio)
+{
+	const char *name = t_name("eio");
+	struct shoal_queue *q = mkq(name, 4, 16);
+	char buf[16];
+	size_t len;
+	pid_t pid;
+
+	ck_assert_msg(geteuid() == 0, "this test needs root for a private /proc");
+	ck_assert_int_eq(shoal_queue_push(q, "kept", 4, 0), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* A forked child must register anew, and cannot. */
+		if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+		    mount("tmpfs", "/proc", "tmpfs", 0, NULL) != 0)
+			_exit(10);
+		if (shoal_queue_push(q, "x", 1, 0) != -EIO)
+			_exit(1);
+		if (shoal_queue_pop(q, buf, sizeof(buf), &len, 0) != -EIO)
+			_exit(2);
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 0), 0);
+	ck_assert_uint_eq(len, 4);
+	ck_assert_int_eq(memcmp(buf, "kept", 4), 0);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 0), -EAGAIN);
+	shoal_queue_detach(q);
+	shoal_queue_unlink(name);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("queue");
@@ -1345,6 +1401,7 @@ static Suite *suite(void)
 	tcase_add_test(unit, signal_interrupts_wait);
 	tcase_add_test(unit, fork_inherits_handle);
 	tcase_add_test(unit, participants_run_out);
+	tcase_add_test(unit, unreadable_proc_is_eio);
 	suite_add_tcase(s, unit);
 
 	tcase_set_timeout(hostile, 30);
