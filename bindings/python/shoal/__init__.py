@@ -17,9 +17,15 @@ __all__ = ["ShoalError", "Segment", "strerror", "unlink"]
 # ---- end array
 
 # ---- memstat
+from .memstat import MemoryMonitor, MemStat, memstat  # noqa: E402
+
+__all__ += ["MemoryMonitor", "MemStat", "memstat"]
 
 # ---- end memstat
 
 # ---- pool
+from .pool import Pool, WorkerLost  # noqa: E402
+
+__all__ += ["Pool", "WorkerLost"]
 
 # ---- end pool
