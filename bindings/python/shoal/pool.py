@@ -355,6 +355,9 @@ class Pool(concurrent.futures.Executor):
                 self._futures.pop(tid, None)
                 if self._ptr:
                     _cancel(self._ptr, tid)
+            # No result will come to do it: tell waiters (wait(),
+            # as_completed()) that it is cancelled.
+            f.set_running_or_notify_cancel()
 
     def submit(self, fn, /, *args, **kwargs):
         """Run fn(*args, **kwargs) in a worker; a Future of its result."""
