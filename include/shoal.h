@@ -476,6 +476,9 @@ struct shoal_pool_stats {
  *       applied to workers that start over it).
  * @config_private: the fresh worker's private memory then, bytes.
  * @spawn_error: the last error of starting a worker (0 if none).
+ * @recycle_ns_median: over the last 64 replacements, the median time from
+ *       the decision to replace a worker (or its death) to its replacement
+ *       being ready; 0 before the first.
  */
 struct shoal_pool_info {
 	uint64_t pending;
@@ -485,6 +488,7 @@ struct shoal_pool_info {
 	int config_error;
 	uint64_t config_private;
 	int spawn_error;
+	uint64_t recycle_ns_median;
 };
 
 /**

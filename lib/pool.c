@@ -257,6 +257,7 @@ struct wslot {
 
 struct wpos {
 	int slot;      /* the worker serving it, or -1 */
+	uint64_t decided_ns; /* when its worker was to be replaced, or 0 */
 	struct shoal_pool_stats st;
 };
 
@@ -278,6 +279,8 @@ struct shoal_pool {
 	uint64_t next_id;
 	uint64_t npending, nrunning, ncompleted, nlost;
 	bool closing, broken;
+	uint64_t recycle_ns[64]; /* the last decision-to-ready times */
+	uint64_t nrecycle_ns;
 	int early_deaths; /* workers in a row that died before becoming ready */
 	uint64_t spawn_retry_ns;
 	struct shoal_pool_info info;
@@ -555,10 +558,12 @@ static int start_worker(struct shoal_pool *p, int pos)
 
 /* ---- the supervisor ------------------------------------------------------------ */
 
-static void recycle(struct wslot *w, int reason)
+static void recycle(struct shoal_pool *p, struct wslot *w, int reason)
 {
 	if (w->reason >= 0)
 		return;
+	if (!p->pos[w->pos].decided_ns)
+		p->pos[w->pos].decided_ns = shoal__now_ns();
 	w->reason = reason;
 	if (w->state == SLOT_READY)
 		w->state = SLOT_DRAINING;
@@ -675,6 +680,8 @@ static void settle_exit(struct shoal_pool *p, int i)
 				p->broken = true;
 		}
 		if (!p->closing) {
+			if (!ps->decided_ns)
+				ps->decided_ns = shoal__now_ns();
 			ps->st.recycles[reason]++;
 			ps->st.last_reason = reason;
 		}
@@ -716,7 +723,7 @@ static void policy(struct shoal_pool *p, int i, uint64_t now, uint64_t *next)
 		w->want_trim = false;
 		measure(p, w, now);
 		if (w->priv > p->cfg.max_private)
-			recycle(w, SHOAL_POOL_MEMORY);
+			recycle(p, w, SHOAL_POOL_MEMORY);
 		else if (w->reason < 0)
 			w->state = SLOT_READY;
 		return;
@@ -724,11 +731,11 @@ static void policy(struct shoal_pool *p, int i, uint64_t now, uint64_t *next)
 	if (w->reason >= 0)
 		return;
 	if (w->task_limit && w->tasks + (w->assigned - w->collected) >= w->task_limit) {
-		recycle(w, SHOAL_POOL_TASKS);
+		recycle(p, w, SHOAL_POOL_TASKS);
 		return;
 	}
 	if (p->cfg.max_age_ns && now - w->started_ns >= p->cfg.max_age_ns) {
-		recycle(w, SHOAL_POOL_AGE);
+		recycle(p, w, SHOAL_POOL_AGE);
 		return;
 	}
 	if (p->cfg.max_private && !w->soft_exempt) {
@@ -820,6 +827,10 @@ static uint64_t supervise_once(struct shoal_pool *p)
 				continue;
 			w->state = SLOT_READY;
 			p->early_deaths = 0;
+			if (p->pos[w->pos].decided_ns) {
+				p->recycle_ns[p->nrecycle_ns++ % 64] = now - p->pos[w->pos].decided_ns;
+				p->pos[w->pos].decided_ns = 0;
+			}
 			measure(p, w, now);
 			w->baseline = w->priv;
 			/* A worker over a limit before its first task would be
@@ -857,6 +868,8 @@ static uint64_t supervise_once(struct shoal_pool *p)
 				pidfd_signal(w->pidfd, SIGTERM);
 				w->state = SLOT_KILLING;
 				w->reason = SHOAL_POOL_HARD;
+				if (!p->pos[w->pos].decided_ns)
+					p->pos[w->pos].decided_ns = now;
 				w->kill_at = now + p->cfg.grace_ns;
 				if (w->kill_at < next)
 					next = w->kill_at;
@@ -1341,6 +1354,20 @@ SHOAL_API int shoal_pool_info(struct shoal_pool *p, struct shoal_pool_info *out)
 	out->running = p->nrunning;
 	out->completed = p->ncompleted;
 	out->lost = p->nlost;
+	{
+		uint64_t v[64], n = p->nrecycle_ns < 64 ? p->nrecycle_ns : 64;
+
+		memcpy(v, p->recycle_ns, sizeof(v));
+		/* Insertion sort of at most 64: the median of the last ones. */
+		for (uint64_t i = 1; i < n; i++)
+			for (uint64_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
+				uint64_t t = v[j];
+
+				v[j] = v[j - 1];
+				v[j - 1] = t;
+			}
+		out->recycle_ns_median = n ? v[n / 2] : 0;
+	}
 	pthread_mutex_unlock(&p->mu);
 	return 0;
 }

@@ -69,7 +69,7 @@ class _Stats(ctypes.Structure):
 class _Info(ctypes.Structure):
     _fields_ = [("pending", _u64), ("running", _u64), ("completed", _u64), ("lost", _u64),
                 ("config_error", ctypes.c_int), ("config_private", _u64),
-                ("spawn_error", ctypes.c_int)]
+                ("spawn_error", ctypes.c_int), ("recycle_ns_median", _u64)]
 
 
 class _Task(ctypes.Structure):
@@ -450,11 +450,14 @@ class Pool(concurrent.futures.Executor):
                      trims=s.trims) for s in arr]
 
     def info(self):
-        """Pool counters: pending, running, completed, lost, config_error."""
+        """Pool counters: pending, running, completed, lost (WorkerLost
+        tasks), config_error (a message, or None), recycle_ms_median (decision
+        to replacement ready, over the last 64 replacements)."""
         i = _Info()
         _info(self._ptr, ctypes.byref(i))
         return dict(pending=i.pending, running=i.running, completed=i.completed, lost=i.lost,
-                    config_error=self._config_message(i))
+                    config_error=self._config_message(i),
+                    recycle_ms_median=i.recycle_ns_median / 1e6)
 
     def pids(self):
         """The pids of the current workers (for MemoryMonitor(pids=pool.pids))."""
