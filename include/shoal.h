@@ -522,6 +522,23 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
 SHOAL_API int shoal_pool_submit(struct shoal_pool *p, const void *data, size_t len, uint64_t *id);
 
 /**
+ * shoal_pool_submit_many() - queue @n tasks at once (one lock, one wake).
+ * @p: the pool.
+ * @data: the tasks' bytes, back to back (copied).
+ * @lens: @n lengths.
+ * @n: how many tasks.
+ * @first_id: set to the first task's id; the others follow in order.
+ *
+ * All or nothing. Thread-safe.
+ *
+ * Return: 0; -EINVAL for NULL arguments or lengths that overflow; -ENOMEM;
+ * -ENOSPC if a large task's segment did not fit; -EPIPE if the pool is
+ * being destroyed; -ECHILD if workers keep dying before they start.
+ */
+SHOAL_API int shoal_pool_submit_many(struct shoal_pool *p, const void *data, const size_t *lens,
+				     size_t n, uint64_t *first_id);
+
+/**
  * shoal_pool_wait() - take finished tasks.
  * @p: the pool.
  * @timeout_ns: 0 to poll, < 0 to wait for ever.

@@ -1209,29 +1209,22 @@ fail:
 	return rc;
 }
 
-SHOAL_API int shoal_pool_submit(struct shoal_pool *p, const void *data, size_t len, uint64_t *id)
+/* Make a task of @len bytes (its id set later): copied, or spilled to a
+ * segment named after @id when larger than the inline space. */
+static int task_make(struct shoal_pool *p, const void *data, size_t len, uint64_t id,
+		     struct task **out)
 {
-	struct task *t;
+	struct task *t = calloc(1, sizeof(*t));
 	int rc;
 
-	if (!p || !id || (!data && len))
-		return -EINVAL;
-	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	t->len = len;
-	pthread_mutex_lock(&p->mu);
-	t->id = p->next_id++;
-	rc = p->closing ? -EPIPE : p->broken ? -ECHILD : 0;
-	pthread_mutex_unlock(&p->mu);
-	if (rc) {
-		free(t);
-		return rc;
-	}
+	t->id = id;
 	if (len > p->cfg.inline_bytes) {
 		char n[SHOAL_NAME_MAX + 1];
 
-		spill_name(n, sizeof(n), p->name, 'a', t->id, 0);
+		spill_name(n, sizeof(n), p->name, 'a', id, 0);
 		rc = spill_put(n, data, len);
 		if (rc) {
 			free(t);
@@ -1246,12 +1239,70 @@ SHOAL_API int shoal_pool_submit(struct shoal_pool *p, const void *data, size_t l
 		}
 		memcpy(t->data, data, len);
 	}
-	pthread_mutex_lock(&p->mu);
-	pend_push_back(p, t);
-	pthread_mutex_unlock(&p->mu);
-	*id = t->id;
-	ring_supervisor(p->hdr);
+	*out = t;
 	return 0;
+}
+
+SHOAL_API int shoal_pool_submit_many(struct shoal_pool *p, const void *data, const size_t *lens,
+				     size_t n, uint64_t *first_id)
+{
+	struct task *head = NULL, **tail = &head;
+	const char *d = data;
+	uint64_t first;
+	size_t total = 0;
+	int rc;
+
+	if (!p || !first_id || (n && !lens))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (lens[i] > SIZE_MAX - total)
+			return -EINVAL;
+		total += lens[i];
+	}
+	if (total && !data)
+		return -EINVAL;
+	pthread_mutex_lock(&p->mu);
+	rc = p->closing ? -EPIPE : p->broken ? -ECHILD : 0;
+	first = p->next_id;
+	if (!rc)
+		p->next_id += n;
+	pthread_mutex_unlock(&p->mu);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		struct task *t;
+
+		rc = task_make(p, d, lens[i], first + i, &t);
+		if (rc) {
+			/* None of them is queued: all or nothing. */
+			while (head) {
+				t = head->next;
+				task_free(p, head);
+				head = t;
+			}
+			return rc;
+		}
+		*tail = t;
+		tail = &t->next;
+		d += lens[i];
+	}
+	pthread_mutex_lock(&p->mu);
+	for (struct task *t = head, *next; t; t = next) {
+		next = t->next;
+		pend_push_back(p, t);
+	}
+	pthread_mutex_unlock(&p->mu);
+	*first_id = first;
+	if (n)
+		ring_supervisor(p->hdr);
+	return 0;
+}
+
+SHOAL_API int shoal_pool_submit(struct shoal_pool *p, const void *data, size_t len, uint64_t *id)
+{
+	if (!p || !id || (!data && len))
+		return -EINVAL;
+	return shoal_pool_submit_many(p, data, &len, 1, id);
 }
 
 SHOAL_API int shoal_pool_wait(struct shoal_pool *p, int64_t timeout_ns, struct shoal_pool_result *out,

@@ -80,6 +80,8 @@ class _Task(ctypes.Structure):
 _create = declare("shoal_pool_create", ctypes.c_int, ctypes.POINTER(_Config), ctypes.POINTER(_vp))
 _submit = declare("shoal_pool_submit", ctypes.c_int, _vp, ctypes.c_char_p, ctypes.c_size_t,
                   ctypes.POINTER(_u64))
+_submit_many = declare("shoal_pool_submit_many", ctypes.c_int, _vp, ctypes.c_char_p,
+                       ctypes.POINTER(ctypes.c_size_t), ctypes.c_size_t, ctypes.POINTER(_u64))
 _wait = declare("shoal_pool_wait", ctypes.c_int, _vp, ctypes.c_int64, ctypes.POINTER(_Result),
                 ctypes.c_size_t, check=False)
 _result_free = declare("shoal_pool_result_free", None, ctypes.POINTER(_Result), check=False)
@@ -277,13 +279,16 @@ class Pool(concurrent.futures.Executor):
     fails with WorkerLost.
 
     Pickled tasks and results up to ``inline_bytes`` travel inside the
-    shared ledger, larger ones through a shoal segment.
+    shared ledger, larger ones through a shoal segment. ``prefetch`` tasks
+    are handed to each worker ahead of time: more is faster for tiny tasks,
+    fewer balances long ones better. Use ``chunksize`` in map() for tiny
+    tasks, as with multiprocessing.
     """
 
     def __init__(self, workers=None, *, initializer=None, initargs=(), max_tasks=None,
                  max_tasks_jitter=10, max_private_memory=None, hard_memory_limit=None,
                  max_age=None, max_attempts=3, start_method="fork", grace=1.0,
-                 check_interval=0.02, inline_bytes=16384, prefetch=2):
+                 check_interval=0.02, inline_bytes=16384, prefetch=4):
         if workers is None:
             workers = os.cpu_count() or 1
         if not 1 <= workers <= 256:
@@ -381,49 +386,78 @@ class Pool(concurrent.futures.Executor):
         return outer
 
     def _chunks(self, fn, iterables, chunksize, star=False):
+        """Submit the calls in chunks, all in one go (one C call, one wake
+        of the supervisor): a list of (task id, Future of the chunk)."""
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1")
         it = iter(zip(*iterables)) if not star else iter(iterables[0])
-        out = []
+        datas = []
         while True:
             chunk = list(itertools.islice(it, chunksize))
             if not chunk:
-                return out
-            out.append(self._submit_chunk(fn, [(tuple(a), {}) for a in chunk]))
+                break
+            datas.append(pickle.dumps((fn, [(tuple(a), {}) for a in chunk]),
+                                      pickle.HIGHEST_PROTOCOL))
+        if not datas:
+            return []
+        lens = (ctypes.c_size_t * len(datas))(*map(len, datas))
+        fs = [concurrent.futures.Future() for _ in datas]
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            first = _u64()
+            _submit_many(self._ptr, b"".join(datas), lens, len(datas), ctypes.byref(first))
+            ids = range(first.value, first.value + len(datas))
+            self._futures.update(zip(ids, fs))
+        return list(zip(ids, fs))
+
+    def _drop(self, pairs):
+        """Cancel what no worker has started of (id, Future) pairs."""
+        for tid, f in pairs:
+            if not f.done() and f.cancel():
+                self._on_cancel(f, tid)
 
     def map(self, fn, *iterables, timeout=None, chunksize=1):
         """As Executor.map: results in order; ``chunksize`` items per task."""
         end = None if timeout is None else time.monotonic() + timeout
-        fs = self._chunks(fn, iterables, chunksize)
+        pairs = self._chunks(fn, iterables, chunksize)
 
         def gen():
             try:
-                for f in fs:
+                for _, f in pairs:
                     if end is None:
                         yield from f.result()
                     else:
                         yield from f.result(end - time.monotonic())
             finally:
-                for f in fs:
-                    f.cancel()
+                self._drop(pairs)
         return gen()
 
     def imap(self, func, iterable, chunksize=1):
         """As multiprocessing.Pool.imap: an iterator of results in order."""
-        fs = self._chunks(func, [iterable], chunksize)
-        for f in fs:
-            yield from f.result()
+        pairs = self._chunks(func, [iterable], chunksize)
+        try:
+            for _, f in pairs:
+                yield from f.result()
+        finally:
+            self._drop(pairs)
 
     def imap_unordered(self, func, iterable, chunksize=1):
         """As multiprocessing.Pool.imap_unordered: results as they come."""
-        fs = self._chunks(func, [iterable], chunksize)
-        for f in concurrent.futures.as_completed(fs):
-            yield from f.result()
+        pairs = self._chunks(func, [iterable], chunksize)
+        try:
+            for f in concurrent.futures.as_completed([f for _, f in pairs]):
+                yield from f.result()
+        finally:
+            self._drop(pairs)
 
     def starmap(self, func, iterable, chunksize=1):
         """As multiprocessing.Pool.starmap: a list."""
-        fs = self._chunks(func, [iterable], chunksize, star=True)
-        return [v for f in fs for v in f.result()]
+        pairs = self._chunks(func, [iterable], chunksize, star=True)
+        try:
+            return [v for _, f in pairs for v in f.result()]
+        finally:
+            self._drop(pairs)
 
     def apply_async(self, func, args=(), kwds=None, callback=None, error_callback=None):
         """As multiprocessing.Pool.apply_async: an AsyncResult."""
