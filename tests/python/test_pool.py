@@ -296,7 +296,10 @@ def test_soft_limit_trims_before_recycling():
 
 def test_soft_limit_recycles_and_memory_returns():
     with shoal.Pool(2, max_private_memory="100 MiB") as p:
+        list(p.map(sq, range(10)))
+        assert wait_for(lambda: len(p.pids()) == 2)
         base = private_of(p.pids())
+        assert base > 0
         old = p.submit(leak, 200).result(timeout=30)
         assert wait_for(lambda: recycles(p, "memory") == 1)
         st = [s for s in p.stats() if s["last_reason"] == "memory"][0]
