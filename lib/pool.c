@@ -558,6 +558,35 @@ static int start_worker(struct shoal_pool *p, int pos)
 
 /* ---- the supervisor ------------------------------------------------------------ */
 
+/*
+ * Take back the tasks a worker has been handed but not started, newest
+ * first, so it stops between tasks however many were prefetched. The
+ * worker claims a cell by CAS ASSIGNED -> RUNNING; we take it back by CAS
+ * ASSIGNED -> EMPTY: exactly one of the two wins. The worker runs its cells
+ * in order, so once one is started all older ones are too; we stop there,
+ * and the sequence numbers we give back are handed out again later.
+ */
+static void reclaim(struct shoal_pool *p, int i)
+{
+	struct wslot *w = &p->slots[i];
+
+	while (w->assigned > w->collected) {
+		struct pool_cell *c = cell_at(p->seg, (uint32_t)i, w->assigned - 1);
+		uint32_t expect = CELL_ASSIGNED;
+		struct task *t;
+
+		if (!atomic_compare_exchange_strong_explicit(&c->state, &expect, CELL_EMPTY,
+							    memory_order_acq_rel, memory_order_acquire))
+			break;
+		w->assigned--;
+		t = w->cells[w->assigned % p->hdr->depth];
+		w->cells[w->assigned % p->hdr->depth] = NULL;
+		t->attempts--;
+		p->nrunning--;
+		pend_push_front(p, t);
+	}
+}
+
 static void recycle(struct shoal_pool *p, struct wslot *w, int reason)
 {
 	if (w->reason >= 0)
@@ -567,6 +596,9 @@ static void recycle(struct shoal_pool *p, struct wslot *w, int reason)
 	w->reason = reason;
 	if (w->state == SLOT_READY)
 		w->state = SLOT_DRAINING;
+	/* Its task limit counted the prefetched tasks: those it runs. */
+	if (reason != SHOAL_POOL_TASKS)
+		reclaim(p, (int)(w - p->slots));
 }
 
 static void send_retire(struct shoal_pool *p, int i)
@@ -750,12 +782,14 @@ static void policy(struct shoal_pool *p, int i, uint64_t now, uint64_t *next)
 		if (w->priv > p->cfg.max_private) {
 			w->want_trim = true;
 			w->state = SLOT_DRAINING;
+			reclaim(p, i);
 		} else if (w->want_trim && now >= due) {
 			/* Back under by itself (the task freed it): no trim. */
 			w->want_trim = false;
 			w->state = SLOT_READY;
 		}
 	}
+	idle = w->assigned == w->collected;
 	if (w->want_trim && idle && w->fresh) {
 		/* Between tasks: trim first. */
 		w->trim_seq = (w->trim_seq + 1) & CMD_TRIM_MASK;

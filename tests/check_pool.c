@@ -502,6 +502,35 @@ START_TEST(soft_limit_recycles_and_memory_returns)
 }
 END_TEST
 
+/* With tasks prefetched, the soft limit still stops a worker between
+ * tasks: what it was handed and had not started goes to another. */
+START_TEST(soft_limit_takes_back_prefetched)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p;
+	struct shoal_pool_stats st;
+
+	c.max_private = 50 * MiB;
+	c.depth = 4;
+	p = make(&c);
+	for (int i = 0; i < 12; i++)
+		submit(p, "leak 30");
+	for (int i = 0; i < 12; i++) {
+		struct shoal_pool_result r = one(p);
+
+		ck_assert_int_eq(r.err, 0);
+		ck_assert_uint_eq(r.attempts, 1);
+		shoal_pool_result_free(&r);
+	}
+	stats(p, &st, 1);
+	/* Over the limit after its second task, at most one more had
+	 * started: never four tasks' worth. */
+	ck_assert_uint_lt(st.private_peak, 100 * MiB);
+	ck_assert_uint_ge(recycles(p, SHOAL_POOL_MEMORY), 3);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
 /* A worker that only reads a big shared segment is not over any limit. */
 START_TEST(shared_reader_not_recycled)
 {
@@ -965,6 +994,7 @@ static Suite *suite(void)
 	ADD(max_age_recycles);
 	ADD(soft_limit_trims_first);
 	ADD(soft_limit_recycles_and_memory_returns);
+	ADD(soft_limit_takes_back_prefetched);
 	ADD(shared_reader_not_recycled);
 	ADD(hard_limit_kills_and_reruns);
 	ADD(startup_over_limit_is_config_error);
