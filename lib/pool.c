@@ -273,6 +273,8 @@ struct shoal_pool {
 	pthread_t sup_thread, reaper_thread;
 	bool threads_started;
 	int reaper_efd; /* eventfd: the reaper's set of pidfds changed */
+	struct pollfd *reaper_fds; /* the reaper's poll set, [nslots + 1] */
+	int *reaper_idx;           /* the slot of each entry */
 
 	struct task *pend_head, *pend_tail;
 	struct done *done_head, *done_tail;
@@ -520,12 +522,17 @@ static int start_worker(struct shoal_pool *p, int pos)
 			w->task_limit = 1;
 	}
 
-	pthread_mutex_unlock(&p->mu);
-	if (p->cfg.spawn)
+	if (p->cfg.spawn) {
+		pthread_mutex_unlock(&p->mu);
 		pid = p->cfg.spawn(p->cfg.hook_arg, p->name, (uint32_t)i, gen);
-	else
+		pthread_mutex_lock(&p->mu);
+	} else {
+		/* Fork with the lock held: the pool's own threads allocate only
+		 * under it, so none is inside malloc at the fork. glibc's malloc
+		 * is fork-safe anyway; allocators without fork handlers (ASan's)
+		 * are not, and a child would hang on their lock. */
 		pid = default_spawn(p, (uint32_t)i, gen);
-	pthread_mutex_lock(&p->mu);
+	}
 
 	if (pid <= 0) {
 		w->state = SLOT_FREE;
@@ -1044,14 +1051,9 @@ static void *supervisor_main(void *arg)
 static void *reaper_main(void *arg)
 {
 	struct shoal_pool *p = arg;
-	struct pollfd *fds = calloc(p->nslots + 1, sizeof(*fds));
-	int *idx = calloc(p->nslots + 1, sizeof(*idx));
+	struct pollfd *fds = p->reaper_fds;
+	int *idx = p->reaper_idx;
 
-	if (!fds || !idx) {
-		free(fds);
-		free(idx);
-		return NULL;
-	}
 	for (;;) {
 		nfds_t n = 1;
 		bool stop;
@@ -1107,8 +1109,6 @@ static void *reaper_main(void *arg)
 			ring_supervisor(p->hdr);
 		}
 	}
-	free(fds);
-	free(idx);
 	return NULL;
 }
 
@@ -1170,7 +1170,11 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
 	}
 	p->slots = calloc(nslots, sizeof(*p->slots));
 	p->pos = calloc(cfg->workers, sizeof(*p->pos));
-	if (!p->slots || !p->pos) {
+	/* Allocated here, not in the reaper: its loop never allocates, so it
+	 * is never inside malloc when the supervisor forks. */
+	p->reaper_fds = calloc(nslots + 1, sizeof(*p->reaper_fds));
+	p->reaper_idx = calloc(nslots + 1, sizeof(*p->reaper_idx));
+	if (!p->slots || !p->pos || !p->reaper_fds || !p->reaper_idx) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -1209,12 +1213,16 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
 		rc = -errno;
 		goto fail_unlink;
 	}
+	/* The threads wait for the lock until both exist: no fork while this
+	 * thread is still inside pthread_create (and its allocations). */
+	pthread_mutex_lock(&p->mu);
 	rc = -pthread_create(&p->reaper_thread, NULL, reaper_main, p);
-	if (rc)
+	if (rc) {
+		pthread_mutex_unlock(&p->mu);
 		goto fail_unlink;
+	}
 	rc = -pthread_create(&p->sup_thread, NULL, supervisor_main, p);
 	if (rc) {
-		pthread_mutex_lock(&p->mu);
 		p->closing = true;
 		pthread_mutex_unlock(&p->mu);
 		poke_reaper(p);
@@ -1222,6 +1230,7 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
 		goto fail_unlink;
 	}
 	p->threads_started = true;
+	pthread_mutex_unlock(&p->mu);
 	*out = p;
 	return 0;
 
@@ -1237,6 +1246,8 @@ fail:
 			free(p->slots[i].cells);
 	free(p->slots);
 	free(p->pos);
+	free(p->reaper_fds);
+	free(p->reaper_idx);
 	pthread_cond_destroy(&p->done_cv);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
@@ -1295,14 +1306,15 @@ SHOAL_API int shoal_pool_submit_many(struct shoal_pool *p, const void *data, con
 	}
 	if (total && !data)
 		return -EINVAL;
+	/* Under the lock throughout: the supervisor forks C workers holding
+	 * it, and this is where the caller's thread allocates. */
 	pthread_mutex_lock(&p->mu);
 	rc = p->closing ? -EPIPE : p->broken ? -ECHILD : 0;
 	first = p->next_id;
-	if (!rc)
-		p->next_id += n;
-	pthread_mutex_unlock(&p->mu);
-	if (rc)
+	if (rc) {
+		pthread_mutex_unlock(&p->mu);
 		return rc;
+	}
 	for (size_t i = 0; i < n; i++) {
 		struct task *t;
 
@@ -1314,13 +1326,14 @@ SHOAL_API int shoal_pool_submit_many(struct shoal_pool *p, const void *data, con
 				task_free(p, head);
 				head = t;
 			}
+			pthread_mutex_unlock(&p->mu);
 			return rc;
 		}
 		*tail = t;
 		tail = &t->next;
 		d += lens[i];
 	}
-	pthread_mutex_lock(&p->mu);
+	p->next_id += n;
 	for (struct task *t = head, *next; t; t = next) {
 		next = t->next;
 		pend_push_back(p, t);
@@ -1486,6 +1499,8 @@ SHOAL_API int shoal_pool_destroy(struct shoal_pool *p)
 		free(p->slots[i].cells);
 	free(p->slots);
 	free(p->pos);
+	free(p->reaper_fds);
+	free(p->reaper_idx);
 	shoal_segment_close(p->seg);
 	shoal_unlink(p->name);
 	pthread_cond_destroy(&p->done_cv);
