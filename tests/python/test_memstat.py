@@ -76,7 +76,8 @@ def test_monitor_sees_a_peak():
         del a
     assert len(mon.timeline) >= 3
     assert mon.peak_private >= 80 * MiB
-    assert mon.timeline[-1].private < mon.peak_private - 60 * MiB
+    if "libasan" not in os.environ.get("LD_PRELOAD", ""):  # ASan keeps freed memory
+        assert mon.timeline[-1].private < mon.peak_private - 60 * MiB
     assert mon.peaks[os.getpid()] == mon.peak_private
     assert mon.timeline[0].t <= mon.timeline[-1].t
 
