@@ -408,6 +408,50 @@ START_TEST(runs_tasks)
 }
 END_TEST
 
+/* Many tasks in one call: consecutive ids, all or nothing. */
+START_TEST(submit_many)
+{
+	struct shoal_pool_config c = conf(2);
+	struct shoal_pool *p;
+	const char data[] = "sq 1sq 2sq 3";
+	size_t lens[3] = { 4, 4, 4 }, bad[2] = { SIZE_MAX, 2 };
+	uint64_t first = 0;
+	long sum = 0;
+
+	c.inline_bytes = 64;
+	p = make(&c);
+	ck_assert_int_eq(shoal_pool_submit_many(p, data, lens, 3, &first), 0);
+	ck_assert_uint_eq(first, 1);
+	for (int i = 0; i < 3; i++) {
+		struct shoal_pool_result r = one(p);
+		long v;
+
+		ck_assert(r.id >= first && r.id < first + 3);
+		ck_assert_int_eq(sscanf(r.data, "%ld", &v), 1);
+		ck_assert_int_eq(v, (long)((r.id - first + 1) * (r.id - first + 1)));
+		sum += v;
+		shoal_pool_result_free(&r);
+	}
+	ck_assert_int_eq(sum, 1 + 4 + 9);
+	ck_assert_int_eq(shoal_pool_submit_many(p, NULL, NULL, 0, &first), 0);
+	ck_assert_uint_eq(first, 4);
+	ck_assert_int_eq(shoal_pool_submit_many(p, data, bad, 2, &first), -EINVAL);
+	ck_assert_int_eq(shoal_pool_submit_many(p, data, NULL, 1, &first), -EINVAL);
+	ck_assert_int_eq(shoal_pool_submit_many(p, NULL, lens, 1, &first), -EINVAL);
+	ck_assert_int_eq(shoal_pool_submit_many(NULL, data, lens, 1, &first), -EINVAL);
+	ck_assert_int_eq(shoal_pool_submit_many(p, data, lens, 1, NULL), -EINVAL);
+	/* Nothing was queued by the failed calls. */
+	{
+		struct shoal_pool_info info;
+
+		ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+		ck_assert_uint_eq(info.pending + info.running, 0);
+		ck_assert_uint_eq(info.completed, 3);
+	}
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
 START_TEST(large_tasks_and_results)
 {
 	struct shoal_pool_config c = conf(1);
@@ -1079,6 +1123,7 @@ static Suite *suite(void)
 		suite_add_tcase(s, tc);             \
 	} while (0)
 	ADD(runs_tasks);
+	ADD(submit_many);
 	ADD(large_tasks_and_results);
 	ADD(max_tasks_recycles);
 	ADD(max_age_recycles);
