@@ -552,7 +552,9 @@ class Pool(concurrent.futures.Executor):
         if not ptr:
             return
         _destroy(ptr)
-        self._collector.join()
+        # The last reference may drop in the results thread itself.
+        if threading.current_thread() is not self._collector:
+            self._collector.join()
         with self._lock:
             left, self._futures = list(self._futures.values()), {}
         for f in left:
