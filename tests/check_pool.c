@@ -274,6 +274,17 @@ static void run_expect(struct shoal_pool *p, const char *cmd, const char *want)
 	shoal_pool_result_free(&r);
 }
 
+/* A result's bytes as a C string (results are not NUL-terminated). */
+static const char *text(const struct shoal_pool_result *r)
+{
+	static char buf[256];
+	size_t n = r->len < sizeof(buf) - 1 ? r->len : sizeof(buf) - 1;
+
+	memcpy(buf, r->data, n);
+	buf[n] = '\0';
+	return buf;
+}
+
 static void stats(struct shoal_pool *p, struct shoal_pool_stats *st, int n)
 {
 	ck_assert_int_eq(shoal_pool_stats(p, st, (size_t)n), n);
@@ -376,7 +387,7 @@ START_TEST(runs_tasks)
 		ck_assert_uint_eq(r.attempts, 1);
 		ck_assert(i >= 0 && i < 200 && !seen[i]);
 		seen[i] = 1;
-		ck_assert_int_eq(sscanf(r.data, "%ld", &got), 1);
+		ck_assert_int_eq(sscanf(text(&r), "%ld", &got), 1);
 		ck_assert_int_eq(got, i * i);
 		shoal_pool_result_free(&r);
 	}
@@ -427,7 +438,7 @@ START_TEST(submit_many)
 		long v;
 
 		ck_assert(r.id >= first && r.id < first + 3);
-		ck_assert_int_eq(sscanf(r.data, "%ld", &v), 1);
+		ck_assert_int_eq(sscanf(text(&r), "%ld", &v), 1);
 		ck_assert_int_eq(v, (long)((r.id - first + 1) * (r.id - first + 1)));
 		sum += v;
 		shoal_pool_result_free(&r);
