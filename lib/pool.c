@@ -932,7 +932,7 @@ static uint64_t supervise_once(struct shoal_pool *p)
 	 * being recycled has its replacement started at once, and retires
 	 * once that has started and it has nothing left in flight. */
 	for (int pos = 0; pos < (int)p->cfg.workers && !p->closing && !p->broken; pos++) {
-		int ready = -1, starting = -1;
+		int ready = -1, starting = -1, rc;
 
 		for (uint32_t i = 0; i < p->nslots; i++) {
 			struct wslot *w = &p->slots[i];
@@ -947,13 +947,21 @@ static uint64_t supervise_once(struct shoal_pool *p)
 		if (ready < 0 && starting < 0) {
 			/* No free slot (1) resolves itself when a retired
 			 * worker's exit wakes us; a failed spawn waits 100 ms. */
-			if (now >= p->spawn_retry_ns && start_worker(p, pos) < 0)
-				p->spawn_retry_ns = now + 100000000u;
+			if (now >= p->spawn_retry_ns) {
+				rc = start_worker(p, pos);
+				if (rc < 0)
+					p->spawn_retry_ns = now + 100000000u;
+				else if (rc == 0)
+					starting = 0; /* some slot: one is starting */
+			}
 			now = shoal__now_ns();
-			continue;
 		}
 		/* Started is enough: waiting for it to be ready could leave
-		 * every slot held by an idle worker waiting for a slot. */
+		 * every slot held by an idle worker waiting for a slot. And with
+		 * no slot free, idle workers being recycled leave at once: a
+		 * replacement can start only once one has. */
+		if (ready < 0 && starting < 0 && free_slot(p) >= 0)
+			continue;
 		for (uint32_t i = 0; i < p->nslots; i++) {
 			struct wslot *o = &p->slots[i];
 
