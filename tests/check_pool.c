@@ -251,10 +251,6 @@ static struct shoal_pool_result one(struct shoal_pool *p)
 
 		shoal_pool_info(p, &info);
 		shoal_pool_stats(p, &st, 1);
-		if (getenv("DBG_HANG")) {
-			fprintf(stderr, "HANG %d\n", (int)getpid());
-			sleep(60);
-		}
 		ck_abort_msg("no result: %d; pending %llu running %llu spawn_error %d; pos 0: pid %d, "
 			     "tasks %llu, trims %llu, recycles %llu/%llu/%llu",
 			     rc, (unsigned long long)info.pending, (unsigned long long)info.running,
