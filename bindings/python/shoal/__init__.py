@@ -24,9 +24,15 @@ __all__ += ["Array", "SharedMemory", "reap"]
 # ---- end array
 
 # ---- memstat
+from .memstat import MemoryMonitor, MemStat, memstat  # noqa: E402
+
+__all__ += ["MemoryMonitor", "MemStat", "memstat"]
 
 # ---- end memstat
 
 # ---- pool
+from .pool import Pool, WorkerLost  # noqa: E402
+
+__all__ += ["Pool", "WorkerLost"]
 
 # ---- end pool

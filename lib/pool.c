@@ -1,0 +1,1746 @@
+/*
+ * pool.c - a task ledger in shared memory, and the supervisor that starts,
+ * watches and recycles the workers that read it.
+ *
+ * The ledger (one shoal object of kind SHOAL__KIND_POOL) holds only what is
+ * in flight: one slot per worker process (twice the pool size, so a
+ * replacement can start before the worker it replaces retires), and in each
+ * slot a small ring of cells, one task each. Tasks not yet handed out stay
+ * in the supervisor's own memory, so the backlog has no bound but memory.
+ *
+ * Each cell has one writer at a time, handed over by its state word:
+ *
+ *     EMPTY --supervisor writes task, R1--> ASSIGNED
+ *     ASSIGNED --worker claims (CAS, R2)--> RUNNING
+ *     RUNNING --worker writes result, R3--> DONE
+ *     DONE --supervisor copies result--> EMPTY
+ *
+ * A cell is claimed by (slot, generation, attempt): the slot names the
+ * worker, the generation tells its incarnations apart, the attempt counts
+ * runs of the task. The worker writes the result, then marks the cell DONE
+ * (release), so a DONE cell always holds a whole result.
+ *
+ * The supervisor is one thread in the parent; it alone hands out tasks and
+ * makes every recycling decision, so the policy is in this file and nowhere
+ * else (the Python pool drives it through ctypes and brings only a way to
+ * start processes). A second thread, the reaper, sleeps in poll() on one
+ * pidfd per worker: a worker's death wakes it at once, it collects the exit
+ * status and wakes the supervisor, which then walks the dead worker's cells:
+ * DONE cells are results like any other, ASSIGNED cells go back to the head
+ * of the backlog, and the RUNNING cell (at most one) is the task the worker
+ * died in: it runs again, or after max_attempts fails with
+ * SHOAL_EWORKERLOST and the signal. Nothing a worker does can lose a task,
+ * because a task leaves the supervisor's books only when its DONE cell has
+ * been copied out.
+ *
+ * Sleeping is on futex words in the ledger: workers sleep on their slot's
+ * bell, the supervisor on the ledger's event word; each side announces that
+ * it sleeps, and the other side wakes it only then (seq_cst on both, the
+ * Dekker pattern), so a busy pool makes no futex calls.
+ *
+ * If the supervisor dies, workers see it within a second (they check its
+ * identity when their wait times out) and leave; forked C workers also get
+ * SIGKILL from PR_SET_PDEATHSIG.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- the ledger ---------------------------------------------------------- */
+
+#define POOL_MAX_WORKERS 256u
+#define POOL_MAX_DEPTH 64u
+#define POOL_NAME_MAX 150 /* room for ".r<id>.<attempt>" spill names */
+
+enum cell_state {
+	CELL_EMPTY = 0,
+	CELL_ASSIGNED = 1,
+	CELL_RUNNING = 2,
+	CELL_DONE = 3,
+};
+
+/* The slot's command word: RETIRE bit, and a trim sequence in the rest. */
+#define CMD_RETIRE 0x80000000u
+#define CMD_TRIM_MASK 0x7fffffffu
+
+struct pool_hdr {
+	uint32_t nslots;
+	uint32_t depth;
+	uint64_t inline_bytes;
+	uint64_t cell_size;
+	uint64_t slot_size;
+	uint64_t sup_key;              /* the supervisor's identity */
+	shoal__atomic_u32 event;       /* futex: bumped on anything for the supervisor */
+	shoal__atomic_u32 sup_waiting; /* 1 while the supervisor sleeps on event */
+	uint32_t reserved[4];
+};
+_Static_assert(sizeof(struct pool_hdr) == 64, "pool header layout is ABI");
+_Static_assert(offsetof(struct pool_hdr, event) == 40, "pool header layout is ABI");
+
+struct pool_slot {
+	shoal__atomic_u64 gen;            /* incarnation; written before spawn */
+	shoal__atomic_u64 worker_key;     /* the worker's identity, once ready */
+	shoal__atomic_u32 bell;           /* futex: bumped by the supervisor */
+	shoal__atomic_u32 cmd;            /* CMD_RETIRE | trim sequence */
+	shoal__atomic_u32 trim_ack;       /* trim sequence the worker finished */
+	shoal__atomic_u32 worker_waiting; /* 1 while the worker sleeps on bell */
+	shoal__atomic_u32 ready;          /* 1 once the worker has opened */
+	uint32_t reserved[7];
+};
+_Static_assert(sizeof(struct pool_slot) == 64, "pool slot layout is ABI");
+_Static_assert(offsetof(struct pool_slot, bell) == 16, "pool slot layout is ABI");
+
+struct pool_cell {
+	shoal__atomic_u32 state; /* enum cell_state */
+	uint32_t attempt;
+	uint64_t task_id;
+	uint64_t arg_len;
+	uint32_t arg_spill; /* 1: the bytes are in segment "<ledger>.a<id>" */
+	int32_t err;
+	uint64_t res_len;
+	uint32_t res_spill; /* 1: in segment "<ledger>.r<id>.<attempt>" */
+	uint32_t reserved[5];
+	/* then inline_bytes of task, inline_bytes of result */
+};
+_Static_assert(sizeof(struct pool_cell) == 64, "pool cell layout is ABI");
+_Static_assert(offsetof(struct pool_cell, res_len) == 32, "pool cell layout is ABI");
+
+static struct pool_slot *slot_at(struct shoal_segment *s, uint32_t i)
+{
+	const struct pool_hdr *h = s->kind_hdr;
+
+	return (struct pool_slot *)((char *)s->data + (uint64_t)i * h->slot_size);
+}
+
+static struct pool_cell *cell_at(struct shoal_segment *s, uint32_t slot, uint64_t seq)
+{
+	const struct pool_hdr *h = s->kind_hdr;
+
+	return (struct pool_cell *)((char *)slot_at(s, slot) + sizeof(struct pool_slot) +
+				    (seq % h->depth) * h->cell_size);
+}
+
+static char *cell_args(struct pool_cell *c)
+{
+	return (char *)(c + 1);
+}
+
+static char *cell_res(struct shoal_segment *s, struct pool_cell *c)
+{
+	const struct pool_hdr *h = s->kind_hdr;
+
+	return (char *)(c + 1) + h->inline_bytes;
+}
+
+/* Wake the supervisor: pairs with the sup_waiting store in supervise(). */
+static void ring_supervisor(struct pool_hdr *h)
+{
+	atomic_fetch_add_explicit(&h->event, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&h->sup_waiting, memory_order_seq_cst))
+		shoal__futex_wake(&h->event, INT32_MAX);
+}
+
+/* Wake a worker: pairs with the worker_waiting store in worker_next(). */
+static void ring_worker(struct pool_slot *sl)
+{
+	atomic_fetch_add_explicit(&sl->bell, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&sl->worker_waiting, memory_order_seq_cst))
+		shoal__futex_wake(&sl->bell, INT32_MAX);
+}
+
+/* ---- large tasks and results: one segment each ----------------------------- */
+
+static void spill_name(char *buf, size_t cap, const char *ledger, char kind, uint64_t id,
+		       uint32_t attempt)
+{
+	if (kind == 'a')
+		snprintf(buf, cap, "%s.a%llu", ledger, (unsigned long long)id);
+	else
+		snprintf(buf, cap, "%s.r%llu.%u", ledger, (unsigned long long)id, attempt);
+}
+
+static int spill_put(const char *name, const void *data, size_t len)
+{
+	struct shoal_segment *s;
+	int rc = shoal_segment_create(name, len, NULL, &s);
+
+	if (rc)
+		return rc;
+	memcpy(shoal_segment_data(s), data, len);
+	shoal_segment_close(s);
+	return 0;
+}
+
+/* Copy a spilled object out into malloc()ed memory; it must hold @len. */
+static int spill_get(const char *name, size_t len, void **out)
+{
+	struct shoal_segment *s;
+	void *buf;
+	int rc = shoal_segment_open(name, SHOAL_RDONLY, &s);
+
+	if (rc)
+		return rc;
+	if (shoal_segment_size(s) != len) {
+		shoal_segment_close(s);
+		return -EBADMSG;
+	}
+	buf = malloc(len);
+	if (!buf) {
+		shoal_segment_close(s);
+		return -ENOMEM;
+	}
+	memcpy(buf, shoal_segment_data(s), len);
+	shoal_segment_close(s);
+	*out = buf;
+	return 0;
+}
+
+/* ---- the supervisor's books (process-local) ---------------------------------- */
+
+struct task {
+	struct task *next;
+	uint64_t id;
+	void *data; /* NULL when spilled */
+	size_t len;
+	bool spilled;
+	uint32_t attempts;
+};
+
+struct done {
+	struct done *next;
+	struct shoal_pool_result r;
+};
+
+enum slot_state {
+	SLOT_FREE = 0,
+	SLOT_STARTING, /* spawned, not yet ready */
+	SLOT_READY,    /* takes tasks */
+	SLOT_DRAINING, /* to be recycled: no new tasks; retired once empty */
+	SLOT_RETIRED,  /* told to leave */
+	SLOT_KILLING,  /* over the hard limit: SIGTERM sent, SIGKILL at kill_at */
+};
+
+struct wslot {
+	enum slot_state state;
+	int pos;       /* worker position it serves */
+	pid_t pid;
+	int pidfd;     /* owned by the reaper once set; -1 when closed */
+	bool exited;   /* the reaper collected @wstatus */
+	int wstatus;
+	uint64_t gen;
+	uint64_t assigned, collected; /* cell sequence numbers */
+	struct task **cells;          /* [depth], the task in each cell */
+	uint64_t started_ns;
+	uint64_t tasks, task_limit;
+	uint64_t priv, baseline;
+	uint64_t last_check_ns;
+	int reason;                   /* why it is being recycled, or -1 */
+	uint32_t trim_seq;            /* last trim asked; 0: none */
+	bool fresh;                   /* read since its last task ended */
+	bool want_trim;               /* over the soft limit: trim when idle */
+	bool trimming;                /* waiting for trim_ack */
+	bool soft_exempt, hard_exempt;
+	uint64_t kill_at;
+};
+
+struct wpos {
+	int slot;      /* the worker serving it, or -1 */
+	uint64_t decided_ns; /* when its worker was to be replaced, or 0 */
+	struct shoal_pool_stats st;
+};
+
+struct shoal_pool {
+	struct shoal_pool_config cfg;
+	struct shoal_segment *seg;
+	struct pool_hdr *hdr;
+	char name[POOL_NAME_MAX + 1];
+	uint32_t nslots;
+
+	pthread_mutex_t mu;
+	pthread_cond_t done_cv;
+	pthread_t sup_thread, reaper_thread;
+	bool threads_started;
+	int reaper_efd; /* eventfd: the reaper's set of pidfds changed */
+	struct pollfd *reaper_fds; /* the reaper's poll set, [nslots + 1] */
+	int *reaper_idx;           /* the slot of each entry */
+
+	struct task *pend_head, *pend_tail;
+	struct done *done_head, *done_tail;
+	uint64_t next_id;
+	uint64_t npending, nrunning, ncompleted, nlost;
+	bool closing, broken;
+	uint64_t recycle_ns[64]; /* the last decision-to-ready times */
+	uint64_t nrecycle_ns;
+	int early_deaths; /* workers in a row that died before becoming ready */
+	uint64_t spawn_retry_ns;
+	struct shoal_pool_info info;
+
+	struct wslot *slots;
+	struct wpos *pos;
+};
+
+static void task_free(struct shoal_pool *p, struct task *t)
+{
+	if (!t)
+		return;
+	if (t->spilled) {
+		char n[SHOAL_NAME_MAX + 1];
+
+		spill_name(n, sizeof(n), p->name, 'a', t->id, 0);
+		shoal_unlink(n);
+	}
+	free(t->data);
+	free(t);
+}
+
+static void pend_push_front(struct shoal_pool *p, struct task *t)
+{
+	t->next = p->pend_head;
+	p->pend_head = t;
+	if (!p->pend_tail)
+		p->pend_tail = t;
+	p->npending++;
+}
+
+static void pend_push_back(struct shoal_pool *p, struct task *t)
+{
+	t->next = NULL;
+	if (p->pend_tail)
+		p->pend_tail->next = t;
+	else
+		p->pend_head = t;
+	p->pend_tail = t;
+	p->npending++;
+}
+
+static struct task *pend_pop(struct shoal_pool *p)
+{
+	struct task *t = p->pend_head;
+
+	if (!t)
+		return NULL;
+	p->pend_head = t->next;
+	if (!p->pend_head)
+		p->pend_tail = NULL;
+	p->npending--;
+	return t;
+}
+
+/* Deliver a result (takes ownership of @data). */
+static void deliver(struct shoal_pool *p, struct task *t, int err, int sig, uint64_t priv,
+		    void *data, size_t len)
+{
+	struct done *d = calloc(1, sizeof(*d));
+
+	if (!d) {
+		/* No memory to report it: the caller waits for a result that
+		 * never comes. Better than crashing the supervisor; cannot
+		 * happen short of malloc failing for 64 bytes. */
+		free(data);
+		task_free(p, t);
+		return;
+	}
+	d->r.id = t->id;
+	d->r.err = err;
+	d->r.signal = sig;
+	d->r.attempts = t->attempts;
+	d->r.last_private = priv;
+	d->r.data = data;
+	d->r.len = len;
+	if (p->done_tail)
+		p->done_tail->next = d;
+	else
+		p->done_head = d;
+	p->done_tail = d;
+	p->ncompleted++;
+	if (err == -SHOAL_EWORKERLOST)
+		p->nlost++;
+	task_free(p, t);
+	pthread_cond_broadcast(&p->done_cv);
+}
+
+/* ---- measuring ---------------------------------------------------------------- */
+
+static void measure(struct shoal_pool *p, struct wslot *w, uint64_t now)
+{
+	struct shoal_memstat m;
+	struct shoal_pool_stats *st = &p->pos[w->pos].st;
+
+	if (w->pid <= 0 || shoal_memstat(w->pid, 0, &m) != 0)
+		return;
+	w->priv = m.private_bytes;
+	w->last_check_ns = now;
+	w->fresh = true;
+	if (p->pos[w->pos].slot == w - p->slots)
+		st->private_now = w->priv;
+	if (w->priv > st->private_peak)
+		st->private_peak = w->priv;
+}
+
+/* ---- spawning --------------------------------------------------------------- */
+
+static int default_spawn(struct shoal_pool *p, uint32_t slot, uint64_t gen)
+{
+	pid_t parent = getpid();
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		struct shoal_pool_worker *w;
+		int rc;
+
+		sigset_t none;
+
+		/* The worker must not outlive the supervisor's process. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		/* SIGTERM ends a worker (the hard limit relies on it): not a
+		 * handler the parent installed for its own shutdown. */
+		signal(SIGTERM, SIG_DFL);
+		sigemptyset(&none);
+		pthread_sigmask(SIG_SETMASK, &none, NULL);
+		if (getppid() != parent)
+			_exit(1);
+		rc = shoal_pool_worker_open(p->name, slot, gen, &w);
+		if (rc)
+			_exit(1);
+		rc = shoal_pool_worker_run(w, p->cfg.fn, p->cfg.fn_arg);
+		_exit(rc ? 1 : 0);
+	}
+	return pid;
+}
+
+static int default_reap(int pidfd, pid_t pid)
+{
+	siginfo_t si;
+
+	memset(&si, 0, sizeof(si));
+	if (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) != 0) {
+		/* Not our child (ESRCH/ECHILD): try by pid. */
+		int st;
+
+		if (waitpid(pid, &st, 0) == pid)
+			return st;
+		return -errno;
+	}
+	if (si.si_code == CLD_EXITED)
+		return (si.si_status & 0xff) << 8;
+	return si.si_status & 0x7f; /* killed or dumped: the signal */
+}
+
+static int pidfd_open(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static int pidfd_signal(int pidfd, int sig)
+{
+	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+static void poke_reaper(struct shoal_pool *p)
+{
+	uint64_t one = 1;
+
+	if (write(p->reaper_efd, &one, sizeof(one)) < 0) {
+		/* Counter saturated: the reaper wakes anyway. */
+	}
+}
+
+static int free_slot(struct shoal_pool *p)
+{
+	for (uint32_t i = 0; i < p->nslots; i++)
+		if (p->slots[i].state == SLOT_FREE)
+			return (int)i;
+	return -1;
+}
+
+/* Start a worker for position @pos. Called with the lock held; drops it
+ * around the spawn hook. Returns 0, 1 if no slot is free, or -errno. */
+static int start_worker(struct shoal_pool *p, int pos)
+{
+	int i = free_slot(p);
+	struct wslot *w;
+	struct pool_slot *sl;
+	uint64_t gen, r;
+	pid_t pid;
+
+	if (i < 0)
+		return 1;
+	w = &p->slots[i];
+	sl = slot_at(p->seg, (uint32_t)i);
+	gen = w->gen + 1;
+	for (uint32_t c = 0; c < p->hdr->depth; c++) {
+		atomic_store_explicit(&cell_at(p->seg, (uint32_t)i, c)->state, CELL_EMPTY,
+				      memory_order_relaxed);
+		w->cells[c] = NULL;
+	}
+	atomic_store_explicit(&sl->worker_key, 0, memory_order_relaxed);
+	atomic_store_explicit(&sl->cmd, 0, memory_order_relaxed);
+	atomic_store_explicit(&sl->trim_ack, 0, memory_order_relaxed);
+	atomic_store_explicit(&sl->ready, 0, memory_order_relaxed);
+	atomic_store_explicit(&sl->worker_waiting, 0, memory_order_relaxed);
+	/* R0: the slot is clean before its generation says it is in use;
+	 * pairs with A0 in shoal_pool_worker_open(). */
+	atomic_store_explicit(&sl->gen, gen, memory_order_release);
+	w->gen = gen;
+	w->state = SLOT_STARTING;
+	w->pos = pos;
+	w->pid = 0;
+	w->pidfd = -1;
+	w->exited = false;
+	w->assigned = w->collected = 0;
+	w->tasks = 0;
+	w->priv = w->baseline = 0;
+	w->reason = -1;
+	w->trim_seq = 0;
+	w->trimming = false;
+	w->want_trim = false;
+	w->soft_exempt = w->hard_exempt = false;
+	w->kill_at = 0;
+	w->started_ns = shoal__now_ns();
+	w->last_check_ns = 0;
+	w->task_limit = p->cfg.max_tasks;
+	if (p->cfg.max_tasks && p->cfg.max_tasks_jitter) {
+		uint64_t span = p->cfg.max_tasks * p->cfg.max_tasks_jitter / 100;
+
+		shoal__random(&r, sizeof(r));
+		w->task_limit -= r % (span + 1);
+		if (w->task_limit == 0)
+			w->task_limit = 1;
+	}
+
+	if (p->cfg.spawn) {
+		pthread_mutex_unlock(&p->mu);
+		pid = p->cfg.spawn(p->cfg.hook_arg, p->name, (uint32_t)i, gen);
+		pthread_mutex_lock(&p->mu);
+	} else {
+		/* Fork with the lock held: the pool's own threads allocate only
+		 * under it, so none is inside malloc at the fork. glibc's malloc
+		 * is fork-safe anyway; allocators without fork handlers (ASan's)
+		 * are not, and a child would hang on their lock. */
+		pid = default_spawn(p, (uint32_t)i, gen);
+	}
+
+	if (pid <= 0) {
+		w->state = SLOT_FREE;
+		p->info.spawn_error = pid < 0 ? pid : -ECHILD;
+		return p->info.spawn_error;
+	}
+	p->info.spawn_error = 0;
+	w->pid = pid;
+	w->pidfd = pidfd_open(pid);
+	if (w->pidfd < 0) {
+		/* Gone already and reaped by someone else (a fork server):
+		 * the reaper will not see it, so collect it here. */
+		int st;
+
+		pthread_mutex_unlock(&p->mu);
+		st = p->cfg.reap ? p->cfg.reap(p->cfg.hook_arg, pid) : -ECHILD;
+		pthread_mutex_lock(&p->mu);
+		w->exited = true;
+		w->wstatus = st;
+	}
+	if (p->pos[pos].slot < 0) {
+		p->pos[pos].slot = i;
+		p->pos[pos].st.pid = pid;
+		p->pos[pos].st.tasks = 0;
+		p->pos[pos].st.private_now = 0;
+	}
+	poke_reaper(p);
+	return 0;
+}
+
+/* ---- the supervisor ------------------------------------------------------------ */
+
+/*
+ * Take back the tasks a worker has been handed but not started, newest
+ * first, so it stops between tasks however many were prefetched. The
+ * worker claims a cell by CAS ASSIGNED -> RUNNING; we take it back by CAS
+ * ASSIGNED -> EMPTY: exactly one of the two wins. The worker runs its cells
+ * in order, so once one is started all older ones are too; we stop there,
+ * and the sequence numbers we give back are handed out again later.
+ */
+static void reclaim(struct shoal_pool *p, int i)
+{
+	struct wslot *w = &p->slots[i];
+
+	while (w->assigned > w->collected) {
+		struct pool_cell *c = cell_at(p->seg, (uint32_t)i, w->assigned - 1);
+		uint32_t expect = CELL_ASSIGNED;
+		struct task *t;
+
+		if (!atomic_compare_exchange_strong_explicit(&c->state, &expect, CELL_EMPTY,
+							    memory_order_acq_rel, memory_order_acquire))
+			break;
+		w->assigned--;
+		t = w->cells[w->assigned % p->hdr->depth];
+		w->cells[w->assigned % p->hdr->depth] = NULL;
+		t->attempts--;
+		p->nrunning--;
+		pend_push_front(p, t);
+	}
+}
+
+static void recycle(struct shoal_pool *p, struct wslot *w, int reason)
+{
+	if (w->reason >= 0)
+		return;
+	if (!p->pos[w->pos].decided_ns)
+		p->pos[w->pos].decided_ns = shoal__now_ns();
+	w->reason = reason;
+	if (w->state == SLOT_READY)
+		w->state = SLOT_DRAINING;
+	/* Its task limit counted the prefetched tasks: those it runs. */
+	if (reason != SHOAL_POOL_TASKS)
+		reclaim(p, (int)(w - p->slots));
+}
+
+static void send_retire(struct shoal_pool *p, int i)
+{
+	struct pool_slot *sl = slot_at(p->seg, (uint32_t)i);
+
+	atomic_fetch_or_explicit(&sl->cmd, CMD_RETIRE, memory_order_release);
+	ring_worker(sl);
+	p->slots[i].state = SLOT_RETIRED;
+}
+
+/* Copy out every DONE cell of slot @i, in order. */
+static void collect(struct shoal_pool *p, int i)
+{
+	struct wslot *w = &p->slots[i];
+
+	while (w->collected < w->assigned) {
+		struct pool_cell *c = cell_at(p->seg, (uint32_t)i, w->collected);
+		struct task *t = w->cells[w->collected % p->hdr->depth];
+		void *data = NULL;
+		uint64_t len;
+		int err;
+
+		/* A3: pairs with R3 in shoal_pool_worker_done(): the result is
+		 * complete once the state says DONE. */
+		if (atomic_load_explicit(&c->state, memory_order_acquire) != CELL_DONE)
+			break;
+		len = c->res_len;
+		err = c->err;
+		if (c->res_spill) {
+			char n[SHOAL_NAME_MAX + 1];
+			int rc;
+
+			spill_name(n, sizeof(n), p->name, 'r', t->id, c->attempt);
+			rc = spill_get(n, len, &data);
+			shoal_unlink(n);
+			if (rc) {
+				err = rc;
+				len = 0;
+			}
+		} else if (len > p->hdr->inline_bytes) {
+			err = -EBADMSG;
+			len = 0;
+		} else if (len) {
+			data = malloc(len);
+			if (data)
+				memcpy(data, cell_res(p->seg, c), len);
+			else
+				err = -ENOMEM;
+		}
+		atomic_store_explicit(&c->state, CELL_EMPTY, memory_order_relaxed);
+		w->cells[w->collected % p->hdr->depth] = NULL;
+		w->collected++;
+		w->fresh = false;
+		w->tasks++;
+		p->nrunning--;
+		p->pos[w->pos].st.tasks_total++;
+		if (p->pos[w->pos].slot == i)
+			p->pos[w->pos].st.tasks = w->tasks;
+		deliver(p, t, err, 0, 0, data, data ? len : 0);
+	}
+}
+
+/* Slot @i's process is gone: settle its cells and free the slot. */
+static void settle_exit(struct shoal_pool *p, int i)
+{
+	struct wslot *w = &p->slots[i];
+	struct wpos *ps = &p->pos[w->pos];
+	int sig = 0;
+	bool planned = w->state == SLOT_RETIRED;
+
+	if (w->wstatus >= 0 && WIFSIGNALED(w->wstatus))
+		sig = WTERMSIG(w->wstatus);
+	collect(p, i);
+	/* Walk the rest backwards so requeued tasks keep their order at the
+	 * head of the backlog. */
+	for (uint64_t s = w->assigned; s-- > w->collected;) {
+		struct pool_cell *c = cell_at(p->seg, (uint32_t)i, s);
+		struct task *t = w->cells[s % p->hdr->depth];
+		uint32_t st = atomic_load_explicit(&c->state, memory_order_acquire);
+
+		w->cells[s % p->hdr->depth] = NULL;
+		p->nrunning--;
+		if (st == CELL_RUNNING) {
+			char n[SHOAL_NAME_MAX + 1];
+
+			/* It may have been writing a large result. */
+			spill_name(n, sizeof(n), p->name, 'r', t->id, c->attempt);
+			shoal_unlink(n);
+			if (t->attempts >= p->cfg.max_attempts || p->closing) {
+				deliver(p, t, p->closing ? -ECANCELED : -SHOAL_EWORKERLOST, sig, w->priv,
+					NULL, 0);
+				continue;
+			}
+		} else {
+			/* Never started: this run does not count. */
+			t->attempts--;
+		}
+		if (p->closing)
+			deliver(p, t, -ECANCELED, 0, 0, NULL, 0);
+		else
+			pend_push_front(p, t);
+	}
+	w->assigned = w->collected = 0;
+	if (!planned) {
+		int reason = w->state == SLOT_KILLING ? SHOAL_POOL_HARD : SHOAL_POOL_DIED;
+
+		if (w->state == SLOT_STARTING || !atomic_load_explicit(&slot_at(p->seg, (uint32_t)i)->ready,
+									 memory_order_relaxed)) {
+			if (++p->early_deaths >= 5 && !p->closing)
+				p->broken = true;
+		}
+		if (!p->closing) {
+			if (!ps->decided_ns)
+				ps->decided_ns = shoal__now_ns();
+			ps->st.recycles[reason]++;
+			ps->st.last_reason = reason;
+		}
+	} else if (w->reason >= 0) {
+		ps->st.recycles[w->reason]++;
+		ps->st.last_reason = w->reason;
+	}
+	if (ps->slot == i) {
+		ps->slot = -1;
+		ps->st.pid = 0;
+		ps->st.private_now = 0;
+		ps->st.tasks = 0;
+	}
+	w->state = SLOT_FREE;
+	w->pid = 0;
+}
+
+/*
+ * The recycling policy, for a worker that takes tasks. Limits are decided
+ * as soon as they are reached: the worker gets no more tasks (DRAINING) and
+ * its replacement starts at once; it retires when it has nothing in flight
+ * and the replacement is ready (see the position loop). The soft memory
+ * limit first asks the worker, once idle, to trim; only if it is still over
+ * afterwards is it recycled.
+ */
+static void policy(struct shoal_pool *p, int i, uint64_t now, uint64_t *next)
+{
+	struct wslot *w = &p->slots[i];
+	struct pool_slot *sl = slot_at(p->seg, (uint32_t)i);
+	bool idle = w->assigned == w->collected;
+
+	if (w->state != SLOT_READY && w->state != SLOT_DRAINING)
+		return;
+	if (w->trimming) {
+		/* A5: pairs with R5 in shoal_pool_worker_trimmed(). */
+		if (atomic_load_explicit(&sl->trim_ack, memory_order_acquire) != w->trim_seq)
+			return;
+		w->trimming = false;
+		w->want_trim = false;
+		measure(p, w, now);
+		if (w->priv > p->cfg.max_private)
+			recycle(p, w, SHOAL_POOL_MEMORY);
+		else if (w->reason < 0)
+			w->state = SLOT_READY;
+		return;
+	}
+	if (w->reason >= 0)
+		return;
+	if (w->task_limit && w->tasks + (w->assigned - w->collected) >= w->task_limit) {
+		recycle(p, w, SHOAL_POOL_TASKS);
+		return;
+	}
+	if (p->cfg.max_age_ns && now - w->started_ns >= p->cfg.max_age_ns) {
+		recycle(p, w, SHOAL_POOL_AGE);
+		return;
+	}
+	if (p->cfg.max_private && !w->soft_exempt) {
+		uint64_t due = w->last_check_ns + p->cfg.check_ns / 4;
+
+		/* Read at most every check_ns / 4; a reading skipped now is
+		 * taken at that deadline, so an idle worker is not missed. */
+		if (now >= due)
+			measure(p, w, now);
+		else if (due < *next)
+			*next = due;
+		if (w->priv > p->cfg.max_private) {
+			w->want_trim = true;
+			w->state = SLOT_DRAINING;
+			reclaim(p, i);
+		} else if (w->want_trim && now >= due) {
+			/* Back under by itself (the task freed it): no trim. */
+			w->want_trim = false;
+			w->state = SLOT_READY;
+		}
+	}
+	idle = w->assigned == w->collected;
+	if (w->want_trim && idle && w->fresh) {
+		/* Between tasks: trim first. */
+		w->trim_seq = (w->trim_seq + 1) & CMD_TRIM_MASK;
+		if (!w->trim_seq)
+			w->trim_seq = 1;
+		w->trimming = true;
+		p->pos[w->pos].st.trims++;
+		atomic_store_explicit(&sl->cmd, w->trim_seq, memory_order_release);
+		ring_worker(sl);
+	}
+}
+
+static void dispatch(struct shoal_pool *p)
+{
+	bool progress = true;
+
+	while (progress && p->pend_head) {
+		progress = false;
+		for (uint32_t i = 0; i < p->nslots && p->pend_head; i++) {
+			struct wslot *w = &p->slots[i];
+			struct pool_cell *c;
+			struct task *t;
+
+			if (w->state != SLOT_READY || w->assigned - w->collected >= p->hdr->depth)
+				continue;
+			if (w->task_limit && w->tasks + (w->assigned - w->collected) >= w->task_limit)
+				continue;
+			t = pend_pop(p);
+			c = cell_at(p->seg, i, w->assigned);
+			c->task_id = t->id;
+			c->attempt = ++t->attempts;
+			c->arg_len = t->len;
+			c->arg_spill = t->spilled;
+			c->err = 0;
+			c->res_len = 0;
+			c->res_spill = 0;
+			if (!t->spilled && t->len)
+				memcpy(cell_args(c), t->data, t->len);
+			/* R1: the task is in the cell before the state says so;
+			 * pairs with A1 in shoal_pool_worker_next(). */
+			atomic_store_explicit(&c->state, CELL_ASSIGNED, memory_order_release);
+			w->cells[w->assigned % p->hdr->depth] = t;
+			w->assigned++;
+			p->nrunning++;
+			ring_worker(slot_at(p->seg, i));
+			progress = true;
+		}
+	}
+}
+
+/* One pass over everything. Lock held. Returns the next deadline. */
+static uint64_t supervise_once(struct shoal_pool *p)
+{
+	uint64_t now = shoal__now_ns(), next = UINT64_MAX;
+
+	for (uint32_t i = 0; i < p->nslots; i++) {
+		struct wslot *w = &p->slots[i];
+		struct pool_slot *sl = slot_at(p->seg, i);
+
+		if (w->state == SLOT_FREE)
+			continue;
+		if (w->exited) {
+			settle_exit(p, (int)i);
+			continue;
+		}
+		if (w->state == SLOT_STARTING) {
+			/* A4: pairs with R4 in shoal_pool_worker_open(). */
+			if (!atomic_load_explicit(&sl->ready, memory_order_acquire))
+				continue;
+			w->state = SLOT_READY;
+			p->early_deaths = 0;
+			if (p->pos[w->pos].decided_ns) {
+				p->recycle_ns[p->nrecycle_ns++ % 64] = now - p->pos[w->pos].decided_ns;
+				p->pos[w->pos].decided_ns = 0;
+			}
+			measure(p, w, now);
+			w->baseline = w->priv;
+			/* A worker over a limit before its first task would be
+			 * recycled for ever: say so once, do not apply it. */
+			if (p->cfg.max_private && w->baseline > p->cfg.max_private) {
+				w->soft_exempt = true;
+				if (!p->info.config_error) {
+					p->info.config_error = SHOAL_POOL_MEMORY + 1;
+					p->info.config_private = w->baseline;
+				}
+			}
+			if (p->cfg.hard_private && w->baseline > p->cfg.hard_private) {
+				w->hard_exempt = true;
+				if (!p->info.config_error) {
+					p->info.config_error = SHOAL_POOL_HARD + 1;
+					p->info.config_private = w->baseline;
+				}
+			}
+		}
+		collect(p, (int)i);
+		if (w->state == SLOT_KILLING) {
+			if (now >= w->kill_at && w->pidfd >= 0)
+				pidfd_signal(w->pidfd, SIGKILL);
+			else if (w->kill_at < next)
+				next = w->kill_at;
+			continue;
+		}
+		if (w->state == SLOT_RETIRED)
+			continue;
+		/* The hard limit applies while tasks run. */
+		if (p->cfg.hard_private && !w->hard_exempt && w->assigned != w->collected) {
+			if (now - w->last_check_ns >= p->cfg.check_ns)
+				measure(p, w, now);
+			if (w->priv > p->cfg.hard_private && w->pidfd >= 0) {
+				pidfd_signal(w->pidfd, SIGTERM);
+				w->state = SLOT_KILLING;
+				w->reason = SHOAL_POOL_HARD;
+				if (!p->pos[w->pos].decided_ns)
+					p->pos[w->pos].decided_ns = now;
+				w->kill_at = now + p->cfg.grace_ns;
+				if (w->kill_at < next)
+					next = w->kill_at;
+				continue;
+			}
+			if (now + p->cfg.check_ns < next)
+				next = now + p->cfg.check_ns;
+		}
+		policy(p, (int)i, now, &next);
+		if (w->state == SLOT_READY && p->cfg.max_age_ns) {
+			uint64_t due = w->started_ns + p->cfg.max_age_ns;
+
+			if (due < next)
+				next = due;
+		}
+	}
+
+	/* Every position has one worker taking tasks, or starting to. One
+	 * being recycled has its replacement started at once, and retires
+	 * once that has started and it has nothing left in flight. */
+	for (int pos = 0; pos < (int)p->cfg.workers && !p->closing && !p->broken; pos++) {
+		int ready = -1, starting = -1, rc;
+
+		for (uint32_t i = 0; i < p->nslots; i++) {
+			struct wslot *w = &p->slots[i];
+
+			if (w->state == SLOT_FREE || w->pos != pos || w->reason >= 0)
+				continue;
+			if (w->state == SLOT_STARTING)
+				starting = (int)i;
+			else
+				ready = (int)i;
+		}
+		if (ready < 0 && starting < 0) {
+			/* No free slot (1) resolves itself when a retired
+			 * worker's exit wakes us; a failed spawn waits 100 ms. */
+			if (now >= p->spawn_retry_ns) {
+				rc = start_worker(p, pos);
+				if (rc < 0)
+					p->spawn_retry_ns = now + 100000000u;
+				else if (rc == 0)
+					starting = 0; /* some slot: one is starting */
+			}
+			now = shoal__now_ns();
+		}
+		/* Started is enough: waiting for it to be ready could leave
+		 * every slot held by an idle worker waiting for a slot. And with
+		 * no slot free, idle workers being recycled leave at once: a
+		 * replacement can start only once one has. */
+		if (ready < 0 && starting < 0 && free_slot(p) >= 0)
+			continue;
+		for (uint32_t i = 0; i < p->nslots; i++) {
+			struct wslot *o = &p->slots[i];
+
+			if (o->pos == pos && o->state == SLOT_DRAINING && o->reason >= 0 &&
+			    o->assigned == o->collected && !o->trimming)
+				send_retire(p, (int)i);
+		}
+		if (ready >= 0 && p->pos[pos].slot != ready) {
+			p->pos[pos].slot = ready;
+			p->pos[pos].st.pid = p->slots[ready].pid;
+			p->pos[pos].st.tasks = p->slots[ready].tasks;
+			p->pos[pos].st.private_now = p->slots[ready].priv;
+		}
+	}
+	if (p->spawn_retry_ns > now && p->spawn_retry_ns < next)
+		next = p->spawn_retry_ns;
+	if (p->broken) {
+		struct task *t;
+
+		while ((t = pend_pop(p)) != NULL)
+			deliver(p, t, -ECHILD, 0, 0, NULL, 0);
+	}
+	if (p->closing) {
+		struct task *t;
+
+		while ((t = pend_pop(p)) != NULL)
+			deliver(p, t, -ECANCELED, 0, 0, NULL, 0);
+		for (uint32_t i = 0; i < p->nslots; i++) {
+			struct wslot *w = &p->slots[i];
+
+			if (w->state == SLOT_READY || w->state == SLOT_DRAINING ||
+			    w->state == SLOT_STARTING)
+				send_retire(p, (int)i);
+		}
+	} else {
+		dispatch(p);
+		/* Workers with tasks are read every check_ns for the hard limit. */
+		for (uint32_t i = 0; i < p->nslots && p->cfg.hard_private; i++)
+			if (p->slots[i].assigned != p->slots[i].collected &&
+			    now + p->cfg.check_ns < next)
+				next = now + p->cfg.check_ns;
+	}
+	return next;
+}
+
+static bool all_free(struct shoal_pool *p)
+{
+	for (uint32_t i = 0; i < p->nslots; i++)
+		if (p->slots[i].state != SLOT_FREE)
+			return false;
+	return true;
+}
+
+static void *supervisor_main(void *arg)
+{
+	struct shoal_pool *p = arg;
+	uint64_t kill_all_at = 0;
+
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		uint32_t seen = atomic_load_explicit(&p->hdr->event, memory_order_seq_cst);
+		uint64_t next = supervise_once(p);
+
+		if (p->closing) {
+			uint64_t now = shoal__now_ns();
+
+			if (all_free(p))
+				break;
+			if (!kill_all_at)
+				kill_all_at = now + p->cfg.grace_ns;
+			if (now >= kill_all_at) {
+				for (uint32_t i = 0; i < p->nslots; i++)
+					if (p->slots[i].state != SLOT_FREE && p->slots[i].pidfd >= 0)
+						pidfd_signal(p->slots[i].pidfd, SIGKILL);
+				kill_all_at = now + p->cfg.grace_ns;
+			}
+			if (kill_all_at < next)
+				next = kill_all_at;
+		}
+		pthread_mutex_unlock(&p->mu);
+		/* Announce the sleep, then look again (pairs with
+		 * ring_supervisor()): an event after the look wakes us. */
+		atomic_store_explicit(&p->hdr->sup_waiting, 1, memory_order_seq_cst);
+		if (atomic_load_explicit(&p->hdr->event, memory_order_seq_cst) == seen)
+			shoal__futex_wait(&p->hdr->event, seen, next);
+		atomic_store_explicit(&p->hdr->sup_waiting, 0, memory_order_relaxed);
+		pthread_mutex_lock(&p->mu);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+/* The reaper: sleeps in poll() on every worker's pidfd and on an eventfd
+ * that says the set changed; collects exit statuses as they come. */
+static void *reaper_main(void *arg)
+{
+	struct shoal_pool *p = arg;
+	struct pollfd *fds = p->reaper_fds;
+	int *idx = p->reaper_idx;
+
+	for (;;) {
+		nfds_t n = 1;
+		bool stop;
+
+		pthread_mutex_lock(&p->mu);
+		stop = p->closing && all_free(p);
+		for (uint32_t i = 0; i < p->nslots; i++) {
+			if (p->slots[i].pidfd >= 0 && !p->slots[i].exited) {
+				fds[n].fd = p->slots[i].pidfd;
+				fds[n].events = POLLIN;
+				idx[n] = (int)i;
+				n++;
+			}
+		}
+		pthread_mutex_unlock(&p->mu);
+		if (stop)
+			break;
+		fds[0].fd = p->reaper_efd;
+		fds[0].events = POLLIN;
+		if (poll(fds, n, -1) < 0)
+			continue;
+		if (fds[0].revents & POLLIN) {
+			uint64_t v;
+
+			if (read(p->reaper_efd, &v, sizeof(v)) < 0) {
+				/* EAGAIN: someone else drained it. */
+			}
+		}
+		for (nfds_t k = 1; k < n; k++) {
+			struct wslot *w = &p->slots[idx[k]];
+			int st, fd;
+			pid_t pid;
+			uint64_t gen;
+
+			if (!(fds[k].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			pthread_mutex_lock(&p->mu);
+			fd = w->pidfd;
+			pid = w->pid;
+			gen = w->gen;
+			pthread_mutex_unlock(&p->mu);
+			if (fd != fds[k].fd)
+				continue;
+			st = p->cfg.reap ? p->cfg.reap(p->cfg.hook_arg, pid) : default_reap(fd, pid);
+			pthread_mutex_lock(&p->mu);
+			if (w->gen == gen && w->pidfd == fd) {
+				close(fd);
+				w->pidfd = -1;
+				w->wstatus = st;
+				w->exited = true;
+			}
+			pthread_mutex_unlock(&p->mu);
+			ring_supervisor(p->hdr);
+		}
+	}
+	return NULL;
+}
+
+/* ---- the public supervisor side ------------------------------------------------- */
+
+SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoal_pool **out)
+{
+	struct shoal_pool *p;
+	struct pool_hdr *h;
+	uint64_t cell_size, slot_size, rnd;
+	uint32_t nslots;
+	int rc;
+
+	if (!cfg || !out || cfg->workers < 1 || cfg->workers > POOL_MAX_WORKERS ||
+	    cfg->max_tasks_jitter > 100 || cfg->depth > POOL_MAX_DEPTH ||
+	    (!cfg->fn && !cfg->spawn) || (cfg->spawn && !cfg->reap) ||
+	    (cfg->inline_bytes > (64u << 20)))
+		return -EINVAL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->cfg = *cfg;
+	if (!p->cfg.max_attempts)
+		p->cfg.max_attempts = 3;
+	if (!p->cfg.grace_ns)
+		p->cfg.grace_ns = 1000000000u;
+	if (!p->cfg.check_ns)
+		p->cfg.check_ns = 20000000u;
+	if (!p->cfg.inline_bytes)
+		p->cfg.inline_bytes = 4096;
+	p->cfg.inline_bytes = (p->cfg.inline_bytes + 63) & ~(size_t)63;
+	if (!p->cfg.depth)
+		p->cfg.depth = 2;
+	if (cfg->name) {
+		if (strlen(cfg->name) > POOL_NAME_MAX || (rc = shoal__name_check(cfg->name)) != 0) {
+			free(p);
+			return -EINVAL;
+		}
+		strcpy(p->name, cfg->name);
+	} else {
+		shoal__random(&rnd, sizeof(rnd));
+		snprintf(p->name, sizeof(p->name), "pool.%d.%08x", (int)getpid(), (unsigned)rnd);
+	}
+	p->cfg.name = p->name;
+	nslots = 2 * cfg->workers + 2;
+	cell_size = sizeof(struct pool_cell) + 2 * (uint64_t)p->cfg.inline_bytes;
+	slot_size = sizeof(struct pool_slot) + p->cfg.depth * cell_size;
+	p->nslots = nslots;
+	p->next_id = 1;
+	p->reaper_efd = -1;
+	pthread_mutex_init(&p->mu, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&p->done_cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	p->slots = calloc(nslots, sizeof(*p->slots));
+	p->pos = calloc(cfg->workers, sizeof(*p->pos));
+	/* Allocated here, not in the reaper: its loop never allocates, so it
+	 * is never inside malloc when the supervisor forks. */
+	p->reaper_fds = calloc(nslots + 1, sizeof(*p->reaper_fds));
+	p->reaper_idx = calloc(nslots + 1, sizeof(*p->reaper_idx));
+	if (!p->slots || !p->pos || !p->reaper_fds || !p->reaper_idx) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	for (uint32_t i = 0; i < nslots; i++) {
+		p->slots[i].pidfd = -1;
+		p->slots[i].reason = -1;
+		p->slots[i].cells = calloc(p->cfg.depth, sizeof(struct task *));
+		if (!p->slots[i].cells) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+	}
+	for (unsigned i = 0; i < cfg->workers; i++) {
+		p->pos[i].slot = -1;
+		p->pos[i].st.last_reason = -1;
+	}
+	rc = shoal__segment_create(p->name, SHOAL__KIND_POOL, sizeof(struct pool_hdr),
+				   nslots * slot_size, NULL, &p->seg);
+	if (rc)
+		goto fail;
+	h = p->seg->kind_hdr;
+	h->nslots = nslots;
+	h->depth = p->cfg.depth;
+	h->inline_bytes = p->cfg.inline_bytes;
+	h->cell_size = cell_size;
+	h->slot_size = slot_size;
+	h->sup_key = shoal__self_key();
+	p->hdr = h;
+	rc = shoal__segment_publish(p->seg);
+	if (rc) {
+		p->seg = NULL;
+		goto fail;
+	}
+	p->reaper_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p->reaper_efd < 0) {
+		rc = -errno;
+		goto fail_unlink;
+	}
+	/* The threads wait for the lock until both exist: no fork while this
+	 * thread is still inside pthread_create (and its allocations). */
+	pthread_mutex_lock(&p->mu);
+	rc = -pthread_create(&p->reaper_thread, NULL, reaper_main, p);
+	if (rc) {
+		pthread_mutex_unlock(&p->mu);
+		goto fail_unlink;
+	}
+	rc = -pthread_create(&p->sup_thread, NULL, supervisor_main, p);
+	if (rc) {
+		p->closing = true;
+		pthread_mutex_unlock(&p->mu);
+		poke_reaper(p);
+		pthread_join(p->reaper_thread, NULL);
+		goto fail_unlink;
+	}
+	p->threads_started = true;
+	pthread_mutex_unlock(&p->mu);
+	*out = p;
+	return 0;
+
+fail_unlink:
+	shoal_unlink(p->name);
+fail:
+	if (p->reaper_efd >= 0)
+		close(p->reaper_efd);
+	if (p->seg)
+		shoal_segment_close(p->seg);
+	if (p->slots)
+		for (uint32_t i = 0; i < nslots; i++)
+			free(p->slots[i].cells);
+	free(p->slots);
+	free(p->pos);
+	free(p->reaper_fds);
+	free(p->reaper_idx);
+	pthread_cond_destroy(&p->done_cv);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+	return rc;
+}
+
+/* Make a task of @len bytes (its id set later): copied, or spilled to a
+ * segment named after @id when larger than the inline space. */
+static int task_make(struct shoal_pool *p, const void *data, size_t len, uint64_t id,
+		     struct task **out)
+{
+	struct task *t = calloc(1, sizeof(*t));
+	int rc;
+
+	if (!t)
+		return -ENOMEM;
+	t->len = len;
+	t->id = id;
+	if (len > p->cfg.inline_bytes) {
+		char n[SHOAL_NAME_MAX + 1];
+
+		spill_name(n, sizeof(n), p->name, 'a', id, 0);
+		rc = spill_put(n, data, len);
+		if (rc) {
+			free(t);
+			return rc;
+		}
+		t->spilled = true;
+	} else if (len) {
+		t->data = malloc(len);
+		if (!t->data) {
+			free(t);
+			return -ENOMEM;
+		}
+		memcpy(t->data, data, len);
+	}
+	*out = t;
+	return 0;
+}
+
+SHOAL_API int shoal_pool_submit_many(struct shoal_pool *p, const void *data, const size_t *lens,
+				     size_t n, uint64_t *first_id)
+{
+	struct task *head = NULL, **tail = &head;
+	const char *d = data;
+	uint64_t first;
+	size_t total = 0;
+	int rc;
+
+	if (!p || !first_id || (n && !lens))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (lens[i] > SIZE_MAX - total)
+			return -EINVAL;
+		total += lens[i];
+	}
+	if (total && !data)
+		return -EINVAL;
+	/* Under the lock throughout: the supervisor forks C workers holding
+	 * it, and this is where the caller's thread allocates. */
+	pthread_mutex_lock(&p->mu);
+	rc = p->closing ? -EPIPE : p->broken ? -ECHILD : 0;
+	first = p->next_id;
+	if (rc) {
+		pthread_mutex_unlock(&p->mu);
+		return rc;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct task *t;
+
+		rc = task_make(p, d, lens[i], first + i, &t);
+		if (rc) {
+			/* None of them is queued: all or nothing. */
+			while (head) {
+				t = head->next;
+				task_free(p, head);
+				head = t;
+			}
+			pthread_mutex_unlock(&p->mu);
+			return rc;
+		}
+		*tail = t;
+		tail = &t->next;
+		d += lens[i];
+	}
+	p->next_id += n;
+	for (struct task *t = head, *next; t; t = next) {
+		next = t->next;
+		pend_push_back(p, t);
+	}
+	pthread_mutex_unlock(&p->mu);
+	*first_id = first;
+	if (n)
+		ring_supervisor(p->hdr);
+	return 0;
+}
+
+SHOAL_API int shoal_pool_submit(struct shoal_pool *p, const void *data, size_t len, uint64_t *id)
+{
+	if (!p || !id || (!data && len))
+		return -EINVAL;
+	return shoal_pool_submit_many(p, data, &len, 1, id);
+}
+
+SHOAL_API int shoal_pool_wait(struct shoal_pool *p, int64_t timeout_ns, struct shoal_pool_result *out,
+			      size_t cap)
+{
+	uint64_t deadline;
+	size_t n = 0;
+
+	if (!p || !out || cap == 0)
+		return -EINVAL;
+	deadline = shoal__deadline(timeout_ns);
+	pthread_mutex_lock(&p->mu);
+	while (!p->done_head && !p->closing) {
+		struct timespec ts;
+
+		if (deadline == UINT64_MAX) {
+			pthread_cond_wait(&p->done_cv, &p->mu);
+			continue;
+		}
+		if (shoal__now_ns() >= deadline)
+			break;
+		ts.tv_sec = (time_t)(deadline / 1000000000u);
+		ts.tv_nsec = (long)(deadline % 1000000000u);
+		pthread_cond_timedwait(&p->done_cv, &p->mu, &ts);
+	}
+	while (p->done_head && n < cap) {
+		struct done *d = p->done_head;
+
+		p->done_head = d->next;
+		if (!p->done_head)
+			p->done_tail = NULL;
+		out[n++] = d->r;
+		free(d);
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (n)
+		return (int)n;
+	return p->closing ? -EPIPE : -ETIMEDOUT;
+}
+
+SHOAL_API void shoal_pool_result_free(struct shoal_pool_result *r)
+{
+	if (!r)
+		return;
+	free(r->data);
+	r->data = NULL;
+	r->len = 0;
+}
+
+SHOAL_API int shoal_pool_cancel(struct shoal_pool *p, uint64_t id)
+{
+	struct task *t, *prev = NULL;
+	int rc = -ENOENT;
+
+	if (!p)
+		return -EINVAL;
+	pthread_mutex_lock(&p->mu);
+	for (t = p->pend_head; t; prev = t, t = t->next) {
+		if (t->id != id)
+			continue;
+		if (prev)
+			prev->next = t->next;
+		else
+			p->pend_head = t->next;
+		if (p->pend_tail == t)
+			p->pend_tail = prev;
+		p->npending--;
+		task_free(p, t);
+		rc = 0;
+		break;
+	}
+	if (rc == -ENOENT) {
+		for (uint32_t i = 0; i < p->nslots && rc == -ENOENT; i++)
+			for (uint64_t s = p->slots[i].collected; s < p->slots[i].assigned; s++)
+				if (p->slots[i].cells[s % p->hdr->depth]->id == id)
+					rc = -EBUSY;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+SHOAL_API int shoal_pool_stats(struct shoal_pool *p, struct shoal_pool_stats *out, size_t cap)
+{
+	if (!p || (!out && cap))
+		return -EINVAL;
+	pthread_mutex_lock(&p->mu);
+	for (size_t i = 0; i < cap && i < p->cfg.workers; i++)
+		out[i] = p->pos[i].st;
+	pthread_mutex_unlock(&p->mu);
+	return (int)p->cfg.workers;
+}
+
+SHOAL_API int shoal_pool_info(struct shoal_pool *p, struct shoal_pool_info *out)
+{
+	if (!p || !out)
+		return -EINVAL;
+	pthread_mutex_lock(&p->mu);
+	*out = p->info;
+	out->pending = p->npending;
+	out->running = p->nrunning;
+	out->completed = p->ncompleted;
+	out->lost = p->nlost;
+	{
+		uint64_t v[64], n = p->nrecycle_ns < 64 ? p->nrecycle_ns : 64;
+
+		memcpy(v, p->recycle_ns, sizeof(v));
+		/* Insertion sort of at most 64: the median of the last ones. */
+		for (uint64_t i = 1; i < n; i++)
+			for (uint64_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
+				uint64_t t = v[j];
+
+				v[j] = v[j - 1];
+				v[j - 1] = t;
+			}
+		out->recycle_ns_median = n ? v[n / 2] : 0;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+}
+
+SHOAL_API const char *shoal_pool_name(const struct shoal_pool *p)
+{
+	return p->name;
+}
+
+SHOAL_API int shoal_pool_destroy(struct shoal_pool *p)
+{
+	struct done *d;
+
+	if (!p)
+		return 0;
+	pthread_mutex_lock(&p->mu);
+	p->closing = true;
+	pthread_cond_broadcast(&p->done_cv);
+	pthread_mutex_unlock(&p->mu);
+	ring_supervisor(p->hdr);
+	pthread_join(p->sup_thread, NULL);
+	poke_reaper(p);
+	pthread_join(p->reaper_thread, NULL);
+	close(p->reaper_efd);
+	while ((d = p->done_head) != NULL) {
+		p->done_head = d->next;
+		free(d->r.data);
+		free(d);
+	}
+	for (uint32_t i = 0; i < p->nslots; i++)
+		free(p->slots[i].cells);
+	free(p->slots);
+	free(p->pos);
+	free(p->reaper_fds);
+	free(p->reaper_idx);
+	shoal_segment_close(p->seg);
+	shoal_unlink(p->name);
+	pthread_cond_destroy(&p->done_cv);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+	return 0;
+}
+
+/* ---- the worker side ------------------------------------------------------------- */
+
+struct shoal_pool_worker {
+	struct shoal_segment *seg;
+	struct pool_hdr hdr; /* validated copy */
+	struct pool_slot *slot;
+	uint32_t idx;
+	uint64_t gen;
+	uint64_t head;       /* next cell sequence */
+	uint32_t trim_seen;
+	struct pool_cell *cur;
+	void *arg_copy;      /* a spilled task's bytes */
+	char name[POOL_NAME_MAX + 1];
+};
+
+SHOAL_API int shoal_pool_worker_open(const char *ledger, uint32_t slot, uint64_t gen,
+				     struct shoal_pool_worker **out)
+{
+	struct shoal_pool_worker *w;
+	struct pool_hdr *h;
+	uint64_t need;
+	int rc;
+
+	if (!ledger || !out || strlen(ledger) > POOL_NAME_MAX)
+		return -EINVAL;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	rc = shoal__segment_open(ledger, SHOAL__KIND_POOL, sizeof(struct pool_hdr), 0, &w->seg);
+	if (rc) {
+		free(w);
+		return rc;
+	}
+	/* The geometry is read once and checked against the object. */
+	h = w->seg->kind_hdr;
+	memcpy(&w->hdr, h, sizeof(w->hdr));
+	need = sizeof(struct pool_cell) + 2 * w->hdr.inline_bytes;
+	if (w->hdr.nslots == 0 || w->hdr.nslots > 2 * POOL_MAX_WORKERS + 2 || w->hdr.depth == 0 ||
+	    w->hdr.depth > POOL_MAX_DEPTH || w->hdr.inline_bytes > (64u << 20) ||
+	    w->hdr.cell_size != need ||
+	    w->hdr.slot_size != sizeof(struct pool_slot) + w->hdr.depth * need ||
+	    w->hdr.slot_size * w->hdr.nslots > w->seg->hdr.data_size) {
+		rc = -EBADMSG;
+		goto fail;
+	}
+	if (slot >= w->hdr.nslots) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	w->slot = slot_at(w->seg, slot);
+	w->idx = slot;
+	w->gen = gen;
+	/* A0: pairs with R0 in start_worker(). */
+	if (atomic_load_explicit(&w->slot->gen, memory_order_acquire) != gen) {
+		rc = -ESTALE;
+		goto fail;
+	}
+	strcpy(w->name, ledger);
+	atomic_store_explicit(&w->slot->worker_key, shoal__self_key(), memory_order_relaxed);
+	/* R4: pairs with A4 in supervise_once(). */
+	atomic_store_explicit(&w->slot->ready, 1, memory_order_release);
+	ring_supervisor(h);
+	*out = w;
+	return 0;
+fail:
+	shoal_segment_close(w->seg);
+	free(w);
+	return rc;
+}
+
+static bool supervisor_alive(struct shoal_pool_worker *w)
+{
+	struct shoal_proc sup;
+
+	shoal__proc_unkey(w->hdr.sup_key, &sup);
+	return shoal_proc_is_alive(&sup);
+}
+
+SHOAL_API int shoal_pool_worker_next(struct shoal_pool_worker *w, int64_t timeout_ns,
+				     struct shoal_pool_task *t)
+{
+	uint64_t deadline = shoal__deadline(timeout_ns);
+
+	if (!w || !t || w->cur)
+		return -EINVAL;
+	for (;;) {
+		struct pool_cell *c = (struct pool_cell *)((char *)w->slot + sizeof(struct pool_slot) +
+							   (w->head % w->hdr.depth) * w->hdr.cell_size);
+		uint32_t bell = atomic_load_explicit(&w->slot->bell, memory_order_seq_cst);
+		uint32_t cmd, expect = CELL_ASSIGNED;
+		uint64_t wake;
+		int rc;
+
+		/* A1: pairs with R1 in dispatch(); R2: the supervisor's walk
+		 * of a dead worker's cells sees this claim. */
+		if (atomic_compare_exchange_strong_explicit(&c->state, &expect, CELL_RUNNING,
+							    memory_order_acq_rel, memory_order_acquire)) {
+			uint64_t len = c->arg_len;
+
+			w->cur = c;
+			w->head++;
+			t->id = c->task_id;
+			t->attempt = c->attempt;
+			t->len = len;
+			if (c->arg_spill) {
+				char n[SHOAL_NAME_MAX + 1];
+
+				spill_name(n, sizeof(n), w->name, 'a', t->id, 0);
+				rc = spill_get(n, len, &w->arg_copy);
+				if (rc) {
+					shoal_pool_worker_done(w, rc, NULL, 0);
+					continue;
+				}
+				t->data = w->arg_copy;
+			} else {
+				if (len > w->hdr.inline_bytes) {
+					shoal_pool_worker_done(w, -EBADMSG, NULL, 0);
+					continue;
+				}
+				t->data = cell_args(c);
+			}
+			return SHOAL_POOL_TASK;
+		}
+		cmd = atomic_load_explicit(&w->slot->cmd, memory_order_acquire);
+		if ((cmd & CMD_TRIM_MASK) && (cmd & CMD_TRIM_MASK) != w->trim_seen) {
+			w->trim_seen = cmd & CMD_TRIM_MASK;
+			return SHOAL_POOL_TRIM;
+		}
+		if (cmd & CMD_RETIRE)
+			return SHOAL_POOL_EXIT;
+		if (shoal__now_ns() >= deadline)
+			return -ETIMEDOUT;
+		/* Sleep at most a second at a time, to notice a dead supervisor. */
+		wake = shoal__deadline(1000000000);
+		if (deadline < wake)
+			wake = deadline;
+		atomic_store_explicit(&w->slot->worker_waiting, 1, memory_order_seq_cst);
+		expect = atomic_load_explicit(&c->state, memory_order_seq_cst);
+		cmd = atomic_load_explicit(&w->slot->cmd, memory_order_seq_cst);
+		if (expect != CELL_ASSIGNED && !(cmd & CMD_RETIRE) &&
+		    (!(cmd & CMD_TRIM_MASK) || (cmd & CMD_TRIM_MASK) == w->trim_seen)) {
+			rc = shoal__futex_wait(&w->slot->bell, bell, wake);
+			if (rc == -ETIMEDOUT && !supervisor_alive(w)) {
+				atomic_store_explicit(&w->slot->worker_waiting, 0, memory_order_relaxed);
+				return -EPIPE;
+			}
+		}
+		atomic_store_explicit(&w->slot->worker_waiting, 0, memory_order_relaxed);
+	}
+}
+
+SHOAL_API int shoal_pool_worker_done(struct shoal_pool_worker *w, int err, const void *data,
+				     size_t len)
+{
+	struct pool_cell *c;
+	int rc = 0;
+
+	if (!w || !w->cur || (!data && len))
+		return -EINVAL;
+	c = w->cur;
+	if (len > w->hdr.inline_bytes) {
+		char n[SHOAL_NAME_MAX + 1];
+
+		spill_name(n, sizeof(n), w->name, 'r', c->task_id, c->attempt);
+		rc = spill_put(n, data, len);
+		if (rc) {
+			err = rc;
+			len = 0;
+		} else {
+			c->res_spill = 1;
+		}
+	} else if (len) {
+		memcpy((char *)(c + 1) + w->hdr.inline_bytes, data, len);
+	}
+	c->res_len = len;
+	c->err = err;
+	/* R3: the result is whole before the cell says DONE; pairs with A3
+	 * in collect(). */
+	atomic_store_explicit(&c->state, CELL_DONE, memory_order_release);
+	w->cur = NULL;
+	free(w->arg_copy);
+	w->arg_copy = NULL;
+	ring_supervisor(w->seg->kind_hdr);
+	return rc;
+}
+
+SHOAL_API int shoal_pool_worker_trimmed(struct shoal_pool_worker *w)
+{
+	if (!w)
+		return -EINVAL;
+	malloc_trim(0);
+	/* R5: pairs with the A5 in policy(). */
+	atomic_store_explicit(&w->slot->trim_ack, w->trim_seen, memory_order_release);
+	ring_supervisor(w->seg->kind_hdr);
+	return 0;
+}
+
+SHOAL_API int shoal_pool_worker_run(struct shoal_pool_worker *w, shoal_pool_fn fn, void *arg)
+{
+	for (;;) {
+		struct shoal_pool_task t;
+		void *out = NULL;
+		size_t out_len = 0;
+		int rc = shoal_pool_worker_next(w, -1, &t);
+
+		if (rc == SHOAL_POOL_EXIT)
+			return 0;
+		if (rc == SHOAL_POOL_TRIM) {
+			shoal_pool_worker_trimmed(w);
+			continue;
+		}
+		if (rc < 0)
+			return rc;
+		rc = fn(arg, t.data, t.len, &out, &out_len);
+		shoal_pool_worker_done(w, rc, out, out ? out_len : 0);
+		free(out);
+	}
+}
+
+SHOAL_API void shoal_pool_worker_close(struct shoal_pool_worker *w)
+{
+	if (!w)
+		return;
+	free(w->arg_copy);
+	shoal_segment_close(w->seg);
+	free(w);
+}

@@ -1,0 +1,1166 @@
+/*
+ * check_pool.c - the task ledger and the supervisor, with forked C workers:
+ * every recycling trigger, worker deaths, memory that really returns, and
+ * a thousand recycles in a row without a leaked fd, object or zombie.
+ */
+#include "internal.h"
+#include "testutil.h"
+
+#include <dirent.h>
+#include <malloc.h>
+#include <sys/mman.h>
+
+#define MiB (1024u * 1024u)
+
+/* ---- task functions: the task is a text command ---- */
+
+static void *leaked[64];
+static int nleaked;
+
+static void touch(void *p, int v, size_t n)
+{
+	memset(p, v, n);
+	__asm__ __volatile__("" : : "r"(p) : "memory");
+}
+
+static int reply(const char *s, void **out, size_t *out_len)
+{
+	*out = strdup(s);
+	*out_len = strlen(s);
+	return *out ? 0 : -ENOMEM;
+}
+
+/*
+ * Commands:
+ *   echo X          -> X
+ *   sq N            -> N*N
+ *   sleep MS        -> "slept"
+ *   leak MB         -> keep MB of touched heap for ever
+ *   frag MB         -> MB of small blocks, freed, kept by the heap until trimmed
+ *   grow MB         -> touch MB slowly (for the hard limit)
+ *   segv            -> crash
+ *   once PATH X     -> the first run SIGKILLs itself (PATH marks it), then X
+ *   read NAME       -> read every page of segment NAME; its sum
+ *   err             -> fails with -EDOM
+ *   big N           -> N bytes of 'b'
+ */
+static int task_fn(void *arg, const void *in, size_t len, void **out, size_t *out_len)
+{
+	char cmd[256];
+	long v;
+
+	(void)arg;
+	if (len >= sizeof(cmd)) {
+		/* A large task: answer with its length and a checksum. */
+		const unsigned char *b = in;
+		unsigned long sum = 0;
+
+		for (size_t i = 0; i < len; i++)
+			sum += b[i];
+		snprintf(cmd, sizeof(cmd), "%zu:%lu", len, sum);
+		return reply(cmd, out, out_len);
+	}
+	memcpy(cmd, in, len);
+	cmd[len] = '\0';
+	if (strncmp(cmd, "echo ", 5) == 0)
+		return reply(cmd + 5, out, out_len);
+	if (sscanf(cmd, "sq %ld", &v) == 1) {
+		snprintf(cmd, sizeof(cmd), "%ld", v * v);
+		return reply(cmd, out, out_len);
+	}
+	if (sscanf(cmd, "sleep %ld", &v) == 1) {
+		usleep((useconds_t)v * 1000);
+		return reply("slept", out, out_len);
+	}
+	if (sscanf(cmd, "leak %ld", &v) == 1) {
+		void *p = malloc((size_t)v * MiB);
+
+		touch(p, 1, (size_t)v * MiB);
+		if (nleaked < 64)
+			leaked[nleaked++] = p;
+		return reply("leaked", out, out_len);
+	}
+	if (sscanf(cmd, "frag %ld", &v) == 1) {
+		size_t n = (size_t)v * MiB / 1024;
+		void **blocks = malloc(n * sizeof(void *));
+		void *top;
+
+		for (size_t i = 0; i < n; i++) {
+			blocks[i] = malloc(1000);
+			touch(blocks[i], 2, 1000);
+		}
+		/* A live block above them keeps the heap from shrinking on
+		 * free (an earlier hole may take the first tries). */
+		for (int tries = 0; tries < 64; tries++) {
+			top = malloc(1000);
+			if (nleaked < 64)
+				leaked[nleaked++] = top;
+			if ((uintptr_t)top > (uintptr_t)blocks[n - 1])
+				break;
+		}
+		for (size_t i = 0; i < n; i++)
+			free(blocks[i]);
+		free(blocks);
+		return reply("fragged", out, out_len);
+	}
+	if (sscanf(cmd, "grow %ld", &v) == 1) {
+		for (long i = 0; i < v; i++) {
+			void *p = malloc(MiB);
+
+			touch(p, 3, MiB);
+			usleep(2000);
+		}
+		return reply("grew", out, out_len);
+	}
+	if (strcmp(cmd, "segv") == 0) {
+		raise(SIGSEGV);
+		return -EFAULT;
+	}
+	if (strncmp(cmd, "once ", 5) == 0) {
+		char *sp = strchr(cmd + 5, ' ');
+		int fd;
+
+		*sp = '\0';
+		fd = open(cmd + 5, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			close(fd);
+			raise(SIGKILL);
+		}
+		return reply(sp + 1, out, out_len);
+	}
+	if (strncmp(cmd, "read ", 5) == 0) {
+		struct shoal_segment *s;
+		const volatile uint64_t *q;
+		uint64_t sum = 0;
+
+		if (shoal_segment_open(cmd + 5, SHOAL_RDONLY, &s) != 0)
+			return -ENOENT;
+		q = shoal_segment_data(s);
+		for (size_t i = 0; i < shoal_segment_size(s) / 8; i += 512)
+			sum += q[i];
+		shoal_segment_close(s);
+		snprintf(cmd, sizeof(cmd), "%llu", (unsigned long long)sum);
+		return reply(cmd, out, out_len);
+	}
+	if (strcmp(cmd, "err") == 0)
+		return -EDOM;
+	if (sscanf(cmd, "big %ld", &v) == 1) {
+		*out = malloc((size_t)v);
+		memset(*out, 'b', (size_t)v);
+		*out_len = (size_t)v;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* ---- helpers ---- */
+
+static struct shoal_pool_config conf(unsigned workers)
+{
+	struct shoal_pool_config c;
+
+	memset(&c, 0, sizeof(c));
+	c.workers = workers;
+	c.fn = task_fn;
+	c.check_ns = 5000000;
+	c.grace_ns = 200000000;
+	return c;
+}
+
+/* A fresh worker's private memory: limits in the tests are set above it,
+ * so they hold under sanitizers too (an ASan process starts with a few
+ * hundred MiB of its own). */
+static uint64_t base;
+
+static uint64_t worker_base(void);
+
+/* Under ASan, a crash must stay a signal, as it is in production. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+	return "handle_segv=0";
+}
+
+static struct shoal_pool *make(const struct shoal_pool_config *c)
+{
+	struct shoal_pool *p = NULL;
+	struct shoal_pool_stats st[8];
+	int rc = shoal_pool_create(c, &p);
+
+	/* Until the first workers are forked, allocate nothing (Check's
+	 * assertions do): under ASan, whose allocator has no fork handlers,
+	 * a child forked while another thread is inside malloc can hang on
+	 * its lock. glibc's malloc is fork-safe; see docs/design.md. */
+	for (int i = 0; rc == 0 && i < 5000; i++) {
+		int n = shoal_pool_stats(p, st, 8), k = 0;
+
+		while (k < n && k < 8 && st[k].pid > 0)
+			k++;
+		if (k == n || k == 8)
+			break;
+		usleep(200);
+	}
+	ck_assert_int_eq(rc, 0);
+	ck_assert_ptr_nonnull(p);
+	return p;
+}
+
+static uint64_t submit(struct shoal_pool *p, const char *cmd);
+static struct shoal_pool_result one(struct shoal_pool *p);
+
+static uint64_t worker_base(void)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p = make(&c);
+	struct shoal_pool_stats st;
+	struct shoal_pool_result r;
+
+	submit(p, "echo x");
+	r = one(p);
+	shoal_pool_result_free(&r);
+	ck_assert_int_eq(shoal_pool_stats(p, &st, 1), 1);
+	ck_assert_int_eq(shoal_memstat(st.pid, 0, &(struct shoal_memstat){ 0 }), 0);
+	{
+		struct shoal_memstat m;
+
+		shoal_memstat(st.pid, 0, &m);
+		base = m.private_bytes;
+	}
+	shoal_pool_destroy(p);
+	return base;
+}
+
+static uint64_t submit(struct shoal_pool *p, const char *cmd)
+{
+	uint64_t id = 0;
+
+	ck_assert_int_eq(shoal_pool_submit(p, cmd, strlen(cmd), &id), 0);
+	ck_assert_uint_gt(id, 0);
+	return id;
+}
+
+/* Wait for one result (10 s at most). */
+static struct shoal_pool_result one(struct shoal_pool *p)
+{
+	struct shoal_pool_result r;
+	struct shoal_pool_info info;
+	int rc = shoal_pool_wait(p, 10000000000LL, &r, 1);
+
+	if (rc != 1) {
+		struct shoal_pool_stats st;
+
+		shoal_pool_info(p, &info);
+		shoal_pool_stats(p, &st, 1);
+		ck_abort_msg("no result: %d; pending %llu running %llu spawn_error %d; pos 0: pid %d, "
+			     "tasks %llu, trims %llu, recycles %llu/%llu/%llu",
+			     rc, (unsigned long long)info.pending, (unsigned long long)info.running,
+			     info.spawn_error, (int)st.pid, (unsigned long long)st.tasks,
+			     (unsigned long long)st.trims, (unsigned long long)st.recycles[0],
+			     (unsigned long long)st.recycles[1], (unsigned long long)st.recycles[4]);
+	}
+	return r;
+}
+
+/* Run @cmd alone and check its text result. */
+static void run_expect(struct shoal_pool *p, const char *cmd, const char *want)
+{
+	uint64_t id = submit(p, cmd);
+	struct shoal_pool_result r = one(p);
+
+	ck_assert_uint_eq(r.id, id);
+	ck_assert_int_eq(r.err, 0);
+	ck_assert_uint_eq(r.len, strlen(want));
+	ck_assert(memcmp(r.data, want, r.len) == 0);
+	shoal_pool_result_free(&r);
+}
+
+/* A result's bytes as a C string (results are not NUL-terminated). */
+static const char *text(const struct shoal_pool_result *r)
+{
+	static char buf[256];
+	size_t n = r->len < sizeof(buf) - 1 ? r->len : sizeof(buf) - 1;
+
+	memcpy(buf, r->data, n);
+	buf[n] = '\0';
+	return buf;
+}
+
+static void stats(struct shoal_pool *p, struct shoal_pool_stats *st, int n)
+{
+	ck_assert_int_eq(shoal_pool_stats(p, st, (size_t)n), n);
+}
+
+static uint64_t recycles(struct shoal_pool *p, int reason)
+{
+	struct shoal_pool_stats st[8];
+	int n = shoal_pool_stats(p, st, 8);
+	uint64_t sum = 0;
+
+	for (int i = 0; i < n; i++)
+		sum += st[i].recycles[reason];
+	return sum;
+}
+
+/* Wait (5 s at most) until @reason recycles reach @want. */
+static void wait_recycles(struct shoal_pool *p, int reason, uint64_t want)
+{
+	for (int i = 0; i < 5000 && recycles(p, reason) < want; i++)
+		usleep(1000);
+	ck_assert_uint_ge(recycles(p, reason), want);
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1;
+}
+
+/* Children of ours that are zombies. */
+static int count_zombies(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int n = 0;
+
+	while ((e = readdir(d)) != NULL) {
+		char path[300], buf[512], *q;
+		int ppid, fd;
+		ssize_t len;
+		char st;
+
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		buf[len] = '\0';
+		q = strrchr(buf, ')');
+		if (q && sscanf(q + 2, "%c %d", &st, &ppid) == 2 && ppid == getpid() && st == 'Z')
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static int count_shm(const char *prefix)
+{
+	DIR *d = opendir("/dev/shm");
+	struct dirent *e;
+	int n = 0;
+
+	while ((e = readdir(d)) != NULL)
+		n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+	closedir(d);
+	return n;
+}
+
+/* ---- tests ---- */
+
+START_TEST(runs_tasks)
+{
+	struct shoal_pool_config c = conf(2);
+	struct shoal_pool *p = make(&c);
+	char seen[200] = { 0 };
+
+	for (long i = 0; i < 200; i++) {
+		char cmd[32];
+
+		snprintf(cmd, sizeof(cmd), "sq %ld", i);
+		ck_assert_uint_eq(submit(p, cmd), (uint64_t)i + 1);
+	}
+	for (int n = 0; n < 200; n++) {
+		struct shoal_pool_result r = one(p);
+		long i = (long)r.id - 1, got;
+
+		ck_assert_int_eq(r.err, 0);
+		ck_assert_uint_eq(r.attempts, 1);
+		ck_assert(i >= 0 && i < 200 && !seen[i]);
+		seen[i] = 1;
+		ck_assert_int_eq(sscanf(text(&r), "%ld", &got), 1);
+		ck_assert_int_eq(got, i * i);
+		shoal_pool_result_free(&r);
+	}
+	/* A task's own error comes back as its result. */
+	{
+		uint64_t id = submit(p, "err");
+		struct shoal_pool_result r = one(p);
+
+		ck_assert_uint_eq(r.id, id);
+		ck_assert_int_eq(r.err, -EDOM);
+	}
+	{
+		struct shoal_pool_info info;
+		struct shoal_pool_stats st[2];
+
+		ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+		ck_assert_uint_eq(info.completed, 201);
+		ck_assert_uint_eq(info.pending, 0);
+		ck_assert_uint_eq(info.running, 0);
+		ck_assert_uint_eq(info.lost, 0);
+		stats(p, st, 2);
+		ck_assert_uint_eq(st[0].tasks_total + st[1].tasks_total, 201);
+		ck_assert_int_gt(st[0].pid, 0);
+		ck_assert_int_gt(st[1].pid, 0);
+		ck_assert_int_ne(st[0].pid, st[1].pid);
+	}
+	ck_assert_int_eq(shoal_pool_wait(p, 0, &(struct shoal_pool_result){ 0 }, 1), -ETIMEDOUT);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
+/* Many tasks in one call: consecutive ids, all or nothing. */
+START_TEST(submit_many)
+{
+	struct shoal_pool_config c = conf(2);
+	struct shoal_pool *p;
+	const char data[] = "sq 1sq 2sq 3";
+	size_t lens[3] = { 4, 4, 4 }, bad[2] = { SIZE_MAX, 2 };
+	uint64_t first = 0;
+	long sum = 0;
+
+	c.inline_bytes = 64;
+	p = make(&c);
+	ck_assert_int_eq(shoal_pool_submit_many(p, data, lens, 3, &first), 0);
+	ck_assert_uint_eq(first, 1);
+	for (int i = 0; i < 3; i++) {
+		struct shoal_pool_result r = one(p);
+		long v;
+
+		ck_assert(r.id >= first && r.id < first + 3);
+		ck_assert_int_eq(sscanf(text(&r), "%ld", &v), 1);
+		ck_assert_int_eq(v, (long)((r.id - first + 1) * (r.id - first + 1)));
+		sum += v;
+		shoal_pool_result_free(&r);
+	}
+	ck_assert_int_eq(sum, 1 + 4 + 9);
+	ck_assert_int_eq(shoal_pool_submit_many(p, NULL, NULL, 0, &first), 0);
+	ck_assert_uint_eq(first, 4);
+	ck_assert_int_eq(shoal_pool_submit_many(p, data, bad, 2, &first), -EINVAL);
+	ck_assert_int_eq(shoal_pool_submit_many(p, data, NULL, 1, &first), -EINVAL);
+	ck_assert_int_eq(shoal_pool_submit_many(p, NULL, lens, 1, &first), -EINVAL);
+	ck_assert_int_eq(shoal_pool_submit_many(NULL, data, lens, 1, &first), -EINVAL);
+	ck_assert_int_eq(shoal_pool_submit_many(p, data, lens, 1, NULL), -EINVAL);
+	/* Nothing was queued by the failed calls. */
+	{
+		struct shoal_pool_info info;
+
+		ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+		ck_assert_uint_eq(info.pending + info.running, 0);
+		ck_assert_uint_eq(info.completed, 3);
+	}
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
+START_TEST(large_tasks_and_results)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p;
+	size_t n = 3 * MiB;
+	unsigned char *big = malloc(n);
+	unsigned long sum = 0;
+	char want[64];
+	struct shoal_pool_result r;
+
+	c.inline_bytes = 1024;
+	p = make(&c);
+	for (size_t i = 0; i < n; i++) {
+		big[i] = (unsigned char)(i * 7);
+		sum += big[i];
+	}
+	snprintf(want, sizeof(want), "%zu:%lu", n, sum);
+	ck_assert_int_eq(shoal_pool_submit(p, big, n, &(uint64_t){ 0 }), 0);
+	r = one(p);
+	ck_assert_int_eq(r.err, 0);
+	ck_assert_uint_eq(r.len, strlen(want));
+	ck_assert(memcmp(r.data, want, r.len) == 0);
+	shoal_pool_result_free(&r);
+
+	submit(p, "big 2000000");
+	r = one(p);
+	ck_assert_int_eq(r.err, 0);
+	ck_assert_uint_eq(r.len, 2000000);
+	for (size_t i = 0; i < r.len; i++)
+		ck_assert_int_eq(((char *)r.data)[i], 'b');
+	shoal_pool_result_free(&r);
+	/* Exactly at the inline size stays inline; the ledger alone is left. */
+	submit(p, "big 1024");
+	r = one(p);
+	ck_assert_uint_eq(r.len, 1024);
+	shoal_pool_result_free(&r);
+	{
+		char pfx[200];
+
+		snprintf(pfx, sizeof(pfx), "shoal.%s", shoal_pool_name(p));
+		ck_assert_int_eq(count_shm(pfx), 1);
+	}
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+	free(big);
+}
+END_TEST
+
+START_TEST(max_tasks_recycles)
+{
+	struct shoal_pool_config c = conf(2);
+	struct shoal_pool *p;
+	struct shoal_pool_stats st[2];
+
+	c.max_tasks = 10;
+	c.max_tasks_jitter = 50;
+	p = make(&c);
+	for (int i = 0; i < 100; i++)
+		submit(p, "echo x");
+	for (int i = 0; i < 100; i++) {
+		struct shoal_pool_result r = one(p);
+
+		ck_assert_int_eq(r.err, 0);
+		shoal_pool_result_free(&r);
+	}
+	/* 100 tasks, at most 10 per worker: at least 8 recycles, and with
+	 * jitter limits of 5..10, at most 18 (+2 in flight). */
+	wait_recycles(p, SHOAL_POOL_TASKS, 8);
+	ck_assert_uint_le(recycles(p, SHOAL_POOL_TASKS), 20);
+	ck_assert_uint_eq(recycles(p, SHOAL_POOL_DIED), 0);
+	stats(p, st, 2);
+	ck_assert_int_eq(st[0].last_reason, SHOAL_POOL_TASKS);
+	ck_assert_uint_le(st[0].tasks, 10);
+	run_expect(p, "echo still", "still");
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
+START_TEST(max_age_recycles)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p;
+
+	c.max_age_ns = 60000000; /* 60 ms */
+	p = make(&c);
+	for (int i = 0; i < 10; i++)
+		run_expect(p, "sleep 20", "slept");
+	wait_recycles(p, SHOAL_POOL_AGE, 2);
+	run_expect(p, "echo ok", "ok");
+	/* Idle workers age too. */
+	{
+		uint64_t before = recycles(p, SHOAL_POOL_AGE);
+
+		usleep(200000);
+		ck_assert_uint_gt(recycles(p, SHOAL_POOL_AGE), before);
+	}
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
+/* Over the soft limit with memory the heap only holds: a trim gives it
+ * back, and the worker stays. */
+START_TEST(soft_limit_trims_first)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p;
+	struct shoal_pool_stats st;
+	pid_t pid;
+
+	worker_base();
+	c.max_private = (base + 40 * MiB);
+	p = make(&c);
+	run_expect(p, "echo hi", "hi");
+	stats(p, &st, 1);
+	pid = st.pid;
+	run_expect(p, "frag 100", "fragged");
+	for (int i = 0; i < 3000; i++) {
+		stats(p, &st, 1);
+		if (st.trims > 0 && st.private_now < (base + 40 * MiB))
+			break;
+		usleep(1000);
+	}
+	ck_assert_uint_eq(st.trims, 1);
+	ck_assert_uint_gt(st.private_peak, (base + 40 * MiB));
+#if defined(__SANITIZE_ADDRESS__)
+	/* ASan's allocator keeps freed blocks in its quarantine, out of
+	 * malloc_trim's reach: the trim happens, does not help, and the
+	 * worker is recycled, after the trim and only then. */
+	(void)pid;
+	wait_recycles(p, SHOAL_POOL_MEMORY, 1);
+	stats(p, &st, 1);
+	ck_assert_uint_eq(st.trims, 1);
+	run_expect(p, "echo again", "again");
+#else
+	ck_assert_uint_lt(st.private_now, (base + 40 * MiB));
+	run_expect(p, "echo again", "again");
+	stats(p, &st, 1);
+	ck_assert_int_eq(st.pid, pid);
+	ck_assert_uint_eq(recycles(p, SHOAL_POOL_MEMORY), 0);
+#endif
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
+/* Over the soft limit with memory still in use: trimmed, still over,
+ * recycled; and the memory really returns with the old worker. */
+START_TEST(soft_limit_recycles_and_memory_returns)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p;
+	struct shoal_pool_stats st;
+	struct shoal_memstat m;
+	pid_t old;
+
+	worker_base();
+	c.max_private = (base + 40 * MiB);
+	p = make(&c);
+	run_expect(p, "echo hi", "hi");
+	stats(p, &st, 1);
+	old = st.pid;
+	run_expect(p, "leak 100", "leaked");
+	wait_recycles(p, SHOAL_POOL_MEMORY, 1);
+	stats(p, &st, 1);
+	ck_assert_uint_eq(st.trims, 1);
+	ck_assert_int_eq(st.last_reason, SHOAL_POOL_MEMORY);
+	ck_assert_uint_ge(st.private_peak, (base + 100 * MiB));
+	run_expect(p, "echo new", "new");
+	stats(p, &st, 1);
+	ck_assert_int_ne(st.pid, old);
+	/* The pool's private memory is back to a fresh worker's. */
+	ck_assert_int_eq(shoal_memstat(st.pid, 0, &m), 0);
+	ck_assert_uint_lt(m.private_bytes, (base + 20 * MiB));
+	ck_assert_int_eq(shoal_memstat(old, 0, &m), -ESRCH);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
+/* With tasks prefetched, the soft limit still stops a worker between
+ * tasks: what it was handed and had not started goes to another. */
+START_TEST(soft_limit_takes_back_prefetched)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p;
+	struct shoal_pool_stats st;
+
+	worker_base();
+	c.max_private = (base + 50 * MiB);
+	c.depth = 4;
+	p = make(&c);
+	for (int i = 0; i < 12; i++)
+		submit(p, "leak 30");
+	for (int i = 0; i < 12; i++) {
+		struct shoal_pool_result r = one(p);
+
+		ck_assert_int_eq(r.err, 0);
+		ck_assert_uint_eq(r.attempts, 1);
+		shoal_pool_result_free(&r);
+	}
+	stats(p, &st, 1);
+	/* Over the limit after its second task, at most one more had
+	 * started: never four tasks' worth. */
+	ck_assert_uint_lt(st.private_peak, (base + 100 * MiB));
+	ck_assert_uint_ge(recycles(p, SHOAL_POOL_MEMORY), 3);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
+/* A worker that only reads a big shared segment is not over any limit. */
+START_TEST(shared_reader_not_recycled)
+{
+	const char *name = t_name("big");
+	struct shoal_pool_config c = conf(2);
+	struct shoal_segment *s;
+	struct shoal_pool *p;
+	struct shoal_pool_stats st[2];
+	char cmd[128];
+
+	worker_base();
+	ck_assert_int_eq(shoal_segment_create(name, 256 * MiB, NULL, &s), 0);
+	memset(shoal_segment_data(s), 0, 256 * MiB);
+	c.max_private = (base + 32 * MiB);
+	c.hard_private = (base + 64 * MiB);
+	p = make(&c);
+	snprintf(cmd, sizeof(cmd), "read %s", name);
+	for (int i = 0; i < 8; i++)
+		run_expect(p, cmd, "0");
+	stats(p, st, 2);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_uint_eq(st[i].trims, 0);
+		for (int r = 0; r < SHOAL_POOL_NREASONS; r++)
+			ck_assert_uint_eq(st[i].recycles[r], 0);
+		ck_assert_uint_lt(st[i].private_peak, (base + 32 * MiB));
+	}
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+	shoal_segment_close(s);
+	ck_assert_int_eq(shoal_unlink(name), 0);
+}
+END_TEST
+
+START_TEST(hard_limit_kills_and_reruns)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p;
+	struct shoal_pool_result r;
+	uint64_t id;
+
+	worker_base();
+	c.hard_private = (base + 60 * MiB);
+	c.max_attempts = 2;
+	c.check_ns = 2000000;
+	p = make(&c);
+	run_expect(p, "echo hi", "hi");
+	id = submit(p, "grow 200");
+	r = one(p);
+	ck_assert_uint_eq(r.id, id);
+	ck_assert_int_eq(r.err, -SHOAL_EWORKERLOST);
+	ck_assert_int_eq(r.signal, SIGTERM);
+	ck_assert_uint_eq(r.attempts, 2);
+	ck_assert_uint_ge(r.last_private, (base + 60 * MiB));
+	ck_assert_uint_eq(recycles(p, SHOAL_POOL_HARD), 2);
+	/* A task under the limit still runs on the replacement. */
+	run_expect(p, "grow 10", "grew");
+	{
+		struct shoal_pool_info info;
+
+		ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+		ck_assert_uint_eq(info.lost, 1);
+	}
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
+START_TEST(startup_over_limit_is_config_error)
+{
+	struct shoal_pool_config c = conf(2);
+	struct shoal_pool *p;
+	struct shoal_pool_info info;
+	struct shoal_pool_stats st[2];
+
+	c.max_private = 4096; /* below any live process */
+	p = make(&c);
+	for (int i = 0; i < 20; i++)
+		run_expect(p, "echo x", "x");
+	ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+	ck_assert_int_eq(info.config_error, SHOAL_POOL_MEMORY + 1);
+	ck_assert_uint_gt(info.config_private, 4096);
+	stats(p, st, 2);
+	/* No restart loop: nobody recycled, nobody trimmed. */
+	for (int i = 0; i < 2; i++) {
+		ck_assert_uint_eq(st[i].recycles[SHOAL_POOL_MEMORY], 0);
+		ck_assert_uint_eq(st[i].trims, 0);
+	}
+	ck_assert_uint_eq(st[0].tasks_total + st[1].tasks_total, 20);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
+/* The worker SIGKILLs itself in the middle of the task, once: the task
+ * runs again and its result is right. */
+START_TEST(killed_mid_task_reruns)
+{
+	struct shoal_pool_config c = conf(2);
+	struct shoal_pool *p = make(&c);
+	char path[64], cmd[128];
+	struct shoal_pool_result r;
+	uint64_t id;
+
+	snprintf(path, sizeof(path), "/tmp/shoal-once.%d", (int)getpid());
+	unlink(path);
+	snprintf(cmd, sizeof(cmd), "once %s right", path);
+	id = submit(p, cmd);
+	r = one(p);
+	ck_assert_uint_eq(r.id, id);
+	ck_assert_int_eq(r.err, 0);
+	ck_assert_uint_eq(r.attempts, 2);
+	ck_assert_uint_eq(r.len, 5);
+	ck_assert(memcmp(r.data, "right", 5) == 0);
+	shoal_pool_result_free(&r);
+	ck_assert_uint_eq(recycles(p, SHOAL_POOL_DIED), 1);
+	unlink(path);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
+/* Killed from outside while the task sleeps. */
+START_TEST(killed_from_outside_reruns)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p = make(&c);
+	struct shoal_pool_stats st;
+	struct shoal_pool_result r;
+	struct shoal_pool_info info;
+
+	run_expect(p, "echo up", "up");
+	stats(p, &st, 1);
+	submit(p, "sleep 300");
+	for (int i = 0; i < 1000; i++) {
+		ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+		if (info.running)
+			break;
+		usleep(1000);
+	}
+	usleep(50000);
+	ck_assert_int_eq(kill(st.pid, SIGKILL), 0);
+	r = one(p);
+	ck_assert_int_eq(r.err, 0);
+	ck_assert_uint_eq(r.attempts, 2);
+	shoal_pool_result_free(&r);
+	ck_assert_uint_eq(recycles(p, SHOAL_POOL_DIED), 1);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
+START_TEST(always_crashes_is_lost)
+{
+	struct shoal_pool_config c = conf(2);
+	struct shoal_pool *p;
+	struct shoal_pool_result r;
+	uint64_t id;
+
+	c.max_attempts = 3;
+	p = make(&c);
+	id = submit(p, "segv");
+	for (int i = 0; i < 10; i++)
+		submit(p, "echo fine");
+	for (int i = 0; i < 11; i++) {
+		r = one(p);
+		if (r.id == id) {
+			ck_assert_int_eq(r.err, -SHOAL_EWORKERLOST);
+			ck_assert_int_eq(r.signal, SIGSEGV);
+			ck_assert_uint_eq(r.attempts, 3);
+			ck_assert_uint_gt(r.last_private, 0);
+		} else {
+			ck_assert_int_eq(r.err, 0);
+			ck_assert_uint_eq(r.len, 4);
+		}
+		shoal_pool_result_free(&r);
+	}
+	ck_assert_uint_eq(recycles(p, SHOAL_POOL_DIED), 3);
+	/* Healthy afterwards. */
+	for (int i = 0; i < 10; i++)
+		run_expect(p, "sq 12", "144");
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
+/* 1000 recycles in a row: fds, /dev/shm entries and zombies stay flat. */
+START_TEST(thousand_recycles_flat)
+{
+	struct shoal_pool_config c = conf(2);
+	struct shoal_pool *p;
+	int fds0, fds1, shm0, shm1, fds_mid = 0, shm_mid = 0;
+	int n = 1000;
+
+	char pfx[200];
+
+	c.max_tasks = 1;
+	fds0 = count_fds();
+	p = make(&c);
+	snprintf(pfx, sizeof(pfx), "shoal.%s", shoal_pool_name(p));
+	shm0 = count_shm(pfx);
+	for (int i = 0; i < n; i++) {
+		char cmd[32];
+
+		snprintf(cmd, sizeof(cmd), "sq %d", i);
+		submit(p, cmd);
+	}
+	for (int i = 0; i < n; i++) {
+		struct shoal_pool_result r = one(p);
+
+		ck_assert_int_eq(r.err, 0);
+		shoal_pool_result_free(&r);
+		if (i == 100) {
+			/* Midway, as many fds and objects as at the end. */
+			fds_mid = count_fds();
+			shm_mid = count_shm(pfx);
+		}
+	}
+	wait_recycles(p, SHOAL_POOL_TASKS, 1000);
+	ck_assert_uint_eq(recycles(p, SHOAL_POOL_DIED), 0);
+	fds1 = count_fds();
+	shm1 = count_shm(pfx);
+	/* The pool's own: an eventfd and one pidfd per live worker (at most
+	 * one per slot, 2 * workers + 2); its objects: the ledger alone. A
+	 * thousand recycles add nothing to that. */
+	ck_assert_int_le(fds1 - fds0, 1 + 6);
+	ck_assert_int_le(abs(fds1 - fds_mid), 6);
+	ck_assert_int_eq(shm0, 1);
+	ck_assert_int_eq(shm_mid, 1);
+	ck_assert_int_eq(shm1, 1);
+	ck_assert_int_le(count_zombies(), 6);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+	ck_assert_int_eq(count_fds(), fds0);
+	ck_assert_int_eq(count_shm(pfx), 0);
+	ck_assert_int_eq(count_zombies(), 0);
+}
+END_TEST
+
+START_TEST(destroy_with_pending)
+{
+	struct shoal_pool_config c = conf(2);
+	struct shoal_pool *p = make(&c);
+	uint64_t t0;
+	int fds0 = count_fds();
+
+	for (int i = 0; i < 100; i++)
+		submit(p, "sleep 50");
+	usleep(20000);
+	t0 = shoal__now_ns();
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+	/* Running tasks finish (<= 50 ms), the rest are dropped. */
+	ck_assert_uint_lt(shoal__now_ns() - t0, 1000000000u);
+	ck_assert_int_le(count_fds(), fds0);
+	ck_assert_int_eq(count_zombies(), 0);
+}
+END_TEST
+
+START_TEST(cancel)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p;
+	struct shoal_pool_info info;
+	uint64_t a, b, d;
+	struct shoal_pool_result r;
+
+	c.depth = 1;
+	p = make(&c);
+	a = submit(p, "sleep 200");
+	for (int i = 0; i < 1000; i++) {
+		ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+		if (info.running)
+			break;
+		usleep(1000);
+	}
+	b = submit(p, "echo b");
+	d = submit(p, "echo d");
+	ck_assert_int_eq(shoal_pool_cancel(p, a), -EBUSY);
+	ck_assert_int_eq(shoal_pool_cancel(p, b), 0);
+	ck_assert_int_eq(shoal_pool_cancel(p, b), -ENOENT);
+	ck_assert_int_eq(shoal_pool_cancel(p, 9999), -ENOENT);
+	ck_assert_int_eq(shoal_pool_cancel(NULL, 1), -EINVAL);
+	r = one(p);
+	ck_assert_uint_eq(r.id, a);
+	shoal_pool_result_free(&r);
+	r = one(p);
+	ck_assert_uint_eq(r.id, d);
+	shoal_pool_result_free(&r);
+	ck_assert_int_eq(shoal_pool_wait(p, 50000000, &r, 1), -ETIMEDOUT);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
+START_TEST(errors)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p = NULL;
+	struct shoal_pool_worker *w = NULL;
+	struct shoal_pool_result r;
+	struct shoal_pool_task t;
+
+	ck_assert_int_eq(shoal_pool_create(NULL, &p), -EINVAL);
+	ck_assert_int_eq(shoal_pool_create(&c, NULL), -EINVAL);
+	c.workers = 0;
+	ck_assert_int_eq(shoal_pool_create(&c, &p), -EINVAL);
+	c.workers = 257;
+	ck_assert_int_eq(shoal_pool_create(&c, &p), -EINVAL);
+	c = conf(1);
+	c.fn = NULL;
+	ck_assert_int_eq(shoal_pool_create(&c, &p), -EINVAL);
+	c = conf(1);
+	c.spawn = (shoal_pool_spawn_fn)1; /* a spawn hook without a reap hook */
+	ck_assert_int_eq(shoal_pool_create(&c, &p), -EINVAL);
+	c = conf(1);
+	c.max_tasks_jitter = 101;
+	ck_assert_int_eq(shoal_pool_create(&c, &p), -EINVAL);
+	c = conf(1);
+	c.depth = 65;
+	ck_assert_int_eq(shoal_pool_create(&c, &p), -EINVAL);
+	c = conf(1);
+	c.name = "a/b";
+	ck_assert_int_eq(shoal_pool_create(&c, &p), -EINVAL);
+	ck_assert_ptr_null(p);
+
+	c = conf(1);
+	c.name = t_name("pool");
+	p = make(&c);
+	ck_assert_str_eq(shoal_pool_name(p), c.name);
+	{
+		struct shoal_pool *q = NULL;
+
+		ck_assert_int_eq(shoal_pool_create(&c, &q), -EEXIST);
+	}
+	ck_assert_int_eq(shoal_pool_submit(NULL, "x", 1, &(uint64_t){ 0 }), -EINVAL);
+	ck_assert_int_eq(shoal_pool_submit(p, NULL, 1, &(uint64_t){ 0 }), -EINVAL);
+	ck_assert_int_eq(shoal_pool_submit(p, "x", 1, NULL), -EINVAL);
+	ck_assert_int_eq(shoal_pool_wait(p, 0, NULL, 1), -EINVAL);
+	ck_assert_int_eq(shoal_pool_wait(p, 0, &r, 0), -EINVAL);
+	ck_assert_int_eq(shoal_pool_stats(NULL, NULL, 0), -EINVAL);
+	ck_assert_int_eq(shoal_pool_stats(p, NULL, 0), 1);
+	ck_assert_int_eq(shoal_pool_info(p, NULL), -EINVAL);
+	/* Worker side: wrong generation, wrong slot, no such ledger. */
+	ck_assert_int_eq(shoal_pool_worker_open(c.name, 0, 12345, &w), -ESTALE);
+	ck_assert_int_eq(shoal_pool_worker_open(c.name, 99, 1, &w), -EINVAL);
+	ck_assert_int_eq(shoal_pool_worker_open(t_name("none"), 0, 1, &w), -ENOENT);
+	ck_assert_int_eq(shoal_pool_worker_open(NULL, 0, 1, &w), -EINVAL);
+	ck_assert_int_eq(shoal_pool_worker_next(NULL, 0, &t), -EINVAL);
+	ck_assert_int_eq(shoal_pool_worker_done(NULL, 0, NULL, 0), -EINVAL);
+	ck_assert_int_eq(shoal_pool_worker_trimmed(NULL), -EINVAL);
+	ck_assert_ptr_null(w);
+	/* A segment of another kind is refused as a ledger. */
+	{
+		const char *n = t_name("seg");
+		struct shoal_segment *s;
+
+		ck_assert_int_eq(shoal_segment_create(n, 4096, NULL, &s), 0);
+		ck_assert_int_eq(shoal_pool_worker_open(n, 0, 1, &w), -EPROTOTYPE);
+		shoal_segment_close(s);
+		shoal_unlink(n);
+	}
+	run_expect(p, "echo fine", "fine");
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+	ck_assert_int_eq(shoal_pool_destroy(NULL), 0);
+}
+END_TEST
+
+/* A spawn hook whose workers die before they are ready: the pool says so
+ * (-ECHILD) instead of restarting them for ever. */
+static pid_t bad_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t gen)
+{
+	pid_t pid = fork();
+
+	(void)arg;
+	(void)ledger;
+	(void)slot;
+	(void)gen;
+	if (pid == 0)
+		_exit(3);
+	return pid;
+}
+
+static int reap_pid(void *arg, pid_t pid)
+{
+	int st;
+
+	(void)arg;
+	return waitpid(pid, &st, 0) == pid ? st : -errno;
+}
+
+START_TEST(workers_that_never_start)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p;
+	struct shoal_pool_result r;
+	struct shoal_pool_info info;
+
+	c.spawn = bad_spawn;
+	c.reap = reap_pid;
+	p = make(&c);
+	/* Either the task is queued and then failed, or the pool already
+	 * knows by the time it is submitted. */
+	if (shoal_pool_submit(p, "echo x", 6, &(uint64_t){ 0 }) == 0) {
+		r = one(p);
+		ck_assert_int_eq(r.err, -ECHILD);
+	}
+	ck_assert_int_eq(shoal_pool_submit(p, "x", 1, &(uint64_t){ 0 }), -ECHILD);
+	ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+	ck_assert_int_eq(count_zombies(), 0);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
+/* A host-started worker: the spawn hook forks and runs the worker API by
+ * hand, as the Python binding does. */
+static pid_t hand_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t gen)
+{
+	pid_t pid = fork();
+
+	(void)arg;
+	if (pid == 0) {
+		struct shoal_pool_worker *w;
+		struct shoal_pool_task t;
+		int rc;
+
+		if (shoal_pool_worker_open(ledger, slot, gen, &w) != 0)
+			_exit(2);
+		while ((rc = shoal_pool_worker_next(w, -1, &t)) > 0) {
+			char buf[64];
+			int n;
+
+			if (rc == SHOAL_POOL_TRIM) {
+				shoal_pool_worker_trimmed(w);
+				continue;
+			}
+			n = snprintf(buf, sizeof(buf), "hand:%.*s:%u", (int)t.len, (const char *)t.data,
+				     t.attempt);
+			shoal_pool_worker_done(w, 0, buf, (size_t)n);
+			ck_assert_int_eq(shoal_pool_worker_done(w, 0, NULL, 0), -EINVAL);
+		}
+		shoal_pool_worker_close(w);
+		_exit(rc == 0 ? 0 : 1);
+	}
+	return pid;
+}
+
+START_TEST(host_spawned_workers)
+{
+	struct shoal_pool_config c = conf(2);
+	struct shoal_pool *p;
+
+	c.spawn = hand_spawn;
+	c.reap = reap_pid;
+	c.max_tasks = 3;
+	p = make(&c);
+	for (int i = 0; i < 10; i++)
+		run_expect(p, "abc", "hand:abc:1");
+	wait_recycles(p, SHOAL_POOL_TASKS, 3);
+	ck_assert_uint_eq(recycles(p, SHOAL_POOL_DIED), 0);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+	ck_assert_int_eq(count_zombies(), 0);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("pool");
+
+	/* One case per test, so CK_RUN_CASE=<test> runs one alone. */
+#define ADD(t)                                      \
+	do {                                        \
+		TCase *tc = tcase_create(#t);       \
+		tcase_set_timeout(tc, 60);          \
+		tcase_add_test(tc, t);              \
+		suite_add_tcase(s, tc);             \
+	} while (0)
+	ADD(runs_tasks);
+	ADD(submit_many);
+	ADD(large_tasks_and_results);
+	ADD(max_tasks_recycles);
+	ADD(max_age_recycles);
+	ADD(soft_limit_trims_first);
+	ADD(soft_limit_recycles_and_memory_returns);
+	ADD(soft_limit_takes_back_prefetched);
+	ADD(shared_reader_not_recycled);
+	ADD(hard_limit_kills_and_reruns);
+	ADD(startup_over_limit_is_config_error);
+	ADD(killed_mid_task_reruns);
+	ADD(killed_from_outside_reruns);
+	ADD(always_crashes_is_lost);
+	ADD(thousand_recycles_flat);
+	ADD(destroy_with_pending);
+	ADD(cancel);
+	ADD(errors);
+	ADD(workers_that_never_start);
+	ADD(host_spawned_workers);
+#undef ADD
+	return s;
+}
+
+int main(void)
+{
+	return t_run(suite());
+}

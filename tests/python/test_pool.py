@@ -1,0 +1,410 @@
+"""shoal.Pool: the Executor and multiprocessing.Pool interfaces, recycling
+by each trigger, worker deaths, and the three start methods."""
+import concurrent.futures
+import gc
+import multiprocessing
+import os
+import signal
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import shoal
+from shoal.pool import parse_size
+
+MiB = 2**20
+# Under ASan (run-pytest preloads it) freed memory sits in the sanitizer's
+# quarantine, out of gc's and malloc_trim's reach, and every process starts
+# a few hundred MiB bigger: limits are set above a fresh worker's memory.
+SANITIZED = "libasan" in os.environ.get("LD_PRELOAD", "")
+
+# ---- task functions (module level, so spawn and forkserver find them) ----
+
+_leak = []
+_init_value = None
+
+
+def sq(x):
+    return x * x
+
+
+def add(a, b=0):
+    return a + b
+
+
+def pid_of(_=None):
+    return os.getpid()
+
+
+def boom(x):
+    raise ValueError(f"bad {x}")
+
+
+def nap(s):
+    time.sleep(s)
+    return s
+
+
+def leak(mb):
+    _leak.append(np.ones(mb * MiB // 8))
+    return os.getpid()
+
+
+def garbage(mb):
+    # Cyclic garbage: only gc.collect() frees it (the collector is left off
+    # in this worker, as a busy heap can keep it from running), and only
+    # malloc_trim() then gives the pages back.
+    gc.disable()
+    for _ in range(mb * 1024):
+        a = [bytearray(900)]
+        a.append(a)
+    return os.getpid()
+
+
+def grow(mb):
+    for _ in range(mb):
+        _leak.append(np.ones(MiB // 8))
+        time.sleep(0.002)
+    return "grew"
+
+
+def kill_once(path, value):
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return value
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def crash(_):
+    os.abort()
+
+
+def read_segment(name):
+    seg = shoal.Segment.open(name, readonly=True)
+    v = np.frombuffer(seg.buf, dtype=np.uint8)
+    total = int(v[::4096].sum())
+    del v
+    seg.close()
+    return total
+
+
+def set_init(v):
+    global _init_value
+    _init_value = v
+
+
+def get_init(_=None):
+    return _init_value
+
+
+def big(n):
+    return b"x" * n
+
+
+def private_of(pids):
+    return sum(shoal.memstat(p).private for p in pids)
+
+
+@pytest.fixture(scope="module")
+def base():
+    """A fresh worker's private memory, bytes."""
+    with shoal.Pool(1) as p:
+        pid = p.submit(pid_of).result(timeout=30)
+        return shoal.memstat(pid).private
+
+
+def wait_for(cond, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return cond()
+
+
+def recycles(pool, reason):
+    return sum(s["recycles"][reason] for s in pool.stats())
+
+
+# ---- the interfaces ----
+
+def test_executor_interface():
+    with shoal.Pool(2) as p:
+        assert isinstance(p, concurrent.futures.Executor)
+        assert p.submit(sq, 9).result(timeout=10) == 81
+        assert p.submit(add, 1, b=2).result(timeout=10) == 3
+        assert list(p.map(sq, range(100))) == [x * x for x in range(100)]
+        assert list(p.map(add, range(50), range(50), chunksize=7)) == [2 * x for x in range(50)]
+        assert list(p.imap(sq, range(30), chunksize=4)) == [x * x for x in range(30)]
+        assert sorted(p.imap_unordered(sq, range(30), chunksize=3)) == [x * x for x in range(30)]
+        assert p.starmap(add, [(1, 2), (3, 4)]) == [3, 7]
+        assert p.apply(add, (2, 3)) == 5
+        got = []
+        r = p.apply_async(sq, (5,), callback=got.append)
+        assert r.get(timeout=10) == 25
+        r.wait()
+        assert r.ready() and r.successful()
+        assert wait_for(lambda: got == [25])
+        errs = []
+        r = p.apply_async(boom, (1,), error_callback=errs.append)
+        with pytest.raises(ValueError):
+            r.get(timeout=10)
+        assert not r.successful()
+        assert wait_for(lambda: len(errs) == 1)
+        with pytest.raises(multiprocessing.TimeoutError):
+            p.apply_async(nap, (1,)).get(timeout=0.01)
+        with pytest.raises(ValueError):
+            list(p.map(sq, range(3), chunksize=0))
+        assert p.info()["lost"] == 0
+
+
+def test_exception_comes_back_with_traceback():
+    with shoal.Pool(1) as p:
+        with pytest.raises(ValueError, match="bad 3") as ei:
+            p.submit(boom, 3).result(timeout=10)
+        cause = ei.value.__cause__
+        assert isinstance(cause, shoal.pool.RemoteTraceback)
+        assert "in boom" in str(cause) and "ValueError: bad 3" in str(cause)
+        # A chunk with a failing item fails map at that item.
+        it = p.map(boom, [1, 2], chunksize=2)
+        with pytest.raises(ValueError):
+            next(it)
+        # The worker is fine afterwards.
+        assert p.submit(sq, 4).result(timeout=10) == 16
+
+
+def test_map_timeout():
+    with shoal.Pool(1) as p:
+        it = p.map(nap, [0.5, 0.5], timeout=0.05)
+        with pytest.raises(concurrent.futures.TimeoutError):
+            list(it)
+
+
+def test_large_arguments_and_results_spill():
+    with shoal.Pool(1, inline_bytes=1024) as p:
+        assert p.submit(big, 3 * MiB).result(timeout=10) == b"x" * (3 * MiB)
+        payload = bytes(range(256)) * 8192
+        assert p.submit(len, payload).result(timeout=10) == len(payload)
+    assert not [f for f in os.listdir("/dev/shm") if f.startswith(f"shoal.pool.{os.getpid()}.")]
+
+
+def test_initializer():
+    with shoal.Pool(2, initializer=set_init, initargs=(42,)) as p:
+        assert set(p.map(get_init, range(8))) == {42}
+
+
+def test_initializer_that_fails_breaks_loudly():
+    with shoal.Pool(1, initializer=boom, initargs=(0,)) as p:
+        with pytest.raises(concurrent.futures.process.BrokenProcessPool):
+            p.submit(sq, 1).result(timeout=30)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_start_methods(method):
+    with shoal.Pool(2, start_method=method, max_tasks=5, initializer=set_init,
+                    initargs=(method,)) as p:
+        assert list(p.map(sq, range(40), chunksize=2)) == [x * x for x in range(40)]
+        assert p.submit(get_init).result(timeout=30) == method
+        with pytest.raises(ValueError):
+            p.submit(boom, 1).result(timeout=30)
+        assert wait_for(lambda: recycles(p, "tasks") >= 2)
+        assert recycles(p, "died") == 0
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        shoal.Pool(0)
+    with pytest.raises(ValueError):
+        shoal.Pool(1, start_method="nope")
+    with pytest.raises(ValueError):
+        shoal.Pool(1, max_private_memory="lots")
+    with pytest.raises(TypeError):
+        shoal.Pool(1, initializer=3)
+    assert parse_size("512 MiB") == 512 * MiB
+    assert parse_size("1.5GiB") == 3 * 2**29
+    assert parse_size("100 MB") == 100_000_000
+    assert parse_size(4096) == 4096
+    assert parse_size(None) == 0
+    with pytest.raises(ValueError):
+        parse_size(-1)
+
+
+# ---- shutting down ----
+
+def test_shutdown_waits_and_refuses_new_work():
+    p = shoal.Pool(2)
+    fs = [p.submit(nap, 0.05) for _ in range(6)]
+    p.shutdown(wait=True)
+    assert all(f.done() and f.result() == 0.05 for f in fs)
+    with pytest.raises(RuntimeError):
+        p.submit(sq, 1)
+    p.shutdown()  # twice is fine
+
+
+def test_shutdown_cancel_futures():
+    p = shoal.Pool(1, prefetch=1)
+    first = p.submit(nap, 0.3)
+    assert wait_for(lambda: p.info()["running"] == 1)
+    rest = [p.submit(nap, 0.3) for _ in range(20)]
+    t0 = time.monotonic()
+    p.shutdown(wait=True, cancel_futures=True)
+    assert time.monotonic() - t0 < 2.0
+    assert first.result() == 0.3
+    assert sum(f.cancelled() for f in rest) >= 19
+
+
+def test_future_cancel_drops_the_task():
+    with shoal.Pool(1, prefetch=1) as p:
+        a = p.submit(nap, 0.2)
+        assert wait_for(lambda: p.info()["running"] == 1)
+        b = p.submit(sq, 3)
+        assert b.cancel()
+        assert a.result(timeout=10) == 0.2
+        assert p.submit(sq, 2).result(timeout=10) == 4
+        assert p.info()["pending"] == 0
+
+
+def test_terminate_with_pending():
+    p = shoal.Pool(2)
+    fs = [p.submit(nap, 0.2) for _ in range(50)]
+    t0 = time.monotonic()
+    p.terminate()
+    assert time.monotonic() - t0 < 3.0
+    assert all(f.done() for f in fs)
+    assert any(f.cancelled() or isinstance(f.exception(), concurrent.futures.CancelledError)
+               for f in fs)
+
+
+# ---- recycling ----
+
+def test_max_tasks_recycles_with_jitter():
+    with shoal.Pool(2, max_tasks=10, max_tasks_jitter=50) as p:
+        pids = set(p.map(pid_of, range(100)))
+        assert len(pids) >= 10
+        assert wait_for(lambda: recycles(p, "tasks") >= 8)
+        assert recycles(p, "died") == 0
+        assert p.submit(sq, 3).result(timeout=10) == 9
+
+
+def test_max_age_recycles():
+    with shoal.Pool(1, max_age=0.1) as p:
+        first = p.submit(pid_of).result(timeout=10)
+        assert wait_for(lambda: recycles(p, "age") >= 1)
+        assert p.submit(pid_of).result(timeout=10) != first
+
+
+def test_soft_limit_trims_before_recycling(base):
+    with shoal.Pool(1, max_private_memory=base + 60 * MiB) as p:
+        pid = p.submit(garbage, 150).result(timeout=30)
+        assert wait_for(lambda: p.stats()[0]["trims"] >= 1)
+        if SANITIZED:
+            # What a trim gives back depends on the sanitizer's quarantine:
+            # only that the trim came first and the pool goes on holds.
+            assert p.submit(sq, 3).result(timeout=10) == 9
+            assert sum(s["trims"] for s in p.stats()) >= recycles(p, "memory") >= 0
+            return
+        assert wait_for(lambda: p.stats()[0]["private"] < base + 60 * MiB)
+        assert p.submit(pid_of).result(timeout=10) == pid
+        assert recycles(p, "memory") == 0
+
+
+def test_soft_limit_recycles_and_memory_returns(base):
+    with shoal.Pool(2, max_private_memory=base + 100 * MiB) as p:
+        list(p.map(sq, range(10)))
+        assert wait_for(lambda: len(p.pids()) == 2)
+        before = private_of(p.pids())
+        assert before > 0
+        old = p.submit(leak, 200).result(timeout=30)
+        assert wait_for(lambda: recycles(p, "memory") == 1)
+        st = [s for s in p.stats() if s["last_reason"] == "memory"][0]
+        assert st["trims"] == 1 and st["private_peak"] >= base + 200 * MiB
+        with pytest.raises(ProcessLookupError):
+            shoal.memstat(old)
+        assert wait_for(lambda: len(p.pids()) == 2)
+        # The pool's private memory is back where it started.
+        assert private_of(p.pids()) < before + 20 * MiB
+        assert p.submit(sq, 5).result(timeout=10) == 25
+
+
+def test_hard_limit_kills_and_gives_up(base):
+    with shoal.Pool(1, hard_memory_limit=base + 150 * MiB, max_attempts=2, grace=0.2,
+                    check_interval=0.005) as p:
+        with pytest.raises(shoal.WorkerLost) as ei:
+            p.submit(grow, 400).result(timeout=30)
+        assert ei.value.signal == signal.SIGTERM
+        assert ei.value.attempts == 2
+        assert ei.value.last_private >= base + 150 * MiB
+        assert "SIGTERM" in str(ei.value)
+        assert recycles(p, "hard") == 2
+        assert p.submit(grow, 10).result(timeout=10) == "grew"
+        assert p.info()["lost"] == 1
+
+
+def test_over_limit_at_start_is_reported_once():
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        with shoal.Pool(2, max_private_memory=4096) as p:
+            assert list(p.map(sq, range(20))) == [x * x for x in range(20)]
+            assert wait_for(lambda: p.info()["config_error"] is not None)
+            assert wait_for(lambda: any("max_private_memory" in str(x.message) for x in w), 2)
+            assert recycles(p, "memory") == 0
+            assert all(s["trims"] == 0 for s in p.stats())
+    assert sum("max_private_memory" in str(x.message) for x in w) == 1
+
+
+def test_shared_reader_is_never_recycled(name, base):
+    with shoal.Segment.create(name, 300 * MiB) as seg:
+        np.frombuffer(seg.buf, dtype=np.uint8)[::4096] = 1
+        with shoal.Pool(2, max_private_memory=base + 64 * MiB,
+                        hard_memory_limit=base + 128 * MiB) as p:
+            assert list(p.map(read_segment, [name] * 6)) == [300 * MiB // 4096] * 6
+            for s in p.stats():
+                assert s["trims"] == 0 and sum(s["recycles"].values()) == 0
+                assert s["private_peak"] < base + 64 * MiB
+        seg.unlink()
+
+
+# ---- deaths ----
+
+def test_sigkill_mid_task_reruns(tmp_path):
+    with shoal.Pool(2) as p:
+        assert p.submit(kill_once, str(tmp_path / "m"), "right").result(timeout=30) == "right"
+        assert recycles(p, "died") == 1
+        assert p.info()["lost"] == 0
+
+
+def test_killed_from_outside_reruns():
+    with shoal.Pool(1) as p:
+        f = p.submit(nap, 0.5)
+        assert wait_for(lambda: p.info()["running"] == 1)
+        time.sleep(0.05)
+        os.kill(p.pids()[0], signal.SIGKILL)
+        assert f.result(timeout=30) == 0.5
+        assert recycles(p, "died") == 1
+
+
+def test_always_crashing_task_is_lost_and_pool_stays_healthy():
+    with shoal.Pool(2, max_attempts=3) as p:
+        bad = p.submit(crash, 0)
+        good = [p.submit(sq, i) for i in range(20)]
+        with pytest.raises(shoal.WorkerLost) as ei:
+            bad.result(timeout=30)
+        assert ei.value.signal == signal.SIGABRT and ei.value.attempts == 3
+        assert isinstance(ei.value, OSError)
+        assert [f.result(timeout=30) for f in good] == [i * i for i in range(20)]
+        assert list(p.map(sq, range(10))) == [i * i for i in range(10)]
+        assert p.info()["lost"] == 1
+
+
+def test_many_recycles_leave_nothing_behind():
+    fds = len(os.listdir("/proc/self/fd"))
+    with shoal.Pool(2, max_tasks=1) as p:
+        assert list(p.map(sq, range(100))) == [x * x for x in range(100)]
+        assert wait_for(lambda: recycles(p, "tasks") >= 100)
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) <= fds + 1
+    assert not multiprocessing.active_children()
