@@ -14,6 +14,7 @@ import argparse
 import concurrent.futures
 import multiprocessing
 import os
+import pickle
 import sys
 import time
 
@@ -22,16 +23,7 @@ import numpy as np
 import shoal
 
 MiB = 2**20
-_segments = {}  # in workers: the shared array, opened once per process
 _leaked = []    # in workers: what the tasks leak on purpose
-
-
-def _shared(name, n):
-    arr = _segments.get(name)
-    if arr is None:
-        seg = shoal.Segment.open(name, readonly=True)
-        arr = _segments[name] = np.frombuffer(seg.buf, dtype=np.int64, count=n)
-    return arr
 
 
 def _leak(mib):
@@ -40,9 +32,10 @@ def _leak(mib):
     _leaked.append(junk)
 
 
-def task_shared(name, n, lo, hi, leak_mib):
-    """Sum a slice of the shared array (no copy), and leak."""
-    s = int(_shared(name, n)[lo:hi].sum())
+def task_shared(a, lo, hi, leak_mib):
+    """Sum a slice of the shared array, and leak. ``a`` arrived as its handle
+    (a few dozen bytes): unpickling attached the same pages, no copy."""
+    s = int(a.numpy()[lo:hi].sum())
     _leak(leak_mib)
     return s
 
@@ -73,7 +66,7 @@ def progress(done, total, pool, t0, width=28):
     sys.stdout.flush()
 
 
-def run_shoal(args, name, n, parts):
+def run_shoal(args, a, parts):
     t0 = time.monotonic()
     pool = shoal.Pool(args.workers, max_private_memory=args.limit * MiB,
                       start_method=args.start_method)
@@ -81,7 +74,7 @@ def run_shoal(args, name, n, parts):
     total = 0
     # PSS (smaps_rollup) walks page tables: sampled twice a second.
     with shoal.MemoryMonitor(pids=pids, interval=0.5, smaps=True) as mon:
-        futs = [pool.submit(task_shared, name, n, lo, hi, args.leak) for lo, hi in parts]
+        futs = [pool.submit(task_shared, a, lo, hi, args.leak) for lo, hi in parts]
         done = 0
         for f in concurrent.futures.as_completed(futs):
             total += f.result()
@@ -123,24 +116,24 @@ def main():
         ap.error("sizes, workers and tasks must be positive")
 
     n = args.size * MiB // 8
-    name = f"demo.{os.getpid()}"
     print(f"shoal {shoal.__version__}: {args.workers} workers over a {fmt(n * 8)} shared array;"
           f" each task leaks {args.leak} MiB, recycle at {args.limit} MiB private")
     t0 = time.monotonic()
-    seg = shoal.Segment.create(name, n * 8)
+    a = shoal.Array.empty(n, "int64")
     try:
-        arr = np.frombuffer(seg.buf, dtype=np.int64, count=n)
+        arr = a.numpy()
         step = 8 * MiB
         for lo in range(0, n, step):  # in pieces: no 1 GiB temporary
             hi = min(n, lo + step)
             arr[lo:hi] = np.arange(lo, hi, dtype=np.int64)
         expected = n * (n - 1) // 2
-        print(f"  filled in {time.monotonic() - t0:.1f} s (shoal.Segment, one copy for"
-              f" everyone: /dev/shm/shoal.{name})")
+        print(f"  filled in {time.monotonic() - t0:.1f} s (shoal.Array, one copy for"
+              f" everyone: /dev/shm/shoal.{a.name}; tasks carry its handle,"
+              f" {len(pickle.dumps(a))} bytes)")
         bounds = np.linspace(0, n, args.tasks + 1, dtype=np.int64)
         parts = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
-        total, elapsed, stats, info, mon = run_shoal(args, name, n, parts)
+        total, elapsed, stats, info, mon = run_shoal(args, a, parts)
         ok = "right" if total == expected else f"WRONG (expected {expected})"
 
         print()
@@ -155,8 +148,8 @@ def main():
         print()
         print(f"  result: {total} ({ok})")
         print(f"  memory: peak total PSS of parent + workers {fmt(mon.peak_pss)} (the array"
-              f" counted once, plus the leaks);\n          a copy of the array in each of the"
-              f" {args.workers} workers would be {fmt(copies)} before any leak")
+              f" counted once, plus the leaks);\n          the parent's array plus a copy in each of"
+              f" the {args.workers} workers would be {fmt(copies)} before any leak")
         print(f"  recycles: {recycles} (median decision to replacement ready"
               f" {info['recycle_ms_median']:.1f} ms); tasks lost: {info['lost']}")
         print(f"  time: shoal.Pool {elapsed:.2f} s", end="", flush=True)
@@ -170,8 +163,7 @@ def main():
             print()
         del arr
     finally:
-        seg.close()
-        seg.unlink()
+        a.release()  # the last reference: the array's memory goes back
     return 0 if total == expected and info["lost"] == 0 else 1
 
 

@@ -1,7 +1,8 @@
 #!/bin/sh
 # quickstart.sh demo|test - the README's two commands.
 #
-#   demo: install what is missing, build, run the demo.
+#   demo: install what is missing, build, run the demo (examples/demo.py: a
+#         pool recycling leaky workers over a 1 GiB shared array).
 #   test: install what is missing, build, run the whole test suite: a normal
 #         build and an ASan+UBSan build, C tests, Python tests, examples.
 #
@@ -51,7 +52,10 @@ build() { # build DIR CONFIGURE-ARGS...
 
 build release
 if [ "$mode" = demo ]; then
-	exec "$top/_build/release/examples/demo"
+	SHOAL_LIBRARY="$top/_build/release/lib/.libs/libshoal.so"
+	PYTHONPATH="$top/bindings/python${PYTHONPATH:+:$PYTHONPATH}"
+	export SHOAL_LIBRARY PYTHONPATH
+	exec /usr/bin/python3 "$top/examples/demo.py"
 fi
 
 # Check and pytest write their counts into the test logs; add them up so the

@@ -1,9 +1,9 @@
 /*
- * demo.c - one process fills a big shared segment; a forked child reads all
+ * share.c - one process fills a big shared segment; a forked child reads all
  * of it without copying, and shows where its memory went: the pages are in
  * its RssShmem (shared with the parent), not in its RssAnon (private).
  *
- *   demo [--size MiB]      default 1024
+ *   share [--size MiB]      default 1024
  */
 #include <errno.h>
 #include <inttypes.h>

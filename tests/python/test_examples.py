@@ -1,0 +1,52 @@
+"""The examples run and say what they promise: the README's demo (small),
+hello.c and share.c. They are built by make; this keeps them working."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEMO = os.path.join(HERE, os.pardir, os.pardir, "examples", "demo.py")
+BUILD = os.environ.get("SHOAL_TEST_BUILDDIR", "")
+
+
+def _run(cmd, timeout=300):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stderr == "", r.stderr
+    return r.stdout
+
+
+def _arrays():
+    return {f for f in os.listdir("/dev/shm") if f.startswith("shoal.a.")}
+
+
+def test_demo_recycles_and_loses_nothing():
+    before = _arrays()
+    out = _run([sys.executable, DEMO, "--size", "64", "--workers", "2", "--tasks", "12",
+                "--leak", "30", "--limit", "60"])
+    assert "(right)" in out
+    assert "tasks lost: 0" in out
+    recycles = int(re.search(r"recycles: (\d+)", out).group(1))
+    assert recycles >= 2, out          # the leak crosses the limit: workers were replaced
+    assert "multiprocessing.Pool(maxtasksperchild=" in out
+    assert "tasks carry its handle" in out
+    assert _arrays() <= before          # its array was freed at the end
+
+
+def test_demo_help_and_bad_arguments():
+    assert "--size" in _run([sys.executable, DEMO, "--help"])
+    r = subprocess.run([sys.executable, DEMO, "--workers", "0"], capture_output=True, text=True)
+    assert r.returncode == 2 and "positive" in r.stderr
+
+
+@pytest.mark.parametrize("prog,expect", [
+    (["examples/hello"], r"sum of 1000 x 1000 doubles = 1000000"),
+    (["examples/share", "--size", "16"], r"RssShmem +16 MiB"),
+])
+def test_c_examples(prog, expect):
+    assert BUILD, "SHOAL_TEST_BUILDDIR is set by make check"
+    out = _run([os.path.join(BUILD, prog[0])] + prog[1:])
+    assert re.search(expect, out), out
