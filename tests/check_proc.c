@@ -5,8 +5,6 @@
 #include "testutil.h"
 
 #include <pthread.h>
-#include <sched.h>
-#include <sys/mount.h>
 
 START_TEST(self_is_alive)
 {
@@ -168,8 +166,7 @@ START_TEST(unreadable_proc_is_eio)
 		char path[64];
 		FILE *f;
 
-		if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
-		    mount("tmpfs", "/proc", "tmpfs", 0, NULL) != 0)
+		if (t_private_proc() != 0)
 			_exit(10);
 		snprintf(path, sizeof(path), "/proc/%d", (int)getpid());
 		mkdir(path, 0755);

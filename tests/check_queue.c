@@ -11,10 +11,8 @@
 #include "testutil.h"
 
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
-#include <sys/mount.h>
 #include <time.h>
 
 static struct shoal_queue *mkq(const char *name, uint32_t cap, uint32_t max_msg)
@@ -1358,8 +1356,7 @@ START_TEST(unreadable_proc_is_eio)
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		/* A forked child must register anew, and cannot. */
-		if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
-		    mount("tmpfs", "/proc", "tmpfs", 0, NULL) != 0)
+		if (t_private_proc() != 0)
 			_exit(10);
 		if (shoal_queue_push(q, "x", 1, 0) != -EIO)
 			_exit(1);
