@@ -905,11 +905,14 @@ SHOAL_API int shoal_array_unpin(struct shoal_array *a);
  * gone (processes that exited or were killed, zombies included; queues that
  * no longer exist), and frees the arrays whose total reaches zero, or that
  * a dead process had marked freed without unlinking. Also removes the
- * temporary files ("shoal..tmp.<pid>.*") of creators that died mid-create.
+ * temporary files ("shoal..tmp.<pid>.*") of creators that died mid-create,
+ * and the ledger of a pool whose supervisor died without destroying it,
+ * with the task and result segments named after it.
  * Any process may call it at any time, concurrently with everything else.
  * Blocking (each array's ledger lock, briefly).
  *
- * Return: the number of objects removed (arrays freed plus temporary files);
+ * Return: the number of objects removed (arrays freed, temporary files, pool
+ * ledgers and their segments);
  * -EACCES or -ENOENT if /dev/shm cannot be read; -ENOMEM.
  */
 SHOAL_API int shoal_reap(void);

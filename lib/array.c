@@ -1117,6 +1117,51 @@ static int reap_tmp(const char *file)
 	return unlink(path) == 0;
 }
 
+/* Unlink every object whose name begins "<name>.": 1 for each removed. */
+static int unlink_children(const char *name)
+{
+	char prefix[sizeof(SHOAL_PREFIX) + SHOAL_NAME_MAX + 1], path[sizeof(SHM_DIR) + 256];
+	size_t plen = (size_t)snprintf(prefix, sizeof(prefix), SHOAL_PREFIX "%s.", name);
+	DIR *d = opendir(SHM_DIR);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d || plen >= sizeof(prefix)) {
+		if (d)
+			closedir(d);
+		return 0;
+	}
+	while ((de = readdir(d)) != NULL)
+		if (strncmp(de->d_name, prefix, plen) == 0 &&
+		    snprintf(path, sizeof(path), SHM_DIR "%s", de->d_name) < (int)sizeof(path))
+			n += unlink(path) == 0;
+	closedir(d);
+	return n;
+}
+
+/*
+ * A pool's ledger belongs to its supervisor, the process that created it.
+ * Once that is certainly dead (SIGKILL, OOM), no one will destroy it:
+ * unlink it and the task and result segments named after it ("<ledger>.*").
+ * Workers that still map it keep their mappings until they notice and exit.
+ */
+static int reap_pool(const char *name)
+{
+	struct shoal_segment *s;
+	struct shoal_proc creator;
+	int n;
+
+	if (shoal__segment_open(name, SHOAL__KIND_POOL, 0, SHOAL_RDONLY, &s) != 0)
+		return 0;
+	creator.pid = s->hdr.creator_pid;
+	creator.start_time = s->hdr.creator_start;
+	shoal_segment_close(s);
+	if (holder_alive(shoal__proc_key(&creator)))
+		return 0;
+	n = shoal_unlink(name) == 0;
+	return n + unlink_children(name);
+}
+
 SHOAL_API int shoal_reap(void)
 {
 	DIR *d = opendir(SHM_DIR);
@@ -1130,7 +1175,8 @@ SHOAL_API int shoal_reap(void)
 			n += reap_tmp(de->d_name);
 		else if (strncmp(de->d_name, SHOAL_PREFIX, strlen(SHOAL_PREFIX)) == 0 &&
 			 shoal__name_check(de->d_name + strlen(SHOAL_PREFIX)) == 0)
-			n += reap_array(de->d_name + strlen(SHOAL_PREFIX));
+			n += reap_array(de->d_name + strlen(SHOAL_PREFIX)) +
+			     reap_pool(de->d_name + strlen(SHOAL_PREFIX));
 	}
 	closedir(d);
 	return n;

@@ -1124,6 +1124,51 @@ START_TEST(host_spawned_workers)
 }
 END_TEST
 
+/* A supervisor SIGKILLed without destroying its pool: shoal_reap() takes its
+ * ledger and the segments named after it; a live pool's stay. */
+START_TEST(reap_takes_a_dead_supervisors_ledger)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *live = make(&c);
+	char ledger[SHOAL_NAME_MAX + 1], child_seg[SHOAL_NAME_MAX + 8];
+	struct shoal_segment *seg;
+	int ready[2];
+	ssize_t n;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(ready), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_pool_config cc = conf(1);
+		struct shoal_pool *p;
+
+		if (shoal_pool_create(&cc, &p) != 0)
+			_exit(1);
+		(void)!write(ready[1], shoal_pool_name(p), strlen(shoal_pool_name(p)) + 1);
+		pause();
+		_exit(2);
+	}
+	n = read(ready[0], ledger, sizeof(ledger));
+	ck_assert_int_gt(n, 1);
+	kill(pid, SIGKILL);
+	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+	/* What a task or result of that pool would have left: "<ledger>.a1". */
+	snprintf(child_seg, sizeof(child_seg), "%s.a1", ledger);
+	ck_assert_int_eq(shoal_segment_create(child_seg, 4096, NULL, &seg), 0);
+	shoal_segment_close(seg);
+	ck_assert_int_eq(access(t_path(ledger), F_OK), 0);
+
+	ck_assert_int_ge(shoal_reap(), 2);
+	ck_assert_int_eq(access(t_path(ledger), F_OK), -1);
+	ck_assert_int_eq(access(t_path(child_seg), F_OK), -1);
+	ck_assert_int_eq(access(t_path(shoal_pool_name(live)), F_OK), 0); /* alive: kept */
+	ck_assert_int_eq(shoal_pool_destroy(live), 0);
+	close(ready[0]);
+	close(ready[1]);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("pool");
@@ -1156,6 +1201,7 @@ static Suite *suite(void)
 	ADD(errors);
 	ADD(workers_that_never_start);
 	ADD(host_spawned_workers);
+	ADD(reap_takes_a_dead_supervisors_ledger);
 #undef ADD
 	return s;
 }
