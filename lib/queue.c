@@ -274,7 +274,14 @@ static inline void wake(struct line32 *l, int n)
 {
 	if (atomic_load_explicit(&l->waiters, memory_order_seq_cst) != 0) {
 		atomic_fetch_add_explicit(&l->word, 1, memory_order_release);
-		shoal__futex_wake(&l->word, n);
+		/* The scheduler often queues the woken process on the waker's
+		 * own CPU (its last one), where it waits until the waker
+		 * blocks: 10 us here, with the other CPU idle. Yielding after
+		 * a wake that found a sleeper lets it run now; with nothing
+		 * else queued here the yield returns at once. Only the slow
+		 * path (someone slept) pays for it. */
+		if (shoal__futex_wake(&l->word, n) > 0)
+			sched_yield();
 	}
 }
 
