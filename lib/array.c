@@ -948,20 +948,9 @@ SHOAL_API int shoal_array_handle(const struct shoal_array *a, char *buf, size_t 
  */
 static bool holder_alive(uint64_t key)
 {
-	struct shoal_proc p, now;
-	int rc;
-
 	if (key & SHOAL__HOLDER_NONPROC)
 		return true; /* queues are judged by reap, which can see them */
-	shoal__proc_unkey(key, &p);
-	if (p.pid <= 0)
-		return false;
-	rc = shoal_proc_get(p.pid, &now);
-	if (rc == -ESRCH)
-		return false;
-	if (rc != 0)
-		return true;
-	return (now.start_time & (UINT64_MAX >> SHOAL__PID_BITS)) == p.start_time;
+	return !shoal__key_dead(key);
 }
 
 SHOAL_API int shoal_array_holders(const struct shoal_array *a, struct shoal_array_holder *out,
@@ -1000,6 +989,7 @@ struct gens {
 	uint64_t *v;
 	size_t n, cap;
 	bool scanned;
+	bool uncertain; /* some queue could not be looked at */
 };
 
 static void scan_queues(struct gens *g)
@@ -1009,23 +999,35 @@ static void scan_queues(struct gens *g)
 
 	g->n = 0;
 	g->scanned = true;
-	if (!d)
+	if (!d) {
+		g->uncertain = true;
 		return;
+	}
 	while ((de = readdir(d)) != NULL) {
 		struct shoal_segment *s;
 		const char *name = de->d_name + strlen(SHOAL_PREFIX);
+		int rc;
 
 		if (strncmp(de->d_name, SHOAL_PREFIX, strlen(SHOAL_PREFIX)) != 0 ||
 		    shoal__name_check(name) != 0)
 			continue;
-		if (shoal__segment_open(name, SHOAL__KIND_QUEUE, 0, SHOAL_RDONLY, &s) != 0)
+		rc = shoal__segment_open(name, SHOAL__KIND_QUEUE, 0, SHOAL_RDONLY, &s);
+		if (rc) {
+			/* Not a queue, gone meanwhile, or not ours: no holder of
+			 * our arrays. Anything else (no fds, no memory) leaves
+			 * the question open. */
+			if (rc != -EPROTOTYPE && rc != -ENOENT && rc != -EBADMSG && rc != -EPROTO &&
+			    rc != -EACCES)
+				g->uncertain = true;
 			continue;
+		}
 		if (g->n == g->cap) {
 			size_t ncap = g->cap ? g->cap * 2 : 16;
 			uint64_t *nv = realloc(g->v, ncap * sizeof(*nv));
 
 			if (!nv) {
 				shoal_segment_close(s);
+				g->uncertain = true;
 				break;
 			}
 			g->v = nv;
@@ -1041,6 +1043,8 @@ static bool queue_exists(struct gens *g, uint64_t key)
 {
 	if (!g->scanned)
 		scan_queues(g);
+	if (g->uncertain)
+		return true; /* only a certain absence drops a queue's references */
 	for (size_t i = 0; i < g->n; i++)
 		if (g->v[i] == (key & SHOAL__HOLDER_ID_MASK))
 			return true;
@@ -1117,8 +1121,29 @@ static int reap_tmp(const char *file)
 	return unlink(path) == 0;
 }
 
-/* Unlink every object whose name begins "<name>.": 1 for each removed. */
-static int unlink_children(const char *name)
+/* Whether @rest (what follows "<ledger>.") names one of a pool's task or
+ * result segments: "a<id>" or "r<id>.<attempt>" (pool.c's spill names). */
+static bool spill_suffix(const char *rest)
+{
+	const char *p = rest + 1;
+
+	if (rest[0] != 'a' && rest[0] != 'r')
+		return false;
+	if (*p < '0' || *p > '9')
+		return false;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	if (rest[0] == 'a')
+		return *p == '\0';
+	if (*p++ != '.' || *p < '0' || *p > '9')
+		return false;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	return *p == '\0';
+}
+
+/* Unlink the task and result segments of pool ledger @name: 1 for each. */
+static int unlink_spills(const char *name)
 {
 	char prefix[sizeof(SHOAL_PREFIX) + SHOAL_NAME_MAX + 1], path[sizeof(SHM_DIR) + 256];
 	size_t plen = (size_t)snprintf(prefix, sizeof(prefix), SHOAL_PREFIX "%s.", name);
@@ -1132,7 +1157,7 @@ static int unlink_children(const char *name)
 		return 0;
 	}
 	while ((de = readdir(d)) != NULL)
-		if (strncmp(de->d_name, prefix, plen) == 0 &&
+		if (strncmp(de->d_name, prefix, plen) == 0 && spill_suffix(de->d_name + plen) &&
 		    snprintf(path, sizeof(path), SHM_DIR "%s", de->d_name) < (int)sizeof(path))
 			n += unlink(path) == 0;
 	closedir(d);
@@ -1142,7 +1167,9 @@ static int unlink_children(const char *name)
 /*
  * A pool's ledger belongs to its supervisor, the process that created it.
  * Once that is certainly dead (SIGKILL, OOM), no one will destroy it:
- * unlink it and the task and result segments named after it ("<ledger>.*").
+ * unlink it and its task and result segments ("<ledger>.a<id>",
+ * "<ledger>.r<id>.<attempt>"), and nothing else that happens to share the
+ * prefix.
  * Workers that still map it keep their mappings until they notice and exit.
  */
 static int reap_pool(const char *name)
@@ -1159,7 +1186,7 @@ static int reap_pool(const char *name)
 	if (holder_alive(shoal__proc_key(&creator)))
 		return 0;
 	n = shoal_unlink(name) == 0;
-	return n + unlink_children(name);
+	return n + unlink_spills(name);
 }
 
 SHOAL_API int shoal_reap(void)

@@ -123,6 +123,15 @@ static inline bool shoal__range_ok(uint64_t off, uint64_t len, uint64_t size)
 #define SHOAL__PID_BITS 22
 uint64_t shoal__proc_key(const struct shoal_proc *p);
 void shoal__proc_unkey(uint64_t key, struct shoal_proc *out);
+/*
+ * Whether the process @key names is certainly gone: exited (zombies
+ * included) or its pid now another process's. False when /proc cannot be
+ * read, and for key 0. Everything that takes back what a dead process held
+ * asks this, never shoal_proc_is_alive(): a live process judged dead would
+ * lose what it holds while still using it; a dead one judged alive only
+ * waits for a later look.
+ */
+bool shoal__key_dead(uint64_t key);
 /* The caller's key; cheap (cached, renewed after fork). */
 uint64_t shoal__self_key(void);
 /* Bumped in every forked child: a handle that registered itself somewhere

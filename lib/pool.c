@@ -1589,10 +1589,7 @@ fail:
 
 static bool supervisor_alive(struct shoal_pool_worker *w)
 {
-	struct shoal_proc sup;
-
-	shoal__proc_unkey(w->hdr.sup_key, &sup);
-	return shoal_proc_is_alive(&sup);
+	return !shoal__key_dead(w->hdr.sup_key);
 }
 
 SHOAL_API int shoal_pool_worker_next(struct shoal_pool_worker *w, int64_t timeout_ns,

@@ -157,6 +157,22 @@ uint64_t shoal__self_key(void)
 	return shoal__proc_key(&me);
 }
 
+bool shoal__key_dead(uint64_t key)
+{
+	struct shoal_proc p, now;
+	int rc;
+
+	shoal__proc_unkey(key, &p);
+	if (key == 0 || p.pid <= 0)
+		return false; /* names nobody: nothing to take back */
+	rc = shoal_proc_get(p.pid, &now);
+	if (rc == -ESRCH)
+		return true;
+	if (rc != 0)
+		return false; /* /proc unreadable (no fds left, say): not known dead */
+	return (now.start_time & (UINT64_MAX >> SHOAL__PID_BITS)) != p.start_time;
+}
+
 SHOAL_API bool shoal_proc_is_alive(const struct shoal_proc *p)
 {
 	struct shoal_proc now;

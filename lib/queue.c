@@ -198,14 +198,9 @@ static size_t stride_for(uint32_t max_msg)
 
 static bool key_alive(uint64_t key)
 {
-	struct shoal_proc p;
-
 	if (key == 0)
 		return false;
-	if (key == shoal__self_key())
-		return true;
-	shoal__proc_unkey(key, &p);
-	return shoal_proc_is_alive(&p);
+	return key == shoal__self_key() || !shoal__key_dead(key);
 }
 
 static int recover(struct shoal_queue *q);

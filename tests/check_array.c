@@ -8,6 +8,7 @@
 #include "testutil.h"
 
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 static const size_t shape34[] = { 3, 4 };
 
@@ -1189,6 +1190,40 @@ START_TEST(queue_array_errors)
 }
 END_TEST
 
+/* A reap that cannot look at the queues (no file descriptors left) keeps
+ * their references: only a queue certainly gone loses them. */
+START_TEST(reap_without_fds_keeps_queue_references)
+{
+	const char *qn = t_name("q"), *an = t_name("a");
+	struct shoal_queue *q = make_queue(qn, 4);
+	struct shoal_array *a = make(an, SHOAL_DTYPE_INT16, 2, shape34), *b = NULL;
+	struct rlimit rl, few = { 0, 0 };
+	int fds[1024], n = 0, spare;
+
+	ck_assert_int_eq(shoal_queue_push_array(q, a, 0), 0);
+	ck_assert_int_eq(shoal_array_close(a), 0); /* only the queue holds it */
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	few.rlim_cur = 64;
+	few.rlim_max = rl.rlim_max;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &few), 0);
+	while (n < 1024 && (fds[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+		n++;
+	/* Room for the reaper's directory and one object, not for more. */
+	for (spare = 0; spare < 2 && n > 0; spare++)
+		close(fds[--n]);
+	shoal_reap();
+	while (n > 0)
+		close(fds[--n]);
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	ck_assert(exists(an));
+	ck_assert_int_eq(shoal_queue_pop_array(q, 0, &b, 0), 0);
+	ck_assert_int_eq(shoal_array_close(b), 1);
+	ck_assert(!exists(an));
+	shoal_queue_detach(q);
+	ck_assert_int_eq(shoal_queue_unlink(qn), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("array");
@@ -1230,6 +1265,7 @@ static Suite *suite(void)
 	tcase_add_test(tp, queue_unlink_drops_references);
 	tcase_add_test(tp, consumer_dies_before_attach);
 	tcase_add_test(tp, queue_array_errors);
+	tcase_add_test(tp, reap_without_fds_keeps_queue_references);
 	suite_add_tcase(s, tp);
 	return s;
 }

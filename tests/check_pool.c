@@ -1131,6 +1131,7 @@ START_TEST(reap_takes_a_dead_supervisors_ledger)
 	struct shoal_pool_config c = conf(1);
 	struct shoal_pool *live = make(&c);
 	char ledger[SHOAL_NAME_MAX + 1], child_seg[SHOAL_NAME_MAX + 8];
+	char result_seg[SHOAL_NAME_MAX + 8], users[SHOAL_NAME_MAX + 8];
 	struct shoal_segment *seg;
 	int ready[2];
 	ssize_t n;
@@ -1157,11 +1158,21 @@ START_TEST(reap_takes_a_dead_supervisors_ledger)
 	snprintf(child_seg, sizeof(child_seg), "%s.a1", ledger);
 	ck_assert_int_eq(shoal_segment_create(child_seg, 4096, NULL, &seg), 0);
 	shoal_segment_close(seg);
+	snprintf(result_seg, sizeof(result_seg), "%s.r7.2", ledger);
+	ck_assert_int_eq(shoal_segment_create(result_seg, 4096, NULL, &seg), 0);
+	shoal_segment_close(seg);
+	/* A user's object that only shares the prefix is not the pool's. */
+	snprintf(users, sizeof(users), "%s.data", ledger);
+	ck_assert_int_eq(shoal_segment_create(users, 4096, NULL, &seg), 0);
+	shoal_segment_close(seg);
 	ck_assert_int_eq(access(t_path(ledger), F_OK), 0);
 
-	ck_assert_int_ge(shoal_reap(), 2);
+	ck_assert_int_ge(shoal_reap(), 3);
 	ck_assert_int_eq(access(t_path(ledger), F_OK), -1);
 	ck_assert_int_eq(access(t_path(child_seg), F_OK), -1);
+	ck_assert_int_eq(access(t_path(result_seg), F_OK), -1);
+	ck_assert_int_eq(access(t_path(users), F_OK), 0);
+	ck_assert_int_eq(shoal_unlink(users), 0);
 	ck_assert_int_eq(access(t_path(shoal_pool_name(live)), F_OK), 0); /* alive: kept */
 	ck_assert_int_eq(shoal_pool_destroy(live), 0);
 	close(ready[0]);

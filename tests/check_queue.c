@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static struct shoal_queue *mkq(const char *name, uint32_t cap, uint32_t max_msg)
@@ -1374,6 +1375,67 @@ START_TEST(unreadable_proc_is_eio)
 }
 END_TEST
 
+/* A consumer that cannot read /proc (no file descriptors left) must not take
+ * a live producer for dead: its slot is waited for, never tombstoned. */
+static int paused_pipe[2];
+
+static void pause_after_write(enum shoal__queue_point where)
+{
+	if (where == SHOAL__QP_PUSH_WRITTEN) {
+		(void)!write(paused_pipe[1], "w", 1);
+		usleep(600000);
+	}
+}
+
+START_TEST(unknown_liveness_is_not_death)
+{
+	const char *name = t_name("emfile");
+	struct shoal_queue *q = mkq(name, 2, 16);
+	struct shoal_queue_stats st;
+	struct rlimit rl, few = { 0, 0 };
+	int fds[1024], n = 0, rc;
+	char buf[16], c;
+	size_t len;
+	pid_t kid;
+
+	ck_assert_int_eq(pipe(paused_pipe), 0);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 0), -EAGAIN); /* registered */
+	kid = fork();
+	ck_assert_int_ge(kid, 0);
+	if (kid == 0) {
+		shoal__queue_hook = pause_after_write;
+		_exit(shoal_queue_push(q, "acknowledged", 12, -1) == 0 ? 0 : 1);
+	}
+	ck_assert_int_eq(read(paused_pipe[0], &c, 1), 1); /* claimed and half written */
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	few.rlim_cur = 64;
+	few.rlim_max = rl.rlim_max;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &few), 0);
+	while (n < 1024 && (fds[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+		n++;
+	rc = shoal_queue_pop(q, buf, sizeof(buf), &len, 300000000);
+	while (n > 0)
+		close(fds[--n]);
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	ck_assert_int_eq(rc, -ETIMEDOUT);
+	ck_assert_int_eq(t_wait(kid), 0);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 1000000000), 0);
+	ck_assert_uint_eq(len, 12);
+	ck_assert_int_eq(memcmp(buf, "acknowledged", 12), 0);
+	ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+	ck_assert_uint_eq(st.dropped, 0);
+	/* And the ring is whole: two pushes fit, two pops come back. */
+	ck_assert_int_eq(shoal_queue_push(q, "a", 1, 0), 0);
+	ck_assert_int_eq(shoal_queue_push(q, "b", 1, 0), 0);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 0), 0);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 0), 0);
+	close(paused_pipe[0]);
+	close(paused_pipe[1]);
+	shoal_queue_detach(q);
+	shoal_queue_unlink(name);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("queue");
@@ -1399,6 +1461,7 @@ static Suite *suite(void)
 	tcase_add_test(unit, fork_inherits_handle);
 	tcase_add_test(unit, participants_run_out);
 	tcase_add_test(unit, unreadable_proc_is_eio);
+	tcase_add_test(unit, unknown_liveness_is_not_death);
 	suite_add_tcase(s, unit);
 
 	tcase_set_timeout(hostile, 30);
