@@ -349,3 +349,23 @@ def test_killed_workers_do_not_stop_the_queue(name):
         finally:
             q.unlink()
             seen.unlink()
+
+
+def test_detach_while_another_thread_waits(name):
+    q = shoal.Queue(name, capacity=4, max_msg=64)
+    errors = []
+
+    def getter():
+        try:
+            q.get(timeout=5)
+        except ValueError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=getter)
+    t.start()
+    time.sleep(0.3)
+    q.detach()          # the waiter's C call still has its mapping
+    t.join(10)
+    assert not t.is_alive()
+    assert errors and "detached" in str(errors[0])
+    shoal.queue.unlink(name)

@@ -171,6 +171,14 @@ class Queue:
             raise ValueError("queue handle is detached")
         return self._q
 
+    def _live(self):
+        """Between the slices of a blocking call: stop if another thread
+        detached the handle. The call itself keeps a reference to the
+        mapping (its local ``m``), so the C handle it is using stays valid
+        until it returns, whatever other threads do."""
+        if self._map is None:
+            raise ValueError("queue handle was detached while waiting")
+
     def _recv(self, need=0):
         """This thread's receive buffer (threads must not share one)."""
         loc = self._local
@@ -192,7 +200,8 @@ class Queue:
 
         Raises queue.Full if there is no room in time, ValueError if too
         long, BrokenPipeError if the queue is closed."""
-        if self._map is None:
+        m = self._map  # held for the whole call: see _live()
+        if m is None:
             raise ValueError("queue handle is detached")
         if type(data) is not bytes:
             data = bytes(data)
@@ -203,6 +212,7 @@ class Queue:
         q = self._q
         deadline = _deadline(block, timeout)
         while True:
+            self._live()
             if rc in (_EAGAIN, _ETIMEDOUT, _EINTR):
                 t = _slice(deadline)
                 if t == 0 and rc != _EINTR:
@@ -220,7 +230,8 @@ class Queue:
 
         Raises queue.Empty if none comes in time, BrokenPipeError if the
         queue is closed and drained."""
-        if self._map is None:
+        m = self._map  # held for the whole call: see _live()
+        if m is None:
             raise ValueError("queue handle is detached")
         loc = self._local
         try:
@@ -235,6 +246,7 @@ class Queue:
         deadline = _deadline(block, timeout)
         t = 0
         while True:
+            self._live()
             if rc in (_EAGAIN, _ETIMEDOUT, _EINTR):
                 t = _slice(deadline)
                 if t == 0 and rc != _EINTR:
@@ -265,7 +277,7 @@ class Queue:
         case the rest were not. Raises queue.Full if none could be put,
         ValueError (and puts none) if any is longer than max_msg,
         BrokenPipeError if the queue is closed before any was put."""
-        q = self._handle()
+        m, q = self._map, self._handle()  # m: held for the whole call
         items = [i if type(i) is bytes else bytes(i) for i in items]
         n = len(items)
         if n == 0:
@@ -292,6 +304,7 @@ class Queue:
                 raise _lib.error(rc)
             if deadline is _UNSET:
                 deadline = _deadline(block, timeout)
+            self._live()
             t = _slice(deadline)
             if t == 0 and rc != _EINTR:
                 if done:
@@ -302,7 +315,7 @@ class Queue:
         """Remove and return up to ``max_items`` messages (a list of bytes,
         oldest first), waiting as ``get`` does for the first; the rest are
         those ready at once."""
-        q = self._handle()
+        m, q = self._map, self._handle()  # m: held for the whole call
         if max_items < 1:
             raise ValueError("max_items must be at least 1")
         loc = self._local
@@ -317,6 +330,7 @@ class Queue:
             deadline = _deadline(block, timeout)
             t = 0
             while rc <= 0:
+                self._live()
                 if rc in (_EAGAIN, _ETIMEDOUT, _EINTR):
                     t = _slice(deadline)
                     if t == 0 and rc != _EINTR:
