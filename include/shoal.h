@@ -938,8 +938,8 @@ SHOAL_API int shoal_reap(void);
  * shoal_queue_unhold_array(). Blocking (the array's ledger lock, briefly);
  * any thread may call it.
  *
- * Return: 0; -EINVAL for NULL arguments; -ENOENT if @a was freed; -ENOSPC if
- * the array's ledger has no free line; -EDEADLK if the ledger lock could not
+ * Return: 0; -EINVAL for NULL arguments; -ENOENT if @a was freed; -EUSERS
+ * if the array's ledger has no free line; -EDEADLK if the ledger lock could not
  * be had in 10 s; -SHOAL_EPOISONED.
  */
 SHOAL_API int shoal_queue_hold_array(struct shoal_queue *q, struct shoal_array *a);
@@ -1000,7 +1000,9 @@ SHOAL_API int shoal_queue_push_array(struct shoal_queue *q, struct shoal_array *
  * Return: 0; as shoal_queue_pop() and shoal_queue_attach_array() otherwise:
  * -EMSGSIZE for a message longer than any handle (it stays in the queue);
  * -EINVAL for a shorter message that is not a handle (it is consumed);
- * -ENOENT for a handle whose array is gone (consumed).
+ * -ENOENT for a handle whose array is gone (consumed). A handle popped
+ * whose attach then fails (-EUSERS, -EDEADLK, -ENOMEM, -EMFILE) is consumed
+ * too, and the queue keeps its reference until the queue is unlinked.
  */
 SHOAL_API int shoal_queue_pop_array(struct shoal_queue *q, unsigned int flags, struct shoal_array **out,
 				    int64_t timeout_ns);
@@ -1407,8 +1409,10 @@ SHOAL_API int shoal_pool_worker_open(const char *ledger, uint32_t slot, uint64_t
  * Sleeps on a futex in the ledger (never spins). Not thread-safe per @w.
  *
  * Return: SHOAL_POOL_TASK, SHOAL_POOL_TRIM or SHOAL_POOL_EXIT; -ETIMEDOUT;
- * -EPIPE if the supervisor died; -ENOMEM or a segment error if a large
- * task could not be read; -EINVAL if a task is already open.
+ * -EPIPE if the supervisor died; -EINVAL if a task is already open. A
+ * large task that cannot be read (-ENOMEM, a segment error) or a corrupt
+ * cell is not returned: it is finished at once with that error as its
+ * result, and the call goes on to the next task.
  */
 SHOAL_API int shoal_pool_worker_next(struct shoal_pool_worker *w, int64_t timeout_ns,
 				     struct shoal_pool_task *t);

@@ -68,7 +68,7 @@ int shoal__futex_wait(shoal__atomic_u32 *addr, uint32_t val, uint64_t deadline_n
 	case EINTR:
 		return -errno;
 	default:
-		return -EINTR; /* treat as spurious: callers re-check and re-wait */
+		return -EINTR; /* unexpected: report as an interrupted wait */
 	}
 }
 
