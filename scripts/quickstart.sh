@@ -62,8 +62,8 @@ fi
 # run ends on one line that says how many test cases ran.
 passed=0
 failed=0
-count() { # count BUILD-DIR
-	for f in "$1"/tests/*.log "$1"/tests/python/*.log; do
+count() { # count LOG...: add up the test cases the logs report
+	for f in "$@"; do
 		[ -f "$f" ] || continue
 		# Check: "100%: Checks: 19, Failures: 0, Errors: 0"
 		c=$(sed -n 's/.*Checks: \([0-9]*\), Failures: \([0-9]*\), Errors: \([0-9]*\).*/\1 \2 \3/p' "$f" | tail -n 1)
@@ -86,7 +86,7 @@ suite() { # suite NAME BUILD-DIR
 	echo "== test suite ($1)"
 	rc=0
 	make -C "$2" -s check || rc=$?
-	count "$2"
+	count "$2"/tests/*.log "$2"/tests/python/*.log
 	return $rc
 }
 status=0
@@ -104,11 +104,6 @@ else
 	echo "FAIL: tests/check_queue_threads under ThreadSanitizer"
 	status=1
 fi
-c=$(sed -n 's/.*Checks: \([0-9]*\), Failures: \([0-9]*\), Errors: \([0-9]*\).*/\1 \2 \3/p' "$log/tsan.log" | tail -n 1)
-if [ -n "$c" ]; then
-	set -- $c
-	passed=$((passed + $1 - $2 - $3))
-	failed=$((failed + $2 + $3))
-fi
+count "$log/tsan.log"
 echo "tests: $passed passed, $failed failed"
 exit $status
