@@ -1356,8 +1356,9 @@ SHOAL_API const char *shoal_pool_name(const struct shoal_pool *p);
  * Workers finish the task they run and leave; any still there after the
  * grace time are killed. Tasks not finished are dropped, results not taken
  * are freed, every segment the pool made is unlinked. Callers blocked in
- * shoal_pool_wait() get -EPIPE. Must not race with other calls on @p
- * except shoal_pool_wait().
+ * shoal_pool_wait() get -EPIPE, and destroy waits for them to leave before
+ * it frees @p. Must not race with other calls on @p except
+ * shoal_pool_wait(); no call may follow it, a wait included.
  *
  * Return: 0.
  */

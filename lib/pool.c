@@ -270,6 +270,7 @@ struct shoal_pool {
 
 	pthread_mutex_t mu;
 	pthread_cond_t done_cv;
+	unsigned waiting; /* threads inside shoal_pool_wait(); destroy waits for 0 */
 	pthread_t sup_thread, reaper_thread;
 	bool threads_started;
 	int reaper_efd; /* eventfd: the reaper's set of pidfds changed */
@@ -1365,11 +1366,13 @@ SHOAL_API int shoal_pool_wait(struct shoal_pool *p, int64_t timeout_ns, struct s
 {
 	uint64_t deadline;
 	size_t n = 0;
+	int rc;
 
 	if (!p || !out || cap == 0)
 		return -EINVAL;
 	deadline = shoal__deadline(timeout_ns);
 	pthread_mutex_lock(&p->mu);
+	p->waiting++;
 	while (!p->done_head && !p->closing) {
 		struct timespec ts;
 
@@ -1392,10 +1395,13 @@ SHOAL_API int shoal_pool_wait(struct shoal_pool *p, int64_t timeout_ns, struct s
 		out[n++] = d->r;
 		free(d);
 	}
+	rc = n ? (int)n : p->closing ? -EPIPE : -ETIMEDOUT;
+	/* The last waiter out lets a destroy that waits for it go on; @p may
+	 * be freed as soon as the lock is released. */
+	if (--p->waiting == 0 && p->closing)
+		pthread_cond_broadcast(&p->done_cv);
 	pthread_mutex_unlock(&p->mu);
-	if (n)
-		return (int)n;
-	return p->closing ? -EPIPE : -ETIMEDOUT;
+	return rc;
 }
 
 SHOAL_API void shoal_pool_result_free(struct shoal_pool_result *r)
@@ -1498,11 +1504,16 @@ SHOAL_API int shoal_pool_destroy(struct shoal_pool *p)
 	poke_reaper(p);
 	pthread_join(p->reaper_thread, NULL);
 	close(p->reaper_efd);
+	pthread_mutex_lock(&p->mu);
+	/* Threads still inside shoal_pool_wait() leave with -EPIPE first. */
+	while (p->waiting > 0)
+		pthread_cond_wait(&p->done_cv, &p->mu);
 	while ((d = p->done_head) != NULL) {
 		p->done_head = d->next;
 		free(d->r.data);
 		free(d);
 	}
+	pthread_mutex_unlock(&p->mu);
 	for (uint32_t i = 0; i < p->nslots; i++)
 		free(p->slots[i].cells);
 	free(p->slots);

@@ -6,6 +6,8 @@
 #include "internal.h"
 #include "testutil.h"
 
+#include <pthread.h>
+
 #include <dirent.h>
 #include <malloc.h>
 #include <sys/mman.h>
@@ -1180,6 +1182,43 @@ START_TEST(reap_takes_a_dead_supervisors_ledger)
 }
 END_TEST
 
+struct waiter {
+	struct shoal_pool *p;
+	pthread_t t;
+	int rc;
+};
+
+static void *wait_forever(void *arg)
+{
+	struct waiter *w = arg;
+	struct shoal_pool_result r;
+
+	w->rc = shoal_pool_wait(w->p, -1, &r, 1);
+	return NULL;
+}
+
+/* Threads blocked in shoal_pool_wait() while the pool is destroyed leave
+ * with -EPIPE, and destroy waits for them before it frees the pool. */
+START_TEST(destroy_while_waiting)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p = make(&c);
+	struct waiter w[3];
+
+	for (int i = 0; i < 3; i++) {
+		w[i].p = p;
+		w[i].rc = 0;
+		ck_assert_int_eq(pthread_create(&w[i].t, NULL, wait_forever, &w[i]), 0);
+	}
+	usleep(50000);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(pthread_join(w[i].t, NULL), 0);
+		ck_assert_int_eq(w[i].rc, -EPIPE);
+	}
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("pool");
@@ -1213,6 +1252,7 @@ static Suite *suite(void)
 	ADD(workers_that_never_start);
 	ADD(host_spawned_workers);
 	ADD(reap_takes_a_dead_supervisors_ledger);
+	ADD(destroy_while_waiting);
 #undef ADD
 	return s;
 }

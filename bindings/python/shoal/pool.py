@@ -336,7 +336,11 @@ class Pool(concurrent.futures.Executor):
         self._ptr = out.value
         self.name = _name(self._ptr).decode()
         _live_pools.add(self)
-        self._collector = threading.Thread(target=_collect, args=(ref, self._ptr),
+        # Set before the C pool is destroyed: the results thread must not
+        # call into it again (see _destroy).
+        self._stopping = threading.Event()
+        self._collector = threading.Thread(target=_collect,
+                                           args=(ref, self._ptr, self._stopping),
                                            name="shoal-pool-results", daemon=True)
         self._collector.start()
 
@@ -551,10 +555,14 @@ class Pool(concurrent.futures.Executor):
             ptr, self._ptr = self._ptr, None
         if not ptr:
             return
-        _destroy(ptr)
-        # The last reference may drop in the results thread itself.
+        # The results thread leaves within one wait slice (200 ms), so it is
+        # never inside, or about to enter, shoal_pool_wait() on a freed
+        # pool. The last reference may drop in that thread itself: it is
+        # then not waiting, and sees the event before it would again.
+        self._stopping.set()
         if threading.current_thread() is not self._collector:
             self._collector.join()
+        _destroy(ptr)
         with self._lock:
             left, self._futures = list(self._futures.values()), {}
         for f in left:
@@ -614,10 +622,10 @@ def _reap(ref, pid):
         return -errno.ECHILD
 
 
-def _collect(ref, ptr):
+def _collect(ref, ptr, stopping):
     """The results thread: takes finished tasks and completes futures."""
     results = (_Result * 64)()
-    while True:
+    while not stopping.is_set():
         n = _wait(ptr, 200_000_000, results, 64)
         if n == -errno.EPIPE:
             return
