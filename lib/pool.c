@@ -117,19 +117,20 @@ struct pool_cell {
 _Static_assert(sizeof(struct pool_cell) == 64, "pool cell layout is ABI");
 _Static_assert(offsetof(struct pool_cell, res_len) == 32, "pool cell layout is ABI");
 
-static struct pool_slot *slot_at(struct shoal_segment *s, uint32_t i)
+/*
+ * Addresses inside the ledger come from a private copy of its layout @l
+ * (the supervisor's own, or a worker's validated copy), never from the
+ * shared header: any worker maps it writable, and one stray write there
+ * must not send the supervisor outside the mapping.
+ */
+static struct pool_slot *slot_at(void *data, const struct pool_hdr *l, uint32_t i)
 {
-	const struct pool_hdr *h = s->kind_hdr;
-
-	return (struct pool_slot *)((char *)s->data + (uint64_t)i * h->slot_size);
+	return (struct pool_slot *)((char *)data + (uint64_t)i * l->slot_size);
 }
 
-static struct pool_cell *cell_at(struct shoal_segment *s, uint32_t slot, uint64_t seq)
+static struct pool_cell *cell_in(struct pool_slot *sl, const struct pool_hdr *l, uint64_t seq)
 {
-	const struct pool_hdr *h = s->kind_hdr;
-
-	return (struct pool_cell *)((char *)slot_at(s, slot) + sizeof(struct pool_slot) +
-				    (seq % h->depth) * h->cell_size);
+	return (struct pool_cell *)((char *)sl + sizeof(struct pool_slot) + (seq % l->depth) * l->cell_size);
 }
 
 static char *cell_args(struct pool_cell *c)
@@ -137,11 +138,9 @@ static char *cell_args(struct pool_cell *c)
 	return (char *)(c + 1);
 }
 
-static char *cell_res(struct shoal_segment *s, struct pool_cell *c)
+static char *cell_res(const struct pool_hdr *l, struct pool_cell *c)
 {
-	const struct pool_hdr *h = s->kind_hdr;
-
-	return (char *)(c + 1) + h->inline_bytes;
+	return (char *)(c + 1) + l->inline_bytes;
 }
 
 /* Wake the supervisor: pairs with the sup_waiting store in supervise(). */
@@ -264,7 +263,8 @@ struct wpos {
 struct shoal_pool {
 	struct shoal_pool_config cfg;
 	struct shoal_segment *seg;
-	struct pool_hdr *hdr;
+	struct pool_hdr *hdr;     /* shared: only its atomics are used */
+	struct pool_hdr layout;   /* private: sizes, for every address */
 	char name[POOL_NAME_MAX + 1];
 	uint32_t nslots;
 
@@ -291,6 +291,16 @@ struct shoal_pool {
 	struct wslot *slots;
 	struct wpos *pos;
 };
+
+static struct pool_slot *sup_slot(struct shoal_pool *p, uint32_t i)
+{
+	return slot_at(p->seg->data, &p->layout, i);
+}
+
+static struct pool_cell *sup_cell(struct shoal_pool *p, uint32_t i, uint64_t seq)
+{
+	return cell_in(sup_slot(p, i), &p->layout, seq);
+}
 
 static void task_free(struct shoal_pool *p, struct task *t)
 {
@@ -481,10 +491,10 @@ static int start_worker(struct shoal_pool *p, int pos)
 	if (i < 0)
 		return 1;
 	w = &p->slots[i];
-	sl = slot_at(p->seg, (uint32_t)i);
+	sl = sup_slot(p, (uint32_t)i);
 	gen = w->gen + 1;
-	for (uint32_t c = 0; c < p->hdr->depth; c++) {
-		atomic_store_explicit(&cell_at(p->seg, (uint32_t)i, c)->state, CELL_EMPTY,
+	for (uint32_t c = 0; c < p->layout.depth; c++) {
+		atomic_store_explicit(&sup_cell(p, (uint32_t)i, c)->state, CELL_EMPTY,
 				      memory_order_relaxed);
 		w->cells[c] = NULL;
 	}
@@ -579,7 +589,7 @@ static void reclaim(struct shoal_pool *p, int i)
 	struct wslot *w = &p->slots[i];
 
 	while (w->assigned > w->collected) {
-		struct pool_cell *c = cell_at(p->seg, (uint32_t)i, w->assigned - 1);
+		struct pool_cell *c = sup_cell(p, (uint32_t)i, w->assigned - 1);
 		uint32_t expect = CELL_ASSIGNED;
 		struct task *t;
 
@@ -587,8 +597,8 @@ static void reclaim(struct shoal_pool *p, int i)
 							    memory_order_acq_rel, memory_order_acquire))
 			break;
 		w->assigned--;
-		t = w->cells[w->assigned % p->hdr->depth];
-		w->cells[w->assigned % p->hdr->depth] = NULL;
+		t = w->cells[w->assigned % p->layout.depth];
+		w->cells[w->assigned % p->layout.depth] = NULL;
 		t->attempts--;
 		p->nrunning--;
 		pend_push_front(p, t);
@@ -611,7 +621,7 @@ static void recycle(struct shoal_pool *p, struct wslot *w, int reason)
 
 static void send_retire(struct shoal_pool *p, int i)
 {
-	struct pool_slot *sl = slot_at(p->seg, (uint32_t)i);
+	struct pool_slot *sl = sup_slot(p, (uint32_t)i);
 
 	atomic_fetch_or_explicit(&sl->cmd, CMD_RETIRE, memory_order_release);
 	ring_worker(sl);
@@ -624,8 +634,8 @@ static void collect(struct shoal_pool *p, int i)
 	struct wslot *w = &p->slots[i];
 
 	while (w->collected < w->assigned) {
-		struct pool_cell *c = cell_at(p->seg, (uint32_t)i, w->collected);
-		struct task *t = w->cells[w->collected % p->hdr->depth];
+		struct pool_cell *c = sup_cell(p, (uint32_t)i, w->collected);
+		struct task *t = w->cells[w->collected % p->layout.depth];
 		void *data = NULL;
 		uint64_t len;
 		int err;
@@ -647,18 +657,18 @@ static void collect(struct shoal_pool *p, int i)
 				err = rc;
 				len = 0;
 			}
-		} else if (len > p->hdr->inline_bytes) {
+		} else if (len > p->layout.inline_bytes) {
 			err = -EBADMSG;
 			len = 0;
 		} else if (len) {
 			data = malloc(len);
 			if (data)
-				memcpy(data, cell_res(p->seg, c), len);
+				memcpy(data, cell_res(&p->layout, c), len);
 			else
 				err = -ENOMEM;
 		}
 		atomic_store_explicit(&c->state, CELL_EMPTY, memory_order_relaxed);
-		w->cells[w->collected % p->hdr->depth] = NULL;
+		w->cells[w->collected % p->layout.depth] = NULL;
 		w->collected++;
 		w->fresh = false;
 		w->tasks++;
@@ -684,11 +694,11 @@ static void settle_exit(struct shoal_pool *p, int i)
 	/* Walk the rest backwards so requeued tasks keep their order at the
 	 * head of the backlog. */
 	for (uint64_t s = w->assigned; s-- > w->collected;) {
-		struct pool_cell *c = cell_at(p->seg, (uint32_t)i, s);
-		struct task *t = w->cells[s % p->hdr->depth];
+		struct pool_cell *c = sup_cell(p, (uint32_t)i, s);
+		struct task *t = w->cells[s % p->layout.depth];
 		uint32_t st = atomic_load_explicit(&c->state, memory_order_acquire);
 
-		w->cells[s % p->hdr->depth] = NULL;
+		w->cells[s % p->layout.depth] = NULL;
 		p->nrunning--;
 		if (st == CELL_RUNNING) {
 			char n[SHOAL_NAME_MAX + 1];
@@ -714,7 +724,7 @@ static void settle_exit(struct shoal_pool *p, int i)
 	if (!planned) {
 		int reason = w->state == SLOT_KILLING ? SHOAL_POOL_HARD : SHOAL_POOL_DIED;
 
-		if (w->state == SLOT_STARTING || !atomic_load_explicit(&slot_at(p->seg, (uint32_t)i)->ready,
+		if (w->state == SLOT_STARTING || !atomic_load_explicit(&sup_slot(p, (uint32_t)i)->ready,
 									 memory_order_relaxed)) {
 			if (++p->early_deaths >= 5 && !p->closing)
 				p->broken = true;
@@ -750,7 +760,7 @@ static void settle_exit(struct shoal_pool *p, int i)
 static void policy(struct shoal_pool *p, int i, uint64_t now, uint64_t *next)
 {
 	struct wslot *w = &p->slots[i];
-	struct pool_slot *sl = slot_at(p->seg, (uint32_t)i);
+	struct pool_slot *sl = sup_slot(p, (uint32_t)i);
 	bool idle = w->assigned == w->collected;
 
 	if (w->state != SLOT_READY && w->state != SLOT_DRAINING)
@@ -821,12 +831,12 @@ static void dispatch(struct shoal_pool *p)
 			struct pool_cell *c;
 			struct task *t;
 
-			if (w->state != SLOT_READY || w->assigned - w->collected >= p->hdr->depth)
+			if (w->state != SLOT_READY || w->assigned - w->collected >= p->layout.depth)
 				continue;
 			if (w->task_limit && w->tasks + (w->assigned - w->collected) >= w->task_limit)
 				continue;
 			t = pend_pop(p);
-			c = cell_at(p->seg, i, w->assigned);
+			c = sup_cell(p, i, w->assigned);
 			c->task_id = t->id;
 			c->attempt = ++t->attempts;
 			c->arg_len = t->len;
@@ -839,10 +849,10 @@ static void dispatch(struct shoal_pool *p)
 			/* R1: the task is in the cell before the state says so;
 			 * pairs with A1 in shoal_pool_worker_next(). */
 			atomic_store_explicit(&c->state, CELL_ASSIGNED, memory_order_release);
-			w->cells[w->assigned % p->hdr->depth] = t;
+			w->cells[w->assigned % p->layout.depth] = t;
 			w->assigned++;
 			p->nrunning++;
-			ring_worker(slot_at(p->seg, i));
+			ring_worker(sup_slot(p, i));
 			progress = true;
 		}
 	}
@@ -855,7 +865,7 @@ static uint64_t supervise_once(struct shoal_pool *p)
 
 	for (uint32_t i = 0; i < p->nslots; i++) {
 		struct wslot *w = &p->slots[i];
-		struct pool_slot *sl = slot_at(p->seg, i);
+		struct pool_slot *sl = sup_slot(p, i);
 
 		if (w->state == SLOT_FREE)
 			continue;
@@ -1212,6 +1222,11 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
 	h->slot_size = slot_size;
 	h->sup_key = shoal__self_key();
 	p->hdr = h;
+	p->layout.nslots = nslots;
+	p->layout.depth = p->cfg.depth;
+	p->layout.inline_bytes = p->cfg.inline_bytes;
+	p->layout.cell_size = cell_size;
+	p->layout.slot_size = slot_size;
 	rc = shoal__segment_publish(p->seg);
 	if (rc) {
 		p->seg = NULL;
@@ -1438,7 +1453,7 @@ SHOAL_API int shoal_pool_cancel(struct shoal_pool *p, uint64_t id)
 	if (rc == -ENOENT) {
 		for (uint32_t i = 0; i < p->nslots && rc == -ENOENT; i++)
 			for (uint64_t s = p->slots[i].collected; s < p->slots[i].assigned; s++)
-				if (p->slots[i].cells[s % p->hdr->depth]->id == id)
+				if (p->slots[i].cells[s % p->layout.depth]->id == id)
 					rc = -EBUSY;
 	}
 	pthread_mutex_unlock(&p->mu);
@@ -1577,7 +1592,7 @@ SHOAL_API int shoal_pool_worker_open(const char *ledger, uint32_t slot, uint64_t
 		rc = -EINVAL;
 		goto fail;
 	}
-	w->slot = slot_at(w->seg, slot);
+	w->slot = slot_at(w->seg->data, &w->hdr, slot);
 	w->idx = slot;
 	w->gen = gen;
 	/* A0: pairs with R0 in start_worker(). */
@@ -1611,8 +1626,7 @@ SHOAL_API int shoal_pool_worker_next(struct shoal_pool_worker *w, int64_t timeou
 	if (!w || !t || w->cur)
 		return -EINVAL;
 	for (;;) {
-		struct pool_cell *c = (struct pool_cell *)((char *)w->slot + sizeof(struct pool_slot) +
-							   (w->head % w->hdr.depth) * w->hdr.cell_size);
+		struct pool_cell *c = cell_in(w->slot, &w->hdr, w->head);
 		uint32_t bell = atomic_load_explicit(&w->slot->bell, memory_order_seq_cst);
 		uint32_t cmd, expect = CELL_ASSIGNED;
 		uint64_t wake;
@@ -1697,7 +1711,7 @@ SHOAL_API int shoal_pool_worker_done(struct shoal_pool_worker *w, int err, const
 			c->res_spill = 1;
 		}
 	} else if (len) {
-		memcpy((char *)(c + 1) + w->hdr.inline_bytes, data, len);
+		memcpy(cell_res(&w->hdr, c), data, len);
 	}
 	c->res_len = len;
 	c->err = err;
