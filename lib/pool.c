@@ -554,13 +554,26 @@ static int start_worker(struct shoal_pool *p, int pos)
 	w->pid = pid;
 	w->pidfd = pidfd_open(pid);
 	if (w->pidfd < 0) {
-		/* Gone already and reaped by someone else (a fork server):
-		 * the reaper will not see it, so collect it here. */
-		int st;
+		int err = errno, st = 0;
 
+		/* ESRCH: gone already and reaped by someone else (a fork
+		 * server); the reaper will not see it, so collect it here.
+		 * Anything else (no fds left): it runs, but nobody could watch
+		 * it, so it must not: kill it, collect it, report the error. */
+		if (err != ESRCH)
+			kill(pid, SIGKILL);
 		pthread_mutex_unlock(&p->mu);
-		st = p->cfg.reap ? p->cfg.reap(p->cfg.hook_arg, pid) : -ECHILD;
+		if (p->cfg.reap)
+			st = p->cfg.reap(p->cfg.hook_arg, pid);
+		else if (waitpid(pid, &st, 0) != pid)
+			st = -ECHILD;
 		pthread_mutex_lock(&p->mu);
+		if (err != ESRCH) {
+			w->state = SLOT_FREE;
+			w->pid = 0;
+			p->info.spawn_error = -err;
+			return -err;
+		}
 		w->exited = true;
 		w->wstatus = st;
 	}

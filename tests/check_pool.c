@@ -7,6 +7,7 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
 
 #include <dirent.h>
 #include <malloc.h>
@@ -1219,6 +1220,65 @@ START_TEST(destroy_while_waiting)
 }
 END_TEST
 
+/* A worker the supervisor cannot watch (no descriptor left for its pidfd)
+ * must not run unwatched: it is killed and collected, the error reported,
+ * and the pool starts workers again once descriptors are back. The spawn
+ * hook takes every free descriptor after forking (the first time only),
+ * the reap hook gives them back. */
+static int hoard[4096], hoarded, starved;
+static struct rlimit hoard_rl;
+
+static pid_t starving_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t gen)
+{
+	pid_t pid = hand_spawn(arg, ledger, slot, gen);
+	struct rlimit few;
+	int fd;
+
+	if (pid > 0 && !starved++) {
+		getrlimit(RLIMIT_NOFILE, &hoard_rl);
+		few = hoard_rl;
+		few.rlim_cur = 256;
+		setrlimit(RLIMIT_NOFILE, &few);
+		while (hoarded < 4096 && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+			hoard[hoarded++] = fd;
+	}
+	return pid;
+}
+
+static int starved_reap(void *arg, pid_t pid)
+{
+	int st = reap_pid(arg, pid);
+
+	while (hoarded > 0)
+		close(hoard[--hoarded]);
+	setrlimit(RLIMIT_NOFILE, &hoard_rl);
+	return st;
+}
+
+START_TEST(unwatchable_worker_is_not_left_running)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p = NULL;
+	struct shoal_pool_info info;
+
+	c.spawn = starving_spawn;
+	c.reap = starved_reap;
+	ck_assert_int_eq(shoal_pool_create(&c, &p), 0);
+	memset(&info, 0, sizeof(info));
+	for (int i = 0; i < 500 && info.spawn_error != -EMFILE; i++) {
+		usleep(10000);
+		shoal_pool_info(p, &info);
+	}
+	ck_assert_int_eq(info.spawn_error, -EMFILE);
+	ck_assert_int_eq(starved, 1);
+	ck_assert_int_eq(count_zombies(), 0);
+	/* Descriptors are back: the next worker is watched and works. */
+	run_expect(p, "abc", "hand:abc:1");
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+	ck_assert_int_eq(count_zombies(), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("pool");
@@ -1253,6 +1313,7 @@ static Suite *suite(void)
 	ADD(host_spawned_workers);
 	ADD(reap_takes_a_dead_supervisors_ledger);
 	ADD(destroy_while_waiting);
+	ADD(unwatchable_worker_is_not_left_running);
 #undef ADD
 	return s;
 }
