@@ -761,10 +761,8 @@ static ssize_t pop_batch_try(struct shoal_queue *q, uint32_t me, unsigned char *
 		size_t l;
 		int rc = pop_try(q, me, buf, cap, &l, blocker);
 
-		if (rc == 0)
-			lens[0] = l;
-		else if (rc == -EMSGSIZE)
-			lens[0] = l;
+		if (rc == 0 || rc == -EMSGSIZE)
+			lens[0] = l; /* the message's length, or the room it needs */
 		return rc == 0 ? 1 : rc;
 	}
 again:
