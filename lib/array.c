@@ -210,19 +210,24 @@ static struct shoal__array_entry *line_free(struct shoal_array *a)
 	return NULL;
 }
 
-static void set_freed(struct shoal_array *a)
+static uint32_t state_of(const struct shoal_array *a)
 {
+	/* A2: pairs with R2 in free_if_unheld. */
+	return atomic_load_explicit(&a->hdr->state, memory_order_acquire);
+}
+
+/* Under the lock: if nobody holds @a any more, mark it FREED, with us as the
+ * process that unlinks it. True if it did. */
+static bool free_if_unheld(struct shoal_array *a)
+{
+	if (state_of(a) != SHOAL__ARRAY_ALIVE || ledger_total(a) != 0)
+		return false;
 	atomic_store_explicit(&a->hdr->freer, shoal__self_key(), memory_order_relaxed);
 	/* R2: pairs with A2 in attach's and reap's state loads (also under
 	 * the lock; the order matters only to lock-free readers). */
 	atomic_store_explicit(&a->hdr->state, SHOAL__ARRAY_FREED, memory_order_release);
 	HOOK(SHOAL__HOOK_FREED);
-}
-
-static uint32_t state_of(const struct shoal_array *a)
-{
-	/* A2: pairs with R2 in set_freed. */
-	return atomic_load_explicit(&a->hdr->state, memory_order_acquire);
+	return true;
 }
 
 /*
@@ -247,10 +252,8 @@ static int ledger_lock(struct shoal_array *a, bool *must_free)
 	if (rc == EOWNERDEAD) {
 		/* Consistent by construction (see the top of this file). */
 		pthread_mutex_consistent(&a->hdr->lock);
-		if (state_of(a) == SHOAL__ARRAY_ALIVE && ledger_total(a) == 0) {
-			set_freed(a);
+		if (free_if_unheld(a))
 			*must_free = true;
-		}
 		rc = 0;
 	}
 	switch (rc) {
@@ -327,10 +330,8 @@ static int unhold_locked(struct shoal_array *a, uint64_t holder, uint32_t n, boo
 	if (c < n)
 		return -ENOENT;
 	line_set(e, holder, c - n);
-	if (ledger_total(a) == 0 && state_of(a) == SHOAL__ARRAY_ALIVE) {
-		set_freed(a);
+	if (free_if_unheld(a))
 		*freed = true;
-	}
 	return 0;
 }
 
@@ -799,10 +800,8 @@ static int sweep_dead(struct shoal_array *a)
 		if (e)
 			line_set(e, dead[i], 0);
 	}
-	if (state_of(a) == SHOAL__ARRAY_ALIVE && ledger_total(a) == 0) {
-		set_freed(a);
+	if (free_if_unheld(a))
 		freed = true;
-	}
 	return ledger_unlock(a, freed);
 }
 
@@ -1084,8 +1083,7 @@ static int reap_array(const char *name)
 		if (gone)
 			line_set(e, k, 0);
 	}
-	if (state_of(&a) == SHOAL__ARRAY_ALIVE && ledger_total(&a) == 0) {
-		set_freed(&a);
+	if (free_if_unheld(&a)) {
 		freed = true;
 	} else if (state_of(&a) == SHOAL__ARRAY_FREED && !freed) {
 		/* A freer that died before unlinking: claim its unlink. */
