@@ -990,51 +990,68 @@ struct gens {
 	bool uncertain; /* some queue could not be looked at */
 };
 
-static void scan_queues(struct gens *g)
+/*
+ * Call @fn on every "shoal.*" entry of /dev/shm (its file name) and add up
+ * what the calls return. -errno if the directory cannot be read.
+ */
+static int each_object(int (*fn)(const char *file, void *arg), void *arg)
 {
 	DIR *d = opendir(SHM_DIR);
 	struct dirent *de;
+	int n = 0;
 
+	if (!d)
+		return errno == ENOMEM ? -ENOMEM : errno == ENOENT ? -ENOENT : -EACCES;
+	while ((de = readdir(d)) != NULL)
+		if (strncmp(de->d_name, SHOAL_PREFIX, strlen(SHOAL_PREFIX)) == 0)
+			n += fn(de->d_name, arg);
+	closedir(d);
+	return n;
+}
+
+/* each_object() callback: note the generation of every queue. */
+static int note_queue(const char *file, void *arg)
+{
+	struct gens *g = arg;
+	const char *name = file + strlen(SHOAL_PREFIX);
+	struct shoal_segment *s;
+	int rc;
+
+	if (shoal__name_check(name) != 0)
+		return 0;
+	rc = shoal__segment_open(name, SHOAL__KIND_QUEUE, 0, SHOAL_RDONLY, &s);
+	if (rc) {
+		/* Not a queue, gone meanwhile, or not ours: no holder of our
+		 * arrays. Anything else (no fds, no memory) leaves the question
+		 * open. */
+		if (rc != -EPROTOTYPE && rc != -ENOENT && rc != -EBADMSG && rc != -EPROTO &&
+		    rc != -EACCES)
+			g->uncertain = true;
+		return 0;
+	}
+	if (g->n == g->cap) {
+		size_t ncap = g->cap ? g->cap * 2 : 16;
+		uint64_t *nv = realloc(g->v, ncap * sizeof(*nv));
+
+		if (!nv) {
+			shoal_segment_close(s);
+			g->uncertain = true;
+			return 0;
+		}
+		g->v = nv;
+		g->cap = ncap;
+	}
+	g->v[g->n++] = s->hdr.generation & SHOAL__HOLDER_ID_MASK;
+	shoal_segment_close(s);
+	return 0;
+}
+
+static void scan_queues(struct gens *g)
+{
 	g->n = 0;
 	g->scanned = true;
-	if (!d) {
+	if (each_object(note_queue, g) < 0)
 		g->uncertain = true;
-		return;
-	}
-	while ((de = readdir(d)) != NULL) {
-		struct shoal_segment *s;
-		const char *name = de->d_name + strlen(SHOAL_PREFIX);
-		int rc;
-
-		if (strncmp(de->d_name, SHOAL_PREFIX, strlen(SHOAL_PREFIX)) != 0 ||
-		    shoal__name_check(name) != 0)
-			continue;
-		rc = shoal__segment_open(name, SHOAL__KIND_QUEUE, 0, SHOAL_RDONLY, &s);
-		if (rc) {
-			/* Not a queue, gone meanwhile, or not ours: no holder of
-			 * our arrays. Anything else (no fds, no memory) leaves
-			 * the question open. */
-			if (rc != -EPROTOTYPE && rc != -ENOENT && rc != -EBADMSG && rc != -EPROTO &&
-			    rc != -EACCES)
-				g->uncertain = true;
-			continue;
-		}
-		if (g->n == g->cap) {
-			size_t ncap = g->cap ? g->cap * 2 : 16;
-			uint64_t *nv = realloc(g->v, ncap * sizeof(*nv));
-
-			if (!nv) {
-				shoal_segment_close(s);
-				g->uncertain = true;
-				break;
-			}
-			g->v = nv;
-			g->cap = ncap;
-		}
-		g->v[g->n++] = s->hdr.generation & SHOAL__HOLDER_ID_MASK;
-		shoal_segment_close(s);
-	}
-	closedir(d);
 }
 
 static bool queue_exists(struct gens *g, uint64_t key)
@@ -1139,26 +1156,35 @@ static bool spill_suffix(const char *rest)
 	return *p == '\0';
 }
 
+struct spills {
+	char prefix[sizeof(SHOAL_PREFIX) + SHOAL_NAME_MAX + 1]; /* "shoal.<ledger>." */
+	size_t len;
+};
+
+/* each_object() callback: unlink @file if it is one of the ledger's task or
+ * result segments; 1 if it did. */
+static int unlink_spill(const char *file, void *arg)
+{
+	const struct spills *sp = arg;
+	char path[sizeof(SHM_DIR) + 256];
+
+	if (strncmp(file, sp->prefix, sp->len) != 0 || !spill_suffix(file + sp->len) ||
+	    snprintf(path, sizeof(path), SHM_DIR "%s", file) >= (int)sizeof(path))
+		return 0;
+	return unlink(path) == 0;
+}
+
 /* Unlink the task and result segments of pool ledger @name: 1 for each. */
 static int unlink_spills(const char *name)
 {
-	char prefix[sizeof(SHOAL_PREFIX) + SHOAL_NAME_MAX + 1], path[sizeof(SHM_DIR) + 256];
-	size_t plen = (size_t)snprintf(prefix, sizeof(prefix), SHOAL_PREFIX "%s.", name);
-	DIR *d = opendir(SHM_DIR);
-	struct dirent *de;
-	int n = 0;
+	struct spills sp;
+	int n = snprintf(sp.prefix, sizeof(sp.prefix), SHOAL_PREFIX "%s.", name);
 
-	if (!d || plen >= sizeof(prefix)) {
-		if (d)
-			closedir(d);
+	if (n < 0 || (size_t)n >= sizeof(sp.prefix))
 		return 0;
-	}
-	while ((de = readdir(d)) != NULL)
-		if (strncmp(de->d_name, prefix, plen) == 0 && spill_suffix(de->d_name + plen) &&
-		    snprintf(path, sizeof(path), SHM_DIR "%s", de->d_name) < (int)sizeof(path))
-			n += unlink(path) == 0;
-	closedir(d);
-	return n;
+	sp.len = (size_t)n;
+	n = each_object(unlink_spill, &sp);
+	return n < 0 ? 0 : n;
 }
 
 /*
@@ -1186,24 +1212,22 @@ static int reap_pool(const char *name)
 	return n + unlink_spills(name);
 }
 
+/* each_object() callback: reap whatever @file is; how many objects went. */
+static int reap_one(const char *file, void *arg)
+{
+	const char *name = file + strlen(SHOAL_PREFIX);
+
+	(void)arg;
+	if (strncmp(file, SHOAL_PREFIX ".tmp.", strlen(SHOAL_PREFIX ".tmp.")) == 0)
+		return reap_tmp(file);
+	if (shoal__name_check(name) != 0)
+		return 0;
+	return reap_array(name) + reap_pool(name);
+}
+
 SHOAL_API int shoal_reap(void)
 {
-	DIR *d = opendir(SHM_DIR);
-	struct dirent *de;
-	int n = 0;
-
-	if (!d)
-		return errno == ENOMEM ? -ENOMEM : errno == ENOENT ? -ENOENT : -EACCES;
-	while ((de = readdir(d)) != NULL) {
-		if (strncmp(de->d_name, SHOAL_PREFIX ".tmp.", strlen(SHOAL_PREFIX ".tmp.")) == 0)
-			n += reap_tmp(de->d_name);
-		else if (strncmp(de->d_name, SHOAL_PREFIX, strlen(SHOAL_PREFIX)) == 0 &&
-			 shoal__name_check(de->d_name + strlen(SHOAL_PREFIX)) == 0)
-			n += reap_array(de->d_name + strlen(SHOAL_PREFIX)) +
-			     reap_pool(de->d_name + strlen(SHOAL_PREFIX));
-	}
-	closedir(d);
-	return n;
+	return each_object(reap_one, NULL);
 }
 
 /* ---- arrays in queues ------------------------------------------------- */
