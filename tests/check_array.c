@@ -8,7 +8,6 @@
 #include "testutil.h"
 
 #include <sys/mman.h>
-#include <sys/resource.h>
 
 static const size_t shape34[] = { 3, 4 };
 
@@ -1197,24 +1196,14 @@ START_TEST(reap_without_fds_keeps_queue_references)
 	const char *qn = t_name("q"), *an = t_name("a");
 	struct shoal_queue *q = make_queue(qn, 4);
 	struct shoal_array *a = make(an, SHOAL_DTYPE_INT16, 2, shape34), *b = NULL;
-	struct rlimit rl, few = { 0, 0 };
-	int fds[1024], n = 0, spare;
+	struct t_fds fds;
 
 	ck_assert_int_eq(shoal_queue_push_array(q, a, 0), 0);
 	ck_assert_int_eq(shoal_array_close(a), 0); /* only the queue holds it */
-	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
-	few.rlim_cur = 64;
-	few.rlim_max = rl.rlim_max;
-	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &few), 0);
-	while (n < 1024 && (fds[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
-		n++;
 	/* Room for the reaper's directory and one object, not for more. */
-	for (spare = 0; spare < 2 && n > 0; spare++)
-		close(fds[--n]);
+	t_fds_take(&fds, 64, 2);
 	shoal_reap();
-	while (n > 0)
-		close(fds[--n]);
-	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	t_fds_back(&fds);
 	ck_assert(exists(an));
 	ck_assert_int_eq(shoal_queue_pop_array(q, 0, &b, 0), 0);
 	ck_assert_int_eq(shoal_array_close(b), 1);

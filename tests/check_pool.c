@@ -7,7 +7,6 @@
 #include "testutil.h"
 
 #include <pthread.h>
-#include <sys/resource.h>
 
 #include <dirent.h>
 #include <malloc.h>
@@ -1225,23 +1224,15 @@ END_TEST
  * and the pool starts workers again once descriptors are back. The spawn
  * hook takes every free descriptor after forking (the first time only),
  * the reap hook gives them back. */
-static int hoard[4096], hoarded, starved;
-static struct rlimit hoard_rl;
+static struct t_fds hoard;
+static int starved;
 
 static pid_t starving_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t gen)
 {
 	pid_t pid = hand_spawn(arg, ledger, slot, gen);
-	struct rlimit few;
-	int fd;
 
-	if (pid > 0 && !starved++) {
-		getrlimit(RLIMIT_NOFILE, &hoard_rl);
-		few = hoard_rl;
-		few.rlim_cur = 256;
-		setrlimit(RLIMIT_NOFILE, &few);
-		while (hoarded < 4096 && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
-			hoard[hoarded++] = fd;
-	}
+	if (pid > 0 && !starved++)
+		t_fds_take(&hoard, 256, 0);
 	return pid;
 }
 
@@ -1249,9 +1240,8 @@ static int starved_reap(void *arg, pid_t pid)
 {
 	int st = reap_pid(arg, pid);
 
-	while (hoarded > 0)
-		close(hoard[--hoarded]);
-	setrlimit(RLIMIT_NOFILE, &hoard_rl);
+	if (starved == 1 && hoard.n > 0)
+		t_fds_back(&hoard);
 	return st;
 }
 

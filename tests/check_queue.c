@@ -13,7 +13,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <time.h>
 
 static struct shoal_queue *mkq(const char *name, uint32_t cap, uint32_t max_msg)
@@ -1392,8 +1391,8 @@ START_TEST(unknown_liveness_is_not_death)
 	const char *name = t_name("emfile");
 	struct shoal_queue *q = mkq(name, 2, 16);
 	struct shoal_queue_stats st;
-	struct rlimit rl, few = { 0, 0 };
-	int fds[1024], n = 0, rc;
+	struct t_fds fds;
+	int rc;
 	char buf[16], c;
 	size_t len;
 	pid_t kid;
@@ -1407,16 +1406,9 @@ START_TEST(unknown_liveness_is_not_death)
 		_exit(shoal_queue_push(q, "acknowledged", 12, -1) == 0 ? 0 : 1);
 	}
 	ck_assert_int_eq(read(paused_pipe[0], &c, 1), 1); /* claimed and half written */
-	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
-	few.rlim_cur = 64;
-	few.rlim_max = rl.rlim_max;
-	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &few), 0);
-	while (n < 1024 && (fds[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
-		n++;
+	t_fds_take(&fds, 64, 0);
 	rc = shoal_queue_pop(q, buf, sizeof(buf), &len, 300000000);
-	while (n > 0)
-		close(fds[--n]);
-	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	t_fds_back(&fds);
 	ck_assert_int_eq(rc, -ETIMEDOUT);
 	ck_assert_int_eq(t_wait(kid), 0);
 	ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 1000000000), 0);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -78,6 +79,41 @@ static inline int t_private_proc(void)
 	    mount("tmpfs", "/proc", "tmpfs", 0, NULL) != 0)
 		return -1;
 	return 0;
+}
+
+/*
+ * Run out of file descriptors on purpose: lower the soft limit to @limit and
+ * take every descriptor still free but @spare. t_fds_back() gives them back
+ * and restores the limit. No assertions inside: a pool's spawn hook calls it
+ * from another thread.
+ */
+struct t_fds {
+	struct rlimit saved;
+	int fd[4096];
+	int n;
+};
+
+static inline void t_fds_take(struct t_fds *h, rlim_t limit, int spare)
+{
+	struct rlimit few;
+	int fd;
+
+	h->n = 0;
+	getrlimit(RLIMIT_NOFILE, &h->saved);
+	few = h->saved;
+	few.rlim_cur = limit;
+	setrlimit(RLIMIT_NOFILE, &few);
+	while (h->n < 4096 && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+		h->fd[h->n++] = fd;
+	while (spare-- > 0 && h->n > 0)
+		close(h->fd[--h->n]);
+}
+
+static inline void t_fds_back(struct t_fds *h)
+{
+	while (h->n > 0)
+		close(h->fd[--h->n]);
+	setrlimit(RLIMIT_NOFILE, &h->saved);
 }
 
 /* Run the Check suite in fork mode and exit with its verdict. */
