@@ -157,6 +157,12 @@ uint64_t shoal__self_key(void)
 	return shoal__proc_key(&me);
 }
 
+/* Start times compare as stored in a key: its 42 bits. */
+static bool same_start(uint64_t a, uint64_t b)
+{
+	return (a & (UINT64_MAX >> SHOAL__PID_BITS)) == (b & (UINT64_MAX >> SHOAL__PID_BITS));
+}
+
 bool shoal__key_dead(uint64_t key)
 {
 	struct shoal_proc p, now;
@@ -170,7 +176,7 @@ bool shoal__key_dead(uint64_t key)
 		return true;
 	if (rc != 0)
 		return false; /* /proc unreadable (no fds left, say): not known dead */
-	return (now.start_time & (UINT64_MAX >> SHOAL__PID_BITS)) != p.start_time;
+	return !same_start(now.start_time, p.start_time);
 }
 
 SHOAL_API bool shoal_proc_is_alive(const struct shoal_proc *p)
@@ -181,7 +187,5 @@ SHOAL_API bool shoal_proc_is_alive(const struct shoal_proc *p)
 		return false;
 	if (shoal_proc_get(p->pid, &now) != 0)
 		return false;
-	/* Compare what survives packing into a key: 42 bits of start time. */
-	return (now.start_time & (UINT64_MAX >> SHOAL__PID_BITS)) ==
-	       (p->start_time & (UINT64_MAX >> SHOAL__PID_BITS));
+	return same_start(now.start_time, p->start_time);
 }
