@@ -1303,6 +1303,27 @@ SHOAL_API int shoal_pool_wait(struct shoal_pool *p, int64_t timeout_ns, struct s
 			      size_t cap);
 
 /**
+ * shoal_pool_wait_into() - take finished tasks, their data copied into one
+ * buffer (for bindings: nothing to free, one copy per batch).
+ * @p: the pool.
+ * @timeout_ns: 0 to poll, < 0 to wait for ever.
+ * @out: up to @cap results, in completion order; each @data points into
+ *       @buf, one after another, and must not be passed to
+ *       shoal_pool_result_free().
+ * @cap: at least 1.
+ * @buf: where the results' bytes go.
+ * @buf_len: its size. Results that do not fit stay for the next call.
+ *
+ * Blocking. Thread-safe; each result goes to exactly one caller.
+ *
+ * Return: the number of results (>= 1); -ENOBUFS if the first result's
+ * data alone does not fit (it stays queued, and @out[0].len says how many
+ * bytes it needs); the errors of shoal_pool_wait().
+ */
+SHOAL_API int shoal_pool_wait_into(struct shoal_pool *p, int64_t timeout_ns,
+				   struct shoal_pool_result *out, size_t cap, void *buf, size_t buf_len);
+
+/**
  * shoal_pool_result_free() - free a result's data.
  * @r: a result from shoal_pool_wait(), or NULL.
  */
@@ -1433,6 +1454,28 @@ SHOAL_API int shoal_pool_worker_next(struct shoal_pool_worker *w, int64_t timeou
  */
 SHOAL_API int shoal_pool_worker_done(struct shoal_pool_worker *w, int err, const void *data,
 				     size_t len);
+
+/**
+ * shoal_pool_worker_step() - shoal_pool_worker_done() for the open task, if
+ * any, then shoal_pool_worker_next(), in one call (for bindings, where each
+ * call costs).
+ * @w: the worker.
+ * @err: the open task's error code, as for shoal_pool_worker_done().
+ * @data: its result bytes, as for shoal_pool_worker_done().
+ * @len: how many.
+ * @timeout_ns: as for shoal_pool_worker_next().
+ * @t: as for shoal_pool_worker_next().
+ *
+ * With no task open (the first call, or after SHOAL_POOL_TRIM) @err, @data
+ * and @len are ignored.
+ *
+ * Return: as shoal_pool_worker_next(); -EINVAL for a NULL @w or @t, or
+ * NULL @data with a non-zero @len while a task is open (that task stays
+ * open). A large result that could not be stored is not an error here:
+ * the task is done with that error, and the call goes on.
+ */
+SHOAL_API int shoal_pool_worker_step(struct shoal_pool_worker *w, int err, const void *data,
+				     size_t len, int64_t timeout_ns, struct shoal_pool_task *t);
 
 /**
  * shoal_pool_worker_trimmed() - after SHOAL_POOL_TRIM: return freed heap to

@@ -84,7 +84,8 @@ struct pool_hdr {
 	uint64_t sup_key;              /* the supervisor's identity */
 	shoal__atomic_u32 event;       /* futex: bumped on anything for the supervisor */
 	shoal__atomic_u32 sup_waiting; /* 1 while the supervisor sleeps on event */
-	uint32_t reserved[4];
+	shoal__atomic_u32 res_waiting; /* threads asleep in shoal_pool_wait() */
+	uint32_t reserved[3];
 };
 _Static_assert(sizeof(struct pool_hdr) == 64, "pool header layout is ABI");
 _Static_assert(offsetof(struct pool_hdr, event) == 40, "pool header layout is ABI");
@@ -282,6 +283,7 @@ struct shoal_pool {
 	uint64_t next_id;
 	uint64_t npending, nrunning, ncompleted, nlost;
 	bool closing, broken;
+	bool delivered; /* results came this pass: wake shoal_pool_wait() */
 	uint64_t recycle_ns[64]; /* the last decision-to-ready times */
 	uint64_t nrecycle_ns;
 	int early_deaths; /* workers in a row that died before becoming ready */
@@ -379,7 +381,7 @@ static void deliver(struct shoal_pool *p, struct task *t, int err, int sig, uint
 	if (err == -SHOAL_EWORKERLOST)
 		p->nlost++;
 	task_free(p, t);
-	pthread_cond_broadcast(&p->done_cv);
+	p->delivered = true; /* waiters are woken once per pass */
 }
 
 /* ---- measuring ---------------------------------------------------------------- */
@@ -693,6 +695,17 @@ static void collect(struct shoal_pool *p, int i)
 	}
 }
 
+/* Collect every live slot's DONE cells; true if any was. */
+static bool collect_all(struct shoal_pool *p)
+{
+	uint64_t before = p->ncompleted;
+
+	for (uint32_t i = 0; i < p->nslots; i++)
+		if (p->slots[i].state != SLOT_FREE && !p->slots[i].exited)
+			collect(p, (int)i);
+	return p->ncompleted != before;
+}
+
 /* Slot @i's process is gone: settle its cells and free the slot. */
 static void settle_exit(struct shoal_pool *p, int i)
 {
@@ -833,42 +846,78 @@ static void policy(struct shoal_pool *p, int i, uint64_t now, uint64_t *next)
 	}
 }
 
+/* Can slot @i take one more task? */
+static bool can_take(struct shoal_pool *p, uint32_t i)
+{
+	struct wslot *w = &p->slots[i];
+	uint64_t inflight = w->assigned - w->collected;
+
+	return w->state == SLOT_READY && inflight < p->layout.depth &&
+	       !(w->task_limit && w->tasks + inflight >= w->task_limit);
+}
+
+/* Hand out the backlog, each task to the worker with the fewest in flight. */
+static void fill(struct shoal_pool *p)
+{
+	while (p->pend_head) {
+		struct wslot *w;
+		struct pool_cell *c;
+		struct task *t;
+		int best = -1;
+
+		for (uint32_t i = 0; i < p->nslots; i++)
+			if (can_take(p, i) &&
+			    (best < 0 || p->slots[i].assigned - p->slots[i].collected <
+						 p->slots[best].assigned - p->slots[best].collected))
+				best = (int)i;
+		if (best < 0)
+			return;
+		w = &p->slots[best];
+		t = pend_pop(p);
+		c = sup_cell(p, (uint32_t)best, w->assigned);
+		c->task_id = t->id;
+		c->attempt = ++t->attempts;
+		c->arg_len = t->len;
+		c->arg_spill = t->spilled;
+		c->err = 0;
+		c->res_len = 0;
+		c->res_spill = 0;
+		if (!t->spilled && t->len)
+			memcpy(cell_args(c), t->data, t->len);
+		/* R1: the task is in the cell before the state says so; pairs
+		 * with A1 in shoal_pool_worker_next(). */
+		atomic_store_explicit(&c->state, CELL_ASSIGNED, memory_order_release);
+		w->cells[w->assigned % p->layout.depth] = t;
+		w->assigned++;
+		p->nrunning++;
+		ring_worker(sup_slot(p, (uint32_t)best));
+	}
+}
+
+/*
+ * Hand out the backlog, up to each worker's depth. When the backlog is
+ * empty and a worker has nothing left, the tasks other workers have not
+ * started are taken back and shared out again, so a deep prefetch (fast
+ * for tiny tasks) does not leave one worker idle while another still has
+ * a queue behind a long task.
+ */
 static void dispatch(struct shoal_pool *p)
 {
-	bool progress = true;
+	bool idle = false;
 
-	while (progress && p->pend_head) {
-		progress = false;
-		for (uint32_t i = 0; i < p->nslots && p->pend_head; i++) {
-			struct wslot *w = &p->slots[i];
-			struct pool_cell *c;
-			struct task *t;
-
-			if (w->state != SLOT_READY || w->assigned - w->collected >= p->layout.depth)
-				continue;
-			if (w->task_limit && w->tasks + (w->assigned - w->collected) >= w->task_limit)
-				continue;
-			t = pend_pop(p);
-			c = sup_cell(p, i, w->assigned);
-			c->task_id = t->id;
-			c->attempt = ++t->attempts;
-			c->arg_len = t->len;
-			c->arg_spill = t->spilled;
-			c->err = 0;
-			c->res_len = 0;
-			c->res_spill = 0;
-			if (!t->spilled && t->len)
-				memcpy(cell_args(c), t->data, t->len);
-			/* R1: the task is in the cell before the state says so;
-			 * pairs with A1 in shoal_pool_worker_next(). */
-			atomic_store_explicit(&c->state, CELL_ASSIGNED, memory_order_release);
-			w->cells[w->assigned % p->layout.depth] = t;
-			w->assigned++;
-			p->nrunning++;
-			ring_worker(sup_slot(p, i));
-			progress = true;
-		}
-	}
+	fill(p);
+	if (p->pend_head)
+		return;
+	for (uint32_t i = 0; i < p->nslots; i++)
+		if (p->slots[i].state == SLOT_READY && p->slots[i].assigned == p->slots[i].collected)
+			idle = true;
+	if (!idle)
+		return;
+	for (uint32_t i = 0; i < p->nslots; i++)
+		if (p->slots[i].state == SLOT_READY &&
+		    p->slots[i].assigned - p->slots[i].collected >= 2)
+			reclaim(p, (int)i);
+	fill(p);
 }
 
 /* One pass over everything. Lock held. Returns the next deadline. */
@@ -1048,6 +1097,11 @@ static void *supervisor_main(void *arg)
 	for (;;) {
 		uint32_t seen = atomic_load_explicit(&p->hdr->event, memory_order_seq_cst);
 		uint64_t next = supervise_once(p);
+
+		if (p->delivered) {
+			p->delivered = false;
+			pthread_cond_broadcast(&p->done_cv);
+		}
 
 		if (p->closing) {
 			uint64_t now = shoal__now_ns();
@@ -1389,14 +1443,18 @@ SHOAL_API int shoal_pool_submit(struct shoal_pool *p, const void *data, size_t l
 	return shoal_pool_submit_many(p, data, &len, 1, id);
 }
 
-SHOAL_API int shoal_pool_wait(struct shoal_pool *p, int64_t timeout_ns, struct shoal_pool_result *out,
-			      size_t cap)
+/*
+ * Both waits: with @buf, each result's data is copied there and freed;
+ * without, it is handed over (the caller frees it).
+ */
+static int wait_results(struct shoal_pool *p, int64_t timeout_ns, struct shoal_pool_result *out,
+			size_t cap, char *buf, size_t buf_len)
 {
 	uint64_t deadline;
-	size_t n = 0;
+	size_t n = 0, used = 0;
 	int rc;
 
-	if (!p || !out || cap == 0)
+	if (!p || !out || cap == 0 || (!buf && buf_len))
 		return -EINVAL;
 	deadline = shoal__deadline(timeout_ns);
 	pthread_mutex_lock(&p->mu);
@@ -1404,32 +1462,72 @@ SHOAL_API int shoal_pool_wait(struct shoal_pool *p, int64_t timeout_ns, struct s
 	while (!p->done_head && !p->closing) {
 		struct timespec ts;
 
-		if (deadline == UINT64_MAX) {
-			pthread_cond_wait(&p->done_cv, &p->mu);
+		/* Workers ring the supervisor only when they run low: take
+		 * what they finished straight from their cells, and have the
+		 * supervisor refill the cells that freed. */
+		if (collect_all(p)) {
+			ring_supervisor(p->hdr);
 			continue;
 		}
-		if (shoal__now_ns() >= deadline)
+		/* Announce the sleep, then look again: pairs with the fence in
+		 * shoal_pool_worker_done(). */
+		atomic_fetch_add_explicit(&p->hdr->res_waiting, 1, memory_order_seq_cst);
+		atomic_thread_fence(memory_order_seq_cst);
+		if (collect_all(p)) {
+			ring_supervisor(p->hdr);
+		} else if (deadline == UINT64_MAX) {
+			pthread_cond_wait(&p->done_cv, &p->mu);
+		} else if (shoal__now_ns() < deadline) {
+			ts.tv_sec = (time_t)(deadline / 1000000000u);
+			ts.tv_nsec = (long)(deadline % 1000000000u);
+			pthread_cond_timedwait(&p->done_cv, &p->mu, &ts);
+		}
+		atomic_fetch_sub_explicit(&p->hdr->res_waiting, 1, memory_order_relaxed);
+		if (!p->done_head && shoal__now_ns() >= deadline)
 			break;
-		ts.tv_sec = (time_t)(deadline / 1000000000u);
-		ts.tv_nsec = (long)(deadline % 1000000000u);
-		pthread_cond_timedwait(&p->done_cv, &p->mu, &ts);
 	}
 	while (p->done_head && n < cap) {
 		struct done *d = p->done_head;
 
+		if (buf) {
+			if (d->r.len > buf_len - used) {
+				if (!n)
+					out[0].len = d->r.len;
+				break;
+			}
+			if (d->r.len)
+				memcpy(buf + used, d->r.data, d->r.len);
+			free(d->r.data);
+			d->r.data = buf + used;
+			used += d->r.len;
+		}
 		p->done_head = d->next;
 		if (!p->done_head)
 			p->done_tail = NULL;
 		out[n++] = d->r;
 		free(d);
 	}
-	rc = n ? (int)n : p->closing ? -EPIPE : -ETIMEDOUT;
+	rc = n ? (int)n : p->done_head ? -ENOBUFS : p->closing ? -EPIPE : -ETIMEDOUT;
 	/* The last waiter out lets a destroy that waits for it go on; @p may
 	 * be freed as soon as the lock is released. */
 	if (--p->waiting == 0 && p->closing)
 		pthread_cond_broadcast(&p->done_cv);
 	pthread_mutex_unlock(&p->mu);
 	return rc;
+}
+
+SHOAL_API int shoal_pool_wait(struct shoal_pool *p, int64_t timeout_ns, struct shoal_pool_result *out,
+			      size_t cap)
+{
+	return wait_results(p, timeout_ns, out, cap, NULL, 0);
+}
+
+SHOAL_API int shoal_pool_wait_into(struct shoal_pool *p, int64_t timeout_ns,
+				   struct shoal_pool_result *out, size_t cap, void *buf, size_t buf_len)
+{
+	if (!buf)
+		return -EINVAL;
+	return wait_results(p, timeout_ns, out, cap, buf, buf_len);
 }
 
 SHOAL_API void shoal_pool_result_free(struct shoal_pool_result *r)
@@ -1706,11 +1804,13 @@ SHOAL_API int shoal_pool_worker_next(struct shoal_pool_worker *w, int64_t timeou
 SHOAL_API int shoal_pool_worker_done(struct shoal_pool_worker *w, int err, const void *data,
 				     size_t len)
 {
-	struct pool_cell *c;
+	struct pool_hdr *h;
+	struct pool_cell *c, *ahead;
 	int rc = 0;
 
 	if (!w || !w->cur || (!data && len))
 		return -EINVAL;
+	h = w->seg->kind_hdr;
 	c = w->cur;
 	if (len > w->hdr.inline_bytes) {
 		char n[SHOAL_NAME_MAX + 1];
@@ -1734,8 +1834,32 @@ SHOAL_API int shoal_pool_worker_done(struct shoal_pool_worker *w, int err, const
 	w->cur = NULL;
 	free(w->arg_copy);
 	w->arg_copy = NULL;
-	ring_supervisor(w->seg->kind_hdr);
+	/* The supervisor is needed only when this worker runs low (half its
+	 * cells or fewer still assigned: it refills them) or a thread sleeps
+	 * in shoal_pool_wait() (it delivers). A waiter that finds nothing
+	 * delivered collects DONE cells itself. The fence pairs with the one
+	 * in shoal_pool_wait(): a waiter that announced itself after our DONE
+	 * sees the cell, one before it is rung. */
+	atomic_thread_fence(memory_order_seq_cst);
+	ahead = cell_in(w->slot, &w->hdr, w->head + (w->hdr.depth - 1) / 2);
+	if (atomic_load_explicit(&ahead->state, memory_order_relaxed) != CELL_ASSIGNED ||
+	    atomic_load_explicit(&h->res_waiting, memory_order_relaxed))
+		ring_supervisor(h);
 	return rc;
+}
+
+SHOAL_API int shoal_pool_worker_step(struct shoal_pool_worker *w, int err, const void *data,
+				     size_t len, int64_t timeout_ns, struct shoal_pool_task *t)
+{
+	if (!w || !t)
+		return -EINVAL;
+	if (w->cur) {
+		int rc = shoal_pool_worker_done(w, err, data, len);
+
+		if (rc == -EINVAL)
+			return rc;
+	}
+	return shoal_pool_worker_next(w, timeout_ns, t);
 }
 
 SHOAL_API int shoal_pool_worker_trimmed(struct shoal_pool_worker *w)
@@ -1751,12 +1875,17 @@ SHOAL_API int shoal_pool_worker_trimmed(struct shoal_pool_worker *w)
 
 SHOAL_API int shoal_pool_worker_run(struct shoal_pool_worker *w, shoal_pool_fn fn, void *arg)
 {
+	void *out = NULL;
+	size_t out_len = 0;
+	int err = 0;
+
 	for (;;) {
 		struct shoal_pool_task t;
-		void *out = NULL;
-		size_t out_len = 0;
-		int rc = shoal_pool_worker_next(w, -1, &t);
+		int rc = shoal_pool_worker_step(w, err, out, out ? out_len : 0, -1, &t);
 
+		free(out);
+		out = NULL;
+		out_len = 0;
 		if (rc == SHOAL_POOL_EXIT)
 			return 0;
 		if (rc == SHOAL_POOL_TRIM) {
@@ -1765,9 +1894,7 @@ SHOAL_API int shoal_pool_worker_run(struct shoal_pool_worker *w, shoal_pool_fn f
 		}
 		if (rc < 0)
 			return rc;
-		rc = fn(arg, t.data, t.len, &out, &out_len);
-		shoal_pool_worker_done(w, rc, out, out ? out_len : 0);
-		free(out);
+		err = fn(arg, t.data, t.len, &out, &out_len);
 	}
 }
 

@@ -1126,6 +1126,96 @@ START_TEST(host_spawned_workers)
 }
 END_TEST
 
+/* The same by shoal_pool_worker_step(): one call hands back a result and
+ * takes the next task. Its errors are checked in the worker (exit 3). */
+static pid_t step_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t gen)
+{
+	pid_t pid = fork();
+
+	(void)arg;
+	if (pid == 0) {
+		struct shoal_pool_worker *w;
+		struct shoal_pool_task t;
+		char buf[64];
+		size_t n = 0;
+		int rc;
+
+		if (shoal_pool_worker_open(ledger, slot, gen, &w) != 0)
+			_exit(2);
+		if (shoal_pool_worker_step(NULL, 0, NULL, 0, 0, &t) != -EINVAL ||
+		    shoal_pool_worker_step(w, 0, NULL, 0, 0, NULL) != -EINVAL)
+			_exit(3);
+		/* No task open yet: the result arguments are ignored. */
+		while ((rc = shoal_pool_worker_step(w, 0, NULL, 7, -1, &t)) > 0) {
+			if (rc == SHOAL_POOL_TRIM) {
+				shoal_pool_worker_trimmed(w);
+				continue;
+			}
+			/* NULL bytes with a length: refused, the task stays open. */
+			if (shoal_pool_worker_step(w, 0, NULL, 1, 0, &t) != -EINVAL)
+				_exit(3);
+			n = (size_t)snprintf(buf, sizeof(buf), "step:%.*s", (int)t.len,
+					     (const char *)t.data);
+			rc = shoal_pool_worker_step(w, 0, buf, n, -1, &t);
+			if (rc != SHOAL_POOL_TASK)
+				break;
+			/* Every second task by the loop's call: no result
+			 * there, so this one answers with nothing. */
+			if (shoal_pool_worker_done(w, 0, NULL, 0) != 0)
+				_exit(3);
+		}
+		shoal_pool_worker_close(w);
+		_exit(rc == 0 ? 0 : 1);
+	}
+	return pid;
+}
+
+START_TEST(worker_step_and_wait_into)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool_result r[4];
+	struct shoal_pool *p;
+	char buf[64], big[16];
+	uint64_t first;
+	int got = 0, rc;
+	size_t lens[4] = { 1, 1, 1, 1 };
+
+	c.spawn = step_spawn;
+	c.reap = reap_pid;
+	p = make(&c);
+	ck_assert_int_eq(shoal_pool_submit_many(p, "abcd", lens, 4, &first), 0);
+	ck_assert_int_eq(shoal_pool_wait_into(p, 0, r, 4, NULL, 10), -EINVAL);
+	ck_assert_int_eq(shoal_pool_wait_into(NULL, 0, r, 4, buf, sizeof(buf)), -EINVAL);
+	/* Tasks a and c answer "step:a", "step:c"; b and d answer nothing. A
+	 * buffer of 3 bytes is too small for the first that has bytes. */
+	while (got < 4) {
+		rc = shoal_pool_wait_into(p, 10000000000LL, r, 4, big, 3);
+		if (rc == -ENOBUFS) {
+			ck_assert_uint_eq(r[0].len, 6);
+			rc = shoal_pool_wait_into(p, 0, r, 4, buf, sizeof(buf));
+		}
+		ck_assert_int_gt(rc, 0);
+		for (int i = 0; i < rc; i++, got++) {
+			uint64_t k = r[i].id - first;
+
+			ck_assert_uint_lt(k, 4);
+			ck_assert_int_eq(r[i].err, 0);
+			if (k % 2) {
+				ck_assert_uint_eq(r[i].len, 0);
+				continue;
+			}
+			ck_assert_uint_eq(r[i].len, 6);
+			ck_assert((const char *)r[i].data >= buf &&
+				  (const char *)r[i].data + 6 <= buf + sizeof(buf));
+			ck_assert(memcmp(r[i].data, k ? "step:c" : "step:a", 6) == 0);
+		}
+	}
+	ck_assert_uint_eq(recycles(p, SHOAL_POOL_DIED), 0);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+	ck_assert_int_eq(count_zombies(), 0);
+}
+END_TEST
+
 /* A supervisor SIGKILLed without destroying its pool: shoal_reap() takes its
  * ledger and the segments named after it; a live pool's stay. */
 START_TEST(reap_takes_a_dead_supervisors_ledger)
@@ -1301,6 +1391,7 @@ static Suite *suite(void)
 	ADD(errors);
 	ADD(workers_that_never_start);
 	ADD(host_spawned_workers);
+	ADD(worker_step_and_wait_into);
 	ADD(reap_takes_a_dead_supervisors_ledger);
 	ADD(destroy_while_waiting);
 	ADD(unwatchable_worker_is_not_left_running);

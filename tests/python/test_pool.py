@@ -47,6 +47,11 @@ def nap(s):
     return s
 
 
+def nap_pid(s):
+    time.sleep(s)
+    return os.getpid()
+
+
 def leak(mb):
     _leak.append(np.ones(mb * MiB // 8))
     return os.getpid()
@@ -231,6 +236,25 @@ def test_bad_arguments():
     assert parse_size(None) == 0
     with pytest.raises(ValueError):
         parse_size(-1)
+
+
+def test_deep_prefetch_does_not_strand_tasks_behind_a_long_one():
+    # 31 tasks, prefetch 32: at first each worker holds half of them. The
+    # worker that is not stuck in the long task takes the other's queue.
+    with shoal.Pool(2, prefetch=32) as p:
+        list(p.map(sq, range(10)))
+        pids = list(p.map(nap_pid, [1.0] + [0.001] * 30))
+        long_pid = pids[0]
+        assert sum(pid == long_pid for pid in pids[1:]) <= 2
+
+
+def test_many_tiny_tasks_in_order():
+    with shoal.Pool(2) as p:
+        n = 20000
+        assert list(p.map(sq, range(n))) == [x * x for x in range(n)]
+        assert sorted(p.imap_unordered(sq, range(n))) == [x * x for x in range(n)]
+        fs = [p.submit(add, i, b=1) for i in range(2000)]
+        assert [f.result(timeout=30) for f in fs] == [i + 1 for i in range(2000)]
 
 
 # ---- shutting down ----

@@ -12,7 +12,9 @@ calls); its result a pickled ``(True, [values])`` or ``(False, exception)``
 with the remote traceback attached as ``__cause__``. Tasks and results
 larger than the ledger's inline space travel through a shoal segment.
 """
+import array
 import atexit
+import collections
 import concurrent.futures
 import ctypes
 import errno
@@ -23,9 +25,11 @@ import os
 import pickle
 import re
 import signal
+import struct
 import threading
 import time
 import traceback
+import types
 import warnings
 import weakref
 from concurrent.futures.process import BrokenProcessPool
@@ -60,6 +64,11 @@ class _Result(ctypes.Structure):
                 ("len", ctypes.c_size_t)]
 
 
+# struct shoal_pool_result as bytes, to read a batch of them at once.
+_ROW = struct.Struct("QiiI4xQPN")
+assert _ROW.size == ctypes.sizeof(_Result)
+
+
 class _Stats(ctypes.Structure):
     _fields_ = [("pid", ctypes.c_int), ("tasks", _u64), ("tasks_total", _u64),
                 ("private_now", _u64), ("private_peak", _u64), ("recycles", _u64 * len(REASONS)),
@@ -82,9 +91,8 @@ _submit = declare("shoal_pool_submit", ctypes.c_int, _vp, ctypes.c_char_p, ctype
                   ctypes.POINTER(_u64))
 _submit_many = declare("shoal_pool_submit_many", ctypes.c_int, _vp, ctypes.c_char_p,
                        ctypes.POINTER(ctypes.c_size_t), ctypes.c_size_t, ctypes.POINTER(_u64))
-_wait = declare("shoal_pool_wait", ctypes.c_int, _vp, ctypes.c_int64, ctypes.POINTER(_Result),
-                ctypes.c_size_t, check=False)
-_result_free = declare("shoal_pool_result_free", None, ctypes.POINTER(_Result), check=False)
+_wait_into = declare("shoal_pool_wait_into", ctypes.c_int, _vp, ctypes.c_int64,
+                     ctypes.POINTER(_Result), ctypes.c_size_t, _vp, ctypes.c_size_t, check=False)
 _cancel = declare("shoal_pool_cancel", ctypes.c_int, _vp, _u64, check=False)
 _stats = declare("shoal_pool_stats", ctypes.c_int, _vp, ctypes.POINTER(_Stats), ctypes.c_size_t)
 _info = declare("shoal_pool_info", ctypes.c_int, _vp, ctypes.POINTER(_Info))
@@ -92,10 +100,8 @@ _name = declare("shoal_pool_name", ctypes.c_char_p, _vp, check=False)
 _destroy = declare("shoal_pool_destroy", ctypes.c_int, _vp)
 _wopen = declare("shoal_pool_worker_open", ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32, _u64,
                  ctypes.POINTER(_vp))
-_wnext = declare("shoal_pool_worker_next", ctypes.c_int, _vp, ctypes.c_int64,
-                 ctypes.POINTER(_Task), check=False)
-_wdone = declare("shoal_pool_worker_done", ctypes.c_int, _vp, ctypes.c_int, ctypes.c_char_p,
-                 ctypes.c_size_t, check=False)
+_wstep = declare("shoal_pool_worker_step", ctypes.c_int, _vp, ctypes.c_int, ctypes.c_char_p,
+                 ctypes.c_size_t, ctypes.c_int64, ctypes.POINTER(_Task), check=False)
 _wtrimmed = declare("shoal_pool_worker_trimmed", ctypes.c_int, _vp)
 _wclose = declare("shoal_pool_worker_close", None, _vp, check=False)
 
@@ -170,10 +176,37 @@ def _fmt(n):
     return f"{n / 2**20:.1f} MiB"
 
 
-def _run_chunk(data):
+# A task is a header (the pickled function's length, and whether workers
+# may keep the unpickled function for later tasks), the pickled function,
+# then a pickled ``(calls, kwargs)``: ``calls`` a list of argument tuples,
+# ``kwargs`` None or one dict for every call. map() pickles its function
+# once for all its tasks; a worker keeps the last plain function it
+# unpickled, for the tasks that carry the same one.
+_HDR = struct.Struct("<IB")
+_last = [b"", None]  # a worker's last kept function: its prefix, itself
+
+
+def _task_prefix(fn):
+    f = pickle.dumps(fn, pickle.HIGHEST_PROTOCOL)
+    keep = isinstance(fn, (types.FunctionType, types.BuiltinFunctionType))
+    return _HDR.pack(len(f), keep) + f
+
+
+def _run(data):
     try:
-        fn, calls = pickle.loads(data)
-        return (True, [fn(*a, **k) for a, k in calls])
+        pre, fn = _last
+        if not (pre and data.startswith(pre)):
+            n, keep = _HDR.unpack_from(data)
+            pre = data[:_HDR.size + n]
+            fn = pickle.loads(memoryview(pre)[_HDR.size:])
+            if keep:
+                _last[:] = pre, fn
+        calls, kwargs = pickle.loads(memoryview(data)[len(pre):])
+        if kwargs is None:
+            if len(calls) == 1:
+                return (True, [fn(*calls[0])])
+            return (True, [fn(*a) for a in calls])
+        return (True, [fn(*a, **kwargs) for a in calls])
     except BaseException as e:  # noqa: B902 - everything goes back to the caller
         return (False, _ExceptionWithTraceback(e))
 
@@ -197,17 +230,20 @@ def _worker_main(ledger, slot, gen, initializer, initargs):
     w = _vp()
     _wopen(ledger.encode(), slot, gen, ctypes.byref(w))
     task = _Task()
+    step, string_at, tref = _wstep, ctypes.string_at, ctypes.byref(task)
+    out = b""
     try:
         while True:
-            rc = _wnext(w, -1, ctypes.byref(task))
-            if rc == _TRIM:
+            # One call hands back the last result and takes the next task.
+            rc = step(w, 0, out, len(out), -1, tref)
+            if rc == _TASK:
+                out = _dumps(_run(string_at(task.data, task.len)))
+            elif rc == _TRIM:
+                out = b""
                 gc.collect()
                 _wtrimmed(w)
-                continue
-            if rc != _TASK:
+            else:
                 break
-            out = _dumps(_run_chunk(ctypes.string_at(task.data, task.len)))
-            _wdone(w, 0, out, len(out))
     finally:
         _wclose(w)
 
@@ -221,29 +257,126 @@ def _shutdown_all():
         p.terminate()
 
 
+class _One:
+    """The target of one submit() or apply_async(): its Future."""
+
+    __slots__ = ("f",)
+
+    def __init__(self, f):
+        self.f = f
+
+    def put(self, tid, ok, value):
+        f = self.f
+        if not f.set_running_or_notify_cancel():
+            return  # cancelled: nobody wants it
+        if ok:
+            f.set_result(value[0])
+        else:
+            f.set_exception(value)
+
+    def flush(self):
+        pass
+
+    def end(self, tid, exc):
+        """The task will never run: the pool is going away."""
+        if not self.f.cancel() and not self.f.done():
+            self.f.set_exception(exc)
+
+
+_GONE = (True, ())  # a result already handed to the caller
+
+
+class _Calls:
+    """The tasks of one map()-like call, ids first .. first + n - 1: the
+    results thread fills ``out`` (and ``order``, in the order they finish)
+    and wakes the caller once per batch of results, not once per task."""
+
+    __slots__ = ("pool", "first", "out", "order", "cond")
+
+    def __init__(self, pool, n):
+        self.pool = pool
+        self.first = 0
+        self.out = [None] * n
+        self.order = collections.deque()
+        self.cond = threading.Condition(threading.Lock())
+
+    def put(self, tid, ok, value):
+        i = tid - self.first
+        self.out[i] = (ok, value)
+        self.order.append(i)
+
+    def flush(self):
+        with self.cond:
+            self.cond.notify_all()
+
+    def end(self, tid, exc):
+        self.put(tid, False, exc)
+        self.flush()
+
+    def _wait(self, ready, end):
+        with self.cond:
+            while not ready():
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    raise concurrent.futures.TimeoutError()
+                self.cond.wait(left)
+
+    def _drop(self):
+        """Cancel the tasks no worker has started (the caller stopped
+        reading)."""
+        for i, r in enumerate(self.out):
+            if r is None:
+                self.pool._cancel(self.first + i)
+
+    def ordered(self, end):
+        out = self.out
+        try:
+            for i in range(len(out)):
+                if out[i] is None:
+                    self._wait(lambda: out[i] is not None, end)
+                (ok, value), out[i] = out[i], _GONE
+                if not ok:
+                    raise value
+                yield from value
+        finally:
+            self._drop()
+
+    def unordered(self):
+        out, order = self.out, self.order
+        try:
+            for _ in range(len(out)):
+                if not order:
+                    self._wait(lambda: order, None)
+                i = order.popleft()
+                (ok, value), out[i] = out[i], _GONE
+                if not ok:
+                    raise value
+                yield from value
+        finally:
+            self._drop()
+
+
 class AsyncResult:
     """What apply_async() returns, as in multiprocessing.pool."""
 
-    def __init__(self, future, callback=None, error_callback=None, single=True):
+    def __init__(self, future, callback=None, error_callback=None):
         self._f = future
-        self._single = single
         if callback or error_callback:
             def done(f):
                 if f.cancelled():
                     return
                 e = f.exception()
                 if e is None and callback:
-                    callback(f.result()[0] if single else f.result())
+                    callback(f.result())
                 elif e is not None and error_callback:
                     error_callback(e)
             future.add_done_callback(done)
 
     def get(self, timeout=None):
         try:
-            v = self._f.result(timeout)
+            return self._f.result(timeout)
         except concurrent.futures.TimeoutError:
             raise multiprocessing.TimeoutError from None
-        return v[0] if self._single else v
 
     def wait(self, timeout=None):
         concurrent.futures.wait([self._f], timeout)
@@ -288,7 +421,7 @@ class Pool(concurrent.futures.Executor):
     def __init__(self, workers=None, *, initializer=None, initargs=(), max_tasks=None,
                  max_tasks_jitter=10, max_private_memory=None, hard_memory_limit=None,
                  max_age=None, max_attempts=3, start_method="fork", grace=1.0,
-                 check_interval=0.02, inline_bytes=16384, prefetch=4):
+                 check_interval=0.02, inline_bytes=16384, prefetch=32):
         if workers is None:
             workers = os.cpu_count() or 1
         if not 1 <= workers <= 256:
@@ -308,8 +441,11 @@ class Pool(concurrent.futures.Executor):
         self._workers = workers
         self._procs = {}
         self._procs_lock = threading.Lock()
-        self._futures = {}
+        # Task id -> what takes its result (_One or _Calls); _idle is
+        # told when it empties.
+        self._targets = {}
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._shutdown = False
         self._config_warned = False
         self._ptr = None
@@ -346,127 +482,89 @@ class Pool(concurrent.futures.Executor):
 
     # ---- submitting ----
 
-    def _submit_chunk(self, fn, calls):
-        data = pickle.dumps((fn, calls), pickle.HIGHEST_PROTOCOL)
-        f = concurrent.futures.Future()
+    def _submit(self, fn, blobs, target):
+        """Queue one task per pickled ``(calls, kwargs)`` in @blobs, all in
+        one C call; the results thread hands each result to @target.
+        Returns the first task id."""
+        pre = _task_prefix(fn)
+        data = pre + pre.join(blobs)
+        lens = array.array("Q", [len(pre) + len(b) for b in blobs])
+        first = _u64()
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            tid = _u64()
-            _submit(self._ptr, data, len(data), ctypes.byref(tid))
-            self._futures[tid.value] = f
-        f.add_done_callback(lambda f, tid=tid.value: self._on_cancel(f, tid))
-        return f
+            _submit_many(self._ptr, data, (ctypes.c_size_t * len(lens)).from_buffer(lens),
+                         len(lens), ctypes.byref(first))
+            self._targets.update(dict.fromkeys(range(first.value, first.value + len(lens)),
+                                               target))
+        return first.value
 
-    def _on_cancel(self, f, tid):
-        if f.cancelled():
-            with self._lock:
-                self._futures.pop(tid, None)
-                if self._ptr:
-                    _cancel(self._ptr, tid)
+    def _cancel(self, tid):
+        """Drop task @tid if no worker has started it: True if dropped."""
+        with self._lock:
+            if not self._ptr or _cancel(self._ptr, tid) != 0:
+                return False
+            gone = self._targets.pop(tid, None) is not None
+            if not self._targets:
+                self._idle.notify_all()
+            return gone
+
+    def _future(self, fn, args, kwargs):
+        f = concurrent.futures.Future()
+        tid = self._submit(fn, [pickle.dumps(([args], kwargs or None),
+                                             pickle.HIGHEST_PROTOCOL)], _One(f))
+
+        def on_cancel(f):
             # No result will come to do it: tell waiters (wait(),
             # as_completed()) that it is cancelled.
-            f.set_running_or_notify_cancel()
+            if f.cancelled():
+                self._cancel(tid)
+                f.set_running_or_notify_cancel()
+        f.add_done_callback(on_cancel)
+        return f
 
     def submit(self, fn, /, *args, **kwargs):
         """Run fn(*args, **kwargs) in a worker; a Future of its result."""
-        inner = self._submit_chunk(fn, [(args, kwargs)])
-        outer = concurrent.futures.Future()
+        return self._future(fn, args, kwargs)
 
-        def relay(f):
-            if f.cancelled():
-                outer.cancel()
-            elif f.exception() is not None:
-                if outer.set_running_or_notify_cancel():
-                    outer.set_exception(f.exception())
-            elif outer.set_running_or_notify_cancel():
-                outer.set_result(f.result()[0])
-
-        def back(o):
-            if o.cancelled():
-                inner.cancel()
-        inner.add_done_callback(relay)
-        outer.add_done_callback(back)
-        return outer
-
-    def _chunks(self, fn, iterables, chunksize, star=False):
-        """Submit the calls in chunks, all in one go (one C call, one wake
-        of the supervisor): a list of (task id, Future of the chunk)."""
+    def _calls(self, fn, items, chunksize):
+        """Submit fn(*item) for each argument tuple of @items, ``chunksize``
+        calls per task: a _Calls that holds their results."""
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1")
-        it = iter(zip(*iterables)) if not star else iter(iterables[0])
-        datas = []
-        while True:
-            chunk = list(itertools.islice(it, chunksize))
-            if not chunk:
-                break
-            datas.append(pickle.dumps((fn, [(tuple(a), {}) for a in chunk]),
-                                      pickle.HIGHEST_PROTOCOL))
-        if not datas:
-            return []
-        lens = (ctypes.c_size_t * len(datas))(*map(len, datas))
-        fs = [concurrent.futures.Future() for _ in datas]
-        with self._lock:
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
-            first = _u64()
-            _submit_many(self._ptr, b"".join(datas), lens, len(datas), ctypes.byref(first))
-            ids = range(first.value, first.value + len(datas))
-            self._futures.update(zip(ids, fs))
-        return list(zip(ids, fs))
-
-    def _drop(self, pairs):
-        """Cancel what no worker has started of (id, Future) pairs."""
-        for tid, f in pairs:
-            if not f.done() and f.cancel():
-                self._on_cancel(f, tid)
+        dumps, proto = pickle.dumps, pickle.HIGHEST_PROTOCOL
+        if chunksize == 1:
+            blobs = [dumps(((a,), None), proto) for a in items]
+        else:
+            it = iter(items)
+            blobs = [dumps((c, None), proto)
+                     for c in iter(lambda: list(itertools.islice(it, chunksize)), [])]
+        calls = _Calls(self, len(blobs))
+        if blobs:
+            calls.first = self._submit(fn, blobs, calls)
+        return calls
 
     def map(self, fn, *iterables, timeout=None, chunksize=1):
         """As Executor.map: results in order; ``chunksize`` items per task."""
         end = None if timeout is None else time.monotonic() + timeout
-        pairs = self._chunks(fn, iterables, chunksize)
-
-        def gen():
-            try:
-                for _, f in pairs:
-                    if end is None:
-                        yield from f.result()
-                    else:
-                        yield from f.result(end - time.monotonic())
-            finally:
-                self._drop(pairs)
-        return gen()
+        return self._calls(fn, zip(*iterables), chunksize).ordered(end)
 
     def imap(self, func, iterable, chunksize=1):
         """As multiprocessing.Pool.imap: an iterator of results in order."""
-        pairs = self._chunks(func, [iterable], chunksize)
-        try:
-            for _, f in pairs:
-                yield from f.result()
-        finally:
-            self._drop(pairs)
+        return self._calls(func, zip(iterable), chunksize).ordered(None)
 
     def imap_unordered(self, func, iterable, chunksize=1):
         """As multiprocessing.Pool.imap_unordered: results as they come."""
-        pairs = self._chunks(func, [iterable], chunksize)
-        try:
-            for f in concurrent.futures.as_completed([f for _, f in pairs]):
-                yield from f.result()
-        finally:
-            self._drop(pairs)
+        return self._calls(func, zip(iterable), chunksize).unordered()
 
     def starmap(self, func, iterable, chunksize=1):
         """As multiprocessing.Pool.starmap: a list."""
-        pairs = self._chunks(func, [iterable], chunksize, star=True)
-        try:
-            return [v for _, f in pairs for v in f.result()]
-        finally:
-            self._drop(pairs)
+        return list(self._calls(func, map(tuple, iterable), chunksize).ordered(None))
 
     def apply_async(self, func, args=(), kwds=None, callback=None, error_callback=None):
         """As multiprocessing.Pool.apply_async: an AsyncResult."""
-        f = self._submit_chunk(func, [(tuple(args), dict(kwds or {}))])
-        return AsyncResult(f, callback, error_callback)
+        return AsyncResult(self._future(func, tuple(args), dict(kwds or {})), callback,
+                           error_callback)
 
     def apply(self, func, args=(), kwds=None):
         return self.apply_async(func, args, kwds).get()
@@ -526,19 +624,26 @@ class Pool(concurrent.futures.Executor):
         has finished and every worker has left."""
         with self._lock:
             self._shutdown = True
-            pending = list(self._futures.items())
+            pending = list(self._targets.items())
         if cancel_futures:
-            for tid, f in pending:
-                if self._ptr and _cancel(self._ptr, tid) == 0:
-                    f.cancel()
+            exc = concurrent.futures.CancelledError()
+            for tid, t in pending:
+                if self._cancel(tid):
+                    t.end(tid, exc)
         if wait:
-            concurrent.futures.wait([f for _, f in pending])
+            self._drain()
             self._destroy()
         else:
-            threading.Thread(target=lambda: (concurrent.futures.wait([f for _, f in pending]),
-                                             self._destroy()), daemon=True).start()
+            threading.Thread(target=lambda: (self._drain(), self._destroy()),
+                             daemon=True).start()
 
     close = shutdown
+
+    def _drain(self):
+        """Wait until every task has its result."""
+        with self._lock:
+            while self._targets:
+                self._idle.wait()
 
     def terminate(self):
         """Stop now: unfinished tasks are cancelled, workers leave or are
@@ -564,10 +669,11 @@ class Pool(concurrent.futures.Executor):
             self._collector.join()
         _destroy(ptr)
         with self._lock:
-            left, self._futures = list(self._futures.values()), {}
-        for f in left:
-            if not f.cancel() and not f.done():
-                f.set_exception(concurrent.futures.CancelledError("the pool was terminated"))
+            left, self._targets = list(self._targets.items()), {}
+            self._idle.notify_all()
+        exc = concurrent.futures.CancelledError("the pool was terminated")
+        for tid, t in left:
+            t.end(tid, exc)
         _live_pools.discard(self)
 
     def __exit__(self, *exc):
@@ -622,13 +728,33 @@ def _reap(ref, pid):
         return -errno.ECHILD
 
 
+def _outcome(err, sig, attempts, last_private):
+    """A task that ended with error @err: (False, the exception)."""
+    if err == -SHOAL_EWORKERLOST:
+        return False, WorkerLost(sig, attempts, last_private)
+    if err == -errno.ECHILD:
+        return False, BrokenProcessPool(
+            "workers die before they start (does the initializer fail, or an "
+            "import in a spawned worker?)")
+    if err == -errno.ECANCELED:
+        return False, concurrent.futures.CancelledError("the pool was terminated")
+    return False, _lib.error(err)
+
+
 def _collect(ref, ptr, stopping):
-    """The results thread: takes finished tasks and completes futures."""
-    results = (_Result * 64)()
+    """The results thread: takes finished tasks in batches and hands each
+    to its target (a Future, or a map()'s results)."""
+    results = (_Result * 256)()
+    rows = memoryview(results).cast("B")
+    buf = ctypes.create_string_buffer(1 << 20)
+    loads = pickle.loads
     while not stopping.is_set():
-        n = _wait(ptr, 200_000_000, results, 64)
+        n = _wait_into(ptr, 200_000_000, results, len(results), buf, len(buf))
         if n == -errno.EPIPE:
             return
+        if n == -errno.ENOBUFS:
+            buf = ctypes.create_string_buffer(results[0].len)
+            continue
         pool = ref()
         if pool is None:
             return
@@ -636,35 +762,32 @@ def _collect(ref, ptr, stopping):
             pool._check_config()
             del pool
             continue
-        done = []
-        for r in results[:n]:
-            data = ctypes.string_at(r.data, r.len) if r.len else b""
-            _result_free(ctypes.byref(r))
-            done.append((r.id, r.err, r.signal, r.attempts, r.last_private, data))
+        # The rows, and the bytes they point to one after another in buf:
+        # both read without a call per result.
+        got = list(_ROW.iter_unpack(rows[:n * _ROW.size]))
         with pool._lock:
-            fs = [(pool._futures.pop(d[0], None), d) for d in done]
-        for f, (tid, err, sig, attempts, last_private, data) in fs:
-            if f is None or not f.set_running_or_notify_cancel():
-                continue
-            if err == -SHOAL_EWORKERLOST:
-                f.set_exception(WorkerLost(sig, attempts, last_private))
-            elif err == -errno.ECHILD:
-                f.set_exception(BrokenProcessPool(
-                    "workers die before they start (does the initializer fail, or an "
-                    "import in a spawned worker?)"))
-            elif err == -errno.ECANCELED:
-                f.set_exception(concurrent.futures.CancelledError("the pool was terminated"))
-            elif err:
-                f.set_exception(_lib.error(err))
-            else:
-                try:
-                    ok, value = pickle.loads(data)
-                except BaseException as e:  # noqa: B902
-                    f.set_exception(e)
-                    continue
-                if ok:
-                    f.set_result(value)
+            targets = pool._targets
+            ts = [targets.pop(g[0], None) for g in got]
+            if not targets:
+                pool._idle.notify_all()
+        data, off, last, touched = memoryview(buf).cast("B"), 0, None, {}
+        for t, (tid, err, sig, attempts, priv, _, ln) in zip(ts, got):
+            end = off + ln
+            if t is not None:
+                if err:
+                    t.put(tid, *_outcome(err, sig, attempts, priv))
                 else:
-                    f.set_exception(value)
+                    try:
+                        ok, value = loads(data[off:end])
+                    except BaseException as e:  # noqa: B902
+                        ok, value = False, e
+                    t.put(tid, ok, value)
+                if t is not last:
+                    touched[id(t)] = last = t
+            off = end
+        for t in touched.values():
+            t.flush()
+        if len(buf) > 1 << 20:
+            buf = ctypes.create_string_buffer(1 << 20)  # a huge result's was
         pool._check_config()
-        del pool, fs
+        del pool, got, touched
