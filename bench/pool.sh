@@ -22,7 +22,7 @@ if [ ! -x "$bin" ]; then
 fi
 
 for cs in 1 10; do
-	"$PYTHON" "$here/pool_bench.py" tiny 20000 "$cs"
+	"$PYTHON" "$here/pool_bench.py" tiny 100000 "$cs"
 done
 set -- $("$bin" 2000)
 c_med=$1 c_task=$2
