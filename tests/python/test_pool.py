@@ -340,12 +340,15 @@ def test_soft_limit_recycles_and_memory_returns(base):
     with shoal.Pool(2, max_private_memory=base + 100 * MiB) as p:
         list(p.map(sq, range(10)))
         assert wait_for(lambda: len(p.pids()) == 2)
-        before = private_of(p.pids())
+        each = {pid: shoal.memstat(pid).private for pid in p.pids()}
+        before = sum(each.values())
         assert before > 0
         old = p.submit(leak, 200).result(timeout=30)
         assert wait_for(lambda: recycles(p, "memory") == 1)
         st = [s for s in p.stats() if s["last_reason"] == "memory"][0]
-        assert st["trims"] == 1 and st["private_peak"] >= base + 200 * MiB
+        # Against this worker's own reading: under ASan, workers of one
+        # pool and another start tens of MiB apart.
+        assert st["trims"] == 1 and st["private_peak"] >= each[old] + 190 * MiB
         with pytest.raises(ProcessLookupError):
             shoal.memstat(old)
         assert wait_for(lambda: len(p.pids()) == 2)
