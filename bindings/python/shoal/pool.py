@@ -431,9 +431,10 @@ class Pool(concurrent.futures.Executor):
 
     Pickled tasks and results up to ``inline_bytes`` travel inside the
     shared ledger, larger ones through a shoal segment. ``prefetch`` tasks
-    are handed to each worker ahead of time: more is faster for tiny tasks,
-    fewer balances long ones better. Use ``chunksize`` in map() for tiny
-    tasks, as with multiprocessing.
+    (at most 64) are handed to each worker ahead of time, which makes tiny
+    tasks fast; a worker left with nothing takes back the tasks others have
+    not started, so none wait behind a long one. ``chunksize`` in map()
+    puts several calls in one task, as with multiprocessing.
     """
 
     def __init__(self, workers=None, *, initializer=None, initargs=(), max_tasks=None,
