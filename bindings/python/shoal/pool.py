@@ -192,23 +192,14 @@ def _task_prefix(fn):
     return _HDR.pack(len(f), keep) + f
 
 
-def _run(data):
-    try:
-        pre, fn = _last
-        if not (pre and data.startswith(pre)):
-            n, keep = _HDR.unpack_from(data)
-            pre = data[:_HDR.size + n]
-            fn = pickle.loads(memoryview(pre)[_HDR.size:])
-            if keep:
-                _last[:] = pre, fn
-        calls, kwargs = pickle.loads(memoryview(data)[len(pre):])
-        if kwargs is None:
-            if len(calls) == 1:
-                return (True, [fn(*calls[0])])
-            return (True, [fn(*a) for a in calls])
-        return (True, [fn(*a, **kwargs) for a in calls])
-    except BaseException as e:  # noqa: B902 - everything goes back to the caller
-        return (False, _ExceptionWithTraceback(e))
+def _function(data):
+    """A task's prefix and function; a plain one is kept for later tasks."""
+    n, keep = _HDR.unpack_from(data)
+    pre = data[:_HDR.size + n]
+    fn = pickle.loads(memoryview(pre)[_HDR.size:])
+    if keep:
+        _last[:] = pre, fn
+    return pre, fn
 
 
 def _dumps(out):
@@ -239,18 +230,16 @@ def _worker_main(ledger, slot, gen, initializer, initargs):
             rc = step(w, 0, out, len(out), -1, tref)
             if rc == _TASK:
                 data = string_at(task.data, task.len)
-                pre, fn = _last
-                if not (pre and data.startswith(pre)):
-                    out = _dumps(_run(data))
-                    continue
-                # The common case inline: a function this worker has.
                 try:
+                    pre, fn = _last
+                    if not (pre and data.startswith(pre)):
+                        pre, fn = _function(data)
                     calls, kwargs = loads(data[len(pre):])
                     if kwargs is None and len(calls) == 1:
                         res = (True, [fn(*calls[0])])
                     else:
                         res = (True, [fn(*a, **(kwargs or {})) for a in calls])
-                except BaseException as e:  # noqa: B902
+                except BaseException as e:  # noqa: B902 - it all goes back
                     res = (False, _ExceptionWithTraceback(e))
                 try:
                     out = dumps(res, proto)
