@@ -13,7 +13,7 @@
  *     EMPTY --supervisor writes task, R1--> ASSIGNED
  *     ASSIGNED --worker claims (CAS, R2)--> RUNNING
  *     RUNNING --worker writes result, R3--> DONE
- *     DONE --supervisor copies result--> EMPTY
+ *     DONE --supervisor (or a waiter) copies result--> EMPTY
  *
  * A cell is claimed by (slot, generation, attempt): the slot names the
  * worker, the generation tells its incarnations apart, the attempt counts
@@ -36,7 +36,10 @@
  * Sleeping is on futex words in the ledger: workers sleep on their slot's
  * bell, the supervisor on the ledger's event word; each side announces that
  * it sleeps, and the other side wakes it only then (seq_cst on both, the
- * Dekker pattern), so a busy pool makes no futex calls.
+ * Dekker pattern), so a busy pool makes no futex calls. A worker that ends a
+ * task rings the supervisor only when it runs low or a thread sleeps in
+ * shoal_pool_wait(); a waiter that finds nothing delivered copies DONE
+ * cells out itself (see wait_results()).
  *
  * If the supervisor dies, workers see it within a second (they check its
  * identity when their wait times out) and leave; forked C workers also get
@@ -846,14 +849,19 @@ static void policy(struct shoal_pool *p, int i, uint64_t now, uint64_t *next)
 	}
 }
 
+/* Tasks handed to slot @i and not yet collected. */
+static uint64_t inflight(const struct shoal_pool *p, uint32_t i)
+{
+	return p->slots[i].assigned - p->slots[i].collected;
+}
+
 /* Can slot @i take one more task? */
 static bool can_take(struct shoal_pool *p, uint32_t i)
 {
 	struct wslot *w = &p->slots[i];
-	uint64_t inflight = w->assigned - w->collected;
 
-	return w->state == SLOT_READY && inflight < p->layout.depth &&
-	       !(w->task_limit && w->tasks + inflight >= w->task_limit);
+	return w->state == SLOT_READY && inflight(p, i) < p->layout.depth &&
+	       !(w->task_limit && w->tasks + inflight(p, i) >= w->task_limit);
 }
 
 /* Hand out the backlog, each task to the worker with the fewest in flight. */
@@ -866,9 +874,7 @@ static void fill(struct shoal_pool *p)
 		int best = -1;
 
 		for (uint32_t i = 0; i < p->nslots; i++)
-			if (can_take(p, i) &&
-			    (best < 0 || p->slots[i].assigned - p->slots[i].collected <
-						 p->slots[best].assigned - p->slots[best].collected))
+			if (can_take(p, i) && (best < 0 || inflight(p, i) < inflight(p, (uint32_t)best)))
 				best = (int)i;
 		if (best < 0)
 			return;
@@ -909,13 +915,12 @@ static void dispatch(struct shoal_pool *p)
 	if (p->pend_head)
 		return;
 	for (uint32_t i = 0; i < p->nslots; i++)
-		if (p->slots[i].state == SLOT_READY && p->slots[i].assigned == p->slots[i].collected)
+		if (p->slots[i].state == SLOT_READY && inflight(p, i) == 0)
 			idle = true;
 	if (!idle)
 		return;
 	for (uint32_t i = 0; i < p->nslots; i++)
-		if (p->slots[i].state == SLOT_READY &&
-		    p->slots[i].assigned - p->slots[i].collected >= 2)
+		if (p->slots[i].state == SLOT_READY && inflight(p, i) >= 2)
 			reclaim(p, (int)i);
 	fill(p);
 }
@@ -1454,7 +1459,7 @@ static int wait_results(struct shoal_pool *p, int64_t timeout_ns, struct shoal_p
 	size_t n = 0, used = 0;
 	int rc;
 
-	if (!p || !out || cap == 0 || (!buf && buf_len))
+	if (!p || !out || cap == 0)
 		return -EINVAL;
 	deadline = shoal__deadline(timeout_ns);
 	pthread_mutex_lock(&p->mu);

@@ -4,13 +4,13 @@ The ledger, the supervisor and the recycling policy are libshoal's
 (lib/pool.c), driven here through ctypes; Python brings only a way to start
 worker processes (multiprocessing's fork, spawn or forkserver) and the
 pickling of calls and results. Workers are Python processes that take
-tasks from the ledger with shoal_pool_worker_next(), a futex wait that
+tasks from the ledger with shoal_pool_worker_step(), a futex wait that
 releases the GIL.
 
-Each task is a pickled ``(function, [(args, kwargs), ...])`` (a chunk of
-calls); its result a pickled ``(True, [values])`` or ``(False, exception)``
-with the remote traceback attached as ``__cause__``. Tasks and results
-larger than the ledger's inline space travel through a shoal segment.
+A task is a chunk of calls (its bytes are described above _HDR); its
+result a pickled ``(True, [values])`` or ``(False, exception)`` with the
+remote traceback attached as ``__cause__``. Tasks and results larger than
+the ledger's inline space travel through a shoal segment.
 """
 import array
 import atexit
@@ -87,8 +87,6 @@ class _Task(ctypes.Structure):
 
 
 _create = declare("shoal_pool_create", ctypes.c_int, ctypes.POINTER(_Config), ctypes.POINTER(_vp))
-_submit = declare("shoal_pool_submit", ctypes.c_int, _vp, ctypes.c_char_p, ctypes.c_size_t,
-                  ctypes.POINTER(_u64))
 _submit_many = declare("shoal_pool_submit_many", ctypes.c_int, _vp, ctypes.c_char_p,
                        ctypes.POINTER(ctypes.c_size_t), ctypes.c_size_t, ctypes.POINTER(_u64))
 _wait_into = declare("shoal_pool_wait_into", ctypes.c_int, _vp, ctypes.c_int64,
@@ -736,17 +734,17 @@ def _reap(ref, pid):
         return -errno.ECHILD
 
 
-def _outcome(err, sig, attempts, last_private):
-    """A task that ended with error @err: (False, the exception)."""
+def _failure(err, sig, attempts, last_private):
+    """The exception of a task that ended with error @err."""
     if err == -SHOAL_EWORKERLOST:
-        return False, WorkerLost(sig, attempts, last_private)
+        return WorkerLost(sig, attempts, last_private)
     if err == -errno.ECHILD:
-        return False, BrokenProcessPool(
+        return BrokenProcessPool(
             "workers die before they start (does the initializer fail, or an "
             "import in a spawned worker?)")
     if err == -errno.ECANCELED:
-        return False, concurrent.futures.CancelledError("the pool was terminated")
-    return False, _lib.error(err)
+        return concurrent.futures.CancelledError("the pool was terminated")
+    return _lib.error(err)
 
 
 def _collect(ref, ptr, stopping):
@@ -783,7 +781,7 @@ def _collect(ref, ptr, stopping):
             end = off + ln
             if t is not None:
                 if err:
-                    t.put(tid, *_outcome(err, sig, attempts, priv))
+                    t.put(tid, False, _failure(err, sig, attempts, priv))
                 else:
                     try:
                         ok, value = loads(data[off:end])
