@@ -29,6 +29,7 @@ import numpy as np
 import shoal
 
 MiB = 1 << 20
+SETTLE_S = 0.001   # the pause before each hand-off
 
 
 def now():
@@ -90,13 +91,20 @@ def handoff(size, reps, pickle_reps):
     sv = np.ndarray((n,), "float64", buffer=shm.buf)
     sv[:] = 1.0
     try:
-        # shoal and shared_memory alternate, so drifts in the machine's load
-        # touch both alike; the heavy pickle peer runs last, so that freeing
-        # its copies does not land in another's timing. The first of each
-        # is a warm-up.
-        order = ["shoal", "shm"] * (reps + 1) + ["queue"] * (pickle_reps + 1)
+        # Each hand-off is timed alone: a pause before it lets the one before
+        # settle (the peer's message to its resource tracker is handled by
+        # that process after the hand-off, and would land in the next one's
+        # time). shoal and shared_memory alternate, so drifts in the
+        # machine's load touch both alike, and which goes first alternates
+        # too (ABBA). The heavy pickle peer runs last, so that freeing its
+        # copies does not land in another's timing. The first of each is a
+        # warm-up.
+        order = [k for i in range(reps + 1)
+                 for k in (("shoal", "shm") if i % 2 == 0 else ("shm", "shoal"))]
+        order += ["queue"] * (pickle_reps + 1)
         seen = set()
         for kind in order:
+            time.sleep(SETTLE_S)
             parent.send((kind, None))
             t0 = now()
             if kind == "shoal":
