@@ -147,6 +147,10 @@ def test_executor_interface():
         assert list(p.imap(sq, range(30), chunksize=4)) == [x * x for x in range(30)]
         assert sorted(p.imap_unordered(sq, range(30), chunksize=3)) == [x * x for x in range(30)]
         assert p.starmap(add, [(1, 2), (3, 4)]) == [3, 7]
+        assert p.starmap(add, [(i, i) for i in range(10)], chunksize=3) == [2 * i for i in range(10)]
+        # Over one iterable each item is the one argument, tuples too.
+        assert list(p.map(len, [(1, 2), (3,), ()])) == [2, 1, 0]
+        assert list(p.map(len, [(1, 2), (3,), ()], chunksize=2)) == [2, 1, 0]
         assert p.apply(add, (2, 3)) == 5
         got = []
         r = p.apply_async(sq, (5,), callback=got.append)

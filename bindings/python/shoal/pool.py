@@ -174,30 +174,34 @@ def _fmt(n):
     return f"{n / 2**20:.1f} MiB"
 
 
-# A task is a header (the pickled function's length, and whether workers
-# may keep the unpickled function for later tasks), the pickled function,
-# then a pickled ``(calls, kwargs)``: ``calls`` a list of argument tuples,
+# A task is a header (the pickled function's length, whether workers may
+# keep the unpickled function for later tasks, and the kind of calls), the
+# pickled function, then the pickled calls. Of kind _ONE (map() and its
+# kin over one iterable) they are a list of arguments, each call fn(x);
+# otherwise a ``(calls, kwargs)``: ``calls`` a list of argument tuples,
 # ``kwargs`` None or one dict for every call. map() pickles its function
 # once for all its tasks; a worker keeps the last plain function it
 # unpickled, for the tasks that carry the same one.
-_HDR = struct.Struct("<IB")
-_last = [b"", None]  # a worker's last kept function: its prefix, itself
+_HDR = struct.Struct("<IBB")
+_ONE = 1
+_last = [b"", None, 0]  # a worker's last kept function: prefix, itself, kind
 
 
-def _task_prefix(fn):
+def _task_prefix(fn, kind):
     f = pickle.dumps(fn, pickle.HIGHEST_PROTOCOL)
     keep = isinstance(fn, (types.FunctionType, types.BuiltinFunctionType))
-    return _HDR.pack(len(f), keep) + f
+    return _HDR.pack(len(f), keep, kind) + f
 
 
 def _function(data):
-    """A task's prefix and function; a plain one is kept for later tasks."""
-    n, keep = _HDR.unpack_from(data)
+    """A task's prefix, function and kind; a plain function is kept for
+    later tasks."""
+    n, keep, kind = _HDR.unpack_from(data)
     pre = data[:_HDR.size + n]
     fn = pickle.loads(memoryview(pre)[_HDR.size:])
     if keep:
-        _last[:] = pre, fn
-    return pre, fn
+        _last[:] = pre, fn, kind
+    return pre, fn, kind
 
 
 def _dumps(out):
@@ -229,14 +233,18 @@ def _worker_main(ledger, slot, gen, initializer, initargs):
             if rc == _TASK:
                 data = string_at(task.data, task.len)
                 try:
-                    pre, fn = _last
+                    pre, fn, kind = _last
                     if not (pre and data.startswith(pre)):
-                        pre, fn = _function(data)
-                    calls, kwargs = loads(data[len(pre):])
-                    if kwargs is None and len(calls) == 1:
-                        res = (True, [fn(*calls[0])])
+                        pre, fn, kind = _function(data)
+                    calls = loads(data[len(pre):])
+                    if kind == _ONE:
+                        res = (True, list(map(fn, calls)))
                     else:
-                        res = (True, [fn(*a, **(kwargs or {})) for a in calls])
+                        calls, kwargs = calls
+                        if kwargs is None:
+                            res = (True, [fn(*a) for a in calls])
+                        else:
+                            res = (True, [fn(*a, **kwargs) for a in calls])
                 except BaseException as e:  # noqa: B902 - it all goes back
                     res = (False, _ExceptionWithTraceback(e))
                 try:
@@ -488,11 +496,11 @@ class Pool(concurrent.futures.Executor):
 
     # ---- submitting ----
 
-    def _submit(self, fn, blobs, target):
-        """Queue one task per pickled ``(calls, kwargs)`` in @blobs, all in
-        one C call; the results thread hands each result to @target.
-        Returns the first task id."""
-        pre = _task_prefix(fn)
+    def _submit(self, fn, kind, blobs, target):
+        """Queue one task per pickled calls of @kind in @blobs, all in one
+        C call; the results thread hands each result to @target. Returns
+        the first task id."""
+        pre = _task_prefix(fn, kind)
         data = pre + pre.join(blobs)
         lens = array.array("Q", [len(pre) + len(b) for b in blobs])
         first = _u64()
@@ -517,8 +525,8 @@ class Pool(concurrent.futures.Executor):
 
     def _future(self, fn, args, kwargs):
         f = concurrent.futures.Future()
-        tid = self._submit(fn, [pickle.dumps(([args], kwargs or None),
-                                             pickle.HIGHEST_PROTOCOL)], _One(f))
+        tid = self._submit(fn, 0, [pickle.dumps(([args], kwargs or None),
+                                                pickle.HIGHEST_PROTOCOL)], _One(f))
 
         def on_cancel(f):
             # No result will come to do it: tell waiters (wait(),
@@ -533,39 +541,47 @@ class Pool(concurrent.futures.Executor):
         """Run fn(*args, **kwargs) in a worker; a Future of its result."""
         return self._future(fn, args, kwargs)
 
-    def _calls(self, fn, items, chunksize):
-        """Submit fn(*item) for each argument tuple of @items, ``chunksize``
-        calls per task: a _Calls that holds their results."""
+    def _calls(self, fn, iterables, chunksize, star=False):
+        """Submit fn(*args) for the argument tuples zip(*@iterables) gives
+        (or, with @star, the one iterable's items), ``chunksize`` calls per
+        task: a _Calls that holds their results. Over one iterable, the
+        tasks carry the bare arguments (kind _ONE)."""
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1")
         dumps, proto = pickle.dumps, pickle.HIGHEST_PROTOCOL
-        if chunksize == 1:
-            blobs = [dumps(((a,), None), proto) for a in items]
+        if len(iterables) == 1 and not star:
+            kind, it = _ONE, iter(iterables[0])
+            if chunksize == 1:
+                blobs = [dumps([a], proto) for a in it]
+            else:
+                blobs = [dumps(c, proto)
+                         for c in iter(lambda: list(itertools.islice(it, chunksize)), [])]
         else:
-            it = iter(items)
+            kind = 0
+            it = map(tuple, iterables[0]) if star else zip(*iterables)
             blobs = [dumps((c, None), proto)
                      for c in iter(lambda: list(itertools.islice(it, chunksize)), [])]
         calls = _Calls(self, len(blobs))
         if blobs:
-            calls.first = self._submit(fn, blobs, calls)
+            calls.first = self._submit(fn, kind, blobs, calls)
         return calls
 
     def map(self, fn, *iterables, timeout=None, chunksize=1):
         """As Executor.map: results in order; ``chunksize`` items per task."""
         end = None if timeout is None else time.monotonic() + timeout
-        return self._calls(fn, zip(*iterables), chunksize).ordered(end)
+        return self._calls(fn, iterables, chunksize).ordered(end)
 
     def imap(self, func, iterable, chunksize=1):
         """As multiprocessing.Pool.imap: an iterator of results in order."""
-        return self._calls(func, zip(iterable), chunksize).ordered(None)
+        return self._calls(func, (iterable,), chunksize).ordered(None)
 
     def imap_unordered(self, func, iterable, chunksize=1):
         """As multiprocessing.Pool.imap_unordered: results as they come."""
-        return self._calls(func, zip(iterable), chunksize).unordered()
+        return self._calls(func, (iterable,), chunksize).unordered()
 
     def starmap(self, func, iterable, chunksize=1):
         """As multiprocessing.Pool.starmap: a list."""
-        return list(self._calls(func, map(tuple, iterable), chunksize).ordered(None))
+        return list(self._calls(func, (iterable,), chunksize, star=True).ordered(None))
 
     def apply_async(self, func, args=(), kwds=None, callback=None, error_callback=None):
         """As multiprocessing.Pool.apply_async: an AsyncResult."""
