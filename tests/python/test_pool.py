@@ -261,6 +261,28 @@ def test_many_tiny_tasks_in_order():
         assert [f.result(timeout=30) for f in fs] == [i + 1 for i in range(2000)]
 
 
+def test_a_target_knows_its_task_ids_before_results_can_reach_it():
+    """Results can be waiting before submitting returns: the results thread
+    takes the pool's lock and finds the target, which must hold its task
+    ids by then (a map's results list placed by id - first)."""
+    registered = []
+
+    class Watch(dict):
+        def update(self, other):
+            registered.extend((min(other), t.first) for t in set(other.values()))
+            super().update(other)
+
+    with shoal.Pool(2) as p:
+        assert p.submit(sq, 2).result(timeout=10) == 4  # ids no longer start at 0
+        with p._lock:
+            p._targets = Watch(p._targets)
+        assert list(p.map(sq, range(50))) == [x * x for x in range(50)]
+        assert list(p.map(add, range(9), range(9), chunksize=4)) == [2 * x for x in range(9)]
+        assert p.submit(sq, 3).result(timeout=10) == 9
+    assert len(registered) == 3
+    assert all(first_id == first for first_id, first in registered)
+
+
 # ---- shutting down ----
 
 def test_shutdown_waits_and_refuses_new_work():

@@ -273,10 +273,11 @@ def _shutdown_all():
 class _One:
     """The target of one submit() or apply_async(): its Future."""
 
-    __slots__ = ("f",)
+    __slots__ = ("f", "first")
 
     def __init__(self, f):
         self.f = f
+        self.first = 0  # its task's id, set by Pool._submit
 
     def put(self, tid, ok, value):
         f = self.f
@@ -498,8 +499,9 @@ class Pool(concurrent.futures.Executor):
 
     def _submit(self, fn, kind, blobs, target):
         """Queue one task per pickled calls of @kind in @blobs, all in one
-        C call; the results thread hands each result to @target. Returns
-        the first task id."""
+        C call; the results thread hands each result to @target, whose
+        ``first`` is set to the first task's id before the results thread
+        can see it. Returns that id."""
         pre = _task_prefix(fn, kind)
         data = pre + pre.join(blobs)
         lens = array.array("Q", [len(pre) + len(b) for b in blobs])
@@ -509,6 +511,9 @@ class Pool(concurrent.futures.Executor):
                 raise RuntimeError("cannot schedule new futures after shutdown")
             _submit_many(self._ptr, data, (ctypes.c_size_t * len(lens)).from_buffer(lens),
                          len(lens), ctypes.byref(first))
+            # Under the lock: the results thread finds the target only
+            # with its ids in place (results may already be waiting).
+            target.first = first.value
             self._targets.update(dict.fromkeys(range(first.value, first.value + len(lens)),
                                                target))
         return first.value
@@ -563,7 +568,7 @@ class Pool(concurrent.futures.Executor):
                      for c in iter(lambda: list(itertools.islice(it, chunksize)), [])]
         calls = _Calls(self, len(blobs))
         if blobs:
-            calls.first = self._submit(fn, kind, blobs, calls)
+            self._submit(fn, kind, blobs, calls)
         return calls
 
     def map(self, fn, *iterables, timeout=None, chunksize=1):
