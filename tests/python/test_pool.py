@@ -5,6 +5,7 @@ import gc
 import multiprocessing
 import os
 import signal
+import threading
 import time
 import warnings
 
@@ -281,6 +282,36 @@ def test_a_target_knows_its_task_ids_before_results_can_reach_it():
         assert p.submit(sq, 3).result(timeout=10) == 9
     assert len(registered) == 3
     assert all(first_id == first for first_id, first in registered)
+
+
+def test_a_failing_results_thread_fails_the_waiters_instead_of_hanging(monkeypatch):
+    """A fault in the results thread itself (a bug) must not leave a map()
+    or a Future waiting for ever: they fail, and the pool takes no more."""
+    seen, seen_put = [], []
+    monkeypatch.setattr(threading, "excepthook", seen.append)
+    real = shoal.pool._Calls.put
+
+    def put(self, tid, ok, value):
+        if tid - self.first == 3 and not seen_put:
+            seen_put.append(tid)
+            raise KeyError("injected")
+        real(self, tid, ok, value)
+
+    monkeypatch.setattr(shoal.pool._Calls, "put", put)
+    p = shoal.Pool(1, prefetch=1)
+    try:
+        it = p.map(sq, range(10), timeout=20)
+        later = p.submit(nap, 0.2)  # runs after them: still waited for
+        with pytest.raises(RuntimeError, match="results thread failed") as info:
+            list(it)
+        assert isinstance(info.value.__cause__, KeyError)
+        with pytest.raises(RuntimeError, match="results thread failed"):
+            later.result(timeout=10)
+        with pytest.raises(RuntimeError):
+            p.submit(sq, 1)
+    finally:
+        p.terminate()  # not shutdown(), which waits for every result
+    assert len(seen) == 1 and seen[0].exc_type is KeyError
 
 
 # ---- shutting down ----

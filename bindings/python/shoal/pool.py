@@ -292,8 +292,12 @@ class _One:
         pass
 
     def end(self, tid, exc):
-        """The task will never run: the pool is going away."""
-        if not self.f.cancel() and not self.f.done():
+        """No result will come (the pool is going away, or its results
+        thread failed): cancelled if it can be and @exc says so, else it
+        fails with @exc."""
+        if isinstance(exc, concurrent.futures.CancelledError) and self.f.cancel():
+            return
+        if not self.f.done():
             self.f.set_exception(exc)
 
 
@@ -666,6 +670,22 @@ class Pool(concurrent.futures.Executor):
 
     close = shutdown
 
+    def _results_failed(self, exc, taken):
+        """The results thread failed with @exc: every task still waited for
+        (those it had @taken, and the rest) fails with a RuntimeError, so no
+        caller hangs, and the pool takes no more tasks."""
+        err = RuntimeError(f"shoal.Pool: the results thread failed: {exc!r}")
+        err.__cause__ = exc
+        with self._lock:
+            self._shutdown = True
+            left, self._targets = list(self._targets.items()), {}
+            self._idle.notify_all()
+        for tid, t in taken + left:
+            try:
+                t.end(tid, err)
+            except Exception:  # noqa: S112 - the others must still be told
+                continue
+
     def _drain(self):
         """Wait until every task has its result."""
         with self._lock:
@@ -792,28 +812,34 @@ def _collect(ref, ptr, stopping):
         # The rows, and the bytes they point to one after another in buf:
         # both read without a call per result.
         got = list(_ROW.iter_unpack(rows[:n * _ROW.size]))
-        with pool._lock:
-            targets = pool._targets
-            ts = [targets.pop(g[0], None) for g in got]
-            if not targets:
-                pool._idle.notify_all()
-        data, off, last, touched = memoryview(buf).cast("B"), 0, None, {}
-        for t, (tid, err, sig, attempts, priv, _, ln) in zip(ts, got):
-            end = off + ln
-            if t is not None:
-                if err:
-                    t.put(tid, False, _failure(err, sig, attempts, priv))
-                else:
-                    try:
-                        ok, value = loads(data[off:end])
-                    except BaseException as e:  # noqa: B902
-                        ok, value = False, e
-                    t.put(tid, ok, value)
-                if t is not last:
-                    touched[id(t)] = last = t
-            off = end
-        for t in touched.values():
-            t.flush()
+        ts = []
+        try:
+            with pool._lock:
+                targets = pool._targets
+                ts = [targets.pop(g[0], None) for g in got]
+                if not targets:
+                    pool._idle.notify_all()
+            data, off, last, touched = memoryview(buf).cast("B"), 0, None, {}
+            for t, (tid, err, sig, attempts, priv, _, ln) in zip(ts, got):
+                end = off + ln
+                if t is not None:
+                    if err:
+                        t.put(tid, False, _failure(err, sig, attempts, priv))
+                    else:
+                        try:
+                            ok, value = loads(data[off:end])
+                        except BaseException as e:  # noqa: B902
+                            ok, value = False, e
+                        t.put(tid, ok, value)
+                    if t is not last:
+                        touched[id(t)] = last = t
+                off = end
+            for t in touched.values():
+                t.flush()
+        except Exception as e:
+            # A fault here must not leave callers waiting for ever.
+            pool._results_failed(e, [(g[0], t) for g, t in zip(got, ts) if t is not None])
+            raise
         if len(buf) > 1 << 20:
             buf = ctypes.create_string_buffer(1 << 20)  # a huge result's was
         pool._check_config()
