@@ -89,6 +89,10 @@ def crash(_):
     os.abort()
 
 
+def rt_signal(n):
+    os.kill(os.getpid(), signal.SIGRTMIN + n)  # its default action: terminate
+
+
 def read_segment(name):
     seg = shoal.Segment.open(name, readonly=True)
     v = np.frombuffer(seg.buf, dtype=np.uint8)
@@ -149,6 +153,9 @@ def test_executor_interface():
         assert sorted(p.imap_unordered(sq, range(30), chunksize=3)) == [x * x for x in range(30)]
         assert p.starmap(add, [(1, 2), (3, 4)]) == [3, 7]
         assert p.starmap(add, [(i, i) for i in range(10)], chunksize=3) == [2 * i for i in range(10)]
+        # A StopIteration raised by the function is an error, not an end.
+        with pytest.raises((StopIteration, RuntimeError)):
+            list(p.map(next, [iter([1]), iter([]), iter([3])]))
         # Over one iterable each item is the one argument, tuples too.
         assert list(p.map(len, [(1, 2), (3,), ()])) == [2, 1, 0]
         assert list(p.map(len, [(1, 2), (3,), ()], chunksize=2)) == [2, 1, 0]
@@ -288,12 +295,14 @@ def test_a_failing_results_thread_fails_the_waiters_instead_of_hanging(monkeypat
     """A fault in the results thread itself (a bug) must not leave a map()
     or a Future waiting for ever: they fail, and the pool takes no more."""
     seen, seen_put = [], []
+    armed = threading.Event()  # set once every task is in
     monkeypatch.setattr(threading, "excepthook", seen.append)
     real = shoal.pool._Calls.put
 
     def put(self, tid, ok, value):
         if tid - self.first == 3 and not seen_put:
             seen_put.append(tid)
+            armed.wait(10)
             raise KeyError("injected")
         real(self, tid, ok, value)
 
@@ -302,6 +311,7 @@ def test_a_failing_results_thread_fails_the_waiters_instead_of_hanging(monkeypat
     try:
         it = p.map(sq, range(10), timeout=20)
         later = p.submit(nap, 0.2)  # runs after them: still waited for
+        armed.set()
         with pytest.raises(RuntimeError, match="results thread failed") as info:
             list(it)
         assert isinstance(info.value.__cause__, KeyError)
@@ -426,6 +436,24 @@ def test_hard_limit_kills_and_gives_up(base):
         assert recycles(p, "hard") == 2
         assert p.submit(grow, 10).result(timeout=10) == "grew"
         assert p.info()["lost"] == 1
+
+
+def test_killed_by_a_real_time_signal():
+    """A real-time signal has no name: WorkerLost says its number."""
+    with shoal.Pool(1, max_attempts=1) as p:
+        with pytest.raises(shoal.WorkerLost) as ei:
+            p.submit(rt_signal, 3).result(timeout=30)
+        assert ei.value.signal == signal.SIGRTMIN + 3
+        assert f"signal {signal.SIGRTMIN + 3}" in str(ei.value)
+        assert p.submit(sq, 4).result(timeout=10) == 16
+
+
+def test_config_warning_made_an_error_does_not_stop_the_pool():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with shoal.Pool(1, max_private_memory=4096) as p:
+            assert wait_for(lambda: p.info()["config_error"] is not None)
+            assert list(p.map(sq, range(20))) == [x * x for x in range(20)]
 
 
 def test_over_limit_at_start_is_reported_once():

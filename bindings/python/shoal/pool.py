@@ -106,6 +106,13 @@ _wclose = declare("shoal_pool_worker_close", None, _vp, check=False)
 _TASK, _TRIM = 1, 2
 
 
+def _signal_name(sig):
+    try:
+        return signal.Signals(sig).name
+    except ValueError:  # a real-time signal has no name
+        return f"signal {sig}"
+
+
 class WorkerLost(ShoalError):
     """The worker running a task died every time it ran (``attempts``
     times): killed by a signal (``signal``, 0 if it exited), the OOM killer,
@@ -116,7 +123,7 @@ class WorkerLost(ShoalError):
         self.signal = signal_
         self.attempts = attempts
         self.last_private = last_private
-        how = (f"killed by {signal.Signals(signal_).name}" if signal_ else "exited")
+        how = f"killed by {_signal_name(signal_)}" if signal_ else "exited"
         super().__init__(SHOAL_EWORKERLOST,
                          f"worker lost: the process running the task {how}, "
                          f"{attempts} attempt(s); last private memory {_fmt(last_private)}")
@@ -238,7 +245,9 @@ def _worker_main(ledger, slot, gen, initializer, initargs):
                         pre, fn, kind = _function(data)
                     calls = loads(data[len(pre):])
                     if kind == _ONE:
-                        res = (True, list(map(fn, calls)))
+                        # Not list(map(...)): it would end quietly at a
+                        # StopIteration raised by fn.
+                        res = (True, [fn(a) for a in calls])
                     else:
                         calls, kwargs = calls
                         if kwargs is None:
@@ -638,14 +647,20 @@ class Pool(concurrent.futures.Executor):
                 f"it is not applied to workers that start over it")
 
     def _check_config(self):
-        if self._config_warned or not self._ptr:
+        """In the results thread: warn once of a configuration error the
+        supervisor found (info() reports it too)."""
+        ptr = self._ptr  # _destroy() clears it, then waits for this thread
+        if self._config_warned or not ptr:
             return
         i = _Info()
-        _info(self._ptr, ctypes.byref(i))
+        _info(ptr, ctypes.byref(i))
         msg = self._config_message(i)
         if msg:
             self._config_warned = True
-            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+            try:
+                warnings.warn(msg, RuntimeWarning, stacklevel=3)
+            except RuntimeWarning:
+                pass  # warnings made errors: there is no caller here to raise to
 
     # ---- stopping ----
 
@@ -790,7 +805,19 @@ def _failure(err, sig, attempts, last_private):
 
 def _collect(ref, ptr, stopping):
     """The results thread: takes finished tasks in batches and hands each
-    to its target (a Future, or a map()'s results)."""
+    to its target (a Future, or a map()'s results). Should it fail (a
+    bug), every task still waited for fails, rather than wait for ever."""
+    taken = []  # (id, target) taken from the pool, its result not yet handed
+    try:
+        _collect_loop(ref, ptr, stopping, taken)
+    except BaseException as e:  # noqa: B902 - nothing may end it silently
+        pool = ref()
+        if pool is not None:
+            pool._results_failed(e, taken)
+        raise
+
+
+def _collect_loop(ref, ptr, stopping, taken):
     results = (_Result * 256)()
     rows = memoryview(results).cast("B")
     buf = ctypes.create_string_buffer(1 << 20)
@@ -812,14 +839,14 @@ def _collect(ref, ptr, stopping):
         # The rows, and the bytes they point to one after another in buf:
         # both read without a call per result.
         got = list(_ROW.iter_unpack(rows[:n * _ROW.size]))
-        ts = []
+        with pool._lock:
+            targets = pool._targets
+            ts = [targets.pop(g[0], None) for g in got]
+            if not targets:
+                pool._idle.notify_all()
+        data, off, last, touched = memoryview(buf).cast("B"), 0, None, {}
+        tid = None
         try:
-            with pool._lock:
-                targets = pool._targets
-                ts = [targets.pop(g[0], None) for g in got]
-                if not targets:
-                    pool._idle.notify_all()
-            data, off, last, touched = memoryview(buf).cast("B"), 0, None, {}
             for t, (tid, err, sig, attempts, priv, _, ln) in zip(ts, got):
                 end = off + ln
                 if t is not None:
@@ -834,12 +861,16 @@ def _collect(ref, ptr, stopping):
                     if t is not last:
                         touched[id(t)] = last = t
                 off = end
+        except BaseException:
+            # From the one that failed on, no result was handed over; the
+            # targets already given theirs still hear of them.
+            k = next((i for i, g in enumerate(got) if g[0] == tid), 0)
+            taken.extend((g[0], t) for g, t in zip(got[k:], ts[k:]) if t is not None)
             for t in touched.values():
                 t.flush()
-        except Exception as e:
-            # A fault here must not leave callers waiting for ever.
-            pool._results_failed(e, [(g[0], t) for g, t in zip(got, ts) if t is not None])
             raise
+        for t in touched.values():
+            t.flush()
         if len(buf) > 1 << 20:
             buf = ctypes.create_string_buffer(1 << 20)  # a huge result's was
         pool._check_config()
