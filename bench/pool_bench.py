@@ -1,7 +1,7 @@
 """Pool benchmarks, each beside its peer in the same run:
 tiny_tasks, recycle_ms (the Python side), memory_after_recycle.
 
-    python3 pool_bench.py tiny [tasks] [chunksize]   (median of 3 runs each)
+    python3 pool_bench.py tiny [tasks] [chunksize]   (median of 5 runs each)
     python3 pool_bench.py recycle [tasks]
     python3 pool_bench.py memory
 """
@@ -30,7 +30,7 @@ def bloat(mb):
 
 
 def rate(fn, n, runs=3):
-    """Tasks/s of fn() running n tasks: the median of three runs."""
+    """Tasks/s of fn() running n tasks: the median of @runs runs."""
     rates = []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -40,9 +40,9 @@ def rate(fn, n, runs=3):
 
 
 def tiny(n=100000, chunksize=1, workers=2, rounds=5):
-    """shoal and multiprocessing.Pool take turns, both pools up, so a change
-    in the machine's load touches both alike: the median of five runs each.
-    ProcessPoolExecutor runs at most 20000 of them: it is ten times slower,
+    """shoal and multiprocessing.Pool take turns (ABBA), both pools up, so
+    a change in the machine's load touches both alike: the median of five
+    runs each. ProcessPoolExecutor runs at most 20000 of them: it is ten times slower,
     and a rate needs no more."""
     items = list(range(n))
     few = items[:20000]
@@ -50,9 +50,11 @@ def tiny(n=100000, chunksize=1, workers=2, rounds=5):
         list(sp.map(ident, range(100)))  # warm
         mpp.map(ident, range(100))
         runs = {"ours": [], "mp": []}
-        for _ in range(rounds):
-            runs["ours"].append(rate(lambda: list(sp.map(ident, items, chunksize=chunksize)), n, 1))
-            runs["mp"].append(rate(lambda: mpp.map(ident, items, chunksize=chunksize), n, 1))
+        run = {"ours": lambda: list(sp.map(ident, items, chunksize=chunksize)),
+               "mp": lambda: mpp.map(ident, items, chunksize=chunksize)}
+        for i in range(rounds):
+            for k in ("ours", "mp") if i % 2 == 0 else ("mp", "ours"):
+                runs[k].append(rate(run[k], n, 1))
     ours, mp = (statistics.median(runs[k]) for k in ("ours", "mp"))
     with concurrent.futures.ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("fork")) as p:
