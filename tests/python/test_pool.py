@@ -319,6 +319,8 @@ def test_a_failing_results_thread_fails_the_waiters_instead_of_hanging(monkeypat
             later.result(timeout=10)
         with pytest.raises(RuntimeError):
             p.submit(sq, 1)
+        p._collector.join(10)  # it terminates the pool, then ends
+        assert not p._collector.is_alive() and p._ptr is None
     finally:
         p.terminate()  # not shutdown(), which waits for every result
     assert len(seen) == 1 and seen[0].exc_type is KeyError

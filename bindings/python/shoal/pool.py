@@ -688,7 +688,8 @@ class Pool(concurrent.futures.Executor):
     def _results_failed(self, exc, taken):
         """The results thread failed with @exc: every task still waited for
         (those it had @taken, and the rest) fails with a RuntimeError, so no
-        caller hangs, and the pool takes no more tasks."""
+        caller hangs, and the pool is terminated (its queued tasks would
+        run for nothing)."""
         err = RuntimeError(f"shoal.Pool: the results thread failed: {exc!r}")
         err.__cause__ = exc
         with self._lock:
@@ -700,6 +701,7 @@ class Pool(concurrent.futures.Executor):
                 t.end(tid, err)
             except Exception:  # noqa: S112 - the others must still be told
                 continue
+        self.terminate()
 
     def _drain(self):
         """Wait until every task has its result."""
