@@ -1266,7 +1266,8 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
  *
  * Return: 0; -EINVAL for a NULL @p or @id, or NULL @data with @len > 0;
  * -ENOMEM; -ENOSPC if a large task's segment did not fit; -EPIPE if the pool
- * is being destroyed; -ECHILD if workers keep dying before they start.
+ * is being destroyed; -ECHILD if workers keep failing to start (five in a
+ * row: the spawn fails, or they die before they are ready).
  */
 SHOAL_API int shoal_pool_submit(struct shoal_pool *p, const void *data, size_t len, uint64_t *id);
 
@@ -1282,7 +1283,8 @@ SHOAL_API int shoal_pool_submit(struct shoal_pool *p, const void *data, size_t l
  *
  * Return: 0; -EINVAL for NULL arguments or lengths that overflow; -ENOMEM;
  * -ENOSPC if a large task's segment did not fit; -EPIPE if the pool is
- * being destroyed; -ECHILD if workers keep dying before they start.
+ * being destroyed; -ECHILD if workers keep failing to start (five in a
+ * row: the spawn fails, or they die before they are ready).
  */
 SHOAL_API int shoal_pool_submit_many(struct shoal_pool *p, const void *data, const size_t *lens,
 				     size_t n, uint64_t *first_id);
@@ -1381,7 +1383,8 @@ SHOAL_API const char *shoal_pool_name(const struct shoal_pool *p);
  * it frees @p. Must not race with other calls on @p except
  * shoal_pool_wait(); no call may follow it, a wait included.
  *
- * Return: 0.
+ * Return: 0; -EDEADLK, and nothing done, when called from the pool's spawn
+ * or reap hook (the pool's own threads run them: call it from another).
  */
 SHOAL_API int shoal_pool_destroy(struct shoal_pool *p);
 

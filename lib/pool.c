@@ -289,7 +289,7 @@ struct shoal_pool {
 	bool delivered; /* results came this pass: wake shoal_pool_wait() */
 	uint64_t recycle_ns[64]; /* the last decision-to-ready times */
 	uint64_t nrecycle_ns;
-	int early_deaths; /* workers in a row that died before becoming ready */
+	int early_deaths; /* workers in a row that failed to start or died before ready */
 	uint64_t spawn_retry_ns;
 	struct shoal_pool_info info;
 
@@ -1027,9 +1027,14 @@ static uint64_t supervise_once(struct shoal_pool *p)
 			 * worker's exit wakes us; a failed spawn waits 100 ms. */
 			if (now >= p->spawn_retry_ns) {
 				rc = start_worker(p, pos);
-				if (rc < 0)
+				if (rc < 0) {
 					p->spawn_retry_ns = now + 100000000u;
-				else if (rc == 0)
+					/* As one that dies before it is ready:
+					 * never started five times in a row,
+					 * the pool is broken, not waiting. */
+					if (++p->early_deaths >= 5)
+						p->broken = true;
+				} else if (rc == 0)
 					starting = 0; /* some slot: one is starting */
 			}
 			now = shoal__now_ns();
@@ -1626,6 +1631,11 @@ SHOAL_API int shoal_pool_destroy(struct shoal_pool *p)
 
 	if (!p)
 		return 0;
+	/* From a hook (the pool's own supervisor or reaper thread) it would
+	 * join itself and free the pool under its own feet. */
+	if (pthread_equal(pthread_self(), p->sup_thread) ||
+	    pthread_equal(pthread_self(), p->reaper_thread))
+		return -EDEADLK;
 	pthread_mutex_lock(&p->mu);
 	p->closing = true;
 	pthread_cond_broadcast(&p->done_cv);

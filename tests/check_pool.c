@@ -7,6 +7,7 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include <dirent.h>
 #include <malloc.h>
@@ -1075,6 +1076,39 @@ START_TEST(workers_that_never_start)
 }
 END_TEST
 
+/* A spawn hook that always fails (fork refused, say): the pool breaks
+ * instead of leaving its tasks waiting for a worker that never comes. */
+static pid_t failing_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t gen)
+{
+	(void)arg;
+	(void)ledger;
+	(void)slot;
+	(void)gen;
+	return -EAGAIN;
+}
+
+START_TEST(spawn_that_always_fails_breaks_the_pool)
+{
+	struct shoal_pool_config c = conf(2);
+	struct shoal_pool *p;
+	struct shoal_pool_result r;
+	struct shoal_pool_info info;
+
+	c.spawn = failing_spawn;
+	c.reap = reap_pid;
+	ck_assert_int_eq(shoal_pool_create(&c, &p), 0);
+	if (shoal_pool_submit(p, "echo x", 6, &(uint64_t){ 0 }) == 0) {
+		r = one(p);
+		ck_assert_int_eq(r.err, -ECHILD);
+		free(r.data);
+	}
+	ck_assert_int_eq(shoal_pool_submit(p, "x", 1, &(uint64_t){ 0 }), -ECHILD);
+	ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+	ck_assert_int_eq(info.spawn_error, -EAGAIN);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
 /* A host-started worker: the spawn hook forks and runs the worker API by
  * hand, as the Python binding does. */
 static pid_t hand_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t gen)
@@ -1121,6 +1155,56 @@ START_TEST(host_spawned_workers)
 		run_expect(p, "abc", "hand:abc:1");
 	wait_recycles(p, SHOAL_POOL_TASKS, 3);
 	ck_assert_uint_eq(recycles(p, SHOAL_POOL_DIED), 0);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+	ck_assert_int_eq(count_zombies(), 0);
+}
+END_TEST
+
+/* Hooks that try to destroy their own pool: refused, nothing done. */
+struct self_destroy {
+	struct shoal_pool *_Atomic p;
+	_Atomic int spawn_rc, reap_rc; /* 1: not tried yet */
+};
+
+static pid_t destroying_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t gen)
+{
+	struct self_destroy *d = arg;
+	struct shoal_pool *p = atomic_load(&d->p);
+
+	if (p)
+		atomic_store(&d->spawn_rc, shoal_pool_destroy(p));
+	return hand_spawn(NULL, ledger, slot, gen);
+}
+
+static int destroying_reap(void *arg, pid_t pid)
+{
+	struct self_destroy *d = arg;
+	struct shoal_pool *p = atomic_load(&d->p);
+
+	if (p)
+		atomic_store(&d->reap_rc, shoal_pool_destroy(p));
+	return reap_pid(NULL, pid);
+}
+
+START_TEST(destroy_from_a_hook_is_refused)
+{
+	struct shoal_pool_config c = conf(1);
+	struct self_destroy d = { .spawn_rc = 1, .reap_rc = 1 };
+	struct shoal_pool *p;
+
+	c.spawn = destroying_spawn;
+	c.reap = destroying_reap;
+	c.hook_arg = &d;
+	c.max_tasks = 1; /* every task: a worker leaves, another starts */
+	p = make(&c);
+	atomic_store(&d.p, p);
+	for (int i = 0; i < 3; i++)
+		run_expect(p, "abc", "hand:abc:1");
+	wait_recycles(p, SHOAL_POOL_TASKS, 2);
+	ck_assert_int_eq(atomic_load(&d.spawn_rc), -EDEADLK);
+	ck_assert_int_eq(atomic_load(&d.reap_rc), -EDEADLK);
+	/* The pool still works, and goes away when asked from outside. */
+	run_expect(p, "abc", "hand:abc:1");
 	ck_assert_int_eq(shoal_pool_destroy(p), 0);
 	ck_assert_int_eq(count_zombies(), 0);
 }
@@ -1390,7 +1474,9 @@ static Suite *suite(void)
 	ADD(cancel);
 	ADD(errors);
 	ADD(workers_that_never_start);
+	ADD(spawn_that_always_fails_breaks_the_pool);
 	ADD(host_spawned_workers);
+	ADD(destroy_from_a_hook_is_refused);
 	ADD(worker_step_and_wait_into);
 	ADD(reap_takes_a_dead_supervisors_ledger);
 	ADD(destroy_while_waiting);
