@@ -1,6 +1,7 @@
 """shoal.Pool: the Executor and multiprocessing.Pool interfaces, recycling
 by each trigger, worker deaths, and the three start methods."""
 import concurrent.futures
+import errno
 import gc
 import multiprocessing
 import os
@@ -218,6 +219,51 @@ def test_initializer_that_fails_breaks_loudly():
     with shoal.Pool(1, initializer=boom, initargs=(0,)) as p:
         with pytest.raises(concurrent.futures.process.BrokenProcessPool):
             p.submit(sq, 1).result(timeout=30)
+        with pytest.raises(concurrent.futures.process.BrokenProcessPool):
+            p.submit(sq, 2)
+
+
+def test_a_worker_that_cannot_be_started_breaks_the_pool(monkeypatch):
+    """Starting a worker fails every time (no processes left, say): the
+    pool says so, with the reason, instead of leaving tasks waiting."""
+    class NoProcesses:
+        def Process(self, **kw):
+            raise OSError(errno.EAGAIN, "no processes left")
+
+    monkeypatch.setattr(multiprocessing, "get_context", lambda method: NoProcesses())
+    with shoal.Pool(2) as p:
+        with pytest.raises(concurrent.futures.process.BrokenProcessPool) as ei:
+            p.submit(sq, 1).result(timeout=30)
+        assert isinstance(ei.value.__cause__, OSError)
+        assert "no processes left" in str(ei.value.__cause__)
+        assert p.info()["spawn_error"] == os.strerror(errno.EAGAIN)
+        with pytest.raises(concurrent.futures.process.BrokenProcessPool):
+            p.map(sq, range(3))
+
+
+def test_a_pool_ended_inside_its_own_hook(monkeypatch):
+    """The last reference to a pool can go while its supervisor thread runs
+    a hook (starting a worker): the C pool cannot be destroyed from there,
+    so another thread does it, and nothing is left behind."""
+    real, spawned, ended = shoal.pool._spawn, [], []
+
+    def spawn(ref, *args):
+        pid = real(ref, *args)
+        spawned.append(pid)
+        if len(spawned) == 2:  # the replacement of the first worker
+            ended.append(ref().name)
+            ref().terminate()
+        return pid
+
+    monkeypatch.setattr(shoal.pool, "_spawn", spawn)
+    p = shoal.Pool(1, max_tasks=1)
+    assert p.submit(sq, 3).result(timeout=10) == 9
+    assert wait_for(lambda: ended and p._ptr is None)
+    assert wait_for(lambda: not os.path.exists("/dev/shm/shoal." + ended[0]))
+    assert wait_for(lambda: not [t for t in threading.enumerate()
+                                 if t.name == "shoal-pool-destroy"])
+    with pytest.raises(RuntimeError):
+        p.submit(sq, 1)
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])

@@ -88,14 +88,15 @@ class _Task(ctypes.Structure):
 
 _create = declare("shoal_pool_create", ctypes.c_int, ctypes.POINTER(_Config), ctypes.POINTER(_vp))
 _submit_many = declare("shoal_pool_submit_many", ctypes.c_int, _vp, ctypes.c_char_p,
-                       ctypes.POINTER(ctypes.c_size_t), ctypes.c_size_t, ctypes.POINTER(_u64))
+                       ctypes.POINTER(ctypes.c_size_t), ctypes.c_size_t, ctypes.POINTER(_u64),
+                       check=False)
 _wait_into = declare("shoal_pool_wait_into", ctypes.c_int, _vp, ctypes.c_int64,
                      ctypes.POINTER(_Result), ctypes.c_size_t, _vp, ctypes.c_size_t, check=False)
 _cancel = declare("shoal_pool_cancel", ctypes.c_int, _vp, _u64, check=False)
 _stats = declare("shoal_pool_stats", ctypes.c_int, _vp, ctypes.POINTER(_Stats), ctypes.c_size_t)
 _info = declare("shoal_pool_info", ctypes.c_int, _vp, ctypes.POINTER(_Info))
 _name = declare("shoal_pool_name", ctypes.c_char_p, _vp, check=False)
-_destroy = declare("shoal_pool_destroy", ctypes.c_int, _vp)
+_destroy = declare("shoal_pool_destroy", ctypes.c_int, _vp, check=False)
 _wopen = declare("shoal_pool_worker_open", ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32, _u64,
                  ctypes.POINTER(_vp))
 _wstep = declare("shoal_pool_worker_step", ctypes.c_int, _vp, ctypes.c_int, ctypes.c_char_p,
@@ -476,6 +477,7 @@ class Pool(concurrent.futures.Executor):
         self._idle = threading.Condition(self._lock)
         self._shutdown = False
         self._config_warned = False
+        self._spawn_exc = None  # the last exception of starting a worker
         self._ptr = None
         cfg = _Config()
         cfg.workers = workers
@@ -522,8 +524,10 @@ class Pool(concurrent.futures.Executor):
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            _submit_many(self._ptr, data, (ctypes.c_size_t * len(lens)).from_buffer(lens),
-                         len(lens), ctypes.byref(first))
+            rc = _submit_many(self._ptr, data, (ctypes.c_size_t * len(lens)).from_buffer(lens),
+                              len(lens), ctypes.byref(first))
+            if rc < 0:
+                raise _failure(rc, 0, 0, 0, self)
             # Under the lock: the results thread finds the target only
             # with its ids in place (results may already be waiting).
             target.first = first.value
@@ -627,12 +631,14 @@ class Pool(concurrent.futures.Executor):
 
     def info(self):
         """Pool counters: pending, running, completed, lost (WorkerLost
-        tasks), config_error (a message, or None), recycle_ms_median (decision
+        tasks), config_error (a message, or None), spawn_error (why the last
+        worker could not be started, or None), recycle_ms_median (decision
         to replacement ready, over the last 64 replacements)."""
         i = _Info()
         _info(self._ptr, ctypes.byref(i))
         return dict(pending=i.pending, running=i.running, completed=i.completed, lost=i.lost,
                     config_error=self._config_message(i),
+                    spawn_error=os.strerror(-i.spawn_error) if i.spawn_error else None,
                     recycle_ms_median=i.recycle_ns_median / 1e6)
 
     def pids(self):
@@ -731,7 +737,11 @@ class Pool(concurrent.futures.Executor):
         self._stopping.set()
         if threading.current_thread() is not self._collector:
             self._collector.join()
-        _destroy(ptr)
+        if _destroy(ptr) == -errno.EDEADLK:
+            # The last reference went in a hook, on the pool's own thread,
+            # which the C pool cannot join: another thread finishes.
+            threading.Thread(target=_destroy, args=(ptr,), name="shoal-pool-destroy",
+                             daemon=True).start()
         with self._lock:
             left, self._targets = list(self._targets.items()), {}
             self._idle.notify_all()
@@ -764,13 +774,15 @@ def _spawn(ref, ledger, slot, gen):
         proc = pool._ctx.Process(target=_worker_main, daemon=True,
                                  args=(ledger.decode(), slot, gen, pool._initializer,
                                        pool._initargs), name=f"shoal-worker-{slot}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            proc.start()
+        proc.start()
         with pool._procs_lock:
             pool._procs[proc.pid] = proc
+        pool._spawn_exc = None
         return proc.pid
     except BaseException as e:  # noqa: B902
+        # The cause of a BrokenProcessPool, should it come to that; its
+        # traceback would hold this frame, and the pool, in a cycle.
+        pool._spawn_exc = e.with_traceback(None)
         return -(getattr(e, "errno", None) or errno.EAGAIN)
 
 
@@ -792,14 +804,16 @@ def _reap(ref, pid):
         return -errno.ECHILD
 
 
-def _failure(err, sig, attempts, last_private):
-    """The exception of a task that ended with error @err."""
+def _failure(err, sig, attempts, last_private, pool):
+    """The exception of a task of @pool that ended with error @err."""
     if err == -SHOAL_EWORKERLOST:
         return WorkerLost(sig, attempts, last_private)
     if err == -errno.ECHILD:
-        return BrokenProcessPool(
-            "workers die before they start (does the initializer fail, or an "
-            "import in a spawned worker?)")
+        e = BrokenProcessPool(
+            "no worker could start: starting one failed, or they die before they are "
+            "ready (does the initializer fail, or an import in a spawned worker?)")
+        e.__cause__ = pool._spawn_exc  # why starting one failed, if it did
+        return e
     if err == -errno.ECANCELED:
         return concurrent.futures.CancelledError("the pool was terminated")
     return _lib.error(err)
@@ -853,7 +867,7 @@ def _collect_loop(ref, ptr, stopping, taken):
                 end = off + ln
                 if t is not None:
                     if err:
-                        t.put(tid, False, _failure(err, sig, attempts, priv))
+                        t.put(tid, False, _failure(err, sig, attempts, priv, pool))
                     else:
                         try:
                             ok, value = loads(data[off:end])
