@@ -17,7 +17,7 @@ esac
 cd "$(dirname "$0")/.."
 top=$(pwd)
 
-pkgs="build-essential autoconf automake libtool pkg-config check python3 python3-numpy python3-pytest libboost-dev"
+pkgs="build-essential autoconf automake libtool pkg-config check python3 python3-numpy python3-pytest python3-pytest-timeout libboost-dev"
 missing=
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -85,7 +85,8 @@ count() { # count LOG...: add up the test cases the logs report
 suite() { # suite NAME BUILD-DIR
 	echo "== test suite ($1)"
 	rc=0
-	make -C "$2" -s check || rc=$?
+	# VERBOSE: a failed test's log is printed, not only named.
+	make -C "$2" -s check VERBOSE=yes || rc=$?
 	count "$2"/tests/*.log "$2"/tests/python/*.log
 	return $rc
 }

@@ -1,9 +1,14 @@
 """Shared fixtures; and the two promises the suite keeps about itself:
 no test is skipped under CI, and no test leaves an object in /dev/shm."""
+import faulthandler
 import itertools
 import os
+import signal
 
 import pytest
+
+# run-pytest's last resort (timeout -s USR1) shows where every thread is.
+faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 _counter = itertools.count()
 
