@@ -365,10 +365,13 @@ def test_a_failing_results_thread_fails_the_waiters_instead_of_hanging(monkeypat
             later.result(timeout=10)
         with pytest.raises(RuntimeError):
             p.submit(sq, 1)
-        p._collector.join(10)  # it terminates the pool, then ends
+        # It terminates the pool; shutdown() returns once that is done.
+        p.shutdown(wait=True)
+        assert not os.path.exists("/dev/shm/shoal." + p.name)
+        p._collector.join(10)
         assert not p._collector.is_alive() and p._ptr is None
     finally:
-        p.terminate()  # not shutdown(), which waits for every result
+        p.terminate()
     assert len(seen) == 1 and seen[0].exc_type is KeyError
 
 
@@ -401,10 +404,25 @@ def test_future_cancel_drops_the_task():
         a = p.submit(nap, 0.2)
         assert wait_for(lambda: p.info()["running"] == 1)
         b = p.submit(sq, 3)
-        assert b.cancel()
+        assert b.cancel() and b.cancel() and b.cancelled()
+        done, _ = concurrent.futures.wait([b], timeout=1)
+        assert done == {b}
         assert a.result(timeout=10) == 0.2
         assert p.submit(sq, 2).result(timeout=10) == 4
         assert p.info()["pending"] == 0
+
+
+def test_cancel_is_refused_once_the_task_runs():
+    """As Executor.cancel(): a task a worker has started cannot be
+    cancelled; its result comes, and the pool goes on."""
+    with shoal.Pool(1, prefetch=1) as p:
+        a = p.submit(nap, 0.3)
+        assert wait_for(lambda: p.info()["running"] == 1)
+        assert not a.cancel()
+        assert not a.cancelled()
+        assert a.result(timeout=10) == 0.3
+        assert not a.cancel()
+        assert p.submit(sq, 2).result(timeout=10) == 4
 
 
 def test_terminate_with_pending():
@@ -484,6 +502,23 @@ def test_hard_limit_kills_and_gives_up(base):
         assert recycles(p, "hard") == 2
         assert p.submit(grow, 10).result(timeout=10) == "grew"
         assert p.info()["lost"] == 1
+
+
+def blocked_signals(_):
+    return signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_workers_do_not_inherit_blocked_signals(method):
+    """Workers are started from the supervisor's thread, whose signal mask
+    is its creator's: blocked there, SIGTERM (the hard limit's) must still
+    end a worker."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGUSR2})
+    try:
+        with shoal.Pool(1, start_method=method) as p:
+            assert p.submit(blocked_signals, 0).result(timeout=30) == set()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def test_killed_by_a_real_time_signal():

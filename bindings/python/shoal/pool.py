@@ -222,8 +222,11 @@ def _dumps(out):
 
 def _worker_main(ledger, slot, gen, initializer, initargs):
     """A Python worker: the body of each worker process."""
+    # SIGTERM ends it (the hard limit relies on it), whatever handler or
+    # mask it inherited: the mask is the forking thread's, the supervisor's.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
     # Before announcing ready: a worker whose initializer fails dies
     # before it starts, which the supervisor reports instead of looping.
     if initializer is not None:
@@ -280,6 +283,32 @@ def _shutdown_all():
         p.terminate()
 
 
+class _Future(concurrent.futures.Future):
+    """A submit()'s Future: cancel() drops its task if no worker has started
+    it, and refuses (False) once one has: its result is coming."""
+
+    def __init__(self, pool):
+        super().__init__()
+        self._pool = weakref.ref(pool)
+        self._tid = None  # set once submitted
+
+    def cancel(self):
+        pool = self._pool()
+        if self._tid is not None and pool is not None and not pool._cancel(self._tid):
+            return self.cancelled()  # started, finished, or cancelled already
+        return self._cancel_here()
+
+    def _cancel_here(self):
+        """Cancel with no task left to drop, and tell the waiters (wait(),
+        as_completed()), as a result would have."""
+        if not super().cancel():
+            return False
+        with self._condition:
+            if self._state == concurrent.futures._base.CANCELLED:  # not yet told
+                self.set_running_or_notify_cancel()
+        return True
+
+
 class _One:
     """The target of one submit() or apply_async(): its Future."""
 
@@ -305,7 +334,7 @@ class _One:
         """No result will come (the pool is going away, or its results
         thread failed): cancelled if it can be and @exc says so, else it
         fails with @exc."""
-        if isinstance(exc, concurrent.futures.CancelledError) and self.f.cancel():
+        if isinstance(exc, concurrent.futures.CancelledError) and self.f._cancel_here():
             return
         if not self.f.done():
             self.f.set_exception(exc)
@@ -505,6 +534,7 @@ class Pool(concurrent.futures.Executor):
         # Set before the C pool is destroyed: the results thread must not
         # call into it again (see _destroy).
         self._stopping = threading.Event()
+        self._gone = threading.Event()  # set once the C pool is destroyed
         self._collector = threading.Thread(target=_collect,
                                            args=(ref, self._ptr, self._stopping),
                                            name="shoal-pool-results", daemon=True)
@@ -546,17 +576,9 @@ class Pool(concurrent.futures.Executor):
             return gone
 
     def _future(self, fn, args, kwargs):
-        f = concurrent.futures.Future()
-        tid = self._submit(fn, 0, [pickle.dumps(([args], kwargs or None),
-                                                pickle.HIGHEST_PROTOCOL)], _One(f))
-
-        def on_cancel(f):
-            # No result will come to do it: tell waiters (wait(),
-            # as_completed()) that it is cancelled.
-            if f.cancelled():
-                self._cancel(tid)
-                f.set_running_or_notify_cancel()
-        f.add_done_callback(on_cancel)
+        f = _Future(self)
+        f._tid = self._submit(fn, 0, [pickle.dumps(([args], kwargs or None),
+                                                   pickle.HIGHEST_PROTOCOL)], _One(f))
         return f
 
     def submit(self, fn, /, *args, **kwargs):
@@ -685,6 +707,9 @@ class Pool(concurrent.futures.Executor):
         if wait:
             self._drain()
             self._destroy()
+            # Another thread may be destroying it (the results thread, on
+            # a fault): returning means the workers have left.
+            self._gone.wait()
         else:
             threading.Thread(target=lambda: (self._drain(), self._destroy()),
                              daemon=True).start()
@@ -737,11 +762,14 @@ class Pool(concurrent.futures.Executor):
         self._stopping.set()
         if threading.current_thread() is not self._collector:
             self._collector.join()
+        gone = self._gone
         if _destroy(ptr) == -errno.EDEADLK:
             # The last reference went in a hook, on the pool's own thread,
             # which the C pool cannot join: another thread finishes.
-            threading.Thread(target=_destroy, args=(ptr,), name="shoal-pool-destroy",
-                             daemon=True).start()
+            threading.Thread(target=lambda: (_destroy(ptr), gone.set()),
+                             name="shoal-pool-destroy", daemon=True).start()
+        else:
+            gone.set()
         with self._lock:
             left, self._targets = list(self._targets.items()), {}
             self._idle.notify_all()
