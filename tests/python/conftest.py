@@ -7,8 +7,22 @@ import signal
 
 import pytest
 
-# run-pytest's last resort (timeout -s USR1) shows where every thread is.
+# run-pytest's last resort (timeout -s USR1) shows where every thread is:
+# in the log for a hang outside a test (at exit, say); inside one, whose
+# output pytest captures, faulthandler_timeout has shown it already.
 faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+# The suite starts from a clean signal state, whatever its runner left:
+# blocked or ignored signals survive exec and reach every child (a
+# forkserver that never hears SIGCHLD leaves its workers unreaped, and the
+# exit waits for them for ever; a child that ignores SIGINT cannot be
+# interrupted).
+signal.pthread_sigmask(signal.SIG_SETMASK, [])
+for _sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGQUIT):
+    if signal.getsignal(_sig) == signal.SIG_IGN:
+        signal.signal(_sig, signal.SIG_DFL)
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 _counter = itertools.count()
 
