@@ -384,6 +384,9 @@ def test_shutdown_waits_and_refuses_new_work():
     assert all(f.done() and f.result() == 0.05 for f in fs)
     with pytest.raises(RuntimeError):
         p.submit(sq, 1)
+    with pytest.raises(RuntimeError, match="shut down"):
+        p.info()
+    assert p.stats() == [] and p.pids() == []
     p.shutdown()  # twice is fine
 
 

@@ -641,10 +641,11 @@ class Pool(concurrent.futures.Executor):
         """Per worker position: pid, tasks (current worker), tasks_total,
         private and private_peak (bytes), recycles by reason, last_reason,
         trims."""
-        if not self._ptr:
-            return []
         arr = (_Stats * self._workers)()
-        _stats(self._ptr, arr, self._workers)
+        with self._lock:  # _destroy() takes the pointer under it
+            if not self._ptr:
+                return []
+            _stats(self._ptr, arr, self._workers)
         return [dict(pid=s.pid, tasks=s.tasks, tasks_total=s.tasks_total, private=s.private_now,
                      private_peak=s.private_peak,
                      recycles={REASONS[i]: s.recycles[i] for i in range(len(REASONS))},
@@ -657,7 +658,10 @@ class Pool(concurrent.futures.Executor):
         worker could not be started, or None), recycle_ms_median (decision
         to replacement ready, over the last 64 replacements)."""
         i = _Info()
-        _info(self._ptr, ctypes.byref(i))
+        with self._lock:  # _destroy() takes the pointer under it
+            if not self._ptr:
+                raise RuntimeError("the pool is shut down")
+            _info(self._ptr, ctypes.byref(i))
         return dict(pending=i.pending, running=i.running, completed=i.completed, lost=i.lost,
                     config_error=self._config_message(i),
                     spawn_error=os.strerror(-i.spawn_error) if i.spawn_error else None,
