@@ -415,6 +415,24 @@ def test_future_cancel_drops_the_task():
         assert p.info()["pending"] == 0
 
 
+def test_an_iterator_closed_while_the_pool_is_locked():
+    """Garbage collection can close a half-read map() iterator at any
+    allocation, even one made while the thread holds the pool's lock: the
+    iterator's cleanup (cancelling what is left) must not wait for it."""
+    with shoal.Pool(1, prefetch=1) as p:
+        it = p.imap(nap, [0.2] * 5)
+        assert next(it) == 0.2
+        done = threading.Event()
+
+        def close_under_lock():
+            with p._lock:
+                it.close()
+            done.set()
+
+        threading.Thread(target=close_under_lock, daemon=True).start()
+        assert done.wait(10)
+
+
 def test_cancel_is_refused_once_the_task_runs():
     """As Executor.cancel(): a task a worker has started cannot be
     cancelled; its result comes, and the pool goes on."""

@@ -502,7 +502,10 @@ class Pool(concurrent.futures.Executor):
         # Task id -> what takes its result (_One or _Calls); _idle is
         # told when it empties.
         self._targets = {}
-        self._lock = threading.Lock()
+        # Re-entrant: garbage collection can close a half-read map()
+        # iterator at any allocation, one made under this lock included,
+        # and its cleanup (cancelling what is left) takes it too.
+        self._lock = threading.RLock()
         self._idle = threading.Condition(self._lock)
         self._shutdown = False
         self._config_warned = False
