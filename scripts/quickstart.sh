@@ -58,6 +58,13 @@ if [ "$mode" = demo ]; then
 	exec /usr/bin/python3 "$top/examples/demo.py"
 fi
 
+# Signals blocked or ignored here reach every test process (the Python
+# tests reset them, see tests/python/conftest.py): say so, for the record.
+for f in SigBlk SigIgn; do
+	v=$(sed -n "s/^$f:[[:space:]]*//p" /proc/$$/status)
+	case $v in *[1-9a-f]*) echo "quickstart: started with $f $v" ;; esac
+done
+
 # Check and pytest write their counts into the test logs; add them up so the
 # run ends on one line that says how many test cases ran.
 passed=0
