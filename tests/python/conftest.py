@@ -4,13 +4,14 @@ import faulthandler
 import itertools
 import os
 import signal
+import sys
 
 import pytest
 
 # run-pytest's last resort (timeout -s USR1) shows where every thread is:
 # in the log for a hang outside a test (at exit, say); inside one, whose
 # output pytest captures, faulthandler_timeout has shown it already.
-faulthandler.register(signal.SIGUSR1, all_threads=True)
+faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
 
 # The suite starts from a clean signal state, whatever its runner left:
 # blocked or ignored signals survive exec and reach every child (a
