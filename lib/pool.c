@@ -1029,9 +1029,9 @@ static uint64_t supervise_once(struct shoal_pool *p)
 				rc = start_worker(p, pos);
 				if (rc < 0) {
 					p->spawn_retry_ns = now + 100000000u;
-					/* As one that dies before it is ready:
-					 * never started five times in a row,
-					 * the pool is broken, not waiting. */
+					/* Counted as a worker that died before
+					 * it was ready: five in a row and the
+					 * pool is broken, not waiting for ever. */
 					if (++p->early_deaths >= 5)
 						p->broken = true;
 				} else if (rc == 0)
