@@ -1053,23 +1053,31 @@ static int reap_pid(void *arg, pid_t pid)
 	return waitpid(pid, &st, 0) == pid ? st : -errno;
 }
 
+/* A pool whose workers cannot start: either a task is queued and then
+ * fails, or the pool already knows by the time it is submitted; later
+ * submits are refused. */
+static void expect_broken(struct shoal_pool *p)
+{
+	struct shoal_pool_result r;
+
+	if (shoal_pool_submit(p, "echo x", 6, &(uint64_t){ 0 }) == 0) {
+		r = one(p);
+		ck_assert_int_eq(r.err, -ECHILD);
+		free(r.data);
+	}
+	ck_assert_int_eq(shoal_pool_submit(p, "x", 1, &(uint64_t){ 0 }), -ECHILD);
+}
+
 START_TEST(workers_that_never_start)
 {
 	struct shoal_pool_config c = conf(1);
 	struct shoal_pool *p;
-	struct shoal_pool_result r;
 	struct shoal_pool_info info;
 
 	c.spawn = bad_spawn;
 	c.reap = reap_pid;
 	p = make(&c);
-	/* Either the task is queued and then failed, or the pool already
-	 * knows by the time it is submitted. */
-	if (shoal_pool_submit(p, "echo x", 6, &(uint64_t){ 0 }) == 0) {
-		r = one(p);
-		ck_assert_int_eq(r.err, -ECHILD);
-	}
-	ck_assert_int_eq(shoal_pool_submit(p, "x", 1, &(uint64_t){ 0 }), -ECHILD);
+	expect_broken(p);
 	ck_assert_int_eq(shoal_pool_info(p, &info), 0);
 	ck_assert_int_eq(count_zombies(), 0);
 	ck_assert_int_eq(shoal_pool_destroy(p), 0);
@@ -1091,18 +1099,12 @@ START_TEST(spawn_that_always_fails_breaks_the_pool)
 {
 	struct shoal_pool_config c = conf(2);
 	struct shoal_pool *p;
-	struct shoal_pool_result r;
 	struct shoal_pool_info info;
 
 	c.spawn = failing_spawn;
 	c.reap = reap_pid;
 	ck_assert_int_eq(shoal_pool_create(&c, &p), 0);
-	if (shoal_pool_submit(p, "echo x", 6, &(uint64_t){ 0 }) == 0) {
-		r = one(p);
-		ck_assert_int_eq(r.err, -ECHILD);
-		free(r.data);
-	}
-	ck_assert_int_eq(shoal_pool_submit(p, "x", 1, &(uint64_t){ 0 }), -ECHILD);
+	expect_broken(p);
 	ck_assert_int_eq(shoal_pool_info(p, &info), 0);
 	ck_assert_int_eq(info.spawn_error, -EAGAIN);
 	ck_assert_int_eq(shoal_pool_destroy(p), 0);
