@@ -290,11 +290,11 @@ class _Future(concurrent.futures.Future):
     def __init__(self, pool):
         super().__init__()
         self._pool = weakref.ref(pool)
-        self._tid = None  # set once submitted
+        self._tid = None  # set by Pool._future(), before anyone sees it
 
     def cancel(self):
         pool = self._pool()
-        if self._tid is not None and pool is not None and not pool._cancel(self._tid):
+        if pool is not None and not pool._cancel(self._tid):
             return self.cancelled()  # started, finished, or cancelled already
         return self._cancel_here()
 
@@ -732,14 +732,20 @@ class Pool(concurrent.futures.Executor):
         err.__cause__ = exc
         with self._lock:
             self._shutdown = True
+        self._end_waiting(err, taken)
+        self.terminate()
+
+    def _end_waiting(self, exc, taken=()):
+        """No result will come for the tasks still waited for (and those
+        @taken from the pool): each target's end() gets @exc."""
+        with self._lock:
             left, self._targets = list(self._targets.items()), {}
             self._idle.notify_all()
-        for tid, t in taken + left:
+        for tid, t in [*taken, *left]:
             try:
-                t.end(tid, err)
+                t.end(tid, exc)
             except Exception:  # noqa: S112 - the others must still be told
                 continue
-        self.terminate()
 
     def _drain(self):
         """Wait until every task has its result."""
@@ -777,12 +783,7 @@ class Pool(concurrent.futures.Executor):
                              name="shoal-pool-destroy", daemon=True).start()
         else:
             gone.set()
-        with self._lock:
-            left, self._targets = list(self._targets.items()), {}
-            self._idle.notify_all()
-        exc = concurrent.futures.CancelledError("the pool was terminated")
-        for tid, t in left:
-            t.end(tid, exc)
+        self._end_waiting(concurrent.futures.CancelledError("the pool was terminated"))
         _live_pools.discard(self)
 
     def __exit__(self, *exc):
