@@ -147,19 +147,28 @@ static char *cell_res(const struct pool_hdr *l, struct pool_cell *c)
 	return (char *)(c + 1) + l->inline_bytes;
 }
 
-/* Wake the supervisor: pairs with the sup_waiting store in supervise(). */
+/*
+ * Wake the supervisor: pairs with the sup_waiting store in
+ * supervisor_main(). The ringer that takes the flag makes the one system
+ * call; the rings after it, before the supervisor has run, find it taken
+ * and cost nothing (the supervisor looks at everything once it runs). A
+ * load first: a busy pool's rings write nothing.
+ */
 static void ring_supervisor(struct pool_hdr *h)
 {
 	atomic_fetch_add_explicit(&h->event, 1, memory_order_seq_cst);
-	if (atomic_load_explicit(&h->sup_waiting, memory_order_seq_cst))
+	if (atomic_load_explicit(&h->sup_waiting, memory_order_seq_cst) &&
+	    atomic_exchange_explicit(&h->sup_waiting, 0, memory_order_seq_cst))
 		shoal__futex_wake(&h->event, INT32_MAX);
 }
 
-/* Wake a worker: pairs with the worker_waiting store in worker_next(). */
+/* Wake a worker: pairs with the worker_waiting store in worker_next();
+ * as above, one system call per sleep, not one per task handed out. */
 static void ring_worker(struct pool_slot *sl)
 {
 	atomic_fetch_add_explicit(&sl->bell, 1, memory_order_seq_cst);
-	if (atomic_load_explicit(&sl->worker_waiting, memory_order_seq_cst))
+	if (atomic_load_explicit(&sl->worker_waiting, memory_order_seq_cst) &&
+	    atomic_exchange_explicit(&sl->worker_waiting, 0, memory_order_seq_cst))
 		shoal__futex_wake(&sl->bell, INT32_MAX);
 }
 
