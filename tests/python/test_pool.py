@@ -318,12 +318,16 @@ def test_many_tiny_tasks_in_order():
 def test_a_target_knows_its_task_ids_before_results_can_reach_it():
     """Results can be waiting before submitting returns: the results thread
     takes the pool's lock and finds the target, which must hold its task
-    ids by then (a map's results list placed by id - first)."""
+    ids by then (a map's results list is placed by id)."""
     registered = []
 
     class Watch(dict):
         def update(self, other):
-            registered.extend((min(other), t.first) for t in set(other.values()))
+            for t in set(other.values()):
+                if isinstance(t, shoal.pool._Calls):
+                    known = [range(f, f + n) for f, _, n in t.segs]
+                    registered.append(all(any(i in r for r in known)
+                                          for i, u in other.items() if u is t))
             super().update(other)
 
     with shoal.Pool(2) as p:
@@ -332,9 +336,50 @@ def test_a_target_knows_its_task_ids_before_results_can_reach_it():
             p._targets = Watch(p._targets)
         assert list(p.map(sq, range(50))) == [x * x for x in range(50)]
         assert list(p.map(add, range(9), range(9), chunksize=4)) == [2 * x for x in range(9)]
-        assert p.submit(sq, 3).result(timeout=10) == 9
-    assert len(registered) == 3
-    assert all(first_id == first for first_id, first in registered)
+        n = 3000  # several batches
+        assert list(p.map(sq, range(n))) == [x * x for x in range(n)]
+        assert list(p.imap_unordered(sq, range(n), chunksize=3)) != []
+    assert len(registered) >= 5
+    assert all(registered)
+
+
+def _touch(path):
+    open(path, "w").close()
+    return 0
+
+
+def test_workers_start_before_a_long_map_is_all_pickled(tmp_path):
+    """A map() is submitted in batches: the first tasks run while the
+    caller still pickles the rest."""
+    mark = tmp_path / "ran"
+
+    def args():
+        yield str(mark)
+        for i in range(1, 2000):
+            if i == 1500:  # past the first batches: task 0 must have run
+                end = time.monotonic() + 10
+                while not mark.exists() and time.monotonic() < end:
+                    time.sleep(0.01)
+                assert mark.exists(), "no task ran before the last was pickled"
+            yield str(tmp_path / "unused")
+
+    with shoal.Pool(2) as p:
+        out = list(p.map(_touch, args()))
+    assert len(out) == 2000
+
+
+def test_a_map_that_fails_to_pickle_midway_leaves_nothing_behind():
+    """An argument that cannot be pickled, after batches already went out:
+    map() raises, the tasks it submitted are cancelled or finish, and the
+    pool goes on."""
+    with shoal.Pool(2) as p:
+        with pytest.raises(Exception, match="pickle"):
+            p.map(sq, [1] * 1000 + [lambda: 0])
+        end = time.monotonic() + 10
+        while p._targets and time.monotonic() < end:
+            time.sleep(0.01)
+        assert not p._targets
+        assert list(p.map(sq, range(5))) == [0, 1, 4, 9, 16]
 
 
 def test_a_failing_results_thread_fails_the_waiters_instead_of_hanging(monkeypatch):
@@ -346,7 +391,7 @@ def test_a_failing_results_thread_fails_the_waiters_instead_of_hanging(monkeypat
     real = shoal.pool._Calls.put
 
     def put(self, tid, ok, value):
-        if tid - self.first == 3 and not seen_put:
+        if tid - self.segs[0][0] == 3 and not seen_put:
             seen_put.append(tid)
             armed.wait(10)
             raise KeyError("injected")

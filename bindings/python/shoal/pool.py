@@ -312,11 +312,13 @@ class _Future(concurrent.futures.Future):
 class _One:
     """The target of one submit() or apply_async(): its Future."""
 
-    __slots__ = ("f", "first")
+    __slots__ = ("f",)
 
     def __init__(self, f):
         self.f = f
-        self.first = 0  # its task's id, set by Pool._submit
+
+    def add(self, first, n):
+        """Its task was submitted: a Future needs no id to be found by."""
 
     def put(self, tid, ok, value):
         f = self.f
@@ -341,24 +343,36 @@ class _One:
 
 
 _GONE = (True, ())  # a result already handed to the caller
+_FIRST_BATCH = 128   # tasks in a map()'s first submission; each next is 4x
 
 
 class _Calls:
-    """The tasks of one map()-like call, ids first .. first + n - 1: the
-    results thread fills ``out`` (and ``order``, in the order they finish)
-    and wakes the caller once per batch of results, not once per task."""
+    """The tasks of one map()-like call, submitted in batches: the results
+    thread fills ``out`` (and ``order``, in the order they finish) and
+    wakes the caller once per batch of results, not once per task."""
 
-    __slots__ = ("pool", "first", "out", "order", "cond")
+    __slots__ = ("pool", "segs", "seg", "out", "order", "cond")
 
-    def __init__(self, pool, n):
+    def __init__(self, pool):
         self.pool = pool
-        self.first = 0
-        self.out = [None] * n
+        self.segs = []           # (first id, its index in out, count) per batch
+        self.seg = (0, 0, 0)     # the batch put() found last
+        self.out = []
         self.order = collections.deque()
         self.cond = threading.Condition(threading.Lock())
 
+    def add(self, first, n):
+        """Tasks first .. first + n - 1 were submitted (Pool._submit, under
+        the pool's lock: before the results thread can look for them)."""
+        self.seg = (first, len(self.out), n)
+        self.segs.append(self.seg)
+        self.out.extend([None] * n)
+
     def put(self, tid, ok, value):
-        i = tid - self.first
+        first, at, n = self.seg
+        if not 0 <= tid - first < n:
+            first, at, n = self.seg = next(g for g in self.segs if 0 <= tid - g[0] < g[2])
+        i = at + tid - first
         self.out[i] = (ok, value)
         self.order.append(i)
 
@@ -381,9 +395,11 @@ class _Calls:
     def _drop(self):
         """Cancel the tasks no worker has started (the caller stopped
         reading)."""
-        for i, r in enumerate(self.out):
-            if r is None:
-                self.pool._cancel(self.first + i)
+        out = self.out
+        for first, at, n in self.segs:
+            for i in range(n):
+                if out[at + i] is None:
+                    self.pool._cancel(first + i)
 
     def ordered(self, end):
         out = self.out
@@ -547,9 +563,9 @@ class Pool(concurrent.futures.Executor):
 
     def _submit(self, fn, kind, blobs, target):
         """Queue one task per pickled calls of @kind in @blobs, all in one
-        C call; the results thread hands each result to @target, whose
-        ``first`` is set to the first task's id before the results thread
-        can see it. Returns that id."""
+        C call; the results thread hands each result to @target, told of
+        their ids (``add``) before the results thread can see them. Returns
+        the first id."""
         pre = _task_prefix(fn, kind)
         data = pre + pre.join(blobs)
         lens = array.array("Q", [len(pre) + len(b) for b in blobs])
@@ -563,7 +579,7 @@ class Pool(concurrent.futures.Executor):
                 raise _failure(rc, 0, 0, 0, self)
             # Under the lock: the results thread finds the target only
             # with its ids in place (results may already be waiting).
-            target.first = first.value
+            target.add(first.value, len(lens))
             self._targets.update(dict.fromkeys(range(first.value, first.value + len(lens)),
                                                target))
         return first.value
@@ -595,23 +611,37 @@ class Pool(concurrent.futures.Executor):
         tasks carry the bare arguments (kind _ONE)."""
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1")
-        dumps, proto = pickle.dumps, pickle.HIGHEST_PROTOCOL
+        dumps, proto, islice = pickle.dumps, pickle.HIGHEST_PROTOCOL, itertools.islice
         if len(iterables) == 1 and not star:
             kind, it = _ONE, iter(iterables[0])
             if chunksize == 1:
-                blobs = [dumps([a], proto) for a in it]
+                def batch(k):
+                    return [dumps([a], proto) for a in islice(it, k)]
             else:
-                blobs = [dumps(c, proto)
-                         for c in iter(lambda: list(itertools.islice(it, chunksize)), [])]
+                chunks = iter(lambda: list(islice(it, chunksize)), [])
+
+                def batch(k):
+                    return [dumps(c, proto) for c in islice(chunks, k)]
         else:
             kind = 0
             it = map(tuple, iterables[0]) if star else zip(*iterables)
-            blobs = [dumps((c, None), proto)
-                     for c in iter(lambda: list(itertools.islice(it, chunksize)), [])]
-        calls = _Calls(self, len(blobs))
-        if blobs:
-            self._submit(fn, kind, blobs, calls)
-        return calls
+            chunks = iter(lambda: list(islice(it, chunksize)), [])
+
+            def batch(k):
+                return [dumps((c, None), proto) for c in islice(chunks, k)]
+        # Submitted in batches growing from a small one, so that workers
+        # start while the caller still pickles the rest.
+        calls, k = _Calls(self), _FIRST_BATCH
+        try:
+            while True:
+                blobs = batch(k)
+                if not blobs:
+                    return calls
+                self._submit(fn, kind, blobs, calls)
+                k *= 4
+        except BaseException:
+            calls._drop()
+            raise
 
     def map(self, fn, *iterables, timeout=None, chunksize=1):
         """As Executor.map: results in order; ``chunksize`` items per task."""
