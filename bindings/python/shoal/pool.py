@@ -363,10 +363,12 @@ class _Calls:
 
     def add(self, first, n):
         """Tasks first .. first + n - 1 were submitted (Pool._submit, under
-        the pool's lock: before the results thread can look for them)."""
-        self.seg = (first, len(self.out), n)
-        self.segs.append(self.seg)
+        the pool's lock: before the results thread can look for them).
+        put() runs meanwhile for earlier batches and moves ``seg``: the new
+        batch is recorded from a local, never read back from ``seg``."""
+        seg = (first, len(self.out), n)
         self.out.extend([None] * n)
+        self.segs.append(seg)
 
     def put(self, tid, ok, value):
         first, at, n = self.seg
