@@ -5,8 +5,6 @@ import itertools
 import os
 import signal
 import sys
-import threading
-import time
 
 import pytest
 
@@ -27,36 +25,6 @@ for _sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGQUIT):
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
-
-# GCC 12's AddressSanitizer runtime (the ASan build preloads it) is not
-# fork-safe: a child forked while another thread is inside the sanitizer's
-# allocator (a thread starting or ending, or a malloc without the GIL) inherits
-# that lock held and deadlocks on its first allocation of that size
-# (SizeClassAllocator64::GetFromAllocator in gdb). LLVM 18 took the locks
-# around fork (llvm-project#75290); until then the suite's forks wait, with
-# the GIL held, until every other thread sleeps. glibc's malloc needs none of
-# this, so the release build runs without it.
-def _quiesce_before_fork():
-    me = str(threading.get_native_id())
-    calm, deadline = 0, time.monotonic() + 2.0
-    while calm < 2 and time.monotonic() < deadline:
-        calm += 1
-        for tid in os.listdir("/proc/self/task"):
-            if tid == me:
-                continue
-            try:
-                with open(f"/proc/self/task/{tid}/stat", "rb") as f:
-                    state = f.read().rsplit(b")", 1)[1].split()[0]
-            except (OSError, IndexError):
-                continue              # gone
-            if state not in (b"S", b"Z", b"X"):
-                calm = 0
-                os.sched_yield()      # keeps the GIL: no thread starts meanwhile
-                break
-
-
-if "libasan" in os.environ.get("LD_PRELOAD", ""):
-    os.register_at_fork(before=_quiesce_before_fork)
 
 _counter = itertools.count()
 
