@@ -1,12 +1,18 @@
 """Array benchmarks, each side by side with its peers in the same run.
 
 array.handoff.<size>   ms from "the parent has a filled array" to "a worker
-                       has a usable numpy view" (its first element read).
-                       Peers: mp_queue_pickle (the numpy array through a
-                       multiprocessing.Queue) and mp_shared_memory (the name
-                       sent, the worker attaches multiprocessing.shared_memory).
-                       The median of 100 hand-offs to one waiting worker,
-                       each timed alone (a 1 ms pause before it).
+                       has a usable numpy view" (its first element read):
+                       the handle sent through a pipe, the worker attaches.
+                       Peers: mp_shared_memory (the name, shape and dtype
+                       sent, the worker attaches multiprocessing.shared_memory),
+                       mp_queue_pickle (the numpy array through a
+                       multiprocessing.Queue), shoal_pickled (the Array
+                       itself sent: pickled, it is its handle; unpickling
+                       attaches), and mp_shared_memory_again (the same as
+                       mp_shared_memory, on a second segment: how far apart
+                       two identical kinds land in this harness).
+                       The median of 100 hand-offs of each to one waiting
+                       worker, each timed alone (a 1 ms pause before it).
 array.pool_map         seconds for Pool(4).map of 8 tasks that each sum the
                        same 256 MiB float64 array. Peer: mp_pool_pickle (the
                        numpy array pickled as the task's argument).
@@ -17,6 +23,7 @@ array.pool_map_pss     total PSS in MiB (parent + 4 workers, smaps_rollup)
 
 One JSON object per line: {"name", "value", "unit", "peers": {...}}.
 """
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -49,12 +56,13 @@ def _handoff_worker(conn, q):
         kind, _ = conn.recv()
         if kind == "stop":
             return
-        if kind == "shoal":
-            a = conn.recv()
+        if kind in ("shoal", "shoal_pickled"):
+            got = conn.recv()     # the handle, or the Array itself (unpickled: attached)
+            a = shoal.Array.attach(got) if kind == "shoal" else got
             v = a.numpy()
             v[0]
             t1 = now()
-            del v
+            del v, got
             a.release()
             del a             # unmapped here, outside the next timing
         elif kind == "queue":
@@ -62,7 +70,7 @@ def _handoff_worker(conn, q):
             x[0]
             t1 = now()
             del x
-        elif kind == "shm":
+        else:
             name, shape, dtype = conn.recv()
             shm = shared_memory.SharedMemory(name)
             v = np.ndarray(shape, dtype, buffer=shm.buf)
@@ -71,6 +79,11 @@ def _handoff_worker(conn, q):
             del v
             shm.close()
         conn.send(t1)
+
+
+# The light kinds of hand-off, timed in turns. "shm_again" is the same as
+# "shm" on a second segment: the harness's own bias shows as their gap.
+_LIGHT = ("shoal", "shoal_pickled", "shm", "shm_again")
 
 
 def handoff(size, reps, pickle_reps):
@@ -83,25 +96,26 @@ def handoff(size, reps, pickle_reps):
     w = ctx.Process(target=_handoff_worker, args=(child, q))
     w.start()
     n = size // 8
-    res = {"shoal": [], "queue": [], "shm": []}
+    res = {k: [] for k in _LIGHT + ("queue",)}
 
     a = shoal.Array.zeros(n, "float64")
     a.numpy()[:] = 1.0
     x = np.ones(n)
-    shm = shared_memory.SharedMemory(create=True, size=size)
-    sv = np.ndarray((n,), "float64", buffer=shm.buf)
-    sv[:] = 1.0
+    shms = {}
+    for k in ("shm", "shm_again"):
+        shms[k] = shared_memory.SharedMemory(create=True, size=size)
+        np.ndarray((n,), "float64", buffer=shms[k].buf)[:] = 1.0
     try:
         # Each hand-off is timed alone: a pause before it lets the one before
         # settle (the peer's message to its resource tracker is handled by
         # that process after the hand-off, and would land in the next one's
-        # time). shoal and shared_memory alternate, so drifts in the
-        # machine's load touch both alike, and which goes first alternates
-        # too (ABBA). The heavy pickle peer runs last, so that freeing its
-        # copies does not land in another's timing. The first of each is a
-        # warm-up.
-        order = [k for i in range(reps + 1)
-                 for k in (("shoal", "shm") if i % 2 == 0 else ("shm", "shoal"))]
+        # time). The light kinds take turns in every order in succession,
+        # so each comes as often in each place and after each other one, and
+        # drifts in the machine's load touch all alike. The heavy pickle peer
+        # runs last, so that freeing its copies does not land in another's
+        # timing. The first of each is a warm-up.
+        orders = list(itertools.permutations(_LIGHT))
+        order = [k for i in range(reps + 1) for k in orders[i % len(orders)]]
         order += ["queue"] * (pickle_reps + 1)
         seen = set()
         for kind in order:
@@ -109,11 +123,13 @@ def handoff(size, reps, pickle_reps):
             parent.send((kind, None))
             t0 = now()
             if kind == "shoal":
+                parent.send(a.handle)
+            elif kind == "shoal_pickled":
                 parent.send(a)
             elif kind == "queue":
                 q.put(x)
             else:
-                parent.send((shm.name, (n,), "float64"))
+                parent.send((shms[kind].name, (n,), "float64"))
             t1 = parent.recv()
             if kind in seen:
                 res[kind].append(t1 - t0)
@@ -121,14 +137,15 @@ def handoff(size, reps, pickle_reps):
         parent.send(("stop", None))
         w.join(60)
     finally:
-        del sv
-        shm.close()
-        shm.unlink()
+        for shm in shms.values():
+            shm.close()
+            shm.unlink()
         a.release()
     med = {k: statistics.median(v) * 1e3 for k, v in res.items()}
     label = f"{size // MiB}MiB" if size < 1024 * MiB else f"{size // (1024 * MiB)}GiB"
     emit(f"array.handoff.{label}", med["shoal"], "ms",
-         {"mp_queue_pickle": med["queue"], "mp_shared_memory": med["shm"]})
+         {"mp_queue_pickle": med["queue"], "mp_shared_memory": med["shm"],
+          "shoal_pickled": med["shoal_pickled"], "mp_shared_memory_again": med["shm_again"]})
 
 
 # ---- Pool.map ------------------------------------------------------------------
