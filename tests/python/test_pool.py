@@ -210,6 +210,24 @@ def test_large_arguments_and_results_spill():
     assert not [f for f in os.listdir("/dev/shm") if f.startswith(f"shoal.pool.{os.getpid()}.")]
 
 
+def ends(b):
+    return len(b), b[:2], b[-2:]
+
+
+def test_tasks_read_in_place_and_spilled_in_any_mix():
+    # A worker reads a task of at most inline_bytes in its cell, a larger
+    # one from its copy; cells are reused: each task must see its own bytes,
+    # whatever came before it in that cell, and whichever function it names.
+    sizes = [3, 900, 1000, 1023, 1024, 1025, 1100, 5000, 70000, 10]
+    args = [bytes([i % 251, (i * 7) % 251]) * (n // 2) + bytes([i % 13]) * (n % 2)
+            for i, n in enumerate(sizes * 4)]
+    with shoal.Pool(1, inline_bytes=1024, prefetch=4) as p:
+        futs = [p.submit(len if i % 3 == 0 else ends, a) for i, a in enumerate(args)]
+        got = [f.result(timeout=30) for f in futs]
+        assert list(p.map(ends, args)) == [ends(a) for a in args]
+    assert got == [len(a) if i % 3 == 0 else ends(a) for i, a in enumerate(args)]
+
+
 def test_initializer():
     with shoal.Pool(2, initializer=set_init, initargs=(42,)) as p:
         assert set(p.map(get_init, range(8))) == {42}
@@ -390,12 +408,12 @@ def test_a_failing_results_thread_fails_the_waiters_instead_of_hanging(monkeypat
     monkeypatch.setattr(threading, "excepthook", seen.append)
     real = shoal.pool._Calls.put
 
-    def put(self, tid, ok, value):
+    def put(self, tid, res):
         if tid - self.segs[0][0] == 3 and not seen_put:
             seen_put.append(tid)
             armed.wait(10)
             raise KeyError("injected")
-        real(self, tid, ok, value)
+        real(self, tid, res)
 
     monkeypatch.setattr(shoal.pool._Calls, "put", put)
     p = shoal.Pool(1, prefetch=1)

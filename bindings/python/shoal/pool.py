@@ -205,7 +205,7 @@ def _function(data):
     """A task's prefix, function and kind; a plain function is kept for
     later tasks."""
     n, keep, kind = _HDR.unpack_from(data)
-    pre = data[:_HDR.size + n]
+    pre = bytes(data[:_HDR.size + n])
     fn = pickle.loads(memoryview(pre)[_HDR.size:])
     if keep:
         _last[:] = pre, fn, kind
@@ -220,8 +220,9 @@ def _dumps(out):
             RuntimeError(f"result could not be pickled: {e!r}"))), pickle.HIGHEST_PROTOCOL)
 
 
-def _worker_main(ledger, slot, gen, initializer, initargs):
-    """A Python worker: the body of each worker process."""
+def _worker_main(ledger, slot, gen, initializer, initargs, inline):
+    """A Python worker: the body of each worker process. A task of at most
+    @inline bytes is read in place, in its cell of the ledger."""
     # SIGTERM ends it (the hard limit relies on it), whatever handler or
     # mask it inherited: the mask is the forking thread's, the supervisor's.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -237,15 +238,25 @@ def _worker_main(ledger, slot, gen, initializer, initargs):
     step, string_at, tref = _wstep, ctypes.string_at, ctypes.byref(task)
     loads, dumps, proto = pickle.loads, pickle.dumps, pickle.HIGHEST_PROTOCOL
     out = b""
+    # Cell address -> a view of its bytes. The cells stay where they are
+    # while the worker lives; a larger task's copy does not (string_at).
+    cells, cell_type = {}, ctypes.c_char * inline
     try:
         while True:
             # One call hands back the last result and takes the next task.
             rc = step(w, 0, out, len(out), -1, tref)
             if rc == _TASK:
-                data = string_at(task.data, task.len)
+                at, n = task.data, task.len
+                if n <= inline:
+                    cell = cells.get(at)
+                    if cell is None:
+                        cell = cells[at] = memoryview(cell_type.from_address(at)).cast("B")
+                    data = cell[:n]
+                else:
+                    data = string_at(at, n)
                 try:
                     pre, fn, kind = _last
-                    if not (pre and data.startswith(pre)):
+                    if not (pre and data[:len(pre)] == pre):
                         pre, fn, kind = _function(data)
                     calls = loads(data[len(pre):])
                     if kind == _ONE:
@@ -320,7 +331,8 @@ class _One:
     def add(self, first, n):
         """Its task was submitted: a Future needs no id to be found by."""
 
-    def put(self, tid, ok, value):
+    def put(self, tid, res):
+        ok, value = res
         f = self.f
         if not f.set_running_or_notify_cancel():
             return  # cancelled: nobody wants it
@@ -370,12 +382,13 @@ class _Calls:
         self.out.extend([None] * n)
         self.segs.append(seg)
 
-    def put(self, tid, ok, value):
+    def put(self, tid, res):
+        """Task @tid's result @res: (True, [values]) or (False, exception)."""
         first, at, n = self.seg
         if not 0 <= tid - first < n:
             first, at, n = self.seg = next(g for g in self.segs if 0 <= tid - g[0] < g[2])
         i = at + tid - first
-        self.out[i] = (ok, value)
+        self.out[i] = res
         self.order.append(i)
 
     def flush(self):
@@ -383,7 +396,7 @@ class _Calls:
             self.cond.notify_all()
 
     def end(self, tid, exc):
-        self.put(tid, False, exc)
+        self.put(tid, (False, exc))
         self.flush()
 
     def _wait(self, ready, end):
@@ -540,6 +553,7 @@ class Pool(concurrent.futures.Executor):
         cfg.grace_ns = int(grace * 1e9)
         cfg.check_ns = int(check_interval * 1e9)
         cfg.inline_bytes = inline_bytes
+        self._inline = inline_bytes  # the C pool rounds it up, never down
         cfg.depth = prefetch
         # The hooks hold only a weak reference: the pool stays collectable.
         ref = weakref.ref(self)
@@ -841,7 +855,8 @@ def _spawn(ref, ledger, slot, gen):
     try:
         proc = pool._ctx.Process(target=_worker_main, daemon=True,
                                  args=(ledger.decode(), slot, gen, pool._initializer,
-                                       pool._initargs), name=f"shoal-worker-{slot}")
+                                       pool._initargs, pool._inline),
+                                 name=f"shoal-worker-{slot}")
         proc.start()
         with pool._procs_lock:
             pool._procs[proc.pid] = proc
@@ -935,13 +950,13 @@ def _collect_loop(ref, ptr, stopping, taken):
                 end = off + ln
                 if t is not None:
                     if err:
-                        t.put(tid, False, _failure(err, sig, attempts, priv, pool))
+                        t.put(tid, (False, _failure(err, sig, attempts, priv, pool)))
                     else:
                         try:
-                            ok, value = loads(data[off:end])
+                            res = loads(data[off:end])  # the worker's (ok, value)
                         except BaseException as e:  # noqa: B902
-                            ok, value = False, e
-                        t.put(tid, ok, value)
+                            res = (False, e)
+                        t.put(tid, res)
                     if t is not last:
                         touched[id(t)] = last = t
                 off = end
