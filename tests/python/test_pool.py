@@ -335,30 +335,34 @@ def test_many_tiny_tasks_in_order():
 
 def test_a_target_knows_its_task_ids_before_results_can_reach_it():
     """Results can be waiting before submitting returns: the results thread
-    takes the pool's lock and finds the target, which must hold its task
-    ids by then (a map's results list is placed by id)."""
-    registered = []
-
-    class Watch(dict):
-        def update(self, other):
-            for t in set(other.values()):
-                if isinstance(t, shoal.pool._Calls):
-                    known = [range(f, f + n) for f, _, n in t.segs]
-                    registered.append(all(any(i in r for r in known)
-                                          for i, u in other.items() if u is t))
-            super().update(other)
+    takes the pool's lock and looks up the run of each result's task id,
+    which must be registered, with its target's place for it, by then (a
+    map's results list is placed by id)."""
+    found = []
 
     with shoal.Pool(2) as p:
         assert p.submit(sq, 2).result(timeout=10) == 4  # ids no longer start at 0
-        with p._lock:
-            p._targets = Watch(p._targets)
+        real = p._run_of
+
+        def run_of(tid):
+            run = real(tid)
+            ok = run is not None and run.first <= tid < run.end
+            if ok and isinstance(run.target, shoal.pool._Calls):
+                ok = run.out is run.target.out and any(
+                    0 <= tid - f < n and tid + run.shift == at + tid - f
+                    for f, at, n in run.target.segs)
+            found.append(ok)
+            return run
+
+        p._run_of = run_of
         assert list(p.map(sq, range(50))) == [x * x for x in range(50)]
         assert list(p.map(add, range(9), range(9), chunksize=4)) == [2 * x for x in range(9)]
         n = 3000  # several batches
         assert list(p.map(sq, range(n))) == [x * x for x in range(n)]
-        assert list(p.imap_unordered(sq, range(n), chunksize=3)) != []
-    assert len(registered) >= 5
-    assert all(registered)
+        assert sorted(p.imap_unordered(sq, range(n), chunksize=3)) == [x * x for x in range(n)]
+        assert p.submit(sq, 3).result(timeout=10) == 9
+    assert len(found) >= 5
+    assert all(found)
 
 
 def _touch(path):
@@ -394,9 +398,9 @@ def test_a_map_that_fails_to_pickle_midway_leaves_nothing_behind():
         with pytest.raises(Exception, match="pickle"):
             p.map(sq, [1] * 1000 + [lambda: 0])
         end = time.monotonic() + 10
-        while p._targets and time.monotonic() < end:
+        while p._pending and time.monotonic() < end:
             time.sleep(0.01)
-        assert not p._targets
+        assert not p._pending and not p._runs and not p._firsts
         assert list(p.map(sq, range(5))) == [0, 1, 4, 9, 16]
 
 
@@ -406,16 +410,16 @@ def test_a_failing_results_thread_fails_the_waiters_instead_of_hanging(monkeypat
     seen, seen_put = [], []
     armed = threading.Event()  # set once every task is in
     monkeypatch.setattr(threading, "excepthook", seen.append)
-    real = shoal.pool._Calls.put
+    real = shoal.pool._Calls.flush
 
-    def put(self, tid, res):
-        if tid - self.segs[0][0] == 3 and not seen_put:
-            seen_put.append(tid)
+    def flush(self):
+        if self.out[3] is not None and not seen_put:  # task 3's result is in
+            seen_put.append(3)
             armed.wait(10)
             raise KeyError("injected")
-        real(self, tid, res)
+        real(self)
 
-    monkeypatch.setattr(shoal.pool._Calls, "put", put)
+    monkeypatch.setattr(shoal.pool._Calls, "flush", flush)
     p = shoal.Pool(1, prefetch=1)
     try:
         it = p.map(sq, range(10), timeout=20)

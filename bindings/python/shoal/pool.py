@@ -14,10 +14,12 @@ the ledger's inline space travel through a shoal segment.
 """
 import array
 import atexit
+import bisect
 import collections
 import concurrent.futures
 import ctypes
 import errno
+import functools
 import gc
 import itertools
 import multiprocessing
@@ -329,7 +331,8 @@ class _One:
         self.f = f
 
     def add(self, first, n):
-        """Its task was submitted: a Future needs no id to be found by."""
+        """Its task was submitted: a Future is told its result by put()."""
+        return None, 0, None
 
     def put(self, tid, res):
         ok, value = res
@@ -344,7 +347,7 @@ class _One:
     def flush(self):
         pass
 
-    def end(self, tid, exc):
+    def end(self, first, n, exc):
         """No result will come (the pool is going away, or its results
         thread failed): cancelled if it can be and @exc says so, else it
         fails with @exc."""
@@ -359,44 +362,43 @@ _FIRST_BATCH = 128   # tasks in a map()'s first submission; each next is 4x
 
 
 class _Calls:
-    """The tasks of one map()-like call, submitted in batches: the results
-    thread fills ``out`` (and ``order``, in the order they finish) and
-    wakes the caller once per batch of results, not once per task."""
+    """The tasks of one map()-like call, submitted in batches. The results
+    thread puts each result in ``out`` itself (and its index in ``order``,
+    for a caller that takes them as they come), and wakes the caller once
+    per batch of results, not once per task."""
 
-    __slots__ = ("pool", "segs", "seg", "out", "order", "cond")
+    __slots__ = ("pool", "segs", "out", "order", "cond")
 
-    def __init__(self, pool):
+    def __init__(self, pool, unordered=False):
         self.pool = pool
         self.segs = []           # (first id, its index in out, count) per batch
-        self.seg = (0, 0, 0)     # the batch put() found last
         self.out = []
-        self.order = collections.deque()
+        self.order = collections.deque() if unordered else None
         self.cond = threading.Condition(threading.Lock())
 
     def add(self, first, n):
         """Tasks first .. first + n - 1 were submitted (Pool._submit, under
-        the pool's lock: before the results thread can look for them).
-        put() runs meanwhile for earlier batches and moves ``seg``: the new
-        batch is recorded from a local, never read back from ``seg``."""
-        seg = (first, len(self.out), n)
-        self.out.extend([None] * n)
-        self.segs.append(seg)
-
-    def put(self, tid, res):
-        """Task @tid's result @res: (True, [values]) or (False, exception)."""
-        first, at, n = self.seg
-        if not 0 <= tid - first < n:
-            first, at, n = self.seg = next(g for g in self.segs if 0 <= tid - g[0] < g[2])
-        i = at + tid - first
-        self.out[i] = res
-        self.order.append(i)
+        the pool's lock: before the results thread can look for them). Where
+        the results thread puts their results: task id + shift in out."""
+        at = len(self.out)
+        self.out += itertools.repeat(None, n)
+        self.segs.append((first, at, n))
+        return self.out, at - first, self.order
 
     def flush(self):
         with self.cond:
             self.cond.notify_all()
 
-    def end(self, tid, exc):
-        self.put(tid, (False, exc))
+    def end(self, first, n, exc):
+        """No result will come for tasks first .. first + n - 1 (of one
+        batch): each fails with @exc, unless its result came after all."""
+        out, order = self.out, self.order
+        at = next(a + first - f for f, a, k in self.segs if 0 <= first - f < k)
+        for i in range(at, at + n):
+            if out[i] is None:
+                out[i] = (False, exc)
+                if order is not None:
+                    order.append(i)
         self.flush()
 
     def _wait(self, ready, end):
@@ -417,6 +419,10 @@ class _Calls:
                     self.pool._cancel(first + i)
 
     def ordered(self, end):
+        """The results in order, each task's values one by one."""
+        return _Results(self._in_order(end))
+
+    def _in_order(self, end):
         out = self.out
         try:
             for i in range(len(out)):
@@ -425,11 +431,15 @@ class _Calls:
                 (ok, value), out[i] = out[i], _GONE
                 if not ok:
                     raise value
-                yield from value
+                yield value
         finally:
             self._drop()
 
     def unordered(self):
+        """The results as they come."""
+        return _Results(self._as_they_come())
+
+    def _as_they_come(self):
         out, order = self.out, self.order
         try:
             for _ in range(len(out)):
@@ -439,9 +449,37 @@ class _Calls:
                 (ok, value), out[i] = out[i], _GONE
                 if not ok:
                     raise value
-                yield from value
+                yield value
         finally:
             self._drop()
+
+
+class _Results(itertools.chain):
+    """What map() and imap() return: an iterator over the values of each
+    task's list in turn, without a Python frame per value. close() cancels
+    the tasks no worker has started, as closing a generator would."""
+
+    __slots__ = ("_tasks",)
+
+    def __new__(cls, tasks):
+        self = cls.from_iterable(tasks)
+        self._tasks = tasks
+        return self
+
+    def close(self):
+        self._tasks.close()
+
+
+class _Run:
+    """Tasks first .. end - 1, submitted together, and where their results
+    go: a _Calls' ``out`` at task id + shift (and ``order``), written by the
+    results thread itself; or, if ``out`` is None, target.put()."""
+
+    __slots__ = ("first", "end", "target", "out", "shift", "order", "left")
+
+    def __init__(self, first, n, target):
+        self.first, self.end, self.target, self.left = first, first + n, target, n
+        self.out, self.shift, self.order = target.add(first, n)
 
 
 class AsyncResult:
@@ -530,9 +568,12 @@ class Pool(concurrent.futures.Executor):
         self._workers = workers
         self._procs = {}
         self._procs_lock = threading.Lock()
-        # Task id -> what takes its result (_One or _Calls); _idle is
-        # told when it empties.
-        self._targets = {}
+        # The runs of tasks with a result still due (first id -> _Run),
+        # their first ids in ascending order, and how many tasks that is;
+        # _idle is told when it reaches 0.
+        self._runs = {}
+        self._firsts = []
+        self._pending = 0
         # Re-entrant: garbage collection can close a half-read map()
         # iterator at any allocation, one made under this lock included,
         # and its cleanup (cancelling what is left) takes it too.
@@ -584,7 +625,7 @@ class Pool(concurrent.futures.Executor):
         the first id."""
         pre = _task_prefix(fn, kind)
         data = pre + pre.join(blobs)
-        lens = array.array("Q", [len(pre) + len(b) for b in blobs])
+        lens = array.array("Q", map(len(pre).__add__, map(len, blobs)))
         first = _u64()
         with self._lock:
             if self._shutdown:
@@ -593,22 +634,47 @@ class Pool(concurrent.futures.Executor):
                               len(lens), ctypes.byref(first))
             if rc < 0:
                 raise _failure(rc, 0, 0, 0, self)
-            # Under the lock: the results thread finds the target only
-            # with its ids in place (results may already be waiting).
-            target.add(first.value, len(lens))
-            self._targets.update(dict.fromkeys(range(first.value, first.value + len(lens)),
-                                               target))
+            # Under the lock: the results thread finds the run only with
+            # its target told (results may already be waiting).
+            run = _Run(first.value, len(lens), target)
+            self._runs[run.first] = run
+            self._firsts.append(run.first)
+            self._pending += len(lens)
         return first.value
+
+    def _run_of(self, tid):
+        """The run of task @tid, or None if no result is due for it (under
+        the lock)."""
+        firsts = self._firsts
+        k = bisect.bisect_right(firsts, tid)
+        if k:
+            run = self._runs[firsts[k - 1]]
+            if tid < run.end:
+                return run
+        return None
+
+    def _settled(self, run, k):
+        """@k more of @run's tasks need nothing more: their results were
+        handed over, or they were cancelled (under the lock)."""
+        if self._runs.get(run.first) is not run:
+            return  # ended wholesale (_end_waiting)
+        run.left -= k
+        if not run.left:
+            del self._runs[run.first]
+            self._firsts.remove(run.first)
+        self._pending -= k
+        if not self._pending:
+            self._idle.notify_all()
 
     def _cancel(self, tid):
         """Drop task @tid if no worker has started it: True if dropped."""
         with self._lock:
             if not self._ptr or _cancel(self._ptr, tid) != 0:
                 return False
-            gone = self._targets.pop(tid, None) is not None
-            if not self._targets:
-                self._idle.notify_all()
-            return gone
+            run = self._run_of(tid)
+            if run is not None:
+                self._settled(run, 1)
+            return True
 
     def _future(self, fn, args, kwargs):
         f = _Future(self)
@@ -620,34 +686,37 @@ class Pool(concurrent.futures.Executor):
         """Run fn(*args, **kwargs) in a worker; a Future of its result."""
         return self._future(fn, args, kwargs)
 
-    def _calls(self, fn, iterables, chunksize, star=False):
+    def _calls(self, fn, iterables, chunksize, star=False, unordered=False):
         """Submit fn(*args) for the argument tuples zip(*@iterables) gives
         (or, with @star, the one iterable's items), ``chunksize`` calls per
         task: a _Calls that holds their results. Over one iterable, the
         tasks carry the bare arguments (kind _ONE)."""
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1")
-        dumps, proto, islice = pickle.dumps, pickle.HIGHEST_PROTOCOL, itertools.islice
         if len(iterables) == 1 and not star:
             kind, it = _ONE, iter(iterables[0])
-            if chunksize == 1:
-                def batch(k):
-                    return [dumps([a], proto) for a in islice(it, k)]
-            else:
-                chunks = iter(lambda: list(islice(it, chunksize)), [])
-
-                def batch(k):
-                    return [dumps(c, proto) for c in islice(chunks, k)]
         else:
             kind = 0
             it = map(tuple, iterables[0]) if star else zip(*iterables)
-            chunks = iter(lambda: list(islice(it, chunksize)), [])
+        pickled = functools.partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL)
 
-            def batch(k):
-                return [dumps((c, None), proto) for c in islice(chunks, k)]
+        def batch(k):
+            """The next @k tasks, pickled (fewer at the end; none past it):
+            no Python code runs per call or per task."""
+            items = list(itertools.islice(it, k * chunksize))
+            if chunksize == 1:
+                chunks = zip(items)
+            else:
+                n = len(items)
+                chunks = map(items.__getitem__, map(slice, range(0, n, chunksize),
+                                                    range(chunksize, n + chunksize, chunksize)))
+            if kind != _ONE:
+                chunks = zip(chunks, itertools.repeat(None))  # (calls, kwargs)
+            return list(map(pickled, chunks))
+
         # Submitted in batches growing from a small one, so that workers
         # start while the caller still pickles the rest.
-        calls, k = _Calls(self), _FIRST_BATCH
+        calls, k = _Calls(self, unordered), _FIRST_BATCH
         try:
             while True:
                 blobs = batch(k)
@@ -670,7 +739,7 @@ class Pool(concurrent.futures.Executor):
 
     def imap_unordered(self, func, iterable, chunksize=1):
         """As multiprocessing.Pool.imap_unordered: results as they come."""
-        return self._calls(func, (iterable,), chunksize).unordered()
+        return self._calls(func, (iterable,), chunksize, unordered=True).unordered()
 
     def starmap(self, func, iterable, chunksize=1):
         """As multiprocessing.Pool.starmap: a list."""
@@ -751,12 +820,13 @@ class Pool(concurrent.futures.Executor):
         has finished and every worker has left."""
         with self._lock:
             self._shutdown = True
-            pending = list(self._targets.items())
+            pending = list(self._runs.values())
         if cancel_futures:
             exc = concurrent.futures.CancelledError()
-            for tid, t in pending:
-                if self._cancel(tid):
-                    t.end(tid, exc)
+            for run in pending:
+                for tid in range(run.first, run.end):
+                    if self._cancel(tid):
+                        run.target.end(tid, 1, exc)
         if wait:
             self._drain()
             self._destroy()
@@ -769,34 +839,35 @@ class Pool(concurrent.futures.Executor):
 
     close = shutdown
 
-    def _results_failed(self, exc, taken):
+    def _results_failed(self, exc):
         """The results thread failed with @exc: every task still waited for
-        (those it had @taken, and the rest) fails with a RuntimeError, so no
-        caller hangs, and the pool is terminated (its queued tasks would
-        run for nothing)."""
+        fails with a RuntimeError, so no caller hangs, and the pool is
+        terminated (its queued tasks would run for nothing)."""
         err = RuntimeError(f"shoal.Pool: the results thread failed: {exc!r}")
         err.__cause__ = exc
         with self._lock:
             self._shutdown = True
-        self._end_waiting(err, taken)
+        self._end_waiting(err)
         self.terminate()
 
-    def _end_waiting(self, exc, taken=()):
-        """No result will come for the tasks still waited for (and those
-        @taken from the pool): each target's end() gets @exc."""
+    def _end_waiting(self, exc):
+        """No result will come for the tasks still waited for: each one's
+        target.end() gets @exc (a task whose result was taken from the pool
+        but not handed over is among them)."""
         with self._lock:
-            left, self._targets = list(self._targets.items()), {}
+            left = list(self._runs.values())
+            self._runs, self._firsts, self._pending = {}, [], 0
             self._idle.notify_all()
-        for tid, t in [*taken, *left]:
+        for run in left:
             try:
-                t.end(tid, exc)
+                run.target.end(run.first, run.end - run.first, exc)
             except Exception:  # noqa: S112 - the others must still be told
                 continue
 
     def _drain(self):
         """Wait until every task has its result."""
         with self._lock:
-            while self._targets:
+            while self._pending:
                 self._idle.wait()
 
     def terminate(self):
@@ -906,17 +977,16 @@ def _collect(ref, ptr, stopping):
     """The results thread: takes finished tasks in batches and hands each
     to its target (a Future, or a map()'s results). Should it fail (a
     bug), every task still waited for fails, rather than wait for ever."""
-    taken = []  # (id, target) taken from the pool, its result not yet handed
     try:
-        _collect_loop(ref, ptr, stopping, taken)
+        _collect_loop(ref, ptr, stopping)
     except BaseException as e:  # noqa: B902 - nothing may end it silently
         pool = ref()
         if pool is not None:
-            pool._results_failed(e, taken)
+            pool._results_failed(e)
         raise
 
 
-def _collect_loop(ref, ptr, stopping, taken):
+def _collect_loop(ref, ptr, stopping):
     results = (_Result * 256)()
     rows = memoryview(results).cast("B")
     buf = ctypes.create_string_buffer(1 << 20)
@@ -935,42 +1005,48 @@ def _collect_loop(ref, ptr, stopping, taken):
             pool._check_config()
             del pool
             continue
-        # The rows, and the bytes they point to one after another in buf:
-        # both read without a call per result.
-        got = list(_ROW.iter_unpack(rows[:n * _ROW.size]))
-        with pool._lock:
-            targets = pool._targets
-            ts = [targets.pop(g[0], None) for g in got]
-            if not targets:
-                pool._idle.notify_all()
-        data, off, last, touched = memoryview(buf).cast("B"), 0, None, {}
-        tid = None
-        try:
-            for t, (tid, err, sig, attempts, priv, _, ln) in zip(ts, got):
-                end = off + ln
-                if t is not None:
-                    if err:
-                        t.put(tid, (False, _failure(err, sig, attempts, priv, pool)))
-                    else:
-                        try:
-                            res = loads(data[off:end])  # the worker's (ok, value)
-                        except BaseException as e:  # noqa: B902
-                            res = (False, e)
-                        t.put(tid, res)
-                    if t is not last:
-                        touched[id(t)] = last = t
-                off = end
-        except BaseException:
-            # From the one that failed on, no result was handed over; the
-            # targets already given theirs still hear of them.
-            k = next((i for i, g in enumerate(got) if g[0] == tid), 0)
-            taken.extend((g[0], t) for g, t in zip(got[k:], ts[k:]) if t is not None)
-            for t in touched.values():
-                t.flush()
-            raise
-        for t in touched.values():
+        # The rows, and the bytes they point to one after another in buf,
+        # read without a call per result; a result goes straight into its
+        # map()'s list. A run is settled only once its results are all
+        # handed over: should this fail midway, _end_waiting() still sees
+        # the rest.
+        data, off, lock, handed = memoryview(buf).cast("B"), 0, pool._lock, {}
+        run, lo, hi, k = None, 0, 0, 0
+        for tid, err, sig, attempts, priv, _, ln in _ROW.iter_unpack(rows[:n * _ROW.size]):
+            end = off + ln
+            if not lo <= tid < hi:
+                if run is not None:
+                    handed[run] = handed.get(run, 0) + k
+                with lock:
+                    run = pool._run_of(tid)
+                if run is None:  # cancelled, or the pool is going away
+                    lo = hi = 0
+                    off = end
+                    continue
+                lo, hi, out, shift, order, k = run.first, run.end, run.out, run.shift, run.order, 0
+            k += 1
+            if err:
+                res = (False, _failure(err, sig, attempts, priv, pool))
+            else:
+                try:
+                    res = loads(data[off:end])  # the worker's (ok, value)
+                except BaseException as e:  # noqa: B902
+                    res = (False, e)
+            if out is None:
+                run.target.put(tid, res)
+            else:
+                out[tid + shift] = res
+                if order is not None:
+                    order.append(tid + shift)
+            off = end
+        if run is not None:
+            handed[run] = handed.get(run, 0) + k
+        for t in {r.target for r in handed}:
             t.flush()
+        with lock:
+            for run, k in handed.items():
+                pool._settled(run, k)
         if len(buf) > 1 << 20:
             buf = ctypes.create_string_buffer(1 << 20)  # a huge result's was
         pool._check_config()
-        del pool, got, touched
+        del pool, run, handed
