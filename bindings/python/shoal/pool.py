@@ -263,8 +263,12 @@ def _worker_main(ledger, slot, gen, initializer, initargs, inline):
                     calls = loads(data[len(pre):])
                     if kind == _ONE:
                         # Not list(map(...)): it would end quietly at a
-                        # StopIteration raised by fn.
-                        res = (True, [fn(a) for a in calls])
+                        # StopIteration raised by fn. One call (chunksize
+                        # 1) needs no comprehension, a function of its own.
+                        if len(calls) == 1:
+                            res = (True, [fn(calls[0])])
+                        else:
+                            res = (True, [fn(a) for a in calls])
                     else:
                         calls, kwargs = calls
                         if kwargs is None:
@@ -358,7 +362,10 @@ class _One:
 
 
 _GONE = (True, ())  # a result already handed to the caller
-_FIRST_BATCH = 128   # tasks in a map()'s first submission; each next is 4x
+# Tasks in a map()'s first submission; each next is 4x, up to the last.
+# Pickling a batch holds the GIL throughout (no Python code runs in it):
+# the results thread waits that long, a few milliseconds at most.
+_FIRST_BATCH, _LAST_BATCH = 128, 8192
 
 
 class _Calls:
@@ -624,7 +631,7 @@ class Pool(concurrent.futures.Executor):
         their ids (``add``) before the results thread can see them. Returns
         the first id."""
         pre = _task_prefix(fn, kind)
-        data = pre + pre.join(blobs)
+        data = pre.join(itertools.chain((b"",), blobs))
         lens = array.array("Q", map(len(pre).__add__, map(len, blobs)))
         first = _u64()
         with self._lock:
@@ -723,7 +730,7 @@ class Pool(concurrent.futures.Executor):
                 if not blobs:
                     return calls
                 self._submit(fn, kind, blobs, calls)
-                k *= 4
+                k = min(4 * k, _LAST_BATCH)
         except BaseException:
             calls._drop()
             raise
