@@ -290,7 +290,11 @@ struct shoal_pool {
 	struct pollfd *reaper_fds; /* the reaper's poll set, [nslots + 1] */
 	int *reaper_idx;           /* the slot of each entry */
 
+	/* The backlog: the first pend_front tasks were put back at its head
+	 * (taken back, or orphaned by a dead worker), in any order; the rest
+	 * are as submitted, in ascending id order. */
 	struct task *pend_head, *pend_tail;
+	uint64_t pend_front;
 	struct done *done_head, *done_tail;
 	uint64_t next_id;
 	uint64_t npending, nrunning, ncompleted, nlost;
@@ -337,6 +341,7 @@ static void pend_push_front(struct shoal_pool *p, struct task *t)
 	if (!p->pend_tail)
 		p->pend_tail = t;
 	p->npending++;
+	p->pend_front++;
 }
 
 static void pend_push_back(struct shoal_pool *p, struct task *t)
@@ -360,6 +365,8 @@ static struct task *pend_pop(struct shoal_pool *p)
 	if (!p->pend_head)
 		p->pend_tail = NULL;
 	p->npending--;
+	if (p->pend_front)
+		p->pend_front--;
 	return t;
 }
 
@@ -1561,14 +1568,21 @@ SHOAL_API void shoal_pool_result_free(struct shoal_pool_result *r)
 SHOAL_API int shoal_pool_cancel(struct shoal_pool *p, uint64_t id)
 {
 	struct task *t, *prev = NULL;
+	uint64_t pos = 0;
 	int rc = -ENOENT;
 
 	if (!p)
 		return -EINVAL;
 	pthread_mutex_lock(&p->mu);
-	for (t = p->pend_head; t; prev = t, t = t->next) {
-		if (t->id != id)
+	/* Past the tasks put back at the head, ids ascend: the walk ends at
+	 * the first larger one, so cancelling a long backlog task by task
+	 * (while workers take from it) is not quadratic. */
+	for (t = p->pend_head; t; prev = t, t = t->next, pos++) {
+		if (t->id != id) {
+			if (pos >= p->pend_front && t->id > id)
+				break;
 			continue;
+		}
 		if (prev)
 			prev->next = t->next;
 		else
@@ -1576,6 +1590,8 @@ SHOAL_API int shoal_pool_cancel(struct shoal_pool *p, uint64_t id)
 		if (p->pend_tail == t)
 			p->pend_tail = prev;
 		p->npending--;
+		if (pos < p->pend_front)
+			p->pend_front--;
 		task_free(p, t);
 		rc = 0;
 		break;

@@ -1068,6 +1068,90 @@ static void expect_broken(struct shoal_pool *p)
 	ck_assert_int_eq(shoal_pool_submit(p, "x", 1, &(uint64_t){ 0 }), -ECHILD);
 }
 
+/* A spawn hook that starts the pool's first workers and refuses the
+ * others until the test opens the gate: a dead worker's tasks then wait
+ * in the backlog. */
+static atomic_int spawn_gate, spawns, spawns_free;
+
+static pid_t gated_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t gen)
+{
+	struct shoal_pool_worker *w;
+	pid_t pid;
+
+	(void)arg;
+	if (atomic_fetch_add(&spawns, 1) >= atomic_load(&spawns_free) && !atomic_load(&spawn_gate))
+		return -EAGAIN;
+	pid = fork();
+	if (pid == 0) {
+		if (shoal_pool_worker_open(ledger, slot, gen, &w) != 0)
+			_exit(2);
+		shoal_pool_worker_run(w, task_fn, NULL);
+		shoal_pool_worker_close(w);
+		_exit(0);
+	}
+	return pid;
+}
+
+static void wait_pending(struct shoal_pool *p, uint64_t n)
+{
+	struct shoal_pool_info info;
+
+	for (int i = 0; i < 2000; i++) {
+		ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+		if (info.pending == n)
+			return;
+		usleep(500);
+	}
+	ck_abort_msg("pending %llu, not %llu", (unsigned long long)info.pending,
+		     (unsigned long long)n);
+}
+
+/* A dead worker's tasks go back to the head of the backlog. Two deaths put
+ * the second worker's tasks ahead of the first's: ids no longer ascend
+ * there. Cancel finds every one all the same (its walk stops at a larger
+ * id only in the part of the backlog where ids ascend). */
+START_TEST(cancel_tasks_put_back_by_deaths)
+{
+	struct shoal_pool_config c = conf(2);
+	struct shoal_pool_stats st[2];
+	struct shoal_pool_result r;
+	struct shoal_pool *p;
+	uint64_t id[4], f;
+
+	atomic_store(&spawn_gate, 0);
+	atomic_store(&spawns, 0);
+	atomic_store(&spawns_free, 2);
+	c.spawn = gated_spawn;
+	c.reap = reap_pid;
+	c.depth = 2;
+	p = make(&c);
+	id[0] = submit(p, "sleep 5000");
+	id[1] = submit(p, "sleep 5000");
+	usleep(100000); /* each worker inside one */
+	id[2] = submit(p, "echo c");
+	id[3] = submit(p, "echo d");
+	wait_pending(p, 0);
+	ck_assert_int_eq(shoal_pool_stats(p, st, 2), 2);
+	ck_assert_int_eq(kill(st[1].pid, SIGKILL), 0);
+	wait_pending(p, 2);
+	ck_assert_int_eq(kill(st[0].pid, SIGKILL), 0);
+	wait_pending(p, 4);
+	f = submit(p, "echo f");
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(shoal_pool_cancel(p, id[i]), 0);
+	ck_assert_int_eq(shoal_pool_cancel(p, id[1]), -ENOENT);
+	wait_pending(p, 1);
+	atomic_store(&spawn_gate, 1);
+	r = one(p);
+	ck_assert_uint_eq(r.id, f);
+	ck_assert_str_eq(text(&r), "f");
+	shoal_pool_result_free(&r);
+	ck_assert_int_eq(shoal_pool_wait(p, 50000000, &r, 1), -ETIMEDOUT);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+	ck_assert_int_eq(count_zombies(), 0);
+}
+END_TEST
+
 START_TEST(workers_that_never_start)
 {
 	struct shoal_pool_config c = conf(1);
@@ -1474,6 +1558,7 @@ static Suite *suite(void)
 	ADD(thousand_recycles_flat);
 	ADD(destroy_with_pending);
 	ADD(cancel);
+	ADD(cancel_tasks_put_back_by_deaths);
 	ADD(errors);
 	ADD(workers_that_never_start);
 	ADD(spawn_that_always_fails_breaks_the_pool);
