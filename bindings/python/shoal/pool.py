@@ -187,11 +187,11 @@ def _fmt(n):
 # A task is a header (the pickled function's length, whether workers may
 # keep the unpickled function for later tasks, and the kind of calls), the
 # pickled function, then the pickled calls. Of kind _ONE (map() and its
-# kin over one iterable) they are a list of arguments, each call fn(x);
-# otherwise a ``(calls, kwargs)``: ``calls`` a list of argument tuples,
-# ``kwargs`` None or one dict for every call. map() pickles its function
-# once for all its tasks; a worker keeps the last plain function it
-# unpickled, for the tasks that carry the same one.
+# kin over one iterable) they are a list or tuple of arguments, each call
+# fn(x); otherwise a ``(calls, kwargs)``: ``calls`` a list or tuple of
+# argument tuples, ``kwargs`` None or one dict for every call. map()
+# pickles its function once for all its tasks; a worker keeps the last
+# plain function it unpickled, for the tasks that carry the same one.
 _HDR = struct.Struct("<IBB")
 _ONE = 1
 _last = [b"", None, 0]  # a worker's last kept function: prefix, itself, kind
