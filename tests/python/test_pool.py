@@ -651,6 +651,25 @@ def test_shared_reader_is_never_recycled(name, base):
         seg.unlink()
 
 
+def collect_garbage(_=None):
+    gc.collect()
+    return os.getpid()
+
+
+def test_a_worker_collecting_garbage_leaves_what_it_inherited_shared():
+    """A forked worker leaves the objects it inherited out of cyclic garbage
+    collection: a full collection in the worker writes to none of them, so
+    the parent's pages stay shared instead of becoming the worker's own."""
+    keep = [[i] for i in range(300_000)]  # ~30 MiB of tracked objects
+    with shoal.Pool(1) as p:
+        pid = p.submit(os.getpid).result(timeout=30)
+        before = shoal.memstat(pid, smaps=True).uss
+        assert p.submit(collect_garbage).result(timeout=30) == pid
+        after = shoal.memstat(pid, smaps=True).uss
+    assert len(keep) == 300_000
+    assert after - before < 8 * MiB, (before / MiB, after / MiB)
+
+
 # ---- deaths ----
 
 def test_sigkill_mid_task_reruns(tmp_path):

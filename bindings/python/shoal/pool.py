@@ -230,6 +230,10 @@ def _worker_main(ledger, slot, gen, initializer, initargs, inline):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    # What it inherited at fork is left out of cyclic garbage collection:
+    # a collection would write to every object it walks, copying the
+    # parent's pages into this worker's private memory.
+    gc.freeze()
     # Before announcing ready: a worker whose initializer fails dies
     # before it starts, which the supervisor reports instead of looping.
     if initializer is not None:
