@@ -410,19 +410,23 @@ def test_a_failing_results_thread_fails_the_waiters_instead_of_hanging(monkeypat
     seen, seen_put = [], []
     armed = threading.Event()  # set once every task is in
     monkeypatch.setattr(threading, "excepthook", seen.append)
-    real = shoal.pool._Calls.flush
+    real = shoal.pool.Pool._run_of
 
-    def flush(self):
-        if self.out[3] is not None and not seen_put:  # task 3's result is in
-            seen_put.append(3)
+    def run_of(self, tid):
+        # Looking up the run of the map's fourth result (each comes alone,
+        # 50 ms after the one before, so each is looked up).
+        run = real(self, tid)
+        if run is not None and isinstance(run.target, shoal.pool._Calls) and \
+                tid - run.first == 3 and not seen_put:
+            seen_put.append(tid)
             armed.wait(10)
             raise KeyError("injected")
-        real(self)
+        return run
 
-    monkeypatch.setattr(shoal.pool._Calls, "flush", flush)
+    monkeypatch.setattr(shoal.pool.Pool, "_run_of", run_of)
     p = shoal.Pool(1, prefetch=1)
     try:
-        it = p.map(sq, range(10), timeout=20)
+        it = p.map(nap, [0.05] * 10, timeout=20)
         later = p.submit(nap, 0.2)  # runs after them: still waited for
         armed.set()
         with pytest.raises(RuntimeError, match="results thread failed") as info:
