@@ -8,7 +8,7 @@ tasks from the ledger with shoal_pool_worker_step(), a futex wait that
 releases the GIL.
 
 A task is a chunk of calls (its bytes are described above _HDR); its
-result a pickled ``(True, [values])`` or ``(False, exception)`` with the
+result a pickled ``(True, (values...))`` or ``(False, exception)`` with the
 remote traceback attached as ``__cause__``. Tasks and results larger than
 the ledger's inline space travel through a shoal segment.
 """
@@ -265,20 +265,25 @@ def _worker_main(ledger, slot, gen, initializer, initargs, inline):
                     if not (pre and data[:len(pre)] == pre):
                         pre, fn, kind = _function(data)
                     calls = loads(data[len(pre):])
+                    # The values go back in a tuple, not a list: in the
+                    # parent, the garbage collector stops tracking a tuple
+                    # of atoms (numbers, strings) the first time it sees
+                    # it, where a list is walked by every collection while
+                    # the caller has not taken it yet.
                     if kind == _ONE:
-                        # Not list(map(...)): it would end quietly at a
+                        # Not map(): it would end quietly at a
                         # StopIteration raised by fn. One call (chunksize
                         # 1) needs no comprehension, a function of its own.
                         if len(calls) == 1:
-                            res = (True, [fn(calls[0])])
+                            res = (True, (fn(calls[0]),))
                         else:
-                            res = (True, [fn(a) for a in calls])
+                            res = (True, tuple([fn(a) for a in calls]))
                     else:
                         calls, kwargs = calls
                         if kwargs is None:
-                            res = (True, [fn(*a) for a in calls])
+                            res = (True, tuple([fn(*a) for a in calls]))
                         else:
-                            res = (True, [fn(*a, **kwargs) for a in calls])
+                            res = (True, tuple([fn(*a, **kwargs) for a in calls]))
                 except BaseException as e:  # noqa: B902 - it all goes back
                     res = (False, _ExceptionWithTraceback(e))
                 try:
