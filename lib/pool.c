@@ -224,10 +224,10 @@ static int spill_get(const char *name, size_t len, void **out)
 struct task {
 	struct task *next;
 	uint64_t id;
-	void *data; /* NULL when spilled */
 	size_t len;
 	bool spilled;
 	uint32_t attempts;
+	char data[]; /* the task's bytes, unless spilled: one allocation */
 };
 
 struct done {
@@ -330,7 +330,6 @@ static void task_free(struct shoal_pool *p, struct task *t)
 		spill_name(n, sizeof(n), p->name, 'a', t->id, 0);
 		shoal_unlink(n);
 	}
-	free(t->data);
 	free(t);
 }
 
@@ -1376,14 +1375,16 @@ fail:
 static int task_make(struct shoal_pool *p, const void *data, size_t len, uint64_t id,
 		     struct task **out)
 {
-	struct task *t = calloc(1, sizeof(*t));
+	bool spill = len > p->cfg.inline_bytes;
+	struct task *t = malloc(sizeof(*t) + (spill ? 0 : len));
 	int rc;
 
 	if (!t)
 		return -ENOMEM;
+	memset(t, 0, sizeof(*t));
 	t->len = len;
 	t->id = id;
-	if (len > p->cfg.inline_bytes) {
+	if (spill) {
 		char n[SHOAL_NAME_MAX + 1];
 
 		spill_name(n, sizeof(n), p->name, 'a', id, 0);
@@ -1394,11 +1395,6 @@ static int task_make(struct shoal_pool *p, const void *data, size_t len, uint64_
 		}
 		t->spilled = true;
 	} else if (len) {
-		t->data = malloc(len);
-		if (!t->data) {
-			free(t);
-			return -ENOMEM;
-		}
 		memcpy(t->data, data, len);
 	}
 	*out = t;
