@@ -348,9 +348,9 @@ def test_a_target_knows_its_task_ids_before_results_can_reach_it():
             run = real(tid)
             ok = run is not None and run.first <= tid < run.end
             if ok and isinstance(run.target, shoal.pool._Calls):
+                # Its batch: the place of task f + i is at + i.
                 ok = run.out is run.target.out and any(
-                    0 <= tid - f < n and tid + run.shift == at + tid - f
-                    for f, at, n in run.target.segs)
+                    0 <= tid - f < n and run.shift == at - f for f, at, n in run.target.segs)
             found.append(ok)
             return run
 

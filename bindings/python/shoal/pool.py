@@ -1035,7 +1035,7 @@ def _collect_loop(ref, ptr, stopping):
                     handed[run] = handed.get(run, 0) + k
                 with lock:
                     run = pool._run_of(tid)
-                if run is None:  # cancelled, or the pool is going away
+                if run is None:  # none due: the pool ended its runs (_end_waiting)
                     lo = hi = 0
                     off = end
                     continue
