@@ -152,7 +152,8 @@ static char *cell_res(const struct pool_hdr *l, struct pool_cell *c)
  * supervisor_main(). The ringer that takes the flag makes the one system
  * call; the rings after it, before the supervisor has run, find it taken
  * and cost nothing (the supervisor looks at everything once it runs). A
- * load first: a busy pool's rings write nothing.
+ * load first: while the supervisor is awake, a ring writes the event
+ * count only, never the flag.
  */
 static void ring_supervisor(struct pool_hdr *h)
 {

@@ -471,8 +471,8 @@ class _Calls:
 
 
 class _Results(itertools.chain):
-    """What map() and imap() return: an iterator over the values of each
-    task's list in turn, without a Python frame per value. close() cancels
+    """What map() and imap() return: an iterator over each task's values
+    in turn, without a Python frame per value. close() cancels
     the tasks no worker has started, as closing a generator would."""
 
     __slots__ = ("_tasks",)
