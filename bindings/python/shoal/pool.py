@@ -19,7 +19,6 @@ import collections
 import concurrent.futures
 import ctypes
 import errno
-import functools
 import gc
 import itertools
 import multiprocessing
@@ -101,8 +100,11 @@ _name = declare("shoal_pool_name", ctypes.c_char_p, _vp, check=False)
 _destroy = declare("shoal_pool_destroy", ctypes.c_int, _vp, check=False)
 _wopen = declare("shoal_pool_worker_open", ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32, _u64,
                  ctypes.POINTER(_vp))
-_wstep = declare("shoal_pool_worker_step", ctypes.c_int, _vp, ctypes.c_int, ctypes.c_char_p,
-                 ctypes.c_size_t, ctypes.c_int64, ctypes.POINTER(_Task), check=False)
+# Called once per task: without argtypes, its arguments already of their C
+# types (c_void_p, int, bytes, c_size_t, c_int64, byref(_Task)), as
+# ctypes' conversion of each argument costs more than the call.
+_wstep = _lib.lib["shoal_pool_worker_step"]
+_wstep.restype = ctypes.c_int
 _wtrimmed = declare("shoal_pool_worker_trimmed", ctypes.c_int, _vp)
 _wclose = declare("shoal_pool_worker_close", None, _vp, check=False)
 
@@ -242,6 +244,7 @@ def _worker_main(ledger, slot, gen, initializer, initargs, inline):
     _wopen(ledger.encode(), slot, gen, ctypes.byref(w))
     task = _Task()
     step, string_at, tref = _wstep, ctypes.string_at, ctypes.byref(task)
+    size_t, forever = ctypes.c_size_t, ctypes.c_int64(-1)
     loads, dumps, proto = pickle.loads, pickle.dumps, pickle.HIGHEST_PROTOCOL
     out = b""
     # Cell address -> a view of its bytes. The cells stay where they are
@@ -250,21 +253,22 @@ def _worker_main(ledger, slot, gen, initializer, initargs, inline):
     try:
         while True:
             # One call hands back the last result and takes the next task.
-            rc = step(w, 0, out, len(out), -1, tref)
+            rc = step(w, 0, out, size_t(len(out)), forever, tref)
             if rc == _TASK:
                 at, n = task.data, task.len
                 if n <= inline:
-                    cell = cells.get(at)
-                    if cell is None:
-                        cell = cells[at] = memoryview(cell_type.from_address(at)).cast("B")
-                    data = cell[:n]
+                    # Sliced from the cell's view each time: a slice of a
+                    # slice costs more, in the comparison and in loads().
+                    data = cells.get(at)
+                    if data is None:
+                        data = cells[at] = memoryview(cell_type.from_address(at)).cast("B")
                 else:
                     data = string_at(at, n)
                 try:
                     pre, fn, kind = _last
                     if not (pre and data[:len(pre)] == pre):
-                        pre, fn, kind = _function(data)
-                    calls = loads(data[len(pre):])
+                        pre, fn, kind = _function(data[:n])
+                    calls = loads(data[len(pre):n])
                     # The values go back in a tuple, not a list: in the
                     # parent, the garbage collector stops tracking a tuple
                     # of atoms (numbers, strings) the first time it sees
@@ -383,7 +387,7 @@ class _Calls:
     for a caller that takes them as they come), and wakes the caller once
     per batch of results, not once per task."""
 
-    __slots__ = ("pool", "segs", "out", "order", "cond")
+    __slots__ = ("pool", "segs", "out", "order", "cond", "ready")
 
     def __init__(self, pool, unordered=False):
         self.pool = pool
@@ -391,6 +395,7 @@ class _Calls:
         self.out = []
         self.order = collections.deque() if unordered else None
         self.cond = threading.Condition(threading.Lock())
+        self.ready = None        # what the caller waits for, while it waits
 
     def add(self, first, n):
         """Tasks first .. first + n - 1 were submitted (Pool._submit, under
@@ -402,8 +407,14 @@ class _Calls:
         return self.out, at - first, self.order
 
     def flush(self):
-        with self.cond:
-            self.cond.notify_all()
+        """Results were put: wake the caller if what it waits for came.
+        Results come out of order (two workers finish at their own
+        pace), and a wake-up for the wrong one costs it two context
+        switches for nothing."""
+        ready = self.ready
+        if ready is not None and ready():
+            with self.cond:
+                self.cond.notify_all()
 
     def end(self, first, n, exc):
         """No result will come for tasks first .. first + n - 1 (of one
@@ -418,12 +429,20 @@ class _Calls:
         self.flush()
 
     def _wait(self, ready, end):
+        # Announced, then checked, under the lock: the results thread puts
+        # a result, then looks at self.ready (flush), so either the check
+        # here sees the result or flush() sees the announcement and wakes
+        # this wait.
         with self.cond:
-            while not ready():
-                left = None if end is None else end - time.monotonic()
-                if left is not None and left <= 0:
-                    raise concurrent.futures.TimeoutError()
-                self.cond.wait(left)
+            self.ready = ready
+            try:
+                while not ready():
+                    left = None if end is None else end - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise concurrent.futures.TimeoutError()
+                    self.cond.wait(left)
+            finally:
+                self.ready = None
 
     def _drop(self):
         """Cancel the tasks no worker has started (the caller stopped
@@ -714,7 +733,6 @@ class Pool(concurrent.futures.Executor):
         else:
             kind = 0
             it = map(tuple, iterables[0]) if star else zip(*iterables)
-        pickled = functools.partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL)
 
         def batch(k):
             """The next @k tasks, pickled (fewer at the end; none past it):
@@ -728,7 +746,7 @@ class Pool(concurrent.futures.Executor):
                                                     range(chunksize, n + chunksize, chunksize)))
             if kind != _ONE:
                 chunks = zip(chunks, itertools.repeat(None))  # (calls, kwargs)
-            return list(map(pickled, chunks))
+            return list(map(pickle.dumps, chunks, itertools.repeat(pickle.HIGHEST_PROTOCOL)))
 
         # Submitted in batches growing from a small one, so that workers
         # start while the caller still pickles the rest.
