@@ -384,8 +384,8 @@ _FIRST_BATCH, _LAST_BATCH = 128, 8192
 class _Calls:
     """The tasks of one map()-like call, submitted in batches. The results
     thread puts each result in ``out`` itself (and its index in ``order``,
-    for a caller that takes them as they come), and wakes the caller once
-    per batch of results, not once per task."""
+    for a caller that takes them as they come), and wakes the caller only
+    once the result it waits for has come."""
 
     __slots__ = ("pool", "segs", "out", "order", "cond", "ready")
 
