@@ -202,6 +202,24 @@ def test_map_timeout():
             list(it)
 
 
+def test_the_caller_wakes_for_its_result_after_later_ones_came():
+    # Results 1.. come first, without the one the caller waits for: no
+    # wake-up for them; then result 0 must wake it. Ordered and as they
+    # come; a lost wake-up leaves the caller asleep (a minute here).
+    with shoal.Pool(2) as p:
+        naps = [0.3] + [0.0] * 40
+        got = {}
+
+        def take():
+            got["map"] = list(p.map(nap, naps, timeout=60))
+            got["unordered"] = list(p.imap_unordered(nap, [0.3, 0.3]))
+
+        t = threading.Thread(target=take, daemon=True)
+        t.start()
+        t.join(20)
+        assert got == {"map": naps, "unordered": [0.3, 0.3]}
+
+
 def test_large_arguments_and_results_spill():
     with shoal.Pool(1, inline_bytes=1024) as p:
         assert p.submit(big, 3 * MiB).result(timeout=10) == b"x" * (3 * MiB)
