@@ -222,18 +222,23 @@ static int spill_get(const char *name, size_t len, void **out)
 
 /* ---- the supervisor's books (process-local) ---------------------------------- */
 
+/*
+ * A task, from submit to the caller that takes its result: in the backlog,
+ * in a worker's cell, then in the done list with @r filled. One allocation
+ * throughout, made by the submitting thread and freed by the one that
+ * takes the result: a result that fits goes into @data, over the task's
+ * own bytes (no longer needed once it is done). So delivering allocates
+ * nothing and cannot fail; and the supervisor no longer spends its time
+ * in malloc for memory other threads free (see docs/design.md).
+ */
 struct task {
-	struct task *next;
+	struct task *next; /* in the backlog, then in the done list */
 	uint64_t id;
 	size_t len;
 	bool spilled;
 	uint32_t attempts;
-	char data[]; /* the task's bytes, unless spilled: one allocation */
-};
-
-struct done {
-	struct done *next;
-	struct shoal_pool_result r;
+	struct shoal_pool_result r; /* once delivered */
+	char data[]; /* the task's bytes (unless spilled), then its result */
 };
 
 enum slot_state {
@@ -296,7 +301,7 @@ struct shoal_pool {
 	 * are as submitted, in ascending id order. */
 	struct task *pend_head, *pend_tail;
 	uint64_t pend_front;
-	struct done *done_head, *done_tail;
+	struct task *done_head, *done_tail;
 	uint64_t next_id;
 	uint64_t npending, nrunning, ncompleted, nlost;
 	bool closing, broken;
@@ -321,16 +326,31 @@ static struct pool_cell *sup_cell(struct shoal_pool *p, uint32_t i, uint64_t seq
 	return cell_in(sup_slot(p, i), &p->layout, seq);
 }
 
+/* Remove the segment that holds a large task's bytes. */
+static void task_unspill(struct shoal_pool *p, struct task *t)
+{
+	char n[SHOAL_NAME_MAX + 1];
+
+	if (!t->spilled)
+		return;
+	spill_name(n, sizeof(n), p->name, 'a', t->id, 0);
+	shoal_unlink(n);
+	t->spilled = false;
+}
+
 static void task_free(struct shoal_pool *p, struct task *t)
 {
 	if (!t)
 		return;
-	if (t->spilled) {
-		char n[SHOAL_NAME_MAX + 1];
+	task_unspill(p, t);
+	free(t);
+}
 
-		spill_name(n, sizeof(n), p->name, 'a', t->id, 0);
-		shoal_unlink(n);
-	}
+/* Free a delivered task and its result's bytes, wherever they are. */
+static void done_free(struct task *t)
+{
+	if (t->r.data != t->data)
+		free(t->r.data);
 	free(t);
 }
 
@@ -370,36 +390,28 @@ static struct task *pend_pop(struct shoal_pool *p)
 	return t;
 }
 
-/* Deliver a result (takes ownership of @data). */
+/* Deliver @t's result (takes ownership of @data, which may be t->data):
+ * the task itself joins the done list. */
 static void deliver(struct shoal_pool *p, struct task *t, int err, int sig, uint64_t priv,
 		    void *data, size_t len)
 {
-	struct done *d = calloc(1, sizeof(*d));
-
-	if (!d) {
-		/* No memory to report it: the caller waits for a result that
-		 * never comes. Better than crashing the supervisor; cannot
-		 * happen short of malloc failing for 64 bytes. */
-		free(data);
-		task_free(p, t);
-		return;
-	}
-	d->r.id = t->id;
-	d->r.err = err;
-	d->r.signal = sig;
-	d->r.attempts = t->attempts;
-	d->r.last_private = priv;
-	d->r.data = data;
-	d->r.len = len;
+	task_unspill(p, t);
+	t->next = NULL;
+	t->r.id = t->id;
+	t->r.err = err;
+	t->r.signal = sig;
+	t->r.attempts = t->attempts;
+	t->r.last_private = priv;
+	t->r.data = data;
+	t->r.len = len;
 	if (p->done_tail)
-		p->done_tail->next = d;
+		p->done_tail->next = t;
 	else
-		p->done_head = d;
-	p->done_tail = d;
+		p->done_head = t;
+	p->done_tail = t;
 	p->ncompleted++;
 	if (err == -SHOAL_EWORKERLOST)
 		p->nlost++;
-	task_free(p, t);
 	p->delivered = true; /* waiters are woken once per pass */
 }
 
@@ -695,7 +707,9 @@ static void collect(struct shoal_pool *p, int i)
 			err = -EBADMSG;
 			len = 0;
 		} else if (len) {
-			data = malloc(len);
+			/* Over the task's own bytes if it fits: done, the task
+			 * will not run again. */
+			data = !t->spilled && len <= t->len ? t->data : malloc(len);
 			if (data)
 				memcpy(data, cell_res(&p->layout, c), len);
 			else
@@ -1510,25 +1524,33 @@ static int wait_results(struct shoal_pool *p, int64_t timeout_ns, struct shoal_p
 			break;
 	}
 	while (p->done_head && n < cap) {
-		struct done *d = p->done_head;
+		struct task *d = p->done_head;
+		struct shoal_pool_result r = d->r;
 
-		if (buf) {
-			if (d->r.len > buf_len - used) {
-				if (!n)
-					out[0].len = d->r.len;
-				break;
-			}
-			if (d->r.len)
-				memcpy(buf + used, d->r.data, d->r.len);
-			free(d->r.data);
-			d->r.data = buf + used;
-			used += d->r.len;
+		if (buf && r.len > buf_len - used) {
+			if (!n)
+				out[0].len = r.len;
+			break;
 		}
 		p->done_head = d->next;
 		if (!p->done_head)
 			p->done_tail = NULL;
-		out[n++] = d->r;
-		free(d);
+		if (buf) {
+			if (r.len)
+				memcpy(buf + used, r.data, r.len);
+			r.data = buf + used;
+			used += r.len;
+			done_free(d);
+		} else if (r.data == d->data) {
+			/* Handed over for free(): moved to the start of the
+			 * allocation, which holds it (it fitted after the
+			 * header). */
+			memmove(d, d->data, r.len);
+			r.data = d;
+		} else {
+			free(d);
+		}
+		out[n++] = r;
 	}
 	rc = n ? (int)n : p->done_head ? -ENOBUFS : p->closing ? -EPIPE : -ETIMEDOUT;
 	/* The last waiter out lets a destroy that waits for it go on; @p may
@@ -1649,7 +1671,7 @@ SHOAL_API const char *shoal_pool_name(const struct shoal_pool *p)
 
 SHOAL_API int shoal_pool_destroy(struct shoal_pool *p)
 {
-	struct done *d;
+	struct task *d;
 
 	if (!p)
 		return 0;
@@ -1673,8 +1695,7 @@ SHOAL_API int shoal_pool_destroy(struct shoal_pool *p)
 		pthread_cond_wait(&p->done_cv, &p->mu);
 	while ((d = p->done_head) != NULL) {
 		p->done_head = d->next;
-		free(d->r.data);
-		free(d);
+		done_free(d);
 	}
 	pthread_mutex_unlock(&p->mu);
 	for (uint32_t i = 0; i < p->nslots; i++)

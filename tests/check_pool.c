@@ -1386,6 +1386,47 @@ START_TEST(worker_step_and_wait_into)
 }
 END_TEST
 
+/* A result no larger than its task is kept in the task's own allocation,
+ * a larger one in its own: both come out right through either wait, and
+ * free as they should (the sanitizer build checks the frees). */
+START_TEST(results_in_place_and_not)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p = make(&c);
+	struct shoal_pool_result r[2];
+	char buf[1024];
+
+	for (int round = 0; round < 2; round++) {
+		int got = 0;
+
+		submit(p, "echo hi");
+		submit(p, "big 300");
+		while (got < 2) {
+			int rc = round ? shoal_pool_wait(p, 10000000000LL, r, 2)
+				       : shoal_pool_wait_into(p, 10000000000LL, r, 2, buf, sizeof(buf));
+
+			ck_assert_int_gt(rc, 0);
+			for (int i = 0; i < rc; i++, got++) {
+				ck_assert_int_eq(r[i].err, 0);
+				if (r[i].len == 2) {
+					ck_assert(memcmp(r[i].data, "hi", 2) == 0);
+				} else {
+					ck_assert_uint_eq(r[i].len, 300);
+					for (size_t k = 0; k < 300; k++)
+						ck_assert_int_eq(((char *)r[i].data)[k], 'b');
+				}
+				if (round)
+					shoal_pool_result_free(&r[i]);
+				else
+					ck_assert((char *)r[i].data >= buf &&
+						  (char *)r[i].data + r[i].len <= buf + sizeof(buf));
+			}
+		}
+	}
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
 /* A supervisor SIGKILLed without destroying its pool: shoal_reap() takes its
  * ledger and the segments named after it; a live pool's stay. */
 START_TEST(reap_takes_a_dead_supervisors_ledger)
@@ -1565,6 +1606,7 @@ static Suite *suite(void)
 	ADD(host_spawned_workers);
 	ADD(destroy_from_a_hook_is_refused);
 	ADD(worker_step_and_wait_into);
+	ADD(results_in_place_and_not);
 	ADD(reap_takes_a_dead_supervisors_ledger);
 	ADD(destroy_while_waiting);
 	ADD(unwatchable_worker_is_not_left_running);
