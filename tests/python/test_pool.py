@@ -220,6 +220,40 @@ def test_the_caller_wakes_for_its_result_after_later_ones_came():
         assert got == {"map": naps, "unordered": [0.3, 0.3]}
 
 
+def _refuse(msg, pad):
+    raise ValueError(msg)
+
+
+class Unloadable:
+    """Pickles in the worker; unpickling it (in the parent) raises."""
+
+    def __init__(self, size):
+        self.pad = b"x" * size
+
+    def __reduce__(self):
+        return (_refuse, ("cannot load", self.pad))
+
+
+def unloadable_over_4(x):
+    return x if x < 5 else Unloadable(x)
+
+
+def test_a_result_that_cannot_be_unpickled_fails_at_its_item():
+    # A small result is unpickled by the caller's thread, a large one by
+    # the results thread: either way map() raises at that item, and the
+    # pool goes on.
+    with shoal.Pool(1) as p:
+        for size in (10, 100_000):
+            it = p.map(unloadable_over_4, [1, size, 3])
+            assert next(it) == 1
+            with pytest.raises(ValueError, match="cannot load"):
+                next(it)
+            it = p.imap_unordered(unloadable_over_4, [size])
+            with pytest.raises(ValueError, match="cannot load"):
+                next(it)
+        assert list(p.map(sq, range(3))) == [0, 1, 4]
+
+
 def test_large_arguments_and_results_spill():
     with shoal.Pool(1, inline_bytes=1024) as p:
         assert p.submit(big, 3 * MiB).result(timeout=10) == b"x" * (3 * MiB)

@@ -375,6 +375,9 @@ class _One:
 
 
 _GONE = (True, ())  # a result already handed to the caller
+# A map's results up to this size are unpickled by its caller (a copy of
+# their bytes costs less than it saves); larger ones by the results thread.
+_PICKLED_MAX = 4096
 # Tasks in a map()'s first submission; each next is 4x, up to the last.
 # Pickling a batch holds the GIL throughout (no Python code runs in it):
 # the results thread waits that long, a few milliseconds at most.
@@ -457,13 +460,17 @@ class _Calls:
         """The results in order, each task's values one by one."""
         return _Results(self._in_order(end))
 
+    # A result in out is (ok, value), or, if small, still pickled: the
+    # caller's thread unpickles it (_collect_loop says why).
+
     def _in_order(self, end):
-        out = self.out
+        out, loads = self.out, pickle.loads
         try:
             for i in range(len(out)):
                 if out[i] is None:
                     self._wait(lambda: out[i] is not None, end)
-                (ok, value), out[i] = out[i], _GONE
+                res, out[i] = out[i], _GONE
+                ok, value = loads(res) if type(res) is bytes else res
                 if not ok:
                     raise value
                 yield value
@@ -475,13 +482,14 @@ class _Calls:
         return _Results(self._as_they_come())
 
     def _as_they_come(self):
-        out, order = self.out, self.order
+        out, order, loads = self.out, self.order, pickle.loads
         try:
             for _ in range(len(out)):
                 if not order:
                     self._wait(lambda: order, None)
                 i = order.popleft()
-                (ok, value), out[i] = out[i], _GONE
+                res, out[i] = out[i], _GONE
+                ok, value = loads(res) if type(res) is bytes else res
                 if not ok:
                     raise value
                 yield value
@@ -1062,6 +1070,12 @@ def _collect_loop(ref, ptr, stopping):
             k += 1
             if err:
                 res = (False, _failure(err, sig, attempts, priv, pool))
+            elif out is not None and ln <= _PICKLED_MAX:
+                # Left pickled for the caller: the objects are then made
+                # on its core, where they are used at once, not made here
+                # to be freed there (0.8 us per result of ten values here,
+                # against 0.4 with this copy; the caller barely notices).
+                res = bytes(data[off:end])
             else:
                 try:
                     res = loads(data[off:end])  # the worker's (ok, value)
