@@ -1892,14 +1892,14 @@ SHOAL_API int shoal_pool_worker_done(struct shoal_pool_worker *w, int err, const
 	w->cur = NULL;
 	free(w->arg_copy);
 	w->arg_copy = NULL;
-	/* The supervisor is needed only when this worker runs low (half its
-	 * cells or fewer still assigned: it refills them) or a thread sleeps
-	 * in shoal_pool_wait() (it delivers). A waiter that finds nothing
-	 * delivered collects DONE cells itself. The fence pairs with the one
-	 * in shoal_pool_wait(): a waiter that announced itself after our DONE
-	 * sees the cell, one before it is rung. */
+	/* The supervisor is needed only when this worker runs low (a quarter
+	 * of its cells or fewer still assigned: it refills them) or a thread
+	 * sleeps in shoal_pool_wait() (it delivers). A waiter that finds
+	 * nothing delivered collects DONE cells itself. The fence pairs with
+	 * the one in shoal_pool_wait(): a waiter that announced itself after
+	 * our DONE sees the cell, one before it is rung. */
 	atomic_thread_fence(memory_order_seq_cst);
-	ahead = cell_in(w->slot, &w->hdr, w->head + (w->hdr.depth - 1) / 2);
+	ahead = cell_in(w->slot, &w->hdr, w->head + (w->hdr.depth - 1) / 4);
 	if (atomic_load_explicit(&ahead->state, memory_order_relaxed) != CELL_ASSIGNED ||
 	    atomic_load_explicit(&h->res_waiting, memory_order_relaxed))
 		ring_supervisor(h);
