@@ -375,6 +375,14 @@ class _One:
 
 
 _GONE = (True, ())  # a result already handed to the caller
+# After a batch of fewer results than _SMALL_BATCH, with more still due,
+# the results thread naps _NAP seconds before it takes the next: results
+# that trickle in (two workers finish one every few microseconds) are then
+# taken a batch at a time, not two or three per wake-up, where each batch's
+# own cost (the call, the locks, waking the caller) would be paid again
+# and again. A result may come that much later, never when it is the only
+# one due.
+_SMALL_BATCH, _NAP = 16, 0.0001
 # A map's results up to this size are unpickled by its caller (a copy of
 # their bytes costs less than it saves); larger ones by the results thread.
 _PICKLED_MAX = 4096
@@ -1098,4 +1106,7 @@ def _collect_loop(ref, ptr, stopping):
         if len(buf) > 1 << 20:
             buf = ctypes.create_string_buffer(1 << 20)  # a huge result's was
         pool._check_config()
+        more = n < _SMALL_BATCH and pool._pending > 0
         del pool, run, handed
+        if more:
+            time.sleep(_NAP)
