@@ -1,7 +1,7 @@
 """Pool benchmarks, each beside its peer in the same run:
 tiny_tasks, recycle_ms (the Python side), memory_after_recycle.
 
-    python3 pool_bench.py tiny [tasks] [chunksize]   (median of 5 runs each)
+    python3 pool_bench.py tiny [tasks] [chunksize]   (median of 8 rounds each)
     python3 pool_bench.py recycle [tasks]
     python3 pool_bench.py memory
 """
@@ -39,32 +39,46 @@ def rate(fn, n, runs=3):
     return sorted(rates)[len(rates) // 2]
 
 
-def tiny(n=100000, chunksize=1, workers=2, rounds=5):
-    """shoal and multiprocessing.Pool take turns (ABBA), both pools up, so
-    a change in the machine's load touches both alike: the median of five
-    runs each. ProcessPoolExecutor runs at most 20000 of them: it is ten times slower,
+def tiny(n=100000, chunksize=1, workers=2, rounds=8):
+    """shoal and multiprocessing.Pool take turns (ABBA), each round with
+    pools of its own: on this machine a pool's rate varies from one
+    instance to the next by more than from one map to the next, so each
+    round starts both afresh and no one instance decides the result. Each pool runs the map once untimed
+    (its first such map is slower, for both), then once timed; the median
+    of the rounds for each.
+    ProcessPoolExecutor runs at most 20000 tasks: it is ten times slower,
     and a rate needs no more."""
     items = list(range(n))
     few = items[:20000]
-    with shoal.Pool(workers) as sp, multiprocessing.get_context("fork").Pool(workers) as mpp:
-        list(sp.map(ident, range(100)))  # warm
-        mpp.map(ident, range(100))
-        runs = {"ours": [], "mp": []}
-        run = {"ours": lambda: list(sp.map(ident, items, chunksize=chunksize)),
-               "mp": lambda: mpp.map(ident, items, chunksize=chunksize)}
-        for i in range(rounds):
-            for k in ("ours", "mp") if i % 2 == 0 else ("mp", "ours"):
-                runs[k].append(rate(run[k], n, 1))
-    ours, mp = (statistics.median(runs[k]) for k in ("ours", "mp"))
+
+    def ours():
+        with shoal.Pool(workers) as p:
+            run = lambda: list(p.map(ident, items, chunksize=chunksize))  # noqa: E731
+            run()  # warm: a pool's first map of this size runs slower
+            return rate(run, n, 1)
+
+    def mp():
+        with multiprocessing.get_context("fork").Pool(workers) as p:
+            run = lambda: p.map(ident, items, chunksize=chunksize)  # noqa: E731
+            run()
+            return rate(run, n, 1)
+
+    runs = {ours: [], mp: []}
+    for i in range(rounds):
+        for f in (ours, mp) if i % 2 == 0 else (mp, ours):
+            runs[f].append(f())
+    ours_rate, mp_rate = (statistics.median(runs[f]) for f in (ours, mp))
     with concurrent.futures.ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("fork")) as p:
         list(p.map(ident, range(100)))
         ppe = rate(lambda: list(p.map(ident, few, chunksize=chunksize)), len(few))
-    print(json.dumps({"name": "pool.tiny_tasks", "value": round(ours), "unit": "tasks/s",
-                      "peers": {"mp_pool": round(mp), "process_pool_executor": round(ppe),
-                                "ratio_mp_pool": round(ours / mp, 2),
-                                "ratio_process_pool_executor": round(ours / ppe, 2),
-                                "chunksize": chunksize, "workers": workers}}))
+    print(json.dumps({"name": "pool.tiny_tasks", "value": round(ours_rate), "unit": "tasks/s",
+                      "peers": {"mp_pool": round(mp_rate), "process_pool_executor": round(ppe),
+                                "ratio_mp_pool": round(ours_rate / mp_rate, 2),
+                                "ratio_process_pool_executor": round(ours_rate / ppe, 2),
+                                "chunksize": chunksize, "workers": workers,
+                                "rounds": {"ours": [round(r) for r in runs[ours]],
+                                           "mp_pool": [round(r) for r in runs[mp]]}}}))
 
 
 def recycle(n=300):
