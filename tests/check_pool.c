@@ -466,6 +466,47 @@ START_TEST(submit_many)
 }
 END_TEST
 
+/* A large task whose segment cannot be made fails the whole submission:
+ * none is queued, and the segment made for an earlier large task of the
+ * same call is removed. */
+START_TEST(submit_many_spill_fails)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p;
+	struct shoal_segment *taken;
+	struct shoal_pool_info info;
+	char name[200], pfx[200], data[3 * 300];
+	size_t lens[3] = { 300, 300, 300 };
+	uint64_t first = 0;
+
+	c.inline_bytes = 64;
+	p = make(&c);
+	memset(data, 'x', sizeof(data));
+	/* Ids start at 1: the third task would be id 3. */
+	snprintf(name, sizeof(name), "%s.a3", shoal_pool_name(p));
+	ck_assert_int_eq(shoal_segment_create(name, 16, NULL, &taken), 0);
+	ck_assert_int_eq(shoal_pool_submit_many(p, data, lens, 3, &first), -EEXIST);
+	ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+	ck_assert_uint_eq(info.pending + info.running + info.completed, 0);
+	snprintf(pfx, sizeof(pfx), "shoal.%s.a", shoal_pool_name(p));
+	ck_assert_int_eq(count_shm(pfx), 1); /* the one taken, only */
+	shoal_segment_close(taken);
+	ck_assert_int_eq(shoal_unlink(name), 0);
+	/* The ids were not used: the next call gets them. */
+	ck_assert_int_eq(shoal_pool_submit_many(p, data, lens, 3, &first), 0);
+	ck_assert_uint_eq(first, 1);
+	for (int i = 0; i < 3; i++) {
+		struct shoal_pool_result r = one(p);
+
+		ck_assert_int_eq(r.err, 0);
+		ck_assert_str_eq(text(&r), "300:36000"); /* 300 'x' */
+		shoal_pool_result_free(&r);
+	}
+	ck_assert_int_eq(count_shm(pfx), 0);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
 START_TEST(large_tasks_and_results)
 {
 	struct shoal_pool_config c = conf(1);
@@ -1584,6 +1625,7 @@ static Suite *suite(void)
 	} while (0)
 	ADD(runs_tasks);
 	ADD(submit_many);
+	ADD(submit_many_spill_fails);
 	ADD(large_tasks_and_results);
 	ADD(max_tasks_recycles);
 	ADD(max_age_recycles);
