@@ -44,8 +44,9 @@ def tiny(n=100000, chunksize=1, workers=2, rounds=8):
     pools of its own: on this machine a pool's rate varies from one
     instance to the next by more than from one map to the next, so each
     round starts both afresh and no one instance decides the result. Each
-    pool runs the map once untimed (its first such map is slower, for
-    both), then once timed; the median of the rounds for each.
+    pool runs the map once untimed (a pool's first map of that size is
+    slower: shoal's in every instance measured, the peer's in most), then
+    once timed; the median of the rounds for each.
     ProcessPoolExecutor runs at most 20000 tasks: it is ten times slower,
     and a rate needs no more."""
     items = list(range(n))
