@@ -254,6 +254,44 @@ def test_a_result_that_cannot_be_unpickled_fails_at_its_item():
         assert list(p.map(sq, range(3))) == [0, 1, 4]
 
 
+def lock_over_1(x):
+    return x if x < 2 else threading.Lock()
+
+
+def raise_lock(x):
+    raise ValueError(threading.Lock())
+
+
+def test_a_result_that_cannot_be_pickled_fails_its_task():
+    # In the worker: the task fails with a RuntimeError saying why, the
+    # worker goes on. The same for an exception that cannot be pickled.
+    with shoal.Pool(1) as p:
+        with pytest.raises(RuntimeError, match="result could not be pickled"):
+            p.submit(lock_over_1, 5).result(timeout=10)
+        it = p.map(lock_over_1, [0, 1, 2, 3], chunksize=2)
+        assert [next(it), next(it)] == [0, 1]
+        with pytest.raises(RuntimeError, match="result could not be pickled"):
+            next(it)
+        with pytest.raises(RuntimeError, match="result could not be pickled"):
+            p.submit(raise_lock, 1).result(timeout=10)
+        assert list(p.map(sq, range(3), chunksize=2)) == [0, 1, 4]
+        assert p.info()["lost"] == 0
+
+
+def test_stop_iteration_in_a_chunk_fails_its_task():
+    # map() in the worker would take it for the end of the chunk: the
+    # shortfall is seen, and the task fails, as a generator's would.
+    with shoal.Pool(1) as p:
+        its = [iter([1]), iter([2]), iter([]), iter([4])]
+        it = p.map(next, its, chunksize=4)
+        with pytest.raises(RuntimeError, match=r"next raised StopIteration \(call 3 of the 4"):
+            next(it)
+        with pytest.raises(RuntimeError, match=r"next raised StopIteration \(call 2 of the 2"):
+            p.starmap(next, [(iter([1]),), (iter([]),)], chunksize=2)
+        # Values and a None among them are no shortfall.
+        assert list(p.map(next, [iter([None]), iter([0])], chunksize=2)) == [None, 0]
+
+
 def test_large_arguments_and_results_spill():
     with shoal.Pool(1, inline_bytes=1024) as p:
         assert p.submit(big, 3 * MiB).result(timeout=10) == b"x" * (3 * MiB)

@@ -8,9 +8,10 @@ tasks from the ledger with shoal_pool_worker_step(), a futex wait that
 releases the GIL.
 
 A task is a chunk of calls (its bytes are described above _HDR); its
-result a pickled ``(True, (values...))`` or ``(False, exception)`` with the
-remote traceback attached as ``__cause__``. Tasks and results larger than
-the ledger's inline space travel through a shoal segment.
+result the pickled tuple of its values, or, with the error code _RAISED,
+the pickled exception with the remote traceback attached as ``__cause__``.
+Tasks and results larger than the ledger's inline space travel through a
+shoal segment.
 """
 import array
 import atexit
@@ -109,6 +110,9 @@ _wtrimmed = declare("shoal_pool_worker_trimmed", ctypes.c_int, _vp)
 _wclose = declare("shoal_pool_worker_close", None, _vp, check=False)
 
 _TASK, _TRIM = 1, 2
+# The error code a Python worker gives a task that raised: its result bytes
+# are then the pickled exception, not the pickled values.
+_RAISED = 1
 
 
 def _signal_name(sig):
@@ -216,12 +220,19 @@ def _function(data):
     return pre, fn, kind
 
 
-def _dumps(out):
-    try:
-        return pickle.dumps(out, pickle.HIGHEST_PROTOCOL)
-    except Exception as e:
-        return pickle.dumps((False, _ExceptionWithTraceback(
-            RuntimeError(f"result could not be pickled: {e!r}"))), pickle.HIGHEST_PROTOCOL)
+def _unpicklable(e):
+    """The pickled exception of a task whose result could not be pickled."""
+    return pickle.dumps(_ExceptionWithTraceback(RuntimeError(f"result could not be pickled: {e!r}")),
+                        pickle.HIGHEST_PROTOCOL)
+
+
+def _short(fn, calls, values):
+    """The exception of a task whose fn raised StopIteration, which map()
+    took for the end of its calls. Its own traceback is gone; like a
+    generator (PEP 479), the task fails with a RuntimeError."""
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    return RuntimeError(f"{name} raised StopIteration (call {len(values) + 1} of the "
+                        f"{len(calls)} in its task)")
 
 
 def _worker_main(ledger, slot, gen, initializer, initargs, inline):
@@ -246,14 +257,18 @@ def _worker_main(ledger, slot, gen, initializer, initargs, inline):
     step, string_at, tref = _wstep, ctypes.string_at, ctypes.byref(task)
     size_t, forever = ctypes.c_size_t, ctypes.c_int64(-1)
     loads, dumps, proto = pickle.loads, pickle.dumps, pickle.HIGHEST_PROTOCOL
-    out = b""
+    starmap = itertools.starmap
+    out, err = b"", 0
     # Cell address -> a view of its bytes. The cells stay where they are
     # while the worker lives; a larger task's copy does not (string_at).
     cells, cell_type = {}, ctypes.c_char * inline
     try:
         while True:
             # One call hands back the last result and takes the next task.
-            rc = step(w, 0, out, size_t(len(out)), forever, tref)
+            # A length as a plain int (the call has no argtypes: a C int,
+            # widened) saves making a c_size_t, when it fits.
+            n = len(out)
+            rc = step(w, err, out, n if n <= 0x7fffffff else size_t(n), forever, tref)
             if rc == _TASK:
                 at, n = task.data, task.len
                 if n <= inline:
@@ -263,39 +278,45 @@ def _worker_main(ledger, slot, gen, initializer, initargs, inline):
                     if data is None:
                         data = cells[at] = memoryview(cell_type.from_address(at)).cast("B")
                 else:
-                    data = string_at(at, n)
+                    data = memoryview(string_at(at, n))
                 try:
                     pre, fn, kind = _last
-                    if not (pre and data[:len(pre)] == pre):
+                    # As bytes: comparing the memoryview itself costs twice.
+                    if not (pre and data[:len(pre)].tobytes() == pre):
                         pre, fn, kind = _function(data[:n])
                     calls = loads(data[len(pre):n])
                     # The values go back in a tuple, not a list: in the
                     # parent, the garbage collector stops tracking a tuple
                     # of atoms (numbers, strings) the first time it sees
                     # it, where a list is walked by every collection while
-                    # the caller has not taken it yet.
+                    # the caller has not taken it yet. map() and starmap()
+                    # end quietly at a StopIteration that fn raises: a
+                    # result shorter than its calls says so (_short).
                     if kind == _ONE:
-                        # Not map(): it would end quietly at a
-                        # StopIteration raised by fn. One call (chunksize
-                        # 1) needs no comprehension, a function of its own.
+                        # One call (chunksize 1) needs no map().
                         if len(calls) == 1:
-                            res = (True, (fn(calls[0]),))
+                            res = (fn(calls[0]),)
                         else:
-                            res = (True, tuple([fn(a) for a in calls]))
+                            res = tuple(map(fn, calls))
+                            if len(res) != len(calls):
+                                raise _short(fn, calls, res)
                     else:
                         calls, kwargs = calls
                         if kwargs is None:
-                            res = (True, tuple([fn(*a) for a in calls]))
+                            res = tuple(starmap(fn, calls))
+                            if len(res) != len(calls):
+                                raise _short(fn, calls, res)
                         else:
-                            res = (True, tuple([fn(*a, **kwargs) for a in calls]))
+                            res = tuple([fn(*a, **kwargs) for a in calls])
+                    err = 0
                 except BaseException as e:  # noqa: B902 - it all goes back
-                    res = (False, _ExceptionWithTraceback(e))
+                    res, err = _ExceptionWithTraceback(e), _RAISED
                 try:
                     out = dumps(res, proto)
-                except Exception:
-                    out = _dumps(res)
+                except Exception as e:
+                    out, err = _unpicklable(e), _RAISED
             elif rc == _TRIM:
-                out = b""
+                out, err = b"", 0
                 gc.collect()
                 _wtrimmed(w)
             else:
@@ -375,6 +396,14 @@ class _One:
 
 
 _GONE = (True, ())  # a result already handed to the caller
+
+
+def _value(res):
+    """The values of a result (ok, value), or its exception raised."""
+    ok, value = res
+    if not ok:
+        raise value
+    return value
 # After a batch of fewer results than _SMALL_BATCH, with more still due,
 # the results thread naps _NAP seconds before it takes the next: results
 # that trickle in (two workers finish one every few microseconds) are then
@@ -468,8 +497,8 @@ class _Calls:
         """The results in order, each task's values one by one."""
         return _Results(self._in_order(end))
 
-    # A result in out is (ok, value), or, if small, still pickled: the
-    # caller's thread unpickles it (_collect_loop says why).
+    # A result in out is (ok, value), or, if small, its values still
+    # pickled: the caller's thread unpickles them (_collect_loop says why).
 
     def _in_order(self, end):
         out, loads = self.out, pickle.loads
@@ -478,10 +507,7 @@ class _Calls:
                 if out[i] is None:
                     self._wait(lambda: out[i] is not None, end)
                 res, out[i] = out[i], _GONE
-                ok, value = loads(res) if type(res) is bytes else res
-                if not ok:
-                    raise value
-                yield value
+                yield loads(res) if type(res) is bytes else _value(res)
         finally:
             self._drop()
 
@@ -497,10 +523,7 @@ class _Calls:
                     self._wait(lambda: order, None)
                 i = order.popleft()
                 res, out[i] = out[i], _GONE
-                ok, value = loads(res) if type(res) is bytes else res
-                if not ok:
-                    raise value
-                yield value
+                yield loads(res) if type(res) is bytes else _value(res)
         finally:
             self._drop()
 
@@ -1076,17 +1099,18 @@ def _collect_loop(ref, ptr, stopping):
                     continue
                 lo, hi, out, shift, order, k = run.first, run.end, run.out, run.shift, run.order, 0
             k += 1
-            if err:
-                res = (False, _failure(err, sig, attempts, priv, pool))
-            elif out is not None and ln <= _PICKLED_MAX:
+            if not err and out is not None and ln <= _PICKLED_MAX:
                 # Left pickled for the caller: the objects are then made
                 # on its core, where they are used at once, not made here
                 # to be freed there (0.8 us per result of ten values here,
                 # against 0.4 with this copy; the caller barely notices).
                 res = bytes(data[off:end])
+            elif err and err != _RAISED:
+                res = (False, _failure(err, sig, attempts, priv, pool))
             else:
+                # The worker's values, or with _RAISED its exception.
                 try:
-                    res = loads(data[off:end])  # the worker's (ok, value)
+                    res = (not err, loads(data[off:end]))
                 except BaseException as e:  # noqa: B902
                     res = (False, e)
             if out is None:
