@@ -1139,7 +1139,7 @@ enum shoal_pool_reason {
  * @check_ns: how often busy workers' memory is read; default 20 ms.
  * @inline_bytes: task and result bytes that travel inside the ledger;
  *         larger ones go through a shoal segment. Default 4096.
- * @depth: tasks handed to one worker ahead of time, 1..64; default 2.
+ * @depth: tasks handed to one worker ahead of time, 1..256; default 2.
  * @fn: what C workers run (with the built-in fork spawner).
  * @fn_arg: passed to @fn.
  * @spawn: start workers another way (NULL: fork, run @fn).

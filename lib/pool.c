@@ -64,7 +64,7 @@
 /* ---- the ledger ---------------------------------------------------------- */
 
 #define POOL_MAX_WORKERS 256u
-#define POOL_MAX_DEPTH 64u
+#define POOL_MAX_DEPTH 256u
 #define POOL_NAME_MAX 150 /* room for ".r<id>.<attempt>" spill names */
 
 enum cell_state {

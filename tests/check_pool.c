@@ -1022,7 +1022,7 @@ START_TEST(errors)
 	c.max_tasks_jitter = 101;
 	ck_assert_int_eq(shoal_pool_create(&c, &p), -EINVAL);
 	c = conf(1);
-	c.depth = 65;
+	c.depth = 257;
 	ck_assert_int_eq(shoal_pool_create(&c, &p), -EINVAL);
 	c = conf(1);
 	c.name = "a/b";

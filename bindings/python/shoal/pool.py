@@ -613,7 +613,7 @@ class Pool(concurrent.futures.Executor):
 
     Pickled tasks and results up to ``inline_bytes`` travel inside the
     shared ledger, larger ones through a shoal segment. ``prefetch`` tasks
-    (at most 64, the default) are handed to each worker ahead of time,
+    (at most 256; 128 by default) are handed to each worker ahead of time,
     which makes tiny tasks fast; a worker left with nothing takes back the
     tasks others have not started, so none wait behind a long one.
     ``chunksize`` in map() puts several calls in one task, as with
@@ -623,7 +623,7 @@ class Pool(concurrent.futures.Executor):
     def __init__(self, workers=None, *, initializer=None, initargs=(), max_tasks=None,
                  max_tasks_jitter=10, max_private_memory=None, hard_memory_limit=None,
                  max_age=None, max_attempts=3, start_method="fork", grace=1.0,
-                 check_interval=0.02, inline_bytes=16384, prefetch=64):
+                 check_interval=0.02, inline_bytes=8192, prefetch=128):
         if workers is None:
             workers = os.cpu_count() or 1
         if not 1 <= workers <= 256:
