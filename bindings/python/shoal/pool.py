@@ -404,6 +404,8 @@ def _value(res):
     if not ok:
         raise value
     return value
+
+
 # After a batch of fewer results than _SMALL_BATCH, with more still due,
 # the results thread naps _NAP seconds before it takes the next: results
 # that trickle in (two workers finish one every few microseconds) are then
