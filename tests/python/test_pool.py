@@ -180,6 +180,18 @@ def test_executor_interface():
         assert p.info()["lost"] == 0
 
 
+def test_chunks_cut_right_at_every_length():
+    # Chunks are cut by zip(), a short last one on its own: nothing is lost
+    # or repeated, over one iterable or several, at any length.
+    with shoal.Pool(2) as p:
+        for n in (0, 1, 3, 9, 10, 11, 25, 300):
+            for cs in (1, 4, 10, 64):
+                assert list(p.map(sq, range(n), chunksize=cs)) == [x * x for x in range(n)]
+                assert list(p.map(add, range(n), range(n), chunksize=cs)) == [2 * x for x in range(n)]
+        # Past the first batch (128 tasks), with a short last chunk.
+        assert list(p.map(sq, range(1303), chunksize=3)) == [x * x for x in range(1303)]
+
+
 def test_exception_comes_back_with_traceback():
     with shoal.Pool(1) as p:
         with pytest.raises(ValueError, match="bad 3") as ei:
