@@ -67,8 +67,11 @@ class _Result(ctypes.Structure):
 
 
 # struct shoal_pool_result as bytes, to read a batch of them at once.
-_ROW = struct.Struct("QiiI4xQPN")
-assert _ROW.size == ctypes.sizeof(_Result)
+# A batch of _Result rows read as 64-bit words: the id, the word holding
+# err and signal (zero when both are), and the length, a column each.
+_WORDS = ctypes.sizeof(_Result) // 8
+assert (_Result.id.offset, _Result.err.offset, _Result.signal.offset, _Result.len.offset,
+        ctypes.sizeof(_Result) % 8) == (0, 8, 12, 40, 0)
 
 
 class _Stats(ctypes.Structure):
@@ -1084,13 +1087,20 @@ def _collect_loop(ref, ptr, stopping):
             del pool
             continue
         # The rows, and the bytes they point to one after another in buf,
-        # read without a call per result; a result goes straight into its
-        # map()'s list. A run is settled only once its results are all
-        # handed over: should this fail midway, _end_waiting() still sees
-        # the rest.
+        # read without a call per result: their columns as lists, the bytes
+        # of a batch of small results as one bytes object that each is cut
+        # from (0.14 against 0.25 us a result, micro-measured, against a
+        # struct row and a memoryview slice each). A result goes straight
+        # into its map()'s list. A run is settled only once its results
+        # are all handed over: should this fail midway, _end_waiting()
+        # still sees the rest.
+        words = rows[:n * _WORDS * 8].cast("Q")
+        ids, lens = words[0::_WORDS].tolist(), words[5::_WORDS].tolist()
         data, off, lock, handed = memoryview(buf).cast("B"), 0, pool._lock, {}
+        small = max(lens, default=0) <= _PICKLED_MAX
+        src = data[:sum(lens)].tobytes() if small else data
         run, lo, hi, k = None, 0, 0, 0
-        for tid, err, sig, attempts, priv, _, ln in _ROW.iter_unpack(rows[:n * _ROW.size]):
+        for tid, failed, ln in zip(ids, words[1::_WORDS].tolist(), lens):
             end = off + ln
             if not lo <= tid < hi:
                 if run is not None:
@@ -1103,20 +1113,22 @@ def _collect_loop(ref, ptr, stopping):
                     continue
                 lo, hi, out, shift, order, k = run.first, run.end, run.out, run.shift, run.order, 0
             k += 1
-            if not err and out is not None and ln <= _PICKLED_MAX:
+            if not failed and out is not None and ln <= _PICKLED_MAX:
                 # Left pickled for the caller: the objects are then made
                 # on its core, where they are used at once, not made here
                 # to be freed there (0.8 us per result of ten values here,
                 # against 0.4 with this copy; the caller barely notices).
-                res = bytes(data[off:end])
-            elif err and err != _RAISED:
-                res = (False, _failure(err, sig, attempts, priv, pool))
+                res = src[off:end] if small else bytes(data[off:end])
             else:
-                # The worker's values, or with _RAISED its exception.
-                try:
-                    res = (not err, loads(data[off:end]))
-                except BaseException as e:  # noqa: B902
-                    res = (False, e)
+                r = results[ids.index(tid)]
+                if r.err and r.err != _RAISED:
+                    res = (False, _failure(r.err, r.signal, r.attempts, r.last_private, pool))
+                else:
+                    # The worker's values, or with _RAISED its exception.
+                    try:
+                        res = (not r.err, loads(data[off:end]))
+                    except BaseException as e:  # noqa: B902
+                        res = (False, e)
             if out is None:
                 run.target.put(tid, res)
             else:
