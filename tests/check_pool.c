@@ -507,6 +507,61 @@ START_TEST(submit_many_spill_fails)
 }
 END_TEST
 
+#if !defined(__SANITIZE_ADDRESS__)
+/*
+ * Out of memory while copying a submission's tasks: -ENOMEM, nothing queued,
+ * what was copied freed, the ids left for the next call. The address space
+ * is capped for the one call; ASan's allocator lives in a reservation made
+ * at start-up, which such a cap does not reach, so this runs without it.
+ */
+START_TEST(submit_many_out_of_memory)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p;
+	struct shoal_pool_info info;
+	struct shoal_pool_result r;
+	struct rlimit saved, capped;
+	size_t n = 512, len = MiB, *lens = malloc(n * sizeof(*lens));
+	unsigned long pages = 0;
+	uint64_t first = 0;
+	char *data;
+	FILE *f;
+	int rc;
+
+	c.inline_bytes = MiB;
+	p = make(&c);
+	for (size_t i = 0; i < n; i++)
+		lens[i] = len;
+	/* 512 MiB of tasks, never touched here (the zero page is read). */
+	data = mmap(NULL, n * len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ck_assert_ptr_ne(data, MAP_FAILED);
+	f = fopen("/proc/self/statm", "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%lu", &pages), 1);
+	fclose(f);
+	getrlimit(RLIMIT_AS, &saved);
+	capped = saved;
+	capped.rlim_cur = pages * (rlim_t)sysconf(_SC_PAGESIZE) + 64 * MiB;
+	ck_assert_int_eq(setrlimit(RLIMIT_AS, &capped), 0);
+	rc = shoal_pool_submit_many(p, data, lens, n, &first);
+	setrlimit(RLIMIT_AS, &saved);
+	ck_assert_int_eq(rc, -ENOMEM);
+	ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+	ck_assert_uint_eq(info.pending + info.running + info.completed, 0);
+	/* The ids were not used, and the pool goes on. */
+	ck_assert_int_eq(shoal_pool_submit(p, "sq 12", 5, &first), 0);
+	ck_assert_uint_eq(first, 1);
+	r = one(p);
+	ck_assert_int_eq(r.err, 0);
+	ck_assert_str_eq(text(&r), "144");
+	shoal_pool_result_free(&r);
+	munmap(data, n * len);
+	free(lens);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+#endif
+
 START_TEST(large_tasks_and_results)
 {
 	struct shoal_pool_config c = conf(1);
@@ -1626,6 +1681,9 @@ static Suite *suite(void)
 	ADD(runs_tasks);
 	ADD(submit_many);
 	ADD(submit_many_spill_fails);
+#if !defined(__SANITIZE_ADDRESS__)
+	ADD(submit_many_out_of_memory);
+#endif
 	ADD(large_tasks_and_results);
 	ADD(max_tasks_recycles);
 	ADD(max_age_recycles);
