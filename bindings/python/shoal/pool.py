@@ -67,11 +67,14 @@ class _Result(ctypes.Structure):
 
 
 # struct shoal_pool_result as bytes, to read a batch of them at once.
-# A batch of _Result rows read as 64-bit words: the id, the word holding
-# err and signal (zero when both are), and the length, a column each.
+# A batch of _Result rows read as 64-bit words, _WORDS a row: the id, the
+# word holding err and signal (zero when both are), and the length, a
+# column each, at these words.
 _WORDS = ctypes.sizeof(_Result) // 8
+_W_ID, _W_FAILED, _W_LEN = 0, 1, 5
 assert (_Result.id.offset, _Result.err.offset, _Result.signal.offset, _Result.len.offset,
-        ctypes.sizeof(_Result) % 8) == (0, 8, 12, 40, 0)
+        ctypes.sizeof(_Result) % 8) == (8 * _W_ID, 8 * _W_FAILED, 8 * _W_FAILED + 4,
+                                        8 * _W_LEN, 0)
 
 
 class _Stats(ctypes.Structure):
@@ -1095,12 +1098,12 @@ def _collect_loop(ref, ptr, stopping):
         # are all handed over: should this fail midway, _end_waiting()
         # still sees the rest.
         words = rows[:n * _WORDS * 8].cast("Q")
-        ids, lens = words[0::_WORDS].tolist(), words[5::_WORDS].tolist()
+        ids, lens = words[_W_ID::_WORDS].tolist(), words[_W_LEN::_WORDS].tolist()
         data, off, lock, handed = memoryview(buf).cast("B"), 0, pool._lock, {}
         small = max(lens, default=0) <= _PICKLED_MAX
         src = data[:sum(lens)].tobytes() if small else data
         run, lo, hi, k = None, 0, 0, 0
-        for tid, failed, ln in zip(ids, words[1::_WORDS].tolist(), lens):
+        for tid, failed, ln in zip(ids, words[_W_FAILED::_WORDS].tolist(), lens):
             end = off + ln
             if not lo <= tid < hi:
                 if run is not None:
