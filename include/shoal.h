@@ -1249,7 +1249,7 @@ struct shoal_pool_info {
  * @cfg->workers workers. Thread-safe.
  *
  * Return: 0; -EINVAL for a NULL argument, workers outside 1..256, jitter
- * over 100, depth over 64, no @fn and no @spawn, or @spawn without @reap;
+ * over 100, depth over 256, no @fn and no @spawn, or @spawn without @reap;
  * -EEXIST if @cfg->name is taken; the errors of shoal_segment_create();
  * -EAGAIN or -ENOMEM if a thread could not be started.
  */
