@@ -66,10 +66,9 @@ class _Result(ctypes.Structure):
                 ("len", ctypes.c_size_t)]
 
 
-# struct shoal_pool_result as bytes, to read a batch of them at once.
-# A batch of _Result rows read as 64-bit words, _WORDS a row: the id, the
-# word holding err and signal (zero when both are), and the length, a
-# column each, at these words.
+# A batch of struct shoal_pool_result rows read at once, as 64-bit words,
+# _WORDS a row: the id, the word holding err and signal (zero when both
+# are), and the length, a column each, at these words.
 _WORDS = ctypes.sizeof(_Result) // 8
 _W_ID, _W_FAILED, _W_LEN = 0, 1, 5
 assert (_Result.id.offset, _Result.err.offset, _Result.signal.offset, _Result.len.offset,
@@ -108,8 +107,9 @@ _destroy = declare("shoal_pool_destroy", ctypes.c_int, _vp, check=False)
 _wopen = declare("shoal_pool_worker_open", ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32, _u64,
                  ctypes.POINTER(_vp))
 # Called once per task: without argtypes, its arguments already of their C
-# types (c_void_p, int, bytes, c_size_t, c_int64, byref(_Task)), as
-# ctypes' conversion of each argument costs more than the call.
+# types (c_void_p, int, bytes, an int or c_size_t for the length, c_int64,
+# byref(_Task)), as ctypes' conversion of each argument costs more than
+# the call.
 _wstep = _lib.lib["shoal_pool_worker_step"]
 _wstep.restype = ctypes.c_int
 _wtrimmed = declare("shoal_pool_worker_trimmed", ctypes.c_int, _vp)
@@ -1123,6 +1123,7 @@ def _collect_loop(ref, ptr, stopping):
                 # against 0.4 with this copy; the caller barely notices).
                 res = src[off:end] if small else bytes(data[off:end])
             else:
+                # Rare (an error, a large result, a Future's): the row whole.
                 r = results[ids.index(tid)]
                 if r.err and r.err != _RAISED:
                     res = (False, _failure(r.err, r.signal, r.attempts, r.last_private, pool))
