@@ -380,8 +380,11 @@ START_TEST(corrupt_headers)
 	ck_assert_int_eq(open_planted(b, len), -EBADMSG);
 	FRESH(); KH(b)->ndim = UINT32_MAX;
 	ck_assert_int_eq(open_planted(b, len), -EBADMSG);
-	FRESH(); KH(b)->flags = 1;
+	FRESH(); KH(b)->layout = SHOAL__ARRAY_LAYOUT + 1;
 	ck_assert_int_eq(open_planted(b, len), -EBADMSG);
+	/* The first layout (a glibc mutex for a lock): refused, never locked. */
+	FRESH(); KH(b)->layout = 0;
+	ck_assert_int_eq(open_planted(b, len), -EPROTO);
 	/* Shapes that lie about the size. */
 	FRESH(); KH(b)->shape[0] = 1000; KH(b)->nbytes = 16000; KH(b)->strides[0] = 16;
 	ck_assert_int_eq(open_planted(b, len), -EBADMSG);   /* more than the data */
@@ -405,9 +408,9 @@ START_TEST(corrupt_headers)
 	ck_assert_int_eq(open_planted(b, len), -EBADMSG);   /* too small a kind header */
 	FRESH(); ((struct shoal__hdr *)b)->data_size = 4;
 	ck_assert_int_eq(open_planted(b, len), -EBADMSG);   /* data smaller than nbytes */
-	/* A lock that is not a lock: an error, not a hang or a crash. */
+	/* Lock bytes that name no process: the lock is taken over. */
 	FRESH(); memset(&KH(b)->lock, 0xff, sizeof(KH(b)->lock));
-	ck_assert_int_lt(open_planted(b, len), 0);
+	ck_assert_int_eq(open_planted(b, len), 0);
 	free(b);
 	free(good);
 #undef FRESH
