@@ -961,13 +961,104 @@ SHOAL_API int shoal_array_holders(const struct shoal_array *a, struct shoal_arra
 
 /* ---- reaping --------------------------------------------------------- */
 
-/* The generations of the queues in /dev/shm now (low 60 bits). */
+/*
+ * One walk of shoal_reap(). Queue holders are judged in two phases so the
+ * walk stays linear in objects (once it rescanned /dev/shm for every array
+ * a queue held: 2000 handles in one queue took 55 s):
+ *   1. every array is visited once; process holders are judged there, and
+ *      the queue keys on its lines are noted (@seen) with the array's name
+ *      (@revisit), nothing dropped;
+ *   2. after the walk, the queues in /dev/shm are scanned once (@queues);
+ *   3. a noted key whose queue is not in that scan is gone for good: its
+ *      line was seen (phase 1) while the queue existed, since a queue exists
+ *      before it can hold anything, and a generation never comes back. The
+ *      noted arrays are visited again and lose the lines of gone keys.
+ * Lookups are binary searches in sorted arrays.
+ */
 struct gens {
 	uint64_t *v;
 	size_t n, cap;
-	bool scanned;
-	bool uncertain; /* some queue could not be looked at */
 };
+
+/* Liveness answers of one walk, by process key: many arrays share their
+ * holders, and each answer is a read of /proc. Dead is forever; an answer
+ * "alive" that went stale during the walk only keeps a line one walk longer. */
+#define WALK_LIVE_SLOTS 1024u
+
+struct walk {
+	uint64_t live_key[WALK_LIVE_SLOTS]; /* 0: empty slot */
+	bool live[WALK_LIVE_SLOTS];
+	struct gens queues;     /* phase 2: generations of the queues (low 60 bits) */
+	struct gens seen;       /* phase 1: queue keys on ledger lines; phase 3: the gone ones */
+	char *revisit;          /* phase 1: names of arrays with queue lines, NUL-separated */
+	size_t rlen, rcap;
+	bool final;             /* phase 3 */
+	bool uncertain;         /* a queue could not be looked at, or no memory: drop no queue line */
+};
+
+static void gens_add(struct walk *w, struct gens *g, uint64_t v)
+{
+	if (g->n == g->cap) {
+		size_t ncap = g->cap ? g->cap * 2 : 64;
+		uint64_t *nv = realloc(g->v, ncap * sizeof(*nv));
+
+		if (!nv) {
+			w->uncertain = true;
+			return;
+		}
+		g->v = nv;
+		g->cap = ncap;
+	}
+	g->v[g->n++] = v;
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Sort and drop duplicates. */
+static void gens_sort(struct gens *g)
+{
+	size_t j = 0;
+
+	if (g->n == 0)
+		return;
+	qsort(g->v, g->n, sizeof(g->v[0]), u64_cmp);
+	for (size_t i = 1; i < g->n; i++)
+		if (g->v[i] != g->v[j])
+			g->v[++j] = g->v[i];
+	g->n = j + 1;
+}
+
+static bool gens_has(const struct gens *g, uint64_t v)
+{
+	return g->n && bsearch(&v, g->v, g->n, sizeof(v), u64_cmp) != NULL;
+}
+
+static void revisit_add(struct walk *w, const char *name)
+{
+	size_t len = strlen(name) + 1;
+
+	if (w->rcap - w->rlen < len) {
+		size_t ncap = w->rcap ? w->rcap * 2 : 4096;
+		char *nr;
+
+		while (ncap - w->rlen < len)
+			ncap *= 2;
+		nr = realloc(w->revisit, ncap);
+		if (!nr) {
+			w->uncertain = true;
+			return;
+		}
+		w->revisit = nr;
+		w->rcap = ncap;
+	}
+	memcpy(w->revisit + w->rlen, name, len);
+	w->rlen += len;
+}
 
 /*
  * Call @fn on every "shoal.*" entry of /dev/shm (its file name) and add up
@@ -991,7 +1082,7 @@ static int each_object(int (*fn)(const char *file, void *arg), void *arg)
 /* each_object() callback: note the generation of every queue. */
 static int note_queue(const char *file, void *arg)
 {
-	struct gens *g = arg;
+	struct walk *w = arg;
 	const char *name = file + strlen(SHOAL_PREFIX);
 	struct shoal_segment *s;
 	int rc;
@@ -1005,77 +1096,62 @@ static int note_queue(const char *file, void *arg)
 		 * open. */
 		if (rc != -EPROTOTYPE && rc != -ENOENT && rc != -EBADMSG && rc != -EPROTO &&
 		    rc != -EACCES)
-			g->uncertain = true;
+			w->uncertain = true;
 		return 0;
 	}
-	if (g->n == g->cap) {
-		size_t ncap = g->cap ? g->cap * 2 : 16;
-		uint64_t *nv = realloc(g->v, ncap * sizeof(*nv));
-
-		if (!nv) {
-			shoal_segment_close(s);
-			g->uncertain = true;
-			return 0;
-		}
-		g->v = nv;
-		g->cap = ncap;
-	}
-	g->v[g->n++] = s->hdr.generation & SHOAL__HOLDER_ID_MASK;
+	gens_add(w, &w->queues, s->hdr.generation & SHOAL__HOLDER_ID_MASK);
 	shoal_segment_close(s);
 	return 0;
 }
 
-static void scan_queues(struct gens *g)
+static bool walk_alive(struct walk *w, uint64_t key)
 {
-	g->n = 0;
-	g->scanned = true;
-	if (each_object(note_queue, g) < 0)
-		g->uncertain = true;
+	uint32_t h = (uint32_t)((key * UINT64_C(0x9E3779B97F4A7C15)) >> 54) % WALK_LIVE_SLOTS;
+
+	for (uint32_t i = 0; i < 8; i++, h = (h + 1) % WALK_LIVE_SLOTS) {
+		if (w->live_key[h] == key)
+			return w->live[h];
+		if (w->live_key[h] == 0) {
+			w->live_key[h] = key;
+			return w->live[h] = holder_alive(key);
+		}
+	}
+	return holder_alive(key); /* a crowded neighbourhood: ask, do not keep */
 }
 
-static bool queue_exists(struct gens *g, uint64_t key)
+/* Drop the gone holders of array @name; 1 if it was freed here, 0 if not,
+ * -EPROTOTYPE if @name is not an array. */
+static int reap_array(const char *name, struct walk *w)
 {
-	if (!g->scanned)
-		scan_queues(g);
-	if (g->uncertain)
-		return true; /* only a certain absence drops a queue's references */
-	for (size_t i = 0; i < g->n; i++)
-		if (g->v[i] == (key & SHOAL__HOLDER_ID_MASK))
-			return true;
-	return false;
-}
-
-/* Drop the gone holders of array @name; 1 if it was freed here. */
-static int reap_array(const char *name)
-{
-	struct gens g = { 0 };
 	struct shoal_segment *s;
 	struct shoal_array a = { 0 };
-	bool freed = false;
+	bool freed = false, noted = false;
 	uint64_t freer, k;
 	int rc;
 
-	if (shoal__segment_open(name, SHOAL__KIND_ARRAY, sizeof(struct shoal__array_hdr), 0, &s) != 0)
-		return 0;
+	rc = shoal__segment_open(name, SHOAL__KIND_ARRAY, sizeof(struct shoal__array_hdr), 0, &s);
+	if (rc)
+		return rc == -EPROTOTYPE ? rc : 0;
 	if (array_check(&a, s) != 0 || ledger_lock_within(&a, REAP_TIMEOUT_NS, &freed) != 0) {
 		shoal_segment_close(s);
 		return 0;
 	}
 	for (uint32_t i = 0, n = lines(&a); i < n; i++) {
 		struct shoal__array_entry *e = &a.hdr->ledger[i];
-		bool gone;
+		bool gone = false;
 
 		if (!line_count(e, &k))
 			continue;
-		if (!(k & SHOAL__HOLDER_NONPROC))
-			gone = !holder_alive(k);
-		else if (((k & SHOAL__HOLDER_KIND_MASK) >> SHOAL__HOLDER_KIND_SHIFT) == SHOAL__HOLDER_QUEUE)
-			/* Scanned after the line was seen under the lock, and a
-			 * queue exists before it can hold anything: a queue that
-			 * is not found now is gone. */
-			gone = !queue_exists(&g, k);
-		else
-			gone = false; /* pins, and kinds of later versions */
+		if (!(k & SHOAL__HOLDER_NONPROC)) {
+			gone = !walk_alive(w, k);
+		} else if (((k & SHOAL__HOLDER_KIND_MASK) >> SHOAL__HOLDER_KIND_SHIFT) == SHOAL__HOLDER_QUEUE) {
+			if (w->final) {
+				gone = gens_has(&w->seen, k & SHOAL__HOLDER_ID_MASK);
+			} else {
+				gens_add(w, &w->seen, k & SHOAL__HOLDER_ID_MASK);
+				noted = true;
+			}
+		} /* else pins, and kinds of later versions: never reaped */
 		if (gone)
 			line_set(e, k, 0);
 	}
@@ -1090,9 +1166,35 @@ static int reap_array(const char *name)
 		}
 	}
 	rc = ledger_unlock(&a, freed);
-	free(g.v);
+	if (noted && !rc)
+		revisit_add(w, name);
 	shoal_segment_close(s);
 	return rc;
+}
+
+/* Phases 2 and 3 (see struct walk): how many arrays that freed. */
+static int reap_queue_holders(struct walk *w)
+{
+	struct gens *seen = &w->seen;
+	size_t j = 0;
+	int n = 0;
+
+	if (w->rlen == 0 || w->uncertain)
+		return 0;
+	if (each_object(note_queue, w) < 0 || w->uncertain)
+		return 0; /* only a certain absence drops a queue's references */
+	gens_sort(&w->queues);
+	gens_sort(seen);
+	for (size_t i = 0; i < seen->n; i++)
+		if (!gens_has(&w->queues, seen->v[i]))
+			seen->v[j++] = seen->v[i]; /* gone: stays sorted */
+	seen->n = j;
+	if (j == 0)
+		return 0;
+	w->final = true;
+	for (size_t off = 0; off < w->rlen; off += strlen(w->revisit + off) + 1)
+		n += reap_array(w->revisit + off, w) > 0;
+	return n;
 }
 
 /* A dead creator's "shoal..tmp.<pid>.<random>": 1 if removed. */
@@ -1195,18 +1297,31 @@ static int reap_pool(const char *name)
 static int reap_one(const char *file, void *arg)
 {
 	const char *name = file + strlen(SHOAL_PREFIX);
+	int rc;
 
-	(void)arg;
 	if (strncmp(file, SHOAL_PREFIX ".tmp.", strlen(SHOAL_PREFIX ".tmp.")) == 0)
 		return reap_tmp(file);
 	if (shoal__name_check(name) != 0)
 		return 0;
-	return reap_array(name) + reap_pool(name);
+	rc = reap_array(name, arg);
+	return rc == -EPROTOTYPE ? reap_pool(name) : rc;
 }
 
 SHOAL_API int shoal_reap(void)
 {
-	return each_object(reap_one, NULL);
+	struct walk *w = calloc(1, sizeof(*w));
+	int n;
+
+	if (!w)
+		return -ENOMEM;
+	n = each_object(reap_one, w);
+	if (n >= 0)
+		n += reap_queue_holders(w);
+	free(w->queues.v);
+	free(w->seen.v);
+	free(w->revisit);
+	free(w);
+	return n;
 }
 
 /* ---- arrays in queues ------------------------------------------------- */
@@ -1274,6 +1389,10 @@ SHOAL_API int shoal_queue_pop_array(struct shoal_queue *q, unsigned int flags, s
 	rc = shoal_queue_pop(q, handle, sizeof(handle) - 1, &len, timeout_ns);
 	if (rc)
 		return rc;
+	/* A NUL inside would make the attach below see only the part before
+	 * it: a different string from the one pushed. */
+	if (memchr(handle, '\0', len))
+		return -EINVAL;
 	handle[len] = '\0';
 	return shoal_queue_attach_array(q, handle, flags, out);
 }

@@ -1122,6 +1122,83 @@ START_TEST(consumer_dies_before_attach)
 }
 END_TEST
 
+/* A popped message that is a handle with a NUL byte after it (or inside)
+ * is refused, not attached as the part before the NUL: that would be a
+ * different string from the one pushed. */
+START_TEST(popped_handle_with_nul)
+{
+	const char *qn = t_name("q"), *an = t_name("a");
+	struct shoal_queue *q = make_queue(qn, 4);
+	struct shoal_array *a = make(an, SHOAL_DTYPE_INT8, 2, shape34), *b = NULL;
+	char msg[SHOAL_HANDLE_MAX + 8];
+	const char *h = handle_of(a);
+	size_t len = strlen(h);
+
+	memcpy(msg, h, len);
+	memcpy(msg + len, "\0x", 2);
+	ck_assert_int_eq(shoal_queue_push(q, msg, len + 2, 0), 0);
+	ck_assert_int_eq(shoal_queue_push(q, msg, len + 1, 0), 0);
+	ck_assert_int_eq(shoal_queue_pop_array(q, 0, &b, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_pop_array(q, 0, &b, 0), -EINVAL);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	/* Consumed: the queue is empty, and a clean handle still works. */
+	ck_assert_int_eq(shoal_queue_pop_array(q, 0, &b, 0), -EAGAIN);
+	ck_assert_int_eq(shoal_queue_push(q, h, len, 0), 0);
+	ck_assert_int_eq(shoal_queue_pop_array(q, 0, &b, 0), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 2);
+	ck_assert_int_eq(shoal_array_close(b), 0);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	shoal_queue_detach(q);
+	ck_assert_int_eq(shoal_queue_unlink(qn), 0);
+}
+END_TEST
+
+/* Reaping stays linear with many arrays in queues: a queue that alone held
+ * 300 arrays is unlinked and every one of them is freed by the one walk
+ * inside shoal_queue_unlink(); others that a live queue holds are kept, and
+ * an array held by both loses only the dead queue's line. */
+START_TEST(queue_unlink_frees_many)
+{
+	enum { N = 300 };
+	const char *dead = t_name("qd"), *live = t_name("ql"), *both = t_name("both");
+	struct shoal_queue *qd = make_queue(dead, 4), *ql = make_queue(live, 4);
+	struct shoal_array *b = make(both, SHOAL_DTYPE_INT8, 2, shape34), *k;
+	char nm[64];
+
+	k = make(t_name("kept"), SHOAL_DTYPE_INT8, 2, shape34);
+	ck_assert_int_eq(shoal_queue_hold_array(ql, k), 0);
+	ck_assert_int_eq(shoal_queue_hold_array(qd, b), 0);
+	ck_assert_int_eq(shoal_queue_hold_array(ql, b), 0);
+	for (int i = 0; i < N; i++) {
+		struct shoal_array *a;
+
+		snprintf(nm, sizeof(nm), "t.%d.many%d", (int)getpid(), i);
+		a = make(nm, SHOAL_DTYPE_INT8, 2, shape34);
+		ck_assert_int_eq(shoal_queue_hold_array(qd, a), 0);
+		ck_assert_int_eq(shoal_array_close(a), 0);
+		ck_assert(exists(nm));
+	}
+	ck_assert_int_eq(shoal_queue_detach(qd), 0);
+	ck_assert_int_eq(shoal_queue_unlink(dead), 0);
+	for (int i = 0; i < N; i++) {
+		snprintf(nm, sizeof(nm), "t.%d.many%d", (int)getpid(), i);
+		ck_assert_msg(!exists(nm), "%s left", nm);
+	}
+	ck_assert_uint_eq(queue_count(b, ql), 1);
+	ck_assert_uint_eq(shoal_array_refcount(b), 2); /* ours and the live queue's */
+	ck_assert_uint_eq(queue_count(k, ql), 1);
+	ck_assert_int_ge(shoal_reap(), 0); /* a second walk changes nothing */
+	ck_assert_uint_eq(shoal_array_refcount(b), 2);
+	ck_assert_uint_eq(shoal_array_refcount(k), 2);
+	ck_assert_int_eq(shoal_queue_unhold_array(ql, b), 0);
+	ck_assert_int_eq(shoal_queue_unhold_array(ql, k), 0);
+	ck_assert_int_eq(shoal_array_close(b), 1);
+	ck_assert_int_eq(shoal_array_close(k), 1);
+	shoal_queue_detach(ql);
+	ck_assert_int_eq(shoal_queue_unlink(live), 0);
+}
+END_TEST
+
 START_TEST(queue_array_errors)
 {
 	const char *qn = t_name("q"), *an = t_name("a"), *gone = t_name("gone");
@@ -1454,6 +1531,8 @@ static Suite *suite(void)
 	tcase_add_test(tp, queue_unlink_drops_references);
 	tcase_add_test(tp, consumer_dies_before_attach);
 	tcase_add_test(tp, queue_array_errors);
+	tcase_add_test(tp, popped_handle_with_nul);
+	tcase_add_test(tp, queue_unlink_frees_many);
 	tcase_add_test(tp, reap_without_fds_keeps_queue_references);
 	suite_add_tcase(s, tp);
 
