@@ -208,6 +208,7 @@ class Array:
         """
         if not isinstance(handle, str):
             raise TypeError("handle must be str")
+        _check_handle(handle)
         out = _vp()
         flags = (RDONLY if readonly else 0) | (PREFAULT if prefault else 0)
         _attach(handle.encode("ascii", "surrogateescape"), flags, ctypes.byref(out))
@@ -217,6 +218,7 @@ class Array:
     def _from_queue(cls, queue_ptr, handle, readonly):
         """Attach a handle popped from a queue, taking over the reference
         the queue held for it (see Queue.get_obj)."""
+        _check_handle(handle)
         out = _vp()
         _queue_attach(queue_ptr, handle.encode("ascii", "surrogateescape"),
                       RDONLY if readonly else 0, ctypes.byref(out))
@@ -340,6 +342,14 @@ class Array:
         state = " released" if self.released else ""
         return (f"<shoal.Array {self._handle!r} shape={self._shape} "
                 f"dtype={self.dtype}{' readonly' if self._readonly else ''}{state}>")
+
+
+def _check_handle(handle):
+    """C sees a handle up to its first NUL byte: one inside would attach
+    what the part before it names, while Python kept (and pickled again)
+    the whole string. Refuse it."""
+    if "\0" in handle:
+        raise ValueError(f"a shoal handle cannot contain a NUL byte: {handle!r}")
 
 
 def _attach_handle(handle, readonly):
