@@ -646,9 +646,10 @@ SHOAL_API int shoal_array_handle(const struct shoal_array *a, char *buf, size_t 
  * array); -EBADMSG for a corrupt object; -EPROTO; -EPROTOTYPE if the name is
  * another kind of object; -EACCES; -EUSERS if its ledger is full of live
  * holders; -EOVERFLOW if this process's count would overflow; -EDEADLK if
- * the ledger lock could not be taken in 10 s (a holder is stopped inside
- * it); SHOAL_EPOISONED; -ENOMEM; -EMFILE, -ENFILE; -EIO if /proc could not
- * tell the caller's identity.
+ * the ledger lock could not be taken in 10 s (a live process holds it: one
+ * stopped inside it, or lock bytes that name a live process; a dead or
+ * impossible owner is taken over); SHOAL_EPOISONED; -ENOMEM; -EMFILE,
+ * -ENFILE; -EIO if /proc could not tell the caller's identity.
  */
 SHOAL_API int shoal_array_attach(const char *handle, unsigned int flags, struct shoal_array **out);
 
@@ -909,7 +910,9 @@ SHOAL_API int shoal_array_unpin(struct shoal_array *a);
  * and the ledger of a pool whose supervisor died without destroying it,
  * with the task and result segments named after it.
  * Any process may call it at any time, concurrently with everything else.
- * Blocking (each array's ledger lock, briefly).
+ * Blocking, bounded: linear in the objects in /dev/shm, and at most 10 ms
+ * on each array's ledger lock; an array whose lock a live process holds
+ * longer is skipped until the next call.
  *
  * Return: the number of objects removed (arrays freed, temporary files, pool
  * ledgers and their segments);
@@ -999,7 +1002,8 @@ SHOAL_API int shoal_queue_push_array(struct shoal_queue *q, struct shoal_array *
  *
  * Return: 0; as shoal_queue_pop() and shoal_queue_attach_array() otherwise:
  * -EMSGSIZE for a message longer than any handle (it stays in the queue);
- * -EINVAL for a shorter message that is not a handle (it is consumed);
+ * -EINVAL for a shorter message that is not a handle, a NUL byte inside
+ * included (it is consumed);
  * -ENOENT for a handle whose array is gone (consumed). A handle popped
  * whose attach then fails (-EUSERS, -EDEADLK, -ENOMEM, -EMFILE) is consumed
  * too, and the queue keeps its reference until the queue is unlinked.
