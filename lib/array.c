@@ -494,8 +494,8 @@ static int array_open(const char *name, uint64_t gen, uint64_t from, unsigned in
 	}
 	rc = array_check(a, s);
 	if (rc) {
-		shoal__fail(rc, "array '%s': its array header fails a check (dtype, shape, "
-			    "strides or ledger)", name);
+		shoal__fail(rc, "array '%s' is corrupt: its array header fails a check (dtype, "
+			    "shape, strides or ledger)", name);
 		a->seg = s;
 		array_free(a);
 		return rc;

@@ -1272,8 +1272,8 @@ SHOAL_API int shoal_queue_open(const char *name, unsigned int flags, struct shoa
 	memcpy(&cfg, seg->kind_hdr, offsetof(struct qhdr, closed));
 	rc = qhdr_check(&cfg, seg);
 	if (rc == -EBADMSG)
-		shoal__fail(rc, "queue '%s': its queue header fails a check (capacity, max_msg, "
-			    "stride or cursors)", name);
+		shoal__fail(rc, "queue '%s' is corrupt: its queue header fails a check "
+			    "(capacity, max_msg, stride or cursors)", name);
 	if (rc == 0 && !(q = handle_new(seg, &cfg)))
 		rc = -ENOMEM;
 	if (rc) {

@@ -29,6 +29,8 @@
 
 #define SHM_DIR "/dev/shm/"
 #define TMP_PREFIX SHOAL_PREFIX ".tmp."
+/* How every -EBADMSG detail starts: the kind and name, then the check. */
+#define CORRUPT "%s '%s' is corrupt or foreign: "
 
 const char *shoal__kind_name(uint32_t kind)
 {
@@ -250,32 +252,32 @@ static int hdr_check(const struct shoal__hdr *h, uint64_t file_size, enum shoal_
 	const char *want = shoal__kind_name(kind);
 
 	if (memcmp(h->magic, SHOAL__MAGIC, sizeof(h->magic)) != 0)
-		return shoal__fail(-EBADMSG, "%s '%s': not a shoal object (bad magic)", want, name);
+		return shoal__fail(-EBADMSG, CORRUPT "bad magic", want, name);
 	if (h->version == 0)
-		return shoal__fail(-EBADMSG, "%s '%s': layout version 0", want, name);
+		return shoal__fail(-EBADMSG, CORRUPT "layout version 0", want, name);
 	if (h->version != SHOAL__LAYOUT_VERSION)
 		return shoal__fail(-EPROTO, "%s '%s': layout version %u, this library reads %u",
 				   want, name, h->version, SHOAL__LAYOUT_VERSION);
 	if (h->kind == 0 || h->kind > SHOAL__KIND_MAX)
-		return shoal__fail(-EBADMSG, "%s '%s': unknown object kind %u", want, name,
+		return shoal__fail(-EBADMSG, CORRUPT "unknown object kind %u", want, name,
 				   h->kind);
 	if (h->total_size != file_size)
-		return shoal__fail(-EBADMSG, "%s '%s': header says %llu bytes, the file has %llu",
+		return shoal__fail(-EBADMSG, CORRUPT "header says %llu bytes, the file has %llu",
 				   want, name, (unsigned long long)h->total_size,
 				   (unsigned long long)file_size);
 	if (h->kind_off != SHOAL__HDR_SIZE ||
 	    !shoal__range_ok(h->kind_off, h->kind_size, file_size) ||
 	    h->data_off % SHOAL__DATA_ALIGN != 0 || h->data_off < h->kind_off + h->kind_size ||
 	    !shoal__range_ok(h->data_off, h->data_size, file_size))
-		return shoal__fail(-EBADMSG, "%s '%s': header offsets out of the file's bounds",
+		return shoal__fail(-EBADMSG, CORRUPT "header offsets out of the file's bounds",
 				   want, name);
 	if (h->generation == 0)
-		return shoal__fail(-EBADMSG, "%s '%s': generation 0", want, name);
+		return shoal__fail(-EBADMSG, CORRUPT "generation 0", want, name);
 	if (h->kind != (uint32_t)kind)
 		return shoal__fail(-EPROTOTYPE, "'%s' is a %s, not a %s", name,
 				   shoal__kind_name(h->kind), want);
 	if (h->kind_size < kind_min)
-		return shoal__fail(-EBADMSG, "%s '%s': its header is %llu bytes, at least %zu expected",
+		return shoal__fail(-EBADMSG, CORRUPT "its header is %llu bytes, at least %zu expected",
 				   want, name, (unsigned long long)h->kind_size, kind_min);
 	return 0;
 }
@@ -303,7 +305,7 @@ int shoal__segment_open(const char *name, enum shoal__kind kind, size_t kind_min
 		/* A symlink, directory, socket or device where an object should
 		 * be: not ours, so not trusted. */
 		if (errno == ELOOP || errno == EISDIR || errno == ENXIO || errno == ENODEV)
-			return shoal__fail(-EBADMSG, "%s '%s': %s is not a regular file",
+			return shoal__fail(-EBADMSG, CORRUPT "%s is not a regular file",
 					   shoal__kind_name(kind), name, path);
 		rc = -errno;
 		if (rc == -ENOENT)
@@ -321,7 +323,7 @@ int shoal__segment_open(const char *name, enum shoal__kind kind, size_t kind_min
 	}
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);
-		return shoal__fail(-EBADMSG, "%s '%s': %s is not a regular file",
+		return shoal__fail(-EBADMSG, CORRUPT "%s is not a regular file",
 				   shoal__kind_name(kind), name, path);
 	}
 	if (st.st_uid != geteuid()) {
@@ -337,7 +339,7 @@ int shoal__segment_open(const char *name, enum shoal__kind kind, size_t kind_min
 	}
 	if ((uint64_t)st.st_size < SHOAL__HDR_SIZE || (uint64_t)st.st_size > SIZE_MAX) {
 		close(fd);
-		return shoal__fail(-EBADMSG, "%s '%s': %llu bytes, too small for a shoal header",
+		return shoal__fail(-EBADMSG, CORRUPT "%llu bytes, too small for a shoal header",
 				   shoal__kind_name(kind), name, (unsigned long long)st.st_size);
 	}
 	s = calloc(1, sizeof(*s));
