@@ -4,10 +4,13 @@ The library is found, in order: the ``SHOAL_LIBRARY`` environment variable
 (exclusive when set), the in-tree build next to this source tree, the libdir
 recorded at ``make install``, then ``ctypes.util.find_library``.
 """
+from __future__ import annotations
+
 import ctypes
 import ctypes.util
 import functools
 import os
+from typing import Any, Callable, Optional
 
 VERSION = "0.1.0"
 SHOAL_ERRBASE = 4096
@@ -54,28 +57,41 @@ lib.shoal_strerror.restype = ctypes.c_char_p
 lib.shoal_strerror.argtypes = [ctypes.c_int]
 lib.shoal_version.restype = ctypes.c_char_p
 lib.shoal_version.argtypes = []
+lib.shoal_errdetail.restype = ctypes.c_char_p
+lib.shoal_errdetail.argtypes = [ctypes.c_int]
 
 _loaded = lib.shoal_version().decode()
 if _loaded.split(".")[:2] != VERSION.split(".")[:2]:
     raise ImportError(f"libshoal {_loaded} is loaded but this package is {VERSION}")
 
 
-def strerror(code):
+def strerror(code: int) -> str:
     """shoal_strerror(): the description of a shoal or errno code."""
     return lib.shoal_strerror(-abs(code)).decode()
 
 
-def error(code):
+def errdetail(code: int) -> str:
+    """shoal_errdetail(): why the last failing call in this thread failed
+    with ``code`` (the object, the argument, the rule), or ""."""
+    return lib.shoal_errdetail(-abs(code)).decode("utf-8", "replace")
+
+
+def error(code: int, name: Optional[str] = None) -> OSError:
     """The exception for a negative or positive shoal return code.
 
     errno codes come out as Python's own OSError subclasses
     (FileExistsError, FileNotFoundError, PermissionError, TimeoutError, ...);
-    shoal's own codes as ShoalError. ``.errno`` is always set.
+    shoal's own codes as ShoalError. ``.errno`` is always set. The message is
+    the library's explanation of this failure when it gave one
+    (shoal_errdetail()), else the code's description; ``name``, the object's
+    name as the caller gave it, becomes ``.filename``, as for files.
+    Call it right after the failing call, before any other shoal call in
+    this thread.
     """
     code = abs(code)
-    if code >= SHOAL_ERRBASE:
-        return ShoalError(code, strerror(code))
-    return OSError(code, strerror(code))
+    msg = errdetail(code) or strerror(code)
+    cls = ShoalError if code >= SHOAL_ERRBASE else OSError
+    return cls(code, msg) if name is None else cls(code, msg, name)
 
 
 def _errcheck(rc, func, args):
@@ -84,14 +100,28 @@ def _errcheck(rc, func, args):
     return rc
 
 
-def declare(name, restype, *argtypes, check=True):
+def _name_errcheck(index: int) -> Callable[[Any, Any, tuple], Any]:
+    def errcheck(rc, func, args):
+        if rc < 0:
+            name = args[index]
+            if isinstance(name, bytes):
+                name = name.decode("utf-8", "surrogateescape")
+            raise error(rc, name)
+        return rc
+    return errcheck
+
+
+def declare(name: str, restype: Any, *argtypes: Any, check: bool = True,
+            name_arg: Optional[int] = None) -> Any:
     """Declare lib.<name>: argument and result types, and (for int or ssize_t
-    results) an errcheck that turns a negative return into an exception."""
+    results) an errcheck that turns a negative return into an exception.
+    ``name_arg``: the index of the argument that names the object (a name or
+    a handle), which the exception carries as ``.filename``."""
     f = getattr(lib, name)
     f.restype = restype
     f.argtypes = list(argtypes)
     if check:
-        f.errcheck = _errcheck
+        f.errcheck = _errcheck if name_arg is None else _name_errcheck(name_arg)
     return f
 
 
@@ -101,7 +131,12 @@ class Mapping:
 
     __slots__ = ("ptr", "_closer", "__weakref__")
 
-    def __init__(self, ptr, closer):
+    def __init__(self, ptr: int, closer: Callable[[int], Any]) -> None:
+        # Only a real address is ever handed to the closer: anything else
+        # would make __del__ raise (and print) from a finalizer.
+        if not isinstance(ptr, int) or not ptr:
+            self.ptr = None
+            raise TypeError(f"a C handle address is an int, not {type(ptr).__name__}")
         self.ptr = ptr
         self._closer = closer
 
@@ -117,7 +152,7 @@ def _pinned_type(size):
     return type("_Pinned", (ctypes.c_ubyte * size,), {})
 
 
-def view(mapping, addr, size, readonly):
+def view(mapping: Mapping, addr: int, size: int, readonly: bool) -> memoryview:
     """A zero-copy memoryview of ``size`` bytes at ``addr`` that keeps
     ``mapping`` (and so the memory) alive for as long as it, or anything made
     from it (a numpy array, a slice), lives."""

@@ -5,6 +5,7 @@ import ctypes
 import errno
 import io
 import itertools
+import operator
 import pickle
 import queue as _queue
 import threading
@@ -29,11 +30,11 @@ class _Stats(ctypes.Structure):
 
 
 _create = declare("shoal_queue_create", ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32,
-                  ctypes.c_uint32, ctypes.POINTER(_Opts), ctypes.POINTER(_vp))
+                  ctypes.c_uint32, ctypes.POINTER(_Opts), ctypes.POINTER(_vp), name_arg=0)
 _open = declare("shoal_queue_open", ctypes.c_int, ctypes.c_char_p, ctypes.c_uint,
-                ctypes.POINTER(_vp))
+                ctypes.POINTER(_vp), name_arg=0)
 _detach = declare("shoal_queue_detach", ctypes.c_int, _vp)
-_unlink = declare("shoal_queue_unlink", ctypes.c_int, ctypes.c_char_p)
+_unlink = declare("shoal_queue_unlink", ctypes.c_int, ctypes.c_char_p, name_arg=0)
 # The data calls return codes the loops below interpret themselves.
 _push = declare("shoal_queue_push", ctypes.c_int, _vp, ctypes.c_char_p, ctypes.c_size_t,
                 ctypes.c_int64, check=False)
@@ -84,6 +85,39 @@ def unlink(name):
     _unlink(_name(name))
 
 
+# shoal.h's SHOAL_QUEUE_CAPACITY_MAX and SHOAL_QUEUE_MSG_MAX.
+_CAPACITY_MAX, _MSG_MAX = 1 << 24, 1 << 26
+
+
+def _create_args(name, capacity, max_msg):
+    """capacity and max_msg as numpy takes sizes (operator.index), checked
+    where the C call could not see them (beyond 32 bits); the C call checks
+    the rest and names the rule."""
+    out = []
+    for what, v, rule in (("capacity", capacity, f"a power of two in 2..{_CAPACITY_MAX}"),
+                          ("max_msg", max_msg, f"in 1..{_MSG_MAX} bytes")):
+        try:
+            v = operator.index(v)
+        except TypeError:
+            raise TypeError(f"queue {name!r}: {what} must be an integer, not "
+                            f"{type(v).__name__}") from None
+        if not 0 <= v < 2**32:
+            raise OSError(errno.EINVAL, f"queue {name!r}: {what} {v} must be {rule}", name)
+        out.append(v)
+    return out
+
+
+def _bytes_of(data, call="put"):
+    """A message's bytes: bytes-like objects only. (bytes() would turn 5
+    into five zero bytes and [1, 2, 3] into b'\\x01\\x02\\x03'.)"""
+    try:
+        return memoryview(data).tobytes()
+    except TypeError:
+        raise TypeError(f"{call}() takes bytes-like objects (bytes, bytearray, memoryview, "
+                        f"a numpy array), not {type(data).__name__}; put_obj() sends any "
+                        "picklable object") from None
+
+
 def _deadline(block, timeout):
     """None = forever, else a time.monotonic() deadline (now for non-blocking)."""
     if not block:
@@ -122,6 +156,7 @@ class Queue:
                  prefault=False):
         out = _vp()
         if create:
+            capacity, max_msg = _create_args(name, capacity, max_msg)
             _create(_name(name), capacity, max_msg,
                     ctypes.byref(_Opts(mode, PREFAULT if prefault else 0)), ctypes.byref(out))
         else:
@@ -199,12 +234,13 @@ class Queue:
         """Append ``data`` (bytes-like, at most max_msg bytes).
 
         Raises queue.Full if there is no room in time, ValueError if too
-        long, BrokenPipeError if the queue is closed."""
+        long, BrokenPipeError if the queue is closed, TypeError if ``data``
+        is not bytes-like (put_obj() sends objects)."""
         m = self._map  # held for the whole call: see _live()
         if m is None:
             raise ValueError("queue handle is detached")
         if type(data) is not bytes:
-            data = bytes(data)
+            data = _bytes_of(data)
         n = len(data)
         rc = _push_fast(self._hv, data, _size(n), _NOWAIT)
         if rc == 0:
@@ -278,7 +314,7 @@ class Queue:
         ValueError (and puts none) if any is longer than max_msg,
         BrokenPipeError if the queue is closed before any was put."""
         m, q = self._map, self._handle()  # m: held for the whole call
-        items = [i if type(i) is bytes else bytes(i) for i in items]
+        items = [i if type(i) is bytes else _bytes_of(i, "put_many") for i in items]
         n = len(items)
         if n == 0:
             return 0
@@ -450,6 +486,9 @@ class _Pickler(pickle.Pickler):
             return None
         obj._hold_for(self._queue_ptr)
         self._held.append(obj)
+        dt = obj._pickled_dtype()  # a raw array's items' dtype travels too
+        if dt is not None:
+            return ("shoal.Array", obj.handle, obj.readonly, dt)
         return ("shoal.Array", obj.handle, obj.readonly)
 
     def give_back(self):
@@ -464,9 +503,9 @@ class _Unpickler(pickle.Unpickler):
         self._queue_ptr = queue_ptr
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) == 3 and pid[0] == "shoal.Array"):
+        if not (isinstance(pid, tuple) and len(pid) in (3, 4) and pid[0] == "shoal.Array"):
             raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
-        return _array().Array._from_queue(self._queue_ptr, pid[1], pid[2])
+        return _array().Array._from_queue(self._queue_ptr, *pid[1:])
 
 
 def _array():
