@@ -43,8 +43,8 @@ from .segment import PREFAULT, RDONLY, _Opts, _mode, _name
 if TYPE_CHECKING:
     import numpy
 
-    DTypeLike = Any  # whatever numpy.dtype() accepts
-    ShapeLike = Union[int, Iterable[int]]
+DTypeLike = Any  # whatever numpy.dtype() accepts
+ShapeLike = Union[int, Iterable[int]]  # as numpy's: an integer or a sequence of them
 
 _vp = ctypes.c_void_p
 NOREF = 0x100

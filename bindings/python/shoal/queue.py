@@ -1,5 +1,7 @@
 """shoal.Queue: a multi-producer, multi-consumer queue of byte strings in
 shared memory, that keeps working when any process using it is killed."""
+from __future__ import annotations
+
 import array
 import ctypes
 import errno
@@ -10,6 +12,7 @@ import pickle
 import queue as _queue
 import threading
 import time
+from typing import Any, Dict, Iterable, List, Optional
 
 from . import _lib
 from ._lib import declare
@@ -80,7 +83,7 @@ _BATCH_BYTES = 1 << 20
 _SZ = next(c for c in "LQ" if array.array(c).itemsize == ctypes.sizeof(ctypes.c_size_t))
 
 
-def unlink(name):
+def unlink(name: str) -> None:
     """Remove the queue ``name`` (FileNotFoundError if absent)."""
     _unlink(_name(name))
 
@@ -89,7 +92,7 @@ def unlink(name):
 _CAPACITY_MAX, _MSG_MAX = 1 << 24, 1 << 26
 
 
-def _create_args(name, capacity, max_msg):
+def _create_args(name: str, capacity: Any, max_msg: Any) -> List[int]:
     """capacity and max_msg as numpy takes sizes (operator.index), checked
     where the C call could not see them (beyond 32 bits); the C call checks
     the rest and names the rule."""
@@ -107,7 +110,7 @@ def _create_args(name, capacity, max_msg):
     return out
 
 
-def _bytes_of(data, call="put"):
+def _bytes_of(data: Any, call: str = "put") -> bytes:
     """A message's bytes: bytes-like objects only. (bytes() would turn 5
     into five zero bytes and [1, 2, 3] into b'\\x01\\x02\\x03'.)"""
     try:
@@ -152,8 +155,8 @@ class Queue:
     moment without losing or tearing a message another process put.
     """
 
-    def __init__(self, name, capacity=1024, max_msg=4096, *, create=True, mode=0o600,
-                 prefault=False):
+    def __init__(self, name: str, capacity: int = 1024, max_msg: int = 4096, *,
+                 create: bool = True, mode: int = 0o600, prefault: bool = False) -> None:
         out = _vp()
         if create:
             capacity, max_msg = _create_args(name, capacity, max_msg)
@@ -172,32 +175,33 @@ class Queue:
         self._local = threading.local()
 
     @classmethod
-    def create(cls, name, capacity=1024, max_msg=4096, *, mode=0o600, prefault=False):
+    def create(cls, name: str, capacity: int = 1024, max_msg: int = 4096, *, mode: int = 0o600,
+               prefault: bool = False) -> "Queue":
         """Create queue ``name``: ``capacity`` slots (a power of two) of
         messages up to ``max_msg`` bytes."""
         return cls(name, capacity, max_msg, mode=mode, prefault=prefault)
 
     @classmethod
-    def open(cls, name, *, prefault=False):
+    def open(cls, name: str, *, prefault: bool = False) -> "Queue":
         """Open the existing queue ``name``."""
         return cls(name, create=False, prefault=prefault)
 
     # ---- properties
 
     @property
-    def name(self):
+    def name(self) -> str:
         return self._name
 
     @property
-    def capacity(self):
+    def capacity(self) -> int:
         return self._capacity
 
     @property
-    def max_msg(self):
+    def max_msg(self) -> int:
         return self._max_msg
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         """True once close() was called, by any process."""
         return _is_closed(self._handle())
 
@@ -230,7 +234,7 @@ class Queue:
 
     # ---- single messages
 
-    def put(self, data, block=True, timeout=None):
+    def put(self, data: Any, block: bool = True, timeout: Optional[float] = None) -> None:
         """Append ``data`` (bytes-like, at most max_msg bytes).
 
         Raises queue.Full if there is no room in time, ValueError if too
@@ -261,7 +265,7 @@ class Queue:
             if rc == 0:
                 return
 
-    def get(self, block=True, timeout=None):
+    def get(self, block: bool = True, timeout: Optional[float] = None) -> bytes:
         """Remove and return the oldest message, as bytes.
 
         Raises queue.Empty if none comes in time, BrokenPipeError if the
@@ -295,17 +299,18 @@ class Queue:
             if rc == 0:
                 return loc.mv[:loc.len.value].tobytes()
 
-    def put_nowait(self, data):
+    def put_nowait(self, data: Any) -> None:
         """put(data, block=False)."""
         self.put(data, False)
 
-    def get_nowait(self):
+    def get_nowait(self) -> bytes:
         """get(block=False)."""
         return self.get(False)
 
     # ---- batches
 
-    def put_many(self, items, block=True, timeout=None):
+    def put_many(self, items: Iterable[Any], block: bool = True,
+                 timeout: Optional[float] = None) -> int:
         """Append every message of ``items`` (a sequence of bytes), in order,
         claiming room for as many as fit at a time.
 
@@ -347,7 +352,8 @@ class Queue:
                     return done
                 raise _queue.Full
 
-    def get_many(self, max_items=64, block=True, timeout=None):
+    def get_many(self, max_items: int = 64, block: bool = True,
+                 timeout: Optional[float] = None) -> List[bytes]:
         """Remove and return up to ``max_items`` messages (a list of bytes,
         oldest first), waiting as ``get`` does for the first; the rest are
         those ready at once."""
@@ -396,7 +402,7 @@ class Queue:
 
     # ---- objects
 
-    def put_obj(self, obj, block=True, timeout=None):
+    def put_obj(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
         """put() ``obj`` pickled (protocol 5).
 
         A shoal.Array anywhere inside travels as its handle, and the queue
@@ -413,56 +419,56 @@ class Queue:
             p.give_back()
             raise
 
-    def get_obj(self, block=True, timeout=None):
+    def get_obj(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         """get() and unpickle; shoal.Array objects inside come attached,
         holding the reference the queue held for them."""
         return _Unpickler(io.BytesIO(self.get(block, timeout)), self._handle()).load()
 
     # ---- state
 
-    def stats(self):
+    def stats(self) -> Dict[str, int]:
         """A dict: depth, capacity, max_msg, pushes, pops, sleeps, recoveries,
         dropped, redelivered, participants (see shoal_queue_stats())."""
         st = _Stats()
         _stats(self._handle(), ctypes.byref(st))
         return {f: getattr(st, f) for f, _ in _Stats._fields_}
 
-    def qsize(self):
+    def qsize(self) -> int:
         """Messages in the queue now (approximate while others work)."""
         st = _Stats()
         _stats(self._handle(), ctypes.byref(st))
         return st.depth
 
-    def empty(self):
+    def empty(self) -> bool:
         return self.qsize() == 0
 
-    def full(self):
+    def full(self) -> bool:
         return self.qsize() >= self._capacity
 
-    def close(self):
+    def close(self) -> None:
         """Close the queue for writing, for every process: puts raise
         BrokenPipeError; gets drain what is left, then raise it too."""
         _close(self._handle())
 
-    def detach(self):
+    def detach(self) -> None:
         """Let go of this handle (the queue stays; see unlink())."""
         self._map = None
         self._local = threading.local()
 
-    def unlink(self):
+    def unlink(self) -> None:
         """Remove the queue's name; open handles keep working."""
         unlink(self._name)
 
-    def __enter__(self):
+    def __enter__(self) -> "Queue":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.detach()
 
     def __reduce__(self):
         return (_reopen, (self._name,))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if self._map is None:
             return f"<shoal.Queue {self._name!r} detached>"
         return f"<shoal.Queue {self._name!r} capacity={self._capacity} max_msg={self._max_msg}>"
