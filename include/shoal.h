@@ -74,10 +74,13 @@ SHOAL_API const char *shoal_strerror(int err);
  * "queue 'jobs': capacity 1000 is not a power of two (2..16777216)" or
  * "array 'a.1.2.3': holder ledger full (64 live holders)". This returns it
  * while it is the explanation of @err: a record made for another code is
- * never returned. The calls that create, open, attach or unlink a segment,
- * queue or array clear the record on entry, so after one of them it
- * describes that call or is empty; other calls that succeed leave it as it
- * was. Thread-local: other threads' calls do not touch it. Never fails.
+ * never returned. The calls that can record one clear the record on entry,
+ * so right after one of them it describes that call or is empty: create,
+ * open, attach and unlink of segments, queues and arrays; queue push and pop
+ * (single and batch); array retain, release, pin and unpin;
+ * shoal_queue_hold_array(), shoal_queue_unhold_array() and
+ * shoal_queue_attach_array(). Other calls leave it as it was.
+ * Thread-local: other threads' calls do not touch it. Never fails.
  *
  * Return: the explanation, valid until the next shoal call in this thread;
  * "" (never NULL) when none was recorded for @err.

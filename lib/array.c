@@ -757,6 +757,7 @@ SHOAL_API int shoal_array_retain(struct shoal_array *a)
 	bool freed;
 	int rc;
 
+	shoal__detail_clear();
 	if (!a || a->noref)
 		return -EINVAL;
 	if (!self)
@@ -779,11 +780,13 @@ SHOAL_API int shoal_array_retain(struct shoal_array *a)
 
 SHOAL_API int shoal_array_pin(struct shoal_array *a)
 {
+	shoal__detail_clear();
 	return shoal__array_hold(a, SHOAL__HOLDER_PIN_KEY);
 }
 
 SHOAL_API int shoal_array_unpin(struct shoal_array *a)
 {
+	shoal__detail_clear();
 	return shoal__array_unhold(a, SHOAL__HOLDER_PIN_KEY);
 }
 
@@ -865,6 +868,7 @@ static int release_n(struct shoal_array *a, uint32_t n)
 
 SHOAL_API int shoal_array_release(struct shoal_array *a)
 {
+	shoal__detail_clear();
 	if (!a || a->noref)
 		return -EINVAL;
 	return release_n(a, 1);
@@ -1270,6 +1274,7 @@ static uint64_t queue_holder(const struct shoal_queue *q)
 
 SHOAL_API int shoal_queue_hold_array(struct shoal_queue *q, struct shoal_array *a)
 {
+	shoal__detail_clear();
 	if (!q || !a)
 		return -EINVAL;
 	return shoal__array_hold(a, queue_holder(q));
@@ -1279,6 +1284,7 @@ SHOAL_API int shoal_queue_unhold_array(struct shoal_queue *q, struct shoal_array
 {
 	int rc;
 
+	shoal__detail_clear();
 	if (!q || !a)
 		return -EINVAL;
 	rc = shoal__array_unhold(a, queue_holder(q));
@@ -1288,6 +1294,7 @@ SHOAL_API int shoal_queue_unhold_array(struct shoal_queue *q, struct shoal_array
 SHOAL_API int shoal_queue_attach_array(struct shoal_queue *q, const char *handle, unsigned int flags,
 				       struct shoal_array **out)
 {
+	shoal__detail_clear();
 	if (!q || !handle || !out)
 		return -EINVAL;
 	return shoal__array_attach_from(handle, queue_holder(q), flags, out);

@@ -16,8 +16,10 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The last explanation in this thread, and the (positive) code it is for. */
-static __thread int detail_code;
+/* The last explanation in this thread, and the (positive) code it is for
+ * (0: none). The code is initial-exec TLS so that clearing it, which the
+ * queue's push and pop do on entry, is one store (see internal.h). */
+__thread int shoal__detail_code __attribute__((tls_model("initial-exec")));
 static __thread char detail_buf[SHOAL_ERRDETAIL_MAX];
 
 int shoal__fail(int rc, const char *fmt, ...)
@@ -27,21 +29,15 @@ int shoal__fail(int rc, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(detail_buf, sizeof(detail_buf), fmt, ap);
 	va_end(ap);
-	detail_code = rc < 0 ? -rc : rc;
+	shoal__detail_code = rc < 0 ? -rc : rc;
 	return rc;
-}
-
-void shoal__detail_clear(void)
-{
-	detail_code = 0;
-	detail_buf[0] = '\0';
 }
 
 SHOAL_API const char *shoal_errdetail(int err)
 {
 	if (err < 0)
 		err = -err;
-	if (err == 0 || err != detail_code)
+	if (err == 0 || err != shoal__detail_code)
 		return "";
 	return detail_buf;
 }

@@ -89,9 +89,13 @@ struct shoal_segment {
  * site reads "return shoal__fail(-EINVAL, "...", ...);".
  */
 int shoal__fail(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Forget the detail: called on entry by the calls that create, open or
- * attach, so after them the detail describes that call or is empty. */
-void shoal__detail_clear(void);
+/* Forget the detail: called on entry by every public call that can record
+ * one, so after it the detail describes that call or is empty. One store. */
+extern __thread int shoal__detail_code __attribute__((tls_model("initial-exec")));
+static inline void shoal__detail_clear(void)
+{
+	shoal__detail_code = 0;
+}
 /* The word for an object kind in details: "segment", "queue", ... */
 const char *shoal__kind_name(uint32_t kind);
 

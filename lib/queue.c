@@ -1000,6 +1000,7 @@ SHOAL_API int shoal_queue_push(struct shoal_queue *q, const void *msg, size_t le
 	uint32_t me;
 	int rc;
 
+	shoal__detail_clear();
 	if (!q || (!msg && len))
 		return -EINVAL;
 	if (len > q->max_msg)
@@ -1022,6 +1023,7 @@ SHOAL_API int shoal_queue_pop(struct shoal_queue *q, void *buf, size_t cap, size
 	uint32_t me;
 	int rc;
 
+	shoal__detail_clear();
 	if (!q || !len || (!buf && cap))
 		return -EINVAL;
 	rc = self_index(q, &me);
@@ -1044,6 +1046,7 @@ SHOAL_API ssize_t shoal_queue_push_many(struct shoal_queue *q, const void *data,
 	uint32_t me;
 	int rc;
 
+	shoal__detail_clear();
 	if (!q || (n && (!lens || !data)))
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++)
@@ -1094,6 +1097,7 @@ SHOAL_API ssize_t shoal_queue_pop_many(struct shoal_queue *q, void *buf, size_t 
 	uint32_t me;
 	ssize_t rc;
 
+	shoal__detail_clear();
 	if (!q || !lens || n == 0 || (!buf && cap))
 		return -EINVAL;
 	rc = self_index(q, &me);

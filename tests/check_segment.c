@@ -620,6 +620,14 @@ START_TEST(errdetail_queue_and_array)
 	ck_assert_int_eq(shoal_queue_create(name, 8, 0, NULL, &q), -EINVAL);
 	ck_detail(-EINVAL, name, "max_msg 0");
 	ck_assert_ptr_null(q);
+	/* A call that can record clears on entry: a failure of its own that
+	 * records nothing never shows the record of an earlier call. */
+	ck_assert_int_eq(shoal_queue_push(NULL, "x", 1, 0), -EINVAL);
+	ck_assert_str_eq(shoal_errdetail(-EINVAL), "");
+	ck_assert_int_eq(shoal_queue_create(name, 3, 8, NULL, &q), -EINVAL);
+	ck_detail(-EINVAL, "capacity 3");
+	ck_assert_int_eq(shoal_array_release(NULL), -EINVAL);
+	ck_assert_str_eq(shoal_errdetail(-EINVAL), "");
 
 	ck_assert_int_eq(shoal_array_create(name, SHOAL_DTYPE_FLOAT64, 0, 2, shape, NULL, &a),
 			 -EOVERFLOW);

@@ -76,20 +76,20 @@ def errdetail(code: int) -> str:
     return lib.shoal_errdetail(-abs(code)).decode("utf-8", "replace")
 
 
-def error(code: int, name: Optional[str] = None) -> OSError:
+def error(code: int, name: Optional[str] = None, detail: bool = False) -> OSError:
     """The exception for a negative or positive shoal return code.
 
     errno codes come out as Python's own OSError subclasses
     (FileExistsError, FileNotFoundError, PermissionError, TimeoutError, ...);
     shoal's own codes as ShoalError. ``.errno`` is always set. The message is
-    the library's explanation of this failure when it gave one
-    (shoal_errdetail()), else the code's description; ``name``, the object's
-    name as the caller gave it, becomes ``.filename``, as for files.
-    Call it right after the failing call, before any other shoal call in
-    this thread.
+    the code's description, or with ``detail`` the library's explanation of
+    this failure when it gave one (shoal_errdetail(): only right after a
+    call that clears it on entry, see shoal.h, before any other shoal call
+    in this thread); ``name``, the object's name as the caller gave it,
+    becomes ``.filename``, as for files.
     """
     code = abs(code)
-    msg = errdetail(code) or strerror(code)
+    msg = (detail and errdetail(code)) or strerror(code)
     cls = ShoalError if code >= SHOAL_ERRBASE else OSError
     return cls(code, msg) if name is None else cls(code, msg, name)
 
@@ -100,28 +100,39 @@ def _errcheck(rc, func, args):
     return rc
 
 
+def _detail_errcheck(rc, func, args):
+    if rc < 0:
+        raise error(rc, detail=True)
+    return rc
+
+
 def _name_errcheck(index: int) -> Callable[[Any, Any, tuple], Any]:
     def errcheck(rc, func, args):
         if rc < 0:
             name = args[index]
             if isinstance(name, bytes):
                 name = name.decode("utf-8", "surrogateescape")
-            raise error(rc, name)
+            raise error(rc, name, detail=True)
         return rc
     return errcheck
 
 
 def declare(name: str, restype: Any, *argtypes: Any, check: bool = True,
-            name_arg: Optional[int] = None) -> Any:
+            name_arg: Optional[int] = None, detail: bool = False) -> Any:
     """Declare lib.<name>: argument and result types, and (for int or ssize_t
     results) an errcheck that turns a negative return into an exception.
     ``name_arg``: the index of the argument that names the object (a name or
-    a handle), which the exception carries as ``.filename``."""
+    a handle), which the exception carries as ``.filename``. ``detail``
+    (implied by ``name_arg``): the C function clears shoal_errdetail() on
+    entry, so the exception's message can be its explanation."""
     f = getattr(lib, name)
     f.restype = restype
     f.argtypes = list(argtypes)
     if check:
-        f.errcheck = _errcheck if name_arg is None else _name_errcheck(name_arg)
+        if name_arg is not None:
+            f.errcheck = _name_errcheck(name_arg)
+        else:
+            f.errcheck = _detail_errcheck if detail else _errcheck
     return f
 
 

@@ -84,10 +84,10 @@ _attach = declare("shoal_array_attach", ctypes.c_int, ctypes.c_char_p, ctypes.c_
                   ctypes.POINTER(_vp), name_arg=0)
 _open = declare("shoal_array_open", ctypes.c_int, ctypes.c_char_p, ctypes.c_uint,
                 ctypes.POINTER(_vp), name_arg=0)
-_retain = declare("shoal_array_retain", ctypes.c_int, _vp)
-_release = declare("shoal_array_release", ctypes.c_int, _vp)
-_pin = declare("shoal_array_pin", ctypes.c_int, _vp)
-_unpin = declare("shoal_array_unpin", ctypes.c_int, _vp)
+_retain = declare("shoal_array_retain", ctypes.c_int, _vp, detail=True)
+_release = declare("shoal_array_release", ctypes.c_int, _vp, detail=True)
+_pin = declare("shoal_array_pin", ctypes.c_int, _vp, detail=True)
+_unpin = declare("shoal_array_unpin", ctypes.c_int, _vp, detail=True)
 # The closer runs from finalizers: it must not raise.
 _close = declare("shoal_array_close", ctypes.c_int, _vp, check=False)
 _handle = declare("shoal_array_handle", ctypes.c_int, _vp, ctypes.c_char_p, ctypes.c_size_t)
@@ -101,8 +101,8 @@ _holders = declare("shoal_array_holders", ctypes.c_int, _vp, ctypes.POINTER(_Hol
 _reap = declare("shoal_reap", ctypes.c_int)
 _queue_attach = declare("shoal_queue_attach_array", ctypes.c_int, _vp, ctypes.c_char_p,
                         ctypes.c_uint, ctypes.POINTER(_vp), name_arg=1)
-_queue_hold = declare("shoal_queue_hold_array", ctypes.c_int, _vp, _vp)
-_queue_unhold = declare("shoal_queue_unhold_array", ctypes.c_int, _vp, _vp)
+_queue_hold = declare("shoal_queue_hold_array", ctypes.c_int, _vp, _vp, detail=True)
+_queue_unhold = declare("shoal_queue_unhold_array", ctypes.c_int, _vp, _vp, detail=True)
 
 
 # This process's pid, renewed in a forked child without a system call per

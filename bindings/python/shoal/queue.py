@@ -260,7 +260,7 @@ class Queue:
             elif rc == _EMSGSIZE:
                 raise ValueError(f"message of {n} bytes is longer than max_msg={self._max_msg}")
             else:
-                raise _lib.error(rc)
+                raise _lib.error(rc, detail=True)
             rc = _push(q, data, n, t)
             if rc == 0:
                 return
