@@ -116,9 +116,11 @@ int shoal__segment_create(const char *name, enum shoal__kind kind, size_t kind_s
 
 	if (!out)
 		return shoal__fail(-EINVAL, "%s create: out is NULL", shoal__kind_name(kind));
-	if (data_size == 0 || kind_size > SHOAL__DATA_ALIGN * 16)
+	if (data_size == 0)
 		return shoal__fail(-EINVAL, "%s '%s': size must be at least 1 byte",
 				   shoal__kind_name(kind), name ? name : "(null)");
+	if (kind_size > SHOAL__DATA_ALIGN * 16)
+		return -EINVAL; /* a kind's fixed header: never the caller's doing */
 	rc = shoal__file_name(path, sizeof(path), name);
 	if (rc)
 		return rc;
