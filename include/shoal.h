@@ -62,6 +62,31 @@ enum shoal_error {
  */
 SHOAL_API const char *shoal_strerror(int err);
 
+/** Longest error detail, terminating NUL included (longer ones are cut). */
+#define SHOAL_ERRDETAIL_MAX 512
+
+/**
+ * shoal_errdetail() - why the last call in this thread failed with @err.
+ * @err: the code the call returned, negative or positive.
+ *
+ * Where an error code alone cannot say what was wrong, the failing call
+ * also records one line naming the object, the argument and the rule, e.g.
+ * "queue 'jobs': capacity 1000 is not a power of two (2..16777216)" or
+ * "array 'a.1.2.3': holder ledger full (64 live holders)". This returns it
+ * while it is the explanation of @err: a record made for another code is
+ * never returned. The calls that can record one clear the record on entry,
+ * so right after one of them it describes that call or is empty: create,
+ * open, attach and unlink of segments, queues and arrays; queue push and pop
+ * (single and batch); array retain, release, pin and unpin;
+ * shoal_queue_hold_array(), shoal_queue_unhold_array() and
+ * shoal_queue_attach_array(). Other calls leave it as it was.
+ * Thread-local: other threads' calls do not touch it. Never fails.
+ *
+ * Return: the explanation, valid until the next shoal call in this thread;
+ * "" (never NULL) when none was recorded for @err.
+ */
+SHOAL_API const char *shoal_errdetail(int err);
+
 /**
  * shoal_version() - the version of the library that is loaded.
  *

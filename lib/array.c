@@ -254,8 +254,11 @@ static int ledger_lock_within(struct shoal_array *a, int64_t timeout_ns, bool *m
 
 	*must_free = false;
 	rc = shoal__lock_acquire(&a->hdr->lock, timeout_ns);
+	if (rc == -ETIMEDOUT || rc == -EAGAIN)
+		return shoal__fail(-EDEADLK, "array '%s': ledger lock held by a live process for %lld ms",
+				   a->seg->name, (long long)(timeout_ns / 1000000));
 	if (rc < 0)
-		return rc == -ETIMEDOUT || rc == -EAGAIN ? -EDEADLK : rc;
+		return rc;
 	if (rc == 1 && free_if_unheld(a)) /* consistent by construction (top of file) */
 		*must_free = true;
 	HOOK(SHOAL__HOOK_LOCKED);
@@ -299,7 +302,8 @@ static int hold_locked(struct shoal_array *a, uint64_t holder, uint32_t n)
 	uint32_t c;
 
 	if (state_of(a) != SHOAL__ARRAY_ALIVE)
-		return -ENOENT;
+		return shoal__fail(-ENOENT, "array '%s' was freed: its last reference was dropped",
+				   a->seg->name);
 	e = line_find(a, holder);
 	if (e) {
 		c = line_count(e, &k);
@@ -310,7 +314,8 @@ static int hold_locked(struct shoal_array *a, uint64_t holder, uint32_t n)
 	}
 	e = line_free(a);
 	if (!e)
-		return -EUSERS;
+		return shoal__fail(-EUSERS, "array '%s': holder ledger full (%u live holders)",
+				   a->seg->name, a->ledger_cap);
 	line_set(e, holder, n);
 	return 0;
 }
@@ -491,13 +496,17 @@ static int array_open(const char *name, uint64_t gen, uint64_t from, unsigned in
 	}
 	rc = array_check(a, s);
 	if (rc) {
+		shoal__fail(rc, "array '%s' is corrupt: its array header fails a check (dtype, "
+			    "shape, strides or ledger)", name);
 		a->seg = s;
 		array_free(a);
 		return rc;
 	}
 	if (gen && s->hdr.generation != gen) {
+		rc = shoal__fail(-ENOENT, "array '%s' of generation %016" PRIx64 " is gone (the "
+				 "name now belongs to a newer array)", name, gen);
 		array_free(a);
-		return -ENOENT;
+		return rc;
 	}
 	a->noref = noref;
 	a->d.readonly = rdonly || noref;
@@ -545,22 +554,26 @@ static int parse_handle(const char *handle, char *name, uint64_t *gen)
 	char *end;
 
 	if (!handle || strncmp(handle, SHOAL_HANDLE_PREFIX, strlen(SHOAL_HANDLE_PREFIX)) != 0)
-		return -EINVAL;
+		return shoal__fail(-EINVAL, "handle '%.64s' does not start with '"
+				   SHOAL_HANDLE_PREFIX "'", handle ? handle : "(null)");
 	p = handle + strlen(SHOAL_HANDLE_PREFIX);
 	at = strrchr(p, '@');
 	if (!at || strlen(at + 1) != 16)
-		return -EINVAL;
+		return shoal__fail(-EINVAL, "handle '%.64s' does not end in '@' and 16 hex digits",
+				   handle);
 	for (const char *c = at + 1; *c; c++)
 		if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
-			return -EINVAL;
+			return shoal__fail(-EINVAL, "handle '%.64s': generation is not 16 "
+					   "lower-case hex digits", handle);
 	len = (size_t)(at - p);
 	if (len == 0 || len > SHOAL_NAME_MAX)
-		return -EINVAL;
+		return shoal__fail(-EINVAL, "handle '%.64s': name of %zu bytes, not 1..%d",
+				   handle, len, SHOAL_NAME_MAX);
 	memcpy(name, p, len);
 	name[len] = '\0';
 	*gen = strtoull(at + 1, &end, 16);
 	if (*gen == 0)
-		return -EINVAL;
+		return shoal__fail(-EINVAL, "handle '%.64s': generation 0", handle);
 	return shoal__name_check(name);
 }
 
@@ -568,12 +581,15 @@ SHOAL_API int shoal_array_attach(const char *handle, unsigned int flags, struct 
 {
 	char name[SHOAL_NAME_MAX + 1];
 	uint64_t gen;
-	int rc = parse_handle(handle, name, &gen);
+	int rc;
 
+	shoal__detail_clear();
+	rc = parse_handle(handle, name, &gen);
 	if (rc)
 		return rc;
 	if (flags & SHOAL_ARRAY_NOREF)
-		return -EINVAL;
+		return shoal__fail(-EINVAL, "array '%s': attach takes a reference; "
+				   "SHOAL_ARRAY_NOREF is for shoal_array_open()", name);
 	return array_open(name, gen, 0, flags, out);
 }
 
@@ -593,6 +609,7 @@ int shoal__array_attach_from(const char *handle, uint64_t from, unsigned int fla
 
 SHOAL_API int shoal_array_open(const char *name, unsigned int flags, struct shoal_array **out)
 {
+	shoal__detail_clear();
 	return array_open(name, 0, 0, flags, out);
 }
 
@@ -664,13 +681,29 @@ SHOAL_API int shoal_array_create(const char *name, int dtype, size_t itemsize, i
 	char anon[64];
 	int rc;
 
-	if (!out || !shape || ndim < 1 || ndim > SHOAL_ARRAY_MAXDIM || !dtype_known((uint64_t)(int64_t)dtype))
-		return -EINVAL;
+	shoal__detail_clear();
+	if (!out || !shape)
+		return shoal__fail(-EINVAL, "array create: NULL %s", out ? "shape" : "out");
+	if (ndim < 1 || ndim > SHOAL_ARRAY_MAXDIM)
+		return shoal__fail(-EINVAL, "array '%s': ndim %d is not in 1..%d",
+				   name ? name : "(anonymous)", ndim, SHOAL_ARRAY_MAXDIM);
+	if (!dtype_known((uint64_t)(int64_t)dtype))
+		return shoal__fail(-EINVAL, "array '%s': unknown dtype code %d",
+				   name ? name : "(anonymous)", dtype);
 	if (itemsize == 0 && dtype != SHOAL_DTYPE_RAW)
 		itemsize = dtypes[dtype].size;
 	for (int i = 0; i < ndim; i++)
 		shp[i] = shape[i];
 	rc = layout((uint64_t)dtype, itemsize, (uint64_t)ndim, shp, strides, &nbytes);
+	if (rc == -EINVAL)
+		return shoal__fail(rc, "array '%s': itemsize %zu for dtype %s: %s",
+				   name ? name : "(anonymous)", itemsize, dtypes[dtype].name,
+				   dtype == SHOAL_DTYPE_RAW ? "raw items have 1..2^31-1 bytes"
+							    : "must be 0 or the dtype's size");
+	if (rc == -EOVERFLOW)
+		return shoal__fail(rc, "array '%s': shape of %d dimensions with %zu-byte items "
+				   "overflows: more than 2^63-1 bytes",
+				   name ? name : "(anonymous)", ndim, itemsize);
 	if (rc)
 		return rc;
 	if (name && (rc = shoal__name_check(name)) != 0)
@@ -705,6 +738,7 @@ SHOAL_API int shoal_array_retain(struct shoal_array *a)
 	bool freed;
 	int rc;
 
+	shoal__detail_clear();
 	if (!a || a->noref)
 		return -EINVAL;
 	if (!self)
@@ -727,11 +761,13 @@ SHOAL_API int shoal_array_retain(struct shoal_array *a)
 
 SHOAL_API int shoal_array_pin(struct shoal_array *a)
 {
+	shoal__detail_clear();
 	return shoal__array_hold(a, SHOAL__HOLDER_PIN_KEY);
 }
 
 SHOAL_API int shoal_array_unpin(struct shoal_array *a)
 {
+	shoal__detail_clear();
 	return shoal__array_unhold(a, SHOAL__HOLDER_PIN_KEY);
 }
 
@@ -813,6 +849,7 @@ static int release_n(struct shoal_array *a, uint32_t n)
 
 SHOAL_API int shoal_array_release(struct shoal_array *a)
 {
+	shoal__detail_clear();
 	if (!a || a->noref)
 		return -EINVAL;
 	return release_n(a, 1);
@@ -1333,6 +1370,7 @@ static uint64_t queue_holder(const struct shoal_queue *q)
 
 SHOAL_API int shoal_queue_hold_array(struct shoal_queue *q, struct shoal_array *a)
 {
+	shoal__detail_clear();
 	if (!q || !a)
 		return -EINVAL;
 	return shoal__array_hold(a, queue_holder(q));
@@ -1342,6 +1380,7 @@ SHOAL_API int shoal_queue_unhold_array(struct shoal_queue *q, struct shoal_array
 {
 	int rc;
 
+	shoal__detail_clear();
 	if (!q || !a)
 		return -EINVAL;
 	rc = shoal__array_unhold(a, queue_holder(q));
@@ -1351,6 +1390,7 @@ SHOAL_API int shoal_queue_unhold_array(struct shoal_queue *q, struct shoal_array
 SHOAL_API int shoal_queue_attach_array(struct shoal_queue *q, const char *handle, unsigned int flags,
 				       struct shoal_array **out)
 {
+	shoal__detail_clear();
 	if (!q || !handle || !out)
 		return -EINVAL;
 	return shoal__array_attach_from(handle, queue_holder(q), flags, out);

@@ -81,7 +81,25 @@ struct shoal_segment {
 	char name[SHOAL_NAME_MAX + 1];
 };
 
-/* Validate a caller's name: 0 or -EINVAL. */
+/* ---- error detail (lib/error.c) ------------------------------------------- */
+
+/*
+ * Record why the call fails (printf-style, one line, truncated to
+ * SHOAL_ERRDETAIL_MAX) for shoal_errdetail(), and return @rc, so an error
+ * site reads "return shoal__fail(-EINVAL, "...", ...);".
+ */
+int shoal__fail(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Forget the detail: called on entry by every public call that can record
+ * one, so after it the detail describes that call or is empty. One store. */
+extern __thread int shoal__detail_code __attribute__((tls_model("initial-exec")));
+static inline void shoal__detail_clear(void)
+{
+	shoal__detail_code = 0;
+}
+/* The word for an object kind in details: "segment", "queue", ... */
+const char *shoal__kind_name(uint32_t kind);
+
+/* Validate a caller's name: 0 or -EINVAL (with a detail naming the rule). */
 int shoal__name_check(const char *name);
 
 /* Write "shoal.<name>" into @buf (at least SHOAL__FILE_MAX bytes). */

@@ -239,7 +239,8 @@ static int do_register(struct shoal_queue *q)
 		if (attempt == 0 && (rc = recover(q)) != 0)
 			goto out;
 	}
-	rc = -EUSERS;
+	rc = shoal__fail(-EUSERS, "queue '%s': participant table full (%u live processes use it)",
+			 q->seg->name, SHOAL_QUEUE_PARTICIPANTS);
 out:
 	pthread_mutex_unlock(&q->reg_lock);
 	return rc;
@@ -999,6 +1000,7 @@ SHOAL_API int shoal_queue_push(struct shoal_queue *q, const void *msg, size_t le
 	uint32_t me;
 	int rc;
 
+	shoal__detail_clear();
 	if (!q || (!msg && len))
 		return -EINVAL;
 	if (len > q->max_msg)
@@ -1021,6 +1023,7 @@ SHOAL_API int shoal_queue_pop(struct shoal_queue *q, void *buf, size_t cap, size
 	uint32_t me;
 	int rc;
 
+	shoal__detail_clear();
 	if (!q || !len || (!buf && cap))
 		return -EINVAL;
 	rc = self_index(q, &me);
@@ -1043,6 +1046,7 @@ SHOAL_API ssize_t shoal_queue_push_many(struct shoal_queue *q, const void *data,
 	uint32_t me;
 	int rc;
 
+	shoal__detail_clear();
 	if (!q || (n && (!lens || !data)))
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++)
@@ -1093,6 +1097,7 @@ SHOAL_API ssize_t shoal_queue_pop_many(struct shoal_queue *q, void *buf, size_t 
 	uint32_t me;
 	ssize_t rc;
 
+	shoal__detail_clear();
 	if (!q || !lens || n == 0 || (!buf && cap))
 		return -EINVAL;
 	rc = self_index(q, &me);
@@ -1180,9 +1185,15 @@ SHOAL_API int shoal_queue_create(const char *name, uint32_t capacity, uint32_t m
 	size_t stride;
 	int rc;
 
-	if (!out || capacity < 2 || capacity > SHOAL_QUEUE_CAPACITY_MAX ||
-	    (capacity & (capacity - 1)) || max_msg == 0 || max_msg > SHOAL_QUEUE_MSG_MAX)
-		return -EINVAL;
+	shoal__detail_clear();
+	if (!out)
+		return shoal__fail(-EINVAL, "queue create: out is NULL");
+	if (capacity < 2 || capacity > SHOAL_QUEUE_CAPACITY_MAX || (capacity & (capacity - 1)))
+		return shoal__fail(-EINVAL, "queue '%s': capacity %u must be a power of two in 2..%u",
+				   name ? name : "(null)", capacity, SHOAL_QUEUE_CAPACITY_MAX);
+	if (max_msg == 0 || max_msg > SHOAL_QUEUE_MSG_MAX)
+		return shoal__fail(-EINVAL, "queue '%s': max_msg %u must be in 1..%u bytes",
+				   name ? name : "(null)", max_msg, SHOAL_QUEUE_MSG_MAX);
 	stride = stride_for(max_msg);
 	rc = shoal__segment_create(name, SHOAL__KIND_QUEUE, sizeof(struct qhdr),
 				   (size_t)capacity * stride, opts, &seg);
@@ -1255,14 +1266,18 @@ SHOAL_API int shoal_queue_open(const char *name, unsigned int flags, struct shoa
 	struct qhdr cfg;
 	int rc;
 
+	shoal__detail_clear();
 	if (!out || (flags & ~SHOAL_PREFAULT))
-		return -EINVAL;
+		return shoal__fail(-EINVAL, "queue open: NULL out or unknown flags 0x%x", flags);
 	rc = shoal__segment_open(name, SHOAL__KIND_QUEUE, sizeof(struct qhdr), flags, &seg);
 	if (rc)
 		return rc;
 	/* One read of the fixed line; only the copy is trusted from here. */
 	memcpy(&cfg, seg->kind_hdr, offsetof(struct qhdr, closed));
 	rc = qhdr_check(&cfg, seg);
+	if (rc == -EBADMSG)
+		shoal__fail(rc, "queue '%s' is corrupt: its queue header fails a check "
+			    "(capacity, max_msg, stride or cursors)", name);
 	if (rc == 0 && !(q = handle_new(seg, &cfg)))
 		rc = -ENOMEM;
 	if (rc) {

@@ -29,22 +29,52 @@
 
 #define SHM_DIR "/dev/shm/"
 #define TMP_PREFIX SHOAL_PREFIX ".tmp."
+/* How every -EBADMSG detail starts: the kind and name, then the check. */
+#define CORRUPT "%s '%s' is corrupt or foreign: "
+
+const char *shoal__kind_name(uint32_t kind)
+{
+	switch (kind) {
+	case SHOAL__KIND_SEGMENT:
+		return "segment";
+	case SHOAL__KIND_QUEUE:
+		return "queue";
+	case SHOAL__KIND_ARRAY:
+		return "array";
+	case SHOAL__KIND_POOL:
+		return "pool";
+	default:
+		return "object";
+	}
+}
 
 int shoal__name_check(const char *name)
 {
 	size_t len;
 
 	if (!name)
-		return -EINVAL;
+		return shoal__fail(-EINVAL, "name is NULL");
 	len = strnlen(name, SHOAL_NAME_MAX + 1);
-	if (len == 0 || len > SHOAL_NAME_MAX || name[0] == '.' || strstr(name, ".."))
-		return -EINVAL;
+	if (len == 0)
+		return shoal__fail(-EINVAL, "name is empty: a name has 1 to %d bytes", SHOAL_NAME_MAX);
+	if (len > SHOAL_NAME_MAX)
+		return shoal__fail(-EINVAL, "name '%.32s...' is longer than %d bytes", name,
+				   SHOAL_NAME_MAX);
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)name[i];
 
-		if (c <= 0x20 || c >= 0x7f || c == '/')
-			return -EINVAL;
+		if (c == '/')
+			return shoal__fail(-EINVAL, "name '%s' contains '/' (byte %zu)", name, i);
+		if (c <= 0x20 || c >= 0x7f)
+			return shoal__fail(-EINVAL,
+					   "name '%.*s...' has byte 0x%02x at %zu: only printable "
+					   "ASCII other than space is allowed",
+					   (int)i, name, c, i);
 	}
+	if (name[0] == '.')
+		return shoal__fail(-EINVAL, "name '%s' starts with '.'", name);
+	if (strstr(name, ".."))
+		return shoal__fail(-EINVAL, "name '%s' contains \"..\"", name);
 	return 0;
 }
 
@@ -84,22 +114,33 @@ int shoal__segment_create(const char *name, enum shoal__kind kind, size_t kind_s
 	uint64_t data_off, total, rnd;
 	int fd, rc;
 
-	if (!out || data_size == 0 || kind_size > SHOAL__DATA_ALIGN * 16)
-		return -EINVAL;
+	if (!out)
+		return shoal__fail(-EINVAL, "%s create: out is NULL", shoal__kind_name(kind));
+	if (data_size == 0)
+		return shoal__fail(-EINVAL, "%s '%s': size must be at least 1 byte",
+				   shoal__kind_name(kind), name ? name : "(null)");
+	if (kind_size > SHOAL__DATA_ALIGN * 16)
+		return -EINVAL; /* a kind's fixed header: never the caller's doing */
 	rc = shoal__file_name(path, sizeof(path), name);
 	if (rc)
 		return rc;
-	if ((mode & ~0777u) || (mode & 022) || (mode & 0600) != 0600 || (flags & ~SHOAL_PREFAULT))
-		return -EINVAL;
+	if ((mode & ~0777u) || (mode & 022) || (mode & 0600) != 0600)
+		return shoal__fail(-EINVAL,
+				   "%s '%s': mode 0%o: must be within 0755 and include 0600 "
+				   "(owner read-write; group and others never write)",
+				   shoal__kind_name(kind), name, mode);
+	if (flags & ~SHOAL_PREFAULT)
+		return shoal__fail(-EINVAL, "%s '%s': unknown flags 0x%x at create",
+				   shoal__kind_name(kind), name, flags);
 	data_off = round_up(SHOAL__HDR_SIZE + kind_size, SHOAL__DATA_ALIGN);
-	if (data_size > (uint64_t)INT64_MAX - data_off)
-		return -EOVERFLOW;
+	if (data_size > (uint64_t)INT64_MAX - data_off || data_off + data_size > SIZE_MAX)
+		return shoal__fail(-EOVERFLOW, "%s '%s': size %zu bytes is too large",
+				   shoal__kind_name(kind), name, data_size);
 	total = data_off + data_size;
-	if (total > SIZE_MAX)
-		return -EOVERFLOW;
 	/* Not the guarantee (the rename is), just no 1 GiB fallocate for nothing. */
 	if (access(path, F_OK) == 0)
-		return -EEXIST;
+		return shoal__fail(-EEXIST, "%s '%s' exists: %s", shoal__kind_name(kind), name,
+				   path);
 	rc = shoal_proc_self(&self);
 	if (rc)
 		return rc;
@@ -124,8 +165,9 @@ int shoal__segment_create(const char *name, enum shoal__kind kind, size_t kind_s
 	}
 	rc = -posix_fallocate(fd, 0, (off_t)total);
 	if (rc) {
-		if (rc == -EFBIG)
-			rc = -ENOSPC;
+		if (rc == -EFBIG || rc == -ENOSPC)
+			rc = shoal__fail(-ENOSPC, "%s '%s': no room in " SHM_DIR " for %llu bytes",
+					 shoal__kind_name(kind), name, (unsigned long long)total);
 		goto fail;
 	}
 	s->map_size = total;
@@ -181,6 +223,9 @@ int shoal__segment_publish(struct shoal_segment *s)
 	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) != 0) {
 		int rc = -errno;
 
+		if (rc == -EEXIST)
+			shoal__fail(rc, "%s '%s' exists: %s", shoal__kind_name(s->hdr.kind), s->name,
+				    path);
 		unlink(tmp);
 		segment_free(s);
 		return rc;
@@ -204,25 +249,38 @@ void shoal__segment_abort(struct shoal_segment *s)
 
 /* Validate a header copy against the file it came from. */
 static int hdr_check(const struct shoal__hdr *h, uint64_t file_size, enum shoal__kind kind,
-		     size_t kind_min)
+		     size_t kind_min, const char *name)
 {
+	const char *want = shoal__kind_name(kind);
+
 	if (memcmp(h->magic, SHOAL__MAGIC, sizeof(h->magic)) != 0)
-		return -EBADMSG;
+		return shoal__fail(-EBADMSG, CORRUPT "bad magic", want, name);
 	if (h->version == 0)
-		return -EBADMSG;
+		return shoal__fail(-EBADMSG, CORRUPT "layout version 0", want, name);
 	if (h->version != SHOAL__LAYOUT_VERSION)
-		return -EPROTO;
+		return shoal__fail(-EPROTO, "%s '%s': layout version %u, this library reads %u",
+				   want, name, h->version, SHOAL__LAYOUT_VERSION);
 	if (h->kind == 0 || h->kind > SHOAL__KIND_MAX)
-		return -EBADMSG;
-	if (h->total_size != file_size || h->kind_off != SHOAL__HDR_SIZE ||
+		return shoal__fail(-EBADMSG, CORRUPT "unknown object kind %u", want, name,
+				   h->kind);
+	if (h->total_size != file_size)
+		return shoal__fail(-EBADMSG, CORRUPT "header says %llu bytes, the file has %llu",
+				   want, name, (unsigned long long)h->total_size,
+				   (unsigned long long)file_size);
+	if (h->kind_off != SHOAL__HDR_SIZE ||
 	    !shoal__range_ok(h->kind_off, h->kind_size, file_size) ||
 	    h->data_off % SHOAL__DATA_ALIGN != 0 || h->data_off < h->kind_off + h->kind_size ||
-	    !shoal__range_ok(h->data_off, h->data_size, file_size) || h->generation == 0)
-		return -EBADMSG;
+	    !shoal__range_ok(h->data_off, h->data_size, file_size))
+		return shoal__fail(-EBADMSG, CORRUPT "header offsets out of the file's bounds",
+				   want, name);
+	if (h->generation == 0)
+		return shoal__fail(-EBADMSG, CORRUPT "generation 0", want, name);
 	if (h->kind != (uint32_t)kind)
-		return -EPROTOTYPE;
+		return shoal__fail(-EPROTOTYPE, "'%s' is a %s, not a %s", name,
+				   shoal__kind_name(h->kind), want);
 	if (h->kind_size < kind_min)
-		return -EBADMSG;
+		return shoal__fail(-EBADMSG, CORRUPT "its header is %llu bytes, at least %zu expected",
+				   want, name, (unsigned long long)h->kind_size, kind_min);
 	return 0;
 }
 
@@ -235,8 +293,11 @@ int shoal__segment_open(const char *name, enum shoal__kind kind, size_t kind_min
 	struct stat st;
 	int fd, rc;
 
-	if (!out || (flags & ~(SHOAL_RDONLY | SHOAL_PREFAULT)))
-		return -EINVAL;
+	if (!out)
+		return shoal__fail(-EINVAL, "%s open: out is NULL", shoal__kind_name(kind));
+	if (flags & ~(SHOAL_RDONLY | SHOAL_PREFAULT))
+		return shoal__fail(-EINVAL, "%s '%s': unknown open flags 0x%x",
+				   shoal__kind_name(kind), name ? name : "(null)", flags);
 	rc = shoal__file_name(path, sizeof(path), name);
 	if (rc)
 		return rc;
@@ -246,8 +307,16 @@ int shoal__segment_open(const char *name, enum shoal__kind kind, size_t kind_min
 		/* A symlink, directory, socket or device where an object should
 		 * be: not ours, so not trusted. */
 		if (errno == ELOOP || errno == EISDIR || errno == ENXIO || errno == ENODEV)
-			return -EBADMSG;
-		return -errno;
+			return shoal__fail(-EBADMSG, CORRUPT "%s is not a regular file",
+					   shoal__kind_name(kind), name, path);
+		rc = -errno;
+		if (rc == -ENOENT)
+			return shoal__fail(rc, "no %s named '%s' (%s)", shoal__kind_name(kind),
+					   name, path);
+		if (rc == -EACCES)
+			return shoal__fail(rc, "%s '%s': %s: permission denied",
+					   shoal__kind_name(kind), name, path);
+		return rc;
 	}
 	if (fstat(fd, &st) != 0) {
 		rc = -errno;
@@ -256,15 +325,24 @@ int shoal__segment_open(const char *name, enum shoal__kind kind, size_t kind_min
 	}
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);
-		return -EBADMSG;
+		return shoal__fail(-EBADMSG, CORRUPT "%s is not a regular file",
+				   shoal__kind_name(kind), name, path);
 	}
-	if (st.st_uid != geteuid() || (st.st_mode & 022)) {
+	if (st.st_uid != geteuid()) {
 		close(fd);
-		return -EACCES;
+		return shoal__fail(-EACCES, "%s '%s': owned by uid %u, not by this process's uid %u",
+				   shoal__kind_name(kind), name, (unsigned)st.st_uid,
+				   (unsigned)geteuid());
+	}
+	if (st.st_mode & 022) {
+		close(fd);
+		return shoal__fail(-EACCES, "%s '%s': mode 0%o lets others write to it",
+				   shoal__kind_name(kind), name, (unsigned)(st.st_mode & 0777));
 	}
 	if ((uint64_t)st.st_size < SHOAL__HDR_SIZE || (uint64_t)st.st_size > SIZE_MAX) {
 		close(fd);
-		return -EBADMSG;
+		return shoal__fail(-EBADMSG, CORRUPT "%llu bytes, too small for a shoal header",
+				   shoal__kind_name(kind), name, (unsigned long long)st.st_size);
 	}
 	s = calloc(1, sizeof(*s));
 	if (!s) {
@@ -283,7 +361,7 @@ int shoal__segment_open(const char *name, enum shoal__kind kind, size_t kind_min
 	}
 	/* One read of the header; only the copy is looked at from here on. */
 	memcpy(&s->hdr, s->base, sizeof(s->hdr));
-	rc = hdr_check(&s->hdr, (uint64_t)st.st_size, kind, kind_min);
+	rc = hdr_check(&s->hdr, (uint64_t)st.st_size, kind, kind_min, name);
 	if (rc) {
 		segment_free(s);
 		return rc;
@@ -303,8 +381,9 @@ SHOAL_API int shoal_segment_create(const char *name, size_t size, const struct s
 	struct shoal_segment *s;
 	int rc;
 
+	shoal__detail_clear();
 	if (!out)
-		return -EINVAL;
+		return shoal__fail(-EINVAL, "segment create: out is NULL");
 	rc = shoal__segment_create(name, SHOAL__KIND_SEGMENT, 0, size, opts, &s);
 	if (rc)
 		return rc;
@@ -317,6 +396,7 @@ SHOAL_API int shoal_segment_create(const char *name, size_t size, const struct s
 
 SHOAL_API int shoal_segment_open(const char *name, unsigned int flags, struct shoal_segment **out)
 {
+	shoal__detail_clear();
 	return shoal__segment_open(name, SHOAL__KIND_SEGMENT, 0, flags, out);
 }
 
@@ -350,9 +430,16 @@ SHOAL_API bool shoal_segment_is_readonly(const struct shoal_segment *s)
 SHOAL_API int shoal_unlink(const char *name)
 {
 	char path[sizeof(SHM_DIR) + SHOAL__FILE_MAX];
-	int rc = shoal__file_name(path, sizeof(path), name);
+	int rc;
 
+	shoal__detail_clear();
+	rc = shoal__file_name(path, sizeof(path), name);
 	if (rc)
 		return rc;
-	return unlink(path) == 0 ? 0 : -errno;
+	if (unlink(path) == 0)
+		return 0;
+	rc = -errno;
+	if (rc == -ENOENT)
+		return shoal__fail(rc, "no object named '%s' (%s)", name, path);
+	return rc;
 }

@@ -3,8 +3,10 @@
  * and what other processes see.
  */
 #include "internal.h"
+#include "array.h"
 #include "testutil.h"
 
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 
@@ -477,6 +479,218 @@ START_TEST(prefault_maps_pages_in)
 }
 END_TEST
 
+/* The detail of @rc must contain every one of the NULL-ended @needles. */
+#define ck_detail(rc, ...) ck_detail_((rc), (const char *const[]){ __VA_ARGS__, NULL })
+static void ck_detail_(int rc, const char *const *needles)
+{
+	const char *d = shoal_errdetail(rc);
+
+	ck_assert_ptr_nonnull(d);
+	for (; *needles; needles++)
+		ck_assert_msg(strstr(d, *needles), "detail of %d \"%s\" lacks \"%s\"", rc, d,
+			      *needles);
+}
+
+START_TEST(errdetail_names_the_rule)
+{
+	char longest[SHOAL_NAME_MAX + 2];
+	struct shoal_segment *s = NULL;
+	struct shoal_opts o = { .mode = 0666 };
+
+	ck_assert_str_eq(shoal_errdetail(0), "");
+	ck_assert_int_eq(shoal_segment_create("a/b", 64, NULL, &s), -EINVAL);
+	ck_detail(-EINVAL, "'a/b'", "contains '/'");
+	ck_assert_int_eq(shoal_segment_open("a..b", 0, &s), -EINVAL);
+	ck_detail(EINVAL, "'a..b'", "\"..\"");
+	ck_assert_int_eq(shoal_unlink(".hidden"), -EINVAL);
+	ck_detail(-EINVAL, "'.hidden'", "starts with '.'");
+	ck_assert_int_eq(shoal_segment_create("a b", 64, NULL, &s), -EINVAL);
+	ck_detail(-EINVAL, "0x20", "printable ASCII");
+	ck_assert_int_eq(shoal_segment_create("", 64, NULL, &s), -EINVAL);
+	ck_detail(-EINVAL, "empty");
+	ck_assert_int_eq(shoal_segment_create(NULL, 64, NULL, &s), -EINVAL);
+	ck_detail(-EINVAL, "NULL");
+	memset(longest, 'x', sizeof(longest));
+	longest[SHOAL_NAME_MAX + 1] = '\0';
+	ck_assert_int_eq(shoal_segment_create(longest, 64, NULL, &s), -EINVAL);
+	ck_detail(-EINVAL, "longer than 200 bytes");
+	ck_assert_int_eq(shoal_segment_create(t_name("mode"), 64, &o, &s), -EINVAL);
+	ck_detail(-EINVAL, "mode 0666", "0600");
+	ck_assert_int_eq(shoal_segment_create(t_name("zero"), 0, NULL, &s), -EINVAL);
+	ck_detail(-EINVAL, "size must be at least 1 byte");
+	ck_assert_int_eq(shoal_segment_create(t_name("huge"), SIZE_MAX, NULL, &s), -EOVERFLOW);
+	ck_detail(-EOVERFLOW, "too large");
+	/* A record is only for the code it was made for. */
+	ck_assert_str_eq(shoal_errdetail(-ENOENT), "");
+	ck_assert_ptr_null(s);
+}
+END_TEST
+
+START_TEST(errdetail_names_the_object)
+{
+	const char *name = t_name("detail");
+	struct shoal_segment *s = NULL, *t = NULL;
+	struct shoal_queue *q = NULL;
+	char want[300];
+
+	ck_assert_int_eq(shoal_segment_open(name, 0, &t), -ENOENT);
+	snprintf(want, sizeof(want), "no segment named '%s'", name);
+	ck_detail(-ENOENT, want);
+	ck_assert_int_eq(shoal_unlink(name), -ENOENT);
+	ck_detail(-ENOENT, name);
+
+	/* A successful create, open or unlink clears the record... */
+	s = make(name, 64);
+	ck_assert_str_eq(shoal_errdetail(-ENOENT), "");
+	ck_assert_int_eq(shoal_segment_create(name, 64, NULL, &t), -EEXIST);
+	ck_detail(-EEXIST, "segment '", name, "' exists");
+	/* ... other successful calls leave it. */
+	ck_assert_uint_eq(shoal_segment_size(s), 64);
+	ck_assert_int_eq(shoal_segment_close(s), 0);
+	ck_detail(-EEXIST, name);
+
+	ck_assert_int_eq(chmod(t_path(name), 0666), 0);
+	ck_assert_int_eq(shoal_segment_open(name, 0, &t), -EACCES);
+	ck_detail(-EACCES, name, "mode 0666", "others write");
+	ck_assert_int_eq(chmod(t_path(name), 0600), 0);
+	ck_assert_int_eq(shoal_queue_open(name, 0, &q), -EPROTOTYPE);
+	ck_detail(-EPROTOTYPE, name, "is a segment, not a queue");
+	ck_assert_int_eq(shoal_unlink(name), 0);
+	ck_assert_ptr_null(t);
+	ck_assert_ptr_null(q);
+}
+END_TEST
+
+/* open_planted(), keeping the detail the open left (unlink clears it). */
+static char planted_detail[SHOAL_ERRDETAIL_MAX];
+static int open_planted_detail(const struct shoal__hdr *h, size_t file_size)
+{
+	const char *name = t_name("bad");
+	char *buf = calloc(1, file_size ? file_size : 1);
+	struct shoal_segment *s = NULL;
+	int rc;
+
+	memcpy(buf, h, file_size < sizeof(*h) ? file_size : sizeof(*h));
+	t_plant(name, buf, file_size, 0600);
+	free(buf);
+	rc = shoal_segment_open(name, 0, &s);
+	snprintf(planted_detail, sizeof(planted_detail), "%s", shoal_errdetail(rc));
+	ck_assert_ptr_null(s);
+	shoal_unlink(name);
+	return rc;
+}
+
+START_TEST(errdetail_says_which_check_failed)
+{
+	struct shoal__hdr good, h;
+	size_t fsize = SHOAL__DATA_ALIGN + 4096;
+
+	real_header(&good, 4096);
+	h = good;
+	memcpy(h.magic, "NOTSHOAL", 8);
+	ck_assert_int_eq(open_planted_detail(&h, fsize), -EBADMSG);
+	ck_assert_msg(strstr(planted_detail, "bad magic"), "%s", planted_detail);
+	h = good;
+	h.total_size += 4096;
+	ck_assert_int_eq(open_planted_detail(&h, fsize), -EBADMSG);
+	ck_assert_msg(strstr(planted_detail, "header says"), "%s", planted_detail);
+	h = good;
+	h.version = 99;
+	ck_assert_int_eq(open_planted_detail(&h, fsize), -EPROTO);
+	ck_assert_msg(strstr(planted_detail, "layout version 99"), "%s", planted_detail);
+	ck_assert_int_eq(open_planted_detail(&good, 10), -EBADMSG);
+	ck_assert_msg(strstr(planted_detail, "too small"), "%s", planted_detail);
+}
+END_TEST
+
+START_TEST(errdetail_queue_and_array)
+{
+	const char *name = t_name("qd");
+	size_t shape[2] = { SIZE_MAX / 2, 4 };
+	struct shoal_queue *q = NULL;
+	struct shoal_array *a = NULL, *b = NULL;
+	char handle[SHOAL_HANDLE_MAX];
+	char want[64];
+	int rc = 0;
+	uint32_t i;
+	pid_t pid;
+
+	ck_assert_int_eq(shoal_queue_create(name, 1000, 64, NULL, &q), -EINVAL);
+	ck_detail(-EINVAL, name, "capacity 1000", "power of two", "2..16777216");
+	ck_assert_int_eq(shoal_queue_create(name, 8, 0, NULL, &q), -EINVAL);
+	ck_detail(-EINVAL, name, "max_msg 0");
+	ck_assert_ptr_null(q);
+	/* A call that can record clears on entry: a failure of its own that
+	 * records nothing never shows the record of an earlier call. */
+	ck_assert_int_eq(shoal_queue_push(NULL, "x", 1, 0), -EINVAL);
+	ck_assert_str_eq(shoal_errdetail(-EINVAL), "");
+	ck_assert_int_eq(shoal_queue_create(name, 3, 8, NULL, &q), -EINVAL);
+	ck_detail(-EINVAL, "capacity 3");
+	ck_assert_int_eq(shoal_array_release(NULL), -EINVAL);
+	ck_assert_str_eq(shoal_errdetail(-EINVAL), "");
+
+	ck_assert_int_eq(shoal_array_create(name, SHOAL_DTYPE_FLOAT64, 0, 2, shape, NULL, &a),
+			 -EOVERFLOW);
+	ck_detail(-EOVERFLOW, name, "overflows");
+	ck_assert_int_eq(shoal_array_create(name, 99, 0, 1, shape, NULL, &a), -EINVAL);
+	ck_detail(-EINVAL, "dtype code 99");
+	ck_assert_int_eq(shoal_array_create(name, SHOAL_DTYPE_FLOAT64, 0, 33, shape, NULL, &a),
+			 -EINVAL);
+	ck_detail(-EINVAL, "ndim 33", "1..32");
+	ck_assert_int_eq(shoal_array_attach("shoal:array:x@12", 0, &a), -EINVAL);
+	ck_detail(-EINVAL, "'shoal:array:x@12'", "16 hex digits");
+	ck_assert_int_eq(shoal_array_attach("nope", 0, &a), -EINVAL);
+	ck_detail(-EINVAL, "does not start with");
+
+	/* The holder ledger full: the array's name and the limit. */
+	shape[0] = 4;
+	ck_assert_int_eq(shoal_array_create(name, SHOAL_DTYPE_UINT8, 0, 1, shape, NULL, &a), 0);
+	for (i = 0; i < SHOAL__ARRAY_LEDGER_CAP + 1 && rc == 0; i++)
+		rc = shoal__array_hold(a, shoal__holder_queue(1000 + i));
+	ck_assert_int_eq(rc, -EUSERS);
+	ck_assert_uint_eq(i, SHOAL__ARRAY_LEDGER_CAP);
+	snprintf(want, sizeof(want), "(%u live holders)", (unsigned)SHOAL__ARRAY_LEDGER_CAP);
+	ck_detail(-EUSERS, "array '", name, "': holder ledger full", want);
+	ck_assert_int_ge(shoal_array_handle(a, handle, sizeof(handle)), 0);
+	/* Another process (this one has its line already) is refused. */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(shoal_array_attach(handle, 0, &b) == -EUSERS &&
+		      strstr(shoal_errdetail(-EUSERS), "holder ledger full") ? 0 : 1);
+	ck_assert_int_eq(t_wait(pid), 0);
+	for (i = 0; i + 1 < SHOAL__ARRAY_LEDGER_CAP; i++)
+		ck_assert_int_eq(shoal__array_unhold(a, shoal__holder_queue(1000 + i)), 0);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	/* Its handle now names nothing. */
+	ck_assert_int_eq(shoal_array_attach(handle, 0, &b), -ENOENT);
+	ck_detail(-ENOENT, name);
+	ck_assert_ptr_null(b);
+}
+END_TEST
+
+static void *other_thread(void *arg)
+{
+	*(const char **)arg = shoal_errdetail(-EINVAL);
+	return NULL;
+}
+
+START_TEST(errdetail_is_per_thread)
+{
+	struct shoal_segment *s = NULL;
+	const char *seen = NULL;
+	pthread_t t;
+
+	ck_assert_int_eq(shoal_segment_open("x/y", 0, &s), -EINVAL);
+	ck_detail(-EINVAL, "x/y");
+	ck_assert_int_eq(pthread_create(&t, NULL, other_thread, &seen), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_ptr_nonnull(seen);
+	ck_assert_str_eq(seen, "");
+	ck_detail(-EINVAL, "x/y");
+}
+END_TEST
+
 START_TEST(strerror_and_version)
 {
 	static const int codes[] = { EBADMSG, EPROTO, EPROTOTYPE, SHOAL_EWORKERLOST, SHOAL_EPOISONED };
@@ -561,6 +775,11 @@ static Suite *suite(void)
 	tcase_add_test(tc, readonly_open_cannot_write);
 	tcase_add_test(tc, prefault_maps_pages_in);
 	tcase_add_test(tc, strerror_and_version);
+	tcase_add_test(tc, errdetail_names_the_rule);
+	tcase_add_test(tc, errdetail_names_the_object);
+	tcase_add_test(tc, errdetail_says_which_check_failed);
+	tcase_add_test(tc, errdetail_queue_and_array);
+	tcase_add_test(tc, errdetail_is_per_thread);
 	tcase_add_test(tc, out_of_memory_and_fds);
 	suite_add_tcase(s, tc);
 	return s;

@@ -369,3 +369,58 @@ def test_detach_while_another_thread_waits(name):
     assert not t.is_alive()
     assert errors and "detached" in str(errors[0])
     shoal.queue.unlink(name)
+
+
+# ---- arguments: put takes bytes-like objects only; create's numbers
+
+def test_put_takes_bytes_like_only(q):
+    import array
+    import numpy as np
+    for bad in (5, [1, 2, 3], "abc", None, 2.5, {b"x": 1}):
+        with pytest.raises(TypeError, match="put_obj") as e:
+            q.put(bad)
+        assert type(bad).__name__ in str(e.value)
+        with pytest.raises(TypeError, match="put_obj"):
+            q.put_nowait(bad)
+        with pytest.raises(TypeError, match="put_obj"):
+            q.put_many([b"ok", bad])
+    assert q.qsize() == 0  # nothing of a refused batch went in
+    good = [b"a", bytearray(b"bc"), memoryview(b"def"), np.arange(3, dtype=np.uint8),
+            np.arange(4, dtype=np.uint16)[::2], array.array("B", [7, 8])]
+    for g in good:
+        q.put(g)
+    assert [q.get() for _ in good] == [b"a", b"bc", b"def", b"\x00\x01\x02",
+                                       b"\x00\x00\x02\x00", b"\x07\x08"]
+    q.put_obj(5)
+    assert q.get_obj() == 5
+
+
+def test_create_arguments_name_the_queue_and_the_rule(name):
+    for cap in (0, 3, 1000, 1 << 30, -1, 2**32):
+        with pytest.raises(OSError) as e:
+            shoal.Queue(name, cap, 8)
+        assert e.value.errno == errno.EINVAL and e.value.filename == name
+        assert f"queue '{name}': capacity {cap} must be a power of two in 2..16777216" \
+            in str(e.value)
+    for mm in (0, 1 << 27, -5):
+        with pytest.raises(OSError) as e:
+            shoal.Queue(name, 4, mm)
+        assert f"max_msg {mm} must be in 1..67108864" in str(e.value)
+    for bad in (4.0, "4", None):
+        with pytest.raises(TypeError, match="capacity must be an integer"):
+            shoal.Queue(name, bad, 8)
+        with pytest.raises(TypeError, match="max_msg must be an integer"):
+            shoal.Queue(name, 4, bad)
+    with pytest.raises(FileNotFoundError) as e:
+        shoal.Queue.open(name)
+    assert e.value.filename == name and f"no queue named '{name}'" in str(e.value)
+    import numpy as np
+    with shoal.Queue(name, np.int32(4), np.uint16(8)) as q:
+        assert q.capacity == 4 and q.max_msg == 8
+        with pytest.raises(FileExistsError) as e:
+            shoal.Queue(name, 4, 8)
+        assert e.value.filename == name and f"queue '{name}' exists" in str(e.value)
+        q.unlink()
+    with pytest.raises(FileNotFoundError) as e:
+        shoal.queue.unlink(name)
+    assert e.value.filename == name

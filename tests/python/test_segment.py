@@ -140,3 +140,70 @@ def test_loader_honours_shoal_library(tmp_path):
     r = subprocess.run([sys.executable, "-c", "import shoal"], env=env, capture_output=True, text=True)
     assert r.returncode != 0
     assert "SHOAL_LIBRARY" in r.stderr and "nope.so" in r.stderr
+
+
+def test_errors_name_the_segment_and_the_rule(name):
+    with pytest.raises(FileNotFoundError) as e:
+        shoal.Segment.open(name)
+    assert e.value.filename == name
+    assert f"no segment named '{name}'" in str(e.value)
+    with shoal.Segment.create(name, 10):
+        with pytest.raises(FileExistsError) as e:
+            shoal.Segment.create(name, 10)
+        assert e.value.filename == name and f"segment '{name}' exists" in str(e.value)
+        with pytest.raises(OSError) as e:
+            shoal.Queue.open(name)
+        assert e.value.errno == 91 and "is a segment, not a queue" in str(e.value)
+    shoal.unlink(name)
+    with pytest.raises(FileNotFoundError) as e:
+        shoal.unlink(name)
+    assert e.value.filename == name and name in str(e.value)
+    rules = {"": "empty", "a/b": "contains '/'", "..": "starts with '.'", ".x": "starts with '.'",
+             "a..b": '".."', "a b": "printable ASCII", "h\u00e9": "printable ASCII",
+             "x" * 201: "longer than 200 bytes"}
+    for bad, rule in rules.items():
+        with pytest.raises(OSError) as e:
+            shoal.Segment.create(bad, 10)
+        assert e.value.errno == 22 and rule in str(e.value), (bad, str(e.value))
+        assert e.value.filename == bad
+    with pytest.raises(OSError) as e:
+        shoal.Segment.create(name, 0)
+    assert "size must be at least 1 byte" in str(e.value)
+    with pytest.raises(OSError) as e:
+        shoal.Segment.create(name, 10, mode=0o666)
+    assert e.value.errno == 22 and "mode 0666" in str(e.value)
+    for bad in (2.5, "10", None):
+        with pytest.raises(TypeError, match="size must be an integer"):
+            shoal.Segment.create(name, bad)
+    with shoal.Segment.create(name, np_int(10)) as s:
+        assert s.size == 10
+        s.unlink()
+
+
+def np_int(n):
+    import numpy as np
+    return np.int64(n)
+
+
+def test_refused_objects_say_why(name):
+    path = f"/dev/shm/shoal.{name}"
+    with open(path, "wb") as f:
+        f.write(b"NOTSHOAL" + bytes(8192))
+    os.chmod(path, 0o600)
+    with pytest.raises(OSError) as e:
+        shoal.Segment.open(name)
+    assert e.value.errno == 74 and "bad magic" in str(e.value) and e.value.filename == name
+    os.chmod(path, 0o666)
+    with pytest.raises(PermissionError) as e:
+        shoal.Segment.open(name)
+    assert "mode 0666" in str(e.value) and e.value.filename == name
+    os.unlink(path)
+
+
+def test_detail_is_only_for_its_own_error(name):
+    """A detail recorded for one failure never explains another."""
+    with pytest.raises(OSError):
+        shoal.Segment.create("a/b", 10)
+    assert shoal._lib.errdetail(22) != ""
+    assert shoal._lib.errdetail(2) == ""
+    assert str(shoal._lib.error(2)) == "[Errno 2] No such file or directory"

@@ -52,12 +52,19 @@ def test_errors_match_the_standard_one(name):
         shoal.SharedMemory(name, create=True, size=-5)
     with pytest.raises(ValueError):
         shoal.SharedMemory()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError) as e:
         shoal.SharedMemory(name)
+    assert e.value.filename == name and name in str(e.value)
+    with pytest.raises(FileNotFoundError) as e:
+        shoal.SharedMemory("/" + name)
+    assert e.value.filename == "/" + name
+    with pytest.raises(TypeError):
+        shoal.SharedMemory(name, create=True, size=2.5)
     with shoal.SharedMemory("/" + name, create=True, size=10) as s:
         assert s.name == name
-        with pytest.raises(FileExistsError):
+        with pytest.raises(FileExistsError) as e:
             shoal.SharedMemory(name, create=True, size=10)
+        assert e.value.filename == name and "exists" in str(e.value)
         s.unlink()
 
 

@@ -6,11 +6,14 @@ one shoal's pool recycles workers by. RSS counts every shared page a process
 touched (a worker reading a 2 GiB shared array has 2 GiB of RSS, none of it
 its own); ``ru_maxrss`` is a peak, and inherited across fork.
 """
+from __future__ import annotations
+
 import ctypes
 import os
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Optional, Union
 
 from ._lib import declare
 
@@ -39,13 +42,13 @@ class MemStat:
     swap: int
     peak: int
     private: int
-    pss: int = None
-    uss: int = None
-    private_dirty: int = None
-    swap_pss: int = None
+    pss: Optional[int] = None
+    uss: Optional[int] = None
+    private_dirty: Optional[int] = None
+    swap_pss: Optional[int] = None
 
 
-def memstat(pid=None, smaps=False):
+def memstat(pid: Optional[int] = None, smaps: bool = False) -> MemStat:
     """Read the memory use of process ``pid`` (default: this one).
 
     Cheap by default (/proc/PID/status: kernel counters, microseconds);
@@ -69,18 +72,18 @@ class Sample:
     """One sample of the monitored processes: time since start (s), and the
     readings of those that were alive."""
     t: float
-    readings: dict = field(default_factory=dict)
+    readings: Dict[int, MemStat] = field(default_factory=dict)
 
     @property
-    def private(self):
+    def private(self) -> int:
         return sum(r.private for r in self.readings.values())
 
     @property
-    def rss(self):
+    def rss(self) -> int:
         return sum(r.rss for r in self.readings.values())
 
     @property
-    def pss(self):
+    def pss(self) -> Optional[int]:
         vals = [r.pss for r in self.readings.values()]
         return None if any(v is None for v in vals) else sum(vals)
 
@@ -102,14 +105,15 @@ class MemoryMonitor:
     private memory seen per pid; ``timeline`` the samples.
     """
 
-    def __init__(self, pids=None, interval=0.1, smaps=False):
+    def __init__(self, pids: Union[None, Iterable[int], Callable[[], Iterable[int]]] = None,
+                 interval: float = 0.1, smaps: bool = False) -> None:
         if interval <= 0:
             raise ValueError("interval must be positive")
         self._pids = pids
         self.interval = interval
         self.smaps = smaps
-        self.timeline = []
-        self.peaks = {}
+        self.timeline: List[Sample] = []
+        self.peaks: Dict[int, int] = {}
         self.peak_private = 0
         self.peak_rss = 0
         self.peak_pss = 0
@@ -126,7 +130,7 @@ class MemoryMonitor:
             p = p()
         return list(p)
 
-    def sample(self):
+    def sample(self) -> Sample:
         """Take one sample now (the thread calls this every interval)."""
         s = Sample(time.monotonic() - (self._t0 or time.monotonic()))
         for pid in self._targets():
@@ -148,7 +152,7 @@ class MemoryMonitor:
         while not self._stop.wait(self.interval):
             self.sample()
 
-    def start(self):
+    def start(self) -> "MemoryMonitor":
         if self._thread is not None:
             raise RuntimeError("already started")
         self._t0 = time.monotonic()
@@ -157,7 +161,7 @@ class MemoryMonitor:
         self._thread.start()
         return self
 
-    def stop(self):
+    def stop(self) -> None:
         if self._thread is None:
             return
         self._stop.set()
@@ -165,8 +169,8 @@ class MemoryMonitor:
         self._thread = None
         self.sample()
 
-    def __enter__(self):
+    def __enter__(self) -> "MemoryMonitor":
         return self.start()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.stop()

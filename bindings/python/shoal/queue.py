@@ -1,14 +1,18 @@
 """shoal.Queue: a multi-producer, multi-consumer queue of byte strings in
 shared memory, that keeps working when any process using it is killed."""
+from __future__ import annotations
+
 import array
 import ctypes
 import errno
 import io
 import itertools
+import operator
 import pickle
 import queue as _queue
 import threading
 import time
+from typing import Any, Dict, Iterable, List, Optional
 
 from . import _lib
 from ._lib import declare
@@ -29,11 +33,11 @@ class _Stats(ctypes.Structure):
 
 
 _create = declare("shoal_queue_create", ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32,
-                  ctypes.c_uint32, ctypes.POINTER(_Opts), ctypes.POINTER(_vp))
+                  ctypes.c_uint32, ctypes.POINTER(_Opts), ctypes.POINTER(_vp), name_arg=0)
 _open = declare("shoal_queue_open", ctypes.c_int, ctypes.c_char_p, ctypes.c_uint,
-                ctypes.POINTER(_vp))
+                ctypes.POINTER(_vp), name_arg=0)
 _detach = declare("shoal_queue_detach", ctypes.c_int, _vp)
-_unlink = declare("shoal_queue_unlink", ctypes.c_int, ctypes.c_char_p)
+_unlink = declare("shoal_queue_unlink", ctypes.c_int, ctypes.c_char_p, name_arg=0)
 # The data calls return codes the loops below interpret themselves.
 _push = declare("shoal_queue_push", ctypes.c_int, _vp, ctypes.c_char_p, ctypes.c_size_t,
                 ctypes.c_int64, check=False)
@@ -79,9 +83,42 @@ _BATCH_BYTES = 1 << 20
 _SZ = next(c for c in "LQ" if array.array(c).itemsize == ctypes.sizeof(ctypes.c_size_t))
 
 
-def unlink(name):
+def unlink(name: str) -> None:
     """Remove the queue ``name`` (FileNotFoundError if absent)."""
     _unlink(_name(name))
+
+
+# shoal.h's SHOAL_QUEUE_CAPACITY_MAX and SHOAL_QUEUE_MSG_MAX.
+_CAPACITY_MAX, _MSG_MAX = 1 << 24, 1 << 26
+
+
+def _create_args(name: str, capacity: Any, max_msg: Any) -> List[int]:
+    """capacity and max_msg as numpy takes sizes (operator.index), checked
+    where the C call could not see them (beyond 32 bits); the C call checks
+    the rest and names the rule."""
+    out = []
+    for what, v, rule in (("capacity", capacity, f"a power of two in 2..{_CAPACITY_MAX}"),
+                          ("max_msg", max_msg, f"in 1..{_MSG_MAX} bytes")):
+        try:
+            v = operator.index(v)
+        except TypeError:
+            raise TypeError(f"queue {name!r}: {what} must be an integer, not "
+                            f"{type(v).__name__}") from None
+        if not 0 <= v < 2**32:
+            raise OSError(errno.EINVAL, f"queue {name!r}: {what} {v} must be {rule}", name)
+        out.append(v)
+    return out
+
+
+def _bytes_of(data: Any, call: str = "put") -> bytes:
+    """A message's bytes: bytes-like objects only. (bytes() would turn 5
+    into five zero bytes and [1, 2, 3] into b'\\x01\\x02\\x03'.)"""
+    try:
+        return memoryview(data).tobytes()
+    except TypeError:
+        raise TypeError(f"{call}() takes bytes-like objects (bytes, bytearray, memoryview, "
+                        f"a numpy array), not {type(data).__name__}; put_obj() sends any "
+                        "picklable object") from None
 
 
 def _deadline(block, timeout):
@@ -118,10 +155,11 @@ class Queue:
     moment without losing or tearing a message another process put.
     """
 
-    def __init__(self, name, capacity=1024, max_msg=4096, *, create=True, mode=0o600,
-                 prefault=False):
+    def __init__(self, name: str, capacity: int = 1024, max_msg: int = 4096, *,
+                 create: bool = True, mode: int = 0o600, prefault: bool = False) -> None:
         out = _vp()
         if create:
+            capacity, max_msg = _create_args(name, capacity, max_msg)
             _create(_name(name), capacity, max_msg,
                     ctypes.byref(_Opts(mode, PREFAULT if prefault else 0)), ctypes.byref(out))
         else:
@@ -137,32 +175,33 @@ class Queue:
         self._local = threading.local()
 
     @classmethod
-    def create(cls, name, capacity=1024, max_msg=4096, *, mode=0o600, prefault=False):
+    def create(cls, name: str, capacity: int = 1024, max_msg: int = 4096, *, mode: int = 0o600,
+               prefault: bool = False) -> "Queue":
         """Create queue ``name``: ``capacity`` slots (a power of two) of
         messages up to ``max_msg`` bytes."""
         return cls(name, capacity, max_msg, mode=mode, prefault=prefault)
 
     @classmethod
-    def open(cls, name, *, prefault=False):
+    def open(cls, name: str, *, prefault: bool = False) -> "Queue":
         """Open the existing queue ``name``."""
         return cls(name, create=False, prefault=prefault)
 
     # ---- properties
 
     @property
-    def name(self):
+    def name(self) -> str:
         return self._name
 
     @property
-    def capacity(self):
+    def capacity(self) -> int:
         return self._capacity
 
     @property
-    def max_msg(self):
+    def max_msg(self) -> int:
         return self._max_msg
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         """True once close() was called, by any process."""
         return _is_closed(self._handle())
 
@@ -195,16 +234,17 @@ class Queue:
 
     # ---- single messages
 
-    def put(self, data, block=True, timeout=None):
+    def put(self, data: Any, block: bool = True, timeout: Optional[float] = None) -> None:
         """Append ``data`` (bytes-like, at most max_msg bytes).
 
         Raises queue.Full if there is no room in time, ValueError if too
-        long, BrokenPipeError if the queue is closed."""
+        long, BrokenPipeError if the queue is closed, TypeError if ``data``
+        is not bytes-like (put_obj() sends objects)."""
         m = self._map  # held for the whole call: see _live()
         if m is None:
             raise ValueError("queue handle is detached")
         if type(data) is not bytes:
-            data = bytes(data)
+            data = _bytes_of(data)
         n = len(data)
         rc = _push_fast(self._hv, data, _size(n), _NOWAIT)
         if rc == 0:
@@ -220,12 +260,12 @@ class Queue:
             elif rc == _EMSGSIZE:
                 raise ValueError(f"message of {n} bytes is longer than max_msg={self._max_msg}")
             else:
-                raise _lib.error(rc)
+                raise _lib.error(rc, detail=True)
             rc = _push(q, data, n, t)
             if rc == 0:
                 return
 
-    def get(self, block=True, timeout=None):
+    def get(self, block: bool = True, timeout: Optional[float] = None) -> bytes:
         """Remove and return the oldest message, as bytes.
 
         Raises queue.Empty if none comes in time, BrokenPipeError if the
@@ -259,17 +299,18 @@ class Queue:
             if rc == 0:
                 return loc.mv[:loc.len.value].tobytes()
 
-    def put_nowait(self, data):
+    def put_nowait(self, data: Any) -> None:
         """put(data, block=False)."""
         self.put(data, False)
 
-    def get_nowait(self):
+    def get_nowait(self) -> bytes:
         """get(block=False)."""
         return self.get(False)
 
     # ---- batches
 
-    def put_many(self, items, block=True, timeout=None):
+    def put_many(self, items: Iterable[Any], block: bool = True,
+                 timeout: Optional[float] = None) -> int:
         """Append every message of ``items`` (a sequence of bytes), in order,
         claiming room for as many as fit at a time.
 
@@ -278,7 +319,7 @@ class Queue:
         ValueError (and puts none) if any is longer than max_msg,
         BrokenPipeError if the queue is closed before any was put."""
         m, q = self._map, self._handle()  # m: held for the whole call
-        items = [i if type(i) is bytes else bytes(i) for i in items]
+        items = [i if type(i) is bytes else _bytes_of(i, "put_many") for i in items]
         n = len(items)
         if n == 0:
             return 0
@@ -311,7 +352,8 @@ class Queue:
                     return done
                 raise _queue.Full
 
-    def get_many(self, max_items=64, block=True, timeout=None):
+    def get_many(self, max_items: int = 64, block: bool = True,
+                 timeout: Optional[float] = None) -> List[bytes]:
         """Remove and return up to ``max_items`` messages (a list of bytes,
         oldest first), waiting as ``get`` does for the first; the rest are
         those ready at once."""
@@ -360,7 +402,7 @@ class Queue:
 
     # ---- objects
 
-    def put_obj(self, obj, block=True, timeout=None):
+    def put_obj(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
         """put() ``obj`` pickled (protocol 5).
 
         A shoal.Array anywhere inside travels as its handle, and the queue
@@ -377,56 +419,56 @@ class Queue:
             p.give_back()
             raise
 
-    def get_obj(self, block=True, timeout=None):
+    def get_obj(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         """get() and unpickle; shoal.Array objects inside come attached,
         holding the reference the queue held for them."""
         return _Unpickler(io.BytesIO(self.get(block, timeout)), self._handle()).load()
 
     # ---- state
 
-    def stats(self):
+    def stats(self) -> Dict[str, int]:
         """A dict: depth, capacity, max_msg, pushes, pops, sleeps, recoveries,
         dropped, redelivered, participants (see shoal_queue_stats())."""
         st = _Stats()
         _stats(self._handle(), ctypes.byref(st))
         return {f: getattr(st, f) for f, _ in _Stats._fields_}
 
-    def qsize(self):
+    def qsize(self) -> int:
         """Messages in the queue now (approximate while others work)."""
         st = _Stats()
         _stats(self._handle(), ctypes.byref(st))
         return st.depth
 
-    def empty(self):
+    def empty(self) -> bool:
         return self.qsize() == 0
 
-    def full(self):
+    def full(self) -> bool:
         return self.qsize() >= self._capacity
 
-    def close(self):
+    def close(self) -> None:
         """Close the queue for writing, for every process: puts raise
         BrokenPipeError; gets drain what is left, then raise it too."""
         _close(self._handle())
 
-    def detach(self):
+    def detach(self) -> None:
         """Let go of this handle (the queue stays; see unlink())."""
         self._map = None
         self._local = threading.local()
 
-    def unlink(self):
+    def unlink(self) -> None:
         """Remove the queue's name; open handles keep working."""
         unlink(self._name)
 
-    def __enter__(self):
+    def __enter__(self) -> "Queue":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.detach()
 
     def __reduce__(self):
         return (_reopen, (self._name,))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if self._map is None:
             return f"<shoal.Queue {self._name!r} detached>"
         return f"<shoal.Queue {self._name!r} capacity={self._capacity} max_msg={self._max_msg}>"
@@ -450,6 +492,9 @@ class _Pickler(pickle.Pickler):
             return None
         obj._hold_for(self._queue_ptr)
         self._held.append(obj)
+        dt = obj._pickled_dtype()  # a raw array's items' dtype travels too
+        if dt is not None:
+            return ("shoal.Array", obj.handle, obj.readonly, dt)
         return ("shoal.Array", obj.handle, obj.readonly)
 
     def give_back(self):
@@ -464,9 +509,9 @@ class _Unpickler(pickle.Unpickler):
         self._queue_ptr = queue_ptr
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) == 3 and pid[0] == "shoal.Array"):
+        if not (isinstance(pid, tuple) and len(pid) in (3, 4) and pid[0] == "shoal.Array"):
             raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
-        return _array().Array._from_queue(self._queue_ptr, pid[1], pid[2])
+        return _array().Array._from_queue(self._queue_ptr, *pid[1:])
 
 
 def _array():
