@@ -295,13 +295,14 @@ def test_future_cancel_behind_a_running_one():
 _EXIT_PENDING = """
     d = sys.argv[2]
     def touch(i):
-        time.sleep(0.05)
+        time.sleep(0.002)
         open(os.path.join(d, str(i)), "w").close()
     p = make(2)
-    for i in range(20):
+    # More than the 2 x 128 that shoal's workers prefetch.
+    for i in range(300):
         p.submit(touch, i)
     report(pids=[c.pid for c in multiprocessing.active_children()])
-    # No shutdown, no with: the interpreter exits with 20 tasks pending.
+    # No shutdown, no with: the interpreter exits with tasks pending.
 """
 
 
@@ -318,4 +319,4 @@ def test_interpreter_exit_runs_pending(tmp_path):
         counts[kind] = len(os.listdir(d))
         if kind == "shoal":
             assert _settle(res["pids"], pid) == ([], [])
-    assert counts["shoal"] == counts["std"] == 20
+    assert counts["shoal"] == counts["std"] == 300
