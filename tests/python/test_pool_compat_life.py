@@ -85,26 +85,29 @@ def _shm_of(pid):
     return [f for f in os.listdir("/dev/shm") if f"pool.{pid}." in f]
 
 
-def _alive(pids):
-    """Those of @pids still running (not zombies)."""
+def _alive(sid):
+    """The processes of session @sid (a script and all it started: _run
+    gives each its own) still running, zombies aside."""
     left = []
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
             continue
-        if state != "Z":
-            left.append(pid)
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            left.append(int(d))
     return left
 
 
-def _settle(pids, pid, within=5.0):
-    """Wait (bounded) until @pids have left and @pid's objects are gone;
-    what is left then."""
+def _settle(pid, within=5.0):
+    """Wait (bounded) until nothing the script @pid started runs and its
+    pools' objects are gone from /dev/shm; what is left then."""
     end = time.monotonic() + within
     while True:
-        alive, shm = _alive(pids), _shm_of(pid)
+        alive, shm = _alive(pid), _shm_of(pid)
         if (not alive and not shm) or time.monotonic() > end:
             _killpg(pid)  # measured: now nothing may outlive the test
             return alive, shm
@@ -113,7 +116,6 @@ def _settle(pids, pid, within=5.0):
 
 _DROPPED = """
     import gc
-    pids = []
     for rnd in range(int(sys.argv[2])):
         for i in range(8):
             p = make(2)
@@ -121,7 +123,6 @@ _DROPPED = """
                 list(p.map(abs, range(10)))    # a map() whose results were read
             else:
                 p.submit(abs, 1).result()
-            pids += [q.pid for q in multiprocessing.active_children()]
             del p
     q = make(2)
     total = sum(q.map(abs, range(100)))
@@ -133,7 +134,7 @@ _DROPPED = """
         if not kids:
             break
         time.sleep(0.05)
-    report(total=total, kids=len(multiprocessing.active_children()), pids=sorted(set(pids)))
+    report(total=total, kids=len(multiprocessing.active_children()))
 """
 
 
@@ -149,7 +150,7 @@ def test_dropped_pools_shut_down():
     assert rc == 0, f"exit {rc}: {err[-2000:]}"
     assert res["total"] == std["total"] == 4950
     assert res["kids"] == 0
-    assert _settle(res["pids"], pid) == ([], [])
+    assert _settle(pid) == ([], [])
 
 
 _DROPPED_BUSY = """
@@ -176,7 +177,6 @@ _WITH_RAISES = """
     t0 = time.monotonic()
     try:
         with make(2) as p:
-            report(pids=[c.pid for c in multiprocessing.active_children()])
             list(p.map(fail_first, range(64)))
     except ValueError:
         report(out=time.monotonic() - t0)
@@ -194,7 +194,7 @@ def test_with_and_an_exception_returns_fast():
     assert rc == 0, err[-2000:]
     assert "out" in res, err[-2000:]
     assert res["out"] < max(std["out"] + 1.5, 3.0), (res, std)
-    assert _settle(res.get("pids", []), pid) == ([], [])
+    assert _settle(pid) == ([], [])
 
 
 _SIGINT = """
@@ -209,8 +209,7 @@ _SIGINT = """
     try:
         try:
             with make(2) as p:
-                report(pids=[c.pid for c in multiprocessing.active_children()])
-                list(p.map(nap, range(64)))
+                    list(p.map(nap, range(64)))
         finally:
             # Further Ctrl-Cs still on their way land here, not later.
             time.sleep(0.2 * n)
@@ -235,7 +234,7 @@ def test_ctrl_c_in_with(times):
     if "out" in std:
         assert res["out"] < max(std["out"], 2.0) + 1.5, (res, std)
     assert res["out"] < 1.0 + slack + 2.5, res
-    assert _settle(res["pids"], pid) == ([], [])
+    assert _settle(pid) == ([], [])
 
 
 _CANCEL_FUTURES = """
@@ -261,10 +260,12 @@ def test_shutdown_cancel_futures_counts():
     pid, res, rc, _, err = _run(_CANCEL_FUTURES, "shoal")
     assert rc == 0, err[-2000:]
     assert res["cancelled"] + res["ran"] == 400
-    # In 0.3 s two workers run at most 60 tasks of 0.01 s: the rest
-    # (>= 340 on a loaded machine) are cancelled, not just the backlog's
-    # 144 beyond the 2 x 128 prefetched.
-    assert res["cancelled"] >= min(std["cancelled"], 340) - 10, (res, std)
+    # In 0.3 s two workers run about 60 tasks of 0.01 s (both pools
+    # cancel ~345): far more than the backlog's 144 beyond the 2 x 128
+    # prefetched, all that was cancelled before. Bounded loosely: the two
+    # runs see different loads.
+    assert std["cancelled"] >= 250, std
+    assert res["cancelled"] >= 250, (res, std)
     assert _shm_of(pid) == []
 
 
@@ -301,7 +302,6 @@ _EXIT_PENDING = """
     # More than the 2 x 128 that shoal's workers prefetch.
     for i in range(300):
         p.submit(touch, i)
-    report(pids=[c.pid for c in multiprocessing.active_children()])
     # No shutdown, no with: the interpreter exits with tasks pending.
 """
 
@@ -318,5 +318,5 @@ def test_interpreter_exit_runs_pending(tmp_path):
         assert rc == 0, f"{kind}: {err[-2000:]}"
         counts[kind] = len(os.listdir(d))
         if kind == "shoal":
-            assert _settle(res["pids"], pid) == ([], [])
+            assert _settle(pid) == ([], [])
     assert counts["shoal"] == counts["std"] == 300
