@@ -615,6 +615,7 @@ def test_cancel_is_refused_once_the_task_runs():
     with shoal.Pool(1, prefetch=1) as p:
         a = p.submit(nap, 0.3)
         assert wait_for(lambda: p.info()["running"] == 1)
+        time.sleep(0.1)  # handed to the worker, and now claimed by it
         assert not a.cancel()
         assert not a.cancelled()
         assert a.result(timeout=10) == 0.3
