@@ -80,9 +80,10 @@ def _killpg(pgid):
 
 
 def _shm_of(pid):
-    """What a process's pools left in /dev/shm: ledgers, spilled tasks and
-    results, half-made (.tmp) objects."""
-    return [f for f in os.listdir("/dev/shm") if f"pool.{pid}." in f]
+    """What a process's pools and arrays left in /dev/shm: ledgers, spilled
+    tasks and results, half-made (.tmp) objects, arrays (a worker killed
+    while it held one, and never reaped, leaves it stale)."""
+    return [f for f in os.listdir("/dev/shm") if f"pool.{pid}." in f or f"a.{pid:x}." in f]
 
 
 def _alive(sid):
@@ -204,17 +205,23 @@ _SIGINT = """
         for _ in range(n):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.15)
+    def hold(a):
+        # Attached in the worker: a reference of its own while it runs.
+        a.numpy()[0] += 1
+        time.sleep(0.5)
+    arr = shoal.Array.zeros((1000,), "float64")
     t0 = time.monotonic()
     threading.Thread(target=interrupt, daemon=True).start()
     try:
         try:
             with make(2) as p:
-                    list(p.map(nap, range(64)))
+                list(p.map(hold, [arr] * 64))
         finally:
             # Further Ctrl-Cs still on their way land here, not later.
             time.sleep(0.2 * n)
     except KeyboardInterrupt:
         report(out=time.monotonic() - t0)
+    arr.release()
 """
 
 
@@ -222,9 +229,9 @@ _SIGINT = """
 def test_ctrl_c_in_with(times):
     """Ctrl-C once, twice or three times at 1 s, while 64 tasks of 0.5 s
     run on 2 workers in a ``with`` block: the caller gets KeyboardInterrupt
-    promptly (as with ProcessPoolExecutor), the workers are gone and
-    nothing is left in /dev/shm (no ledger, no spilled task, no half-made
-    object)."""
+    promptly (as with ProcessPoolExecutor, which hangs at the second), the
+    workers are gone and nothing is left in /dev/shm (no ledger, no spilled
+    task, no half-made object, no array the workers held)."""
     # ProcessPoolExecutor may hang on a second Ctrl-C: bounded.
     _, std, rc, _, err = _run(_SIGINT, "std", timeout=10, args=(str(times),))
     pid, res, rc, _, err = _run(_SIGINT, "shoal", args=(str(times),))
