@@ -24,6 +24,8 @@ _PRELUDE = textwrap.dedent("""
             return shoal.Pool(n)
         if KIND == "thread":
             return concurrent.futures.ThreadPoolExecutor(n)
+        if KIND == "mp":
+            return multiprocessing.Pool(n)
         return concurrent.futures.ProcessPoolExecutor(n)
 
     def nap(i):
@@ -182,6 +184,31 @@ _WITH_RAISES = """
     except ValueError:
         report(out=time.monotonic() - t0)
 """
+
+
+_WITH_RAISES_ASYNC = """
+    t0 = time.monotonic()
+    try:
+        with make(2) as p:
+            rs = [p.apply_async(fail_first, (i,)) for i in range(64)]
+            rs[0].get(timeout=30)
+    except ValueError:
+        report(out=time.monotonic() - t0)
+"""
+
+
+def test_with_apply_async_and_an_exception_returns_fast():
+    """The same with apply_async() against multiprocessing.Pool, whose
+    __exit__ terminates: leaving the block on the first task's exception
+    does not wait for the 63 others (ProcessPoolExecutor's would: it
+    cancels nothing)."""
+    _, std, rc, _, err = _run(_WITH_RAISES_ASYNC, "mp")
+    assert rc == 0, err[-2000:]
+    pid, res, rc, _, err = _run(_WITH_RAISES_ASYNC, "shoal")
+    assert rc == 0, err[-2000:]
+    assert "out" in res, err[-2000:]
+    assert res["out"] < max(std["out"] + 1.5, 3.0), (res, std)
+    assert _settle(pid) == ([], [])
 
 
 def test_with_and_an_exception_returns_fast():
