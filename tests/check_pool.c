@@ -1028,13 +1028,16 @@ START_TEST(cancel)
 
 	c.depth = 1;
 	p = make(&c);
-	a = submit(p, "sleep 200");
+	a = submit(p, "sleep 1000");
 	for (int i = 0; i < 1000; i++) {
 		ck_assert_int_eq(shoal_pool_info(p, &info), 0);
 		if (info.running)
 			break;
 		usleep(1000);
 	}
+	/* "running" counts a task handed to the worker, which cancel takes
+	 * back until the worker claims it: give the claim time. */
+	usleep(300000);
 	b = submit(p, "echo b");
 	d = submit(p, "echo d");
 	ck_assert_int_eq(shoal_pool_cancel(p, a), -EBUSY);
@@ -1067,7 +1070,7 @@ START_TEST(cancel_prefetched)
 
 	c.depth = 8;
 	p = make(&c);
-	a = submit(p, "sleep 300");
+	a = submit(p, "sleep 1000");
 	id[0] = submit(p, "echo b");
 	id[1] = submit(p, "echo c");
 	id[2] = submit(p, "echo d");
@@ -1081,6 +1084,7 @@ START_TEST(cancel_prefetched)
 	}
 	ck_assert_uint_eq(info.running, 5);
 	ck_assert_uint_eq(info.pending, 0);
+	usleep(300000); /* the first one claimed, as in cancel */
 	ck_assert_int_eq(shoal_pool_cancel(p, id[1]), 0);  /* c, in the middle */
 	ck_assert_int_eq(shoal_pool_cancel(p, id[3]), 0);  /* e, the newest */
 	ck_assert_int_eq(shoal_pool_cancel(p, id[1]), -ENOENT);
