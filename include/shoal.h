@@ -1365,10 +1365,15 @@ SHOAL_API void shoal_pool_result_free(struct shoal_pool_result *r);
  * @p: the pool.
  * @id: the task.
  *
- * A cancelled task produces no result. Thread-safe.
+ * A cancelled task produces no result. A task a worker was handed ahead
+ * of time (prefetched) but has not started counts as not started: it is
+ * taken back from the worker's cells, with the ones handed after it, which
+ * go back to the head of the backlog in their order. Thread-safe; blocking
+ * (the pool's lock, held for a walk of the backlog's head and the cells).
  *
- * Return: 0; -EBUSY if a worker has it already; -ENOENT if no such task is
- * waiting (unknown or finished); -EINVAL for a NULL @p.
+ * Return: 0; -EBUSY if a worker has started it (its result will come);
+ * -ENOENT if no such task is waiting (unknown, finished or cancelled);
+ * -EINVAL for a NULL @p.
  */
 SHOAL_API int shoal_pool_cancel(struct shoal_pool *p, uint64_t id);
 

@@ -629,12 +629,14 @@ static int start_worker(struct shoal_pool *p, int pos)
  * ASSIGNED -> EMPTY: exactly one of the two wins. The worker runs its cells
  * in order, so once one is started all older ones are too; we stop there,
  * and the sequence numbers we give back are handed out again later.
+ * reclaim_to() stops at sequence @floor too (shoal_pool_cancel() takes back
+ * one cell and those after it).
  */
-static void reclaim(struct shoal_pool *p, int i)
+static void reclaim_to(struct shoal_pool *p, int i, uint64_t floor)
 {
 	struct wslot *w = &p->slots[i];
 
-	while (w->assigned > w->collected) {
+	while (w->assigned > floor && w->assigned > w->collected) {
 		struct pool_cell *c = sup_cell(p, (uint32_t)i, w->assigned - 1);
 		uint32_t expect = CELL_ASSIGNED;
 		struct task *t;
@@ -649,6 +651,11 @@ static void reclaim(struct shoal_pool *p, int i)
 		p->nrunning--;
 		pend_push_front(p, t);
 	}
+}
+
+static void reclaim(struct shoal_pool *p, int i)
+{
+	reclaim_to(p, i, 0);
 }
 
 static void recycle(struct shoal_pool *p, struct wslot *w, int reason)
@@ -1588,6 +1595,7 @@ SHOAL_API int shoal_pool_cancel(struct shoal_pool *p, uint64_t id)
 {
 	struct task *t, *prev = NULL;
 	uint64_t pos = 0;
+	bool moved = false;
 	int rc = -ENOENT;
 
 	if (!p)
@@ -1615,13 +1623,36 @@ SHOAL_API int shoal_pool_cancel(struct shoal_pool *p, uint64_t id)
 		rc = 0;
 		break;
 	}
-	if (rc == -ENOENT) {
-		for (uint32_t i = 0; i < p->nslots && rc == -ENOENT; i++)
-			for (uint64_t s = p->slots[i].collected; s < p->slots[i].assigned; s++)
-				if (p->slots[i].cells[s % p->layout.depth]->id == id)
-					rc = -EBUSY;
+	/*
+	 * Handed to a worker but maybe not started (prefetched): its cell and
+	 * the newer ones after it are taken back (reclaim_to(), the CAS that
+	 * races the worker's claim), it is dropped and the others go back to
+	 * the head of the backlog, in order, for the supervisor to hand out
+	 * again. The worker's own path is untouched. Started: -EBUSY, and the
+	 * newer ones taken back are simply handed out again.
+	 */
+	for (uint32_t i = 0; i < p->nslots && rc == -ENOENT; i++) {
+		struct wslot *w = &p->slots[i];
+
+		for (uint64_t s = w->collected; s < w->assigned; s++) {
+			if (w->cells[s % p->layout.depth]->id != id)
+				continue;
+			reclaim_to(p, (int)i, s);
+			if (w->assigned == s) {
+				/* Pushed to the front last: the backlog's head. */
+				task_free(p, pend_pop(p));
+				rc = 0;
+			} else {
+				rc = -EBUSY;
+			}
+			if (p->pend_head)
+				moved = true;
+			break;
+		}
 	}
 	pthread_mutex_unlock(&p->mu);
+	if (moved)
+		ring_supervisor(p->hdr);
 	return rc;
 }
 

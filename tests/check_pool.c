@@ -1028,13 +1028,16 @@ START_TEST(cancel)
 
 	c.depth = 1;
 	p = make(&c);
-	a = submit(p, "sleep 200");
+	a = submit(p, "sleep 1000");
 	for (int i = 0; i < 1000; i++) {
 		ck_assert_int_eq(shoal_pool_info(p, &info), 0);
 		if (info.running)
 			break;
 		usleep(1000);
 	}
+	/* "running" counts a task handed to the worker, which cancel takes
+	 * back until the worker claims it: give the claim time. */
+	usleep(300000);
 	b = submit(p, "echo b");
 	d = submit(p, "echo d");
 	ck_assert_int_eq(shoal_pool_cancel(p, a), -EBUSY);
@@ -1049,6 +1052,59 @@ START_TEST(cancel)
 	ck_assert_uint_eq(r.id, d);
 	shoal_pool_result_free(&r);
 	ck_assert_int_eq(shoal_pool_wait(p, 50000000, &r, 1), -ETIMEDOUT);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
+/* A task a worker was handed ahead of time (in its cells, behind a running
+ * one) is cancelled in place: the cells after it go back and still run, in
+ * order; the running one cannot be. */
+START_TEST(cancel_prefetched)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p;
+	struct shoal_pool_info info;
+	struct shoal_pool_result r;
+	uint64_t a, id[5];
+	const char *want[] = { "b", "d" };
+
+	c.depth = 8;
+	p = make(&c);
+	a = submit(p, "sleep 1000");
+	id[0] = submit(p, "echo b");
+	id[1] = submit(p, "echo c");
+	id[2] = submit(p, "echo d");
+	id[3] = submit(p, "echo e");
+	/* All in the worker's cells, the first one started. */
+	for (int i = 0; i < 2000; i++) {
+		ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+		if (info.running == 5 && info.pending == 0)
+			break;
+		usleep(1000);
+	}
+	ck_assert_uint_eq(info.running, 5);
+	ck_assert_uint_eq(info.pending, 0);
+	usleep(300000); /* the first one claimed, as in cancel */
+	ck_assert_int_eq(shoal_pool_cancel(p, id[1]), 0);  /* c, in the middle */
+	ck_assert_int_eq(shoal_pool_cancel(p, id[3]), 0);  /* e, the newest */
+	ck_assert_int_eq(shoal_pool_cancel(p, id[1]), -ENOENT);
+	ck_assert_int_eq(shoal_pool_cancel(p, a), -EBUSY);
+	ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+	ck_assert_uint_eq(info.running + info.pending, 3);
+	r = one(p);
+	ck_assert_uint_eq(r.id, a);
+	ck_assert_str_eq(text(&r), "slept");
+	shoal_pool_result_free(&r);
+	for (int i = 0; i < 2; i++) {
+		r = one(p);
+		ck_assert_uint_eq(r.id, id[2 * i]);
+		ck_assert_str_eq(text(&r), want[i]);
+		shoal_pool_result_free(&r);
+	}
+	ck_assert_int_eq(shoal_pool_wait(p, 100000000, &r, 1), -ETIMEDOUT);
+	ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+	ck_assert_uint_eq(info.running + info.pending, 0);
+	ck_assert_uint_eq(info.completed, 3);
 	ck_assert_int_eq(shoal_pool_destroy(p), 0);
 }
 END_TEST
@@ -1702,6 +1758,7 @@ static Suite *suite(void)
 	ADD(thousand_recycles_flat);
 	ADD(destroy_with_pending);
 	ADD(cancel);
+	ADD(cancel_prefetched);
 	ADD(cancel_tasks_put_back_by_deaths);
 	ADD(errors);
 	ADD(workers_that_never_start);

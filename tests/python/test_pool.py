@@ -567,6 +567,9 @@ def test_shutdown_cancel_futures():
     p = shoal.Pool(1, prefetch=1)
     first = p.submit(nap, 0.3)
     assert wait_for(lambda: p.info()["running"] == 1)
+    # "running" counts a task handed to the worker, which cancel_futures
+    # now takes back until the worker starts it: give it time to.
+    time.sleep(0.1)
     rest = [p.submit(nap, 0.3) for _ in range(20)]
     t0 = time.monotonic()
     p.shutdown(wait=True, cancel_futures=True)
@@ -612,6 +615,7 @@ def test_cancel_is_refused_once_the_task_runs():
     with shoal.Pool(1, prefetch=1) as p:
         a = p.submit(nap, 0.3)
         assert wait_for(lambda: p.info()["running"] == 1)
+        time.sleep(0.1)  # handed to the worker, and now claimed by it
         assert not a.cancel()
         assert not a.cancelled()
         assert a.result(timeout=10) == 0.3

@@ -331,13 +331,34 @@ def _worker_main(ledger, slot, gen, initializer, initargs, inline):
         _wclose(w)
 
 
+# The pools not yet destroyed. A pool with tasks still due is also held in
+# _busy, strongly: like a dropped ProcessPoolExecutor, a Pool dropped
+# without shutdown() finishes what it was given, then shuts down (its
+# __del__ runs once nothing is due).
 _live_pools = weakref.WeakSet()
+_busy = {}
 
 
-@atexit.register
 def _shutdown_all():
+    """At interpreter exit, as concurrent.futures does: each pool runs
+    what it was given, then shuts down; interrupted (Ctrl-C), it stops
+    now. Registered with threading's exit hooks, which run before the
+    atexit ones: multiprocessing's atexit hook terminates daemonic
+    processes, the workers included. A forked worker runs these hooks
+    too, on its way out: its copies of the parent's pools are not its own."""
     for p in list(_live_pools):
-        p.terminate()
+        if p._pid != os.getpid():
+            continue
+        try:
+            p.shutdown(wait=True)
+        except BaseException:  # noqa: B902 - stop now, whatever interrupted
+            p.terminate()
+
+
+if hasattr(threading, "_register_atexit"):
+    threading._register_atexit(_shutdown_all)
+else:  # pragma: no cover - CPython has had it since 3.9
+    atexit.register(_shutdown_all)
 
 
 class _Future(concurrent.futures.Future):
@@ -645,6 +666,7 @@ class Pool(concurrent.futures.Executor):
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._ctx = multiprocessing.get_context(start_method)
+        self._pid = os.getpid()  # a forked worker's copy is not its own
         self._start_method = start_method
         self._initializer = initializer
         self._initargs = tuple(initargs)
@@ -679,14 +701,21 @@ class Pool(concurrent.futures.Executor):
         cfg.inline_bytes = inline_bytes
         self._inline = inline_bytes  # the C pool rounds it up, never down
         cfg.depth = prefetch
-        # The hooks hold only a weak reference: the pool stays collectable.
+        # The hooks are the module's (they outlive every pool: the C pool
+        # calls them until shoal_pool_destroy() returns) and find the pool
+        # by its key, through a weak reference: the pool stays collectable.
         ref = weakref.ref(self)
-        self._spawn_cb = _SPAWN(lambda _a, ledger, slot, gen: _spawn(ref, ledger, slot, gen))
-        self._reap_cb = _REAP(lambda _a, pid: _reap(ref, pid))
-        cfg.spawn = self._spawn_cb
-        cfg.reap = self._reap_cb
+        self._hook_key = next(_hook_keys)
+        _hooked[self._hook_key] = ref
+        cfg.spawn = _spawn_hook
+        cfg.reap = _reap_hook
+        cfg.hook_arg = self._hook_key
         out = _vp()
-        _create(ctypes.byref(cfg), ctypes.byref(out))
+        try:
+            _create(ctypes.byref(cfg), ctypes.byref(out))
+        except BaseException:
+            _hooked.pop(self._hook_key, None)
+            raise
         self._ptr = out.value
         self.name = _name(self._ptr).decode()
         _live_pools.add(self)
@@ -723,6 +752,7 @@ class Pool(concurrent.futures.Executor):
             self._runs[run.first] = run
             self._firsts.append(run.first)
             self._pending += len(lens)
+            _busy[id(self)] = self
         return first.value
 
     def _run_of(self, tid):
@@ -748,6 +778,7 @@ class Pool(concurrent.futures.Executor):
         self._pending -= k
         if not self._pending:
             self._idle.notify_all()
+            _busy.pop(id(self), None)  # never the last reference: the caller has one
 
     def _cancel(self, tid):
         """Drop task @tid if no worker has started it: True if dropped."""
@@ -900,7 +931,8 @@ class Pool(concurrent.futures.Executor):
 
     def shutdown(self, wait=True, *, cancel_futures=False):
         """As Executor.shutdown. With ``cancel_futures``, tasks no worker
-        has started are cancelled. With ``wait``, returns when every task
+        has started are cancelled, those handed to a worker ahead of time
+        (prefetched) included. With ``wait``, returns when every task
         has finished and every worker has left."""
         with self._lock:
             self._shutdown = True
@@ -914,11 +946,8 @@ class Pool(concurrent.futures.Executor):
         if wait:
             self._drain()
             self._destroy()
-            # Another thread may be destroying it (the results thread, on
-            # a fault): returning means the workers have left.
-            self._gone.wait()
         else:
-            threading.Thread(target=lambda: (self._drain(), self._destroy()),
+            threading.Thread(target=lambda: (self._drain(), self._destroy(wait=False)),
                              daemon=True).start()
 
     close = shutdown
@@ -942,6 +971,7 @@ class Pool(concurrent.futures.Executor):
             left = list(self._runs.values())
             self._runs, self._firsts, self._pending = {}, [], 0
             self._idle.notify_all()
+            _busy.pop(id(self), None)
         for run in left:
             try:
                 run.target.end(run.first, run.end - run.first, exc)
@@ -956,7 +986,8 @@ class Pool(concurrent.futures.Executor):
 
     def terminate(self):
         """Stop now: unfinished tasks are cancelled, workers leave or are
-        killed after the grace time."""
+        killed after the grace time. Interrupted (Ctrl-C), the pool is still
+        destroyed, by its own thread, before the interpreter exits."""
         with self._lock:
             self._shutdown = True
         self._destroy()
@@ -964,36 +995,61 @@ class Pool(concurrent.futures.Executor):
     def join(self):
         self.shutdown(wait=True)
 
-    def _destroy(self):
+    def _destroy(self, wait=True):
+        """Destroy the C pool in a thread of its own (not a daemon: the
+        interpreter waits for it at exit), so nothing interrupts it halfway
+        (a second Ctrl-C, an exception in the caller) and no worker, ledger
+        or spilled task is left behind. With @wait, returns once it is done
+        (the workers have left), unless this thread is one it waits for:
+        the results thread, or a hook on the C pool's own threads."""
         with self._lock:
             ptr, self._ptr = self._ptr, None
-        if not ptr:
-            return
-        # The results thread leaves within one wait slice (200 ms), so it is
-        # never inside, or about to enter, shoal_pool_wait() on a freed
-        # pool. The last reference may drop in that thread itself: it is
-        # then not waiting, and sees the event before it would again.
-        self._stopping.set()
-        if threading.current_thread() is not self._collector:
-            self._collector.join()
-        gone = self._gone
-        if _destroy(ptr) == -errno.EDEADLK:
-            # The last reference went in a hook, on the pool's own thread,
-            # which the C pool cannot join: another thread finishes.
-            threading.Thread(target=lambda: (_destroy(ptr), gone.set()),
-                             name="shoal-pool-destroy", daemon=True).start()
-        else:
-            gone.set()
-        self._end_waiting(concurrent.futures.CancelledError("the pool was terminated"))
-        _live_pools.discard(self)
+        if ptr:
+            # The results thread leaves within one wait slice (200 ms), so
+            # it is never inside, or about to enter, shoal_pool_wait() on a
+            # freed pool: it is joined first, unless the last reference
+            # went in that thread itself (it then sees the event before it
+            # would wait again).
+            self._stopping.set()
+            # Until destroyed, the hooks find the pool even once it is
+            # otherwise gone (collected in a cycle): they reap its workers.
+            _hooked[self._hook_key] = lambda: self
+            threading.Thread(target=self._destroy_now, args=(ptr, threading.current_thread()),
+                             name="shoal-pool-destroy").start()
+        if wait and threading.current_thread() is not self._collector and \
+                not getattr(_in_hook, "on", False):
+            self._gone.wait()
 
-    def __exit__(self, *exc):
-        self.shutdown(wait=True)
+    def _destroy_now(self, ptr, caller):
+        try:
+            if caller is not self._collector:
+                self._collector.join()
+            _destroy(ptr)
+        finally:
+            _hooked.pop(self._hook_key, None)
+            self._end_waiting(concurrent.futures.CancelledError("the pool was terminated"))
+            self._gone.set()
+            _live_pools.discard(self)
+
+    def __exit__(self, exc_type, exc, tb):
+        """As Executor's, the tasks given run, and the workers leave. An
+        exception leaving the block (KeyboardInterrupt included) cancels
+        what no worker has started, prefetched tasks included, as
+        multiprocessing.Pool's terminate() would, and returns once the
+        running ones end; interrupted again, it stops now (terminate())."""
+        try:
+            self.shutdown(wait=True, cancel_futures=exc_type is not None)
+        except BaseException:
+            self.terminate()
+            raise
         return False
 
     def __del__(self):
-        if getattr(self, "_ptr", None):
-            self.terminate()
+        # Nothing is due (_busy holds a pool that has tasks): no wait here,
+        # in whatever thread dropped the last reference.
+        if getattr(self, "_ptr", None) and self._pid == os.getpid():
+            self._shutdown = True
+            self._destroy(wait=False)
 
     def __repr__(self):
         state = "shut down" if self._shutdown else f"workers={self._workers}"
@@ -1002,6 +1058,28 @@ class Pool(concurrent.futures.Executor):
 
 # The hooks run in libshoal's supervisor and reaper threads (ctypes takes
 # the GIL); they must never raise into C.
+
+_hooked = {}  # a pool's hook key -> a callable that gives the pool, or None
+_hook_keys = itertools.count(1)
+_in_hook = threading.local()
+
+
+def _no_pool():
+    return None
+
+
+def _hook(fn):
+    """A hook: finds its pool by key (the hook_arg), marks its thread as
+    inside a hook (a pool dropped there is not waited for: that would be
+    the pool waiting for itself)."""
+    def call(key, *args):
+        _in_hook.on = True
+        try:
+            return fn(_hooked.get(key, _no_pool), *args)
+        finally:
+            _in_hook.on = False
+    return call
+
 
 def _spawn(ref, ledger, slot, gen):
     pool = ref()
@@ -1040,6 +1118,11 @@ def _reap(ref, pid):
         return (-code) & 0x7f if code < 0 else (code & 0xff) << 8
     except BaseException:  # noqa: B902
         return -errno.ECHILD
+
+
+# One pair for every pool, alive as long as the module.
+_spawn_hook = _SPAWN(_hook(lambda ref, ledger, slot, gen: _spawn(ref, ledger, slot, gen)))
+_reap_hook = _REAP(_hook(lambda ref, pid: _reap(ref, pid)))
 
 
 def _failure(err, sig, attempts, last_private, pool):
@@ -1144,6 +1227,7 @@ def _collect_loop(ref, ptr, stopping):
             handed[run] = handed.get(run, 0) + k
         for t in {r.target for r in handed}:
             t.flush()
+        t = None  # the last target (a map()'s) holds the pool
         with lock:
             for run, k in handed.items():
                 pool._settled(run, k)
