@@ -351,7 +351,8 @@ def test_a_worker_that_cannot_be_started_breaks_the_pool(monkeypatch):
             raise OSError(errno.EAGAIN, "no processes left")
 
     monkeypatch.setattr(multiprocessing, "get_context", lambda method: NoProcesses())
-    with shoal.Pool(2) as p:
+    # "spawn": multiprocessing starts its workers ("fork" has a fork server).
+    with shoal.Pool(2, start_method="spawn") as p:
         with pytest.raises(concurrent.futures.process.BrokenProcessPool) as ei:
             p.submit(sq, 1).result(timeout=30)
         assert isinstance(ei.value.__cause__, OSError)

@@ -36,7 +36,7 @@ import warnings
 import weakref
 from concurrent.futures.process import BrokenProcessPool
 
-from . import _lib
+from . import _forkserver, _lib
 from ._lib import ShoalError, declare
 
 _vp = ctypes.c_void_p
@@ -685,8 +685,21 @@ class Pool(concurrent.futures.Executor):
         self._reap_cb = _REAP(lambda _a, pid: _reap(ref, pid))
         cfg.spawn = self._spawn_cb
         cfg.reap = self._reap_cb
+        # "fork": workers come from a fork server, forked here, before
+        # libshoal starts the pool's threads (see _forkserver.py).
+        self._server = None
+        if start_method == "fork":
+            initializer, initargs, inline = self._initializer, self._initargs, self._inline
+            self._server = _forkserver.ForkServer(
+                lambda ledger, slot, gen: _worker_main(ledger, slot, gen, initializer, initargs,
+                                                       inline))
         out = _vp()
-        _create(ctypes.byref(cfg), ctypes.byref(out))
+        try:
+            _create(ctypes.byref(cfg), ctypes.byref(out))
+        except BaseException:
+            if self._server:
+                self._server.close()
+            raise
         self._ptr = out.value
         self.name = _name(self._ptr).decode()
         _live_pools.add(self)
@@ -976,11 +989,11 @@ class Pool(concurrent.futures.Executor):
         self._stopping.set()
         if threading.current_thread() is not self._collector:
             self._collector.join()
-        gone = self._gone
-        if _destroy(ptr) == -errno.EDEADLK:
+        gone, server = self._gone, self._server
+        if _destroy_and_end(ptr, server) == -errno.EDEADLK:
             # The last reference went in a hook, on the pool's own thread,
             # which the C pool cannot join: another thread finishes.
-            threading.Thread(target=lambda: (_destroy(ptr), gone.set()),
+            threading.Thread(target=lambda: (_destroy_and_end(ptr, server), gone.set()),
                              name="shoal-pool-destroy", daemon=True).start()
         else:
             gone.set()
@@ -1003,10 +1016,23 @@ class Pool(concurrent.futures.Executor):
 # The hooks run in libshoal's supervisor and reaper threads (ctypes takes
 # the GIL); they must never raise into C.
 
+def _destroy_and_end(ptr, server):
+    """Destroy the C pool, then end its fork server: the reap hook asks
+    the server until the C pool's reaper has stopped."""
+    rc = _destroy(ptr)
+    if rc != -errno.EDEADLK and server is not None:
+        server.close()
+    return rc
+
+
 def _spawn(ref, ledger, slot, gen):
     pool = ref()
     if pool is None:
         return -errno.ESHUTDOWN
+    if pool._server is not None:
+        pid = pool._server.spawn(ledger, slot, gen)
+        pool._spawn_exc = None if pid > 0 else OSError(-pid, os.strerror(-pid))
+        return pid
     try:
         proc = pool._ctx.Process(target=_worker_main, daemon=True,
                                  args=(ledger.decode(), slot, gen, pool._initializer,
@@ -1028,6 +1054,8 @@ def _reap(ref, pid):
     pool = ref()
     if pool is None:
         return -errno.ECHILD
+    if pool._server is not None:
+        return pool._server.reap(pid)
     try:
         with pool._procs_lock:
             proc = pool._procs.pop(pid, None)
