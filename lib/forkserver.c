@@ -108,7 +108,6 @@ static __attribute__((noreturn)) void serve(pid_t *kids, uint32_t cap, shoal__fs
 	/* SIGINT reaches the whole foreground group; the server leaves when
 	 * its pool process does (EOF), never before it. */
 	signal(SIGINT, SIG_IGN);
-	signal(SIGPIPE, SIG_IGN);
 	for (;;) {
 		struct fs_req rq;
 		ssize_t got = recv(FS_FD, &rq, sizeof(rq), 0);

@@ -41,9 +41,11 @@
  * shoal_pool_wait(); a waiter that finds nothing delivered copies DONE
  * cells out itself (see wait_results()).
  *
- * If the supervisor dies, workers see it within a second (they check its
- * identity when their wait times out) and leave; forked C workers also get
- * SIGKILL from PR_SET_PDEATHSIG.
+ * Workers come from a single-threaded fork server (lib/forkserver.c; the
+ * Python binding brings its own through the spawn hook), never from this
+ * process's threads. If the supervisor's process dies, the server kills
+ * them (EOF on its socket); any worker also sees it between tasks (at most
+ * every 0.5 s) or when its wait times out (each second), and leaves.
  */
 #include "internal.h"
 #include "forkserver.h"
