@@ -1263,6 +1263,9 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
 		snprintf(p->name, sizeof(p->name), "pool.%d.%08x", (int)getpid(), (unsigned)rnd);
 	}
 	p->cfg.name = p->name;
+	/* What pools of dead processes left (a SIGKILLed caller destroys
+	 * nothing): the next pool takes it back, not only `shoal gc`. */
+	shoal__reap_pools();
 	nslots = 2 * cfg->workers + 2;
 	cell_size = sizeof(struct pool_cell) + 2 * (uint64_t)p->cfg.inline_bytes;
 	slot_size = sizeof(struct pool_slot) + p->cfg.depth * cell_size;
