@@ -23,6 +23,7 @@ the server.
 import ctypes
 import errno
 import glob
+import multiprocessing.util
 import os
 import signal
 import socket
@@ -176,6 +177,9 @@ def _child(sock, server, target, ledger, slot, gen):
         if os.getppid() != server:
             os._exit(1)
         sock.close()
+        # What multiprocessing's own fork children run: objects of its
+        # (a Queue, a Lock passed in initargs) renew their state.
+        multiprocessing.util._run_after_forkers()
         target(ledger, slot, gen)
         code = 0
     except SystemExit as e:
