@@ -1917,6 +1917,38 @@ START_TEST(orphan_stops_between_tasks)
 }
 END_TEST
 
+/* No fds for the fork server's socketpair: -EMFILE, and nothing left. */
+START_TEST(fork_server_without_fds)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_pool_config c = conf(1);
+		struct rlimit rl = { 64, 64 };
+		struct shoal_pool *p = NULL;
+		char pfx[64];
+		int last = -1, rc;
+
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			_exit(10);
+		while ((rc = dup(0)) >= 0)
+			last = rc;
+		/* One free fd: the ledger's create opens and closes it, the
+		 * eventfd keeps it, and the socketpair needs two. */
+		close(last);
+		rc = shoal_pool_create(&c, &p);
+		if (rc != -EMFILE)
+			_exit(11);
+		snprintf(pfx, sizeof(pfx), "shoal.pool.%d.", (int)getpid());
+		close(3);
+		close(4);
+		_exit(count_shm(pfx) == 0 ? 0 : 12);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+}
+END_TEST
+
 /* Kill slot 0's worker, which holds a planted "shoal..tmp.<pid>.*" (what
  * a worker killed inside a create leaves), and wait for its replacement. */
 static void kill_with_tmp(struct shoal_pool *p, char *tmp, size_t cap)
@@ -2012,6 +2044,7 @@ static Suite *suite(void)
 	ADD(dead_parent_takes_its_workers);
 	ADD(orphan_stops_between_tasks);
 	ADD(killed_workers_tmp_files_removed);
+	ADD(fork_server_without_fds);
 #undef ADD
 	return s;
 }
