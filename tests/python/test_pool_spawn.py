@@ -4,6 +4,7 @@ beside a recycling pool do not block, a SIGKILLed parent takes its workers
 with it, and a killed worker's half-made objects do not outlive the pool."""
 import concurrent.futures
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -164,6 +165,12 @@ def test_parent_killed_mid_map_takes_its_workers():
         proc.stdout.close()
     for pid in pids + [server]:
         assert gone_within(pid, 2.0), f"{pid} still runs"
+    # Listed as stale (unless another program's reap on this shared
+    # /dev/shm took it already).
+    r = subprocess.run([SHOAL, "ls", "--json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    mine = [o for o in map(json.loads, r.stdout.splitlines()) if o.get("name") == ledger]
+    assert all(o["stale"] for o in mine), mine
     r = subprocess.run([SHOAL, "gc"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert not os.path.exists(f"/dev/shm/shoal.{ledger}")
