@@ -602,8 +602,10 @@ class Pool(concurrent.futures.Executor):
     """A pool of worker processes that recycles them by private memory.
 
     ``workers``: how many (default os.cpu_count()). ``initializer(*initargs)``
-    runs in each worker when it starts. ``start_method``: "fork" (default),
-    "spawn" or "forkserver".
+    runs in each worker when it starts. ``start_method``: "fork" (default:
+    forked by the pool's own single-threaded fork server, made at Pool(),
+    so workers hold fds 0-2 only and the memory of that moment), "spawn" or
+    "forkserver" (multiprocessing's).
 
     Recycling (each optional): ``max_tasks`` tasks per worker (each worker's
     limit drawn ``max_tasks_jitter`` percent below it, so they do not all
