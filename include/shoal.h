@@ -1169,10 +1169,13 @@ enum shoal_pool_reason {
  * @inline_bytes: task and result bytes that travel inside the ledger;
  *         larger ones go through a shoal segment. Default 4096.
  * @depth: tasks handed to one worker ahead of time, 1..256; default 2.
- * @fn: what C workers run (with the built-in fork spawner).
+ * @fn: what C workers run, forked by the pool's fork server (a child of
+ *         the caller forked at shoal_pool_create(), before the pool's
+ *         threads): they start with fds 0-2 only and the caller's memory as
+ *         of shoal_pool_create().
  * @fn_arg: passed to @fn.
- * @spawn: start workers another way (NULL: fork, run @fn).
- * @reap: collect the status of workers @spawn started (NULL: waitid).
+ * @spawn: start workers another way (NULL: the fork server runs @fn).
+ * @reap: collect the status of workers @spawn started (NULL: the server's).
  * @hook_arg: passed to @spawn and @reap.
  */
 struct shoal_pool_config {
@@ -1274,13 +1277,16 @@ struct shoal_pool_info {
  * @cfg: the configuration; @cfg->fn, or @cfg->spawn and @cfg->reap.
  * @out: the pool.
  *
- * Starts a supervisor thread and a reaper thread in the caller, and
- * @cfg->workers workers. Thread-safe.
+ * Without @cfg->spawn, first forks the fork server (one child process
+ * until shoal_pool_destroy()). Then starts a supervisor thread and a
+ * reaper thread in the caller, and @cfg->workers workers. Reaps, on the
+ * way, the ledgers of default name whose supervisor is dead. Thread-safe.
  *
  * Return: 0; -EINVAL for a NULL argument, workers outside 1..256, jitter
  * over 100, depth over 256, no @fn and no @spawn, or @spawn without @reap;
  * -EEXIST if @cfg->name is taken; the errors of shoal_segment_create();
- * -EAGAIN or -ENOMEM if a thread could not be started.
+ * -EAGAIN or -ENOMEM if a thread, or the fork server, could not be
+ * started; -EMFILE or -ENFILE if its socketpair could not be made.
  */
 SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoal_pool **out);
 
@@ -1412,7 +1418,9 @@ SHOAL_API const char *shoal_pool_name(const struct shoal_pool *p);
  *
  * Workers finish the task they run and leave; any still there after the
  * grace time are killed. Tasks not finished are dropped, results not taken
- * are freed, every segment the pool made is unlinked. Callers blocked in
+ * are freed, every segment the pool made is unlinked, and so is what a
+ * worker killed inside a create left ("shoal..tmp.<pid>.*", removed as
+ * each such worker is reaped). The fork server ends. Callers blocked in
  * shoal_pool_wait() get -EPIPE, and destroy waits for them to leave before
  * it frees @p. Must not race with other calls on @p except
  * shoal_pool_wait(); no call may follow it, a wait included.

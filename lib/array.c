@@ -1330,6 +1330,28 @@ static int reap_pool(const char *name)
 	return n + unlink_spills(name);
 }
 
+/* each_object() callback: reap @file if it is a pool ledger of the default
+ * name, "pool.<pid>.<hex>" (a spill has more dots); how many objects went. */
+static int reap_default_pool(const char *file, void *arg)
+{
+	const char *name = file + strlen(SHOAL_PREFIX);
+	int dots = 0;
+
+	(void)arg;
+	if (strncmp(name, "pool.", 5) != 0)
+		return 0;
+	for (const char *c = name; *c; c++)
+		dots += *c == '.';
+	if (dots != 2 || shoal__name_check(name) != 0)
+		return 0;
+	return reap_pool(name);
+}
+
+int shoal__reap_pools(void)
+{
+	return each_object(reap_default_pool, NULL);
+}
+
 /* each_object() callback: reap whatever @file is; how many objects went. */
 static int reap_one(const char *file, void *arg)
 {

@@ -216,6 +216,14 @@ bool shoal__lock_owner_dead(uint64_t owner);
 /* Fill @buf with random bytes (getrandom, falling back to time and pid). */
 void shoal__random(void *buf, size_t len);
 
+/* ---- reaping (lib/array.c) ------------------------------------------------ */
+
+/* Reap the default-named pool ledgers ("pool.<pid>.<hex>") of dead
+ * supervisors, with their task and result segments: shoal_reap()'s work
+ * for them alone, cheap enough for every shoal_pool_create(). How many
+ * objects went, or -errno if /dev/shm cannot be read. */
+int shoal__reap_pools(void);
+
 /* ---- queue (lib/queue.c) ------------------------------------------------- */
 
 /* The queue's generation (its common header's): names it as an array holder. */

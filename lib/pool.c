@@ -41,11 +41,14 @@
  * shoal_pool_wait(); a waiter that finds nothing delivered copies DONE
  * cells out itself (see wait_results()).
  *
- * If the supervisor dies, workers see it within a second (they check its
- * identity when their wait times out) and leave; forked C workers also get
- * SIGKILL from PR_SET_PDEATHSIG.
+ * Workers come from a single-threaded fork server (lib/forkserver.c; the
+ * Python binding brings its own through the spawn hook), never from this
+ * process's threads. If the supervisor's process dies, the server kills
+ * them (EOF on its socket); any worker also sees it between tasks (at most
+ * every 0.5 s) or when its wait times out (each second), and leaves.
  */
 #include "internal.h"
+#include "forkserver.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -284,6 +287,7 @@ struct shoal_pool {
 	struct shoal_segment *seg;
 	struct pool_hdr *hdr;     /* shared: only its atomics are used */
 	struct pool_hdr layout;   /* private: sizes, for every address */
+	struct shoal__forkserver fs; /* forks a C pool's workers (no spawn hook) */
 	char name[POOL_NAME_MAX + 1];
 	uint32_t nslots;
 
@@ -435,53 +439,36 @@ static void measure(struct shoal_pool *p, struct wslot *w, uint64_t now)
 
 /* ---- spawning --------------------------------------------------------------- */
 
-static int default_spawn(struct shoal_pool *p, uint32_t slot, uint64_t gen)
+/* What a C pool's worker runs, in a child of the fork server: @arg is the
+ * server's copy of the pool, as it was at shoal_pool_create(). */
+static int pool_child(void *arg, uint32_t slot, uint64_t gen)
 {
-	pid_t parent = getpid();
-	pid_t pid = fork();
+	struct shoal_pool *p = arg;
+	struct shoal_pool_worker *w;
+	int rc;
 
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		struct shoal_pool_worker *w;
-		int rc;
-
-		sigset_t none;
-
-		/* The worker must not outlive the supervisor's process. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		/* SIGTERM ends a worker (the hard limit relies on it): not a
-		 * handler the parent installed for its own shutdown. */
-		signal(SIGTERM, SIG_DFL);
-		sigemptyset(&none);
-		pthread_sigmask(SIG_SETMASK, &none, NULL);
-		if (getppid() != parent)
-			_exit(1);
-		rc = shoal_pool_worker_open(p->name, slot, gen, &w);
-		if (rc)
-			_exit(1);
-		rc = shoal_pool_worker_run(w, p->cfg.fn, p->cfg.fn_arg);
-		_exit(rc ? 1 : 0);
-	}
-	return pid;
+	rc = shoal_pool_worker_open(p->name, slot, gen, &w);
+	if (rc)
+		return rc;
+	return shoal_pool_worker_run(w, p->cfg.fn, p->cfg.fn_arg);
 }
 
-static int default_reap(int pidfd, pid_t pid)
+/* The exit status of worker @pid, whose pidfd said it has exited: from
+ * the fork server (C pools) or the reap hook. A hook's worker may be our
+ * own child (multiprocessing's): if it was killed, it may have died inside
+ * a create, so sweep what it left while its zombie still pins its pid (a
+ * fork server's worker is swept by the server). */
+static int reap_worker(struct shoal_pool *p, int pidfd, pid_t pid)
 {
 	siginfo_t si;
 
+	if (!p->cfg.spawn)
+		return shoal__forkserver_reap(&p->fs, pid);
 	memset(&si, 0, sizeof(si));
-	if (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) != 0) {
-		/* Not our child (ESRCH/ECHILD): try by pid. */
-		int st;
-
-		if (waitpid(pid, &st, 0) == pid)
-			return st;
-		return -errno;
-	}
-	if (si.si_code == CLD_EXITED)
-		return (si.si_status & 0xff) << 8;
-	return si.si_status & 0x7f; /* killed or dumped: the signal */
+	if (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOWAIT | WNOHANG) == 0 &&
+	    si.si_pid == pid && si.si_code != CLD_EXITED)
+		shoal__unlink_tmp_of(pid);
+	return p->cfg.reap(p->cfg.hook_arg, pid);
 }
 
 static int pidfd_open(pid_t pid)
@@ -566,17 +553,13 @@ static int start_worker(struct shoal_pool *p, int pos)
 			w->task_limit = 1;
 	}
 
-	if (p->cfg.spawn) {
-		pthread_mutex_unlock(&p->mu);
+	/* Never a fork here: this process has threads (see forkserver.c). */
+	pthread_mutex_unlock(&p->mu);
+	if (p->cfg.spawn)
 		pid = p->cfg.spawn(p->cfg.hook_arg, p->name, (uint32_t)i, gen);
-		pthread_mutex_lock(&p->mu);
-	} else {
-		/* Fork with the lock held: the pool's own threads allocate only
-		 * under it, so none is inside malloc at the fork. glibc's malloc
-		 * is fork-safe anyway; allocators without fork handlers (ASan's)
-		 * are not, and a child would hang on their lock. */
-		pid = default_spawn(p, (uint32_t)i, gen);
-	}
+	else
+		pid = shoal__forkserver_spawn(&p->fs, (uint32_t)i, gen);
+	pthread_mutex_lock(&p->mu);
 
 	if (pid <= 0) {
 		w->state = SLOT_FREE;
@@ -589,17 +572,18 @@ static int start_worker(struct shoal_pool *p, int pos)
 	if (w->pidfd < 0) {
 		int err = errno, st = 0;
 
-		/* ESRCH: gone already and reaped by someone else (a fork
-		 * server); the reaper will not see it, so collect it here.
-		 * Anything else (no fds left): it runs, but nobody could watch
-		 * it, so it must not: kill it, collect it, report the error. */
+		/* ESRCH: gone already and reaped by someone else (a hook's
+		 * own fork server); the reaper will not see it, so collect it
+		 * here. Anything else (no fds left): it runs, but nobody could
+		 * watch it, so it must not: kill it, collect it, report the
+		 * error. */
 		if (err != ESRCH)
 			kill(pid, SIGKILL);
 		pthread_mutex_unlock(&p->mu);
 		if (p->cfg.reap)
 			st = p->cfg.reap(p->cfg.hook_arg, pid);
-		else if (waitpid(pid, &st, 0) != pid)
-			st = -ECHILD;
+		else
+			st = shoal__forkserver_reap(&p->fs, pid);
 		pthread_mutex_lock(&p->mu);
 		if (err != ESRCH) {
 			w->state = SLOT_FREE;
@@ -1230,7 +1214,7 @@ static void *reaper_main(void *arg)
 			pthread_mutex_unlock(&p->mu);
 			if (fd != fds[k].fd)
 				continue;
-			st = p->cfg.reap ? p->cfg.reap(p->cfg.hook_arg, pid) : default_reap(fd, pid);
+			st = reap_worker(p, fd, pid);
 			pthread_mutex_lock(&p->mu);
 			if (w->gen == gen && w->pidfd == fd) {
 				close(fd);
@@ -1286,12 +1270,16 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
 		snprintf(p->name, sizeof(p->name), "pool.%d.%08x", (int)getpid(), (unsigned)rnd);
 	}
 	p->cfg.name = p->name;
+	/* What pools of dead processes left (a SIGKILLed caller destroys
+	 * nothing): the next pool takes it back, not only `shoal gc`. */
+	shoal__reap_pools();
 	nslots = 2 * cfg->workers + 2;
 	cell_size = sizeof(struct pool_cell) + 2 * (uint64_t)p->cfg.inline_bytes;
 	slot_size = sizeof(struct pool_slot) + p->cfg.depth * cell_size;
 	p->nslots = nslots;
 	p->next_id = 1;
 	p->reaper_efd = -1;
+	p->fs.pid = -1;
 	pthread_mutex_init(&p->mu, NULL);
 	{
 		pthread_condattr_t ca;
@@ -1351,6 +1339,13 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
 		rc = -errno;
 		goto fail_unlink;
 	}
+	/* Before the pool's threads: the server is a copy of this process
+	 * with this thread alone (invariant 10). */
+	if (!p->cfg.spawn) {
+		rc = shoal__forkserver_start(&p->fs, nslots, pool_child, p);
+		if (rc)
+			goto fail_unlink;
+	}
 	/* The threads wait for the lock until both exist: no fork while this
 	 * thread is still inside pthread_create (and its allocations). */
 	pthread_mutex_lock(&p->mu);
@@ -1373,6 +1368,7 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
 	return 0;
 
 fail_unlink:
+	shoal__forkserver_stop(&p->fs);
 	shoal_unlink(p->name);
 fail:
 	if (p->reaper_efd >= 0)
@@ -1720,6 +1716,7 @@ SHOAL_API int shoal_pool_destroy(struct shoal_pool *p)
 	poke_reaper(p);
 	pthread_join(p->reaper_thread, NULL);
 	close(p->reaper_efd);
+	shoal__forkserver_stop(&p->fs);
 	pthread_mutex_lock(&p->mu);
 	/* Threads still inside shoal_pool_wait() leave with -EPIPE first. */
 	while (p->waiting > 0)
@@ -1753,6 +1750,7 @@ struct shoal_pool_worker {
 	uint64_t gen;
 	uint64_t head;       /* next cell sequence */
 	uint32_t trim_seen;
+	uint64_t check_at;   /* when to look at the supervisor next */
 	struct pool_cell *cur;
 	void *arg_copy;      /* a spilled task's bytes */
 	char name[POOL_NAME_MAX + 1];
@@ -1813,6 +1811,8 @@ fail:
 	return rc;
 }
 
+#define SUPERVISOR_CHECK_NS 500000000u
+
 static bool supervisor_alive(struct shoal_pool_worker *w)
 {
 	return !shoal__key_dead(w->hdr.sup_key);
@@ -1821,10 +1821,19 @@ static bool supervisor_alive(struct shoal_pool_worker *w)
 SHOAL_API int shoal_pool_worker_next(struct shoal_pool_worker *w, int64_t timeout_ns,
 				     struct shoal_pool_task *t)
 {
-	uint64_t deadline = shoal__deadline(timeout_ns);
+	uint64_t deadline = shoal__deadline(timeout_ns), now;
 
 	if (!w || !t || w->cur)
 		return -EINVAL;
+	/* Between tasks too, not only when a wait times out: prefetched tasks
+	 * would keep an orphan busy for as long as they last. A clock read
+	 * (vDSO) per task; /proc at most twice a second. */
+	now = shoal__now_ns();
+	if (now >= w->check_at) {
+		if (!supervisor_alive(w))
+			return -EPIPE;
+		w->check_at = now + SUPERVISOR_CHECK_NS;
+	}
 	for (;;) {
 		struct pool_cell *c = cell_in(w->slot, &w->hdr, w->head);
 		uint32_t bell = atomic_load_explicit(&w->slot->bell, memory_order_seq_cst);

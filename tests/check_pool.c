@@ -46,6 +46,7 @@ static int reply(const char *s, void **out, size_t *out_len)
  *   read NAME       -> read every page of segment NAME; its sum
  *   err             -> fails with -EDOM
  *   big N           -> N bytes of 'b'
+ *   fds             -> the worker's open fds above 2: "<fd>=<target> ..."
  */
 static int task_fn(void *arg, const void *in, size_t len, void **out, size_t *out_len)
 {
@@ -147,6 +148,31 @@ static int task_fn(void *arg, const void *in, size_t len, void **out, size_t *ou
 	}
 	if (strcmp(cmd, "err") == 0)
 		return -EDOM;
+	if (strcmp(cmd, "fds") == 0) {
+		/* Every fd above 2 but the listing's own: "<fd>=<target> ". */
+		DIR *d = opendir("/proc/self/fd");
+		struct dirent *e;
+		size_t at = 0;
+
+		cmd[0] = '\0';
+		while (d && (e = readdir(d)) != NULL) {
+			char path[300], to[128];
+			ssize_t n;
+			int fd = atoi(e->d_name);
+
+			if (e->d_name[0] == '.' || fd <= 2 || fd == dirfd(d))
+				continue;
+			snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+			n = readlink(path, to, sizeof(to) - 1);
+			to[n > 0 ? n : 0] = '\0';
+			at += (size_t)snprintf(cmd + at, sizeof(cmd) - at, "%d=%s ", fd, to);
+			if (at >= sizeof(cmd) - 1)
+				break;
+		}
+		if (d)
+			closedir(d);
+		return reply(cmd, out, out_len);
+	}
 	if (sscanf(cmd, "big %ld", &v) == 1) {
 		*out = malloc((size_t)v);
 		memset(*out, 'b', (size_t)v);
@@ -983,10 +1009,10 @@ START_TEST(thousand_recycles_flat)
 	ck_assert_uint_eq(recycles(p, SHOAL_POOL_DIED), 0);
 	fds1 = count_fds();
 	shm1 = count_shm(pfx);
-	/* The pool's own: an eventfd and one pidfd per live worker (at most
-	 * one per slot, 2 * workers + 2); its objects: the ledger alone. A
-	 * thousand recycles add nothing to that. */
-	ck_assert_int_le(fds1 - fds0, 1 + 6);
+	/* The pool's own: an eventfd, the fork server's socket and one pidfd
+	 * per live worker (at most one per slot, 2 * workers + 2); its
+	 * objects: the ledger alone. A thousand recycles add nothing to that. */
+	ck_assert_int_le(fds1 - fds0, 2 + 6);
 	ck_assert_int_le(abs(fds1 - fds_mid), 6);
 	ck_assert_int_eq(shm0, 1);
 	ck_assert_int_eq(shm_mid, 1);
@@ -1725,6 +1751,307 @@ START_TEST(unwatchable_worker_is_not_left_running)
 }
 END_TEST
 
+/* ---- where workers come from: the fork server ---- */
+
+static _Atomic bool churn_stop;
+static _Atomic int churned;
+
+/* Another thread of the pool's process, making pipes and fork-exec()ing
+ * through them: a worker forked beside it would take its pipe fds along
+ * (and a reader waiting for EOF would wait for that worker). */
+static void *churn(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&churn_stop)) {
+		char buf[16];
+		int pf[2];
+		pid_t pid;
+
+		if (pipe(pf) != 0)
+			continue;
+		pid = fork();
+		if (pid == 0) {
+			dup2(pf[1], 1);
+			execl("/bin/true", "true", (char *)NULL);
+			_exit(127);
+		}
+		close(pf[1]);
+		while (read(pf[0], buf, sizeof(buf)) > 0)
+			;
+		close(pf[0]);
+		if (pid > 0)
+			waitpid(pid, NULL, 0);
+		atomic_fetch_add(&churned, 1);
+	}
+	return NULL;
+}
+
+/* Workers hold fds 0-2 and what they open themselves: not the pool's
+ * eventfd or pidfds, not the fork server's socket, not another thread's
+ * pipes, whenever they are forked (max_tasks 1: each task a new one). */
+START_TEST(workers_hold_no_foreign_fds)
+{
+	struct shoal_pool_config c = conf(2);
+	struct shoal_pool *p;
+	pthread_t th;
+	int pf[2];
+
+	/* One of the caller's own, open without close-on-exec all along. */
+	ck_assert_int_eq(pipe(pf), 0);
+	c.max_tasks = 1;
+	c.max_tasks_jitter = 0;
+	atomic_store(&churn_stop, false);
+	ck_assert_int_eq(pthread_create(&th, NULL, churn, NULL), 0);
+	p = make(&c);
+	for (int i = 0; i < 24; i++) {
+		struct shoal_pool_result r;
+
+		submit(p, "fds");
+		r = one(p);
+		ck_assert_int_eq(r.err, 0);
+		ck_assert_msg(r.len == 0, "a worker holds %s", text(&r));
+		shoal_pool_result_free(&r);
+	}
+	atomic_store(&churn_stop, true);
+	pthread_join(th, NULL);
+	ck_assert_int_gt(atomic_load(&churned), 0);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+	close(pf[0]);
+	close(pf[1]);
+	ck_assert_int_eq(count_zombies(), 0);
+}
+END_TEST
+
+/* Whether @pid is gone (zombies count as gone) within @ms. */
+static bool gone_within(pid_t pid, int ms)
+{
+	struct shoal_proc pr;
+
+	for (int i = 0; i < ms / 10; i++) {
+		if (shoal_proc_get(pid, &pr) == -ESRCH)
+			return true;
+		usleep(10000);
+	}
+	return shoal_proc_get(pid, &pr) == -ESRCH;
+}
+
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], buf[512], *q, st;
+	int fd, ppid = -1;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	q = strrchr(buf, ')');
+	if (!q || sscanf(q + 2, "%c %d", &st, &ppid) != 2)
+		return -1;
+	return ppid;
+}
+
+/* A spawn hook that forks a plain worker: no PR_SET_PDEATHSIG, so only
+ * the worker's own look at its supervisor can end it. */
+static pid_t orphan_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t gen)
+{
+	pid_t pid = fork();
+
+	(void)arg;
+	if (pid == 0) {
+		struct shoal_pool_worker *w;
+
+		if (shoal_pool_worker_open(ledger, slot, gen, &w) != 0)
+			_exit(2);
+		_exit(shoal_pool_worker_run(w, task_fn, NULL) ? 1 : 0);
+	}
+	return pid;
+}
+
+struct orphaned {
+	char ledger[SHOAL_NAME_MAX + 1];
+	pid_t workers[2];
+};
+
+/* In a child: a pool of @workers with 32 prefetched 200 ms tasks each,
+ * started; report the ledger and worker pids on @fd, then wait to die. */
+static void busy_pool_then_pause(int fd, unsigned workers, bool hooks)
+{
+	struct shoal_pool_config c = conf(workers);
+	struct shoal_pool_stats st[2];
+	struct orphaned o;
+	struct shoal_pool *p;
+	int n = 0;
+
+	c.depth = 32;
+	if (hooks) {
+		c.spawn = orphan_spawn;
+		c.reap = reap_pid;
+	}
+	if (shoal_pool_create(&c, &p) != 0)
+		_exit(1);
+	for (unsigned i = 0; i < 32 * workers; i++)
+		if (shoal_pool_submit(p, "sleep 200", 9, &(uint64_t){ 0 }) != 0)
+			_exit(1);
+	for (int i = 0; i < 1000; i++) {
+		n = shoal_pool_stats(p, st, 2);
+		if (n == (int)workers && st[0].pid > 0 && (workers < 2 || st[1].pid > 0))
+			break;
+		usleep(10000);
+	}
+	memset(&o, 0, sizeof(o));
+	snprintf(o.ledger, sizeof(o.ledger), "%s", shoal_pool_name(p));
+	for (int i = 0; i < n && i < 2; i++)
+		o.workers[i] = st[i].pid;
+	usleep(300000); /* into their first tasks */
+	(void)!write(fd, &o, sizeof(o));
+	pause();
+	_exit(2);
+}
+
+/* The pool's process SIGKILLed: its workers (children of the fork server)
+ * are gone within 2 s, the server too, and the next pool takes the ledger. */
+START_TEST(dead_parent_takes_its_workers)
+{
+	struct orphaned o;
+	pid_t pid, server;
+	int pf[2];
+
+	ck_assert_int_eq(pipe(pf), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		busy_pool_then_pause(pf[1], 2, false);
+	ck_assert_int_eq(read(pf[0], &o, sizeof(o)), (ssize_t)sizeof(o));
+	ck_assert_int_gt(o.workers[0], 0);
+	ck_assert_int_gt(o.workers[1], 0);
+	server = parent_of(o.workers[0]);
+	ck_assert_int_gt(server, 0);
+	ck_assert_int_ne(server, pid); /* forked by the server, not the pool */
+	ck_assert_int_eq(parent_of(server), pid);
+	kill(pid, SIGKILL);
+	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+	ck_assert(gone_within(o.workers[0], 2000));
+	ck_assert(gone_within(o.workers[1], 2000));
+	ck_assert(gone_within(server, 2000));
+	/* The next pool's creation takes a dead pool's ledger (or another
+	 * program's shoal_reap() on this shared /dev/shm did already). */
+	ck_assert_int_eq(shoal_pool_destroy(make(&(struct shoal_pool_config){ .workers = 1,
+									   .fn = task_fn })), 0);
+	ck_assert_int_eq(access(t_path(o.ledger), F_OK), -1);
+	close(pf[0]);
+	close(pf[1]);
+}
+END_TEST
+
+/* A worker whose supervisor died looks at it between tasks too: 32
+ * prefetched 200 ms tasks (6.4 s) do not keep it running. */
+START_TEST(orphan_stops_between_tasks)
+{
+	struct orphaned o;
+	pid_t pid;
+	int pf[2];
+
+	ck_assert_int_eq(pipe(pf), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		busy_pool_then_pause(pf[1], 1, true);
+	ck_assert_int_eq(read(pf[0], &o, sizeof(o)), (ssize_t)sizeof(o));
+	ck_assert_int_gt(o.workers[0], 0);
+	kill(pid, SIGKILL);
+	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+	/* One task (200 ms) and one look (500 ms), with room for a slow box. */
+	ck_assert(gone_within(o.workers[0], 2500));
+	ck_assert_int_ge(shoal_reap(), 0);
+	ck_assert_int_eq(access(t_path(o.ledger), F_OK), -1);
+	close(pf[0]);
+	close(pf[1]);
+}
+END_TEST
+
+/* No fds for the fork server's socketpair: -EMFILE, and nothing left. */
+START_TEST(fork_server_without_fds)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_pool_config c = conf(1);
+		struct rlimit rl = { 64, 64 };
+		struct shoal_pool *p = NULL;
+		char pfx[64];
+		int last = -1, rc;
+
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			_exit(10);
+		while ((rc = dup(0)) >= 0)
+			last = rc;
+		/* One free fd: the ledger's create opens and closes it, the
+		 * eventfd keeps it, and the socketpair needs two. */
+		close(last);
+		rc = shoal_pool_create(&c, &p);
+		if (rc != -EMFILE)
+			_exit(11);
+		snprintf(pfx, sizeof(pfx), "shoal.pool.%d.", (int)getpid());
+		close(3);
+		close(4);
+		_exit(count_shm(pfx) == 0 ? 0 : 12);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+}
+END_TEST
+
+/* Kill slot 0's worker, which holds a planted "shoal..tmp.<pid>.*" (what
+ * a worker killed inside a create leaves), and wait for its replacement. */
+static void kill_with_tmp(struct shoal_pool *p, char *tmp, size_t cap)
+{
+	struct shoal_pool_stats st;
+	pid_t old;
+
+	ck_assert_int_eq(shoal_pool_stats(p, &st, 1), 1);
+	old = st.pid;
+	ck_assert_int_gt(old, 0);
+	snprintf(tmp, cap, ".tmp.%d.%s", (int)old, "00000000deadbeef");
+	t_plant(tmp, "x", 1, 0600);
+	ck_assert_int_eq(kill(old, SIGKILL), 0);
+	for (int i = 0; i < 5000; i++) {
+		ck_assert_int_eq(shoal_pool_stats(p, &st, 1), 1);
+		if (st.pid != old && st.pid > 0)
+			break;
+		usleep(1000);
+	}
+	ck_assert_int_ne(st.pid, old);
+}
+
+/* Destroy (or before it, the reaping of the worker) removes what a killed
+ * worker left in /dev/shm; a live process's tmp file is not touched. */
+START_TEST(killed_workers_tmp_files_removed)
+{
+	for (int hooks = 0; hooks < 2; hooks++) {
+		struct shoal_pool_config c = conf(1);
+		char tmp[64], mine[64];
+		struct shoal_pool *p;
+
+		if (hooks) {
+			c.spawn = hand_spawn;
+			c.reap = reap_pid;
+		}
+		p = make(&c);
+		snprintf(mine, sizeof(mine), ".tmp.%d.%s", (int)getpid(), "00000000cafef00d");
+		t_plant(mine, "x", 1, 0600);
+		kill_with_tmp(p, tmp, sizeof(tmp));
+		ck_assert_int_eq(shoal_pool_destroy(p), 0);
+		ck_assert_msg(access(t_path(tmp), F_OK) == -1, "%s left (hooks %d)", tmp, hooks);
+		ck_assert_int_eq(access(t_path(mine), F_OK), 0);
+		ck_assert_int_eq(unlink(t_path(mine)), 0);
+	}
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("pool");
@@ -1770,6 +2097,11 @@ static Suite *suite(void)
 	ADD(reap_takes_a_dead_supervisors_ledger);
 	ADD(destroy_while_waiting);
 	ADD(unwatchable_worker_is_not_left_running);
+	ADD(workers_hold_no_foreign_fds);
+	ADD(dead_parent_takes_its_workers);
+	ADD(orphan_stops_between_tasks);
+	ADD(killed_workers_tmp_files_removed);
+	ADD(fork_server_without_fds);
 #undef ADD
 	return s;
 }

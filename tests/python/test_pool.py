@@ -351,7 +351,8 @@ def test_a_worker_that_cannot_be_started_breaks_the_pool(monkeypatch):
             raise OSError(errno.EAGAIN, "no processes left")
 
     monkeypatch.setattr(multiprocessing, "get_context", lambda method: NoProcesses())
-    with shoal.Pool(2) as p:
+    # "spawn": multiprocessing starts its workers ("fork" has a fork server).
+    with shoal.Pool(2, start_method="spawn") as p:
         with pytest.raises(concurrent.futures.process.BrokenProcessPool) as ei:
             p.submit(sq, 1).result(timeout=30)
         assert isinstance(ei.value.__cause__, OSError)
@@ -648,7 +649,9 @@ def test_max_tasks_recycles_with_jitter():
 def test_max_age_recycles():
     with shoal.Pool(1, max_age=0.1) as p:
         first = p.submit(pid_of).result(timeout=10)
-        assert wait_for(lambda: recycles(p, "age") >= 1)
+        # Its own recycle, not only its predecessor's (a first worker slow
+        # to start, on a loaded machine, is past 0.1 s before any task).
+        assert wait_for(lambda: recycles(p, "age") >= 1 and first not in p.pids())
         assert p.submit(pid_of).result(timeout=10) != first
 
 

@@ -36,7 +36,7 @@ import warnings
 import weakref
 from concurrent.futures.process import BrokenProcessPool
 
-from . import _lib
+from . import _forkserver, _lib
 from ._lib import ShoalError, declare
 
 _vp = ctypes.c_void_p
@@ -623,8 +623,10 @@ class Pool(concurrent.futures.Executor):
     """A pool of worker processes that recycles them by private memory.
 
     ``workers``: how many (default os.cpu_count()). ``initializer(*initargs)``
-    runs in each worker when it starts. ``start_method``: "fork" (default),
-    "spawn" or "forkserver".
+    runs in each worker when it starts. ``start_method``: "fork" (default:
+    forked by the pool's own single-threaded fork server, made at Pool(),
+    so workers hold fds 0-2 only and the memory of that moment), "spawn" or
+    "forkserver" (multiprocessing's).
 
     Recycling (each optional): ``max_tasks`` tasks per worker (each worker's
     limit drawn ``max_tasks_jitter`` percent below it, so they do not all
@@ -710,11 +712,21 @@ class Pool(concurrent.futures.Executor):
         cfg.spawn = _spawn_hook
         cfg.reap = _reap_hook
         cfg.hook_arg = self._hook_key
+        # "fork": workers come from a fork server, forked here, before
+        # libshoal starts the pool's threads (see _forkserver.py).
+        self._server = None
+        if start_method == "fork":
+            initializer, initargs, inline = self._initializer, self._initargs, self._inline
+            self._server = _forkserver.ForkServer(
+                lambda ledger, slot, gen: _worker_main(ledger, slot, gen, initializer, initargs,
+                                                       inline))
         out = _vp()
         try:
             _create(ctypes.byref(cfg), ctypes.byref(out))
         except BaseException:
             _hooked.pop(self._hook_key, None)
+            if self._server:
+                self._server.close()
             raise
         self._ptr = out.value
         self.name = _name(self._ptr).decode()
@@ -1026,6 +1038,10 @@ class Pool(concurrent.futures.Executor):
                 self._collector.join()
             _destroy(ptr)
         finally:
+            # The reap hook asks the server until the C pool's reaper has
+            # stopped: it ends only now.
+            if self._server is not None:
+                self._server.close()
             _hooked.pop(self._hook_key, None)
             self._end_waiting(concurrent.futures.CancelledError("the pool was terminated"))
             self._gone.set()
@@ -1085,6 +1101,10 @@ def _spawn(ref, ledger, slot, gen):
     pool = ref()
     if pool is None:
         return -errno.ESHUTDOWN
+    if pool._server is not None:
+        pid = pool._server.spawn(ledger, slot, gen)
+        pool._spawn_exc = None if pid > 0 else OSError(-pid, os.strerror(-pid))
+        return pid
     try:
         proc = pool._ctx.Process(target=_worker_main, daemon=True,
                                  args=(ledger.decode(), slot, gen, pool._initializer,
@@ -1106,6 +1126,8 @@ def _reap(ref, pid):
     pool = ref()
     if pool is None:
         return -errno.ECHILD
+    if pool._server is not None:
+        return pool._server.reap(pid)
     try:
         with pool._procs_lock:
             proc = pool._procs.pop(pid, None)

@@ -1,0 +1,195 @@
+"""shoal._forkserver: the single-threaded process that forks a Python
+pool's workers (start method "fork"), lib/forkserver.c's twin.
+
+A worker os.fork()ed from the pool's supervisor thread, at any moment,
+would inherit whatever the process's other threads held then: a lock, or a
+pipe another thread is handing to subprocess (whose reader then waits for
+EOF until that worker ends). So the pool forks once, when it is made,
+before libshoal starts its threads: the child keeps fds 0-2 and its end of
+a socketpair, closes every other fd, and from then on os.fork()s each
+worker on request. Workers start with the memory the process had at
+Pool(), in the thread that called Pool().
+
+Requests, one at a time under a lock (the spawn and reap hooks run on
+libshoal's supervisor and reaper threads): SPAWN slot, gen, ledger -> pid
+or -errno; REAP pid -> the wait status or -errno. The server reaps a worker
+only when asked, so its zombie pins the pid the pool watches with a pidfd;
+a worker killed by a signal may have died inside a create, so its
+"shoal..tmp.<pid>.*" files are removed before its zombie is reaped. On EOF
+(the pool process died, or the pool was destroyed) the server SIGKILLs and
+reaps what it still has, and exits; workers have PR_SET_PDEATHSIG towards
+the server.
+"""
+import ctypes
+import errno
+import glob
+import multiprocessing.util
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import traceback
+
+_SPAWN, _REAP = 1, 2
+_REQ = struct.Struct("=IIQiI")  # op, slot, gen, pid, 0; then the ledger name
+_REP = struct.Struct("=i")
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _unlink_tmp_of(pid):
+    for path in glob.glob(f"/dev/shm/shoal..tmp.{pid}.*"):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+class ForkServer:
+    """Fork the server now; @target(ledger, slot, gen) is a worker's body,
+    run in the server's children (its return value ignored: 0 unless it
+    raises)."""
+
+    def __init__(self, target):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                ours.close()
+                _serve(theirs, target)
+                code = 0
+            finally:
+                os._exit(code)
+        theirs.close()
+        self.pid = pid
+        self._sock = ours
+        self._lock = threading.Lock()
+
+    def _call(self, msg):
+        with self._lock:
+            try:
+                self._sock.send(msg)
+                rep = self._sock.recv(_REP.size)
+            except OSError as e:
+                return -(e.errno or errno.EPIPE)
+            if len(rep) != _REP.size:
+                return -errno.EPIPE
+            return _REP.unpack(rep)[0]
+
+    def spawn(self, ledger, slot, gen):
+        """A new worker's pid, or -errno."""
+        return self._call(_REQ.pack(_SPAWN, slot, gen, 0, 0) + ledger)
+
+    def reap(self, pid):
+        """Worker @pid's wait status (it has exited, or is about to), or
+        -errno."""
+        return self._call(_REQ.pack(_REAP, 0, 0, pid, 0))
+
+    def close(self):
+        """End the server (it kills what workers it still has) and wait."""
+        with self._lock:
+            if self._sock is None:
+                return
+            self._sock.close()
+            self._sock = None
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass  # reaped by someone's waitpid(-1)
+
+
+def _serve(sock, target):
+    """The server's loop, in the child of Pool()'s fork."""
+    fd = sock.fileno()
+    os.closerange(3, fd)
+    os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
+    # SIGINT reaches the whole foreground group; the server leaves with its
+    # pool process (EOF), never before. A handler inherited for SIGCHLD
+    # (or SIG_IGN, which reaps by itself) would take the zombies.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    me = os.getpid()
+    kids = set()
+    while True:
+        try:
+            msg = sock.recv(_REQ.size + 4096)
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+        if not msg:
+            break
+        rep = -errno.EINVAL
+        if len(msg) >= _REQ.size:
+            op, slot, gen, pid, _ = _REQ.unpack_from(msg)
+            if op == _SPAWN:
+                try:
+                    pid = os.fork()
+                except OSError as e:
+                    rep = -(e.errno or errno.EAGAIN)
+                else:
+                    if pid == 0:
+                        _child(sock, me, target, msg[_REQ.size:].decode(), slot, gen)
+                    kids.add(pid)
+                    rep = pid
+            elif op == _REAP:
+                rep = _reap(kids, pid)
+        try:
+            sock.send(_REP.pack(rep))
+        except OSError:
+            break
+    for pid in kids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    for pid in kids:
+        try:
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+        _unlink_tmp_of(pid)
+
+
+def _reap(kids, pid):
+    if pid not in kids:
+        return -errno.ECHILD
+    try:
+        si = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        if si is not None and si.si_code != os.CLD_EXITED:
+            _unlink_tmp_of(pid)
+        _, st = os.waitpid(pid, 0)
+    except OSError as e:
+        return -(e.errno or errno.ECHILD)
+    kids.discard(pid)
+    return st
+
+
+def _child(sock, server, target, ledger, slot, gen):
+    """A worker, just forked by the server; never returns."""
+    code = 1
+    try:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != server:
+            os._exit(1)
+        sock.close()
+        # What multiprocessing's own fork children run: objects of its
+        # (a Queue, a Lock passed in initargs) renew their state.
+        multiprocessing.util._run_after_forkers()
+        target(ledger, slot, gen)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:  # noqa: B902 - a worker's last words
+        traceback.print_exc()
+    finally:
+        for f in (sys.stdout, sys.stderr):
+            try:
+                f.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        os._exit(code)
