@@ -121,15 +121,19 @@ def wait_for(cond, timeout=10.0):
 
 
 class Counting:
-    """An endless input that counts the items taken from it."""
+    """An input as good as endless that counts the items taken from it. It
+    ends after @cap items, so that a pool that reads it whole fails the
+    test rather than fill the machine's memory."""
 
-    def __init__(self):
-        self.n = 0
+    def __init__(self, cap=3_000_000):
+        self.n, self.cap = 0, cap
 
     def __iter__(self):
         return self
 
     def __next__(self):
+        if self.n >= self.cap:
+            raise StopIteration
         self.n += 1
         return self.n - 1
 
