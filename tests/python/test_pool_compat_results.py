@@ -271,13 +271,15 @@ def test_worker_frees_a_tasks_argument_when_it_ends(tmp_path, how):
 
 def test_worker_private_memory_goes_back_after_a_large_argument():
     # Its copy and its unpickled bytes, 128 MiB, were kept until the next
-    # task came.
+    # task came. Under ASan freed memory stays in the sanitizer's
+    # quarantine, out of the system's reach: there only the task's own
+    # result is checked (the Marker tests above see the freeing itself).
     big = b"x" * (64 * MiB)
     with shoal.Pool(1) as p:
         pid = p.submit(pid_of).result(timeout=30)
         before = shoal.memstat(pid).private
         assert p.submit(len, big).result(timeout=60) == len(big)
-        assert wait_for(lambda: shoal.memstat(pid).private < before + 32 * MiB), \
+        assert SANITIZED or wait_for(lambda: shoal.memstat(pid).private < before + 32 * MiB), \
             (before, shoal.memstat(pid).private)
 
 
