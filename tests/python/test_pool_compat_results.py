@@ -207,7 +207,7 @@ def test_imap_input_error_comes_after_the_results_before_it():
 def test_map_input_error_is_raised_by_map_itself():
     # Executor.map and Pool.map and starmap read the whole input first:
     # the error comes from the call, before any result.
-    for pool, star in ((shoal.Pool(2), False), (ppe(), False)):
+    for pool in (shoal.Pool(2), ppe()):
         with pool as p:
             with pytest.raises(ValueError, match="input failed at 4"):
                 p.map(sq, failing())
