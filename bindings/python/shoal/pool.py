@@ -205,6 +205,17 @@ def _fmt(n):
     return f"{n / 2**20:.1f} MiB"
 
 
+def _one_of(**names):
+    """The value given under one of @names (the standard pools' aliases of
+    one argument), or None; two given is a TypeError, as two values for
+    one argument are."""
+    given = [(k, v) for k, v in names.items() if v is not None]
+    if len(given) > 1:
+        raise TypeError(f"shoal.Pool: {given[0][0]}= and {given[1][0]}= name the same "
+                        f"argument: give one")
+    return given[0][1] if given else None
+
+
 # A task is a header (the pickled function's length, whether workers may
 # keep the unpickled function for later tasks, and the kind of calls), the
 # pickled function, then the pickled calls. Of kind _ONE (map() and its
@@ -349,17 +360,6 @@ def _worker_main(ledger, slot, gen, initializer, initargs, inline):
                 break
     finally:
         _wclose(w)
-
-
-def _one_of(**names):
-    """The value given under one of @names (the standard pools' aliases of
-    one argument), or None; two given is a TypeError, as two values for
-    one argument are."""
-    given = [(k, v) for k, v in names.items() if v is not None]
-    if len(given) > 1:
-        raise TypeError(f"shoal.Pool: {given[0][0]}= and {given[1][0]}= name the same "
-                        f"argument: give one")
-    return given[0][1] if given else None
 
 
 _live_pools = weakref.WeakSet()
