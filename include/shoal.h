@@ -1207,6 +1207,11 @@ struct shoal_pool_config {
  * @signal: for SHOAL_EWORKERLOST, the signal that ended the last worker
  *       (0 if it exited).
  * @attempts: how many times the task was started.
+ * @exit_code: for SHOAL_EWORKERLOST with @signal 0, the exit status the
+ *       last worker exited with (0-255).
+ * @hard_limit: for SHOAL_EWORKERLOST, 1 if the pool's hard memory limit
+ *       (@hard_private) ended the last worker (it sent the signal), else 0.
+ * @reserved: zero.
  * @last_private: for SHOAL_EWORKERLOST, the last private memory reading of
  *       the worker that died, bytes.
  * @data: the result bytes (malloc()ed; NULL if none); free with
@@ -1218,6 +1223,9 @@ struct shoal_pool_result {
 	int err;
 	int signal;
 	uint32_t attempts;
+	uint8_t exit_code;
+	uint8_t hard_limit;
+	uint8_t reserved[2];
 	uint64_t last_private;
 	void *data;
 	size_t len;
@@ -1382,6 +1390,33 @@ SHOAL_API void shoal_pool_result_free(struct shoal_pool_result *r);
  * -EINVAL for a NULL @p.
  */
 SHOAL_API int shoal_pool_cancel(struct shoal_pool *p, uint64_t id);
+
+/**
+ * enum shoal_pool_task_state - where a task is (shoal_pool_task_state()).
+ */
+enum shoal_pool_task_state {
+	SHOAL_POOL_TASK_PENDING = 0,  /**< waiting for a worker */
+	SHOAL_POOL_TASK_ASSIGNED = 1, /**< handed to a worker, not started */
+	SHOAL_POOL_TASK_RUNNING = 2,  /**< a worker runs it */
+	SHOAL_POOL_TASK_DONE = 3,     /**< its result waits to be taken */
+};
+
+/**
+ * shoal_pool_task_state() - where a task is now.
+ * @p: the pool.
+ * @id: the task.
+ *
+ * A snapshot: the task may move on before the caller looks. A worker that
+ * has finished the task but not yet handed its result to the supervisor
+ * shows it RUNNING. Thread-safe; blocking (takes the pool's lock, walks the
+ * backlog and the workers' cells: meant for a query now and then, not per
+ * task).
+ *
+ * Return: an enum shoal_pool_task_state; -ENOENT if no such task is in the
+ * pool (never submitted, cancelled, or its result already taken); -EINVAL
+ * for a NULL @p.
+ */
+SHOAL_API int shoal_pool_task_state(struct shoal_pool *p, uint64_t id);
 
 /**
  * shoal_pool_stats() - per worker position statistics.

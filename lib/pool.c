@@ -123,6 +123,11 @@ struct pool_cell {
 };
 _Static_assert(sizeof(struct pool_cell) == 64, "pool cell layout is ABI");
 _Static_assert(offsetof(struct pool_cell, res_len) == 32, "pool cell layout is ABI");
+/* The bindings read results as rows of words (bindings/python/shoal/pool.py,
+ * _WORDS): exit_code and hard_limit live in what was padding. */
+_Static_assert(sizeof(struct shoal_pool_result) == 48, "pool result layout is ABI");
+_Static_assert(offsetof(struct shoal_pool_result, exit_code) == 20, "pool result layout is ABI");
+_Static_assert(offsetof(struct shoal_pool_result, last_private) == 24, "pool result layout is ABI");
 
 /*
  * Addresses inside the ledger come from a private copy of its layout @l
@@ -735,11 +740,13 @@ static void settle_exit(struct shoal_pool *p, int i)
 {
 	struct wslot *w = &p->slots[i];
 	struct wpos *ps = &p->pos[w->pos];
-	int sig = 0;
+	int sig = 0, code = 0;
 	bool planned = w->state == SLOT_RETIRED;
 
 	if (w->wstatus >= 0 && WIFSIGNALED(w->wstatus))
 		sig = WTERMSIG(w->wstatus);
+	else if (w->wstatus >= 0 && WIFEXITED(w->wstatus))
+		code = WEXITSTATUS(w->wstatus);
 	collect(p, i);
 	/* Walk the rest backwards so requeued tasks keep their order at the
 	 * head of the backlog. */
@@ -759,6 +766,10 @@ static void settle_exit(struct shoal_pool *p, int i)
 			if (t->attempts >= p->cfg.max_attempts || p->closing) {
 				deliver(p, t, p->closing ? -ECANCELED : -SHOAL_EWORKERLOST, sig, w->priv,
 					NULL, 0);
+				if (!p->closing) {
+					t->r.exit_code = (uint8_t)code;
+					t->r.hard_limit = w->state == SLOT_KILLING;
+				}
 				continue;
 			}
 		} else {
@@ -1649,6 +1660,40 @@ SHOAL_API int shoal_pool_cancel(struct shoal_pool *p, uint64_t id)
 	pthread_mutex_unlock(&p->mu);
 	if (moved)
 		ring_supervisor(p->hdr);
+	return rc;
+}
+
+SHOAL_API int shoal_pool_task_state(struct shoal_pool *p, uint64_t id)
+{
+	int rc = -ENOENT;
+
+	if (!p)
+		return -EINVAL;
+	pthread_mutex_lock(&p->mu);
+	for (struct task *t = p->pend_head; t; t = t->next)
+		if (t->id == id) {
+			rc = SHOAL_POOL_TASK_PENDING;
+			goto out;
+		}
+	for (uint32_t i = 0; i < p->nslots; i++)
+		for (uint64_t s = p->slots[i].collected; s < p->slots[i].assigned; s++) {
+			uint32_t st;
+
+			if (p->slots[i].cells[s % p->layout.depth]->id != id)
+				continue;
+			/* A6: pairs with R2 in the worker's claim; only a
+			 * snapshot, so any later state is as good. */
+			st = atomic_load_explicit(&sup_cell(p, i, s)->state, memory_order_acquire);
+			rc = st == CELL_ASSIGNED ? SHOAL_POOL_TASK_ASSIGNED : SHOAL_POOL_TASK_RUNNING;
+			goto out;
+		}
+	for (struct task *t = p->done_head; t; t = t->next)
+		if (t->id == id) {
+			rc = SHOAL_POOL_TASK_DONE;
+			break;
+		}
+out:
+	pthread_mutex_unlock(&p->mu);
 	return rc;
 }
 

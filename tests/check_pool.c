@@ -45,6 +45,7 @@ static int reply(const char *s, void **out, size_t *out_len)
  *   once PATH X     -> the first run SIGKILLs itself (PATH marks it), then X
  *   read NAME       -> read every page of segment NAME; its sum
  *   err             -> fails with -EDOM
+ *   exit N          -> the worker exits with status N
  *   big N           -> N bytes of 'b'
  *   fds             -> the worker's open fds above 2: "<fd>=<target> ..."
  */
@@ -173,6 +174,8 @@ static int task_fn(void *arg, const void *in, size_t len, void **out, size_t *ou
 			closedir(d);
 		return reply(cmd, out, out_len);
 	}
+	if (sscanf(cmd, "exit %ld", &v) == 1)
+		_exit((int)v);
 	if (sscanf(cmd, "big %ld", &v) == 1) {
 		*out = malloc((size_t)v);
 		memset(*out, 'b', (size_t)v);
@@ -844,6 +847,7 @@ START_TEST(hard_limit_kills_and_reruns)
 	ck_assert_uint_eq(r.id, id);
 	ck_assert_int_eq(r.err, -SHOAL_EWORKERLOST);
 	ck_assert_int_eq(r.signal, SIGTERM);
+	ck_assert_uint_eq(r.hard_limit, 1);
 	ck_assert_uint_eq(r.attempts, 2);
 	ck_assert_uint_ge(r.last_private, (base + 60 * MiB));
 	ck_assert_uint_eq(recycles(p, SHOAL_POOL_HARD), 2);
@@ -957,6 +961,8 @@ START_TEST(always_crashes_is_lost)
 		if (r.id == id) {
 			ck_assert_int_eq(r.err, -SHOAL_EWORKERLOST);
 			ck_assert_int_eq(r.signal, SIGSEGV);
+			ck_assert_uint_eq(r.exit_code, 0);
+			ck_assert_uint_eq(r.hard_limit, 0);
 			ck_assert_uint_eq(r.attempts, 3);
 			ck_assert_uint_gt(r.last_private, 0);
 		} else {
@@ -1131,6 +1137,76 @@ START_TEST(cancel_prefetched)
 	ck_assert_int_eq(shoal_pool_info(p, &info), 0);
 	ck_assert_uint_eq(info.running + info.pending, 0);
 	ck_assert_uint_eq(info.completed, 3);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
+/* A worker that exits (no signal) in the task: the result says its exit
+ * status, and that no memory limit was the cause. */
+START_TEST(lost_worker_exit_code)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p;
+	struct shoal_pool_result r;
+	uint64_t id;
+
+	c.max_attempts = 2;
+	p = make(&c);
+	id = submit(p, "exit 7");
+	r = one(p);
+	ck_assert_uint_eq(r.id, id);
+	ck_assert_int_eq(r.err, -SHOAL_EWORKERLOST);
+	ck_assert_int_eq(r.signal, 0);
+	ck_assert_uint_eq(r.exit_code, 7);
+	ck_assert_uint_eq(r.hard_limit, 0);
+	ck_assert_uint_eq(r.attempts, 2);
+	ck_assert_uint_eq(recycles(p, SHOAL_POOL_DIED), 2);
+	run_expect(p, "sq 3", "9");
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
+/* Wait (10 s at most) until task @id is in @state. */
+static void wait_state(struct shoal_pool *p, uint64_t id, int state)
+{
+	for (int i = 0; i < 10000 && shoal_pool_task_state(p, id) != state; i++)
+		usleep(1000);
+	ck_assert_int_eq(shoal_pool_task_state(p, id), state);
+}
+
+/* A task's state through its life: pending, assigned (prefetched),
+ * running, done until taken, then unknown; a cancelled one unknown. */
+START_TEST(task_state)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p;
+	struct shoal_pool_result r;
+	uint64_t a, b, d;
+
+	c.depth = 2;
+	p = make(&c);
+	a = submit(p, "sleep 300");
+	wait_state(p, a, SHOAL_POOL_TASK_RUNNING);
+	b = submit(p, "echo b");
+	d = submit(p, "echo d");
+	wait_state(p, b, SHOAL_POOL_TASK_ASSIGNED);
+	/* The worker's two cells are full: d waits in the backlog. */
+	ck_assert_int_eq(shoal_pool_task_state(p, d), SHOAL_POOL_TASK_PENDING);
+	ck_assert_int_eq(shoal_pool_cancel(p, d), 0);
+	ck_assert_int_eq(shoal_pool_task_state(p, d), -ENOENT);
+	ck_assert_int_eq(shoal_pool_task_state(p, 9999), -ENOENT);
+	ck_assert_int_eq(shoal_pool_task_state(NULL, a), -EINVAL);
+	/* Nobody takes results here: they wait, done, in the pool. */
+	wait_state(p, a, SHOAL_POOL_TASK_DONE);
+	wait_state(p, b, SHOAL_POOL_TASK_DONE);
+	r = one(p);
+	ck_assert_uint_eq(r.id, a);
+	shoal_pool_result_free(&r);
+	ck_assert_int_eq(shoal_pool_task_state(p, a), -ENOENT);
+	r = one(p);
+	ck_assert_uint_eq(r.id, b);
+	shoal_pool_result_free(&r);
+	ck_assert_int_eq(shoal_pool_task_state(p, b), -ENOENT);
 	ck_assert_int_eq(shoal_pool_destroy(p), 0);
 }
 END_TEST
@@ -2088,6 +2164,8 @@ static Suite *suite(void)
 	ADD(cancel_prefetched);
 	ADD(cancel_tasks_put_back_by_deaths);
 	ADD(errors);
+	ADD(lost_worker_exit_code);
+	ADD(task_state);
 	ADD(workers_that_never_start);
 	ADD(spawn_that_always_fails_breaks_the_pool);
 	ADD(host_spawned_workers);

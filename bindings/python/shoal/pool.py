@@ -62,8 +62,9 @@ class _Config(ctypes.Structure):
 
 class _Result(ctypes.Structure):
     _fields_ = [("id", _u64), ("err", ctypes.c_int), ("signal", ctypes.c_int),
-                ("attempts", ctypes.c_uint32), ("last_private", _u64), ("data", _vp),
-                ("len", ctypes.c_size_t)]
+                ("attempts", ctypes.c_uint32), ("exit_code", ctypes.c_uint8),
+                ("hard_limit", ctypes.c_uint8), ("reserved", ctypes.c_uint8 * 2),
+                ("last_private", _u64), ("data", _vp), ("len", ctypes.c_size_t)]
 
 
 # A batch of struct shoal_pool_result rows read at once, as 64-bit words,
@@ -100,6 +101,8 @@ _submit_many = declare("shoal_pool_submit_many", ctypes.c_int, _vp, ctypes.c_cha
 _wait_into = declare("shoal_pool_wait_into", ctypes.c_int, _vp, ctypes.c_int64,
                      ctypes.POINTER(_Result), ctypes.c_size_t, _vp, ctypes.c_size_t, check=False)
 _cancel = declare("shoal_pool_cancel", ctypes.c_int, _vp, _u64, check=False)
+_task_state = declare("shoal_pool_task_state", ctypes.c_int, _vp, _u64, check=False)
+_TASK_RUNNING, _TASK_DONE = 2, 3  # enum shoal_pool_task_state
 _stats = declare("shoal_pool_stats", ctypes.c_int, _vp, ctypes.POINTER(_Stats), ctypes.c_size_t)
 _info = declare("shoal_pool_info", ctypes.c_int, _vp, ctypes.POINTER(_Info))
 _name = declare("shoal_pool_name", ctypes.c_char_p, _vp, check=False)
@@ -131,20 +134,26 @@ def _signal_name(sig):
 class WorkerLost(ShoalError):
     """The worker running a task died every time it ran (``attempts``
     times): killed by a signal (``signal``, 0 if it exited), the OOM killer,
-    a crash, or the pool's hard memory limit. ``last_private`` is its last
-    private memory reading in bytes."""
+    a crash, or the pool's hard memory limit (``hard_limit``: True if that
+    limit killed the last one), or it exited (``exit_code``, its status).
+    ``last_private`` is its last private memory reading in bytes."""
 
-    def __init__(self, signal_=0, attempts=0, last_private=0):
+    def __init__(self, signal_=0, attempts=0, last_private=0, exit_code=0, hard_limit=False):
         self.signal = signal_
         self.attempts = attempts
         self.last_private = last_private
-        how = f"killed by {_signal_name(signal_)}" if signal_ else "exited"
+        self.exit_code = exit_code
+        self.hard_limit = bool(hard_limit)
+        how = (f"killed by {_signal_name(signal_)}" if signal_
+               else f"exited with code {exit_code}")
+        why = "; the pool's hard memory limit (hard_memory_limit) killed it" if hard_limit else ""
         super().__init__(SHOAL_EWORKERLOST,
                          f"worker lost: the process running the task {how}, "
-                         f"{attempts} attempt(s); last private memory {_fmt(last_private)}")
+                         f"{attempts} attempt(s); last private memory {_fmt(last_private)}{why}")
 
     def __reduce__(self):
-        return (WorkerLost, (self.signal, self.attempts, self.last_private))
+        return (WorkerLost, (self.signal, self.attempts, self.last_private, self.exit_code,
+                             self.hard_limit))
 
 
 class RemoteTraceback(Exception):
@@ -196,6 +205,17 @@ def _fmt(n):
     return f"{n / 2**20:.1f} MiB"
 
 
+def _one_of(**names):
+    """The value given under one of @names (the standard pools' aliases of
+    one argument), or None; two given is a TypeError, as two values for
+    one argument are."""
+    given = [(k, v) for k, v in names.items() if v is not None]
+    if len(given) > 1:
+        raise TypeError(f"shoal.Pool: {given[0][0]}= and {given[1][0]}= name the same "
+                        f"argument: give one")
+    return given[0][1] if given else None
+
+
 # A task is a header (the pickled function's length, whether workers may
 # keep the unpickled function for later tasks, and the kind of calls), the
 # pickled function, then the pickled calls. Of kind _ONE (map() and its
@@ -227,9 +247,15 @@ def _function(data):
 
 
 def _unpicklable(e):
-    """The pickled exception of a task whose result could not be pickled."""
-    return pickle.dumps(_ExceptionWithTraceback(RuntimeError(f"result could not be pickled: {e!r}")),
-                        pickle.HIGHEST_PROTOCOL)
+    """The pickled exception of a task whose result could not be pickled:
+    the exception pickling raised (a PicklingError, a TypeError, even a
+    SystemExit), as concurrent.futures gives it; if that one cannot be
+    pickled either, a PicklingError that names it."""
+    try:
+        return pickle.dumps(_ExceptionWithTraceback(e), pickle.HIGHEST_PROTOCOL)
+    except BaseException:  # noqa: B902
+        e = pickle.PicklingError(f"result could not be pickled: {e!r}")
+        return pickle.dumps(_ExceptionWithTraceback(e), pickle.HIGHEST_PROTOCOL)
 
 
 def _short(fn, calls, values):
@@ -319,8 +345,13 @@ def _worker_main(ledger, slot, gen, initializer, initargs, inline):
                     res, err = _ExceptionWithTraceback(e), _RAISED
                 try:
                     out = dumps(res, proto)
-                except Exception as e:
+                except BaseException as e:  # noqa: B902 - SystemExit too: the task's error
                     out, err = _unpicklable(e), _RAISED
+                # The task's arguments, values and function go now, not when
+                # the next task comes: a large argument would otherwise stay
+                # resident (and count against the memory limits) while the
+                # worker waits. The kept function (_last) stays.
+                data = calls = kwargs = res = fn = pre = None
             elif rc == _TRIM:
                 out, err = b"", 0
                 gc.collect()
@@ -375,6 +406,22 @@ class _Future(concurrent.futures.Future):
         if pool is not None and not pool._cancel(self._tid):
             return self.cancelled()  # started, finished, or cancelled already
         return self._cancel_here()
+
+    def running(self):
+        """True from the moment a worker starts the task until the Future
+        is done (asked of the pool, only when called)."""
+        with self._condition:
+            if self._state != concurrent.futures._base.PENDING:
+                return self._state == concurrent.futures._base.RUNNING
+        pool = self._pool()
+        if pool is None or self._tid is None:
+            return False
+        st = pool._task_state(self._tid)
+        if st in (_TASK_RUNNING, _TASK_DONE):
+            return True
+        # Not in the pool any more: its result is on its way to this
+        # Future (done() is about to say True), or the task was cancelled.
+        return st == -errno.ENOENT and not self.done()
 
     def _cancel_here(self):
         """Cancel with no task left to drop, and tell the waiters (wait(),
@@ -456,7 +503,7 @@ class _Calls:
     for a caller that takes them as they come), and wakes the caller only
     once the result it waits for has come."""
 
-    __slots__ = ("pool", "segs", "out", "order", "cond", "ready")
+    __slots__ = ("pool", "segs", "out", "order", "cond", "ready", "src", "k", "window", "error")
 
     def __init__(self, pool, unordered=False):
         self.pool = pool
@@ -465,6 +512,11 @@ class _Calls:
         self.order = collections.deque() if unordered else None
         self.cond = threading.Condition(threading.Lock())
         self.ready = None        # what the caller waits for, while it waits
+        # imap()'s: the tasks not yet submitted (_more), as a function
+        # that pickles the next ones, or None once there are none; the
+        # next batch's size, the most tasks in flight, and the input's
+        # error, raised in its place once the results before it are out.
+        self.src, self.k, self.window, self.error = None, 0, 0, None
 
     def add(self, first, n):
         """Tasks first .. first + n - 1 were submitted (Pool._submit, under
@@ -513,9 +565,25 @@ class _Calls:
             finally:
                 self.ready = None
 
+    def _more(self, taken):
+        """imap()'s refill: submit the next batch if fewer than the window
+        are in flight (submitted, not yet @taken by the caller). True if
+        it submitted any."""
+        src, out = self.src, self.out
+        room = self.window - (len(out) - taken)
+        if src is None or room <= 0:
+            return False
+        k = min(self.k, room)
+        n, self.error = src(k)
+        if n < k or self.error is not None:
+            self.src = None  # the input is at its end (or failed)
+        self.k = min(4 * self.k, _LAST_BATCH)
+        return n > 0
+
     def _drop(self):
         """Cancel the tasks no worker has started (the caller stopped
         reading)."""
+        self.src = None
         out = self.out
         for first, at, n in self.segs:
             for i in range(n):
@@ -540,9 +608,69 @@ class _Calls:
         finally:
             self._drop()
 
+    def lazy(self):
+        """imap()'s results in order: more tasks are submitted as results
+        are taken (_more), so that at most ``window`` are in flight; the
+        input's error is raised in its place."""
+        return _Results(self._in_order_lazy())
+
+    def _in_order_lazy(self):
+        out, loads, half = self.out, pickle.loads, self.window // 2
+        i = 0
+        try:
+            while True:
+                if self.src is not None and len(out) - i <= half:
+                    self._more(i)
+                if i == len(out):
+                    if self.src is None:
+                        break
+                    continue
+                if out[i] is None:
+                    # Waiting: the caller pickles more meanwhile, if it may.
+                    while out[i] is None and self._more(i):
+                        pass
+                    if out[i] is None:
+                        self._wait(lambda: out[i] is not None, None)
+                res, out[i] = out[i], _GONE
+                i += 1
+                yield loads(res) if type(res) is bytes else _value(res)
+            if self.error is not None:
+                raise self.error
+        finally:
+            self.error = None
+            self._drop()
+
     def unordered(self):
         """The results as they come."""
+        if self.window:
+            return _Results(self._as_they_come_lazy())
         return _Results(self._as_they_come())
+
+    def _as_they_come_lazy(self):
+        out, order, loads, half = self.out, self.order, pickle.loads, self.window // 2
+        taken = 0
+        try:
+            while True:
+                if self.src is not None and len(out) - taken <= half:
+                    self._more(taken)
+                if taken == len(out):
+                    if self.src is None:
+                        break
+                    continue
+                if not order:
+                    while not order and self._more(taken):
+                        pass
+                    if not order:
+                        self._wait(lambda: order, None)
+                i = order.popleft()
+                res, out[i] = out[i], _GONE
+                taken += 1
+                yield loads(res) if type(res) is bytes else _value(res)
+            if self.error is not None:
+                raise self.error
+        finally:
+            self.error = None
+            self._drop()
 
     def _as_they_come(self):
         out, order, loads = self.out, self.order, pickle.loads
@@ -649,12 +777,25 @@ class Pool(concurrent.futures.Executor):
     tasks others have not started, so none wait behind a long one.
     ``chunksize`` in map() puts several calls in one task, as with
     multiprocessing.
+
+    The standard pools' names are accepted too: ``max_workers`` and
+    ``processes`` for ``workers``, ``maxtasksperchild`` for ``max_tasks``,
+    ``mp_context`` (a multiprocessing context, whose start method is used)
+    for ``start_method``; giving both names of one is a TypeError.
     """
 
     def __init__(self, workers=None, *, initializer=None, initargs=(), max_tasks=None,
                  max_tasks_jitter=10, max_private_memory=None, hard_memory_limit=None,
-                 max_age=None, max_attempts=3, start_method="fork", grace=1.0,
-                 check_interval=0.02, inline_bytes=8192, prefetch=128):
+                 max_age=None, max_attempts=3, start_method=None, grace=1.0,
+                 check_interval=0.02, inline_bytes=8192, prefetch=128,
+                 max_workers=None, processes=None, maxtasksperchild=None, mp_context=None):
+        workers = _one_of(workers=workers, max_workers=max_workers, processes=processes)
+        max_tasks = _one_of(max_tasks=max_tasks, maxtasksperchild=maxtasksperchild)
+        if mp_context is not None:
+            _one_of(start_method=start_method, mp_context=mp_context)
+            start_method = mp_context.get_start_method()
+        if start_method is None:
+            start_method = "fork"
         if workers is None:
             workers = os.cpu_count() or 1
         if not 1 <= workers <= 256:
@@ -667,7 +808,7 @@ class Pool(concurrent.futures.Executor):
             raise ValueError("max_tasks must be at least 1")
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        self._ctx = multiprocessing.get_context(start_method)
+        self._ctx = mp_context or multiprocessing.get_context(start_method)
         self._pid = os.getpid()  # a forked worker's copy is not its own
         self._start_method = start_method
         self._initializer = initializer
@@ -703,6 +844,7 @@ class Pool(concurrent.futures.Executor):
         cfg.inline_bytes = inline_bytes
         self._inline = inline_bytes  # the C pool rounds it up, never down
         cfg.depth = prefetch
+        self._prefetch = prefetch  # imap()'s window is a multiple of it
         # The hooks are the module's (they outlive every pool: the C pool
         # calls them until shoal_pool_destroy() returns) and find the pool
         # by its key, through a weak reference: the pool stays collectable.
@@ -802,6 +944,14 @@ class Pool(concurrent.futures.Executor):
                 self._settled(run, 1)
             return True
 
+    def _task_state(self, tid):
+        """Where task @tid is (enum shoal_pool_task_state), -ENOENT, or
+        None once the pool is gone."""
+        with self._lock:  # _destroy() takes the pointer under it
+            if not self._ptr:
+                return None
+            return _task_state(self._ptr, tid)
+
     def _future(self, fn, args, kwargs):
         f = _Future(self)
         f._tid = self._submit(fn, 0, [pickle.dumps(([args], kwargs or None),
@@ -812,11 +962,14 @@ class Pool(concurrent.futures.Executor):
         """Run fn(*args, **kwargs) in a worker; a Future of its result."""
         return self._future(fn, args, kwargs)
 
-    def _calls(self, fn, iterables, chunksize, star=False, unordered=False):
+    def _calls(self, fn, iterables, chunksize, star=False, unordered=False, lazy=False):
         """Submit fn(*args) for the argument tuples zip(*@iterables) gives
         (or, with @star, the one iterable's items), ``chunksize`` calls per
         task: a _Calls that holds their results. Over one iterable, the
-        tasks carry the bare arguments (kind _ONE)."""
+        tasks carry the bare arguments (kind _ONE). All at once (as
+        Executor.map, and Pool.map, which take the whole input first), or,
+        if @lazy (imap), the first batch now and the rest as results are
+        taken, a window of tasks in flight."""
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1")
         if len(iterables) == 1 and not star:
@@ -825,10 +978,11 @@ class Pool(concurrent.futures.Executor):
             kind = 0
             it = map(tuple, iterables[0]) if star else zip(*iterables)
 
-        def batch(k):
-            """The next @k tasks, pickled (fewer at the end; none past it):
-            no Python code runs per call or per task."""
-            items = list(itertools.islice(it, k * chunksize))
+        def batch(k, items=None):
+            """The next @k tasks (or those of @items), pickled (fewer at the
+            end; none past it): no Python code runs per call or per task."""
+            if items is None:
+                items = list(itertools.islice(it, k * chunksize))
             # Chunks are tuples cut by zip() from one iterator (a tuple
             # pickles and unpickles a little faster than a list, and zip
             # cuts them faster than slices: 0.32 against 0.44 us per chunk
@@ -844,6 +998,32 @@ class Pool(concurrent.futures.Executor):
         # Submitted in batches growing from a small one, so that workers
         # start while the caller still pickles the rest.
         calls, k = _Calls(self, unordered), _FIRST_BATCH
+        if lazy:
+            def src(k):
+                """Submit the next @k tasks: how many, and the input's
+                error, if it raised (the items before it still go, as
+                multiprocessing.Pool.imap gives their results first)."""
+                items, err = [], None
+                try:
+                    items.extend(itertools.islice(it, k * chunksize))
+                except Exception as e:  # noqa: B902 - raised in its place
+                    err = e
+                blobs = batch(k, items)
+                if blobs:
+                    self._submit(fn, kind, blobs, calls)
+                return len(blobs), err
+
+            # The window holds two of the largest batches, and the
+            # workers' prefetch four times over: a map() of a list's
+            # worth of tasks runs as fast through imap().
+            calls.src, calls.k = src, k
+            calls.window = max(2 * _LAST_BATCH, 4 * self._workers * self._prefetch)
+            try:
+                calls._more(0)
+            except BaseException:
+                calls._drop()
+                raise
+            return calls
         try:
             while True:
                 blobs = batch(k)
@@ -856,17 +1036,27 @@ class Pool(concurrent.futures.Executor):
             raise
 
     def map(self, fn, *iterables, timeout=None, chunksize=1):
-        """As Executor.map: results in order; ``chunksize`` items per task."""
+        """As Executor.map: results in order; ``chunksize`` items per task.
+        Returns a one-shot iterator, as Executor.map does (list() it to
+        keep the results; a second pass finds it empty). The input is read
+        whole first, and an error it raises comes out of map() itself,
+        before any result; ``timeout`` counts from this call. Closing the
+        iterator, or dropping it, cancels the tasks not started."""
         end = None if timeout is None else time.monotonic() + timeout
         return self._calls(fn, iterables, chunksize).ordered(end)
 
     def imap(self, func, iterable, chunksize=1):
-        """As multiprocessing.Pool.imap: an iterator of results in order."""
-        return self._calls(func, (iterable,), chunksize).ordered(None)
+        """As multiprocessing.Pool.imap: an iterator of results in order.
+        The input is read as results are taken, a bounded number of tasks
+        in flight, so an endless generator works; an error the input
+        raises comes after the results of the items before it."""
+        return self._calls(func, (iterable,), chunksize, lazy=True).lazy()
 
     def imap_unordered(self, func, iterable, chunksize=1):
-        """As multiprocessing.Pool.imap_unordered: results as they come."""
-        return self._calls(func, (iterable,), chunksize, unordered=True).unordered()
+        """As multiprocessing.Pool.imap_unordered: results as they come,
+        the input read as imap() reads it; its error comes after the
+        results of the items before it."""
+        return self._calls(func, (iterable,), chunksize, unordered=True, lazy=True).unordered()
 
     def starmap(self, func, iterable, chunksize=1):
         """As multiprocessing.Pool.starmap: a list."""
@@ -1147,10 +1337,10 @@ _spawn_hook = _SPAWN(_hook(lambda ref, ledger, slot, gen: _spawn(ref, ledger, sl
 _reap_hook = _REAP(_hook(lambda ref, pid: _reap(ref, pid)))
 
 
-def _failure(err, sig, attempts, last_private, pool):
+def _failure(err, sig, attempts, last_private, pool, exit_code=0, hard_limit=False):
     """The exception of a task of @pool that ended with error @err."""
     if err == -SHOAL_EWORKERLOST:
-        return WorkerLost(sig, attempts, last_private)
+        return WorkerLost(sig, attempts, last_private, exit_code, hard_limit)
     if err == -errno.ECHILD:
         e = BrokenProcessPool(
             "no worker could start: starting one failed, or they die before they are "
@@ -1231,7 +1421,8 @@ def _collect_loop(ref, ptr, stopping):
                 # Rare (an error, a large result, a Future's): the row whole.
                 r = results[ids.index(tid)]
                 if r.err and r.err != _RAISED:
-                    res = (False, _failure(r.err, r.signal, r.attempts, r.last_private, pool))
+                    res = (False, _failure(r.err, r.signal, r.attempts, r.last_private, pool,
+                                           r.exit_code, r.hard_limit))
                 else:
                     # The worker's values, or with _RAISED its exception.
                     try:
@@ -1257,6 +1448,9 @@ def _collect_loop(ref, ptr, stopping):
             buf = ctypes.create_string_buffer(1 << 20)  # a huge result's was
         pool._check_config()
         more = n < _SMALL_BATCH and pool._pending > 0
-        del pool, run, handed
+        # Nothing handed over stays referenced here while this thread
+        # waits for the next batch: not the last result, nor its target
+        # (a Future, which holds its result).
+        pool = run = handed = res = t = None
         if more:
             time.sleep(_NAP)
