@@ -21,11 +21,15 @@
  * reused its pid. The pool's reaper asks REAP only once the pidfd says the
  * worker has exited, so a REAP never waits long.
  *
+ * EXIT ends the server (shoal_pool_destroy() sends it).
+ *
  * Deaths: a worker has PR_SET_PDEATHSIG(SIGKILL) towards the server (one
  * thread, so the signal follows the process). The server learns of the
- * pool process's death from EOF on its socket (PR_SET_PDEATHSIG would fire
- * when the creating *thread* ends, not the process); it then SIGKILLs and
- * reaps every worker it still has, and exits. A server that dies makes
+ * pool process's death from EOF on its socket, or, when a child the pool
+ * process forked holds a copy of that socket, from its parent changing
+ * (looked at once a second); PR_SET_PDEATHSIG would fire when the creating
+ * *thread* ends, not the process. It then SIGKILLs and reaps every worker
+ * it still has, and exits. A server that dies makes
  * every later SPAWN fail (-EPIPE), which the pool reports as a spawn error.
  */
 #include "internal.h"
@@ -34,6 +38,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,7 +49,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-enum { FS_SPAWN = 1, FS_REAP = 2 };
+enum { FS_SPAWN = 1, FS_REAP = 2, FS_EXIT = 3 };
 
 struct fs_req {
 	uint32_t op;
@@ -102,21 +107,31 @@ static bool send_val(int fd, int32_t v)
 static __attribute__((noreturn)) void serve(pid_t *kids, uint32_t cap, shoal__fs_child_fn child,
 					    void *arg)
 {
-	pid_t self = getpid();
+	pid_t self = getpid(), parent = getppid();
 	uint32_t n = 0;
 
 	/* SIGINT reaches the whole foreground group; the server leaves when
 	 * its pool process does (EOF), never before it. */
 	signal(SIGINT, SIG_IGN);
 	for (;;) {
+		struct pollfd pfd = { .fd = FS_FD, .events = POLLIN };
 		struct fs_req rq;
-		ssize_t got = recv(FS_FD, &rq, sizeof(rq), 0);
+		ssize_t got;
 		int32_t v = -EINVAL;
 		int st;
 
-		if (got < 0 && errno == EINTR)
+		/* A child the pool process forked holds a copy of its end of
+		 * the socket, so EOF may never come: once a second, look
+		 * whether the pool process is still our parent. */
+		if (poll(&pfd, 1, 1000) == 0) {
+			if (getppid() != parent)
+				break;
 			continue;
-		if (got <= 0)
+		}
+		got = recv(FS_FD, &rq, sizeof(rq), MSG_DONTWAIT);
+		if (got < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (got <= 0 || (got == (ssize_t)sizeof(rq) && rq.op == FS_EXIT))
 			break;
 		if (got == (ssize_t)sizeof(rq) && rq.op == FS_SPAWN) {
 			pid_t pid;
@@ -258,8 +273,15 @@ void shoal__forkserver_stop(struct shoal__forkserver *fs)
 {
 	int st;
 
+	struct fs_req rq = { .op = FS_EXIT };
+
 	if (fs->pid <= 0)
 		return;
+	/* EXIT, not only EOF: a child the caller forked may hold a copy of
+	 * the socket, and EOF would then wait for that child to end. */
+	if (send(fs->sock, &rq, sizeof(rq), MSG_NOSIGNAL) < 0) {
+		/* The server is gone already: nothing to tell it. */
+	}
 	close(fs->sock);
 	/* ECHILD: a SIGCHLD handler of the caller's reaped it first. */
 	while (waitpid(fs->pid, &st, 0) < 0 && errno == EINTR)

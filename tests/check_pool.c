@@ -2023,6 +2023,56 @@ START_TEST(dead_parent_takes_its_workers)
 }
 END_TEST
 
+/* A child the caller forked holds a copy of the fork server's socket: the
+ * pool's destroy still ends the server at once (EXIT, not only EOF), and a
+ * pool process that dies while such a child lives still takes its workers
+ * (the server sees its parent change). */
+START_TEST(forked_child_holds_the_server_socket)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p = make(&c);
+	struct orphaned o;
+	pid_t holder, pid, server;
+	uint64_t t0;
+	int pf[2];
+
+	run_expect(p, "sq 3", "9");
+	holder = fork();
+	ck_assert_int_ge(holder, 0);
+	if (holder == 0) {
+		sleep(30);
+		_exit(0);
+	}
+	t0 = shoal__now_ns();
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+	ck_assert_uint_lt(shoal__now_ns() - t0, 3000000000u);
+	kill(holder, SIGKILL);
+	t_wait(holder);
+
+	/* The pool's process forks a long sleeper, then is killed. */
+	ck_assert_int_eq(pipe(pf), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (fork() == 0) {
+			sleep(8);
+			_exit(0);
+		}
+		busy_pool_then_pause(pf[1], 1, false);
+	}
+	ck_assert_int_eq(read(pf[0], &o, sizeof(o)), (ssize_t)sizeof(o));
+	ck_assert_int_gt(o.workers[0], 0);
+	server = parent_of(o.workers[0]);
+	ck_assert_int_gt(server, 0);
+	kill(pid, SIGKILL);
+	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+	ck_assert(gone_within(o.workers[0], 4000));
+	ck_assert(gone_within(server, 4000));
+	close(pf[0]);
+	close(pf[1]);
+}
+END_TEST
+
 /* A worker whose supervisor died looks at it between tasks too: 32
  * prefetched 200 ms tasks (6.4 s) do not keep it running. */
 START_TEST(orphan_stops_between_tasks)
@@ -2178,6 +2228,7 @@ static Suite *suite(void)
 	ADD(workers_hold_no_foreign_fds);
 	ADD(dead_parent_takes_its_workers);
 	ADD(orphan_stops_between_tasks);
+	ADD(forked_child_holds_the_server_socket);
 	ADD(killed_workers_tmp_files_removed);
 	ADD(fork_server_without_fds);
 #undef ADD

@@ -228,3 +228,21 @@ def test_spawn_start_method_keeps_multiprocessing():
     with shoal.Pool(1, start_method="spawn") as p:
         assert p._server is None
         assert p.submit(worker_fds, 0).result(timeout=60) is not None
+
+
+def test_a_multiprocessing_fork_pool_beside_does_not_hang_shutdown():
+    # multiprocessing's "fork" workers, made while a shoal.Pool lives, hold
+    # a copy of its fork server's socket: leaving the block still ends the
+    # server at once (it is told to, not left to see EOF).
+    import multiprocessing
+    t0 = time.monotonic()
+    with shoal.Pool(2) as p:
+        with multiprocessing.get_context("fork").Pool(2) as mp:
+            assert p.submit(pow, 3, 2).result(timeout=30) == 9
+            assert mp.apply(pow, (2, 5)) == 32
+            server = p._server.pid
+            p.shutdown()
+            assert time.monotonic() - t0 < 20
+            # The server has ended and was reaped.
+            with pytest.raises(ProcessLookupError):
+                os.kill(server, 0)

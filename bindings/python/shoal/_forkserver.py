@@ -16,8 +16,10 @@ or -errno; REAP pid -> the wait status or -errno. The server reaps a worker
 only when asked, so its zombie pins the pid the pool watches with a pidfd;
 a worker killed by a signal may have died inside a create, so its
 "shoal..tmp.<pid>.*" files are removed before its zombie is reaped. On EOF
-(the pool process died, or the pool was destroyed) the server SIGKILLs and
-reaps what it still has, and exits; workers have PR_SET_PDEATHSIG towards
+or EXIT (the pool process died, or the pool was destroyed), or once its
+parent is no longer the pool process (a child the pool process forked may
+hold the socket open), the server SIGKILLs and reaps what it still has, and
+exits; workers have PR_SET_PDEATHSIG towards
 the server.
 """
 import ctypes
@@ -32,7 +34,7 @@ import sys
 import threading
 import traceback
 
-_SPAWN, _REAP = 1, 2
+_SPAWN, _REAP, _EXIT = 1, 2, 3
 _REQ = struct.Struct("=IIQiI")  # op, slot, gen, pid, 0; then the ledger name
 _REP = struct.Struct("=i")
 _PR_SET_PDEATHSIG = 1
@@ -93,6 +95,13 @@ class ForkServer:
         with self._lock:
             if self._sock is None:
                 return
+            # EXIT, not only EOF: a process forked from this one (a
+            # multiprocessing "fork" worker) holds a copy of the socket,
+            # and EOF would wait for it to end.
+            try:
+                self._sock.send(_REQ.pack(_EXIT, 0, 0, 0, 0))
+            except OSError:
+                pass  # the server is gone already
             self._sock.close()
             self._sock = None
         try:
@@ -112,16 +121,24 @@ def _serve(sock, target):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    me = os.getpid()
+    me, parent = os.getpid(), os.getppid()
     kids = set()
+    # A process the pool process forked holds a copy of its end of the
+    # socket, so EOF may never come: once a second, look whether the pool
+    # process is still our parent.
+    sock.settimeout(1.0)
     while True:
         try:
             msg = sock.recv(_REQ.size + 4096)
+        except TimeoutError:
+            if os.getppid() != parent:
+                break
+            continue
         except InterruptedError:
             continue
         except OSError:
             break
-        if not msg:
+        if not msg or (len(msg) >= _REQ.size and _REQ.unpack_from(msg)[0] == _EXIT):
             break
         rep = -errno.EINVAL
         if len(msg) >= _REQ.size:
