@@ -17,13 +17,29 @@
  *   STABLE(p + 1)    holds the message of position p (Vyukov's seq == p + 1)
  *   READING(o, p)    participant o took the message of position p
  *   READING(0, p)    an orphan: its reader died; another consumer takes it
+ *   CLAIMED(o, p)    participant o claimed it with shoal_queue_claim() and
+ *                    has not acked it yet (state 3)
  *   STABLE(p + cap)  consumed: free for the producer one lap later
  *
  * A producer at tail position p CASes STABLE(p) -> WRITING(me, p), then
  * moves the tail p -> p + 1, writes the message, and publishes STABLE(p + 1)
  * with a release store. A consumer at head p CASes STABLE(p + 1) ->
  * READING(me, p), moves the head, copies the message out and stores
- * STABLE(p + cap). Anyone who finds a claimed slot at a cursor moves that
+ * STABLE(p + cap). That release store is where a popped message becomes the
+ * consumer's: a consumer that dies before it gives the message back (an
+ * orphan, redelivered), one that dies after it (still inside the call,
+ * waking producers, or after returning) has consumed it.
+ *
+ * Acknowledged delivery (RabbitMQ's manual ack, SQS's visibility) is a pop
+ * that does not release: claim CASes STABLE(p + 1) -> CLAIMED(me, p),
+ * copies, and returns a ticket naming that exact state word. ack is the
+ * release store (a CAS CLAIMED(me, p) -> STABLE(p + cap), so a stale or
+ * foreign ticket fails), nack makes the slot an orphan at once (under the
+ * lock, like recovery), and a claimer that dies before ack has its
+ * CLAIMED slots made orphans by recovery. The slot's redelivery word counts
+ * how often its message was made an orphan. A claimed message holds its
+ * slot until ack, so it counts against capacity; producers block when the
+ * ring wraps onto it. Anyone who finds a claimed slot at a cursor moves that
  * cursor on (helping), so a process that dies between the slot CAS and the
  * cursor CAS stalls nobody. Positions are compared modulo 2^48, as the sign
  * of their 48-bit difference.
@@ -34,8 +50,8 @@
  * survivor finds a slot owned by a dead process, it runs recovery under one
  * robust mutex: WRITING(dead, p) becomes a tombstone STABLE(p + 1) that
  * consumers skip (the dying push is delivered whole or not at all), and
- * READING(dead, p) becomes an orphan that the next pop takes before the
- * head (it is redelivered exactly once). Only then is the dead entry freed.
+ * READING(dead, p) and CLAIMED(dead, p) become orphans that the next pop or
+ * claim takes before the head (each is redelivered exactly once). Only then is the dead entry freed.
  * Recovery is idempotent, so a recoverer that dies inside it (EOWNERDEAD) is
  * simply followed by another full run. Survivors notice deaths because they
  * sleep in slices of at most 50 ms and look at the owner of the slot that
@@ -69,7 +85,7 @@
 #define SLOT_HDR 16u
 #define TOMBSTONE UINT32_MAX /* slot len of a message that never was */
 
-enum { ST_STABLE = 0, ST_WRITING = 1, ST_READING = 2 };
+enum { ST_STABLE = 0, ST_WRITING = 1, ST_READING = 2, ST_CLAIMED = 3 };
 #define OWNER_BITS 14
 #define POS_SHIFT 16
 _Static_assert(QUEUE_NPARTS <= (1u << OWNER_BITS), "owner index must fit its field");
@@ -78,10 +94,17 @@ _Static_assert(SHOAL_QUEUE_CAPACITY_MAX <= (1ull << 46), "positions compare modu
 struct slot {
 	shoal__atomic_u64 state; /* {position:48 | owner:14 | state:2} */
 	_Atomic uint32_t len;    /* relaxed: ordered by state (R1/A1) */
-	uint32_t pad;
+	/* Times this message was made an orphan: written by whoever orphans it
+	 * (under the lock), read by the claim that takes the orphan (under the
+	 * lock), zeroed by the release of a message that had one. 0 in every
+	 * slot a plain push fills, so the fast paths never touch it. */
+	_Atomic uint32_t redeliv;
 	unsigned char data[];    /* max_msg bytes */
 };
 _Static_assert(sizeof(struct slot) == SLOT_HDR, "slot header is ABI");
+_Static_assert(offsetof(struct slot, len) == 8, "slot header is ABI");
+_Static_assert(offsetof(struct slot, redeliv) == 12, "slot header is ABI");
+_Static_assert(sizeof(_Atomic uint32_t) == 4, "slot words are 32 bits (lock-free: atomic.h)");
 
 struct line32 {
 	_Atomic uint32_t word;    /* futex: bumped to wake sleepers */
@@ -349,14 +372,17 @@ static unsigned recover_locked(struct shoal_queue *q)
 								    memory_order_release,
 								    memory_order_relaxed))
 				atomic_fetch_add_explicit(&q->h->dropped, 1, memory_order_relaxed);
-		} else if (st == ST_READING) {
+		} else {
+			/* READING or CLAIMED: the dead reader's message goes to
+			 * another consumer. A recoverer killed between the CAS
+			 * and the count leaves the count one short, no more. */
 			if (atomic_compare_exchange_strong_explicit(&sl->state, &s,
 								    mk(pos_of(s), 0, ST_READING),
 								    memory_order_relaxed,
-								    memory_order_relaxed))
+								    memory_order_relaxed)) {
+				atomic_fetch_add_explicit(&sl->redeliv, 1, memory_order_relaxed);
 				orphans++;
-		} else {
-			continue; /* state 3 never happens: corrupt, leave it */
+			}
 		}
 		fixed++;
 		HOOK(SHOAL__QP_RECOVER_FIXED);
@@ -622,11 +648,14 @@ static void release_slot(struct shoal_queue *q, struct slot *sl, uint64_t pos, b
 			      fence ? memory_order_seq_cst : memory_order_release);
 }
 
-/* Take an orphan (a message whose reader died), under the lock so that the
- * orphan count stays exact. 0, -EAGAIN if none, -EMSGSIZE, lock errors. */
-static int pop_orphan(struct shoal_queue *q, uint32_t me, void *buf, size_t cap, size_t *len)
+/* Take an orphan (a message whose reader died or was nacked), under the
+ * lock so that the orphan count stays exact; with @t, claim it instead.
+ * 0, -EAGAIN if none, -EMSGSIZE, lock errors. */
+static int pop_orphan(struct shoal_queue *q, uint32_t me, void *buf, size_t cap, size_t *len,
+		      struct shoal_queue_ticket *t)
 {
-	bool died;
+	bool died, skip;
+	uint32_t n;
 	int rc = lock_queue(q, &died);
 
 	if (rc)
@@ -647,24 +676,35 @@ static int pop_orphan(struct shoal_queue *q, uint32_t me, void *buf, size_t cap,
 			*len = l;
 			return -EMSGSIZE;
 		}
+		skip = l == TOMBSTONE || l > q->max_msg;
 		if (!atomic_compare_exchange_strong_explicit(&sl->state, &s,
-							     mk(pos_of(s), me, ST_READING),
+							     mk(pos_of(s), me,
+								t && !skip ? ST_CLAIMED : ST_READING),
 							     memory_order_acquire,
 							     memory_order_relaxed))
 			continue;
 		atomic_fetch_sub_explicit(&q->h->orphans, 1, memory_order_relaxed);
+		n = atomic_load_explicit(&sl->redeliv, memory_order_relaxed);
 		unlock_queue(q, died);
-		if (l == TOMBSTONE || l > q->max_msg) {
+		if (skip) {
 			atomic_fetch_add_explicit(&q->h->skipped, 1, memory_order_relaxed);
+			atomic_store_explicit(&sl->redeliv, 0, memory_order_relaxed);
 			release_slot(q, sl, pos_of(s), true);
 			wake(&q->h->not_full, 1);
 			return RETRY;
 		}
 		memcpy(buf, sl->data, l);
 		atomic_fetch_add_explicit(&q->h->redelivered, 1, memory_order_relaxed);
+		*len = l;
+		if (t) {
+			HOOK(SHOAL__QP_POP_COPIED);
+			t->id = mk(pos_of(s), me, ST_CLAIMED);
+			t->redelivered = n ? n : 1;
+			return 0;
+		}
+		atomic_store_explicit(&sl->redeliv, 0, memory_order_relaxed);
 		release_slot(q, sl, pos_of(s), true);
 		wake(&q->h->not_full, 1);
-		*len = l;
 		return 0;
 	}
 	atomic_store_explicit(&q->h->orphans, 0, memory_order_relaxed);
@@ -673,15 +713,16 @@ static int pop_orphan(struct shoal_queue *q, uint32_t me, void *buf, size_t cap,
 }
 
 /* Try to pop one message without waiting: 0, -EAGAIN (empty; *blocker is
- * the slot state at the head), -EMSGSIZE, -EBADMSG. */
+ * the slot state at the head), -EMSGSIZE, -EBADMSG. With @t, claim it
+ * instead: the slot stays CLAIMED(me, p) and @t names it. */
 static int pop_try(struct shoal_queue *q, uint32_t me, void *buf, size_t cap, size_t *len,
-		   uint64_t *blocker)
+		   uint64_t *blocker, struct shoal_queue_ticket *t)
 {
 	shoal__atomic_u64 *head = &q->h->head;
 	uint64_t pos;
 
 	while (SHOAL__UNLIKELY(atomic_load_explicit(&q->h->orphans, memory_order_relaxed))) {
-		int rc = pop_orphan(q, me, buf, cap, len);
+		int rc = pop_orphan(q, me, buf, cap, len, t);
 
 		if (rc != RETRY && rc != -EAGAIN)
 			return rc;
@@ -709,7 +750,8 @@ static int pop_try(struct shoal_queue *q, uint32_t me, void *buf, size_t cap, si
 				return -EMSGSIZE;
 			}
 			if (atomic_compare_exchange_strong_explicit(&sl->state, &s,
-								    mk(pos, me, ST_READING),
+								    mk(pos, me,
+								       t ? ST_CLAIMED : ST_READING),
 								    memory_order_acquire,
 								    memory_order_relaxed)) {
 				uint64_t exp = pos;
@@ -728,10 +770,18 @@ static int pop_try(struct shoal_queue *q, uint32_t me, void *buf, size_t cap, si
 				}
 				if (l)
 					memcpy(buf, sl->data, l);
-				HOOK(SHOAL__QP_POP_COPIED);
-				release_slot(q, sl, pos, true);
-				wake(&q->h->not_full, 1);
 				*len = l;
+				HOOK(SHOAL__QP_POP_COPIED);
+				if (t) {
+					t->id = mk(pos, me, ST_CLAIMED);
+					t->redelivered = 0;
+					return 0;
+				}
+				/* The message is ours from this store on: dying
+				 * after it, here or after returning, consumes it. */
+				release_slot(q, sl, pos, true);
+				HOOK(SHOAL__QP_POP_RELEASED);
+				wake(&q->h->not_full, 1);
 				return 0;
 			}
 			pos = atomic_load_explicit(head, memory_order_relaxed);
@@ -759,7 +809,7 @@ static ssize_t pop_batch_try(struct shoal_queue *q, uint32_t me, unsigned char *
 		n = BATCH_MAX;
 	if (SHOAL__UNLIKELY(atomic_load_explicit(&q->h->orphans, memory_order_relaxed))) {
 		size_t l;
-		int rc = pop_try(q, me, buf, cap, &l, blocker);
+		int rc = pop_try(q, me, buf, cap, &l, blocker, NULL);
 
 		if (rc == 0 || rc == -EMSGSIZE)
 			lens[0] = l; /* the message's length, or the room it needs */
@@ -824,10 +874,12 @@ again:
 		}
 	}
 	HOOK(SHOAL__QP_POP_COPIED);
+	/* Each message is ours from its release store on. */
 	for (size_t i = 0; i < k; i++)
 		release_slot(q, slot_at(q, pos + i), pos + i, false);
 	/* D2 for the whole batch. */
 	atomic_thread_fence(memory_order_seq_cst);
+	HOOK(SHOAL__QP_POP_RELEASED);
 	wake(&q->h->not_full, k > 1 ? INT32_MAX : 1);
 	if (out == 0)
 		goto again; /* all tombstones */
@@ -853,10 +905,15 @@ static bool closed_now(const struct shoal_queue *q)
 
 /*
  * A consumer found nothing: is that the end? Only if the queue is closed,
- * no orphan waits, and the head slot is free (no producer between claim and
- * publish). C1: the seq_cst load of closed, the fence, and the seq_cst
- * claim in push make a push that misses "closed" visible here, and one we
- * miss here see "closed" (and tombstone itself).
+ * no orphan waits, the head slot is free (no producer between claim and
+ * publish), and no message is out being read or claimed anywhere (it could
+ * still be nacked, or its reader die, and come back). C1: the seq_cst load of closed, the
+ * fence, and the seq_cst claim in push make a push that misses "closed"
+ * visible here, and one we miss here see "closed" (and tombstone itself).
+ * The scan runs only on a closed, empty queue. A claim moves CLAIMED ->
+ * orphan -> CLAIMED or released, each slot seen once by the scan in one of
+ * those states or after its release; the orphan count is read last, so an
+ * orphan made from a slot the scan had passed is seen there.
  */
 static bool drained_now(struct shoal_queue *q)
 {
@@ -869,7 +926,14 @@ static bool drained_now(struct shoal_queue *q)
 		return false;
 	pos = atomic_load_explicit(&q->h->head, memory_order_seq_cst);
 	s = atomic_load_explicit(&slot_at(q, pos)->state, memory_order_seq_cst);
-	return s == mk(pos, 0, ST_STABLE);
+	if (s != mk(pos, 0, ST_STABLE))
+		return false;
+	for (uint64_t i = 0; i < q->cap; i++) {
+		s = atomic_load_explicit(&slot_at(q, i)->state, memory_order_seq_cst);
+		if (st_of(s) >= ST_READING)
+			return false; /* a pop in flight, an orphan or a claim */
+	}
+	return atomic_load_explicit(&q->h->orphans, memory_order_seq_cst) == 0;
 }
 
 /* The end of the stream is final, so before saying so make sure no dead
@@ -956,13 +1020,14 @@ struct pop_ctx {
 	void *buf;
 	size_t cap;
 	size_t *len;
+	struct shoal_queue_ticket *t; /* NULL for pop, else claim */
 };
 
 static ssize_t pop_attempt(struct shoal_queue *q, uint32_t me, void *ctx, uint64_t *blocker)
 {
 	struct pop_ctx *c = ctx;
 
-	return pop_try(q, me, c->buf, c->cap, c->len, blocker);
+	return pop_try(q, me, c->buf, c->cap, c->len, blocker, c->t);
 }
 
 struct many_ctx {
@@ -1015,7 +1080,7 @@ SHOAL_API int shoal_queue_push(struct shoal_queue *q, const void *msg, size_t le
 SHOAL_API int shoal_queue_pop(struct shoal_queue *q, void *buf, size_t cap, size_t *len,
 			      int64_t timeout_ns)
 {
-	struct pop_ctx c = { buf, cap, len };
+	struct pop_ctx c = { buf, cap, len, NULL };
 	struct attempt a = { pop_attempt, &c };
 	uint64_t blocker;
 	uint32_t me;
@@ -1026,7 +1091,7 @@ SHOAL_API int shoal_queue_pop(struct shoal_queue *q, void *buf, size_t cap, size
 	rc = self_index(q, &me);
 	if (rc)
 		return rc;
-	rc = pop_try(q, me, buf, cap, len, &blocker);
+	rc = pop_try(q, me, buf, cap, len, &blocker, NULL);
 	if (SHOAL__LIKELY(rc != -EAGAIN))
 		return rc;
 	return (int)wait_for(q, me, &a, true, timeout_ns);
@@ -1102,6 +1167,109 @@ SHOAL_API ssize_t shoal_queue_pop_many(struct shoal_queue *q, void *buf, size_t 
 	if (SHOAL__LIKELY(rc != -EAGAIN))
 		return rc;
 	return wait_for(q, me, &a, true, timeout_ns);
+}
+
+/* ---- acknowledged delivery ------------------------------------------------------ */
+
+SHOAL_API int shoal_queue_claim(struct shoal_queue *q, void *buf, size_t cap, size_t *len,
+				int64_t timeout_ns, struct shoal_queue_ticket *ticket)
+{
+	struct pop_ctx c = { buf, cap, len, ticket };
+	struct attempt a = { pop_attempt, &c };
+	uint64_t blocker;
+	uint32_t me;
+	int rc;
+
+	if (!q || !len || !ticket || (!buf && cap))
+		return -EINVAL;
+	rc = self_index(q, &me);
+	if (rc)
+		return rc;
+	rc = pop_try(q, me, buf, cap, len, &blocker, ticket);
+	if (rc != -EAGAIN)
+		return rc;
+	return (int)wait_for(q, me, &a, true, timeout_ns);
+}
+
+/* The slot @ticket names if it is a claim of this handle in this process:
+ * 0, or -EINVAL (not a claim ticket of ours; never registers). */
+static int ticket_slot(struct shoal_queue *q, const struct shoal_queue_ticket *ticket,
+		       struct slot **sl)
+{
+	uint32_t gen = atomic_load_explicit(&shoal__fork_gen, memory_order_relaxed);
+
+	if (!q || !ticket || st_of(ticket->id) != ST_CLAIMED)
+		return -EINVAL;
+	/* A0: pairs with R0 in do_register(). A forked child has another
+	 * generation: its parent's tickets are not its own. */
+	if (atomic_load_explicit(&q->reg_gen, memory_order_acquire) != gen + 1 ||
+	    owner_of(ticket->id) != atomic_load_explicit(&q->me, memory_order_relaxed))
+		return -EINVAL;
+	*sl = slot_at(q, pos_of(ticket->id));
+	return 0;
+}
+
+SHOAL_API int shoal_queue_ack(struct shoal_queue *q, const struct shoal_queue_ticket *ticket)
+{
+	uint64_t id, pos;
+	struct slot *sl;
+	int rc = ticket_slot(q, ticket, &sl);
+
+	if (rc)
+		return rc;
+	id = ticket->id;
+	pos = pos_of(id);
+	/* Only our claim holds this exact word; anything else is a ticket
+	 * already acked or nacked (or a slot corrupted under us). */
+	if (atomic_load_explicit(&sl->state, memory_order_relaxed) != id)
+		return -ENOENT;
+	HOOK(SHOAL__QP_ACK_CHECKED);
+	/* Only a message that was an orphan has a count; reset it for the
+	 * next lap while the slot is still ours. */
+	if (SHOAL__UNLIKELY(atomic_load_explicit(&sl->redeliv, memory_order_relaxed)))
+		atomic_store_explicit(&sl->redeliv, 0, memory_order_relaxed);
+	/* R2, as release_slot(): our reads of the message are done before the
+	 * next lap's producer writes it. seq_cst for D2 (wake). The message is
+	 * consumed from this CAS on. */
+	if (!atomic_compare_exchange_strong_explicit(&sl->state, &id, mk(pos + q->cap, 0, ST_STABLE),
+						     memory_order_seq_cst, memory_order_relaxed))
+		return -ENOENT;
+	HOOK(SHOAL__QP_ACK_RELEASED);
+	wake(&q->h->not_full, 1);
+	return 0;
+}
+
+SHOAL_API int shoal_queue_nack(struct shoal_queue *q, const struct shoal_queue_ticket *ticket)
+{
+	uint64_t id;
+	struct slot *sl;
+	bool died;
+	int rc = ticket_slot(q, ticket, &sl);
+
+	if (rc)
+		return rc;
+	id = ticket->id;
+	if (atomic_load_explicit(&sl->state, memory_order_relaxed) != id)
+		return -ENOENT;
+	/* Under the lock: orphans and their count change only there. */
+	rc = lock_queue(q, &died);
+	if (rc)
+		return rc;
+	if (died)
+		recover_locked(q);
+	HOOK(SHOAL__QP_NACK_LOCKED);
+	if (!atomic_compare_exchange_strong_explicit(&sl->state, &id, mk(pos_of(id), 0, ST_READING),
+						     memory_order_relaxed, memory_order_relaxed)) {
+		unlock_queue(q, died);
+		return -ENOENT;
+	}
+	HOOK(SHOAL__QP_NACK_ORPHANED);
+	atomic_fetch_add_explicit(&sl->redeliv, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&q->h->orphans, 1, memory_order_seq_cst);
+	unlock_queue(q, died);
+	/* D1: the seq_cst count before the sleepers' count. */
+	wake(&q->h->not_empty, 1);
+	return 0;
 }
 
 SHOAL_API int shoal_queue_close(struct shoal_queue *q)
