@@ -1258,13 +1258,16 @@ SHOAL_API int shoal_queue_nack(struct shoal_queue *q, const struct shoal_queue_t
 	if (died)
 		recover_locked(q);
 	HOOK(SHOAL__QP_NACK_LOCKED);
+	/* Count first: the slot is ours and nobody reads the count before it
+	 * is an orphan (dying between the two stores counts one too many). */
+	atomic_fetch_add_explicit(&sl->redeliv, 1, memory_order_relaxed);
 	if (!atomic_compare_exchange_strong_explicit(&sl->state, &id, mk(pos_of(id), 0, ST_READING),
 						     memory_order_relaxed, memory_order_relaxed)) {
+		atomic_fetch_sub_explicit(&sl->redeliv, 1, memory_order_relaxed);
 		unlock_queue(q, died);
 		return -ENOENT;
 	}
 	HOOK(SHOAL__QP_NACK_ORPHANED);
-	atomic_fetch_add_explicit(&sl->redeliv, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&q->h->orphans, 1, memory_order_seq_cst);
 	unlock_queue(q, died);
 	/* D1: the seq_cst count before the sleepers' count. */

@@ -621,9 +621,23 @@ static void die_inside(struct shoal_queue *q, enum shoal__queue_point at, int sk
 		case 2:
 			shoal_queue_push_many(q, "D1.D2.D3.", lens, 3, -1);
 			break;
-		default:
+		case 3:
 			shoal_queue_pop_many(q, buf, sizeof(buf), lens, 3, -1);
 			break;
+		default: {
+			/* 4: claim and die; 5: claim and ack; 6: claim and nack */
+			struct shoal_queue_ticket t;
+
+			if (shoal_queue_claim(q, buf, sizeof(buf), &len, -1, &t) != 0)
+				_exit(1);
+			if (what == 4)
+				raise(SIGKILL);
+			if (what == 5)
+				shoal_queue_ack(q, &t);
+			else
+				shoal_queue_nack(q, &t);
+			break;
+		}
 		}
 		_exit(0);
 	}
@@ -834,6 +848,245 @@ START_TEST(poisoned_lock)
 			 "object poisoned: a process died inside it and it could not be repaired");
 	munmap(base, 4096);
 	done(q, name);
+}
+END_TEST
+
+/* ---- acknowledged delivery ----------------------------------------------------- */
+
+static void expect_claim(struct shoal_queue *q, const char *want, uint32_t redelivered,
+			 int64_t timeout, struct shoal_queue_ticket *t)
+{
+	char buf[64];
+	size_t len = 0;
+	int rc = shoal_queue_claim(q, buf, sizeof(buf), &len, timeout, t);
+
+	ck_assert_msg(rc == 0, "claim for %s: %s", want, shoal_strerror(rc));
+	ck_assert_msg(len == strlen(want) && memcmp(buf, want, len) == 0, "got %.*s, want %s",
+		      (int)len, buf, want);
+	ck_assert_msg(t->redelivered == redelivered, "%s: redelivered %u, want %u", want,
+		      t->redelivered, redelivered);
+}
+
+START_TEST(claim_ack_nack)
+{
+	const char *name = t_name("claim");
+	struct shoal_queue *q = mkq(name, 4, 64), *o;
+	struct shoal_queue_ticket t, t2, bad;
+	struct shoal_queue_stats st;
+	char buf[64];
+	size_t len;
+	pid_t kid;
+
+	/* Arguments. */
+	ck_assert_int_eq(shoal_queue_claim(NULL, buf, 8, &len, 0, &t), -EINVAL);
+	ck_assert_int_eq(shoal_queue_claim(q, buf, 8, NULL, 0, &t), -EINVAL);
+	ck_assert_int_eq(shoal_queue_claim(q, buf, 8, &len, 0, NULL), -EINVAL);
+	ck_assert_int_eq(shoal_queue_claim(q, NULL, 8, &len, 0, &t), -EINVAL);
+	ck_assert_int_eq(shoal_queue_ack(NULL, &t), -EINVAL);
+	ck_assert_int_eq(shoal_queue_ack(q, NULL), -EINVAL);
+	ck_assert_int_eq(shoal_queue_nack(NULL, &t), -EINVAL);
+	ck_assert_int_eq(shoal_queue_nack(q, NULL), -EINVAL);
+	/* A ticket before this handle ever claimed: not ours, nothing taken. */
+	bad = (struct shoal_queue_ticket){ .id = 3 | (1u << 2) };
+	ck_assert_int_eq(shoal_queue_ack(q, &bad), -EINVAL);
+	ck_assert_int_eq(shoal_queue_claim(q, buf, sizeof(buf), &len, 0, &t), -EAGAIN);
+
+	/* Claim, ack; a second ack and a nack after it fail. */
+	ck_assert_int_eq(shoal_queue_push(q, "one", 3, 0), 0);
+	ck_assert_int_eq(shoal_queue_push(q, "too long for 2", 14, 0), 0);
+	expect_claim(q, "one", 0, 0, &t);
+	ck_assert_int_eq(shoal_queue_claim(q, buf, 2, &len, 0, &t2), -EMSGSIZE);
+	ck_assert_uint_eq(len, 14);
+	ck_assert_int_eq(shoal_queue_ack(q, &t), 0);
+	ck_assert_int_eq(shoal_queue_ack(q, &t), -ENOENT);
+	ck_assert_int_eq(shoal_queue_nack(q, &t), -ENOENT);
+	/* Garbage: not a claim state, another handle's owner. */
+	bad = t;
+	bad.id &= ~3ull;
+	ck_assert_int_eq(shoal_queue_ack(q, &bad), -EINVAL);
+	bad = t;
+	bad.id ^= 1u << 2;
+	ck_assert_int_eq(shoal_queue_ack(q, &bad), -EINVAL);
+	ck_assert_int_eq(shoal_queue_nack(q, &bad), -EINVAL);
+
+	/* Nack: the message comes back first, with its count, to anyone. */
+	expect_claim(q, "too long for 2", 0, 0, &t);
+	ck_assert_int_eq(shoal_queue_push(q, "two", 3, 0), 0);
+	ck_assert_int_eq(shoal_queue_nack(q, &t), 0);
+	ck_assert_int_eq(shoal_queue_nack(q, &t), -ENOENT);
+	ck_assert_int_eq(shoal_queue_open(name, 0, &o), 0);
+	ck_assert_int_eq(shoal_queue_ack(o, &t), -EINVAL); /* q's ticket */
+	expect_claim(o, "too long for 2", 1, 0, &t2);
+	ck_assert_int_eq(shoal_queue_ack(q, &t2), -EINVAL); /* o's ticket */
+	ck_assert_int_eq(shoal_queue_nack(o, &t2), 0);
+	expect_claim(q, "too long for 2", 2, 0, &t);
+	ck_assert_int_eq(shoal_queue_ack(q, &t), 0);
+	/* A plain pop takes a nacked message too. */
+	expect_claim(q, "two", 0, 0, &t);
+	ck_assert_int_eq(shoal_queue_nack(q, &t), 0);
+	expect(o, "two", 0);
+	ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+	ck_assert_uint_eq(st.redelivered, 3);
+	ck_assert_uint_eq(st.depth, 0);
+
+	/* Capacity: an open claim holds its slot, the ring wraps onto it. */
+	ck_assert_int_eq(shoal_queue_push(q, "c", 1, 0), 0);
+	expect_claim(q, "c", 0, 0, &t);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(shoal_queue_push(q, "d", 1, 0), 0);
+	ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+	ck_assert_uint_eq(st.depth, 3);
+	ck_assert_int_eq(shoal_queue_push(q, "e", 1, 0), -EAGAIN); /* 3 messages, 4 slots */
+	ck_assert_int_eq(shoal_queue_ack(q, &t), 0);
+	ck_assert_int_eq(shoal_queue_push(q, "e", 1, 0), 0);
+	/* Many claims open at once, acked out of order. */
+	{
+		struct shoal_queue_ticket ts[4];
+
+		for (int i = 0; i < 3; i++)
+			expect_claim(q, "d", 0, 0, &ts[i]);
+		expect_claim(q, "e", 0, 0, &ts[3]);
+		for (int i = 3; i >= 0; i--)
+			ck_assert_int_eq(shoal_queue_ack(q, &ts[i]), 0);
+	}
+
+	/* A forked child cannot ack its parent's claim. */
+	ck_assert_int_eq(shoal_queue_push(q, "f", 1, 0), 0);
+	expect_claim(q, "f", 0, 0, &t);
+	kid = fork();
+	if (kid == 0)
+		_exit(shoal_queue_ack(q, &t) == -EINVAL && shoal_queue_nack(q, &t) == -EINVAL ? 0 : 1);
+	ck_assert_int_eq(t_wait(kid), 0);
+
+	/* End of stream waits for open claims: a nack could bring one back. */
+	ck_assert_int_eq(shoal_queue_close(q), 0);
+	ck_assert_int_eq(shoal_queue_pop(o, buf, sizeof(buf), &len, 0), -EAGAIN);
+	ck_assert_int_eq(shoal_queue_claim(o, buf, sizeof(buf), &len, 20000000, &t2), -ETIMEDOUT);
+	ck_assert_int_eq(shoal_queue_nack(q, &t), 0);
+	expect(o, "f", 0);
+	ck_assert_int_eq(shoal_queue_claim(q, buf, sizeof(buf), &len, 0, &t), -EPIPE);
+	ck_assert_int_eq(shoal_queue_detach(o), 0);
+	done(q, name);
+}
+END_TEST
+
+/* A blocked producer, a plain pop and a claim killed where issue 15 saw
+ * messages "lost": a pop killed after its release store (inside its
+ * wake-up of the producer) has consumed its message, as its contract says;
+ * a claim killed before ack has its message delivered again. */
+START_TEST(killed_in_wakeup)
+{
+	for (int claim = 0; claim < 2; claim++) {
+		const char *name = t_name("wake");
+		struct shoal_queue *q = mkq(name, 2, 64);
+		struct shoal_queue_stats st;
+		struct shoal_queue_ticket t;
+		char buf[64];
+		size_t len;
+		double t0;
+		pid_t prod;
+
+		ck_assert_int_eq(shoal_queue_push(q, "a", 1, 0), 0);
+		ck_assert_int_eq(shoal_queue_push(q, "b", 1, 0), 0);
+		prod = fork();
+		if (prod == 0)
+			_exit(shoal_queue_push(q, "c", 1, 10000000000LL) == 0 ? 0 : 1);
+		/* Until the producer sleeps on the full ring (bounded). */
+		t0 = now_s();
+		do {
+			ck_assert_msg(now_s() - t0 < 10, "producer never slept");
+			usleep(1000);
+			ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+		} while (st.sleeps == 0);
+		die_inside(q, claim ? SHOAL__QP_POP_COPIED : SHOAL__QP_POP_RELEASED, 0, claim ? 1 + 3 : 1);
+		t0 = now_s();
+		if (!claim) {
+			/* "a" is consumed: the producer got its slot. */
+			ck_assert_int_eq(t_wait(prod), 0);
+			expect(q, "b", 0);
+			expect(q, "c", 0);
+			ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 0), -EAGAIN);
+		} else {
+			/* "a" is still the queue's: it comes back, then "c". */
+			expect(q, "b", 0);
+			expect_claim(q, "a", 1, 2000000000, &t);
+			ck_assert_int_eq(shoal_queue_ack(q, &t), 0);
+			ck_assert_int_eq(t_wait(prod), 0);
+			expect(q, "c", 0);
+		}
+		ck_assert_msg(now_s() - t0 < 1.5, "took %.3f s", now_s() - t0);
+		ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+		ck_assert_uint_eq(st.redelivered, claim);
+		ck_assert_uint_eq(st.pops, 3); /* a second delivery is in redelivered */
+		done(q, name);
+	}
+}
+END_TEST
+
+/* A claimer killed at every point inside claim, between claim and ack, and
+ * inside ack and nack: its message comes back exactly once, with its
+ * count, unless the ack's release store had happened. */
+START_TEST(claimer_dies_everywhere)
+{
+	static const struct {
+		enum shoal__queue_point at; /* 0: after claim returned */
+		int what;
+		bool consumed;
+	} cases[] = {
+		{ SHOAL__QP_POP_CLAIMED, 4, false },  { SHOAL__QP_POP_COPIED, 4, false },
+		{ 0, 4, false },                      { SHOAL__QP_ACK_CHECKED, 5, false },
+		{ SHOAL__QP_ACK_RELEASED, 5, true },  { SHOAL__QP_NACK_LOCKED, 6, false },
+		{ SHOAL__QP_NACK_ORPHANED, 6, false },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *name = t_name("cldie");
+		struct shoal_queue *q = mkq(name, 4, 64);
+		struct shoal_queue_ticket t;
+		struct shoal_queue_stats st;
+		char buf[64];
+		size_t len;
+		double t0;
+
+		ck_assert_int_eq(shoal_queue_push(q, "m1", 2, 0), 0);
+		ck_assert_int_eq(shoal_queue_push(q, "m2", 2, 0), 0);
+		if (cases[i].at) {
+			die_inside(q, cases[i].at, 0, cases[i].what);
+		} else {
+			pid_t kid = fork();
+
+			if (kid == 0) {
+				if (shoal_queue_claim(q, buf, sizeof(buf), &len, -1, &t) == 0)
+					raise(SIGKILL);
+				_exit(1);
+			}
+			ck_assert_int_eq(t_wait(kid), 128 + SIGKILL);
+		}
+		t0 = now_s();
+		expect_claim(q, "m2", 0, 0, &t);
+		ck_assert_int_eq(shoal_queue_ack(q, &t), 0);
+		if (cases[i].consumed) {
+			ck_assert_int_eq(shoal_queue_claim(q, buf, sizeof(buf), &len, 200000000, &t),
+					 -ETIMEDOUT);
+		} else {
+			/* Once more: a second claimer of m1 dies too. */
+			die_inside(q, 0, 0, 4);
+			expect_claim(q, "m1", 2, 2000000000, &t);
+			ck_assert_msg(now_s() - t0 < 1.5, "case %zu took %.3f s", i, now_s() - t0);
+			ck_assert_int_eq(shoal_queue_ack(q, &t), 0);
+			ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 100000000),
+					 -ETIMEDOUT);
+		}
+		ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+		ck_assert_uint_eq(st.redelivered, cases[i].consumed ? 0 : 2);
+		ck_assert_uint_eq(st.participants, 1);
+		/* The ring is whole: a full lap goes through. */
+		for (int k = 0; k < 4; k++)
+			ck_assert_int_eq(shoal_queue_push(q, "lap", 3, 0), 0);
+		for (int k = 0; k < 4; k++)
+			expect(q, "lap", 0);
+		done(q, name);
+	}
 }
 END_TEST
 
@@ -1454,6 +1707,7 @@ static Suite *suite(void)
 	tcase_add_test(unit, participants_run_out);
 	tcase_add_test(unit, unreadable_proc_is_eio);
 	tcase_add_test(unit, unknown_liveness_is_not_death);
+	tcase_add_test(unit, claim_ack_nack);
 	suite_add_tcase(s, unit);
 
 	tcase_set_timeout(hostile, 30);
@@ -1468,6 +1722,8 @@ static Suite *suite(void)
 	tcase_add_test(death, consumer_dies_claimed_or_copied);
 	tcase_add_test(death, orphan_frees_full_queue);
 	tcase_add_test(death, recoverer_dies_inside);
+	tcase_add_test(death, killed_in_wakeup);
+	tcase_add_test(death, claimer_dies_everywhere);
 	suite_add_tcase(s, death);
 
 	tcase_set_timeout(st, 120);
