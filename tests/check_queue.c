@@ -1330,7 +1330,14 @@ struct rec {
 	uint64_t seq;
 	uint32_t who; /* incarnation + 1; 0 = a hole (killed while appending) */
 	uint32_t torn;
+	/* Claim runs: the claimer's incarnation, the ticket's count, and how
+	 * far it got. */
+	uint32_t cons;
+	uint32_t redelivered;
+	_Atomic uint32_t state;
+	uint32_t pad;
 };
+enum { R_CLAIMED = 1, R_ACKING, R_ACKED, R_NACKED };
 
 struct crash_shared {
 	_Atomic uint64_t pushed;    /* all producers, to bound the run */
@@ -1421,12 +1428,147 @@ static void crash_consumer(const char *name, struct crash_shared *sh, uint32_t i
 	_exit(rc == -EPIPE ? 0 : 51);
 }
 
-static void crash_run(double seconds, unsigned min_kills)
+/* Claim, log, ack (every 64th: nack), until the end of the stream. */
+static void crash_claimer(const char *name, struct crash_shared *sh, uint32_t inc)
+{
+	struct tmsg *stage = &sh->staging[inc];
+	struct shoal_queue *q;
+	uint64_t n = 0;
+	int rc;
+
+	atomic_store(&hook_rng, (uint32_t)getpid() * 2246822519u | 1);
+	if (inc % 2)
+		shoal__queue_hook = random_kill_hook;
+	if (shoal_queue_open(name, 0, &q) != 0)
+		_exit(50);
+	for (;; n++) {
+		struct shoal_queue_ticket t;
+		struct rec *r;
+		size_t len;
+
+		rc = shoal_queue_claim(q, stage, sizeof(*stage), &len, -1, &t);
+		if (rc)
+			break;
+		r = &sh->log[atomic_fetch_add(&sh->nrec, 1)];
+		r->seq = stage->seq;
+		r->torn = !tmsg_ok(stage, len);
+		r->cons = inc;
+		r->redelivered = t.redelivered;
+		atomic_store(&r->state, R_CLAIMED);
+		atomic_store_explicit((_Atomic uint32_t *)&r->who, stage->who + 1,
+				      memory_order_release);
+		if (n % 64 == 63) {
+			if (shoal_queue_nack(q, &t) != 0)
+				_exit(52);
+			atomic_store(&r->state, R_NACKED);
+			continue;
+		}
+		atomic_store(&r->state, R_ACKING);
+		if (shoal_queue_ack(q, &t) != 0)
+			_exit(53);
+		atomic_store(&r->state, R_ACKED);
+	}
+	shoal_queue_detach(q);
+	_exit(rc == -EPIPE ? 0 : 51);
+}
+
+/* The claim run's verdict, from the log in delivery order: each
+ * acknowledged push was delivered and acked exactly once; a delivery
+ * followed by another of the same message was nacked or its claimer died
+ * before acking; the duplicates are no more than the redeliveries, and
+ * those no more than the claimers' deaths plus the nacks. */
+static void claim_verdict(struct crash_shared *sh, struct shoal_queue *q, uint32_t next_p,
+			  uint32_t next_c, unsigned kills, unsigned deaths, double t0)
+{
+	uint64_t nrec = atomic_load(&sh->nrec), delivered = 0, dups = 0, nacks = 0, ack_dead = 0;
+	uint64_t cdeaths = 0;
+	uint8_t *cnt[MAX_INC], *last_state[MAX_INC];
+	uint32_t *last_cons[MAX_INC];
+	struct shoal_queue_stats st;
+
+	for (uint32_t i = 0; i < next_c; i++)
+		cdeaths += atomic_load(&sh->cons_dead[i]) != 0;
+	for (uint32_t i = 0; i < next_p; i++) {
+		uint64_t n = atomic_load(&sh->acked[i]) + 2;
+
+		cnt[i] = calloc(n, 1);
+		last_state[i] = calloc(n, 1);
+		last_cons[i] = calloc(n, 4);
+	}
+	for (uint64_t r = 0; r < nrec; r++) {
+		struct rec *e = &sh->log[r];
+		uint32_t w, s = atomic_load(&e->state);
+		uint64_t a;
+
+		if (e->who == 0)
+			continue; /* its claimer died logging: not acked, comes again */
+		ck_assert_msg(!e->torn, "torn message in the log");
+		ck_assert_uint_le(e->who, next_p);
+		w = e->who - 1;
+		a = atomic_load(&sh->acked[w]);
+		ck_assert_msg(e->seq <= a, "inc %u seq %llu claimed but never pushed", w,
+			      (unsigned long long)e->seq);
+		if (cnt[w][e->seq]) {
+			uint32_t ps = last_state[w][e->seq], pc = last_cons[w][e->seq];
+
+			ck_assert_msg(ps == R_NACKED || (ps != R_ACKED && atomic_load(&sh->cons_dead[pc])),
+				      "inc %u seq %llu delivered again after state %u by %s claimer", w,
+				      (unsigned long long)e->seq, ps,
+				      atomic_load(&sh->cons_dead[pc]) ? "a dead" : "a live");
+			dups++;
+		}
+		ck_assert_msg(e->redelivered >= cnt[w][e->seq], "count %u after %u deliveries",
+			      e->redelivered, cnt[w][e->seq]);
+		nacks += s == R_NACKED;
+		cnt[w][e->seq]++;
+		last_state[w][e->seq] = (uint8_t)s;
+		last_cons[w][e->seq] = e->cons;
+		delivered++;
+	}
+	for (uint32_t i = 0; i < next_p; i++) {
+		uint64_t a = atomic_load(&sh->acked[i]);
+
+		for (uint64_t s = 0; s <= a; s++) {
+			uint8_t ls = last_state[i][s];
+
+			if (s == a && cnt[i][s] == 0)
+				continue; /* a push in flight when its producer died */
+			ck_assert_msg(cnt[i][s], "inc %u seq %llu acknowledged but never claimed", i,
+				      (unsigned long long)s);
+			if (ls == R_ACKED)
+				continue;
+			/* Killed inside ack: it may have released the slot. */
+			ck_assert_msg(ls == R_ACKING && atomic_load(&sh->cons_dead[last_cons[i][s]]),
+				      "inc %u seq %llu never acked (last state %u)", i,
+				      (unsigned long long)s, ls);
+			ack_dead++;
+		}
+		free(cnt[i]);
+		free(last_state[i]);
+		free(last_cons[i]);
+	}
+	ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+	fprintf(stderr,
+		"claim crash: %u kills sent, %u deaths (%llu claimers) in %.1f s; %llu deliveries, "
+		"%llu again (%llu nacked), %llu killed inside ack; redelivered %llu, recoveries "
+		"%llu, dropped %llu\n",
+		kills, deaths, (unsigned long long)cdeaths, now_s() - t0,
+		(unsigned long long)delivered, (unsigned long long)dups, (unsigned long long)nacks,
+		(unsigned long long)ack_dead, (unsigned long long)st.redelivered,
+		(unsigned long long)st.recoveries, (unsigned long long)st.dropped);
+	ck_assert_uint_le(dups, st.redelivered);
+	ck_assert_uint_le(st.redelivered, cdeaths + nacks);
+	ck_assert_uint_ge(nacks, 1);
+	ck_assert_uint_gt(delivered, 10000);
+}
+
+static void crash_run(double seconds, unsigned min_kills, bool claim)
 {
 	enum { NP = 4, NC = 4 };
 	const char *name = t_name("crash");
 	struct shoal_queue *q = mkq(name, 64, sizeof(struct tmsg));
-	size_t shsize = sizeof(struct crash_shared) + (CRASH_LIMIT + 4 * MAX_INC) * sizeof(struct rec);
+	size_t shsize = sizeof(struct crash_shared) +
+			(CRASH_LIMIT + CRASH_LIMIT / 32 + 4 * MAX_INC) * sizeof(struct rec);
 	struct crash_shared *sh = shared_mem(shsize);
 	pid_t prod[NP], cons[NC];
 	uint32_t prod_inc[NP], cons_inc[NC], next_p = 0, next_c = 0;
@@ -1443,7 +1585,7 @@ static void crash_run(double seconds, unsigned min_kills)
 	for (int i = 0; i < NC; i++) {
 		cons_inc[i] = next_c++;
 		if ((cons[i] = fork()) == 0)
-			crash_consumer(name, sh, cons_inc[i]);
+			(claim ? crash_claimer : crash_consumer)(name, sh, cons_inc[i]);
 	}
 	while (deaths < min_kills || now_s() - t0 < seconds) {
 		int k, st_;
@@ -1476,7 +1618,8 @@ static void crash_run(double seconds, unsigned min_kills)
 					atomic_store(&sh->cons_dead[cons_inc[i]], 1);
 					cons_inc[i] = next_c++;
 					if ((cons[i] = fork()) == 0)
-						crash_consumer(name, sh, cons_inc[i]);
+						(claim ? crash_claimer : crash_consumer)(name, sh,
+											 cons_inc[i]);
 				}
 		}
 		if (atomic_load(&sh->nrec) != last_rec) {
@@ -1506,10 +1649,12 @@ static void crash_run(double seconds, unsigned min_kills)
 	/* A consumer killed while the others were already gone leaves its
 	 * orphan to nobody: take what is left ourselves. */
 	for (;;) {
+		struct shoal_queue_ticket t = { 0 };
 		struct tmsg m;
 		size_t len;
 		uint64_t i;
-		int rc = shoal_queue_pop(q, &m, sizeof(m), &len, 300000000);
+		int rc = claim ? shoal_queue_claim(q, &m, sizeof(m), &len, 300000000, &t)
+			       : shoal_queue_pop(q, &m, sizeof(m), &len, 300000000);
 
 		if (rc == -EPIPE)
 			break;
@@ -1518,8 +1663,19 @@ static void crash_run(double seconds, unsigned min_kills)
 		sh->log[i].seq = m.seq;
 		sh->log[i].torn = !tmsg_ok(&m, len);
 		sh->log[i].who = m.who + 1;
+		sh->log[i].cons = next_c; /* the parent: never dies */
+		sh->log[i].redelivered = t.redelivered;
+		atomic_store(&sh->log[i].state, claim ? R_ACKED : 0);
+		if (claim)
+			ck_assert_int_eq(shoal_queue_ack(q, &t), 0);
 	}
 	ck_assert_int_eq(atomic_load(&sh->bad), 0);
+	if (claim) {
+		claim_verdict(sh, q, next_p, next_c, kills, deaths, t0);
+		munmap(sh, shsize);
+		done(q, name);
+		return;
+	}
 
 	/* The verdict: count every (incarnation, seq) in the log. */
 	{
@@ -1587,7 +1743,21 @@ START_TEST(crash_kill_respawn)
 
 	/* A soak is many rounds, each checked in full on a fresh queue. */
 	do
-		crash_run(soak ? 10.0 : 2.0, 250);
+		crash_run(soak ? 10.0 : 2.0, 250, false);
+	while (soak && now_s() - t0 < atof(soak));
+}
+END_TEST
+
+/* The same with claiming consumers: nothing acknowledged is lost, each
+ * message is acked once, and it comes again only after a nack or the death
+ * of its claimer. */
+START_TEST(crash_claimers)
+{
+	const char *soak = getenv("SHOAL_QUEUE_SOAK");
+	double t0 = now_s();
+
+	do
+		crash_run(soak ? 10.0 : 2.0, 250, true);
 	while (soak && now_s() - t0 < atof(soak));
 }
 END_TEST
@@ -1735,6 +1905,7 @@ static Suite *suite(void)
 
 	tcase_set_timeout(crash, soak ? atof(soak) + 120 : 120);
 	tcase_add_test(crash, crash_kill_respawn);
+	tcase_add_test(crash, crash_claimers);
 	suite_add_tcase(s, crash);
 	return s;
 }
