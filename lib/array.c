@@ -2,14 +2,14 @@
  * array.c - refcounted shared n-d arrays, their handles, and reaping.
  *
  * An array is one shoal object (segment.c): the common header, this kind's
- * header (struct shoal__array_hdr, array.h: dtype, shape, strides, a robust
- * process-shared mutex, a state word and the reference ledger), then the
- * page-aligned data.
+ * header (struct shoal__array_hdr, array.h: dtype, shape, strides, the
+ * ledger lock (lib/lock.c), a state word and the reference ledger), then
+ * the page-aligned data.
  *
  * The ledger. References are counted per holder: a line {key, count} per
  * process (or per queue holding handles in transit, or the pin of a
  * SharedMemory name). The lines are the only record: there is no total kept
- * beside them that could disagree. Every change happens under the mutex and
+ * beside them that could disagree. Every change happens under the lock and
  * is committed by exactly one aligned store to one line's count (release
  * order, so a line's key is in memory before its count makes it count):
  *   new holder:   key := K (not yet in use: count is 0), then count := 1
@@ -17,16 +17,22 @@
  *   fewer:        count := c - 1; at zero the key is cleared afterwards
  * A process that dies before the commit store changed nothing; after it,
  * the change is complete. Either way the ledger is consistent, so the next
- * locker, told EOWNERDEAD by the kernel, marks the mutex consistent and
- * finishes the one thing a dead locker can leave undone: a ledger whose
+ * locker, which takes the lock over from the dead owner (acquire returns
+ * 1), finishes the one thing a dead locker can leave undone: a ledger whose
  * total is zero while the state still says ALIVE gets freed.
  *
- * Freeing. The state word goes ALIVE -> FREED under the mutex when the
- * total reaches zero, and never back: attach checks it under the mutex, so
+ * Waiting. The lock word is shoal's own, so no byte pattern in it can
+ * abort or hang a process; a lock held by a live process is waited for at
+ * most LEDGER_TIMEOUT_NS by attach, retain and release (then -EDEADLK), and
+ * at most REAP_TIMEOUT_NS per array by shoal_reap() and a release's sweep
+ * of dead holders, which skip that array until their next walk.
+ *
+ * Freeing. The state word goes ALIVE -> FREED under the lock when the
+ * total reaches zero, and never back: attach checks it under the lock, so
  * a freed array cannot be resurrected by a stale handle. The process that
  * set FREED records its key in `freer` and is the one that unlinks the
  * name. If it dies before unlinking, shoal_reap() finds FREED with a dead
- * freer, claims the unlink under the mutex (freer := itself), and unlinks.
+ * freer, claims the unlink under the lock (freer := itself), and unlinks.
  * So the name is unlinked once, by one process. The memory is never freed
  * under anyone: unlink removes the name, and pages live until the last
  * mapping of them goes.
@@ -54,7 +60,13 @@
 #include <unistd.h>
 
 #define SHM_DIR "/dev/shm/"
-#define LOCK_TIMEOUT_S 10
+/* How long attach, retain and release wait for a live holder of the
+ * ledger lock (which holds it for microseconds) before -EDEADLK. */
+#define LEDGER_TIMEOUT_NS (10ll * 1000000000)
+/* How long the reaper (and a release's sweep) waits for one array's lock:
+ * a walk over N arrays that live processes keep locked costs N times this
+ * at most, then those arrays wait for the next walk. */
+#define REAP_TIMEOUT_NS (10ll * 1000000)
 
 void (*shoal__array_hook)(int point);
 
@@ -231,48 +243,34 @@ static bool free_if_unheld(struct shoal_array *a)
 }
 
 /*
- * Take the ledger lock. *must_free is set when a dead locker left a total
- * of zero with the state ALIVE: the caller frees (it is the freer now).
+ * Take the ledger lock, waiting at most @timeout_ns for a live holder.
+ * *must_free is set when a dead locker left a total of zero with the state
+ * ALIVE: the caller frees (it is the freer now). 0, -EDEADLK when the wait
+ * ran out, -EIO when this process cannot tell its own key.
  */
-static int ledger_lock(struct shoal_array *a, bool *must_free)
+static int ledger_lock_within(struct shoal_array *a, int64_t timeout_ns, bool *must_free)
 {
-	struct timespec ts;
 	int rc;
 
 	*must_free = false;
-	rc = pthread_mutex_trylock(&a->hdr->lock);
-	if (rc == EBUSY) {
-		/* timedlock rather than clocklock(CLOCK_MONOTONIC): the
-		 * sanitizers know it. A jump of the wall clock only moves a
-		 * deadline that exists to turn a hang into an error. */
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += LOCK_TIMEOUT_S;
-		rc = pthread_mutex_timedlock(&a->hdr->lock, &ts);
-	}
-	if (rc == EOWNERDEAD) {
-		/* Consistent by construction (see the top of this file). */
-		pthread_mutex_consistent(&a->hdr->lock);
-		if (free_if_unheld(a))
-			*must_free = true;
-		rc = 0;
-	}
-	switch (rc) {
-	case 0:
-		HOOK(SHOAL__HOOK_LOCKED);
-		return 0;
-	case ETIMEDOUT:
-		return -EDEADLK;
-	case ENOTRECOVERABLE:
-		return -SHOAL_EPOISONED;
-	default:
-		return -EBADMSG; /* not a mutex: a corrupt object */
-	}
+	rc = shoal__lock_acquire(&a->hdr->lock, timeout_ns);
+	if (rc < 0)
+		return rc == -ETIMEDOUT || rc == -EAGAIN ? -EDEADLK : rc;
+	if (rc == 1 && free_if_unheld(a)) /* consistent by construction (top of file) */
+		*must_free = true;
+	HOOK(SHOAL__HOOK_LOCKED);
+	return 0;
+}
+
+static int ledger_lock(struct shoal_array *a, bool *must_free)
+{
+	return ledger_lock_within(a, LEDGER_TIMEOUT_NS, must_free);
 }
 
 /* Unlock, and unlink the name if this process set FREED. */
 static int ledger_unlock(struct shoal_array *a, bool freed)
 {
-	pthread_mutex_unlock(&a->hdr->lock);
+	shoal__lock_release(&a->hdr->lock);
 	HOOK(SHOAL__HOOK_UNLOCKED);
 	if (freed) {
 		shoal_unlink(a->seg->name);
@@ -436,10 +434,12 @@ static int array_check(struct shoal_array *a, struct shoal_segment *s)
 
 	/* One read of the immutable part; only the copy is looked at. */
 	memcpy(&h, s->kind_hdr, offsetof(struct shoal__array_hdr, lock));
+	if (h.layout == 0)
+		return -EPROTO; /* the first layout's glibc mutex: never lock it */
 	rc = layout(h.dtype, h.itemsize, h.ndim, h.shape, strides, &nbytes);
 	if (rc)
 		return -EBADMSG;
-	if (h.flags != 0 || nbytes != h.nbytes || nbytes > s->hdr.data_size ||
+	if (h.layout != SHOAL__ARRAY_LAYOUT || nbytes != h.nbytes || nbytes > s->hdr.data_size ||
 	    memcmp(strides, h.strides, h.ndim * sizeof(strides[0])) != 0)
 		return -EBADMSG;
 	cap_max = (s->hdr.kind_size - sizeof(struct shoal__array_hdr)) / sizeof(struct shoal__array_entry);
@@ -598,23 +598,6 @@ SHOAL_API int shoal_array_open(const char *name, unsigned int flags, struct shoa
 
 /* ---- creating -------------------------------------------------------- */
 
-static int init_lock(pthread_mutex_t *m)
-{
-	pthread_mutexattr_t at;
-	int rc;
-
-	rc = pthread_mutexattr_init(&at);
-	if (rc)
-		return -rc;
-	rc = pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
-	if (!rc)
-		rc = pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
-	if (!rc)
-		rc = pthread_mutex_init(m, &at);
-	pthread_mutexattr_destroy(&at);
-	return -rc;
-}
-
 static int create_named(const char *name, uint64_t dtype, uint64_t itemsize, uint64_t ndim,
 			const uint64_t *shape, const int64_t *strides, uint64_t nbytes,
 			const struct shoal_opts *opts, uint64_t self, struct shoal_array **out)
@@ -644,13 +627,9 @@ static int create_named(const char *name, uint64_t dtype, uint64_t itemsize, uin
 		h->shape[i] = shape[i];
 		h->strides[i] = strides[i];
 	}
+	h->layout = SHOAL__ARRAY_LAYOUT;
 	h->ledger_cap = (uint32_t)cap;
-	rc = init_lock(&h->lock);
-	if (rc) {
-		shoal__segment_abort(s);
-		free(a);
-		return rc;
-	}
+	shoal__lock_init(&h->lock);
 	atomic_store_explicit(&h->state, SHOAL__ARRAY_ALIVE, memory_order_relaxed);
 	/* The creator's reference, written before anyone can see the object
 	 * (publish is a rename, which orders these stores for openers). */
@@ -791,7 +770,7 @@ static int sweep_dead(struct shoal_array *a)
 			dead[n++] = k;
 	if (n == 0)
 		return 0;
-	rc = ledger_lock(a, &freed);
+	rc = ledger_lock_within(a, REAP_TIMEOUT_NS, &freed);
 	if (rc)
 		return 0; /* shoal_reap() will do it */
 	for (size_t i = 0; i < n; i++) {
@@ -1078,7 +1057,7 @@ static int reap_array(const char *name)
 
 	if (shoal__segment_open(name, SHOAL__KIND_ARRAY, sizeof(struct shoal__array_hdr), 0, &s) != 0)
 		return 0;
-	if (array_check(&a, s) != 0 || ledger_lock(&a, &freed) != 0) {
+	if (array_check(&a, s) != 0 || ledger_lock_within(&a, REAP_TIMEOUT_NS, &freed) != 0) {
 		shoal_segment_close(s);
 		return 0;
 	}

@@ -8,8 +8,6 @@
 
 #include "internal.h"
 
-#include <pthread.h>
-
 /*
  * Holder keys. A process holds under shoal__self_key(): pid in the low 22
  * bits, start time in ticks above; start times stay below 2^41 ticks (700
@@ -56,6 +54,14 @@ enum shoal__array_state {
 };
 
 /*
+ * The array layout, in @layout of the kind header. 0 was the first one,
+ * whose ledger lock was a glibc robust mutex: its bytes read as a lock
+ * word would name a dead owner while a process of that layout held it, so
+ * such an object is refused (-EPROTO), never locked.
+ */
+#define SHOAL__ARRAY_LAYOUT 1u
+
+/*
  * The kind header, at offset 128 of an array object. The fields above
  * @lock are written once before publish and never change; openers copy
  * them out once and validate the copy. Below @lock everything is guarded
@@ -65,15 +71,15 @@ struct shoal__array_hdr {
 	uint32_t dtype;
 	uint32_t itemsize;
 	uint32_t ndim;
-	uint32_t flags;                         /* 0; for later layouts */
+	uint32_t layout;                        /* SHOAL__ARRAY_LAYOUT */
 	uint64_t nbytes;
 	uint64_t shape[SHOAL_ARRAY_MAXDIM];
 	int64_t strides[SHOAL_ARRAY_MAXDIM];
 	uint32_t ledger_cap;                    /* lines in @ledger */
 	uint32_t reserved0;
 	uint64_t reserved1[4];
-	pthread_mutex_t lock;                   /* robust, process-shared */
-	char lock_pad[64 - sizeof(pthread_mutex_t) % 64];
+	struct shoal__lock lock;                /* the ledger lock (lib/lock.c) */
+	char lock_pad[64 - sizeof(struct shoal__lock)];
 	shoal__atomic_u32 state;                /* enum shoal__array_state */
 	shoal__atomic_u32 used;                 /* lines at or past this were
 						   never used: scans stop here
@@ -82,6 +88,7 @@ struct shoal__array_hdr {
 	uint64_t reserved3[6];
 	struct shoal__array_entry ledger[];
 };
+_Static_assert(offsetof(struct shoal__array_hdr, layout) == 12, "array layout is ABI");
 _Static_assert(offsetof(struct shoal__array_hdr, nbytes) == 16, "array layout is ABI");
 _Static_assert(offsetof(struct shoal__array_hdr, shape) == 24, "array layout is ABI");
 _Static_assert(offsetof(struct shoal__array_hdr, strides) == 280, "array layout is ABI");
@@ -91,6 +98,7 @@ _Static_assert(offsetof(struct shoal__array_hdr, state) == 640, "array layout is
 _Static_assert(offsetof(struct shoal__array_hdr, used) == 644, "array layout is ABI");
 _Static_assert(offsetof(struct shoal__array_hdr, freer) == 648, "array layout is ABI");
 _Static_assert(offsetof(struct shoal__array_hdr, ledger) % 16 == 0, "ledger aligned");
+_Static_assert(sizeof(struct shoal__array_hdr) == 704, "array layout is ABI");
 
 /* Lines per ledger: the headers fill exactly the first page, so an attach
  * touches one page of metadata (measured: a second page is a second fault,

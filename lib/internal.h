@@ -155,6 +155,46 @@ int shoal__futex_wait(shoal__atomic_u32 *addr, uint32_t val, uint64_t deadline_n
 /* Wake up to @n sleepers on @addr (INT32_MAX: all). Returns how many. */
 int shoal__futex_wake(shoal__atomic_u32 *addr, int n);
 
+/* ---- shoal's lock word (lib/lock.c) --------------------------------------- */
+
+/*
+ * struct shoal__lock - a mutual-exclusion lock that may live in a segment.
+ * @owner:   0 = free, else the holder's process key; the CAS that takes the
+ *           lock writes it, so a held lock always names its holder.
+ * @word:    what waiters sleep on (a futex); bumped by releases.
+ * @waiters: processes or threads (about to be) asleep on @word.
+ * Every byte pattern is a legal state: an owner that is not a live process
+ * is taken over, a live one is waited for until the caller's deadline.
+ * Zeroed bytes are an unlocked lock.
+ */
+struct shoal__lock {
+	shoal__atomic_u64 owner;
+	shoal__atomic_u32 word;
+	shoal__atomic_u32 waiters;
+};
+
+/* Make @l a free lock (zeroed memory already is one). */
+void shoal__lock_init(struct shoal__lock *l);
+/*
+ * shoal__lock_acquire - take @l, waiting at most @timeout_ns.
+ * @timeout_ns: 0 = try once (still takes over a dead owner), < 0 = no
+ *              deadline (liveness is still rechecked every slice).
+ *
+ * Threads of one process exclude each other too; never re-entrant.
+ * Return: 0 when taken; 1 when taken over from a dead owner (or an owner
+ * that no process can be): the caller repairs what it left; -EAGAIN when
+ * @timeout_ns is 0 and a live process holds it; -ETIMEDOUT when the
+ * deadline passed with a live holder; -EIO when this process cannot learn
+ * its own key (/proc unreadable). Blocking, bounded by @timeout_ns.
+ */
+int shoal__lock_acquire(struct shoal__lock *l, int64_t timeout_ns);
+/* Release @l, which the caller holds. One exchange; a futex wake only if
+ * someone waits. */
+void shoal__lock_release(struct shoal__lock *l);
+/* Whether a lock held by @owner will never be released by it: the process
+ * is gone, or @owner cannot be a process key (pid 0). False for 0. */
+bool shoal__lock_owner_dead(uint64_t owner);
+
 /* Fill @buf with random bytes (getrandom, falling back to time and pid). */
 void shoal__random(void *buf, size_t len);
 

@@ -380,8 +380,11 @@ START_TEST(corrupt_headers)
 	ck_assert_int_eq(open_planted(b, len), -EBADMSG);
 	FRESH(); KH(b)->ndim = UINT32_MAX;
 	ck_assert_int_eq(open_planted(b, len), -EBADMSG);
-	FRESH(); KH(b)->flags = 1;
+	FRESH(); KH(b)->layout = SHOAL__ARRAY_LAYOUT + 1;
 	ck_assert_int_eq(open_planted(b, len), -EBADMSG);
+	/* The first layout (a glibc mutex for a lock): refused, never locked. */
+	FRESH(); KH(b)->layout = 0;
+	ck_assert_int_eq(open_planted(b, len), -EPROTO);
 	/* Shapes that lie about the size. */
 	FRESH(); KH(b)->shape[0] = 1000; KH(b)->nbytes = 16000; KH(b)->strides[0] = 16;
 	ck_assert_int_eq(open_planted(b, len), -EBADMSG);   /* more than the data */
@@ -405,9 +408,9 @@ START_TEST(corrupt_headers)
 	ck_assert_int_eq(open_planted(b, len), -EBADMSG);   /* too small a kind header */
 	FRESH(); ((struct shoal__hdr *)b)->data_size = 4;
 	ck_assert_int_eq(open_planted(b, len), -EBADMSG);   /* data smaller than nbytes */
-	/* A lock that is not a lock: an error, not a hang or a crash. */
+	/* Lock bytes that name no process: the lock is taken over. */
 	FRESH(); memset(&KH(b)->lock, 0xff, sizeof(KH(b)->lock));
-	ck_assert_int_lt(open_planted(b, len), 0);
+	ck_assert_int_eq(open_planted(b, len), 0);
 	free(b);
 	free(good);
 #undef FRESH
@@ -1213,11 +1216,208 @@ START_TEST(reap_without_fds_keeps_queue_references)
 }
 END_TEST
 
+/* ---- hostile lock bytes ------------------------------------------------- */
+
+/* A child that runs until killed: a live process for a lock to name. */
+static pid_t live_child(void)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		for (;;)
+			pause();
+	return pid;
+}
+
+static uint64_t key_of(pid_t pid)
+{
+	struct shoal_proc p;
+
+	ck_assert_int_eq(shoal_proc_get(pid, &p), 0);
+	return shoal__proc_key(&p);
+}
+
+/* The key of a process that existed and is gone (reaped). */
+static uint64_t dead_key(void)
+{
+	pid_t pid = live_child();
+	uint64_t k = key_of(pid);
+
+	kill(pid, SIGKILL);
+	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+	return k;
+}
+
+/* `shoal gc` from the build tree, its output discarded: its exit code. */
+static int run_gc(void)
+{
+	const char *dir = getenv("SHOAL_TEST_BUILDDIR");
+	char path[4096];
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/tools/shoal", dir ? dir : ".");
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+
+		dup2(fd, 1);
+		execl(path, "shoal", "gc", (char *)NULL);
+		_exit(127);
+	}
+	return t_wait(pid);
+}
+
+static uint64_t secs_since(uint64_t t0)
+{
+	return (shoal__now_ns() - t0) / 1000000000u;
+}
+
+/* The four words of a glibc pthread_mutex_t's first 16 bytes (x86-64):
+ * __lock (tid, | FUTEX_WAITERS, | FUTEX_OWNER_DIED), __count, __owner,
+ * __nusers: what the first layout's ledger lock held. */
+static void put_words(struct shoal__lock *l, uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3)
+{
+	uint32_t w[4] = { w0, w1, w2, w3 };
+
+	memcpy(l, w, sizeof(w));
+}
+
+#define LOCK_PATTERNS 9
+
+/* Lock bytes no live process will ever release: taken over at once. */
+static void dead_pattern(int i, struct shoal__lock *l, uint64_t dead)
+{
+	uint32_t dpid = (uint32_t)(dead & ((1u << SHOAL__PID_BITS) - 1));
+
+	switch (i) {
+	case 0: /* random bytes (owner != 0) */
+		do
+			shoal__random(l, sizeof(*l));
+		while (atomic_load(&l->owner) == 0);
+		break;
+	case 1:
+		memset(l, 0xff, sizeof(*l));
+		break;
+	case 2: /* held by a dead process */
+		atomic_store(&l->owner, dead);
+		break;
+	case 3: /* impossible key: pid 0 */
+		atomic_store(&l->owner, UINT64_C(1) << SHOAL__PID_BITS);
+		break;
+	case 4: /* robust mutex "held" by a live thread (this one) */
+		put_words(l, (uint32_t)getpid(), 0, (uint32_t)getpid(), 1);
+		break;
+	case 5: /* robust + PI, owned by a thread id that does not exist */
+		put_words(l, 0x80000000u | dpid, 0, dpid, 1);
+		break;
+	case 6: /* robust, owner died */
+		put_words(l, 0x40000000u | dpid, 0, 0, 0);
+		break;
+	case 7: /* "held" (lock word 1) with waiters */
+		put_words(l, 1, 0, 1, 7);
+		break;
+	default: /* a dead owner and a garbage waiter count */
+		atomic_store(&l->owner, dead);
+		atomic_store(&l->word, UINT32_MAX);
+		atomic_store(&l->waiters, UINT32_MAX);
+		break;
+	}
+}
+
+/* For every pattern: attach, release, shoal_reap() and `shoal gc` neither
+ * abort nor hang, and the lock is taken over (a live holder would make
+ * attach wait its 10 s). Then the repair: a ledger left at total 0 by the
+ * "dead locker" is freed by the reaper. */
+START_TEST(hostile_lock_bytes)
+{
+	const char *name = t_name("lk");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_INT32, 2, shape34), *b;
+	uint64_t dead = dead_key(), t0 = shoal__now_ns();
+
+	dead_pattern(_i, &a->hdr->lock, dead);
+	ck_assert(shoal__lock_owner_dead(atomic_load(&a->hdr->lock.owner)));
+	ck_assert_int_eq(shoal_array_attach(handle_of(a), 0, &b), 0);
+	ck_assert_uint_eq(atomic_load(&a->hdr->lock.owner), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 2);
+	ck_assert_int_eq(shoal_array_close(b), 0);
+	dead_pattern(_i, &a->hdr->lock, dead);
+	ck_assert_int_ge(shoal_reap(), 0);
+	ck_assert_uint_eq(atomic_load(&a->hdr->lock.owner), 0);
+	dead_pattern(_i, &a->hdr->lock, dead);
+	ck_assert_int_eq(run_gc(), 0);
+	ck_assert_uint_eq(atomic_load(&a->hdr->lock.owner), 0);
+	dead_pattern(_i, &a->hdr->lock, dead);
+	ck_assert_int_eq(shoal_array_release(a), 1);
+	ck_assert(!exists(name));
+	shoal_array_close(a);
+
+	/* A locker that died with the total at 0 and the state ALIVE. */
+	name = t_name("lk0");
+	a = make(name, SHOAL_DTYPE_INT32, 2, shape34);
+	atomic_store(&a->hdr->ledger[0].count, 0);
+	dead_pattern(_i, &a->hdr->lock, dead);
+	ck_assert_int_ge(shoal_reap(), 1);
+	ck_assert(!exists(name));
+	ck_assert(shoal_array_is_freed(a));
+	ck_assert_int_eq(shoal_array_close(a), 0);
+	ck_assert_uint_lt(secs_since(t0), 30);
+}
+END_TEST
+
+/* Lock bytes naming a live process that never lets go (a stopped holder,
+ * or garbage that happens to be a live key): the reaper and `shoal gc`
+ * skip the array after a short wait and finish, attach gives -EDEADLK
+ * after its bound, and once the process is gone everything proceeds. */
+START_TEST(live_lock_holder_is_bounded)
+{
+	struct shoal_array *a[3], *b;
+	const char *names[3];
+	pid_t kid = live_child();
+	uint64_t k = key_of(kid), dead = dead_key(), t0;
+
+	for (int i = 0; i < 3; i++) {
+		names[i] = t_name("held");
+		a[i] = make(names[i], SHOAL_DTYPE_INT32, 2, shape34);
+		/* A dead holder's line, for the reaper to (not) drop. */
+		ck_assert_int_eq(shoal__array_hold(a[i], dead), 0);
+		atomic_store(&a[i]->hdr->lock.owner, k);
+	}
+	t0 = shoal__now_ns();
+	ck_assert_int_ge(shoal_reap(), 0);
+	/* 3 x 10 ms and the walk; generous for a loaded machine. */
+	ck_assert_uint_lt(secs_since(t0), 8);
+	t0 = shoal__now_ns();
+	ck_assert_int_eq(run_gc(), 0);
+	ck_assert_uint_lt(secs_since(t0), 8);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_uint_eq(shoal__array_count_of(a[i], dead), 1); /* skipped */
+		ck_assert_uint_eq(atomic_load(&a[i]->hdr->lock.owner), k);
+	}
+	t0 = shoal__now_ns();
+	ck_assert_int_eq(shoal_array_attach(handle_of(a[0]), 0, &b), -EDEADLK);
+	ck_assert_uint_ge(secs_since(t0), 9);
+	ck_assert_uint_lt(secs_since(t0), 60);
+
+	kill(kid, SIGKILL);
+	ck_assert_int_eq(t_wait(kid), 128 + SIGKILL);
+	ck_assert_int_ge(shoal_reap(), 0);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_uint_eq(shoal__array_count_of(a[i], dead), 0);
+		ck_assert_uint_eq(atomic_load(&a[i]->hdr->lock.owner), 0);
+		ck_assert_int_eq(shoal_array_close(a[i]), 1);
+		ck_assert(!exists(names[i]));
+	}
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("array");
 	TCase *tc = tcase_create("array");
 	TCase *tp = tcase_create("processes");
+	TCase *tl = tcase_create("locks");
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, create_attach_release);
@@ -1256,6 +1456,11 @@ static Suite *suite(void)
 	tcase_add_test(tp, queue_array_errors);
 	tcase_add_test(tp, reap_without_fds_keeps_queue_references);
 	suite_add_tcase(s, tp);
+
+	tcase_set_timeout(tl, 120);
+	tcase_add_loop_test(tl, hostile_lock_bytes, 0, LOCK_PATTERNS);
+	tcase_add_test(tl, live_lock_holder_is_bounded);
+	suite_add_tcase(s, tl);
 	return s;
 }
 
