@@ -48,12 +48,15 @@
  * time, lib/proc.c); a handle takes an entry on first use (and again in a
  * forked child), and the owner field of a slot names that entry. When a
  * survivor finds a slot owned by a dead process, it runs recovery under one
- * robust mutex: WRITING(dead, p) becomes a tombstone STABLE(p + 1) that
+ * lock (shoal's own lock word, lib/lock.c, never a libc mutex: its bytes
+ * are in the segment and untrusted): WRITING(dead, p) becomes a tombstone STABLE(p + 1) that
  * consumers skip (the dying push is delivered whole or not at all), and
  * READING(dead, p) and CLAIMED(dead, p) become orphans that the next pop or
  * claim takes before the head (each is redelivered exactly once). Only then is the dead entry freed.
- * Recovery is idempotent, so a recoverer that dies inside it (EOWNERDEAD) is
- * simply followed by another full run. Survivors notice deaths because they
+ * Recovery is idempotent, so a recoverer that dies inside it (the lock is
+ * taken over from the dead owner) is simply followed by another full run.
+ * Recovery only tries the lock: if a live process holds it, the caller
+ * goes on and looks again on its next slice, so no call waits on it. Survivors notice deaths because they
  * sleep in slices of at most 50 ms and look at the owner of the slot that
  * blocks them, plus a rate-limited sweep of the participant table.
  *
@@ -66,8 +69,8 @@
  * the dead owner (or several for the batch calls), a cursor one step behind
  * (the next caller helps it on), a waiter count too high (harmless: at worst
  * a wake-up system call nobody needed, and the next sleeper's count still
- * works), or the recovery mutex owner-dead (the next locker re-runs
- * recovery). docs/design.md has the orderings and the argument.
+ * works), or the recovery lock held by a dead owner (the next locker
+ * takes it over and re-runs recovery). docs/design.md has the orderings and the argument.
  */
 #include "internal.h"
 
@@ -142,9 +145,10 @@ struct qhdr {
 	/* Lines 5, 6: consumers sleep on not_empty, producers on not_full. */
 	struct line32 not_empty;
 	struct line32 not_full;
-	/* Lines 7..: the recovery lock, robust and process-shared. */
+	/* Lines 7..8: the recovery lock, shoal's own (16 bytes used; an old
+	 * queue's unlocked pthread mutex reads as a free lock). */
 	union {
-		pthread_mutex_t m;
+		struct shoal__lock l;
 		char pad[2 * SHOAL_CACHELINE];
 	} lock;
 	/* Participant process keys, 0 = free. */
@@ -158,7 +162,7 @@ _Static_assert(offsetof(struct qhdr, not_empty) == 320, "queue header layout is 
 _Static_assert(offsetof(struct qhdr, not_full) == 384, "queue header layout is ABI");
 _Static_assert(offsetof(struct qhdr, lock) == 448, "queue header layout is ABI");
 _Static_assert(offsetof(struct qhdr, parts) == 576, "queue header layout is ABI");
-_Static_assert(sizeof(pthread_mutex_t) <= 2 * SHOAL_CACHELINE, "mutex fits its lines");
+_Static_assert(sizeof(struct shoal__lock) <= 2 * SHOAL_CACHELINE, "lock fits its lines");
 
 /* ---- the handle -------------------------------------------------------------- */
 
@@ -192,6 +196,8 @@ void (*shoal__queue_hook)(enum shoal__queue_point where);
 /* Short bounded spin before sleeping: tries, each a few pauses apart. */
 #define SPIN_TRIES 200
 #define BATCH_MAX 64
+/* How long nack waits for the recovery lock held by a live process. */
+#define NACK_LOCK_NS 2000000000ll
 
 static inline uint64_t mk(uint64_t pos, uint32_t owner, uint32_t st)
 {
@@ -259,8 +265,9 @@ static int do_register(struct shoal_queue *q)
 		}
 		/* Full: entries of processes that died or exited without
 		 * detaching go back once recovery has cleaned their slots. */
-		if (attempt == 0 && (rc = recover(q)) != 0)
+		if (attempt == 0 && (rc = recover(q)) != 0 && rc != -EAGAIN)
 			goto out;
+		rc = 0; /* -EAGAIN: a live process is recovering; look again */
 	}
 	rc = -EUSERS;
 out:
@@ -313,23 +320,30 @@ static void wake_all(struct shoal_queue *q)
 
 /* ---- recovery ----------------------------------------------------------------- */
 
-static int lock_queue(struct shoal_queue *q, bool *owner_died)
+/*
+ * The recovery lock is shoal's own lock word (lib/lock.c), never a libc
+ * object: its bytes are in the segment, so they are untrusted. Recovery and
+ * orphan taking only try it (@timeout_ns 0): if a live process holds it,
+ * the work is being done, or will be on the caller's next attempt, so no
+ * try call ever waits on it and a blocking call waits on the queue's own
+ * futex in its usual slices. A dead holder (or a garbage owner that names
+ * no process) is taken over and its work redone (*owner_died: recovery is
+ * idempotent). Only nack waits, at most NACK_LOCK_NS.
+ */
+static int lock_queue(struct shoal_queue *q, bool *owner_died, int64_t timeout_ns)
 {
-	int rc = pthread_mutex_lock(&q->h->lock.m);
+	int rc = shoal__lock_acquire(&q->h->lock.l, timeout_ns);
 
-	*owner_died = rc == EOWNERDEAD;
-	if (rc == 0 || rc == EOWNERDEAD)
+	*owner_died = rc == 1;
+	if (rc >= 0)
 		return 0;
-	return rc == ENOTRECOVERABLE ? -SHOAL_EPOISONED : -rc;
+	return rc == -ETIMEDOUT ? -EDEADLK : rc;
 }
 
 static void unlock_queue(struct shoal_queue *q, bool owner_died)
 {
-	/* Everything the dead holder may have left half done was redone by
-	 * the caller (recovery is idempotent), so the state is consistent. */
-	if (owner_died)
-		pthread_mutex_consistent(&q->h->lock.m);
-	pthread_mutex_unlock(&q->h->lock.m);
+	(void)owner_died; /* the caller redid the dead holder's work */
+	shoal__lock_release(&q->h->lock.l);
 }
 
 enum { UNKNOWN = 0, ALIVE = 1, DEAD = 2 };
@@ -401,11 +415,13 @@ static unsigned recover_locked(struct shoal_queue *q)
 	return fixed;
 }
 
+/* Recover now, unless a live process holds the lock (-EAGAIN): then it is
+ * being done, or the caller's next attempt does it. Never waits. */
 static int recover(struct shoal_queue *q)
 {
 	bool died;
 	unsigned fixed;
-	int rc = lock_queue(q, &died);
+	int rc = lock_queue(q, &died, 0);
 
 	if (rc)
 		return rc;
@@ -656,7 +672,7 @@ static int pop_orphan(struct shoal_queue *q, uint32_t me, void *buf, size_t cap,
 {
 	bool died, skip;
 	uint32_t n;
-	int rc = lock_queue(q, &died);
+	int rc = lock_queue(q, &died, 0);
 
 	if (rc)
 		return rc;
@@ -1252,7 +1268,7 @@ SHOAL_API int shoal_queue_nack(struct shoal_queue *q, const struct shoal_queue_t
 	if (atomic_load_explicit(&sl->state, memory_order_relaxed) != id)
 		return -ENOENT;
 	/* Under the lock: orphans and their count change only there. */
-	rc = lock_queue(q, &died);
+	rc = lock_queue(q, &died, NACK_LOCK_NS);
 	if (rc)
 		return rc;
 	if (died)
@@ -1345,7 +1361,6 @@ SHOAL_API int shoal_queue_create(const char *name, uint32_t capacity, uint32_t m
 				 const struct shoal_opts *opts, struct shoal_queue **out)
 {
 	struct shoal_segment *seg;
-	pthread_mutexattr_t ma;
 	struct shoal_queue *q;
 	struct qhdr *h;
 	size_t stride;
@@ -1365,14 +1380,7 @@ SHOAL_API int shoal_queue_create(const char *name, uint32_t capacity, uint32_t m
 	h->max_msg = max_msg;
 	h->stride = (uint32_t)stride;
 	h->nparts = QUEUE_NPARTS;
-	if (pthread_mutexattr_init(&ma) != 0 ||
-	    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED) != 0 ||
-	    pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST) != 0 ||
-	    pthread_mutex_init(&h->lock.m, &ma) != 0) {
-		shoal__segment_abort(seg);
-		return -ENOMEM;
-	}
-	pthread_mutexattr_destroy(&ma);
+	shoal__lock_init(&h->lock.l);
 	/* Slot i starts free for position i: STABLE(i). */
 	for (uint64_t i = 0; i < capacity; i++)
 		atomic_init(&((struct slot *)((unsigned char *)seg->data + i * stride))->state,

@@ -473,6 +473,11 @@ START_TEST(participants_run_out)
 	done(q, name);
 }
 END_TEST
+static void expect(struct shoal_queue *q, const char *want, int64_t timeout);
+static void expect_claim(struct shoal_queue *q, const char *want, uint32_t redelivered,
+			 int64_t timeout, struct shoal_queue_ticket *t);
+static uint64_t mix(uint64_t x);
+
 /* ---- hostile headers ------------------------------------------------------------ */
 
 /* Offsets inside a queue object, from its headers. */
@@ -815,39 +820,120 @@ START_TEST(recoverer_dies_inside)
 }
 END_TEST
 
-/* A recovery lock left unrecoverable (a locker saw EOWNERDEAD and gave up
- * without repairing) poisons what needs the lock, and says so. */
-START_TEST(poisoned_lock)
+/* The recovery lock's bytes are untrusted (issue 15, point 2): it is
+ * shoal's own lock word, so whatever they hold, a try call returns at once,
+ * nothing aborts, a blocking call ends within its timeout plus a bounded
+ * time, and a lock naming a dead process (or none) is taken over. With the
+ * robust pthread mutex it replaces, the "held" patterns hung the try pop and
+ * the owner/kind patterns made glibc abort. */
+START_TEST(hostile_lock)
 {
-	const char *name = t_name("poison");
-	struct shoal_queue *q = mkq(name, 4, 8);
-	int fd = open(t_path(name), O_RDWR);
-	unsigned char *base;
-	pthread_mutex_t *m;
-	char buf[8];
-	size_t len;
+	enum { LIVE_SELF, LIVE_INIT, DEAD, GLIBC_HELD, GLIBC_KIND, ALL_FF, RANDOM, NPAT = RANDOM + 4 };
+	struct shoal_proc init;
+	uint64_t dead_key = 0;
+	int fds[2];
 	pid_t kid;
 
-	ck_assert_int_ge(fd, 0);
-	base = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	ck_assert_ptr_ne(base, MAP_FAILED);
-	close(fd);
-	m = (pthread_mutex_t *)(base + KOFF + 448);
+	ck_assert_int_eq(shoal_proc_get(1, &init), 0);
+	ck_assert_int_eq(pipe(fds), 0);
 	kid = fork();
 	if (kid == 0) {
-		pthread_mutex_lock(m);
-		raise(SIGKILL);
+		uint64_t k = shoal__self_key();
+
+		_exit(write(fds[1], &k, sizeof(k)) == sizeof(k) ? 0 : 1);
 	}
-	ck_assert_int_eq(t_wait(kid), 128 + SIGKILL);
-	ck_assert_int_eq(pthread_mutex_lock(m), EOWNERDEAD);
-	ck_assert_int_eq(pthread_mutex_unlock(m), 0); /* not made consistent */
-	/* An orphan to take makes pop need the lock. */
-	poke32(name, KOFF + 68, 1);
-	ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 0), -SHOAL_EPOISONED);
-	ck_assert_str_eq(shoal_strerror(-SHOAL_EPOISONED),
-			 "object poisoned: a process died inside it and it could not be repaired");
-	munmap(base, 4096);
-	done(q, name);
+	ck_assert_int_eq(t_wait(kid), 0);
+	ck_assert_int_eq(read(fds[0], &dead_key, sizeof(dead_key)), (ssize_t)sizeof(dead_key));
+	close(fds[0]);
+	close(fds[1]);
+
+	for (int pat = 0; pat < NPAT; pat++) {
+		const char *name = t_name("hlock");
+		struct shoal_queue *q = mkq(name, 4, 8);
+		unsigned char bytes[128] = { 0 };
+		uint64_t owner = 0, rng = 0x9e3779b97f4a7c15ull * (uint64_t)(pat + 1);
+		struct shoal_queue_ticket t;
+		bool live = pat == LIVE_SELF || pat == LIVE_INIT;
+		char buf[8];
+		size_t len;
+		double t0;
+		int rc;
+
+		switch (pat) {
+		case LIVE_SELF: owner = shoal__self_key(); break;
+		case LIVE_INIT: owner = shoal__proc_key(&init); break;
+		case DEAD: owner = dead_key; break;
+		case GLIBC_HELD: owner = 0x80000000u | (uint32_t)getpid(); break; /* __lock */
+		case GLIBC_KIND: owner = 0; bytes[16] = 0x93; bytes[8] = 0xff; break; /* __kind, __owner */
+		case ALL_FF: memset(bytes, 0xff, sizeof(bytes)); break;
+		default:
+			for (size_t i = 0; i < sizeof(bytes); i++) {
+				rng = mix(rng + i);
+				bytes[i] = (unsigned char)rng;
+			}
+		}
+		if (owner)
+			memcpy(bytes, &owner, 8);
+		if (pat == DEAD || pat == LIVE_SELF)
+			bytes[12] = 5; /* waiters that will never wake */
+		ck_assert_int_eq(shoal_queue_push(q, "m", 1, 0), 0);
+		poke(name, KOFF + 448, bytes, sizeof(bytes));
+		/* A stale orphan count: every pop now wants the lock. */
+		poke32(name, KOFF + 68, 1);
+
+		t0 = now_s();
+		ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 0), 0);
+		ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 0), -EAGAIN);
+		ck_assert_int_eq(shoal_queue_push(q, "x", 1, 0), 0);
+		expect(q, "x", 100000000);
+		ck_assert_msg(now_s() - t0 < 0.5, "pattern %d: try calls took %.3f s", pat, now_s() - t0);
+		t0 = now_s();
+		rc = shoal_queue_pop(q, buf, sizeof(buf), &len, 100000000);
+		ck_assert_int_eq(rc, -ETIMEDOUT);
+		ck_assert_msg(now_s() - t0 < 1.0, "pattern %d: pop(100 ms) took %.3f s", pat, now_s() - t0);
+
+		/* nack waits for a live holder, boundedly; takes over the rest. */
+		if (pat != LIVE_INIT) {
+			ck_assert_int_eq(shoal_queue_push(q, "n", 1, 0), 0);
+			ck_assert_int_eq(shoal_queue_claim(q, buf, sizeof(buf), &len, 0, &t), 0);
+			t0 = now_s();
+			rc = shoal_queue_nack(q, &t);
+			if (live) {
+				ck_assert_int_eq(rc, -EDEADLK);
+				ck_assert(now_s() - t0 < 5.0);
+				ck_assert_int_eq(shoal_queue_ack(q, &t), 0);
+			} else if (rc == 0) {
+				expect_claim(q, "n", 1, 0, &t);
+				ck_assert_int_eq(shoal_queue_ack(q, &t), 0);
+			} else {
+				/* Random bytes that name a live process. */
+				ck_assert_int_eq(rc, -EDEADLK);
+				ck_assert_int_eq(shoal_queue_ack(q, &t), 0);
+			}
+		}
+		if (pat == DEAD || pat == GLIBC_HELD || pat == GLIBC_KIND || pat == ALL_FF) {
+			/* Taken over, repaired (the orphan count recounted), freed. */
+			struct shoal_queue_stats st;
+			int fd = open(t_path(name), O_RDONLY);
+			uint64_t now_owner = 1;
+			uint32_t orphans = 1;
+
+			ck_assert_int_eq(pread(fd, &now_owner, 8, KOFF + 448), 8);
+			ck_assert_int_eq(pread(fd, &orphans, 4, KOFF + 68), 4);
+			close(fd);
+			ck_assert_msg(now_owner == 0, "pattern %d: owner %llx", pat,
+				      (unsigned long long)now_owner);
+			ck_assert_uint_eq(orphans, 0);
+			ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+			ck_assert_uint_eq(st.redelivered, pat == DEAD || pat >= GLIBC_HELD ? 1 : 0);
+		}
+		/* A full lap still goes through. */
+		for (int k = 0; k < 4; k++)
+			ck_assert_int_eq(shoal_queue_push(q, "lap", 3, 0), 0);
+		for (int k = 0; k < 4; k++)
+			expect(q, "lap", 0);
+		done(q, name);
+	}
 }
 END_TEST
 
@@ -1883,7 +1969,7 @@ static Suite *suite(void)
 	tcase_set_timeout(hostile, 30);
 	tcase_add_test(hostile, corrupt_headers);
 	tcase_add_test(hostile, corrupt_while_open);
-	tcase_add_test(hostile, poisoned_lock);
+	tcase_add_test(hostile, hostile_lock);
 	suite_add_tcase(s, hostile);
 
 	tcase_set_timeout(death, 30);
