@@ -268,6 +268,11 @@ SHOAL_API int shoal_unlink(const char *name);
  * A handle (struct shoal_queue) may be used by many threads at once, except
  * shoal_queue_detach(), which must be the last call on it. A handle
  * inherited over fork() works in the child.
+ *
+ * No libc lock lives in the object: whatever bytes it holds, a try call
+ * (@timeout_ns 0) returns without waiting and a blocking call returns by
+ * its deadline (plus at most one recovery pass over the ring); only
+ * shoal_queue_nack() waits for the queue's lock, at most 2 s.
  */
 
 /** Largest capacity (slots) a queue may have. */
@@ -389,8 +394,7 @@ SHOAL_API int shoal_queue_unlink(const char *name);
  * -EAGAIN if full and @timeout_ns is 0; -ETIMEDOUT; -EPIPE if the queue is
  * closed; -EINTR if a signal arrived while asleep (nothing was pushed);
  * -EUSERS if SHOAL_QUEUE_PARTICIPANTS handles already use the queue;
- * -EBADMSG if the queue's shared state is corrupt; SHOAL_EPOISONED (negated)
- * if its recovery lock was left unrecoverable; -EINVAL for NULL @q or NULL
+ * -EBADMSG if the queue's shared state is corrupt; -EINVAL for NULL @q or NULL
  * @msg with @len > 0; -EIO if /proc cannot be read.
  */
 SHOAL_API int shoal_queue_push(struct shoal_queue *q, const void *msg, size_t len,
@@ -419,7 +423,7 @@ SHOAL_API int shoal_queue_push(struct shoal_queue *q, const void *msg, size_t le
  * Return: 0; -EMSGSIZE if the message is longer than @cap (*@len says how
  * long); -EAGAIN if empty and @timeout_ns is 0; -ETIMEDOUT; -EPIPE if the
  * queue is closed and empty; -EINTR if a signal arrived while asleep;
- * -EUSERS; -EBADMSG; -SHOAL_EPOISONED; -EINVAL for NULL @q or @len, or
+ * -EUSERS; -EBADMSG; -EINVAL for NULL @q or @len, or
  * NULL @buf with @cap > 0; -EIO.
  */
 SHOAL_API int shoal_queue_pop(struct shoal_queue *q, void *buf, size_t cap, size_t *len,
@@ -442,7 +446,7 @@ SHOAL_API int shoal_queue_pop(struct shoal_queue *q, void *buf, size_t cap, size
  * (fewer than @n if the timeout ran out, the queue was closed, or a signal
  * arrived); otherwise the error: -EMSGSIZE if any length exceeds max_msg
  * (then nothing is pushed), -EAGAIN, -ETIMEDOUT, -EPIPE, -EINTR, -EUSERS,
- * -EBADMSG, -SHOAL_EPOISONED, -EINVAL (NULL @q, or NULL @data/@lens with @n > 0), -EIO.
+ * -EBADMSG, -EINVAL (NULL @q, or NULL @data/@lens with @n > 0), -EIO.
  */
 SHOAL_API ssize_t shoal_queue_push_many(struct shoal_queue *q, const void *data,
 					const size_t *lens, size_t n, int64_t timeout_ns);
@@ -464,7 +468,7 @@ SHOAL_API ssize_t shoal_queue_push_many(struct shoal_queue *q, const void *data,
  *
  * Return: how many were taken, >= 1; -EMSGSIZE if the first does not fit
  * (it stays in the queue); -EAGAIN, -ETIMEDOUT, -EPIPE, -EINTR, -EUSERS,
- * -EBADMSG, -SHOAL_EPOISONED as shoal_queue_pop(); -EINVAL for NULL @q or @lens, @n == 0, or
+ * -EBADMSG as shoal_queue_pop(); -EINVAL for NULL @q or @lens, @n == 0, or
  * NULL @buf with @cap > 0; -EIO.
  */
 SHOAL_API ssize_t shoal_queue_pop_many(struct shoal_queue *q, void *buf, size_t cap,
@@ -525,7 +529,7 @@ struct shoal_queue_ticket {
  *
  * Return: 0; -EMSGSIZE if the message is longer than @cap (*@len says how
  * long; it stays in the queue); -EAGAIN, -ETIMEDOUT, -EPIPE, -EINTR,
- * -EUSERS, -EBADMSG, -SHOAL_EPOISONED, -EIO as shoal_queue_pop(); -EINVAL
+ * -EUSERS, -EBADMSG, -EIO as shoal_queue_pop(); -EINVAL
  * for NULL @q, @len or @ticket, or NULL @buf with @cap > 0.
  */
 SHOAL_API int shoal_queue_claim(struct shoal_queue *q, void *buf, size_t cap, size_t *len,
@@ -554,11 +558,14 @@ SHOAL_API int shoal_queue_ack(struct shoal_queue *q, const struct shoal_queue_ti
  * @ticket: from shoal_queue_claim() on @q.
  *
  * The message goes to the next pop or claim on any handle, before the
- * head of the queue, with its redelivery count raised. Blocking, briefly
- * (the queue's recovery lock); any thread of the process.
+ * head of the queue, with its redelivery count raised. Blocking: it takes
+ * the queue's recovery lock, waiting at most 2 s for a live holder (a
+ * holder that died is taken over at once); any thread of the process.
  *
  * Return: 0; -ENOENT if the claim is no longer open; -EINVAL as
- * shoal_queue_ack(); -SHOAL_EPOISONED if the recovery lock cannot be had.
+ * shoal_queue_ack(); -EDEADLK if the recovery lock was held by a live
+ * process for 2 s (the claim is still open: ack or nack it again); -EIO if
+ * /proc cannot be read.
  */
 SHOAL_API int shoal_queue_nack(struct shoal_queue *q, const struct shoal_queue_ticket *ticket);
 
