@@ -177,6 +177,7 @@ struct shoal_queue {
 	_Atomic uint32_t me;
 	_Atomic uint32_t reg_gen;
 	uint64_t my_key;
+	_Atomic uint32_t claims; /* open claims of this handle, for detach */
 	pthread_mutex_t reg_lock; /* process-local; registration only */
 };
 
@@ -931,9 +932,10 @@ static bool closed_now(const struct shoal_queue *q)
  * those states or after its release; the orphan count is read last, so an
  * orphan made from a slot the scan had passed is seen there.
  */
-static bool drained_now(struct shoal_queue *q)
+static bool drained_now(struct shoal_queue *q, bool *stale)
 {
 	uint64_t pos, s;
+	bool held = false;
 
 	if (!closed_now(q))
 		return false;
@@ -945,21 +947,39 @@ static bool drained_now(struct shoal_queue *q)
 	if (s != mk(pos, 0, ST_STABLE))
 		return false;
 	for (uint64_t i = 0; i < q->cap; i++) {
+		uint32_t o;
+
 		s = atomic_load_explicit(&slot_at(q, i)->state, memory_order_seq_cst);
-		if (st_of(s) >= ST_READING)
-			return false; /* a pop in flight, an orphan or a claim */
+		if (st_of(s) < ST_READING)
+			continue;
+		/* A pop in flight, an orphan or a claim: not the end. Held by
+		 * a handle that died or detached? Nothing else would notice
+		 * (it is behind the head, and a detached handle has no entry
+		 * for the sweep to find). */
+		held = true;
+		o = owner_of(s);
+		if (o != 0 && o < QUEUE_NPARTS &&
+		    !key_alive(atomic_load_explicit(&q->h->parts[o], memory_order_relaxed))) {
+			*stale = true;
+			break;
+		}
 	}
-	return atomic_load_explicit(&q->h->orphans, memory_order_seq_cst) == 0;
+	return !held && atomic_load_explicit(&q->h->orphans, memory_order_seq_cst) == 0;
 }
 
 /* The end of the stream is final, so before saying so make sure no dead
  * consumer holds a message that should become an orphan. */
 static bool drained(struct shoal_queue *q)
 {
-	if (!drained_now(q))
+	bool stale = false;
+
+	if (!drained_now(q, &stale)) {
+		if (stale)
+			recover(q);
 		return false;
+	}
 	sweep(q, true);
-	return drained_now(q);
+	return drained_now(q, &stale);
 }
 
 static ssize_t wait_for(struct shoal_queue *q, uint32_t me, struct attempt *a, bool consumer,
@@ -1202,9 +1222,11 @@ SHOAL_API int shoal_queue_claim(struct shoal_queue *q, void *buf, size_t cap, si
 	if (rc)
 		return rc;
 	rc = pop_try(q, me, buf, cap, len, &blocker, ticket);
-	if (rc != -EAGAIN)
-		return rc;
-	return (int)wait_for(q, me, &a, true, timeout_ns);
+	if (rc == -EAGAIN)
+		rc = (int)wait_for(q, me, &a, true, timeout_ns);
+	if (rc == 0)
+		atomic_fetch_add_explicit(&q->claims, 1, memory_order_relaxed);
+	return rc;
 }
 
 /* The slot @ticket names if it is a claim of this handle in this process:
@@ -1251,6 +1273,7 @@ SHOAL_API int shoal_queue_ack(struct shoal_queue *q, const struct shoal_queue_ti
 						     memory_order_seq_cst, memory_order_relaxed))
 		return -ENOENT;
 	HOOK(SHOAL__QP_ACK_RELEASED);
+	atomic_fetch_sub_explicit(&q->claims, 1, memory_order_relaxed);
 	wake(&q->h->not_full, 1);
 	return 0;
 }
@@ -1286,6 +1309,7 @@ SHOAL_API int shoal_queue_nack(struct shoal_queue *q, const struct shoal_queue_t
 	HOOK(SHOAL__QP_NACK_ORPHANED);
 	atomic_fetch_add_explicit(&q->h->orphans, 1, memory_order_seq_cst);
 	unlock_queue(q, died);
+	atomic_fetch_sub_explicit(&q->claims, 1, memory_order_relaxed);
 	/* D1: the seq_cst count before the sleepers' count. */
 	wake(&q->h->not_empty, 1);
 	return 0;
@@ -1461,8 +1485,14 @@ SHOAL_API int shoal_queue_detach(struct shoal_queue *q)
 	    atomic_load_explicit(&shoal__fork_gen, memory_order_relaxed) + 1) {
 		uint64_t key = q->my_key;
 
-		atomic_compare_exchange_strong_explicit(&q->h->parts[q->me], &key, 0,
-							memory_order_release, memory_order_relaxed);
+		/* Our open claims now name a free entry, which recovery
+		 * treats as dead: hand them on now (if a live process holds
+		 * the lock, its recovery or a later one does it). */
+		if (atomic_compare_exchange_strong_explicit(&q->h->parts[q->me], &key, 0,
+							    memory_order_release,
+							    memory_order_relaxed) &&
+		    atomic_load_explicit(&q->claims, memory_order_relaxed) != 0)
+			recover(q);
 	}
 	pthread_mutex_destroy(&q->reg_lock);
 	shoal_segment_close(q->seg);

@@ -1056,6 +1056,47 @@ START_TEST(claim_ack_nack)
 }
 END_TEST
 
+/* Detaching with claims open gives them back, at detach or, if the lock
+ * was busy then, when a consumer reaches the end of the stream. */
+START_TEST(detach_gives_claims_back)
+{
+	for (int busy = 0; busy < 2; busy++) {
+		const char *name = t_name("cldet");
+		struct shoal_queue *q = mkq(name, 4, 64), *o;
+		struct shoal_queue_ticket t;
+		struct shoal_queue_stats st;
+		char buf[64];
+		size_t len;
+		double t0;
+
+		ck_assert_int_eq(shoal_queue_open(name, 0, &o), 0);
+		ck_assert_int_eq(shoal_queue_push(q, "held", 4, 0), 0);
+		expect_claim(o, "held", 0, 0, &t);
+		ck_assert_int_eq(shoal_queue_close(q), 0);
+		if (busy) {
+			/* A live holder of the recovery lock (this process):
+			 * detach cannot recover. */
+			uint64_t me = shoal__self_key();
+
+			poke(name, KOFF + 448, &me, 8);
+		}
+		ck_assert_int_eq(shoal_queue_detach(o), 0);
+		if (busy) {
+			ck_assert_int_eq(shoal_queue_claim(q, buf, sizeof(buf), &len, 0, &t), -EAGAIN);
+			poke64(name, KOFF + 448, 0);
+		}
+		t0 = now_s();
+		expect_claim(q, "held", 1, 2000000000, &t);
+		ck_assert(now_s() - t0 < 1.0);
+		ck_assert_int_eq(shoal_queue_ack(q, &t), 0);
+		ck_assert_int_eq(shoal_queue_claim(q, buf, sizeof(buf), &len, 2000000000, &t), -EPIPE);
+		ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+		ck_assert_uint_eq(st.redelivered, 1);
+		done(q, name);
+	}
+}
+END_TEST
+
 /* A blocked producer, a plain pop and a claim killed where issue 15 saw
  * messages "lost": a pop killed after its release store (inside its
  * wake-up of the producer) has consumed its message, as its contract says;
@@ -1964,6 +2005,7 @@ static Suite *suite(void)
 	tcase_add_test(unit, unreadable_proc_is_eio);
 	tcase_add_test(unit, unknown_liveness_is_not_death);
 	tcase_add_test(unit, claim_ack_nack);
+	tcase_add_test(unit, detach_gives_claims_back);
 	suite_add_tcase(s, unit);
 
 	tcase_set_timeout(hostile, 30);

@@ -509,3 +509,13 @@ def test_nowait_is_prompt_with_hostile_lock_bytes(name):
             q.get_nowait()
         assert time.monotonic() - t0 < 0.5
         q.unlink()
+
+
+def test_forgotten_claim_is_given_back(q):
+    import gc
+    q.put(b"w")
+    c = q.claim()
+    del c
+    gc.collect()
+    with q.claim(timeout=1) as c:
+        assert c.data == b"w" and c.redelivered == 1

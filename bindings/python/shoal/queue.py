@@ -506,7 +506,8 @@ class Claim:
     (times it was given back before: its claimer died, or it was nacked),
     ``.ack()`` (done: the message is consumed), ``.nack()`` (give it back
     now). Settling twice raises ValueError. Used in ``with``, it acks on a
-    clean exit and nacks on an exception (which then propagates)."""
+    clean exit and nacks on an exception (which then propagates). A claim
+    garbage-collected while open is nacked."""
 
     __slots__ = ("data", "_queue", "_map", "_ticket", "_settled", "_arrays")
 
@@ -550,6 +551,15 @@ class Claim:
         """Give the message back now: the next get or claim, by anyone,
         takes it before the head of the queue."""
         self._settle("nack")
+
+    def __del__(self):
+        # A claim forgotten while open would hold its slot as long as this
+        # process lives: give it back (a forked child's copy is refused).
+        if getattr(self, "_settled", "gone") is None and self._map.ptr:
+            try:
+                _nack(self._map.ptr, ctypes.byref(self._ticket))
+            except Exception:
+                pass
 
     def __enter__(self):
         return self
