@@ -1300,8 +1300,11 @@ SHOAL_API int shoal_queue_nack(struct shoal_queue *q, const struct shoal_queue_t
 	/* Count first: the slot is ours and nobody reads the count before it
 	 * is an orphan (dying between the two stores counts one too many). */
 	atomic_fetch_add_explicit(&sl->redeliv, 1, memory_order_relaxed);
+	/* R4: pairs with A3 in pop_orphan(): our reads of the message are
+	 * done before its next reader releases the slot (the lock orders
+	 * them too; this says so where the slot changes hands). */
 	if (!atomic_compare_exchange_strong_explicit(&sl->state, &id, mk(pos_of(id), 0, ST_READING),
-						     memory_order_relaxed, memory_order_relaxed)) {
+						     memory_order_release, memory_order_relaxed)) {
 		atomic_fetch_sub_explicit(&sl->redeliv, 1, memory_order_relaxed);
 		unlock_queue(q, died);
 		return -ENOENT;
