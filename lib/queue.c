@@ -731,8 +731,11 @@ static int pop_orphan(struct shoal_queue *q, uint32_t me, void *buf, size_t cap,
 
 /* Try to pop one message without waiting: 0, -EAGAIN (empty; *blocker is
  * the slot state at the head), -EMSGSIZE, -EBADMSG. With @t, claim it
- * instead: the slot stays CLAIMED(me, p) and @t names it. */
-static int pop_try(struct shoal_queue *q, uint32_t me, void *buf, size_t cap, size_t *len,
+ * instead: the slot stays CLAIMED(me, p) and @t names it. Inlined so that
+ * each caller gets a copy for its constant @t: the plain pop pays nothing
+ * for claims (measured: one-by-one push+pop 10% slower when it was not). */
+static inline __attribute__((always_inline)) int pop_try(struct shoal_queue *q, uint32_t me,
+							    void *buf, size_t cap, size_t *len,
 		   uint64_t *blocker, struct shoal_queue_ticket *t)
 {
 	shoal__atomic_u64 *head = &q->h->head;
