@@ -124,7 +124,10 @@ class Queue:
     Queue carries its name, so it can be passed to processes started by fork,
     spawn or forkserver. Blocking calls release the GIL and can be
     interrupted with Ctrl-C. Any process using the queue may be killed at any
-    moment without losing or tearing a message another process put.
+    moment without losing or tearing a message another process put. A
+    message ``get`` returned (or was about to return) is the consumer's;
+    ``claim()`` keeps it the queue's until acked, and delivers it again if
+    its consumer dies first.
     """
 
     def __init__(self, name, capacity=1024, max_msg=4096, *, create=True, mode=0o600,
