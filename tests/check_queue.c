@@ -681,7 +681,7 @@ START_TEST(producer_dies_claimed_or_written)
 		/* The dead claim blocks the head until a survivor notices. */
 		t0 = now_s();
 		expect(q, "after", 2000000000);
-		ck_assert_msg(now_s() - t0 < 0.2, "took %.3f s", now_s() - t0);
+		ck_assert_msg(now_s() - t0 < 0.5, "took %.3f s", now_s() - t0);
 		ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 0), -EAGAIN);
 		ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
 		ck_assert_uint_eq(st.dropped, mode < 2 ? 1 : mode == 2 ? 3 : 2);
@@ -710,7 +710,7 @@ START_TEST(consumer_unblocked_by_dead_producer)
 	 * and the tombstone is consumed, which pop does. */
 	t0 = now_s();
 	expect(q, "one", 2000000000);
-	ck_assert(now_s() - t0 < 0.2);
+	ck_assert(now_s() - t0 < 0.5);
 	ck_assert_int_eq(shoal_queue_push(q, "two", 3, 0), 0);
 	ck_assert_int_eq(shoal_queue_push(q, "three", 5, 0), 0);
 	expect(q, "two", 0);
@@ -748,7 +748,7 @@ START_TEST(consumer_dies_claimed_or_copied)
 			expect(q, "m2", 0);
 			expect(q, "m3", 0);
 		}
-		ck_assert_msg(now_s() - t0 < 0.2, "took %.3f s", now_s() - t0);
+		ck_assert_msg(now_s() - t0 < 0.5, "took %.3f s", now_s() - t0);
 		ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 20000000), -ETIMEDOUT);
 		ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
 		ck_assert_uint_eq(st.redelivered, mode < 2 ? 1 : 3);
@@ -810,7 +810,7 @@ START_TEST(recoverer_dies_inside)
 	ck_assert_uint_eq(st.dropped, 1);
 	t0 = now_s();
 	expect(q, "live", 2000000000);
-	ck_assert(now_s() - t0 < 0.2);
+	ck_assert(now_s() - t0 < 0.5);
 	ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
 	ck_assert_uint_eq(st.dropped, 2);
 	ck_assert_uint_eq(st.participants, 1);
