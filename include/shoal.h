@@ -293,6 +293,11 @@ SHOAL_API int shoal_unlink(const char *name);
  * A handle (struct shoal_queue) may be used by many threads at once, except
  * shoal_queue_detach(), which must be the last call on it. A handle
  * inherited over fork() works in the child.
+ *
+ * No libc lock lives in the object: whatever bytes it holds, a try call
+ * (@timeout_ns 0) returns without waiting and a blocking call returns by
+ * its deadline (plus at most one recovery pass over the ring); only
+ * shoal_queue_nack() waits for the queue's lock, at most 2 s.
  */
 
 /** Largest capacity (slots) a queue may have. */
@@ -317,8 +322,9 @@ struct shoal_queue;
  * @recoveries: times a survivor repaired what a dead process left.
  * @dropped: pushes that never delivered: a producer died between claiming
  *           a slot and publishing it, or the queue was closed under it.
- * @redelivered: messages a consumer had claimed but not returned when it
- *               died, handed to another consumer.
+ * @redelivered: messages handed out again: their consumer died before
+ *               its pop released them or before it acked its claim, or
+ *               the claim was nacked.
  * @participants: handles currently registered (live or not yet reaped).
  */
 struct shoal_queue_stats {
@@ -413,8 +419,7 @@ SHOAL_API int shoal_queue_unlink(const char *name);
  * -EAGAIN if full and @timeout_ns is 0; -ETIMEDOUT; -EPIPE if the queue is
  * closed; -EINTR if a signal arrived while asleep (nothing was pushed);
  * -EUSERS if SHOAL_QUEUE_PARTICIPANTS handles already use the queue;
- * -EBADMSG if the queue's shared state is corrupt; SHOAL_EPOISONED (negated)
- * if its recovery lock was left unrecoverable; -EINVAL for NULL @q or NULL
+ * -EBADMSG if the queue's shared state is corrupt; -EINVAL for NULL @q or NULL
  * @msg with @len > 0; -EIO if /proc cannot be read.
  */
 SHOAL_API int shoal_queue_push(struct shoal_queue *q, const void *msg, size_t len,
@@ -429,15 +434,21 @@ SHOAL_API int shoal_queue_push(struct shoal_queue *q, const void *msg, size_t le
  * @timeout_ns: how long to wait for a message (see above).
  *
  * Lock-free while there are messages; blocking when empty. Each message is
- * returned by exactly one pop. If a consumer dies after taking a message
- * but before its pop returned, the message goes to another consumer (out of
- * FIFO order). If @buf is too small, the message stays at the head of the
- * queue, untouched, for a later pop with a big enough buffer.
+ * returned by exactly one pop. The delivery contract: a message becomes the
+ * consumer's at the store that releases its slot, inside this call after
+ * the copy into @buf and before producers are woken and the call returns.
+ * A consumer that dies before that store gives the message back: it goes to
+ * another consumer (out of FIFO order, counted in stats' @redelivered). A
+ * consumer that dies after it, still inside the call or after the call
+ * returned, has consumed the message: nobody gets it again. Work that must
+ * not be lost with its consumer uses shoal_queue_claim() instead. If @buf
+ * is too small, the message stays at the head of the queue, untouched, for
+ * a later pop with a big enough buffer.
  *
  * Return: 0; -EMSGSIZE if the message is longer than @cap (*@len says how
  * long); -EAGAIN if empty and @timeout_ns is 0; -ETIMEDOUT; -EPIPE if the
  * queue is closed and empty; -EINTR if a signal arrived while asleep;
- * -EUSERS; -EBADMSG; -SHOAL_EPOISONED; -EINVAL for NULL @q or @len, or
+ * -EUSERS; -EBADMSG; -EINVAL for NULL @q or @len, or
  * NULL @buf with @cap > 0; -EIO.
  */
 SHOAL_API int shoal_queue_pop(struct shoal_queue *q, void *buf, size_t cap, size_t *len,
@@ -460,7 +471,7 @@ SHOAL_API int shoal_queue_pop(struct shoal_queue *q, void *buf, size_t cap, size
  * (fewer than @n if the timeout ran out, the queue was closed, or a signal
  * arrived); otherwise the error: -EMSGSIZE if any length exceeds max_msg
  * (then nothing is pushed), -EAGAIN, -ETIMEDOUT, -EPIPE, -EINTR, -EUSERS,
- * -EBADMSG, -SHOAL_EPOISONED, -EINVAL (NULL @q, or NULL @data/@lens with @n > 0), -EIO.
+ * -EBADMSG, -EINVAL (NULL @q, or NULL @data/@lens with @n > 0), -EIO.
  */
 SHOAL_API ssize_t shoal_queue_push_many(struct shoal_queue *q, const void *data,
 					const size_t *lens, size_t n, int64_t timeout_ns);
@@ -476,15 +487,112 @@ SHOAL_API ssize_t shoal_queue_push_many(struct shoal_queue *q, const void *data,
  * @timeout_ns: how long to wait for the first message (see above).
  *
  * Waits for at least one message, then takes as many as are ready, up to
- * @n and as fit in @cap. Progress and concurrency as shoal_queue_pop().
+ * @n and as fit in @cap. Progress, concurrency and the delivery contract as
+ * shoal_queue_pop(): all the messages are copied before any slot is
+ * released, and each is the consumer's from its release store.
  *
  * Return: how many were taken, >= 1; -EMSGSIZE if the first does not fit
  * (it stays in the queue); -EAGAIN, -ETIMEDOUT, -EPIPE, -EINTR, -EUSERS,
- * -EBADMSG, -SHOAL_EPOISONED as shoal_queue_pop(); -EINVAL for NULL @q or @lens, @n == 0, or
+ * -EBADMSG as shoal_queue_pop(); -EINVAL for NULL @q or @lens, @n == 0, or
  * NULL @buf with @cap > 0; -EIO.
  */
 SHOAL_API ssize_t shoal_queue_pop_many(struct shoal_queue *q, void *buf, size_t cap,
 				       size_t *lens, size_t n, int64_t timeout_ns);
+
+/**
+ * struct shoal_queue_ticket - an open claim, from shoal_queue_claim().
+ * @id: names the claimed slot, its position and the claiming handle;
+ *      opaque, only for shoal_queue_ack() / shoal_queue_nack() on the same
+ *      handle in the same process.
+ * @redelivered: how many times this message was given back before this
+ *               claim (its claimer or reader died, or it was nacked); 0 on
+ *               its first delivery.
+ * @reserved: 0.
+ */
+struct shoal_queue_ticket {
+	uint64_t id;
+	uint32_t redelivered;
+	uint32_t reserved;
+};
+
+/**
+ * shoal_queue_claim() - take the oldest message, keeping it recoverable
+ * until it is acknowledged.
+ * @q: the queue.
+ * @buf: where the message is copied.
+ * @cap: bytes at @buf; max_msg always suffices.
+ * @len: set to the message's length; on -EMSGSIZE, to the size needed.
+ * @timeout_ns: how long to wait for a message (see above).
+ * @ticket: filled on success; give it to shoal_queue_ack() or
+ *          shoal_queue_nack().
+ *
+ * Acknowledged delivery (the model is RabbitMQ's manual ack, SQS's
+ * visibility): like shoal_queue_pop(), but the message stays the queue's
+ * until shoal_queue_ack(). If the claiming process dies first (anywhere,
+ * inside this call or after it returned), or the handle is detached with
+ * the claim open, survivors notice within about 50 ms and the message is
+ * delivered again, exactly once more per death, to another pop or claim,
+ * before anything at the head; @ticket.redelivered then says how often.
+ * shoal_queue_nack() gives it back at once the same way.
+ *
+ * Capacity: a claimed message keeps its slot until acked. Claims may be
+ * taken out of order, but the ring is not: the producer one lap after a
+ * claimed message (capacity pushes later) waits until it is acked, nacked
+ * or recovered, even if every other slot is free. Keep claims short or the
+ * capacity well above the messages a consumer keeps open. Any number of
+ * claims may be open per handle.
+ *
+ * End of stream: on a closed, drained queue, shoal_queue_pop() and this
+ * call return -EPIPE only once no message is claimed anywhere (an open
+ * claim can still come back); until then they wait, or return -EAGAIN when
+ * @timeout_ns is 0. A caller that holds claims itself must ack or nack them
+ * before it waits for the end.
+ *
+ * Lock-free while there are messages (taking a message that came back
+ * takes the queue's recovery lock briefly); blocking when empty. Any
+ * threads and processes may claim, pop and push at once.
+ *
+ * Return: 0; -EMSGSIZE if the message is longer than @cap (*@len says how
+ * long; it stays in the queue); -EAGAIN, -ETIMEDOUT, -EPIPE, -EINTR,
+ * -EUSERS, -EBADMSG, -EIO as shoal_queue_pop(); -EINVAL
+ * for NULL @q, @len or @ticket, or NULL @buf with @cap > 0.
+ */
+SHOAL_API int shoal_queue_claim(struct shoal_queue *q, void *buf, size_t cap, size_t *len,
+				int64_t timeout_ns, struct shoal_queue_ticket *ticket);
+
+/**
+ * shoal_queue_ack() - the claimed message is done with: consume it.
+ * @q: the handle that claimed it.
+ * @ticket: from shoal_queue_claim() on @q.
+ *
+ * Releases the message's slot (one compare-and-swap) and wakes a producer
+ * waiting for room. From that store on the message is consumed, even if
+ * the caller dies before this call returns. Any thread of the process may
+ * ack a claim of the handle. Lock-free.
+ *
+ * Return: 0; -ENOENT if the claim is no longer open (already acked or
+ * nacked: a second ack fails); -EINVAL for NULL @q or @ticket, or a ticket
+ * that is not an open-claim ticket of this handle in this process (garbage,
+ * another handle's, or inherited over fork()).
+ */
+SHOAL_API int shoal_queue_ack(struct shoal_queue *q, const struct shoal_queue_ticket *ticket);
+
+/**
+ * shoal_queue_nack() - give a claimed message back at once.
+ * @q: the handle that claimed it.
+ * @ticket: from shoal_queue_claim() on @q.
+ *
+ * The message goes to the next pop or claim on any handle, before the
+ * head of the queue, with its redelivery count raised. Blocking: it takes
+ * the queue's recovery lock, waiting at most 2 s for a live holder (a
+ * holder that died is taken over at once); any thread of the process.
+ *
+ * Return: 0; -ENOENT if the claim is no longer open; -EINVAL as
+ * shoal_queue_ack(); -EDEADLK if the recovery lock was held by a live
+ * process for 2 s (the claim is still open: ack or nack it again); -EIO if
+ * /proc cannot be read.
+ */
+SHOAL_API int shoal_queue_nack(struct shoal_queue *q, const struct shoal_queue_ticket *ticket);
 
 /**
  * shoal_queue_close() - close the queue for writing, for every process.

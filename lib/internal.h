@@ -229,14 +229,19 @@ int shoal__reap_pools(void);
 /* The queue's generation (its common header's): names it as an array holder. */
 uint64_t shoal__queue_generation(const struct shoal_queue *q);
 
-/* Test hook: when set, called at the named points inside push, pop and
- * recovery, so tests can kill a process exactly there. NULL in production. */
+/* Test hook: when set, called at the named points inside push, pop, claim,
+ * ack, nack and recovery, so tests can kill a process exactly there. NULL in production. */
 enum shoal__queue_point {
 	SHOAL__QP_PUSH_CLAIMED = 1, /* slot claimed, tail not yet advanced */
 	SHOAL__QP_PUSH_WRITTEN,     /* half the payload written, not published */
 	SHOAL__QP_POP_CLAIMED,      /* slot claimed, head not yet advanced */
 	SHOAL__QP_POP_COPIED,       /* message copied out, slot not released */
 	SHOAL__QP_RECOVER_FIXED,    /* recovery repaired one slot, lock held */
+	SHOAL__QP_POP_RELEASED,     /* pop released its slot, producers not woken */
+	SHOAL__QP_ACK_CHECKED,      /* ack found its claim, slot not released */
+	SHOAL__QP_ACK_RELEASED,     /* ack released the slot, producers not woken */
+	SHOAL__QP_NACK_LOCKED,      /* nack holds the lock, claim not yet orphaned */
+	SHOAL__QP_NACK_ORPHANED,    /* nack made the orphan, count not raised */
 };
 extern void (*shoal__queue_hook)(enum shoal__queue_point where);
 

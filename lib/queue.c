@@ -17,13 +17,29 @@
  *   STABLE(p + 1)    holds the message of position p (Vyukov's seq == p + 1)
  *   READING(o, p)    participant o took the message of position p
  *   READING(0, p)    an orphan: its reader died; another consumer takes it
+ *   CLAIMED(o, p)    participant o claimed it with shoal_queue_claim() and
+ *                    has not acked it yet (state 3)
  *   STABLE(p + cap)  consumed: free for the producer one lap later
  *
  * A producer at tail position p CASes STABLE(p) -> WRITING(me, p), then
  * moves the tail p -> p + 1, writes the message, and publishes STABLE(p + 1)
  * with a release store. A consumer at head p CASes STABLE(p + 1) ->
  * READING(me, p), moves the head, copies the message out and stores
- * STABLE(p + cap). Anyone who finds a claimed slot at a cursor moves that
+ * STABLE(p + cap). That release store is where a popped message becomes the
+ * consumer's: a consumer that dies before it gives the message back (an
+ * orphan, redelivered), one that dies after it (still inside the call,
+ * waking producers, or after returning) has consumed it.
+ *
+ * Acknowledged delivery (RabbitMQ's manual ack, SQS's visibility) is a pop
+ * that does not release: claim CASes STABLE(p + 1) -> CLAIMED(me, p),
+ * copies, and returns a ticket naming that exact state word. ack is the
+ * release store (a CAS CLAIMED(me, p) -> STABLE(p + cap), so a stale or
+ * foreign ticket fails), nack makes the slot an orphan at once (under the
+ * lock, like recovery), and a claimer that dies before ack has its
+ * CLAIMED slots made orphans by recovery. The slot's redelivery word counts
+ * how often its message was made an orphan. A claimed message holds its
+ * slot until ack, so it counts against capacity; producers block when the
+ * ring wraps onto it. Anyone who finds a claimed slot at a cursor moves that
  * cursor on (helping), so a process that dies between the slot CAS and the
  * cursor CAS stalls nobody. Positions are compared modulo 2^48, as the sign
  * of their 48-bit difference.
@@ -32,12 +48,15 @@
  * time, lib/proc.c); a handle takes an entry on first use (and again in a
  * forked child), and the owner field of a slot names that entry. When a
  * survivor finds a slot owned by a dead process, it runs recovery under one
- * robust mutex: WRITING(dead, p) becomes a tombstone STABLE(p + 1) that
+ * lock (shoal's own lock word, lib/lock.c, never a libc mutex: its bytes
+ * are in the segment and untrusted): WRITING(dead, p) becomes a tombstone STABLE(p + 1) that
  * consumers skip (the dying push is delivered whole or not at all), and
- * READING(dead, p) becomes an orphan that the next pop takes before the
- * head (it is redelivered exactly once). Only then is the dead entry freed.
- * Recovery is idempotent, so a recoverer that dies inside it (EOWNERDEAD) is
- * simply followed by another full run. Survivors notice deaths because they
+ * READING(dead, p) and CLAIMED(dead, p) become orphans that the next pop or
+ * claim takes before the head (each is redelivered exactly once). Only then is the dead entry freed.
+ * Recovery is idempotent, so a recoverer that dies inside it (the lock is
+ * taken over from the dead owner) is simply followed by another full run.
+ * Recovery only tries the lock: if a live process holds it, the caller
+ * goes on and looks again on its next slice, so no call waits on it. Survivors notice deaths because they
  * sleep in slices of at most 50 ms and look at the owner of the slot that
  * blocks them, plus a rate-limited sweep of the participant table.
  *
@@ -50,8 +69,8 @@
  * the dead owner (or several for the batch calls), a cursor one step behind
  * (the next caller helps it on), a waiter count too high (harmless: at worst
  * a wake-up system call nobody needed, and the next sleeper's count still
- * works), or the recovery mutex owner-dead (the next locker re-runs
- * recovery). docs/design.md has the orderings and the argument.
+ * works), or the recovery lock held by a dead owner (the next locker
+ * takes it over and re-runs recovery). docs/design.md has the orderings and the argument.
  */
 #include "internal.h"
 
@@ -69,7 +88,7 @@
 #define SLOT_HDR 16u
 #define TOMBSTONE UINT32_MAX /* slot len of a message that never was */
 
-enum { ST_STABLE = 0, ST_WRITING = 1, ST_READING = 2 };
+enum { ST_STABLE = 0, ST_WRITING = 1, ST_READING = 2, ST_CLAIMED = 3 };
 #define OWNER_BITS 14
 #define POS_SHIFT 16
 _Static_assert(QUEUE_NPARTS <= (1u << OWNER_BITS), "owner index must fit its field");
@@ -78,10 +97,17 @@ _Static_assert(SHOAL_QUEUE_CAPACITY_MAX <= (1ull << 46), "positions compare modu
 struct slot {
 	shoal__atomic_u64 state; /* {position:48 | owner:14 | state:2} */
 	_Atomic uint32_t len;    /* relaxed: ordered by state (R1/A1) */
-	uint32_t pad;
+	/* Times this message was made an orphan: written by whoever orphans it
+	 * (under the lock), read by the claim that takes the orphan (under the
+	 * lock), zeroed by the release of a message that had one. 0 in every
+	 * slot a plain push fills, so the fast paths never touch it. */
+	_Atomic uint32_t redeliv;
 	unsigned char data[];    /* max_msg bytes */
 };
 _Static_assert(sizeof(struct slot) == SLOT_HDR, "slot header is ABI");
+_Static_assert(offsetof(struct slot, len) == 8, "slot header is ABI");
+_Static_assert(offsetof(struct slot, redeliv) == 12, "slot header is ABI");
+_Static_assert(sizeof(_Atomic uint32_t) == 4, "slot words are 32 bits (lock-free: atomic.h)");
 
 struct line32 {
 	_Atomic uint32_t word;    /* futex: bumped to wake sleepers */
@@ -119,9 +145,10 @@ struct qhdr {
 	/* Lines 5, 6: consumers sleep on not_empty, producers on not_full. */
 	struct line32 not_empty;
 	struct line32 not_full;
-	/* Lines 7..: the recovery lock, robust and process-shared. */
+	/* Lines 7..8: the recovery lock, shoal's own (16 bytes used; an old
+	 * queue's unlocked pthread mutex reads as a free lock). */
 	union {
-		pthread_mutex_t m;
+		struct shoal__lock l;
 		char pad[2 * SHOAL_CACHELINE];
 	} lock;
 	/* Participant process keys, 0 = free. */
@@ -135,7 +162,7 @@ _Static_assert(offsetof(struct qhdr, not_empty) == 320, "queue header layout is 
 _Static_assert(offsetof(struct qhdr, not_full) == 384, "queue header layout is ABI");
 _Static_assert(offsetof(struct qhdr, lock) == 448, "queue header layout is ABI");
 _Static_assert(offsetof(struct qhdr, parts) == 576, "queue header layout is ABI");
-_Static_assert(sizeof(pthread_mutex_t) <= 2 * SHOAL_CACHELINE, "mutex fits its lines");
+_Static_assert(sizeof(struct shoal__lock) <= 2 * SHOAL_CACHELINE, "lock fits its lines");
 
 /* ---- the handle -------------------------------------------------------------- */
 
@@ -150,6 +177,7 @@ struct shoal_queue {
 	_Atomic uint32_t me;
 	_Atomic uint32_t reg_gen;
 	uint64_t my_key;
+	_Atomic uint32_t claims; /* open claims of this handle, for detach */
 	pthread_mutex_t reg_lock; /* process-local; registration only */
 };
 
@@ -169,6 +197,8 @@ void (*shoal__queue_hook)(enum shoal__queue_point where);
 /* Short bounded spin before sleeping: tries, each a few pauses apart. */
 #define SPIN_TRIES 200
 #define BATCH_MAX 64
+/* How long nack waits for the recovery lock held by a live process. */
+#define NACK_LOCK_NS 2000000000ll
 
 static inline uint64_t mk(uint64_t pos, uint32_t owner, uint32_t st)
 {
@@ -236,8 +266,9 @@ static int do_register(struct shoal_queue *q)
 		}
 		/* Full: entries of processes that died or exited without
 		 * detaching go back once recovery has cleaned their slots. */
-		if (attempt == 0 && (rc = recover(q)) != 0)
+		if (attempt == 0 && (rc = recover(q)) != 0 && rc != -EAGAIN)
 			goto out;
+		rc = 0; /* -EAGAIN: a live process is recovering; look again */
 	}
 	rc = shoal__fail(-EUSERS, "queue '%s': participant table full (%u live processes use it)",
 			 q->seg->name, SHOAL_QUEUE_PARTICIPANTS);
@@ -291,23 +322,30 @@ static void wake_all(struct shoal_queue *q)
 
 /* ---- recovery ----------------------------------------------------------------- */
 
-static int lock_queue(struct shoal_queue *q, bool *owner_died)
+/*
+ * The recovery lock is shoal's own lock word (lib/lock.c), never a libc
+ * object: its bytes are in the segment, so they are untrusted. Recovery and
+ * orphan taking only try it (@timeout_ns 0): if a live process holds it,
+ * the work is being done, or will be on the caller's next attempt, so no
+ * try call ever waits on it and a blocking call waits on the queue's own
+ * futex in its usual slices. A dead holder (or a garbage owner that names
+ * no process) is taken over and its work redone (*owner_died: recovery is
+ * idempotent). Only nack waits, at most NACK_LOCK_NS.
+ */
+static int lock_queue(struct shoal_queue *q, bool *owner_died, int64_t timeout_ns)
 {
-	int rc = pthread_mutex_lock(&q->h->lock.m);
+	int rc = shoal__lock_acquire(&q->h->lock.l, timeout_ns);
 
-	*owner_died = rc == EOWNERDEAD;
-	if (rc == 0 || rc == EOWNERDEAD)
+	*owner_died = rc == 1;
+	if (rc >= 0)
 		return 0;
-	return rc == ENOTRECOVERABLE ? -SHOAL_EPOISONED : -rc;
+	return rc == -ETIMEDOUT ? -EDEADLK : rc;
 }
 
 static void unlock_queue(struct shoal_queue *q, bool owner_died)
 {
-	/* Everything the dead holder may have left half done was redone by
-	 * the caller (recovery is idempotent), so the state is consistent. */
-	if (owner_died)
-		pthread_mutex_consistent(&q->h->lock.m);
-	pthread_mutex_unlock(&q->h->lock.m);
+	(void)owner_died; /* the caller redid the dead holder's work */
+	shoal__lock_release(&q->h->lock.l);
 }
 
 enum { UNKNOWN = 0, ALIVE = 1, DEAD = 2 };
@@ -350,14 +388,17 @@ static unsigned recover_locked(struct shoal_queue *q)
 								    memory_order_release,
 								    memory_order_relaxed))
 				atomic_fetch_add_explicit(&q->h->dropped, 1, memory_order_relaxed);
-		} else if (st == ST_READING) {
+		} else {
+			/* READING or CLAIMED: the dead reader's message goes to
+			 * another consumer. A recoverer killed between the CAS
+			 * and the count leaves the count one short, no more. */
 			if (atomic_compare_exchange_strong_explicit(&sl->state, &s,
 								    mk(pos_of(s), 0, ST_READING),
 								    memory_order_relaxed,
-								    memory_order_relaxed))
+								    memory_order_relaxed)) {
+				atomic_fetch_add_explicit(&sl->redeliv, 1, memory_order_relaxed);
 				orphans++;
-		} else {
-			continue; /* state 3 never happens: corrupt, leave it */
+			}
 		}
 		fixed++;
 		HOOK(SHOAL__QP_RECOVER_FIXED);
@@ -376,11 +417,13 @@ static unsigned recover_locked(struct shoal_queue *q)
 	return fixed;
 }
 
+/* Recover now, unless a live process holds the lock (-EAGAIN): then it is
+ * being done, or the caller's next attempt does it. Never waits. */
 static int recover(struct shoal_queue *q)
 {
 	bool died;
 	unsigned fixed;
-	int rc = lock_queue(q, &died);
+	int rc = lock_queue(q, &died, 0);
 
 	if (rc)
 		return rc;
@@ -623,12 +666,15 @@ static void release_slot(struct shoal_queue *q, struct slot *sl, uint64_t pos, b
 			      fence ? memory_order_seq_cst : memory_order_release);
 }
 
-/* Take an orphan (a message whose reader died), under the lock so that the
- * orphan count stays exact. 0, -EAGAIN if none, -EMSGSIZE, lock errors. */
-static int pop_orphan(struct shoal_queue *q, uint32_t me, void *buf, size_t cap, size_t *len)
+/* Take an orphan (a message whose reader died or was nacked), under the
+ * lock so that the orphan count stays exact; with @t, claim it instead.
+ * 0, -EAGAIN if none, -EMSGSIZE, lock errors. */
+static int pop_orphan(struct shoal_queue *q, uint32_t me, void *buf, size_t cap, size_t *len,
+		      struct shoal_queue_ticket *t)
 {
-	bool died;
-	int rc = lock_queue(q, &died);
+	bool died, skip;
+	uint32_t n;
+	int rc = lock_queue(q, &died, 0);
 
 	if (rc)
 		return rc;
@@ -648,24 +694,35 @@ static int pop_orphan(struct shoal_queue *q, uint32_t me, void *buf, size_t cap,
 			*len = l;
 			return -EMSGSIZE;
 		}
+		skip = l == TOMBSTONE || l > q->max_msg;
 		if (!atomic_compare_exchange_strong_explicit(&sl->state, &s,
-							     mk(pos_of(s), me, ST_READING),
+							     mk(pos_of(s), me,
+								t && !skip ? ST_CLAIMED : ST_READING),
 							     memory_order_acquire,
 							     memory_order_relaxed))
 			continue;
 		atomic_fetch_sub_explicit(&q->h->orphans, 1, memory_order_relaxed);
+		n = atomic_load_explicit(&sl->redeliv, memory_order_relaxed);
 		unlock_queue(q, died);
-		if (l == TOMBSTONE || l > q->max_msg) {
+		if (skip) {
 			atomic_fetch_add_explicit(&q->h->skipped, 1, memory_order_relaxed);
+			atomic_store_explicit(&sl->redeliv, 0, memory_order_relaxed);
 			release_slot(q, sl, pos_of(s), true);
 			wake(&q->h->not_full, 1);
 			return RETRY;
 		}
 		memcpy(buf, sl->data, l);
 		atomic_fetch_add_explicit(&q->h->redelivered, 1, memory_order_relaxed);
+		*len = l;
+		if (t) {
+			HOOK(SHOAL__QP_POP_COPIED);
+			t->id = mk(pos_of(s), me, ST_CLAIMED);
+			t->redelivered = n ? n : 1;
+			return 0;
+		}
+		atomic_store_explicit(&sl->redeliv, 0, memory_order_relaxed);
 		release_slot(q, sl, pos_of(s), true);
 		wake(&q->h->not_full, 1);
-		*len = l;
 		return 0;
 	}
 	atomic_store_explicit(&q->h->orphans, 0, memory_order_relaxed);
@@ -674,15 +731,20 @@ static int pop_orphan(struct shoal_queue *q, uint32_t me, void *buf, size_t cap,
 }
 
 /* Try to pop one message without waiting: 0, -EAGAIN (empty; *blocker is
- * the slot state at the head), -EMSGSIZE, -EBADMSG. */
-static int pop_try(struct shoal_queue *q, uint32_t me, void *buf, size_t cap, size_t *len,
-		   uint64_t *blocker)
+ * the slot state at the head), -EMSGSIZE, -EBADMSG. With @t, claim it
+ * instead: the slot stays CLAIMED(me, p) and @t names it. Inlined into
+ * shoal_queue_pop() with @t NULL, so the plain pop pays nothing for claims
+ * (one-by-one push+pop was 10% slower when it was not); pop_one() is the
+ * one out-of-line copy for everyone else. */
+static inline __attribute__((always_inline)) int pop_try(struct shoal_queue *q, uint32_t me,
+							    void *buf, size_t cap, size_t *len,
+		   uint64_t *blocker, struct shoal_queue_ticket *t)
 {
 	shoal__atomic_u64 *head = &q->h->head;
 	uint64_t pos;
 
 	while (SHOAL__UNLIKELY(atomic_load_explicit(&q->h->orphans, memory_order_relaxed))) {
-		int rc = pop_orphan(q, me, buf, cap, len);
+		int rc = pop_orphan(q, me, buf, cap, len, t);
 
 		if (rc != RETRY && rc != -EAGAIN)
 			return rc;
@@ -710,7 +772,8 @@ static int pop_try(struct shoal_queue *q, uint32_t me, void *buf, size_t cap, si
 				return -EMSGSIZE;
 			}
 			if (atomic_compare_exchange_strong_explicit(&sl->state, &s,
-								    mk(pos, me, ST_READING),
+								    mk(pos, me,
+								       t ? ST_CLAIMED : ST_READING),
 								    memory_order_acquire,
 								    memory_order_relaxed)) {
 				uint64_t exp = pos;
@@ -729,10 +792,18 @@ static int pop_try(struct shoal_queue *q, uint32_t me, void *buf, size_t cap, si
 				}
 				if (l)
 					memcpy(buf, sl->data, l);
-				HOOK(SHOAL__QP_POP_COPIED);
-				release_slot(q, sl, pos, true);
-				wake(&q->h->not_full, 1);
 				*len = l;
+				HOOK(SHOAL__QP_POP_COPIED);
+				if (t) {
+					t->id = mk(pos, me, ST_CLAIMED);
+					t->redelivered = 0;
+					return 0;
+				}
+				/* The message is ours from this store on: dying
+				 * after it, here or after returning, consumes it. */
+				release_slot(q, sl, pos, true);
+				HOOK(SHOAL__QP_POP_RELEASED);
+				wake(&q->h->not_full, 1);
 				return 0;
 			}
 			pos = atomic_load_explicit(head, memory_order_relaxed);
@@ -745,6 +816,15 @@ static int pop_try(struct shoal_queue *q, uint32_t me, void *buf, size_t cap, si
 		}
 		pos = atomic_load_explicit(head, memory_order_relaxed);
 	}
+}
+
+/* pop_try() for everyone but shoal_queue_pop()'s first try: one shared
+ * out-of-line copy, so the batch loop and the waits stay small. */
+static __attribute__((noinline)) int pop_one(struct shoal_queue *q, uint32_t me, void *buf,
+					     size_t cap, size_t *len, uint64_t *blocker,
+					     struct shoal_queue_ticket *t)
+{
+	return pop_try(q, me, buf, cap, len, blocker, t);
 }
 
 /* Take up to @n ready messages from the head into @buf. */
@@ -760,7 +840,7 @@ static ssize_t pop_batch_try(struct shoal_queue *q, uint32_t me, unsigned char *
 		n = BATCH_MAX;
 	if (SHOAL__UNLIKELY(atomic_load_explicit(&q->h->orphans, memory_order_relaxed))) {
 		size_t l;
-		int rc = pop_try(q, me, buf, cap, &l, blocker);
+		int rc = pop_one(q, me, buf, cap, &l, blocker, NULL);
 
 		if (rc == 0 || rc == -EMSGSIZE)
 			lens[0] = l; /* the message's length, or the room it needs */
@@ -825,10 +905,12 @@ again:
 		}
 	}
 	HOOK(SHOAL__QP_POP_COPIED);
+	/* Each message is ours from its release store on. */
 	for (size_t i = 0; i < k; i++)
 		release_slot(q, slot_at(q, pos + i), pos + i, false);
 	/* D2 for the whole batch. */
 	atomic_thread_fence(memory_order_seq_cst);
+	HOOK(SHOAL__QP_POP_RELEASED);
 	wake(&q->h->not_full, k > 1 ? INT32_MAX : 1);
 	if (out == 0)
 		goto again; /* all tombstones */
@@ -854,14 +936,20 @@ static bool closed_now(const struct shoal_queue *q)
 
 /*
  * A consumer found nothing: is that the end? Only if the queue is closed,
- * no orphan waits, and the head slot is free (no producer between claim and
- * publish). C1: the seq_cst load of closed, the fence, and the seq_cst
- * claim in push make a push that misses "closed" visible here, and one we
- * miss here see "closed" (and tombstone itself).
+ * no orphan waits, the head slot is free (no producer between claim and
+ * publish), and no message is out being read or claimed anywhere (it could
+ * still be nacked, or its reader die, and come back). C1: the seq_cst load of closed, the
+ * fence, and the seq_cst claim in push make a push that misses "closed"
+ * visible here, and one we miss here see "closed" (and tombstone itself).
+ * The scan runs only on a closed, empty queue. A claim moves CLAIMED ->
+ * orphan -> CLAIMED or released, each slot seen once by the scan in one of
+ * those states or after its release; the orphan count is read last, so an
+ * orphan made from a slot the scan had passed is seen there.
  */
-static bool drained_now(struct shoal_queue *q)
+static bool drained_now(struct shoal_queue *q, bool *stale)
 {
 	uint64_t pos, s;
+	bool held = false;
 
 	if (!closed_now(q))
 		return false;
@@ -870,17 +958,42 @@ static bool drained_now(struct shoal_queue *q)
 		return false;
 	pos = atomic_load_explicit(&q->h->head, memory_order_seq_cst);
 	s = atomic_load_explicit(&slot_at(q, pos)->state, memory_order_seq_cst);
-	return s == mk(pos, 0, ST_STABLE);
+	if (s != mk(pos, 0, ST_STABLE))
+		return false;
+	for (uint64_t i = 0; i < q->cap; i++) {
+		uint32_t o;
+
+		s = atomic_load_explicit(&slot_at(q, i)->state, memory_order_seq_cst);
+		if (st_of(s) < ST_READING)
+			continue;
+		/* A pop in flight, an orphan or a claim: not the end. Held by
+		 * a handle that died or detached? Nothing else would notice
+		 * (it is behind the head, and a detached handle has no entry
+		 * for the sweep to find). */
+		held = true;
+		o = owner_of(s);
+		if (o != 0 && o < QUEUE_NPARTS &&
+		    !key_alive(atomic_load_explicit(&q->h->parts[o], memory_order_relaxed))) {
+			*stale = true;
+			break;
+		}
+	}
+	return !held && atomic_load_explicit(&q->h->orphans, memory_order_seq_cst) == 0;
 }
 
 /* The end of the stream is final, so before saying so make sure no dead
  * consumer holds a message that should become an orphan. */
 static bool drained(struct shoal_queue *q)
 {
-	if (!drained_now(q))
+	bool stale = false;
+
+	if (!drained_now(q, &stale)) {
+		if (stale)
+			recover(q);
 		return false;
+	}
 	sweep(q, true);
-	return drained_now(q);
+	return drained_now(q, &stale);
 }
 
 static ssize_t wait_for(struct shoal_queue *q, uint32_t me, struct attempt *a, bool consumer,
@@ -957,13 +1070,14 @@ struct pop_ctx {
 	void *buf;
 	size_t cap;
 	size_t *len;
+	struct shoal_queue_ticket *t; /* NULL for pop, else claim */
 };
 
 static ssize_t pop_attempt(struct shoal_queue *q, uint32_t me, void *ctx, uint64_t *blocker)
 {
 	struct pop_ctx *c = ctx;
 
-	return pop_try(q, me, c->buf, c->cap, c->len, blocker);
+	return pop_one(q, me, c->buf, c->cap, c->len, blocker, c->t);
 }
 
 struct many_ctx {
@@ -1017,7 +1131,7 @@ SHOAL_API int shoal_queue_push(struct shoal_queue *q, const void *msg, size_t le
 SHOAL_API int shoal_queue_pop(struct shoal_queue *q, void *buf, size_t cap, size_t *len,
 			      int64_t timeout_ns)
 {
-	struct pop_ctx c = { buf, cap, len };
+	struct pop_ctx c = { buf, cap, len, NULL };
 	struct attempt a = { pop_attempt, &c };
 	uint64_t blocker;
 	uint32_t me;
@@ -1029,7 +1143,7 @@ SHOAL_API int shoal_queue_pop(struct shoal_queue *q, void *buf, size_t cap, size
 	rc = self_index(q, &me);
 	if (rc)
 		return rc;
-	rc = pop_try(q, me, buf, cap, len, &blocker);
+	rc = pop_try(q, me, buf, cap, len, &blocker, NULL);
 	if (SHOAL__LIKELY(rc != -EAGAIN))
 		return rc;
 	return (int)wait_for(q, me, &a, true, timeout_ns);
@@ -1109,6 +1223,119 @@ SHOAL_API ssize_t shoal_queue_pop_many(struct shoal_queue *q, void *buf, size_t 
 	return wait_for(q, me, &a, true, timeout_ns);
 }
 
+/* ---- acknowledged delivery ------------------------------------------------------ */
+
+SHOAL_API int shoal_queue_claim(struct shoal_queue *q, void *buf, size_t cap, size_t *len,
+				int64_t timeout_ns, struct shoal_queue_ticket *ticket)
+{
+	struct pop_ctx c = { buf, cap, len, ticket };
+	struct attempt a = { pop_attempt, &c };
+	uint64_t blocker;
+	uint32_t me;
+	int rc;
+
+	if (!q || !len || !ticket || (!buf && cap))
+		return -EINVAL;
+	rc = self_index(q, &me);
+	if (rc)
+		return rc;
+	rc = pop_one(q, me, buf, cap, len, &blocker, ticket);
+	if (rc == -EAGAIN)
+		rc = (int)wait_for(q, me, &a, true, timeout_ns);
+	if (rc == 0)
+		atomic_fetch_add_explicit(&q->claims, 1, memory_order_relaxed);
+	return rc;
+}
+
+/* The slot @ticket names if it is a claim of this handle in this process:
+ * 0, or -EINVAL (not a claim ticket of ours; never registers). */
+static int ticket_slot(struct shoal_queue *q, const struct shoal_queue_ticket *ticket,
+		       struct slot **sl)
+{
+	uint32_t gen = atomic_load_explicit(&shoal__fork_gen, memory_order_relaxed);
+
+	if (!q || !ticket || st_of(ticket->id) != ST_CLAIMED)
+		return -EINVAL;
+	/* A0: pairs with R0 in do_register(). A forked child has another
+	 * generation: its parent's tickets are not its own. */
+	if (atomic_load_explicit(&q->reg_gen, memory_order_acquire) != gen + 1 ||
+	    owner_of(ticket->id) != atomic_load_explicit(&q->me, memory_order_relaxed))
+		return -EINVAL;
+	*sl = slot_at(q, pos_of(ticket->id));
+	return 0;
+}
+
+SHOAL_API int shoal_queue_ack(struct shoal_queue *q, const struct shoal_queue_ticket *ticket)
+{
+	uint64_t id, pos;
+	struct slot *sl;
+	int rc = ticket_slot(q, ticket, &sl);
+
+	if (rc)
+		return rc;
+	id = ticket->id;
+	pos = pos_of(id);
+	/* Only our claim holds this exact word; anything else is a ticket
+	 * already acked or nacked (or a slot corrupted under us). */
+	if (atomic_load_explicit(&sl->state, memory_order_relaxed) != id)
+		return -ENOENT;
+	HOOK(SHOAL__QP_ACK_CHECKED);
+	/* Only a message that was an orphan has a count; reset it for the
+	 * next lap while the slot is still ours. */
+	if (SHOAL__UNLIKELY(atomic_load_explicit(&sl->redeliv, memory_order_relaxed)))
+		atomic_store_explicit(&sl->redeliv, 0, memory_order_relaxed);
+	/* R2, as release_slot(): our reads of the message are done before the
+	 * next lap's producer writes it. seq_cst for D2 (wake). The message is
+	 * consumed from this CAS on. */
+	if (!atomic_compare_exchange_strong_explicit(&sl->state, &id, mk(pos + q->cap, 0, ST_STABLE),
+						     memory_order_seq_cst, memory_order_relaxed))
+		return -ENOENT;
+	HOOK(SHOAL__QP_ACK_RELEASED);
+	atomic_fetch_sub_explicit(&q->claims, 1, memory_order_relaxed);
+	wake(&q->h->not_full, 1);
+	return 0;
+}
+
+SHOAL_API int shoal_queue_nack(struct shoal_queue *q, const struct shoal_queue_ticket *ticket)
+{
+	uint64_t id;
+	struct slot *sl;
+	bool died;
+	int rc = ticket_slot(q, ticket, &sl);
+
+	if (rc)
+		return rc;
+	id = ticket->id;
+	if (atomic_load_explicit(&sl->state, memory_order_relaxed) != id)
+		return -ENOENT;
+	/* Under the lock: orphans and their count change only there. */
+	rc = lock_queue(q, &died, NACK_LOCK_NS);
+	if (rc)
+		return rc;
+	if (died)
+		recover_locked(q);
+	HOOK(SHOAL__QP_NACK_LOCKED);
+	/* Count first: the slot is ours and nobody reads the count before it
+	 * is an orphan (dying between the two stores counts one too many). */
+	atomic_fetch_add_explicit(&sl->redeliv, 1, memory_order_relaxed);
+	/* R4: pairs with A3 in pop_orphan(): our reads of the message are
+	 * done before its next reader releases the slot (the lock orders
+	 * them too; this says so where the slot changes hands). */
+	if (!atomic_compare_exchange_strong_explicit(&sl->state, &id, mk(pos_of(id), 0, ST_READING),
+						     memory_order_release, memory_order_relaxed)) {
+		atomic_fetch_sub_explicit(&sl->redeliv, 1, memory_order_relaxed);
+		unlock_queue(q, died);
+		return -ENOENT;
+	}
+	HOOK(SHOAL__QP_NACK_ORPHANED);
+	atomic_fetch_add_explicit(&q->h->orphans, 1, memory_order_seq_cst);
+	unlock_queue(q, died);
+	atomic_fetch_sub_explicit(&q->claims, 1, memory_order_relaxed);
+	/* D1: the seq_cst count before the sleepers' count. */
+	wake(&q->h->not_empty, 1);
+	return 0;
+}
+
 SHOAL_API int shoal_queue_close(struct shoal_queue *q)
 {
 	if (!q)
@@ -1179,7 +1406,6 @@ SHOAL_API int shoal_queue_create(const char *name, uint32_t capacity, uint32_t m
 				 const struct shoal_opts *opts, struct shoal_queue **out)
 {
 	struct shoal_segment *seg;
-	pthread_mutexattr_t ma;
 	struct shoal_queue *q;
 	struct qhdr *h;
 	size_t stride;
@@ -1205,14 +1431,7 @@ SHOAL_API int shoal_queue_create(const char *name, uint32_t capacity, uint32_t m
 	h->max_msg = max_msg;
 	h->stride = (uint32_t)stride;
 	h->nparts = QUEUE_NPARTS;
-	if (pthread_mutexattr_init(&ma) != 0 ||
-	    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED) != 0 ||
-	    pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST) != 0 ||
-	    pthread_mutex_init(&h->lock.m, &ma) != 0) {
-		shoal__segment_abort(seg);
-		return -ENOMEM;
-	}
-	pthread_mutexattr_destroy(&ma);
+	shoal__lock_init(&h->lock.l);
 	/* Slot i starts free for position i: STABLE(i). */
 	for (uint64_t i = 0; i < capacity; i++)
 		atomic_init(&((struct slot *)((unsigned char *)seg->data + i * stride))->state,
@@ -1297,8 +1516,14 @@ SHOAL_API int shoal_queue_detach(struct shoal_queue *q)
 	    atomic_load_explicit(&shoal__fork_gen, memory_order_relaxed) + 1) {
 		uint64_t key = q->my_key;
 
-		atomic_compare_exchange_strong_explicit(&q->h->parts[q->me], &key, 0,
-							memory_order_release, memory_order_relaxed);
+		/* Our open claims now name a free entry, which recovery
+		 * treats as dead: hand them on now (if a live process holds
+		 * the lock, its recovery or a later one does it). */
+		if (atomic_compare_exchange_strong_explicit(&q->h->parts[q->me], &key, 0,
+							    memory_order_release,
+							    memory_order_relaxed) &&
+		    atomic_load_explicit(&q->claims, memory_order_relaxed) != 0)
+			recover(q);
 	}
 	pthread_mutex_destroy(&q->reg_lock);
 	shoal_segment_close(q->seg);

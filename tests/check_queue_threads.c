@@ -1,7 +1,9 @@
 /*
  * check_queue_threads.c - the stress run with threads instead of processes,
  * so ThreadSanitizer (an --enable-tsan build) can check the memory orderings
- * of push, pop, their batch forms, close and the wake-ups. Some threads
+ * of push, pop, their batch forms, claim/ack/nack, close and the wake-ups
+ * (an ack's release must order the claimer's reads before the next lap's
+ * writes, as a pop's does). Some threads
  * share one handle, others have their own, as both happen in real programs.
  */
 #include "internal.h"
@@ -25,6 +27,7 @@ struct run {
 	_Atomic uint64_t popped;
 	_Atomic uint32_t bad;
 	_Atomic uint8_t *seen;
+	_Atomic uint8_t *nacked; /* given back once: may come out of order */
 };
 
 struct arg {
@@ -94,9 +97,13 @@ static void check(struct run *r, const struct msg *m, size_t len, uint32_t *last
 		atomic_store(&r->bad, 3);
 		return;
 	}
-	if (last[m->who] != UINT32_MAX && m->seq <= last[m->who])
+	/* A nacked message comes back out of order, to pop or claim. */
+	if (atomic_load(&r->nacked[m->who * r->per + m->seq]))
+		last = NULL;
+	if (last && last[m->who] != UINT32_MAX && m->seq <= last[m->who])
 		atomic_store(&r->bad, 4); /* out of order */
-	last[m->who] = m->seq;
+	if (last)
+		last[m->who] = m->seq;
 	if (atomic_fetch_add(&r->seen[m->who * r->per + m->seq], 1) != 0)
 		atomic_store(&r->bad, 5); /* twice */
 }
@@ -114,11 +121,28 @@ static void *consumer(void *p)
 
 	memset(last, 0xff, sizeof(last));
 	for (;;) {
-		if (n % 1024 < 512) {
+		if (n % 1024 < 384) {
 			rc = shoal_queue_pop(q, &m[0], sizeof(m[0]), &len, -1);
 			if (rc)
 				break;
 			check(r, &m[0], len, last);
+			n++;
+		} else if (n % 1024 < 512) {
+			struct shoal_queue_ticket t;
+
+			rc = shoal_queue_claim(q, &m[0], sizeof(m[0]), &len, -1, &t);
+			if (rc)
+				break;
+			if (t.redelivered == 0 && n % 61 == 0 && len == sizeof(m[0]) &&
+			    m[0].who < NP && m[0].seq < r->per) {
+				atomic_store(&r->nacked[m[0].who * r->per + m[0].seq], 1);
+				if (shoal_queue_nack(q, &t) != 0)
+					atomic_store(&r->bad, 7);
+				continue; /* someone takes it again */
+			}
+			check(r, &m[0], len, last);
+			if (shoal_queue_ack(q, &t) != 0)
+				atomic_store(&r->bad, 8);
 			n++;
 		} else {
 			ssize_t k = shoal_queue_pop_many(q, m, sizeof(m), lens, 8, -1);
@@ -148,6 +172,7 @@ static void run(uint32_t cap)
 
 	ck_assert_int_eq(shoal_queue_create(r.name, cap, sizeof(struct msg), NULL, &r.shared), 0);
 	r.seen = calloc((size_t)r.per * NP, 1);
+	r.nacked = calloc((size_t)r.per * NP, 1);
 	for (uint32_t i = 0; i < NC; i++) {
 		ca[i] = (struct arg){ &r, i };
 		ck_assert_int_eq(pthread_create(&ct[i], NULL, consumer, &ca[i]), 0);
@@ -167,6 +192,7 @@ static void run(uint32_t cap)
 		ck_assert_msg(atomic_load(&r.seen[i]) == 1, "message %zu seen %d times", i,
 			      atomic_load(&r.seen[i]));
 	free((void *)r.seen);
+	free((void *)r.nacked);
 	ck_assert_int_eq(shoal_queue_detach(r.shared), 0);
 	ck_assert_int_eq(shoal_queue_unlink(r.name), 0);
 }

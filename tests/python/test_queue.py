@@ -424,3 +424,153 @@ def test_create_arguments_name_the_queue_and_the_rule(name):
     with pytest.raises(FileNotFoundError) as e:
         shoal.queue.unlink(name)
     assert e.value.filename == name
+
+
+# ---- acknowledged delivery
+
+def test_claim_ack_nack(q):
+    q.put(b"one")
+    q.put(b"two")
+    c = q.claim()
+    assert isinstance(c, shoal.Claim)
+    assert c.data == b"one" and c.redelivered == 0 and c.settled is None
+    c.nack()
+    assert c.settled == "nack"
+    with pytest.raises(ValueError):
+        c.ack()  # settled once already
+    c = q.claim(False)
+    assert c.data == b"one" and c.redelivered == 1  # nacked: first again, counted
+    c.ack()
+    with pytest.raises(ValueError):
+        c.nack()
+    assert "ack" in repr(c)
+    assert q.get() == b"two"
+    with pytest.raises(queue.Empty):
+        q.claim(False)
+    t0 = time.monotonic()
+    with pytest.raises(queue.Empty):
+        q.claim(timeout=0.15)
+    assert 0.14 <= time.monotonic() - t0 < 1.0
+    assert q.stats()["redelivered"] == 1
+
+
+def test_claim_context_manager(q):
+    q.put(b"a")
+    with q.claim() as c:
+        assert c.data == b"a"
+    assert c.settled == "ack"
+    q.put(b"b")
+    with pytest.raises(RuntimeError):
+        with q.claim() as c:
+            raise RuntimeError("work failed")
+    assert c.settled == "nack"
+    with q.claim(timeout=1) as c:
+        assert c.data == b"b" and c.redelivered == 1
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+
+
+def test_claim_grows_its_buffer_and_holds_capacity(name):
+    with shoal.Queue(name, capacity=2, max_msg=1 << 17) as q:
+        q.put(b"x" * 100_000)
+        c = q.claim()
+        assert len(c.data) == 100_000
+        q.put(b"y")
+        with pytest.raises(queue.Full):  # the claimed message keeps its slot
+            q.put_nowait(b"z")
+        c.ack()
+        q.put_nowait(b"z")
+        assert q.get() == b"y" and q.get() == b"z"
+        q.unlink()
+
+
+def test_end_of_stream_waits_for_claims(q):
+    q.put(b"last")
+    q.close()
+    c = q.claim()
+    with pytest.raises(queue.Empty):
+        q.get_nowait()  # not the end: the claim could come back
+    c.nack()
+    assert q.get() == b"last"
+    with pytest.raises(BrokenPipeError):
+        q.claim(timeout=1)
+
+
+def test_claim_obj(q):
+    q.put_obj({"k": [1, 2]})
+    with q.claim_obj() as c:
+        assert c.data == {"k": [1, 2]}
+
+
+def test_claim_obj_arrays_survive_nack_until_ack(name):
+    with shoal.Queue(name, capacity=4, max_msg=4096) as q:
+        a = shoal.Array.zeros((4,), "float64")
+        a.numpy()[:] = 7
+        q.put_obj(a)
+        refs = a.refcount
+        a.release()
+        c = q.claim_obj()
+        assert float(c.data.numpy()[0]) == 7
+        c.data.release()
+        c.nack()  # the queue's reference still holds the array
+        c = q.claim_obj()
+        assert c.redelivered == 1 and float(c.data.numpy()[3]) == 7
+        held = c.data.refcount
+        c.ack()  # drops the queue's reference
+        assert c.data.refcount == held - 1
+        assert refs >= 1
+        c.data.release()
+        q.unlink()
+
+
+def _claim_and_die(name):
+    q = shoal.Queue.open(name)
+    c = q.claim()
+    assert c.data == b"work"
+    os._exit(0)  # dies without ack
+
+
+def test_dead_claimer_work_is_redelivered(name):
+    with shoal.Queue(name, capacity=4, max_msg=64) as q:
+        q.put(b"work")
+        p = mp.get_context("fork").Process(target=_claim_and_die, args=(name,))
+        p.start()
+        p.join(10)
+        assert p.exitcode == 0
+        with q.claim(timeout=5) as c:
+            assert c.data == b"work" and c.redelivered == 1
+        assert q.stats()["redelivered"] == 1
+        q.unlink()
+
+
+def test_nowait_is_prompt_with_hostile_lock_bytes(name):
+    """The recovery lock lives in the segment: garbage that names a live
+    holder (here this very process) must not make get_nowait() block."""
+    import struct
+    with shoal.Queue(name, capacity=4, max_msg=64) as q:
+        q.put(b"m")
+        path = f"/dev/shm/shoal.{name}"
+        with open(f"/proc/self/stat") as f:
+            start = int(f.read().rsplit(")", 1)[1].split()[19])
+        key = os.getpid() | (start << 22)
+        with open(path, "r+b") as f:
+            f.seek(128 + 448)
+            f.write(struct.pack("<QII", key, 0, 3))
+            f.seek(128 + 68)
+            f.write(struct.pack("<I", 1))  # a stale orphan count: get wants the lock
+        t0 = time.monotonic()
+        assert q.get_nowait() == b"m"
+        with pytest.raises(queue.Empty):
+            q.get_nowait()
+        assert time.monotonic() - t0 < 0.5
+        q.unlink()
+
+
+def test_forgotten_claim_is_given_back(q):
+    import gc
+    q.put(b"w")
+    c = q.claim()
+    del c
+    gc.collect()
+    with q.claim(timeout=1) as c:
+        assert c.data == b"w" and c.redelivered == 1

@@ -9,9 +9,9 @@ from .segment import Segment, unlink
 __all__ = ["ShoalError", "Segment", "strerror", "unlink"]
 
 # ---- queue
-from .queue import Queue  # noqa: E402
+from .queue import Claim, Queue  # noqa: E402
 
-__all__ += ["Queue"]
+__all__ += ["Claim", "Queue"]
 
 # ---- end queue
 

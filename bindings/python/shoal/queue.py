@@ -68,6 +68,15 @@ def _size(n):
     return s
 
 
+class _Ticket(ctypes.Structure):
+    _fields_ = [("id", ctypes.c_uint64), ("redelivered", ctypes.c_uint32),
+                ("reserved", ctypes.c_uint32)]
+
+
+_claim = declare("shoal_queue_claim", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _size_p,
+                 ctypes.c_int64, ctypes.POINTER(_Ticket), check=False)
+_ack = declare("shoal_queue_ack", ctypes.c_int, _vp, ctypes.POINTER(_Ticket))
+_nack = declare("shoal_queue_nack", ctypes.c_int, _vp, ctypes.POINTER(_Ticket))
 _close = declare("shoal_queue_close", ctypes.c_int, _vp)
 _is_closed = declare("shoal_queue_is_closed", ctypes.c_bool, _vp, check=False)
 _stats = declare("shoal_queue_stats", ctypes.c_int, _vp, ctypes.POINTER(_Stats))
@@ -152,7 +161,10 @@ class Queue:
     Queue carries its name, so it can be passed to processes started by fork,
     spawn or forkserver. Blocking calls release the GIL and can be
     interrupted with Ctrl-C. Any process using the queue may be killed at any
-    moment without losing or tearing a message another process put.
+    moment without losing or tearing a message another process put. A
+    message ``get`` returned (or was about to return) is the consumer's;
+    ``claim()`` keeps it the queue's until acked, and delivers it again if
+    its consumer dies first.
     """
 
     def __init__(self, name: str, capacity: int = 1024, max_msg: int = 4096, *,
@@ -400,6 +412,62 @@ class Queue:
         loc.mladdr = loc.mlens.buffer_info()[0]
         return loc.mbuf, loc.mlens
 
+    # ---- acknowledged delivery
+
+    def claim(self, block=True, timeout=None):
+        """Take the oldest message but keep it recoverable: returns a Claim
+        whose ``.data`` is the message (bytes). It stays the queue's until
+        ``.ack()``; ``.nack()`` gives it back at once; if this process dies
+        first (or the handle is detached), it is delivered again to another
+        consumer, with ``.redelivered`` counting how often. ``with
+        q.claim() as c:`` acks on a clean exit and nacks on an exception.
+
+        A claimed message keeps its slot until acked: the producer one lap
+        later (capacity puts on) waits for it. Raises queue.Empty if none
+        comes in time, BrokenPipeError once the queue is closed, drained and
+        no claim is open anywhere (ack or nack your own before waiting for
+        the end)."""
+        m = self._map  # held for the whole call: see _live()
+        if m is None:
+            raise ValueError("queue handle is detached")
+        q = self._q
+        loc = self._local
+        if not hasattr(loc, "args"):
+            loc = self._recv()
+        t = _Ticket()
+        tp = ctypes.byref(t)
+        rc = _claim(q, loc.addr, loc.cap, loc.lenp, 0, tp)
+        if rc != 0:
+            deadline = _deadline(block, timeout)
+            while rc != 0:
+                self._live()
+                if rc in (_EAGAIN, _ETIMEDOUT, _EINTR):
+                    s = _slice(deadline)
+                    if s == 0 and rc != _EINTR:
+                        raise _queue.Empty
+                elif rc == _EMSGSIZE:
+                    loc = self._recv(loc.len.value)  # the message waits for us
+                    s = 0
+                else:
+                    raise _lib.error(rc)
+                rc = _claim(q, loc.addr, loc.cap, loc.lenp, s, tp)
+        return Claim(self, m, t, loc.mv[:loc.len.value].tobytes())
+
+    def claim_obj(self, block=True, timeout=None):
+        """claim() and unpickle: ``.data`` is the object. shoal.Array
+        objects inside come attached with a reference of their own; the
+        queue keeps its reference until ack() drops it (so a nacked or
+        redelivered message still finds its arrays)."""
+        c = self.claim(block, timeout)
+        u = _ClaimUnpickler(io.BytesIO(c.data))
+        try:
+            c.data = u.load()
+        except BaseException:
+            c.nack()
+            raise
+        c._arrays = u.arrays
+        return c
+
     # ---- objects
 
     def put_obj(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
@@ -478,6 +546,82 @@ def _reopen(name):
     return Queue.open(name)
 
 
+class Claim:
+    """A message taken with Queue.claim(): ``.data``, ``.redelivered``
+    (times it was given back before: its claimer died, or it was nacked),
+    ``.ack()`` (done: the message is consumed), ``.nack()`` (give it back
+    now). Settling twice raises ValueError. Used in ``with``, it acks on a
+    clean exit and nacks on an exception (which then propagates). A claim
+    garbage-collected while open is nacked."""
+
+    __slots__ = ("data", "_queue", "_map", "_ticket", "_settled", "_arrays")
+
+    def __init__(self, queue, mapping, ticket, data):
+        self.data = data
+        self._queue = queue
+        self._map = mapping  # the C handle stays valid while a claim is open
+        self._ticket = ticket
+        self._settled = None
+        self._arrays = ()
+
+    @property
+    def redelivered(self):
+        return self._ticket.redelivered
+
+    @property
+    def settled(self):
+        """None while open, else "ack" or "nack"."""
+        return self._settled
+
+    def _settle(self, how):
+        if self._settled is not None:
+            raise ValueError(f"claim already settled ({self._settled})")
+        (_ack if how == "ack" else _nack)(self._map.ptr, ctypes.byref(self._ticket))
+        self._settled = how
+
+    def ack(self):
+        """The message is done with: consume it (FileNotFoundError if the
+        claim is no longer open in C)."""
+        self._settle("ack")
+        # The queue's references to the arrays inside go with the message.
+        # After the ack: dying in between leaks them until the queue is
+        # unlinked, where dropping them first could free an array that a
+        # redelivery still names.
+        arrays, self._arrays = self._arrays, ()
+        for a in arrays:
+            # a's C handle outlives a.release(): its mapping is kept by a.
+            _array()._queue_unhold(self._map.ptr, a._map.ptr)
+
+    def nack(self):
+        """Give the message back now: the next get or claim, by anyone,
+        takes it before the head of the queue."""
+        self._settle("nack")
+
+    def __del__(self):
+        # A claim forgotten while open would hold its slot as long as this
+        # process lives: give it back (a forked child's copy is refused).
+        if getattr(self, "_settled", "gone") is None and self._map.ptr:
+            try:
+                _nack(self._map.ptr, ctypes.byref(self._ticket))
+            except Exception:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, typ, exc, tb):
+        if self._settled is None:
+            if typ is None:
+                self.ack()
+            else:
+                self.nack()
+        return False
+
+    def __repr__(self):
+        state = self._settled or "open"
+        return f"<shoal.Claim {state} redelivered={self.redelivered} data={self.data!r:.60}>"
+
+
 class _Pickler(pickle.Pickler):
     """Pickles shoal.Array objects as handles, each with a reference given
     to the queue (so the array lives while the message does)."""
@@ -512,6 +656,22 @@ class _Unpickler(pickle.Unpickler):
         if not (isinstance(pid, tuple) and len(pid) in (3, 4) and pid[0] == "shoal.Array"):
             raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
         return _array().Array._from_queue(self._queue_ptr, *pid[1:])
+
+
+class _ClaimUnpickler(pickle.Unpickler):
+    """Attaches arrays with a reference of their own (the queue's stays
+    with the message until ack) and remembers them for Claim.ack()."""
+
+    def __init__(self, f):
+        super().__init__(f)
+        self.arrays = []
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 3 and pid[0] == "shoal.Array"):
+            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+        a = _array().Array.attach(pid[1], readonly=pid[2])
+        self.arrays.append(a)
+        return a
 
 
 def _array():
