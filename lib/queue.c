@@ -226,9 +226,15 @@ static size_t stride_for(uint32_t max_msg)
 
 /* ---- liveness and participants ------------------------------------------------ */
 
+/* A handle that detached with claims open leaves its entry marked (its key
+ * with this bit, which no process key has) until recovery has handed its
+ * claims on: registration takes only free entries (0), so no live handle
+ * can get an entry that slots of a detached one still name. */
+#define DETACHED_BIT (1ull << 63)
+
 static bool key_alive(uint64_t key)
 {
-	if (key == 0)
+	if (key == 0 || (key & DETACHED_BIT))
 		return false;
 	return key == shoal__self_key() || !shoal__key_dead(key);
 }
@@ -350,14 +356,17 @@ static void unlock_queue(struct shoal_queue *q, bool owner_died)
 
 enum { UNKNOWN = 0, ALIVE = 1, DEAD = 2 };
 
-static bool owner_dead(const struct shoal_queue *q, uint32_t o, unsigned char *verdict)
+/* Whether entry @o's holder is dead, judged once per pass; @vkey keeps the
+ * key that was judged, so only that key is ever freed. */
+static bool owner_dead(const struct shoal_queue *q, uint32_t o, unsigned char *verdict,
+		       uint64_t *vkey)
 {
 	if (o == 0 || o >= QUEUE_NPARTS)
 		return false;
-	if (verdict[o] == UNKNOWN)
-		verdict[o] = key_alive(atomic_load_explicit(&q->h->parts[o], memory_order_relaxed))
-				     ? ALIVE
-				     : DEAD;
+	if (verdict[o] == UNKNOWN) {
+		vkey[o] = atomic_load_explicit(&q->h->parts[o], memory_order_relaxed);
+		verdict[o] = key_alive(vkey[o]) ? ALIVE : DEAD;
+	}
 	return verdict[o] == DEAD;
 }
 
@@ -366,6 +375,7 @@ static bool owner_dead(const struct shoal_queue *q, uint32_t o, unsigned char *v
 static unsigned recover_locked(struct shoal_queue *q)
 {
 	unsigned char verdict[QUEUE_NPARTS] = { 0 };
+	uint64_t vkey[QUEUE_NPARTS];
 	unsigned fixed = 0, orphans = 0;
 
 	for (uint64_t i = 0; i < q->cap; i++) {
@@ -374,7 +384,7 @@ static unsigned recover_locked(struct shoal_queue *q)
 		uint64_t s = atomic_load_explicit(&sl->state, memory_order_acquire);
 		uint32_t st = st_of(s), o = owner_of(s);
 
-		if (st == ST_STABLE || !owner_dead(q, o, verdict)) {
+		if (st == ST_STABLE || !owner_dead(q, o, verdict, vkey)) {
 			orphans += st == ST_READING && o == 0;
 			continue;
 		}
@@ -405,11 +415,13 @@ static unsigned recover_locked(struct shoal_queue *q)
 	}
 	/* Orphans change only under the lock, so this count is exact. */
 	atomic_store_explicit(&q->h->orphans, orphans, memory_order_seq_cst);
-	/* No slot names a dead entry any more: the entries can go. */
+	/* No slot names a dead entry any more: the entries can go, each only
+	 * from the very key judged dead (an entry free when judged stays as
+	 * whoever has registered since left it). */
 	for (uint32_t o = 1; o < QUEUE_NPARTS; o++) {
 		uint64_t key = atomic_load_explicit(&q->h->parts[o], memory_order_relaxed);
 
-		if (key && owner_dead(q, o, verdict))
+		if (key && owner_dead(q, o, verdict, vkey) && vkey[o] == key)
 			atomic_compare_exchange_strong_explicit(&q->h->parts[o], &key, 0,
 								memory_order_relaxed,
 								memory_order_relaxed);
@@ -1265,6 +1277,18 @@ static int ticket_slot(struct shoal_queue *q, const struct shoal_queue_ticket *t
 	return 0;
 }
 
+/* A claim taken again after a nack holds the same state word as the first
+ * one (same position, owner, state); its delivery count tells them apart,
+ * so a ticket left over from the nacked claim cannot settle the new one.
+ * (A count of 0 on a redelivered message is a recoverer that died before
+ * counting: its ticket says 1.) */
+static bool ticket_current(struct slot *sl, const struct shoal_queue_ticket *ticket)
+{
+	uint32_t n = atomic_load_explicit(&sl->redeliv, memory_order_relaxed);
+
+	return ticket->redelivered == n || (n == 0 && ticket->redelivered == 1);
+}
+
 SHOAL_API int shoal_queue_ack(struct shoal_queue *q, const struct shoal_queue_ticket *ticket)
 {
 	uint64_t id, pos;
@@ -1277,7 +1301,7 @@ SHOAL_API int shoal_queue_ack(struct shoal_queue *q, const struct shoal_queue_ti
 	pos = pos_of(id);
 	/* Only our claim holds this exact word; anything else is a ticket
 	 * already acked or nacked (or a slot corrupted under us). */
-	if (atomic_load_explicit(&sl->state, memory_order_relaxed) != id)
+	if (atomic_load_explicit(&sl->state, memory_order_relaxed) != id || !ticket_current(sl, ticket))
 		return -ENOENT;
 	HOOK(SHOAL__QP_ACK_CHECKED);
 	/* Only a message that was an orphan has a count; reset it for the
@@ -1306,7 +1330,7 @@ SHOAL_API int shoal_queue_nack(struct shoal_queue *q, const struct shoal_queue_t
 	if (rc)
 		return rc;
 	id = ticket->id;
-	if (atomic_load_explicit(&sl->state, memory_order_relaxed) != id)
+	if (atomic_load_explicit(&sl->state, memory_order_relaxed) != id || !ticket_current(sl, ticket))
 		return -ENOENT;
 	/* Under the lock: orphans and their count change only there. */
 	rc = lock_queue(q, &died, NACK_LOCK_NS);
@@ -1515,14 +1539,18 @@ SHOAL_API int shoal_queue_detach(struct shoal_queue *q)
 	if (atomic_load_explicit(&q->reg_gen, memory_order_relaxed) ==
 	    atomic_load_explicit(&shoal__fork_gen, memory_order_relaxed) + 1) {
 		uint64_t key = q->my_key;
+		bool claims = atomic_load_explicit(&q->claims, memory_order_relaxed) != 0;
 
-		/* Our open claims now name a free entry, which recovery
-		 * treats as dead: hand them on now (if a live process holds
-		 * the lock, its recovery or a later one does it). */
-		if (atomic_compare_exchange_strong_explicit(&q->h->parts[q->me], &key, 0,
+		/* With claims open, the entry is marked detached, not freed:
+		 * recovery hands the claims on and only then frees it, so no
+		 * new handle can take an entry our slots still name. Try that
+		 * now; if a live process holds the lock, its pass or the next
+		 * sweep's (the marked key counts as dead) does it. */
+		if (atomic_compare_exchange_strong_explicit(&q->h->parts[q->me], &key,
+							    claims ? key | DETACHED_BIT : 0,
 							    memory_order_release,
 							    memory_order_relaxed) &&
-		    atomic_load_explicit(&q->claims, memory_order_relaxed) != 0)
+		    claims)
 			recover(q);
 	}
 	pthread_mutex_destroy(&q->reg_lock);

@@ -1062,8 +1062,8 @@ START_TEST(detach_gives_claims_back)
 {
 	for (int busy = 0; busy < 2; busy++) {
 		const char *name = t_name("cldet");
-		struct shoal_queue *q = mkq(name, 4, 64), *o;
-		struct shoal_queue_ticket t;
+		struct shoal_queue *q = mkq(name, 4, 64), *o, *n = NULL;
+		struct shoal_queue_ticket t, t2;
 		struct shoal_queue_stats st;
 		char buf[64];
 		size_t len;
@@ -1071,6 +1071,8 @@ START_TEST(detach_gives_claims_back)
 
 		ck_assert_int_eq(shoal_queue_open(name, 0, &o), 0);
 		ck_assert_int_eq(shoal_queue_push(q, "held", 4, 0), 0);
+		if (busy)
+			ck_assert_int_eq(shoal_queue_push(q, "next", 4, 0), 0);
 		expect_claim(o, "held", 0, 0, &t);
 		ck_assert_int_eq(shoal_queue_close(q), 0);
 		if (busy) {
@@ -1082,6 +1084,11 @@ START_TEST(detach_gives_claims_back)
 		}
 		ck_assert_int_eq(shoal_queue_detach(o), 0);
 		if (busy) {
+			/* A handle that registers now must not get the entry the
+			 * detached claim still names (it would then look alive,
+			 * and "held" would never come back). */
+			ck_assert_int_eq(shoal_queue_open(name, 0, &n), 0);
+			expect_claim(n, "next", 0, 0, &t2);
 			ck_assert_int_eq(shoal_queue_claim(q, buf, sizeof(buf), &len, 0, &t), -EAGAIN);
 			poke64(name, KOFF + 448, 0);
 		}
@@ -1089,11 +1096,36 @@ START_TEST(detach_gives_claims_back)
 		expect_claim(q, "held", 1, 2000000000, &t);
 		ck_assert(now_s() - t0 < 1.0);
 		ck_assert_int_eq(shoal_queue_ack(q, &t), 0);
+		if (n) {
+			ck_assert_int_eq(shoal_queue_ack(n, &t2), 0);
+			ck_assert_int_eq(shoal_queue_detach(n), 0);
+		}
 		ck_assert_int_eq(shoal_queue_claim(q, buf, sizeof(buf), &len, 2000000000, &t), -EPIPE);
 		ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
 		ck_assert_uint_eq(st.redelivered, 1);
 		done(q, name);
 	}
+}
+END_TEST
+
+/* A ticket left over from a nacked claim cannot settle the claim the same
+ * handle then takes of the same message (same slot, owner and state). */
+START_TEST(stale_ticket_after_nack)
+{
+	const char *name = t_name("stale");
+	struct shoal_queue *q = mkq(name, 4, 64);
+	struct shoal_queue_ticket t1, t2;
+
+	ck_assert_int_eq(shoal_queue_push(q, "m", 1, 0), 0);
+	expect_claim(q, "m", 0, 0, &t1);
+	ck_assert_int_eq(shoal_queue_nack(q, &t1), 0);
+	expect_claim(q, "m", 1, 0, &t2);
+	ck_assert_uint_eq(t2.id, t1.id); /* the same word: only the count differs */
+	ck_assert_int_eq(shoal_queue_ack(q, &t1), -ENOENT);
+	ck_assert_int_eq(shoal_queue_nack(q, &t1), -ENOENT);
+	ck_assert_int_eq(shoal_queue_ack(q, &t2), 0);
+	ck_assert_int_eq(shoal_queue_ack(q, &t2), -ENOENT);
+	done(q, name);
 }
 END_TEST
 
@@ -2006,6 +2038,7 @@ static Suite *suite(void)
 	tcase_add_test(unit, unknown_liveness_is_not_death);
 	tcase_add_test(unit, claim_ack_nack);
 	tcase_add_test(unit, detach_gives_claims_back);
+	tcase_add_test(unit, stale_ticket_after_nack);
 	suite_add_tcase(s, unit);
 
 	tcase_set_timeout(hostile, 30);
