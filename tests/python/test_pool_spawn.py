@@ -30,9 +30,11 @@ def worker_fds(_):
         fd = int(fd)
         if fd > 2:
             try:
-                out.append((fd, os.readlink(f"/proc/self/fd/{fd}")))
+                target = os.readlink(f"/proc/self/fd/{fd}")
             except OSError:
-                pass  # the listing's own, closed by now
+                continue  # the listing's own, closed by now
+            if target != "/":  # a placeholder of a closed number (O_PATH)
+                out.append((fd, target))
     return out
 
 
@@ -246,3 +248,35 @@ def test_a_multiprocessing_fork_pool_beside_does_not_hang_shutdown():
             # The server has ended and was reaped.
             with pytest.raises(ProcessLookupError):
                 os.kill(server, 0)
+
+
+_CALLER_FILE = None  # a file object the caller opened before Pool()
+
+
+def write_through_callers_file(_):
+    """In a worker: write through the caller's file object (inherited in
+    memory); then open a file of the worker's own."""
+    f = _CALLER_FILE
+    try:
+        f.write("from the worker\n")
+        f.flush()
+        err = None
+    except OSError as e:
+        err = e.errno
+    with open(os.devnull, "w") as mine:
+        reused = mine.fileno() == f.fileno()
+    return err, reused
+
+
+def test_a_file_the_caller_opened_fails_loudly_in_a_worker(tmp_path):
+    """The caller's file objects come along in memory, their fds do not:
+    using one fails with EBADF, never writes into another file that got
+    the same number in the worker."""
+    global _CALLER_FILE
+    path = tmp_path / "log"
+    with open(path, "w") as _CALLER_FILE:
+        with shoal.Pool(1) as p:
+            err, reused = p.submit(write_through_callers_file, 0).result(timeout=60)
+    _CALLER_FILE = None
+    assert err == errno.EBADF and reused is False
+    assert path.read_text() == ""

@@ -6,7 +6,8 @@ would inherit whatever the process's other threads held then: a lock, or a
 pipe another thread is handing to subprocess (whose reader then waits for
 EOF until that worker ends). So the pool forks once, when it is made,
 before libshoal starts its threads: the child keeps fds 0-2 and its end of
-a socketpair, closes every other fd, and from then on os.fork()s each
+a socketpair, closes every other fd (each number left taken by a
+placeholder on which any read or write fails, see _close_all_but), and from then on os.fork()s each
 worker on request. Workers start with the memory the process had at
 Pool(), in the thread that called Pool().
 
@@ -112,9 +113,7 @@ class ForkServer:
 
 def _serve(sock, target):
     """The server's loop, in the child of Pool()'s fork."""
-    fd = sock.fileno()
-    os.closerange(3, fd)
-    os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
+    _close_all_but(sock.fileno())
     # SIGINT reaches the whole foreground group; the server leaves with its
     # pool process (EOF), never before. A handler inherited for SIGCHLD
     # (or SIG_IGN, which reaps by itself) would take the zombies.
@@ -130,7 +129,7 @@ def _serve(sock, target):
     while True:
         try:
             msg = sock.recv(_REQ.size + 4096)
-        except TimeoutError:
+        except socket.timeout:  # TimeoutError from 3.10 on
             if os.getppid() != parent:
                 break
             continue
@@ -170,6 +169,23 @@ def _serve(sock, target):
         except OSError:
             pass
         _unlink_tmp_of(pid)
+
+
+def _close_all_but(keep):
+    """Close every fd above 2 but @keep. Python objects of the caller's may
+    still name one (a logging.FileHandler's file): each number is taken by
+    a placeholder (an O_PATH fd of "/", close-on-exec) on which reads and
+    writes fail with EBADF, so such an object fails loudly, and never
+    writes into a file the worker opens later under the same number."""
+    fds = [int(f) for f in os.listdir("/proc/self/fd")]
+    ph = os.open("/", os.O_PATH | os.O_CLOEXEC)
+    for fd in fds:
+        if fd > 2 and fd not in (keep, ph):
+            try:
+                os.dup2(ph, fd, inheritable=False)
+            except OSError:
+                pass  # the listing's own fd, closed by now
+    os.close(ph)
 
 
 def _reap(kids, pid):

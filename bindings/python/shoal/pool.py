@@ -857,13 +857,13 @@ class Pool(concurrent.futures.Executor):
         # "fork": workers come from a fork server, forked here, before
         # libshoal starts the pool's threads (see _forkserver.py).
         self._server = None
-        if start_method == "fork":
-            initializer, initargs, inline = self._initializer, self._initargs, self._inline
-            self._server = _forkserver.ForkServer(
-                lambda ledger, slot, gen: _worker_main(ledger, slot, gen, initializer, initargs,
-                                                       inline))
         out = _vp()
         try:
+            if start_method == "fork":
+                initializer, initargs, inline = self._initializer, self._initargs, self._inline
+                self._server = _forkserver.ForkServer(
+                    lambda ledger, slot, gen: _worker_main(ledger, slot, gen, initializer,
+                                                           initargs, inline))
             _create(ctypes.byref(cfg), ctypes.byref(out))
         except BaseException:
             _hooked.pop(self._hook_key, None)
