@@ -71,6 +71,22 @@ bool shoal__lock_owner_dead(uint64_t owner)
 	return shoal__key_dead(owner);
 }
 
+/* The last owner this thread found alive, and when: try calls against a
+ * live holder (a queue's consumers taking orphans after a nack, say) would
+ * otherwise read /proc on every attempt. A try call does not ask again
+ * about a holder seen alive within ALIVE_FOR_NS (so it may see a death up
+ * to that much later); our own process is never asked about. Calls that
+ * wait always ask: a reaper's bounded wait must see a death at once. */
+#define ALIVE_FOR_NS (10 * 1000000ull)
+static __thread uint64_t alive_key, alive_at;
+
+static bool alive_lately(uint64_t owner, uint64_t me)
+{
+	if (owner == me)
+		return true;
+	return owner == alive_key && shoal__now_ns() - alive_at < ALIVE_FOR_NS;
+}
+
 static int lock_slow(struct shoal__lock *l, uint64_t me, int64_t timeout_ns)
 {
 	uint64_t deadline = timeout_ns > 0 ? shoal__deadline(timeout_ns) : UINT64_MAX;
@@ -105,17 +121,21 @@ static int lock_slow(struct shoal__lock *l, uint64_t me, int64_t timeout_ns)
 			continue;
 		}
 		if (cur != judged) {
-			if (shoal__lock_owner_dead(cur)) {
-				/* A2: the dead holder's writes, as far as they
-				 * went, are visible to the repairer; only one
-				 * waiter's CAS from @cur succeeds. */
-				if (atomic_compare_exchange_strong_explicit(&l->owner, &cur, me,
-									    memory_order_acquire,
-									    memory_order_relaxed)) {
-					rc = 1;
-					break;
+			if (!(timeout_ns == 0 && alive_lately(cur, me))) {
+				if (shoal__lock_owner_dead(cur)) {
+					/* A2: the dead holder's writes, as far as
+					 * they went, are visible to the repairer;
+					 * only one waiter's CAS from @cur succeeds. */
+					if (atomic_compare_exchange_strong_explicit(
+						    &l->owner, &cur, me, memory_order_acquire,
+						    memory_order_relaxed)) {
+						rc = 1;
+						break;
+					}
+					continue;
 				}
-				continue;
+				alive_key = cur; /* asked just now, and alive */
+				alive_at = shoal__now_ns();
 			}
 			judged = cur;
 		}
