@@ -44,7 +44,9 @@ enum shoal_error {
 	/** A pool worker died (signal or exit) while running the task. */
 	SHOAL_EWORKERLOST = SHOAL_ERRBASE + 1,
 	/** The object was left inconsistent by a process that died inside a
-	 *  critical section, and could not be repaired. */
+	 *  critical section, and could not be repaired. No call of this
+	 *  version returns it (shoal's own locks always repair); the value
+	 *  stays reserved. */
 	SHOAL_EPOISONED = SHOAL_ERRBASE + 2,
 };
 
@@ -781,7 +783,7 @@ SHOAL_API int shoal_array_handle(const struct shoal_array *a, char *buf, size_t 
  * holders; -EOVERFLOW if this process's count would overflow; -EDEADLK if
  * the ledger lock could not be taken in 10 s (a live process holds it: one
  * stopped inside it, or lock bytes that name a live process; a dead or
- * impossible owner is taken over); SHOAL_EPOISONED; -ENOMEM; -EMFILE,
+ * impossible owner is taken over); -ENOMEM; -EMFILE,
  * -ENFILE; -EIO if /proc could not tell the caller's identity.
  */
 SHOAL_API int shoal_array_attach(const char *handle, unsigned int flags, struct shoal_array **out);
@@ -808,7 +810,7 @@ SHOAL_API int shoal_array_open(const char *name, unsigned int flags, struct shoa
  * its own. Blocking (ledger lock). Thread-safe.
  *
  * Return: 0; -EINVAL for NULL or a SHOAL_ARRAY_NOREF struct; -ENOENT if the
- * array has been freed; -EUSERS; -EOVERFLOW; -EDEADLK; SHOAL_EPOISONED;
+ * array has been freed; -EUSERS; -EOVERFLOW; -EDEADLK;
  * -EIO if /proc could not tell the caller's identity.
  */
 SHOAL_API int shoal_array_retain(struct shoal_array *a);
@@ -823,7 +825,7 @@ SHOAL_API int shoal_array_retain(struct shoal_array *a);
  *
  * Return: 0; 1 if this release freed the array; -EINVAL for NULL or a
  * struct that holds no reference (released already, inherited across fork,
- * or SHOAL_ARRAY_NOREF); -EDEADLK; SHOAL_EPOISONED.
+ * or SHOAL_ARRAY_NOREF); -EDEADLK.
  */
 SHOAL_API int shoal_array_release(struct shoal_array *a);
 
@@ -833,8 +835,8 @@ SHOAL_API int shoal_array_release(struct shoal_array *a);
  *
  * Not to be called concurrently with other uses of @a.
  *
- * Return: 0, or 1 if the array was freed by it; -EDEADLK or
- * SHOAL_EPOISONED if the references could not be released (the mapping is
+ * Return: 0, or 1 if the array was freed by it; -EDEADLK if the
+ * references could not be released (the mapping is
  * freed anyway; shoal_reap() takes the references back after this process
  * exits).
  */
@@ -1015,7 +1017,7 @@ SHOAL_API bool shoal_array_is_freed(const struct shoal_array *a);
  * Thread-safe.
  *
  * Return: 0; -EINVAL for NULL or a SHOAL_ARRAY_NOREF struct; -ENOENT if the
- * array has been freed; -EUSERS; -EOVERFLOW; -EDEADLK; SHOAL_EPOISONED.
+ * array has been freed; -EUSERS; -EOVERFLOW; -EDEADLK.
  */
 SHOAL_API int shoal_array_pin(struct shoal_array *a);
 
@@ -1026,8 +1028,7 @@ SHOAL_API int shoal_array_pin(struct shoal_array *a);
  *     a SHOAL_ARRAY_NOREF one).
  *
  * Return: 0; 1 if this freed the array; -EINVAL for NULL or a
- * SHOAL_ARRAY_NOREF struct; -ENOENT if the array holds no pin; -EDEADLK;
- * SHOAL_EPOISONED.
+ * SHOAL_ARRAY_NOREF struct; -ENOENT if the array holds no pin; -EDEADLK.
  */
 SHOAL_API int shoal_array_unpin(struct shoal_array *a);
 
@@ -1076,7 +1077,7 @@ SHOAL_API int shoal_reap(void);
  *
  * Return: 0; -EINVAL for NULL arguments; -ENOENT if @a was freed; -EUSERS
  * if the array's ledger has no free line; -EDEADLK if the ledger lock could not
- * be had in 10 s; -SHOAL_EPOISONED.
+ * be had in 10 s.
  */
 SHOAL_API int shoal_queue_hold_array(struct shoal_queue *q, struct shoal_array *a);
 
@@ -1089,7 +1090,7 @@ SHOAL_API int shoal_queue_hold_array(struct shoal_queue *q, struct shoal_array *
  * reference, the array is freed. Blocking, briefly; any thread.
  *
  * Return: 0; -EINVAL for NULL arguments; -ENOENT if @q holds no reference
- * to @a; -EDEADLK; -SHOAL_EPOISONED.
+ * to @a; -EDEADLK.
  */
 SHOAL_API int shoal_queue_unhold_array(struct shoal_queue *q, struct shoal_array *a);
 
