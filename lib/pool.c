@@ -1250,11 +1250,25 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
 	uint32_t nslots;
 	int rc;
 
-	if (!cfg || !out || cfg->workers < 1 || cfg->workers > POOL_MAX_WORKERS ||
-	    cfg->max_tasks_jitter > 100 || cfg->depth > POOL_MAX_DEPTH ||
-	    (!cfg->fn && !cfg->spawn) || (cfg->spawn && !cfg->reap) ||
-	    (cfg->inline_bytes > (64u << 20)))
-		return -EINVAL;
+	shoal__detail_clear();
+	if (!cfg || !out)
+		return shoal__fail(-EINVAL, "pool: %s is NULL", !cfg ? "the config" : "out");
+	if (cfg->workers < 1 || cfg->workers > POOL_MAX_WORKERS)
+		return shoal__fail(-EINVAL, "pool: workers %u must be in 1..%u", cfg->workers,
+				   POOL_MAX_WORKERS);
+	if (cfg->max_tasks_jitter > 100)
+		return shoal__fail(-EINVAL, "pool: max_tasks_jitter %u must be a percentage, 0..100",
+				   cfg->max_tasks_jitter);
+	if (cfg->depth > POOL_MAX_DEPTH)
+		return shoal__fail(-EINVAL, "pool: depth (prefetch) %u must be at most %u", cfg->depth,
+				   POOL_MAX_DEPTH);
+	if (!cfg->fn && !cfg->spawn)
+		return shoal__fail(-EINVAL, "pool: neither fn nor a spawn hook: workers would run nothing");
+	if (cfg->spawn && !cfg->reap)
+		return shoal__fail(-EINVAL, "pool: a spawn hook needs a reap hook");
+	if (cfg->inline_bytes > (64u << 20))
+		return shoal__fail(-EINVAL, "pool: inline_bytes %zu must be at most %u",
+				   cfg->inline_bytes, 64u << 20);
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;

@@ -1219,24 +1219,35 @@ START_TEST(errors)
 	struct shoal_pool_result r;
 	struct shoal_pool_task t;
 
-	ck_assert_int_eq(shoal_pool_create(NULL, &p), -EINVAL);
-	ck_assert_int_eq(shoal_pool_create(&c, NULL), -EINVAL);
+/* -EINVAL, and the detail names the rule. */
+#define BAD_CONFIG(cfg, out, rule)                                                     \
+	do {                                                                           \
+		ck_assert_int_eq(shoal_pool_create(cfg, out), -EINVAL);                \
+		ck_assert_msg(strstr(shoal_errdetail(-EINVAL), rule), "detail '%s'", \
+			      shoal_errdetail(-EINVAL));                               \
+	} while (0)
+	BAD_CONFIG(NULL, &p, "the config is NULL");
+	BAD_CONFIG(&c, NULL, "out is NULL");
 	c.workers = 0;
-	ck_assert_int_eq(shoal_pool_create(&c, &p), -EINVAL);
+	BAD_CONFIG(&c, &p, "workers 0 must be in 1..256");
 	c.workers = 257;
-	ck_assert_int_eq(shoal_pool_create(&c, &p), -EINVAL);
+	BAD_CONFIG(&c, &p, "workers 257 must be in 1..256");
 	c = conf(1);
 	c.fn = NULL;
-	ck_assert_int_eq(shoal_pool_create(&c, &p), -EINVAL);
+	BAD_CONFIG(&c, &p, "neither fn nor a spawn hook");
 	c = conf(1);
 	c.spawn = (shoal_pool_spawn_fn)1; /* a spawn hook without a reap hook */
-	ck_assert_int_eq(shoal_pool_create(&c, &p), -EINVAL);
+	BAD_CONFIG(&c, &p, "a spawn hook needs a reap hook");
 	c = conf(1);
 	c.max_tasks_jitter = 101;
-	ck_assert_int_eq(shoal_pool_create(&c, &p), -EINVAL);
+	BAD_CONFIG(&c, &p, "max_tasks_jitter 101 must be a percentage");
 	c = conf(1);
 	c.depth = 257;
-	ck_assert_int_eq(shoal_pool_create(&c, &p), -EINVAL);
+	BAD_CONFIG(&c, &p, "depth (prefetch) 257 must be at most 256");
+	c = conf(1);
+	c.inline_bytes = (64u << 20) + 1;
+	BAD_CONFIG(&c, &p, "inline_bytes 67108865 must be at most 67108864");
+#undef BAD_CONFIG
 	c = conf(1);
 	c.name = "a/b";
 	ck_assert_int_eq(shoal_pool_create(&c, &p), -EINVAL);
