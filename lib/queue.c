@@ -1246,6 +1246,7 @@ SHOAL_API int shoal_queue_claim(struct shoal_queue *q, void *buf, size_t cap, si
 	uint32_t me;
 	int rc;
 
+	shoal__detail_clear();
 	if (!q || !len || !ticket || (!buf && cap))
 		return -EINVAL;
 	rc = self_index(q, &me);

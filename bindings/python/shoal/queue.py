@@ -306,7 +306,7 @@ class Queue:
             elif rc == _EMSGSIZE:
                 loc = self._recv(loc.len.value)  # the message waits for us
             else:
-                raise _lib.error(rc)
+                raise _lib.error(rc, detail=True)
             rc = _pop(q, loc.addr, loc.cap, loc.lenp, t)
             if rc == 0:
                 return loc.mv[:loc.len.value].tobytes()
@@ -354,7 +354,7 @@ class Queue:
             if rc not in (_EAGAIN, _ETIMEDOUT, _EINTR):
                 if done:
                     return done
-                raise _lib.error(rc)
+                raise _lib.error(rc, detail=True)
             if deadline is _UNSET:
                 deadline = _deadline(block, timeout)
             self._live()
@@ -392,7 +392,7 @@ class Queue:
                 elif rc == _EMSGSIZE:
                     buf, lens = self._batch_buf(lens[0], max_items)
                 else:
-                    raise _lib.error(rc)
+                    raise _lib.error(rc, detail=True)
                 rc = _pop_many(q, loc.mbaddr, len(buf), loc.mladdr, max_items, t)
         mv = loc.mmv
         offs = itertools.accumulate(lens[:rc], initial=0)
@@ -449,7 +449,7 @@ class Queue:
                     loc = self._recv(loc.len.value)  # the message waits for us
                     s = 0
                 else:
-                    raise _lib.error(rc)
+                    raise _lib.error(rc, detail=True)
                 rc = _claim(q, loc.addr, loc.cap, loc.lenp, s, tp)
         return Claim(self, m, t, loc.mv[:loc.len.value].tobytes())
 
