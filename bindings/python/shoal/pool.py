@@ -13,6 +13,8 @@ the pickled exception with the remote traceback attached as ``__cause__``.
 Tasks and results larger than the ledger's inline space travel through a
 shoal segment.
 """
+from __future__ import annotations
+
 import array
 import atexit
 import bisect
@@ -35,6 +37,7 @@ import types
 import warnings
 import weakref
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Type, Union
 
 from . import _forkserver, _lib
 from ._lib import ShoalError, declare
@@ -138,7 +141,14 @@ class WorkerLost(ShoalError):
     limit killed the last one), or it exited (``exit_code``, its status).
     ``last_private`` is its last private memory reading in bytes."""
 
-    def __init__(self, signal_=0, attempts=0, last_private=0, exit_code=0, hard_limit=False):
+    signal: int
+    attempts: int
+    last_private: int
+    exit_code: int
+    hard_limit: bool
+
+    def __init__(self, signal_: int = 0, attempts: int = 0, last_private: int = 0,
+                 exit_code: int = 0, hard_limit: bool = False) -> None:
         self.signal = signal_
         self.attempts = attempts
         self.last_private = last_private
@@ -187,7 +197,7 @@ _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g"
           "gib": 1024**3, "tib": 1024**4}
 
 
-def parse_size(v):
+def parse_size(v: Union[int, float, str, None]) -> int:
     """Bytes from an int or a string such as "512 MiB", "1.5GiB", "100 MB"."""
     if v is None:
         return 0
@@ -729,19 +739,19 @@ class AsyncResult:
                     error_callback(e)
             future.add_done_callback(done)
 
-    def get(self, timeout=None):
+    def get(self, timeout: Optional[float] = None) -> Any:
         try:
             return self._f.result(timeout)
         except concurrent.futures.TimeoutError:
             raise multiprocessing.TimeoutError from None
 
-    def wait(self, timeout=None):
+    def wait(self, timeout: Optional[float] = None) -> None:
         concurrent.futures.wait([self._f], timeout)
 
-    def ready(self):
+    def ready(self) -> bool:
         return self._f.done()
 
-    def successful(self):
+    def successful(self) -> bool:
         if not self._f.done():
             raise ValueError(f"{self!r} not ready")
         return not self._f.cancelled() and self._f.exception() is None
@@ -784,11 +794,18 @@ class Pool(concurrent.futures.Executor):
     for ``start_method``; giving both names of one is a TypeError.
     """
 
-    def __init__(self, workers=None, *, initializer=None, initargs=(), max_tasks=None,
-                 max_tasks_jitter=10, max_private_memory=None, hard_memory_limit=None,
-                 max_age=None, max_attempts=3, start_method=None, grace=1.0,
-                 check_interval=0.02, inline_bytes=8192, prefetch=128,
-                 max_workers=None, processes=None, maxtasksperchild=None, mp_context=None):
+    def __init__(self, workers: Optional[int] = None, *,
+                 initializer: Optional[Callable[..., Any]] = None,
+                 initargs: Iterable[Any] = (), max_tasks: Optional[int] = None,
+                 max_tasks_jitter: int = 10,
+                 max_private_memory: Union[int, float, str, None] = None,
+                 hard_memory_limit: Union[int, float, str, None] = None,
+                 max_age: Optional[float] = None, max_attempts: int = 3,
+                 start_method: Optional[str] = None, grace: float = 1.0,
+                 check_interval: float = 0.02, inline_bytes: int = 8192, prefetch: int = 128,
+                 max_workers: Optional[int] = None, processes: Optional[int] = None,
+                 maxtasksperchild: Optional[int] = None,
+                 mp_context: Optional[multiprocessing.context.BaseContext] = None) -> None:
         workers = _one_of(workers=workers, max_workers=max_workers, processes=processes)
         max_tasks = _one_of(max_tasks=max_tasks, maxtasksperchild=maxtasksperchild)
         if mp_context is not None:
@@ -958,7 +975,8 @@ class Pool(concurrent.futures.Executor):
                                                    pickle.HIGHEST_PROTOCOL)], _One(f))
         return f
 
-    def submit(self, fn, /, *args, **kwargs):
+    def submit(self, fn: Callable[..., Any], /, *args: Any,
+               **kwargs: Any) -> concurrent.futures.Future[Any]:
         """Run fn(*args, **kwargs) in a worker; a Future of its result."""
         return self._future(fn, args, kwargs)
 
@@ -1035,7 +1053,8 @@ class Pool(concurrent.futures.Executor):
             calls._drop()
             raise
 
-    def map(self, fn, *iterables, timeout=None, chunksize=1):
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
+            timeout: Optional[float] = None, chunksize: int = 1) -> Iterator[Any]:
         """As Executor.map: results in order; ``chunksize`` items per task.
         Returns a one-shot iterator, as Executor.map does (list() it to
         keep the results; a second pass finds it empty). The input is read
@@ -1045,34 +1064,42 @@ class Pool(concurrent.futures.Executor):
         end = None if timeout is None else time.monotonic() + timeout
         return self._calls(fn, iterables, chunksize).ordered(end)
 
-    def imap(self, func, iterable, chunksize=1):
+    def imap(self, func: Callable[[Any], Any], iterable: Iterable[Any],
+             chunksize: int = 1) -> Iterator[Any]:
         """As multiprocessing.Pool.imap: an iterator of results in order.
         The input is read as results are taken, a bounded number of tasks
         in flight, so an endless generator works; an error the input
         raises comes after the results of the items before it."""
         return self._calls(func, (iterable,), chunksize, lazy=True).lazy()
 
-    def imap_unordered(self, func, iterable, chunksize=1):
+    def imap_unordered(self, func: Callable[[Any], Any], iterable: Iterable[Any],
+                       chunksize: int = 1) -> Iterator[Any]:
         """As multiprocessing.Pool.imap_unordered: results as they come,
         the input read as imap() reads it; its error comes after the
         results of the items before it."""
         return self._calls(func, (iterable,), chunksize, unordered=True, lazy=True).unordered()
 
-    def starmap(self, func, iterable, chunksize=1):
+    def starmap(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]],
+                chunksize: int = 1) -> List[Any]:
         """As multiprocessing.Pool.starmap: a list."""
         return list(self._calls(func, (iterable,), chunksize, star=True).ordered(None))
 
-    def apply_async(self, func, args=(), kwds=None, callback=None, error_callback=None):
+    def apply_async(self, func: Callable[..., Any], args: Iterable[Any] = (),
+                    kwds: Optional[Mapping[str, Any]] = None,
+                    callback: Optional[Callable[[Any], Any]] = None,
+                    error_callback: Optional[Callable[[BaseException], Any]] = None
+                    ) -> "AsyncResult":
         """As multiprocessing.Pool.apply_async: an AsyncResult."""
         return AsyncResult(self._future(func, tuple(args), dict(kwds or {})), callback,
                            error_callback)
 
-    def apply(self, func, args=(), kwds=None):
+    def apply(self, func: Callable[..., Any], args: Iterable[Any] = (),
+              kwds: Optional[Mapping[str, Any]] = None) -> Any:
         return self.apply_async(func, args, kwds).get()
 
     # ---- looking ----
 
-    def stats(self):
+    def stats(self) -> List[Dict[str, Any]]:
         """Per worker position: pid, tasks (current worker), tasks_total,
         private and private_peak (bytes), recycles by reason, last_reason,
         trims."""
@@ -1087,7 +1114,7 @@ class Pool(concurrent.futures.Executor):
                      last_reason=REASONS[s.last_reason] if s.last_reason >= 0 else None,
                      trims=s.trims) for s in arr]
 
-    def info(self):
+    def info(self) -> Dict[str, Any]:
         """Pool counters: pending, running, completed, lost (WorkerLost
         tasks), config_error (a message, or None), spawn_error (why the last
         worker could not be started, or None), recycle_ms_median (decision
@@ -1102,7 +1129,7 @@ class Pool(concurrent.futures.Executor):
                     spawn_error=os.strerror(-i.spawn_error) if i.spawn_error else None,
                     recycle_ms_median=i.recycle_ns_median / 1e6)
 
-    def pids(self):
+    def pids(self) -> List[int]:
         """The pids of the current workers (for MemoryMonitor(pids=pool.pids))."""
         return [s["pid"] for s in self.stats() if s["pid"] > 0]
 
@@ -1131,7 +1158,7 @@ class Pool(concurrent.futures.Executor):
 
     # ---- stopping ----
 
-    def shutdown(self, wait=True, *, cancel_futures=False):
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """As Executor.shutdown. With ``cancel_futures``, tasks no worker
         has started are cancelled, those handed to a worker ahead of time
         (prefetched) included. With ``wait``, returns when every task
@@ -1186,7 +1213,7 @@ class Pool(concurrent.futures.Executor):
             while self._pending:
                 self._idle.wait()
 
-    def terminate(self):
+    def terminate(self) -> None:
         """Stop now: unfinished tasks are cancelled, workers leave or are
         killed after the grace time. Interrupted (Ctrl-C), the pool is still
         destroyed, by its own thread, before the interpreter exits."""
@@ -1194,7 +1221,7 @@ class Pool(concurrent.futures.Executor):
             self._shutdown = True
         self._destroy()
 
-    def join(self):
+    def join(self) -> None:
         self.shutdown(wait=True)
 
     def _destroy(self, wait=True):
@@ -1237,7 +1264,8 @@ class Pool(concurrent.futures.Executor):
             self._gone.set()
             _live_pools.discard(self)
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: Optional[Type[BaseException]],
+                 exc: Optional[BaseException], tb: Optional[types.TracebackType]) -> bool:
         """As Executor's, the tasks given run, and the workers leave. An
         exception leaving the block (KeyboardInterrupt included) cancels
         what no worker has started, prefetched tasks included, as
