@@ -84,6 +84,11 @@
 /* ---- shared layout --------------------------------------------------------- */
 
 #define QUEUE_MAGIC 0x51554555u /* "UEUQ" */
+/* qhdr.flags: the queue's own layout. 1: the recovery lock is a
+ * struct shoal__lock and slots may be CLAIMED. The first layout (0) had a
+ * glibc mutex there, whose bytes this one would misread (and a library of
+ * that layout refuses this one: it wants 0). */
+#define QUEUE_LAYOUT 1u
 #define QUEUE_NPARTS (SHOAL_QUEUE_PARTICIPANTS + 1) /* entry 0 means "nobody" */
 #define SLOT_HDR 16u
 #define TOMBSTONE UINT32_MAX /* slot len of a message that never was */
@@ -1456,6 +1461,7 @@ SHOAL_API int shoal_queue_create(const char *name, uint32_t capacity, uint32_t m
 	h->max_msg = max_msg;
 	h->stride = (uint32_t)stride;
 	h->nparts = QUEUE_NPARTS;
+	h->flags = QUEUE_LAYOUT;
 	shoal__lock_init(&h->lock.l);
 	/* Slot i starts free for position i: STABLE(i). */
 	for (uint64_t i = 0; i < capacity; i++)
@@ -1486,7 +1492,7 @@ static int qhdr_check(const struct qhdr *c, const struct shoal_segment *seg)
 	if (c->magic != QUEUE_MAGIC || c->capacity < 2 || c->capacity > SHOAL_QUEUE_CAPACITY_MAX ||
 	    (c->capacity & (c->capacity - 1)) || c->max_msg == 0 ||
 	    c->max_msg > SHOAL_QUEUE_MSG_MAX || c->stride != stride_for(c->max_msg) ||
-	    c->nparts != QUEUE_NPARTS || c->flags != 0 ||
+	    c->nparts != QUEUE_NPARTS || c->flags > QUEUE_LAYOUT ||
 	    (uint64_t)c->capacity * c->stride > seg->hdr.data_size)
 		return -EBADMSG;
 	/* The cursors move while we look; read head, tail, head until the
@@ -1519,6 +1525,10 @@ SHOAL_API int shoal_queue_open(const char *name, unsigned int flags, struct shoa
 	/* One read of the fixed line; only the copy is trusted from here. */
 	memcpy(&cfg, seg->kind_hdr, offsetof(struct qhdr, closed));
 	rc = qhdr_check(&cfg, seg);
+	if (rc == 0 && cfg.flags != QUEUE_LAYOUT)
+		rc = shoal__fail(-EPROTO, "queue '%s' has layout %u (a glibc mutex for its lock), "
+				 "made by an older libshoal; this one reads layout %u",
+				 name, cfg.flags, QUEUE_LAYOUT);
 	if (rc == -EBADMSG)
 		shoal__fail(rc, "queue '%s' is corrupt: its queue header fails a check "
 			    "(capacity, max_msg, stride or cursors)", name);

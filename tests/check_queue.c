@@ -528,7 +528,7 @@ START_TEST(corrupt_headers)
 		{ 12, 64 },           /* stride */
 		{ 12, 0 },
 		{ 16, 5000 },         /* participants */
-		{ 20, 1 },            /* unknown flags */
+		{ 20, 2 },            /* a layout after this library's */
 	};
 	struct shoal_queue *q = NULL, *o = NULL;
 
@@ -540,6 +540,18 @@ START_TEST(corrupt_headers)
 		ck_assert_msg(shoal_queue_open(name, 0, &o) == -EBADMSG, "field at %d = %u",
 			      (int)bad[i].off, bad[i].val);
 		ck_assert_int_eq(shoal_queue_unlink(name), -EBADMSG);
+		ck_assert_int_eq(shoal_queue_detach(q), 0);
+		ck_assert_int_eq(shoal_unlink(name), 0);
+	}
+	/* The first layout (a glibc mutex where the lock word is): refused as
+	 * such, not read. */
+	{
+		const char *name = t_name("layout0");
+
+		q = mkq(name, 8, 64);
+		poke32(name, KOFF + 20, 0);
+		ck_assert_int_eq(shoal_queue_open(name, 0, &o), -EPROTO);
+		ck_assert_ptr_nonnull(strstr(shoal_errdetail(-EPROTO), "made by an older libshoal"));
 		ck_assert_int_eq(shoal_queue_detach(q), 0);
 		ck_assert_int_eq(shoal_unlink(name), 0);
 	}
