@@ -59,7 +59,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SHM_DIR "/dev/shm/"
 /* How long attach, retain and release wait for a live holder of the
  * ledger lock (which holds it for microseconds) before -EDEADLK. */
 #define LEDGER_TIMEOUT_NS (10ll * 1000000000)
@@ -1103,7 +1102,7 @@ static void revisit_add(struct walk *w, const char *name)
  */
 static int each_object(int (*fn)(const char *file, void *arg), void *arg)
 {
-	DIR *d = opendir(SHM_DIR);
+	DIR *d = opendir(SHOAL__SHM_DIR);
 	struct dirent *de;
 	int n = 0;
 
@@ -1238,7 +1237,7 @@ static int reap_queue_holders(struct walk *w)
 static int reap_tmp(const char *file)
 {
 	const char *p = file + strlen(SHOAL_PREFIX ".tmp.");
-	char path[sizeof(SHM_DIR) + 256], *end;
+	char path[sizeof(SHOAL__SHM_DIR) + 256], *end;
 	struct shoal_proc pr;
 	long pid;
 
@@ -1248,7 +1247,7 @@ static int reap_tmp(const char *file)
 		return 0;
 	if (shoal_proc_get((pid_t)pid, &pr) != -ESRCH)
 		return 0; /* alive (or a new process with its pid: wait) */
-	if (snprintf(path, sizeof(path), SHM_DIR "%s", file) >= (int)sizeof(path))
+	if (snprintf(path, sizeof(path), SHOAL__SHM_DIR "%s", file) >= (int)sizeof(path))
 		return 0;
 	return unlink(path) == 0;
 }
@@ -1284,10 +1283,10 @@ struct spills {
 static int unlink_spill(const char *file, void *arg)
 {
 	const struct spills *sp = arg;
-	char path[sizeof(SHM_DIR) + 256];
+	char path[sizeof(SHOAL__SHM_DIR) + 256];
 
 	if (strncmp(file, sp->prefix, sp->len) != 0 || !spill_suffix(file + sp->len) ||
-	    snprintf(path, sizeof(path), SHM_DIR "%s", file) >= (int)sizeof(path))
+	    snprintf(path, sizeof(path), SHOAL__SHM_DIR "%s", file) >= (int)sizeof(path))
 		return 0;
 	return unlink(path) == 0;
 }

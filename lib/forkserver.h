@@ -9,8 +9,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define SHOAL__SHM_DIR "/dev/shm/"
-
 /* What a worker runs in the child the server forked; its return value
  * nonzero makes the exit status 1. */
 typedef int (*shoal__fs_child_fn)(void *arg, uint32_t slot, uint64_t gen);

@@ -21,6 +21,9 @@
 
 /* "SHOAL\0\0\1" read as a little-endian u64 would be fragile across
  * endianness; the magic is compared as bytes. */
+/* Where every object lives: the one definition (segment, array's reaper,
+ * fork server, CLI). */
+#define SHOAL__SHM_DIR "/dev/shm/"
 #define SHOAL__MAGIC "SHOALOBJ"
 #define SHOAL__LAYOUT_VERSION 1u
 #define SHOAL__HDR_SIZE 128u

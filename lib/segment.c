@@ -27,7 +27,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SHM_DIR "/dev/shm/"
 #define TMP_PREFIX SHOAL_PREFIX ".tmp."
 /* How every -EBADMSG detail starts: the kind and name, then the check. */
 #define CORRUPT "%s '%s' is corrupt or foreign: "
@@ -85,7 +84,7 @@ int shoal__file_name(char *buf, size_t cap, const char *name)
 
 	if (rc)
 		return rc;
-	n = snprintf(buf, cap, SHM_DIR SHOAL_PREFIX "%s", name);
+	n = snprintf(buf, cap, SHOAL__SHM_DIR SHOAL_PREFIX "%s", name);
 	return n < 0 || (size_t)n >= cap ? -EINVAL : 0;
 }
 
@@ -105,8 +104,8 @@ int shoal__segment_create(const char *name, enum shoal__kind kind, size_t kind_s
 			  size_t data_size, const struct shoal_opts *opts,
 			  struct shoal_segment **out)
 {
-	char path[sizeof(SHM_DIR) + SHOAL__FILE_MAX];
-	char tmp[sizeof(SHM_DIR) + 64];
+	char path[sizeof(SHOAL__SHM_DIR) + SHOAL__FILE_MAX];
+	char tmp[sizeof(SHOAL__SHM_DIR) + 64];
 	unsigned int mode = opts && opts->mode ? opts->mode : 0600;
 	unsigned int flags = opts ? opts->flags : 0;
 	struct shoal_proc self;
@@ -151,7 +150,7 @@ int shoal__segment_create(const char *name, enum shoal__kind kind, size_t kind_s
 	shoal__random(&rnd, sizeof(rnd));
 	snprintf(s->tmp_name, sizeof(s->tmp_name), TMP_PREFIX "%d.%016llx", (int)self.pid,
 		 (unsigned long long)rnd);
-	snprintf(tmp, sizeof(tmp), SHM_DIR "%s", s->tmp_name);
+	snprintf(tmp, sizeof(tmp), SHOAL__SHM_DIR "%s", s->tmp_name);
 
 	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
@@ -166,7 +165,7 @@ int shoal__segment_create(const char *name, enum shoal__kind kind, size_t kind_s
 	rc = -posix_fallocate(fd, 0, (off_t)total);
 	if (rc) {
 		if (rc == -EFBIG || rc == -ENOSPC)
-			rc = shoal__fail(-ENOSPC, "%s '%s': no room in " SHM_DIR " for %llu bytes",
+			rc = shoal__fail(-ENOSPC, "%s '%s': no room in " SHOAL__SHM_DIR " for %llu bytes",
 					 shoal__kind_name(kind), name, (unsigned long long)total);
 		goto fail;
 	}
@@ -215,11 +214,11 @@ fail:
 
 int shoal__segment_publish(struct shoal_segment *s)
 {
-	char path[sizeof(SHM_DIR) + SHOAL__FILE_MAX];
-	char tmp[sizeof(SHM_DIR) + 64];
+	char path[sizeof(SHOAL__SHM_DIR) + SHOAL__FILE_MAX];
+	char tmp[sizeof(SHOAL__SHM_DIR) + 64];
 
-	snprintf(tmp, sizeof(tmp), SHM_DIR "%s", s->tmp_name);
-	snprintf(path, sizeof(path), SHM_DIR SHOAL_PREFIX "%s", s->name);
+	snprintf(tmp, sizeof(tmp), SHOAL__SHM_DIR "%s", s->tmp_name);
+	snprintf(path, sizeof(path), SHOAL__SHM_DIR SHOAL_PREFIX "%s", s->name);
 	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) != 0) {
 		int rc = -errno;
 
@@ -236,12 +235,12 @@ int shoal__segment_publish(struct shoal_segment *s)
 
 void shoal__segment_abort(struct shoal_segment *s)
 {
-	char tmp[sizeof(SHM_DIR) + 64];
+	char tmp[sizeof(SHOAL__SHM_DIR) + 64];
 
 	if (!s)
 		return;
 	if (!s->published) {
-		snprintf(tmp, sizeof(tmp), SHM_DIR "%s", s->tmp_name);
+		snprintf(tmp, sizeof(tmp), SHOAL__SHM_DIR "%s", s->tmp_name);
 		unlink(tmp);
 	}
 	segment_free(s);
@@ -287,7 +286,7 @@ static int hdr_check(const struct shoal__hdr *h, uint64_t file_size, enum shoal_
 int shoal__segment_open(const char *name, enum shoal__kind kind, size_t kind_min,
 			unsigned int flags, struct shoal_segment **out)
 {
-	char path[sizeof(SHM_DIR) + SHOAL__FILE_MAX];
+	char path[sizeof(SHOAL__SHM_DIR) + SHOAL__FILE_MAX];
 	bool rdonly = flags & SHOAL_RDONLY;
 	struct shoal_segment *s;
 	struct stat st;
@@ -429,7 +428,7 @@ SHOAL_API bool shoal_segment_is_readonly(const struct shoal_segment *s)
 
 SHOAL_API int shoal_unlink(const char *name)
 {
-	char path[sizeof(SHM_DIR) + SHOAL__FILE_MAX];
+	char path[sizeof(SHOAL__SHM_DIR) + SHOAL__FILE_MAX];
 	int rc;
 
 	shoal__detail_clear();

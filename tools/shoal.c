@@ -23,7 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SHM_DIR "/dev/shm/"
 #define TMP_PREFIX SHOAL_PREFIX ".tmp."
 
 static bool json;
@@ -218,11 +217,11 @@ static void print_row(const struct obj *o)
 
 static int cmd_ls(void)
 {
-	DIR *d = opendir(SHM_DIR);
+	DIR *d = opendir(SHOAL__SHM_DIR);
 	struct dirent *de;
 
 	if (!d) {
-		fprintf(stderr, "shoal: %s: %s\n", SHM_DIR, strerror(errno));
+		fprintf(stderr, "shoal: %s: %s\n", SHOAL__SHM_DIR, strerror(errno));
 		return 1;
 	}
 	if (!json)
