@@ -3,7 +3,9 @@
 Python bindings over libshoal (ctypes). Every object lives in /dev/shm as
 "shoal.<name>" and can be opened by name from any process of the same user.
 """
-from ._lib import VERSION as __version__, ShoalError, strerror
+from . import _lib  # first: the library, and the _constants.py made with it
+from ._constants import VERSION as __version__
+from ._lib import ShoalError, strerror
 from .segment import Segment, unlink
 
 __all__ = ["ShoalError", "Segment", "strerror", "unlink"]

@@ -1,23 +1,34 @@
-"""Loading libshoal and declaring its functions: the one place for both.
+"""Loading libshoal and declaring its functions: the one way into the library.
 
-The library is found, in order: the ``SHOAL_LIBRARY`` environment variable
-(exclusive when set), the in-tree build next to this source tree, the libdir
-recorded at ``make install``, then ``ctypes.util.find_library``.
+    libshoal.so  <- found: SHOAL_LIBRARY (exclusive when set), the in-tree
+        |           build next to this source tree, the libdir recorded at
+        |           `make install`, then ctypes.util.find_library
+        v
+    _constants.py  <- the one generated with that library (see
+        |             gen_constants.py): beside it in a build tree
+        |             (<build>/bindings/python/shoal/), else this package's
+        |             own (installed); its VERSION must be the library's
+        v
+    declare()      <- every module's functions: argument and result types,
+                      errcheck raising OSError subclasses; layout() checks
+                      each ctypes Structure against the compiled struct
+
+Nothing else in the package opens the library or reads a value of shoal.h
+by hand: flags, limits, codes and layouts come from ``_constants``.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import functools
+import importlib.util
 import os
+import sys
 from typing import Any, Callable, Optional
-
-VERSION = "0.1.0"
-SHOAL_ERRBASE = 4096
 
 
 class ShoalError(OSError):
-    """An error code of shoal's own (``SHOAL_E*``, at or above 4096)."""
+    """An error code of shoal's own (``SHOAL_E*``, at or above SHOAL_ERRBASE)."""
 
 
 def _candidates():
@@ -53,27 +64,65 @@ def _load():
 
 
 lib = _load()
-lib.shoal_strerror.restype = ctypes.c_char_p
-lib.shoal_strerror.argtypes = [ctypes.c_int]
-lib.shoal_version.restype = ctypes.c_char_p
-lib.shoal_version.argtypes = []
-lib.shoal_errdetail.restype = ctypes.c_char_p
-lib.shoal_errdetail.argtypes = [ctypes.c_int]
 
-_loaded = lib.shoal_version().decode()
-if _loaded.split(".")[:2] != VERSION.split(".")[:2]:
-    raise ImportError(f"libshoal {_loaded} is loaded but this package is {VERSION}")
+
+def _mapped_path(func: Any) -> Optional[str]:
+    """The file the loader mapped ``func`` from (the library really
+    loaded, whatever name it was asked for), or None."""
+    addr = ctypes.cast(func, ctypes.c_void_p).value
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split(None, 5)
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                if lo <= addr < hi and len(parts) == 6:
+                    return parts[5].strip()
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _constants_path(libpath: Optional[str]) -> str:
+    """The _constants.py made with the library at ``libpath``: in a build
+    tree (<build>/lib/.libs/libshoal.so*), the one that build generated,
+    and no other (a copy elsewhere may be stale); else the package's own."""
+    if libpath:
+        libs = os.path.dirname(libpath)
+        if os.path.basename(libs) == ".libs" and \
+                os.path.basename(os.path.dirname(libs)) == "lib":
+            top = os.path.dirname(os.path.dirname(libs))
+            path = os.path.join(top, "bindings", "python", "shoal", "_constants.py")
+            if not os.path.exists(path):
+                raise ImportError(f"libshoal {libpath} is from a build tree without "
+                                  f"{path}: run make in {top}")
+            return path
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_constants.py")
+    if not os.path.exists(path):
+        raise ImportError(f"no {path} for libshoal {libpath or lib._name}: this package "
+                          "was neither built nor installed (make; make install)")
+    return path
+
+
+def _load_constants() -> Any:
+    path = _constants_path(_mapped_path(lib.shoal_version) or lib._name)
+    name = f"{__package__}._constants"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sys.modules[name] = mod  # `from . import _constants` finds this one
+    setattr(sys.modules[__package__], "_constants", mod)
+    return mod
 
 
 def strerror(code: int) -> str:
     """shoal_strerror(): the description of a shoal or errno code."""
-    return lib.shoal_strerror(-abs(code)).decode()
+    return _strerror(-abs(code)).decode()
 
 
 def errdetail(code: int) -> str:
     """shoal_errdetail(): why the last failing call in this thread failed
     with ``code`` (the object, the argument, the rule), or ""."""
-    return lib.shoal_errdetail(-abs(code)).decode("utf-8", "replace")
+    return _errdetail(-abs(code)).decode("utf-8", "replace")
 
 
 def error(code: int, name: Optional[str] = None, detail: bool = False) -> OSError:
@@ -118,13 +167,24 @@ def _name_errcheck(index: int) -> Callable[[Any, Any, tuple], Any]:
 
 
 def declare(name: str, restype: Any, *argtypes: Any, check: bool = True,
-            name_arg: Optional[int] = None, detail: bool = False) -> Any:
+            name_arg: Optional[int] = None, detail: bool = False, hot: bool = False) -> Any:
     """Declare lib.<name>: argument and result types, and (for int or ssize_t
     results) an errcheck that turns a negative return into an exception.
     ``name_arg``: the index of the argument that names the object (a name or
     a handle), which the exception carries as ``.filename``. ``detail``
     (implied by ``name_arg``): the C function clears shoal_errdetail() on
-    entry, so the exception's message can be its explanation."""
+    entry, so the exception's message can be its explanation.
+
+    ``hot=True``, for a call made once per message or task: a function of
+    its own (not lib.<name>, which a plain declaration may have typed) with
+    only ``restype``: no argument conversion, no errcheck, no errno saved.
+    Its callers pass ready-made ctypes objects (c_void_p, c_size_t, c_int64,
+    byref(...)), ints and bytes, and look at the return code themselves,
+    because converting each argument costs more than the call."""
+    if hot:
+        if argtypes or name_arg is not None or detail:
+            raise TypeError(f"{name}: a hot declaration has a result type only")
+        return ctypes.CFUNCTYPE(restype)((name, lib))
     f = getattr(lib, name)
     f.restype = restype
     f.argtypes = list(argtypes)
@@ -134,6 +194,46 @@ def declare(name: str, restype: Any, *argtypes: Any, check: bool = True,
         else:
             f.errcheck = _detail_errcheck if detail else _errcheck
     return f
+
+
+_strerror = declare("shoal_strerror", ctypes.c_char_p, ctypes.c_int, check=False)
+_errdetail = declare("shoal_errdetail", ctypes.c_char_p, ctypes.c_int, check=False)
+_version = declare("shoal_version", ctypes.c_char_p, check=False)
+C = _load_constants()
+_loaded = _version().decode()
+if _loaded != C.VERSION:
+    raise ImportError(f"libshoal {_loaded} is loaded but {C.__file__} was generated from "
+                      f"shoal.h {C.VERSION}")
+VERSION = C.VERSION
+SHOAL_ERRBASE = C.SHOAL_ERRBASE
+
+
+def layout(tag: str) -> Callable[[Any], Any]:
+    """Class decorator: ``cls`` (a ctypes Structure) must have the layout of
+    ``struct <tag>`` as the compiler laid it out (_constants.STRUCTS): the
+    same size, the same number of fields, and field by field, in order (as
+    ctypes passes them: the Python names may differ), the same offset and
+    size. Otherwise ImportError names the struct and the field."""
+    def check(cls: Any) -> Any:
+        try:
+            size, fields = C.STRUCTS[tag]
+        except KeyError:
+            raise ImportError(f"{cls.__name__}: shoal.h has no struct {tag}") from None
+        ours = [f[0] for f in cls._fields_]
+        where = f"{cls.__name__} (struct {tag}, {C.__file__})"
+        for i, (cname, off, sz) in enumerate(fields):
+            if i >= len(ours):
+                raise ImportError(f"{where}: field {cname} (offset {off}) is missing")
+            f = getattr(cls, ours[i])
+            if (f.offset, f.size) != (off, sz):
+                raise ImportError(f"{where}: field {cname} is {sz} bytes at offset {off} in C, "
+                                  f"{ours[i]} {f.size} bytes at offset {f.offset} here")
+        if len(ours) > len(fields):
+            raise ImportError(f"{where}: field {ours[len(fields)]} is not in C")
+        if ctypes.sizeof(cls) != size:
+            raise ImportError(f"{where}: {size} bytes in C, {ctypes.sizeof(cls)} here")
+        return cls
+    return check
 
 
 class Mapping:

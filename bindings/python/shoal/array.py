@@ -33,11 +33,12 @@ from __future__ import annotations
 import ctypes
 import operator
 import os
+import sys
 import threading
 from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Tuple, Union
 
-from . import _lib
-from ._lib import declare
+from . import _constants as C, _lib
+from ._lib import declare, layout
 from .segment import PREFAULT, RDONLY, _Opts, _mode, _name
 
 if TYPE_CHECKING:
@@ -47,23 +48,45 @@ DTypeLike = Any  # whatever numpy.dtype() accepts
 ShapeLike = Union[int, Iterable[int]]  # as numpy's: an integer or a sequence of them
 
 _vp = ctypes.c_void_p
-NOREF = 0x100
-MAXDIM = 32
-HANDLE_MAX = 256
+NOREF = C.SHOAL_ARRAY_NOREF
+MAXDIM = C.SHOAL_ARRAY_MAXDIM
+HANDLE_MAX = C.SHOAL_HANDLE_MAX
+_PREFIX = C.SHOAL_HANDLE_PREFIX
 
-BOOL, INT8, INT16, INT32, INT64 = 1, 2, 3, 4, 5
-UINT8, UINT16, UINT32, UINT64 = 6, 7, 8, 9
-FLOAT32, FLOAT64, COMPLEX64, COMPLEX128, RAW = 10, 11, 12, 13, 14
+# enum shoal_dtype, under the names numpy gives the types (BOOL, ..., RAW).
+BOOL, INT8, INT16, INT32, INT64 = (C.SHOAL_DTYPE_BOOL, C.SHOAL_DTYPE_INT8, C.SHOAL_DTYPE_INT16,
+                                   C.SHOAL_DTYPE_INT32, C.SHOAL_DTYPE_INT64)
+UINT8, UINT16, UINT32, UINT64 = (C.SHOAL_DTYPE_UINT8, C.SHOAL_DTYPE_UINT16,
+                                 C.SHOAL_DTYPE_UINT32, C.SHOAL_DTYPE_UINT64)
+FLOAT32, FLOAT64, COMPLEX64, COMPLEX128, RAW = (C.SHOAL_DTYPE_FLOAT32, C.SHOAL_DTYPE_FLOAT64,
+                                                C.SHOAL_DTYPE_COMPLEX64,
+                                                C.SHOAL_DTYPE_COMPLEX128, C.SHOAL_DTYPE_RAW)
 
-# numpy's type string for each shoal dtype (RAW: "V<itemsize>").
-_TYPESTR = {BOOL: "|b1", INT8: "|i1", INT16: "<i2", INT32: "<i4", INT64: "<i8",
-            UINT8: "|u1", UINT16: "<u2", UINT32: "<u4", UINT64: "<u8",
-            FLOAT32: "<f4", FLOAT64: "<f8", COMPLEX64: "<c8", COMPLEX128: "<c16"}
-_KIND = {("b", 1): BOOL, ("i", 1): INT8, ("i", 2): INT16, ("i", 4): INT32, ("i", 8): INT64,
-         ("u", 1): UINT8, ("u", 2): UINT16, ("u", 4): UINT32, ("u", 8): UINT64,
-         ("f", 4): FLOAT32, ("f", 8): FLOAT64, ("c", 8): COMPLEX64, ("c", 16): COMPLEX128}
+_dtype_name = declare("shoal_dtype_name", ctypes.c_char_p, ctypes.c_int, check=False)
+_dtype_itemsize = declare("shoal_dtype_itemsize", ctypes.c_size_t, ctypes.c_int, check=False)
 
 
+def _typestrs():
+    """numpy's type string for each shoal dtype but RAW ("V<itemsize>"),
+    from what the library says of it: its numpy name ("float64") gives the
+    kind, shoal_dtype_itemsize() the size."""
+    kinds = {"bool": "b", "int": "i", "uint": "u", "float": "f", "complex": "c"}
+    order = "<" if sys.byteorder == "little" else ">"
+    out = {}
+    for _, code in C.ENUMS["shoal_dtype"]:
+        if code == RAW:
+            continue
+        size = _dtype_itemsize(code)
+        kind = kinds[_dtype_name(code).decode().rstrip("0123456789")]
+        out[code] = f"{'|' if size == 1 else order}{kind}{size}"
+    return out
+
+
+_TYPESTR = _typestrs()
+_KIND = {(ts[1], int(ts[2:])): code for code, ts in _TYPESTR.items()}
+
+
+@layout("shoal_array_desc")
 class _Desc(ctypes.Structure):
     _fields_ = [("data", _vp), ("nbytes", ctypes.c_size_t), ("itemsize", ctypes.c_size_t),
                 ("dtype", ctypes.c_int), ("ndim", ctypes.c_int),
@@ -71,6 +94,7 @@ class _Desc(ctypes.Structure):
                 ("readonly", ctypes.c_bool)]
 
 
+@layout("shoal_array_holder")
 class _Holder(ctypes.Structure):
     _fields_ = [("key", ctypes.c_uint64), ("pid", ctypes.c_int), ("count", ctypes.c_uint32),
                 ("alive", ctypes.c_bool)]
@@ -99,10 +123,6 @@ _is_freed = declare("shoal_array_is_freed", ctypes.c_bool, _vp, check=False)
 _holders = declare("shoal_array_holders", ctypes.c_int, _vp, ctypes.POINTER(_Holder),
                    ctypes.c_size_t)
 _reap = declare("shoal_reap", ctypes.c_int)
-_queue_attach = declare("shoal_queue_attach_array", ctypes.c_int, _vp, ctypes.c_char_p,
-                        ctypes.c_uint, ctypes.POINTER(_vp), name_arg=1)
-_queue_hold = declare("shoal_queue_hold_array", ctypes.c_int, _vp, _vp, detail=True)
-_queue_unhold = declare("shoal_queue_unhold_array", ctypes.c_int, _vp, _vp, detail=True)
 
 
 # This process's pid, renewed in a forked child without a system call per
@@ -235,10 +255,12 @@ class Array:
     # ---- making and reaching arrays
 
     @classmethod
-    def _create(cls, shape: "ShapeLike", dtype: "DTypeLike", name: Optional[str], mode: int,
-                prefault: bool) -> "Array":
+    def _create(cls, shape: "ShapeLike", dtype: "DTypeLike", name: Optional[str],
+                mode: Optional[int], prefault: bool) -> "Array":
         code, itemsize, dt, sub = _code(dtype)
         shape = _shape_of(shape) + tuple(sub)
+        # C refuses it too (EINVAL), but numpy's callers expect ValueError
+        # for a bad number of dimensions; the limit is C's.
         if not 1 <= len(shape) <= MAXDIM:
             raise ValueError(f"an Array has 1 to {MAXDIM} dimensions, not {len(shape)}")
         out = _vp()
@@ -250,7 +272,8 @@ class Array:
 
     @classmethod
     def zeros(cls, shape: "ShapeLike", dtype: "DTypeLike" = "float64", *,
-              name: Optional[str] = None, mode: int = 0o600, prefault: bool = False) -> "Array":
+              name: Optional[str] = None, mode: Optional[int] = None,
+              prefault: bool = False) -> "Array":
         """A new array of ``shape`` and ``dtype``, filled with zeros.
 
         ``shape`` is an integer or a sequence of integers (as numpy's);
@@ -264,12 +287,14 @@ class Array:
 
     @classmethod
     def empty(cls, shape: "ShapeLike", dtype: "DTypeLike" = "float64", *,
-              name: Optional[str] = None, mode: int = 0o600, prefault: bool = False) -> "Array":
+              name: Optional[str] = None, mode: Optional[int] = None,
+              prefault: bool = False) -> "Array":
         """As ``zeros``: fresh shared pages are zero, at no extra cost."""
         return cls._create(shape, dtype, name, mode, prefault)
 
     @classmethod
-    def from_numpy(cls, x: Any, *, name: Optional[str] = None, mode: int = 0o600) -> "Array":
+    def from_numpy(cls, x: Any, *, name: Optional[str] = None,
+                   mode: Optional[int] = None) -> "Array":
         """A new shared array holding a copy of numpy array ``x`` (one copy)."""
         np = _np()
         x = np.asarray(x)
@@ -300,29 +325,10 @@ class Array:
         _attach(handle.encode("utf-8", "surrogateescape"), flags, ctypes.byref(out))
         return cls._wrap(out.value, bool(readonly), handle, dtype)
 
-    @classmethod
-    def _from_queue(cls, queue_ptr: int, handle: str, readonly: bool,
-                    dtype: Any = None) -> "Array":
-        """Attach a handle popped from a queue, taking over the reference
-        the queue held for it (see Queue.get_obj)."""
-        _check_handle(handle)
-        out = _vp()
-        _queue_attach(queue_ptr, handle.encode("utf-8", "surrogateescape"),
-                      RDONLY if readonly else 0, ctypes.byref(out))
-        return cls._wrap(out.value, bool(readonly), handle, dtype)
-
     def _pickled_dtype(self) -> Any:
         """The dtype a pickle must carry: the numpy dtype of a raw array's
         items when it is more than V<itemsize>, else None."""
         return self._dtype if self._raw and not isinstance(self._dtype, str) else None
-
-    def _hold_for(self, queue_ptr):
-        """Give the queue one reference (see Queue.put_obj)."""
-        self._check()
-        _queue_hold(queue_ptr, self._map.ptr)
-
-    def _unhold_for(self, queue_ptr):
-        _queue_unhold(queue_ptr, self._map.ptr)
 
     @classmethod
     def open(cls, name: str, *, readonly: bool = False, dtype: "DTypeLike" = None) -> "Array":
@@ -341,7 +347,7 @@ class Array:
 
     @property
     def name(self) -> str:
-        return self._handle[len("shoal:array:"):self._handle.rindex("@")]
+        return self._handle[len(_PREFIX):self._handle.rindex("@")]
 
     @property
     def shape(self) -> Tuple[int, ...]:

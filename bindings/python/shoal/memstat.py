@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Union
 
-from ._lib import declare
+from ._constants import SHOAL_MEMSTAT_SMAPS as SMAPS
+from ._lib import declare, layout
 
-SMAPS = 0x1
 
-
+@layout("shoal_memstat")
 class _MemStat(ctypes.Structure):
     _fields_ = [(n, ctypes.c_uint64) for n in
                 ("rss", "anon", "shmem", "file", "swap", "peak", "private", "pss", "uss",

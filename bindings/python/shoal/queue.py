@@ -1,5 +1,9 @@
 """shoal.Queue: a multi-producer, multi-consumer queue of byte strings in
-shared memory, that keeps working when any process using it is killed."""
+shared memory, that keeps working when any process using it is killed.
+
+Objects (put_obj, get_obj, claim_obj) are pickled here and carried as
+bytes; the arrays inside them travel as handles with a reference the queue
+holds, which is _queue_arrays.py's part."""
 from __future__ import annotations
 
 import array
@@ -14,18 +18,18 @@ import threading
 import time
 from typing import Any, Dict, Iterable, List, Optional
 
-from . import _lib
-from ._lib import declare
-from .segment import _Opts, _name
+from . import _constants as C, _lib, _queue_arrays
+from ._lib import declare, layout
+from .segment import PREFAULT, _mode, _name, _Opts
 
 _vp = ctypes.c_void_p
 _size_p = ctypes.POINTER(ctypes.c_size_t)
-PREFAULT = 0x2
 # Blocking calls go to C in slices this long, so Python runs signal handlers
 # (Ctrl-C) in between even if the system call is restarted.
 _SLICE_NS = 100_000_000
 
 
+@layout("shoal_queue_stats")
 class _Stats(ctypes.Structure):
     _fields_ = [(f, ctypes.c_uint64) for f in (
         "depth", "capacity", "max_msg", "pushes", "pops", "sleeps", "recoveries", "dropped",
@@ -50,11 +54,8 @@ _pop_many = declare("shoal_queue_pop_many", ctypes.c_ssize_t, _vp, _vp, ctypes.c
 # The same two calls for the fast path of put() and get(), without argtypes:
 # converting five arguments costs more than the call itself, so these take
 # ready-made ctypes objects (c_void_p, c_size_t, c_int64) and bytes only.
-_fast = ctypes.CDLL(_lib.lib._name)
-_push_fast = _fast.shoal_queue_push
-_push_fast.restype = ctypes.c_int
-_pop_fast = _fast.shoal_queue_pop
-_pop_fast.restype = ctypes.c_int
+_push_fast = declare("shoal_queue_push", ctypes.c_int, hot=True)
+_pop_fast = declare("shoal_queue_pop", ctypes.c_int, hot=True)
 _NOWAIT = ctypes.c_int64(0)
 _sizes = {}  # c_size_t objects for the lengths seen, up to a bound
 
@@ -68,6 +69,7 @@ def _size(n):
     return s
 
 
+@layout("shoal_queue_ticket")
 class _Ticket(ctypes.Structure):
     _fields_ = [("id", ctypes.c_uint64), ("redelivered", ctypes.c_uint32),
                 ("reserved", ctypes.c_uint32)]
@@ -97,8 +99,7 @@ def unlink(name: str) -> None:
     _unlink(_name(name))
 
 
-# shoal.h's SHOAL_QUEUE_CAPACITY_MAX and SHOAL_QUEUE_MSG_MAX.
-_CAPACITY_MAX, _MSG_MAX = 1 << 24, 1 << 26
+_CAPACITY_MAX, _MSG_MAX = C.SHOAL_QUEUE_CAPACITY_MAX, C.SHOAL_QUEUE_MSG_MAX
 
 
 def _create_args(name: str, capacity: Any, max_msg: Any) -> List[int]:
@@ -168,12 +169,14 @@ class Queue:
     """
 
     def __init__(self, name: str, capacity: int = 1024, max_msg: int = 4096, *,
-                 create: bool = True, mode: int = 0o600, prefault: bool = False) -> None:
+                 create: bool = True, mode: Optional[int] = None,
+                 prefault: bool = False) -> None:
         out = _vp()
         if create:
             capacity, max_msg = _create_args(name, capacity, max_msg)
             _create(_name(name), capacity, max_msg,
-                    ctypes.byref(_Opts(mode, PREFAULT if prefault else 0)), ctypes.byref(out))
+                    ctypes.byref(_Opts(_mode(mode), PREFAULT if prefault else 0)),
+                    ctypes.byref(out))
         else:
             _open(_name(name), PREFAULT if prefault else 0, ctypes.byref(out))
         self._name = name
@@ -187,8 +190,8 @@ class Queue:
         self._local = threading.local()
 
     @classmethod
-    def create(cls, name: str, capacity: int = 1024, max_msg: int = 4096, *, mode: int = 0o600,
-               prefault: bool = False) -> "Queue":
+    def create(cls, name: str, capacity: int = 1024, max_msg: int = 4096, *,
+               mode: Optional[int] = None, prefault: bool = False) -> "Queue":
         """Create queue ``name``: ``capacity`` slots (a power of two) of
         messages up to ``max_msg`` bytes."""
         return cls(name, capacity, max_msg, mode=mode, prefault=prefault)
@@ -336,8 +339,6 @@ class Queue:
         if n == 0:
             return 0
         lens = array.array(_SZ, map(len, items))
-        if max(lens) > self._max_msg:
-            raise ValueError(f"a message is longer than max_msg={self._max_msg}")
         data = b"".join(items)
         lens_addr = lens.buffer_info()[0]
         size = lens.itemsize
@@ -354,6 +355,8 @@ class Queue:
             if rc not in (_EAGAIN, _ETIMEDOUT, _EINTR):
                 if done:
                     return done
+                if rc == _EMSGSIZE:  # C checked every length: none was put
+                    raise ValueError(f"a message is longer than max_msg={self._max_msg}")
                 raise _lib.error(rc, detail=True)
             if deadline is _UNSET:
                 deadline = _deadline(block, timeout)
@@ -459,7 +462,7 @@ class Queue:
         queue keeps its reference until ack() drops it (so a nacked or
         redelivered message still finds its arrays)."""
         c = self.claim(block, timeout)
-        u = _ClaimUnpickler(io.BytesIO(c.data))
+        u = _queue_arrays.ClaimUnpickler(io.BytesIO(c.data))
         try:
             c.data = u.load()
         except BaseException:
@@ -479,7 +482,7 @@ class Queue:
         put fails, the queue holds nothing more than before.
         """
         buf = io.BytesIO()
-        p = _Pickler(buf, self._handle())
+        p = _queue_arrays.Pickler(buf, self._handle())
         try:
             p.dump(obj)
             self.put(buf.getvalue(), block, timeout)
@@ -490,7 +493,8 @@ class Queue:
     def get_obj(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         """get() and unpickle; shoal.Array objects inside come attached,
         holding the reference the queue held for them."""
-        return _Unpickler(io.BytesIO(self.get(block, timeout)), self._handle()).load()
+        return _queue_arrays.Unpickler(io.BytesIO(self.get(block, timeout)),
+                                       self._handle()).load()
 
     # ---- state
 
@@ -590,7 +594,7 @@ class Claim:
         arrays, self._arrays = self._arrays, ()
         for a in arrays:
             # a's C handle outlives a.release(): its mapping is kept by a.
-            _array()._queue_unhold(self._map.ptr, a._map.ptr)
+            _queue_arrays.unhold(self._map.ptr, a)
 
     def nack(self):
         """Give the message back now: the next get or claim, by anyone,
@@ -620,60 +624,3 @@ class Claim:
     def __repr__(self):
         state = self._settled or "open"
         return f"<shoal.Claim {state} redelivered={self.redelivered} data={self.data!r:.60}>"
-
-
-class _Pickler(pickle.Pickler):
-    """Pickles shoal.Array objects as handles, each with a reference given
-    to the queue (so the array lives while the message does)."""
-
-    def __init__(self, f, queue_ptr):
-        super().__init__(f, protocol=5)
-        self._queue_ptr = queue_ptr
-        self._held = []
-
-    def persistent_id(self, obj):
-        if type(obj) is not _array().Array:
-            return None
-        obj._hold_for(self._queue_ptr)
-        self._held.append(obj)
-        dt = obj._pickled_dtype()  # a raw array's items' dtype travels too
-        if dt is not None:
-            return ("shoal.Array", obj.handle, obj.readonly, dt)
-        return ("shoal.Array", obj.handle, obj.readonly)
-
-    def give_back(self):
-        for a in self._held:
-            a._unhold_for(self._queue_ptr)
-        self._held = []
-
-
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, f, queue_ptr):
-        super().__init__(f)
-        self._queue_ptr = queue_ptr
-
-    def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) in (3, 4) and pid[0] == "shoal.Array"):
-            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
-        return _array().Array._from_queue(self._queue_ptr, *pid[1:])
-
-
-class _ClaimUnpickler(pickle.Unpickler):
-    """Attaches arrays with a reference of their own (the queue's stays
-    with the message until ack) and remembers them for Claim.ack()."""
-
-    def __init__(self, f):
-        super().__init__(f)
-        self.arrays = []
-
-    def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) == 3 and pid[0] == "shoal.Array"):
-            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
-        a = _array().Array.attach(pid[1], readonly=pid[2])
-        self.arrays.append(a)
-        return a
-
-
-def _array():
-    from . import array
-    return array

@@ -6,13 +6,13 @@ import operator
 from typing import Any, Optional
 
 from . import _lib
-from ._lib import declare
+from ._constants import SHOAL_PREFAULT as PREFAULT, SHOAL_RDONLY as RDONLY
+from ._lib import declare, layout
 
 _vp = ctypes.c_void_p
-RDONLY = 0x1
-PREFAULT = 0x2
 
 
+@layout("shoal_opts")
 class _Opts(ctypes.Structure):
     _fields_ = [("mode", ctypes.c_uint), ("flags", ctypes.c_uint)]
 
@@ -45,6 +45,10 @@ def _index(value: Any, what: str) -> int:
 
 
 def _mode(mode: Any) -> int:
+    """The mode for struct shoal_opts: None is 0, which the C call takes
+    as its default (0600)."""
+    if mode is None:
+        return 0
     mode = _index(mode, "mode")
     if not 0 <= mode < 2**32:
         raise ValueError(f"mode {mode:#o} is not a permission mode")
@@ -70,7 +74,8 @@ class Segment:
     _map: Optional[_lib.Mapping]
 
     def __init__(self, name: str, *, create: bool = False, size: int = 0,
-                 readonly: bool = False, mode: int = 0o600, prefault: bool = False) -> None:
+                 readonly: bool = False, mode: Optional[int] = None,
+                 prefault: bool = False) -> None:
         self._map = None
         self._name = name
         self._readonly = bool(readonly) and not create
@@ -93,7 +98,7 @@ class Segment:
         self._buf = _lib.view(self._map, _data(out.value), self._size, self._readonly)
 
     @classmethod
-    def create(cls, name: str, size: int, *, mode: int = 0o600,
+    def create(cls, name: str, size: int, *, mode: Optional[int] = None,
                prefault: bool = False) -> "Segment":
         """Create segment ``name`` of ``size`` bytes, zeroed."""
         return cls(name, create=True, size=size, mode=mode, prefault=prefault)
