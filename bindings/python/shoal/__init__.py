@@ -3,7 +3,7 @@
 Python bindings over libshoal (ctypes). Every object lives in /dev/shm as
 "shoal.<name>" and can be opened by name from any process of the same user.
 """
-from . import _lib  # first: the library, and the _constants.py made with it
+from . import _lib  # noqa: F401 (first: the library, and the _constants.py made with it)
 from ._constants import VERSION as __version__
 from ._lib import ShoalError, strerror
 from .segment import Segment, unlink

@@ -12,7 +12,6 @@ import errno
 import io
 import itertools
 import operator
-import pickle
 import queue as _queue
 import threading
 import time
