@@ -230,8 +230,15 @@ class Pool(concurrent.futures.Executor):
         cfg.max_attempts = max_attempts
         cfg.grace_ns = int(grace * 1e9)
         cfg.check_ns = int(check_interval * 1e9)
+        # Two defaults are Python's own, not the C pool's (4096 and 2). A
+        # worker reads a task in place only if it knows the cell size, and
+        # no call gives back the size the C pool chose, so Python states
+        # it (the C pool rounds it up, never down: a safe lower bound).
+        # Python's tiny tasks run through the board's cells one pickle at
+        # a time: a deep prefetch keeps workers from waiting for the
+        # supervisor between them (bench/run pool, pool.tiny_tasks).
         cfg.inline_bytes = inline_bytes
-        self._inline = inline_bytes  # the C pool rounds it up, never down
+        self._inline = inline_bytes
         cfg.prefetch = prefetch
         self._prefetch = prefetch  # imap()'s window is a multiple of it
         # The hooks are the module's (they outlive every pool: the C pool
