@@ -7,21 +7,20 @@ forkserver) and the pickling of calls and results. This module owns Pool
 itself, the hooks by which the C pool starts and joins Python workers,
 and shutting pools down at exit. The flow of a task:
 
-|============= supervisor process ===============|== shared memory ==|= worker =|
+|======= supervisor process (Python + libshoal's threads) =======|= shm =|= workers =|
 
- caller                                           task board
- submit/map --> _pool_wire: pickle ---------> shoal_pool_submit_many
-   |            (function + calls)                 | (cell, or a spill
-   |  _Run(first, n, target) in Pool._runs         |  segment if large)
-   v                                               v
- Future / _Calls <-- results thread <-- shoal_pool_wait_into  <-- _pool_worker:
- (_pool_results)     (_collect_loop)   (a batch of rows)       step, run, pickle
-                                                   ^
- libshoal's supervisor thread: recycling policy,   | spawn hook -> _spawn:
- exit watcher thread: pidfds of workers ---------- +   _forkserver.ForkServer or
-                                                       a multiprocessing Process
-                                                     join hook -> _join: its
-                                                       exit status
+ submit() / map()                                  task board        _pool_worker:
+   | _pool_wire: the function and calls pickled    (cells; a spill   take a task,
+   | Pool._submit: shoal_pool_submit_many  -----> segment if  ----> run it, pickle
+   | and a _Run(first, n, target) per batch       large)            the result
+   v                                                                  |
+ _Future / _Calls  <--  results thread  <--  shoal_pool_wait_into  <--+ (through the board)
+ (_pool_results)        (_collect_loop, a batch of rows at a time)
+
+ libshoal's supervisor thread (policy, recycling) --spawn hook--> _spawn
+     -> _forkserver.ForkServer.spawn, or a multiprocessing Process
+ libshoal's exit watcher thread (the workers' pidfds) --join hook--> _join
+     -> the worker's exit status
 
 - _pool_abi.py: the ctypes structs, the declared calls, the hook types and
   the constants copied from include/shoal.h.
@@ -61,12 +60,15 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 
 from . import _forkserver
 from ._lib import ShoalError, declare  # noqa: F401 - shoal.pool's names
-from ._pool_abi import (_JOIN, _SPAWN, REASONS, SHOAL_EWORKERLOST, _cancel, _Config,  # noqa: F401
-                        _config_reason, _create, _destroy, _Info, _info, _name, _stats, _Stats,
-                        _submit_many, _task_state, _u64, _vp)
-from ._pool_results import (_FIRST_BATCH, _LAST_BATCH, AsyncResult, WorkerLost, _Calls,  # noqa: F401
-                            _collect, _failure, _fmt, _Future, _One, _Run)
-from ._pool_wire import _ONE, RemoteTraceback, _task_prefix  # noqa: F401
+# shoal.pool's public names, defined where their idea lives: REASONS,
+# SHOAL_EWORKERLOST, AsyncResult, WorkerLost, RemoteTraceback.
+from ._pool_abi import (_JOIN, _SPAWN, REASONS, SHOAL_EWORKERLOST,  # noqa: F401
+                        _cancel, _Config, _config_reason, _create, _destroy, _Info, _info,
+                        _name, _stats, _Stats, _submit_many, _task_state, _u64, _vp)
+from ._pool_results import (AsyncResult, WorkerLost,  # noqa: F401
+                            _FIRST_BATCH, _LAST_BATCH, _Calls, _collect, _failure, _fmt,
+                            _Future, _One, _Run)
+from ._pool_wire import RemoteTraceback, _ONE, _task_prefix  # noqa: F401
 from ._pool_worker import _worker_main
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3,
