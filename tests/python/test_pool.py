@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import shoal
+from shoal._pool_results import _Calls
 from shoal.pool import parse_size
 
 MiB = 2**20
@@ -451,7 +452,7 @@ def test_a_target_knows_its_task_ids_before_results_can_reach_it():
         def run_of(tid):
             run = real(tid)
             ok = run is not None and run.first <= tid < run.end
-            if ok and isinstance(run.target, shoal.pool._Calls):
+            if ok and isinstance(run.target, _Calls):
                 # Its batch: the place of task f + i is at + i.
                 ok = run.out is run.target.out and any(
                     0 <= tid - f < n and run.shift == at - f for f, at, n in run.target.segs)
@@ -520,7 +521,7 @@ def test_a_failing_results_thread_fails_the_waiters_instead_of_hanging(monkeypat
         # Looking up the run of the map's fourth result (each comes alone,
         # 50 ms after the one before, so each is looked up).
         run = real(self, tid)
-        if run is not None and isinstance(run.target, shoal.pool._Calls) and \
+        if run is not None and isinstance(run.target, _Calls) and \
                 tid - run.first == 3 and not seen_put:
             seen_put.append(tid)
             armed.wait(10)

@@ -82,7 +82,7 @@ def _killpg(pgid):
 
 
 def _shm_of(pid):
-    """What a process's pools and arrays left in /dev/shm: ledgers, spilled
+    """What a process's pools and arrays left in /dev/shm: boards, spilled
     tasks and results, half-made (.tmp) objects, arrays (a worker killed
     while it held one, and never reaped, leaves it stale)."""
     return [f for f in os.listdir("/dev/shm") if f"pool.{pid}." in f or f"a.{pid:x}." in f]
@@ -144,7 +144,7 @@ _DROPPED = """
 def test_dropped_pools_shut_down():
     """8 pools made and dropped without shutdown(), then another used, in
     rounds: the parent never crashes (the C pool's threads once called back
-    into a Pool already gone), no worker is alive ~3 s later and no ledger
+    into a Pool already gone), no worker is alive ~3 s later and no board
     is left, as with ProcessPoolExecutor."""
     _, std, rc, _, err = _run(_DROPPED, "std", args=("1",))
     assert rc == 0, err[-2000:]
@@ -257,7 +257,7 @@ def test_ctrl_c_in_with(times):
     """Ctrl-C once, twice or three times at 1 s, while 64 tasks of 0.5 s
     run on 2 workers in a ``with`` block: the caller gets KeyboardInterrupt
     promptly (as with ProcessPoolExecutor, which hangs at the second), the
-    workers are gone and nothing is left in /dev/shm (no ledger, no spilled
+    workers are gone and nothing is left in /dev/shm (no board, no spilled
     task, no half-made object, no array the workers held)."""
     # ProcessPoolExecutor may hang on a second Ctrl-C: bounded.
     _, std, rc, _, err = _run(_SIGINT, "std", timeout=10, args=(str(times),))

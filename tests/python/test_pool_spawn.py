@@ -151,15 +151,15 @@ def ppid_of(pid):
 def test_parent_killed_mid_map_takes_its_workers():
     """The pool's process SIGKILLed in the middle of a map with tasks
     prefetched: its workers and fork server are gone within 2 s, and
-    `shoal gc` takes the ledger."""
+    `shoal gc` takes the board."""
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline().split()
-        ledger, pids = line[0], [int(x) for x in line[1:]]
+        board, pids = line[0], [int(x) for x in line[1:]]
         assert pids
         server = ppid_of(pids[0])
         assert server != proc.pid and ppid_of(server) == proc.pid
-        assert os.path.exists(f"/dev/shm/shoal.{ledger}")
+        assert os.path.exists(f"/dev/shm/shoal.{board}")
     finally:
         proc.kill()
         proc.wait()
@@ -170,16 +170,16 @@ def test_parent_killed_mid_map_takes_its_workers():
     # /dev/shm took it already).
     r = subprocess.run([SHOAL, "ls", "--json"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    mine = [o for o in map(json.loads, r.stdout.splitlines()) if o.get("name") == ledger]
+    mine = [o for o in map(json.loads, r.stdout.splitlines()) if o.get("name") == board]
     assert all(o["stale"] for o in mine), mine
     r = subprocess.run([SHOAL, "gc"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert not os.path.exists(f"/dev/shm/shoal.{ledger}")
+    assert not os.path.exists(f"/dev/shm/shoal.{board}")
 
 
 def test_killed_workers_tmp_files_do_not_outlive_the_pool():
     """A worker SIGKILLed inside a create leaves "shoal..tmp.<pid>.*": the
-    pool removes it (before it reaps the worker); a live process's is
+    pool removes it (before it joins the worker); a live process's is
     kept."""
     mine = f"/dev/shm/shoal..tmp.{os.getpid()}.00000000cafef00d"
     with open(mine, "w"):
@@ -204,7 +204,7 @@ def test_killed_workers_tmp_files_do_not_outlive_the_pool():
 def test_a_fork_server_that_cannot_fork_breaks_the_pool(monkeypatch):
     """The server cannot fork (no processes left): the pool says so."""
     monkeypatch.setattr(_forkserver.ForkServer, "spawn",
-                        lambda self, ledger, slot, gen: -errno.EAGAIN)
+                        lambda self, board, seat, gen: -errno.EAGAIN)
     with shoal.Pool(2) as p:
         with pytest.raises(concurrent.futures.process.BrokenProcessPool) as ei:
             p.submit(nap, 0).result(timeout=30)
@@ -245,7 +245,7 @@ def test_a_multiprocessing_fork_pool_beside_does_not_hang_shutdown():
             server = p._server.pid
             p.shutdown()
             assert time.monotonic() - t0 < 20
-            # The server has ended and was reaped.
+            # The server has ended and was waited for.
             with pytest.raises(ProcessLookupError):
                 os.kill(server, 0)
 

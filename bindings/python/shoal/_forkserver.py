@@ -1,27 +1,32 @@
 """shoal._forkserver: the single-threaded process that forks a Python
 pool's workers (start method "fork"), lib/forkserver.c's twin.
 
+    pool.py's hooks (supervisor, exit watcher threads)
+        ForkServer.spawn / .join -> socketpair (one request at a time)
+            -> _serve (the server process) -> os.fork() -> _child -> target
+                                           -> os.waitpid -> the status back
+
 A worker os.fork()ed from the pool's supervisor thread, at any moment,
 would inherit whatever the process's other threads held then: a lock, or a
 pipe another thread is handing to subprocess (whose reader then waits for
 EOF until that worker ends). So the pool forks once, when it is made,
 before libshoal starts its threads: the child keeps fds 0-2 and its end of
 a socketpair, closes every other fd (each number left taken by a
-placeholder on which any read or write fails, see _close_all_but), and from then on os.fork()s each
-worker on request. Workers start with the memory the process had at
-Pool(), in the thread that called Pool().
+placeholder on which any read or write fails, see _close_all_but), and
+from then on os.fork()s each worker on request. Workers start with the
+memory the process had at Pool(), in the thread that called Pool().
 
-Requests, one at a time under a lock (the spawn and reap hooks run on
-libshoal's supervisor and reaper threads): SPAWN slot, gen, ledger -> pid
-or -errno; REAP pid -> the wait status or -errno. The server reaps a worker
-only when asked, so its zombie pins the pid the pool watches with a pidfd;
-a worker killed by a signal may have died inside a create, so its
-"shoal..tmp.<pid>.*" files are removed before its zombie is reaped. On EOF
+Requests, one at a time under a lock (the spawn and join hooks run on
+libshoal's supervisor and exit watcher threads): SPAWN seat, gen, board
+-> pid or -errno; JOIN pid -> the wait status or -errno. The server
+collects a worker's exit status only when asked, so its zombie pins the
+pid the pool watches with a pidfd; a worker killed by a signal may have
+died inside a create, so its "shoal..tmp.<pid>.*" files are removed
+before its exit status is collected. On EOF
 or EXIT (the pool process died, or the pool was destroyed), or once its
 parent is no longer the pool process (a child the pool process forked may
-hold the socket open), the server SIGKILLs and reaps what it still has, and
-exits; workers have PR_SET_PDEATHSIG towards
-the server.
+hold the socket open), the server SIGKILLs and waits for what it still
+has, and exits; workers have PR_SET_PDEATHSIG towards the server.
 """
 import ctypes
 import errno
@@ -35,8 +40,8 @@ import sys
 import threading
 import traceback
 
-_SPAWN, _REAP, _EXIT = 1, 2, 3
-_REQ = struct.Struct("=IIQiI")  # op, slot, gen, pid, 0; then the ledger name
+_SPAWN, _JOIN, _EXIT = 1, 2, 3
+_REQ = struct.Struct("=IIQiI")  # op, seat, gen, pid, 0; then the board name
 _REP = struct.Struct("=i")
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -51,7 +56,7 @@ def _unlink_tmp_of(pid):
 
 
 class ForkServer:
-    """Fork the server now; @target(ledger, slot, gen) is a worker's body,
+    """Fork the server now; @target(board, seat, gen) is a worker's body,
     run in the server's children (its return value ignored: 0 unless it
     raises)."""
 
@@ -82,14 +87,14 @@ class ForkServer:
                 return -errno.EPIPE
             return _REP.unpack(rep)[0]
 
-    def spawn(self, ledger, slot, gen):
+    def spawn(self, board, seat, gen):
         """A new worker's pid, or -errno."""
-        return self._call(_REQ.pack(_SPAWN, slot, gen, 0, 0) + ledger)
+        return self._call(_REQ.pack(_SPAWN, seat, gen, 0, 0) + board)
 
-    def reap(self, pid):
+    def join(self, pid):
         """Worker @pid's wait status (it has exited, or is about to), or
         -errno."""
-        return self._call(_REQ.pack(_REAP, 0, 0, pid, 0))
+        return self._call(_REQ.pack(_JOIN, 0, 0, pid, 0))
 
     def close(self):
         """End the server (it kills what workers it still has) and wait."""
@@ -108,7 +113,7 @@ class ForkServer:
         try:
             os.waitpid(self.pid, 0)
         except ChildProcessError:
-            pass  # reaped by someone's waitpid(-1)
+            pass  # collected by someone's waitpid(-1)
 
 
 def _serve(sock, target):
@@ -116,7 +121,7 @@ def _serve(sock, target):
     _close_all_but(sock.fileno())
     # SIGINT reaches the whole foreground group; the server leaves with its
     # pool process (EOF), never before. A handler inherited for SIGCHLD
-    # (or SIG_IGN, which reaps by itself) would take the zombies.
+    # (or SIG_IGN, which discards exit statuses) would take the zombies.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -141,7 +146,7 @@ def _serve(sock, target):
             break
         rep = -errno.EINVAL
         if len(msg) >= _REQ.size:
-            op, slot, gen, pid, _ = _REQ.unpack_from(msg)
+            op, seat, gen, pid, _ = _REQ.unpack_from(msg)
             if op == _SPAWN:
                 try:
                     pid = os.fork()
@@ -149,11 +154,11 @@ def _serve(sock, target):
                     rep = -(e.errno or errno.EAGAIN)
                 else:
                     if pid == 0:
-                        _child(sock, me, target, msg[_REQ.size:].decode(), slot, gen)
+                        _child(sock, me, target, msg[_REQ.size:].decode(), seat, gen)
                     kids.add(pid)
                     rep = pid
-            elif op == _REAP:
-                rep = _reap(kids, pid)
+            elif op == _JOIN:
+                rep = _join(kids, pid)
         try:
             sock.send(_REP.pack(rep))
         except OSError:
@@ -188,7 +193,7 @@ def _close_all_but(keep):
     os.close(ph)
 
 
-def _reap(kids, pid):
+def _join(kids, pid):
     if pid not in kids:
         return -errno.ECHILD
     try:
@@ -202,7 +207,7 @@ def _reap(kids, pid):
     return st
 
 
-def _child(sock, server, target, ledger, slot, gen):
+def _child(sock, server, target, board, seat, gen):
     """A worker, just forked by the server; never returns."""
     code = 1
     try:
@@ -213,7 +218,7 @@ def _child(sock, server, target, ledger, slot, gen):
         # What multiprocessing's own fork children run: objects of its
         # (a Queue, a Lock passed in initargs) renew their state.
         multiprocessing.util._run_after_forkers()
-        target(ledger, slot, gen)
+        target(board, seat, gen)
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
