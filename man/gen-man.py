@@ -254,7 +254,7 @@ page('shoal_queue.3', 'SHOAL_QUEUE', ['shoal_queue', 'shoal_queue_create', 'shoa
      see=['shoal_queue_claim(3)', 'shoal_array(3)', 'shoal_reap(3)', 'shoal_errors(3)'])
 page('shoal_queue_claim.3', 'SHOAL_QUEUE_CLAIM', ['shoal_queue_claim', 'shoal_queue_ack', 'shoal_queue_nack'],
      'acknowledged delivery from a shoal queue',
-     ["A claim is a pop that keeps the message recoverable until it is acknowledged: a claimer that dies, detaches or nacks before shoal_queue_ack() has the message delivered again, once per death, with its redelivery count. The message keeps its ring slot until then."],
+     ["A claim is a pop that keeps the message recoverable until it is acknowledged: a claimer that dies, detaches or nacks before shoal_queue_ack() has the message delivered again, once per death, with its redelivery count. The message keeps its ring slot until then.", "", "Timeouts, as for every queue call: 0 = try once, < 0 = wait forever, > 0 = wait at most that many nanoseconds."],
      F('shoal_queue_claim', 'shoal_queue_ack', 'shoal_queue_nack'), types=['shoal_queue_ticket'],
      notes=["Claims are taken in FIFO order and acked in any order, but the ring cannot skip a slot: the producer one lap after a claimed message waits until that claim is settled. Keep claims short, or the capacity well above the number a consumer keeps open.",
             "A consumer that holds claims must settle them before it waits for the end of a closed queue, or it waits for itself."],
