@@ -287,7 +287,7 @@ SHOAL_API int shoal_unlink(const char *name);
  * A bounded multi-producer, multi-consumer FIFO of byte strings in its own
  * named object, usable from any number of processes at once, that keeps
  * working when any of them is SIGKILLed at any instruction (see
- * docs/design.md, "Queue"). Timeouts, for every call that takes one:
+ * docs/queue.md). Timeouts, for every call that takes one:
  * 0 = try once, < 0 = wait forever, > 0 = wait at most that many
  * nanoseconds. Blocking calls sleep on a futex in the object; no system call
  * is made on the fast path while nobody sleeps.
@@ -1190,7 +1190,7 @@ struct shoal_memstat {
  *         a few microseconds whatever the process maps), or
  *         SHOAL_MEMSTAT_SMAPS to add PSS, USS, private dirty and swap PSS
  *         from /proc/PID/smaps_rollup (the kernel walks the page tables:
- *         cost grows with the mapped size, see docs/design.md).
+ *         cost grows with the mapped size, see docs/memstat.md).
  * @out: filled on success; fields not asked for are zero.
  *
  * Thread-safe; blocking only as a /proc read is.
