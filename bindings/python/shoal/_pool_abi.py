@@ -2,10 +2,11 @@
 
 Owns the mirrors of include/shoal.h's pool structs (positional: their
 field order and sizes are C's), the declared shoal_pool_* calls, the
-CFUNCTYPE types of the spawn and join hooks, and the constants copied by
-hand from the header (SHOAL_EWORKERLOST, REASONS, the task states, the
-worker step's return codes), gathered here so that a generated
-_constants.py replaces them in one place.
+CFUNCTYPE types of the spawn and join hooks, and the pool's constants
+under the names the other pool modules use, every value taken from the
+generated _constants.py (SHOAL_EWORKERLOST, REASONS, the task states, the
+worker step's return codes). Each struct is checked against the
+compiler's layout at import (_lib.layout).
 
 Data flows through it, not from it: the supervisor side (pool.py,
 _pool_results.py) fills a _Config, submits task bytes and reads _Result
@@ -14,17 +15,19 @@ Python state lives here.
 """
 import ctypes
 
-from . import _lib
-from ._lib import declare
+from . import _constants as C
+from ._lib import declare, layout
 
 _vp = ctypes.c_void_p
 _u64 = ctypes.c_uint64
 
-# ---- copied from include/shoal.h (to come from _constants.py)
-SHOAL_EWORKERLOST = _lib.SHOAL_ERRBASE + 1
-REASONS = ("tasks", "memory", "hard", "age", "died")  # enum shoal_pool_reason, in order
-_TASK_RUNNING, _TASK_DONE = 2, 3  # enum shoal_pool_task_state
-_TASK, _TRIM = 1, 2  # what shoal_pool_worker_step() returns
+SHOAL_EWORKERLOST = C.SHOAL_EWORKERLOST
+# enum shoal_pool_reason, in order: "tasks", "memory", "hard", "age", "died".
+REASONS = tuple(m[len("SHOAL_POOL_"):].lower()
+                for m, v in C.ENUMS["shoal_pool_reason"] if v < C.SHOAL_POOL_NREASONS)
+assert [v for _, v in C.ENUMS["shoal_pool_reason"]][:len(REASONS)] == list(range(len(REASONS)))
+_TASK_RUNNING, _TASK_DONE = C.SHOAL_POOL_TASK_RUNNING, C.SHOAL_POOL_TASK_DONE
+_TASK, _TRIM = C.SHOAL_POOL_TASK, C.SHOAL_POOL_TRIM  # what shoal_pool_worker_step() returns
 
 _FN = ctypes.CFUNCTYPE(ctypes.c_int, _vp, _vp, ctypes.c_size_t, ctypes.POINTER(_vp),
                        ctypes.POINTER(ctypes.c_size_t))
@@ -32,6 +35,7 @@ _SPAWN = ctypes.CFUNCTYPE(ctypes.c_int, _vp, ctypes.c_char_p, ctypes.c_uint32, _
 _JOIN = ctypes.CFUNCTYPE(ctypes.c_int, _vp, ctypes.c_int)
 
 
+@layout("shoal_pool_config")
 class _Config(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char_p), ("workers", ctypes.c_uint), ("max_tasks", _u64),
                 ("max_tasks_jitter", ctypes.c_uint), ("max_private", _u64),
@@ -41,6 +45,7 @@ class _Config(ctypes.Structure):
                 ("join", _JOIN), ("hook_arg", _vp)]
 
 
+@layout("shoal_pool_result")
 class _Result(ctypes.Structure):
     _fields_ = [("id", _u64), ("err", ctypes.c_int), ("signal", ctypes.c_int),
                 ("attempts", ctypes.c_uint32), ("exit_code", ctypes.c_uint8),
@@ -58,12 +63,14 @@ assert (_Result.id.offset, _Result.err.offset, _Result.signal.offset, _Result.le
                                         8 * _W_LEN, 0)
 
 
+@layout("shoal_pool_stats")
 class _Stats(ctypes.Structure):
     _fields_ = [("pid", ctypes.c_int), ("tasks", _u64), ("tasks_total", _u64),
-                ("private_now", _u64), ("private_peak", _u64), ("recycles", _u64 * len(REASONS)),
+                ("private_now", _u64), ("private_peak", _u64), ("recycles", _u64 * C.SHOAL_POOL_NREASONS),
                 ("last_reason", ctypes.c_int), ("trims", _u64)]
 
 
+@layout("shoal_pool_info")
 class _Info(ctypes.Structure):
     _fields_ = [("pending", _u64), ("running", _u64), ("completed", _u64), ("lost", _u64),
                 ("config_reason", ctypes.c_int), ("config_private", _u64),
@@ -77,6 +84,7 @@ def _config_reason(info):
     return info.config_reason - 1
 
 
+@layout("shoal_pool_task")
 class _Task(ctypes.Structure):
     _fields_ = [("id", _u64), ("attempt", ctypes.c_uint32), ("data", _vp),
                 ("len", ctypes.c_size_t)]
@@ -100,7 +108,6 @@ _wopen = declare("shoal_pool_worker_open", ctypes.c_int, ctypes.c_char_p, ctypes
 # types (c_void_p, int, bytes, an int or c_size_t for the length, c_int64,
 # byref(_Task)), as ctypes' conversion of each argument costs more than
 # the call.
-_wstep = _lib.lib["shoal_pool_worker_step"]
-_wstep.restype = ctypes.c_int
+_wstep = declare("shoal_pool_worker_step", ctypes.c_int, hot=True)
 _wtrimmed = declare("shoal_pool_worker_trimmed", ctypes.c_int, _vp)
 _wclose = declare("shoal_pool_worker_close", None, _vp, check=False)
