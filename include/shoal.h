@@ -1041,7 +1041,7 @@ SHOAL_API int shoal_array_unpin(struct shoal_array *a);
  * no longer exist), and frees the arrays whose total reaches zero, or that
  * a dead process had marked freed without unlinking. Also removes the
  * temporary files ("shoal..tmp.<pid>.*") of creators that died mid-create,
- * and the ledger of a pool whose supervisor died without destroying it,
+ * and the task board of a pool whose supervisor died without destroying it,
  * with the task and result segments named after it.
  * Any process may call it at any time, concurrently with everything else.
  * Blocking, bounded: linear in the objects in /dev/shm, and at most 10 ms
@@ -1049,7 +1049,7 @@ SHOAL_API int shoal_array_unpin(struct shoal_array *a);
  * longer is skipped until the next call.
  *
  * Return: the number of objects removed (arrays freed, temporary files, pool
- * ledgers and their segments);
+ * boards and their segments);
  * -EACCES or -ENOENT if /dev/shm cannot be read; -ENOMEM.
  */
 SHOAL_API int shoal_reap(void);

@@ -1,5 +1,6 @@
 /*
- * array.c - refcounted shared n-d arrays, their handles, and reaping.
+ * array.c - refcounted shared n-d arrays: their ledger of references,
+ * their handles, and what the reaper asks of one array.
  *
  * An array is one shoal object (segment.c): the common header, this kind's
  * header (struct shoal__array_hdr, array.h: dtype, shape, strides, the
@@ -37,18 +38,23 @@
  * under anyone: unlink removes the name, and pages live until the last
  * mapping of them goes.
  *
- * Reaping (shoal_reap) drops the lines of holders that are gone: processes
- * by shoal_proc_is_alive() (pid + start time; zombies are dead), queues by
- * whether a queue with that generation is still in /dev/shm. No daemon:
- * any process may reap, at any time.
+ * Reaping: shoal_reap() (lib/reap.c) walks /dev/shm and hands each array
+ * to shoal__array_reap(), which drops, under the lock, the lines of the
+ * holders the reaper's judge calls gone (processes by pid + start time,
+ * zombies dead; queues by whether one with that generation is still in
+ * /dev/shm: the judge knows, this file does not), then frees what that
+ * emptied as any locker would. No daemon: any process may reap, at any
+ * time. Of the holders that are not processes (internal.h's holder keys),
+ * queues come from lib/queue_arrays.c and pins from shoal_array_pin(); this
+ * file counts their lines and never judges them.
  *
  * Handles are "shoal:array:<name>@<generation>". The generation is the
  * common header's random 64-bit value, so a handle to a freed array whose
  * name was reused by a new array gets -ENOENT, never the new data.
  */
 #include "array.h"
+#include "reap.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -56,7 +62,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 /* How long attach, retain and release wait for a live holder of the
@@ -962,7 +967,7 @@ SHOAL_API int shoal_array_handle(const struct shoal_array *a, char *buf, size_t 
 static bool holder_alive(uint64_t key)
 {
 	if (key & SHOAL__HOLDER_NONPROC)
-		return true; /* queues are judged by reap, which can see them */
+		return true; /* queues are judged by the reaper, which can see them */
 	return !shoal__key_dead(key);
 }
 
@@ -995,169 +1000,9 @@ SHOAL_API int shoal_array_holders(const struct shoal_array *a, struct shoal_arra
 	return n;
 }
 
-/* ---- reaping --------------------------------------------------------- */
+/* ---- reaping (called by lib/reap.c) ---------------------------------- */
 
-/*
- * One walk of shoal_reap(). Queue holders are judged in two phases so the
- * walk stays linear in objects (once it rescanned /dev/shm for every array
- * a queue held: 2000 handles in one queue took 55 s):
- *   1. every array is visited once; process holders are judged there, and
- *      the queue keys on its lines are noted (@seen) with the array's name
- *      (@revisit), nothing dropped;
- *   2. after the walk, the queues in /dev/shm are scanned once (@queues);
- *   3. a noted key whose queue is not in that scan is gone for good: its
- *      line was seen (phase 1) while the queue existed, since a queue exists
- *      before it can hold anything, and a generation never comes back. The
- *      noted arrays are visited again and lose the lines of gone keys.
- * Lookups are binary searches in sorted arrays.
- */
-struct gens {
-	uint64_t *v;
-	size_t n, cap;
-};
-
-/* Liveness answers of one walk, by process key: many arrays share their
- * holders, and each answer is a read of /proc. Dead is forever; an answer
- * "alive" that went stale during the walk only keeps a line one walk longer. */
-#define WALK_LIVE_SLOTS 1024u
-
-struct walk {
-	uint64_t live_key[WALK_LIVE_SLOTS]; /* 0: empty slot */
-	bool live[WALK_LIVE_SLOTS];
-	struct gens queues;     /* phase 2: generations of the queues (low 60 bits) */
-	struct gens seen;       /* phase 1: queue keys on ledger lines; phase 3: the gone ones */
-	char *revisit;          /* phase 1: names of arrays with queue lines, NUL-separated */
-	size_t rlen, rcap;
-	bool final;             /* phase 3 */
-	bool uncertain;         /* a queue could not be looked at, or no memory: drop no queue line */
-};
-
-static void gens_add(struct walk *w, struct gens *g, uint64_t v)
-{
-	if (g->n == g->cap) {
-		size_t ncap = g->cap ? g->cap * 2 : 64;
-		uint64_t *nv = realloc(g->v, ncap * sizeof(*nv));
-
-		if (!nv) {
-			w->uncertain = true;
-			return;
-		}
-		g->v = nv;
-		g->cap = ncap;
-	}
-	g->v[g->n++] = v;
-}
-
-static int u64_cmp(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Sort and drop duplicates. */
-static void gens_sort(struct gens *g)
-{
-	size_t j = 0;
-
-	if (g->n == 0)
-		return;
-	qsort(g->v, g->n, sizeof(g->v[0]), u64_cmp);
-	for (size_t i = 1; i < g->n; i++)
-		if (g->v[i] != g->v[j])
-			g->v[++j] = g->v[i];
-	g->n = j + 1;
-}
-
-static bool gens_has(const struct gens *g, uint64_t v)
-{
-	return g->n && bsearch(&v, g->v, g->n, sizeof(v), u64_cmp) != NULL;
-}
-
-static void revisit_add(struct walk *w, const char *name)
-{
-	size_t len = strlen(name) + 1;
-
-	if (w->rcap - w->rlen < len) {
-		size_t ncap = w->rcap ? w->rcap * 2 : 4096;
-		char *nr;
-
-		while (ncap - w->rlen < len)
-			ncap *= 2;
-		nr = realloc(w->revisit, ncap);
-		if (!nr) {
-			w->uncertain = true;
-			return;
-		}
-		w->revisit = nr;
-		w->rcap = ncap;
-	}
-	memcpy(w->revisit + w->rlen, name, len);
-	w->rlen += len;
-}
-
-/*
- * Call @fn on every "shoal.*" entry of /dev/shm (its file name) and add up
- * what the calls return. -errno if the directory cannot be read.
- */
-static int each_object(int (*fn)(const char *file, void *arg), void *arg)
-{
-	DIR *d = opendir(SHOAL__SHM_DIR);
-	struct dirent *de;
-	int n = 0;
-
-	if (!d)
-		return errno == ENOMEM ? -ENOMEM : errno == ENOENT ? -ENOENT : -EACCES;
-	while ((de = readdir(d)) != NULL)
-		if (strncmp(de->d_name, SHOAL_PREFIX, strlen(SHOAL_PREFIX)) == 0)
-			n += fn(de->d_name, arg);
-	closedir(d);
-	return n;
-}
-
-/* each_object() callback: note the generation of every queue. */
-static int note_queue(const char *file, void *arg)
-{
-	struct walk *w = arg;
-	const char *name = file + strlen(SHOAL_PREFIX);
-	struct shoal_segment *s;
-	int rc;
-
-	if (shoal__name_check(name) != 0)
-		return 0;
-	rc = shoal__segment_open(name, SHOAL__KIND_QUEUE, 0, SHOAL_RDONLY, &s);
-	if (rc) {
-		/* Not a queue, gone meanwhile, or not ours: no holder of our
-		 * arrays. Anything else (no fds, no memory) leaves the question
-		 * open. */
-		if (rc != -EPROTOTYPE && rc != -ENOENT && rc != -EBADMSG && rc != -EPROTO &&
-		    rc != -EACCES)
-			w->uncertain = true;
-		return 0;
-	}
-	gens_add(w, &w->queues, s->hdr.generation & SHOAL__HOLDER_ID_MASK);
-	shoal_segment_close(s);
-	return 0;
-}
-
-static bool walk_alive(struct walk *w, uint64_t key)
-{
-	uint32_t h = (uint32_t)((key * UINT64_C(0x9E3779B97F4A7C15)) >> 54) % WALK_LIVE_SLOTS;
-
-	for (uint32_t i = 0; i < 8; i++, h = (h + 1) % WALK_LIVE_SLOTS) {
-		if (w->live_key[h] == key)
-			return w->live[h];
-		if (w->live_key[h] == 0) {
-			w->live_key[h] = key;
-			return w->live[h] = holder_alive(key);
-		}
-	}
-	return holder_alive(key); /* a crowded neighbourhood: ask, do not keep */
-}
-
-/* Drop the gone holders of array @name; 1 if it was freed here, 0 if not,
- * -EPROTOTYPE if @name is not an array. */
-static int reap_array(const char *name, struct walk *w)
+int shoal__array_reap(const char *name, shoal__judge_fn judge, void *arg, bool *ask_again)
 {
 	struct shoal_segment *s;
 	struct shoal_array a = { 0 };
@@ -1165,31 +1010,29 @@ static int reap_array(const char *name, struct walk *w)
 	uint64_t freer, k;
 	int rc;
 
+	*ask_again = false;
 	rc = shoal__segment_open(name, SHOAL__KIND_ARRAY, sizeof(struct shoal__array_hdr), 0, &s);
 	if (rc)
-		return rc == -EPROTOTYPE ? rc : 0;
+		return 0;
 	if (array_check(&a, s) != 0 || ledger_lock_within(&a, REAP_TIMEOUT_NS, &freed) != 0) {
 		shoal_segment_close(s);
 		return 0;
 	}
 	for (uint32_t i = 0, n = lines(&a); i < n; i++) {
 		struct shoal__array_entry *e = &a.hdr->ledger[i];
-		bool gone = false;
 
 		if (!line_count(e, &k))
 			continue;
-		if (!(k & SHOAL__HOLDER_NONPROC)) {
-			gone = !walk_alive(w, k);
-		} else if (((k & SHOAL__HOLDER_KIND_MASK) >> SHOAL__HOLDER_KIND_SHIFT) == SHOAL__HOLDER_QUEUE) {
-			if (w->final) {
-				gone = gens_has(&w->seen, k & SHOAL__HOLDER_ID_MASK);
-			} else {
-				gens_add(w, &w->seen, k & SHOAL__HOLDER_ID_MASK);
-				noted = true;
-			}
-		} /* else pins, and kinds of later versions: never reaped */
-		if (gone)
+		switch (judge(k, arg)) {
+		case SHOAL__GONE:
 			line_set(e, k, 0);
+			break;
+		case SHOAL__ASK_AGAIN:
+			noted = true;
+			break;
+		case SHOAL__KEEP:
+			break;
+		}
 	}
 	if (free_if_unheld(&a)) {
 		freed = true;
@@ -1202,258 +1045,7 @@ static int reap_array(const char *name, struct walk *w)
 		}
 	}
 	rc = ledger_unlock(&a, freed);
-	if (noted && !rc)
-		revisit_add(w, name);
+	*ask_again = noted && !rc;
 	shoal_segment_close(s);
 	return rc;
-}
-
-/* Phases 2 and 3 (see struct walk): how many arrays that freed. */
-static int reap_queue_holders(struct walk *w)
-{
-	struct gens *seen = &w->seen;
-	size_t j = 0;
-	int n = 0;
-
-	if (w->rlen == 0 || w->uncertain)
-		return 0;
-	if (each_object(note_queue, w) < 0 || w->uncertain)
-		return 0; /* only a certain absence drops a queue's references */
-	gens_sort(&w->queues);
-	gens_sort(seen);
-	for (size_t i = 0; i < seen->n; i++)
-		if (!gens_has(&w->queues, seen->v[i]))
-			seen->v[j++] = seen->v[i]; /* gone: stays sorted */
-	seen->n = j;
-	if (j == 0)
-		return 0;
-	w->final = true;
-	for (size_t off = 0; off < w->rlen; off += strlen(w->revisit + off) + 1)
-		n += reap_array(w->revisit + off, w) > 0;
-	return n;
-}
-
-/* A dead creator's "shoal..tmp.<pid>.<random>": 1 if removed. */
-static int reap_tmp(const char *file)
-{
-	const char *p = file + strlen(SHOAL_PREFIX ".tmp.");
-	char path[sizeof(SHOAL__SHM_DIR) + 256], *end;
-	struct shoal_proc pr;
-	long pid;
-
-	errno = 0;
-	pid = strtol(p, &end, 10);
-	if (errno || end == p || *end != '.' || pid <= 0 || pid > INT32_MAX)
-		return 0;
-	if (shoal_proc_get((pid_t)pid, &pr) != -ESRCH)
-		return 0; /* alive (or a new process with its pid: wait) */
-	if (snprintf(path, sizeof(path), SHOAL__SHM_DIR "%s", file) >= (int)sizeof(path))
-		return 0;
-	return unlink(path) == 0;
-}
-
-/* Whether @rest (what follows "<ledger>.") names one of a pool's task or
- * result segments: "a<id>" or "r<id>.<attempt>" (pool.c's spill names). */
-static bool spill_suffix(const char *rest)
-{
-	const char *p = rest + 1;
-
-	if (rest[0] != 'a' && rest[0] != 'r')
-		return false;
-	if (*p < '0' || *p > '9')
-		return false;
-	while (*p >= '0' && *p <= '9')
-		p++;
-	if (rest[0] == 'a')
-		return *p == '\0';
-	if (*p++ != '.' || *p < '0' || *p > '9')
-		return false;
-	while (*p >= '0' && *p <= '9')
-		p++;
-	return *p == '\0';
-}
-
-struct spills {
-	char prefix[sizeof(SHOAL_PREFIX) + SHOAL_NAME_MAX + 1]; /* "shoal.<ledger>." */
-	size_t len;
-};
-
-/* each_object() callback: unlink @file if it is one of the ledger's task or
- * result segments; 1 if it did. */
-static int unlink_spill(const char *file, void *arg)
-{
-	const struct spills *sp = arg;
-	char path[sizeof(SHOAL__SHM_DIR) + 256];
-
-	if (strncmp(file, sp->prefix, sp->len) != 0 || !spill_suffix(file + sp->len) ||
-	    snprintf(path, sizeof(path), SHOAL__SHM_DIR "%s", file) >= (int)sizeof(path))
-		return 0;
-	return unlink(path) == 0;
-}
-
-/* Unlink the task and result segments of pool ledger @name: 1 for each. */
-static int unlink_spills(const char *name)
-{
-	struct spills sp;
-	int n = snprintf(sp.prefix, sizeof(sp.prefix), SHOAL_PREFIX "%s.", name);
-
-	if (n < 0 || (size_t)n >= sizeof(sp.prefix))
-		return 0;
-	sp.len = (size_t)n;
-	n = each_object(unlink_spill, &sp);
-	return n < 0 ? 0 : n;
-}
-
-/*
- * A pool's ledger belongs to its supervisor, the process that created it.
- * Once that is certainly dead (SIGKILL, OOM), no one will destroy it:
- * unlink it and its task and result segments ("<ledger>.a<id>",
- * "<ledger>.r<id>.<attempt>"), and nothing else that happens to share the
- * prefix.
- * Workers that still map it keep their mappings until they notice and exit.
- */
-static int reap_pool(const char *name)
-{
-	struct shoal_segment *s;
-	struct shoal_proc creator;
-	int n;
-
-	if (shoal__segment_open(name, SHOAL__KIND_POOL, 0, SHOAL_RDONLY, &s) != 0)
-		return 0;
-	creator.pid = s->hdr.creator_pid;
-	creator.start_time = s->hdr.creator_start;
-	shoal_segment_close(s);
-	if (holder_alive(shoal__proc_key(&creator)))
-		return 0;
-	n = shoal_unlink(name) == 0;
-	return n + unlink_spills(name);
-}
-
-/* each_object() callback: reap @file if it is a pool ledger of the default
- * name, "pool.<pid>.<hex>" (a spill has more dots); how many objects went. */
-static int reap_default_pool(const char *file, void *arg)
-{
-	const char *name = file + strlen(SHOAL_PREFIX);
-	int dots = 0;
-
-	(void)arg;
-	if (strncmp(name, "pool.", 5) != 0)
-		return 0;
-	for (const char *c = name; *c; c++)
-		dots += *c == '.';
-	if (dots != 2 || shoal__name_check(name) != 0)
-		return 0;
-	return reap_pool(name);
-}
-
-int shoal__reap_pools(void)
-{
-	return each_object(reap_default_pool, NULL);
-}
-
-/* each_object() callback: reap whatever @file is; how many objects went. */
-static int reap_one(const char *file, void *arg)
-{
-	const char *name = file + strlen(SHOAL_PREFIX);
-	int rc;
-
-	if (strncmp(file, SHOAL_PREFIX ".tmp.", strlen(SHOAL_PREFIX ".tmp.")) == 0)
-		return reap_tmp(file);
-	if (shoal__name_check(name) != 0)
-		return 0;
-	rc = reap_array(name, arg);
-	return rc == -EPROTOTYPE ? reap_pool(name) : rc;
-}
-
-SHOAL_API int shoal_reap(void)
-{
-	struct walk *w = calloc(1, sizeof(*w));
-	int n;
-
-	if (!w)
-		return -ENOMEM;
-	n = each_object(reap_one, w);
-	if (n >= 0)
-		n += reap_queue_holders(w);
-	free(w->queues.v);
-	free(w->seen.v);
-	free(w->revisit);
-	free(w);
-	return n;
-}
-
-/* ---- arrays in queues ------------------------------------------------- */
-
-static uint64_t queue_holder(const struct shoal_queue *q)
-{
-	return shoal__holder_queue(shoal__queue_generation(q));
-}
-
-SHOAL_API int shoal_queue_hold_array(struct shoal_queue *q, struct shoal_array *a)
-{
-	shoal__detail_clear();
-	if (!q || !a)
-		return -EINVAL;
-	return shoal__array_hold(a, queue_holder(q));
-}
-
-SHOAL_API int shoal_queue_unhold_array(struct shoal_queue *q, struct shoal_array *a)
-{
-	int rc;
-
-	shoal__detail_clear();
-	if (!q || !a)
-		return -EINVAL;
-	rc = shoal__array_unhold(a, queue_holder(q));
-	return rc < 0 ? rc : 0;
-}
-
-SHOAL_API int shoal_queue_attach_array(struct shoal_queue *q, const char *handle, unsigned int flags,
-				       struct shoal_array **out)
-{
-	shoal__detail_clear();
-	if (!q || !handle || !out)
-		return -EINVAL;
-	return shoal__array_attach_from(handle, queue_holder(q), flags, out);
-}
-
-SHOAL_API int shoal_queue_push_array(struct shoal_queue *q, struct shoal_array *a, int64_t timeout_ns)
-{
-	char handle[SHOAL_HANDLE_MAX];
-	int rc;
-
-	if (!q || !a)
-		return -EINVAL;
-	rc = shoal_array_handle(a, handle, sizeof(handle));
-	if (rc < 0)
-		return rc;
-	rc = shoal_queue_hold_array(q, a);
-	if (rc)
-		return rc;
-	rc = shoal_queue_push(q, handle, strlen(handle), timeout_ns);
-	if (rc)
-		shoal_queue_unhold_array(q, a);
-	return rc;
-}
-
-SHOAL_API int shoal_queue_pop_array(struct shoal_queue *q, unsigned int flags, struct shoal_array **out,
-				    int64_t timeout_ns)
-{
-	char handle[SHOAL_HANDLE_MAX];
-	size_t len = 0;
-	int rc;
-
-	if (!q || !out)
-		return -EINVAL;
-	/* A message longer than any handle is not one: -EMSGSIZE leaves it in
-	 * the queue for a pop that expects it. */
-	rc = shoal_queue_pop(q, handle, sizeof(handle) - 1, &len, timeout_ns);
-	if (rc)
-		return rc;
-	/* A NUL inside would make the attach below see only the part before
-	 * it: a different string from the one pushed. */
-	if (memchr(handle, '\0', len))
-		return -EINVAL;
-	handle[len] = '\0';
-	return shoal_queue_attach_array(q, handle, flags, out);
 }

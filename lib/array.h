@@ -1,41 +1,14 @@
 /*
  * array.h - the array's shared layout and its ledger, for the parts of
  * libshoal that hold array references on behalf of something that is not a
- * process (a queue with handles inside it), and for the white-box tests.
+ * process (lib/queue_arrays.c: a queue with handles inside it), and for the
+ * white-box tests. The holder keys its ledger stores are in internal.h;
+ * what the reaper calls (shoal__array_reap) is in reap.h.
  */
 #ifndef SHOAL_ARRAY_H
 #define SHOAL_ARRAY_H
 
 #include "internal.h"
-
-/*
- * Holder keys. A process holds under shoal__self_key(): pid in the low 22
- * bits, start time in ticks above; start times stay below 2^41 ticks (700
- * years at 100 Hz), so bit 63 of a process key is always 0. Bit 63 set
- * means "not a process", and bits 62..60 say what:
- *   QUEUE: handles in transit inside the queue whose common-header
- *          generation has these low 60 bits. Gone when no queue in
- *          /dev/shm has that generation any more.
- *   PIN:   the name itself holds a reference until someone unlinks it
- *          (shoal.SharedMemory's create/unlink semantics). Never reaped.
- */
-#define SHOAL__HOLDER_NONPROC (UINT64_C(1) << 63)
-#define SHOAL__HOLDER_KIND_SHIFT 60
-#define SHOAL__HOLDER_KIND_MASK (UINT64_C(7) << SHOAL__HOLDER_KIND_SHIFT)
-#define SHOAL__HOLDER_ID_MASK ((UINT64_C(1) << SHOAL__HOLDER_KIND_SHIFT) - 1)
-enum shoal__holder_kind {
-	SHOAL__HOLDER_QUEUE = 1,
-	SHOAL__HOLDER_PIN = 2,
-};
-
-static inline uint64_t shoal__holder_queue(uint64_t queue_generation)
-{
-	return SHOAL__HOLDER_NONPROC | ((uint64_t)SHOAL__HOLDER_QUEUE << SHOAL__HOLDER_KIND_SHIFT) |
-	       (queue_generation & SHOAL__HOLDER_ID_MASK);
-}
-
-#define SHOAL__HOLDER_PIN_KEY \
-	(SHOAL__HOLDER_NONPROC | ((uint64_t)SHOAL__HOLDER_PIN << SHOAL__HOLDER_KIND_SHIFT))
 
 /* ---- the shared layout ----------------------------------------------- */
 

@@ -299,7 +299,7 @@ int shoal__unlink_tmp_of(pid_t pid)
 	int n = 0;
 	DIR *d;
 
-	len = (size_t)snprintf(pre, sizeof(pre), SHOAL_PREFIX ".tmp.%d.", (int)pid);
+	len = (size_t)snprintf(pre, sizeof(pre), SHOAL__TMP_PREFIX "%d.", (int)pid);
 	d = opendir(SHOAL__SHM_DIR);
 	if (!d)
 		return 0;

@@ -21,9 +21,13 @@
 
 /* "SHOAL\0\0\1" read as a little-endian u64 would be fragile across
  * endianness; the magic is compared as bytes. */
-/* Where every object lives: the one definition (segment, array's reaper,
- * fork server, CLI). */
+/* Where every object lives: the one definition (segment, reaper, pool's
+ * objects, fork server, CLI). */
 #define SHOAL__SHM_DIR "/dev/shm/"
+/* The private file a creator builds an object in before publishing it
+ * (segment.c): "shoal..tmp.<pid>.<random>". A caller's name cannot hold
+ * "..", so no object is ever named like this. */
+#define SHOAL__TMP_PREFIX SHOAL_PREFIX ".tmp."
 #define SHOAL__MAGIC "SHOALOBJ"
 #define SHOAL__LAYOUT_VERSION 1u
 #define SHOAL__HDR_SIZE 128u
@@ -32,6 +36,7 @@
 #define SHOAL__DATA_ALIGN 4096u
 
 enum shoal__kind {
+	SHOAL__KIND_ANY = 0, /* to shoal__segment_peek(): what the header says */
 	SHOAL__KIND_SEGMENT = 1,
 	SHOAL__KIND_QUEUE = 2,
 	SHOAL__KIND_ARRAY = 3,
@@ -126,6 +131,19 @@ void shoal__segment_abort(struct shoal_segment *s);
  * at least @kind_min bytes. Returns as shoal_segment_open(). */
 int shoal__segment_open(const char *name, enum shoal__kind kind, size_t kind_min,
 			unsigned int flags, struct shoal_segment **out);
+/*
+ * Read the common header of object @name, whatever its kind, into @out,
+ * validated as shoal__segment_open() validates it (the kind only checked
+ * to be one this library knows). Nothing is mapped: an open, a read of
+ * 128 bytes, a close. Returns as shoal__segment_open(), never -EPROTOTYPE.
+ */
+int shoal__segment_peek(const char *name, struct shoal__hdr *out);
+/*
+ * Call @fn on every "shoal.*" entry of /dev/shm (its file name: prefix
+ * included, not yet validated) and add up what the calls return. -errno
+ * (-ENOMEM, -ENOENT, else -EACCES) if the directory cannot be read.
+ */
+int shoal__each_object(int (*fn)(const char *file, void *arg), void *arg);
 
 /* Overflow-safe "off + len <= size". */
 static inline bool shoal__range_ok(uint64_t off, uint64_t len, uint64_t size)
@@ -158,6 +176,45 @@ uint64_t shoal__self_key(void);
 /* Bumped in every forked child: a handle that registered itself somewhere
  * under the parent's identity compares this to know it must register anew. */
 extern _Atomic uint32_t shoal__fork_gen;
+
+/*
+ * Holder keys: who holds an array reference (a line of its ledger). A
+ * process holds under shoal__self_key(): pid in the low 22 bits, start time
+ * in ticks above; start times stay below 2^41 ticks (700 years at 100 Hz),
+ * so bit 63 of a process key is always 0. Bit 63 set means "not a process",
+ * and bits 62..60 say what:
+ *   QUEUE: handles in transit inside the queue whose common-header
+ *          generation has these low 60 bits (lib/queue_arrays.c). Gone when
+ *          no queue in /dev/shm has that generation any more (lib/reap.c).
+ *   PIN:   the name itself holds a reference until someone unlinks it
+ *          (shoal.SharedMemory's create/unlink semantics). Never reaped.
+ * The array stores them, arrays in queues make queue keys, the reaper
+ * judges them, the CLI shows them.
+ */
+#define SHOAL__HOLDER_NONPROC (UINT64_C(1) << 63)
+#define SHOAL__HOLDER_KIND_SHIFT 60
+#define SHOAL__HOLDER_KIND_MASK (UINT64_C(7) << SHOAL__HOLDER_KIND_SHIFT)
+#define SHOAL__HOLDER_ID_MASK ((UINT64_C(1) << SHOAL__HOLDER_KIND_SHIFT) - 1)
+enum shoal__holder_kind {
+	SHOAL__HOLDER_QUEUE = 1,
+	SHOAL__HOLDER_PIN = 2,
+};
+
+static inline uint64_t shoal__holder_queue(uint64_t queue_generation)
+{
+	return SHOAL__HOLDER_NONPROC | ((uint64_t)SHOAL__HOLDER_QUEUE << SHOAL__HOLDER_KIND_SHIFT) |
+	       (queue_generation & SHOAL__HOLDER_ID_MASK);
+}
+
+#define SHOAL__HOLDER_PIN_KEY \
+	(SHOAL__HOLDER_NONPROC | ((uint64_t)SHOAL__HOLDER_PIN << SHOAL__HOLDER_KIND_SHIFT))
+
+/* What a non-process key names (enum shoal__holder_kind; other values are
+ * kinds of later versions). */
+static inline uint64_t shoal__holder_kind_of(uint64_t key)
+{
+	return (key & SHOAL__HOLDER_KIND_MASK) >> SHOAL__HOLDER_KIND_SHIFT;
+}
 
 /* ---- time and waiting (lib/futex.c) -------------------------------------- */
 
@@ -219,9 +276,9 @@ bool shoal__lock_owner_dead(uint64_t owner);
 /* Fill @buf with random bytes (getrandom, falling back to time and pid). */
 void shoal__random(void *buf, size_t len);
 
-/* ---- reaping (lib/array.c) ------------------------------------------------ */
+/* ---- a pool's objects in /dev/shm (lib/pool_objects.c) -------------------- */
 
-/* Reap the default-named pool ledgers ("pool.<pid>.<hex>") of dead
+/* Reap the default-named pool boards ("pool.<pid>.<hex>") of dead
  * supervisors, with their task and result segments: shoal_reap()'s work
  * for them alone, cheap enough for every shoal_pool_create(). How many
  * objects went, or -errno if /dev/shm cannot be read. */
@@ -231,6 +288,10 @@ int shoal__reap_pools(void);
 
 /* The queue's generation (its common header's): names it as an array holder. */
 uint64_t shoal__queue_generation(const struct shoal_queue *q);
+/* shoal_queue_unlink() without its last step (dropping the references the
+ * queue held, lib/queue_arrays.c): open, unlink, detach. As shoal_unlink(),
+ * and as shoal_queue_open() when @name is not a queue. */
+int shoal__queue_unlink(const char *name);
 
 /* Test hook: when set, called at the named points inside push, pop, claim,
  * ack, nack and recovery, so tests can kill a process exactly there. NULL in production. */

@@ -71,6 +71,11 @@
  * a wake-up system call nobody needed, and the next sleeper's count still
  * works), or the recovery lock held by a dead owner (the next locker
  * takes it over and re-runs recovery). docs/design.md has the orderings and the argument.
+ *
+ * Messages are bytes here: array handles carried in a queue, and the
+ * references the queue holds for them, are lib/queue_arrays.c's, which also
+ * holds the public shoal_queue_unlink() (it ends by dropping those
+ * references; shoal__queue_unlink() below is the queue's part of it).
  */
 #include "internal.h"
 
@@ -1570,7 +1575,7 @@ SHOAL_API int shoal_queue_detach(struct shoal_queue *q)
 	return 0;
 }
 
-SHOAL_API int shoal_queue_unlink(const char *name)
+int shoal__queue_unlink(const char *name)
 {
 	struct shoal_queue *q;
 	int rc = shoal_queue_open(name, 0, &q);
@@ -1579,11 +1584,6 @@ SHOAL_API int shoal_queue_unlink(const char *name)
 		return rc;
 	rc = shoal_unlink(name);
 	shoal_queue_detach(q);
-	/* The references it held for handles still inside (or popped by a
-	 * consumer that died before attaching) belong to a queue that no
-	 * longer exists: reaping drops them, and frees what that empties. */
-	if (rc == 0)
-		shoal_reap();
 	return rc;
 }
 

@@ -13,11 +13,20 @@
  * corrupt or hostile, and is refused with an error, never trusted.
  *
  * A process that dies during create leaves at most a "shoal..tmp.<pid>.*"
- * file, which `shoal gc` removes once that pid is gone. Opening has no
- * shared state to leave behind.
+ * file, which shoal_reap() (`shoal gc`) removes through shoal__tmp_reap(),
+ * here beside the code that makes the name, once that pid is gone. Opening
+ * has no shared state to leave behind.
+ *
+ * This file also owns the names in /dev/shm as a whole: the listing every
+ * walk over them uses (shoal__each_object) and a look at any object's
+ * common header without knowing its kind (shoal__segment_peek: the same
+ * checks as an open, nothing mapped), which is how the reaper and the CLI
+ * tell kinds apart.
  */
 #include "internal.h"
+#include "reap.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -27,7 +36,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TMP_PREFIX SHOAL_PREFIX ".tmp."
 /* How every -EBADMSG detail starts: the kind and name, then the check. */
 #define CORRUPT "%s '%s' is corrupt or foreign: "
 
@@ -148,7 +156,7 @@ int shoal__segment_create(const char *name, enum shoal__kind kind, size_t kind_s
 	if (!s)
 		return -ENOMEM;
 	shoal__random(&rnd, sizeof(rnd));
-	snprintf(s->tmp_name, sizeof(s->tmp_name), TMP_PREFIX "%d.%016llx", (int)self.pid,
+	snprintf(s->tmp_name, sizeof(s->tmp_name), SHOAL__TMP_PREFIX "%d.%016llx", (int)self.pid,
 		 (unsigned long long)rnd);
 	snprintf(tmp, sizeof(tmp), SHOAL__SHM_DIR "%s", s->tmp_name);
 
@@ -274,7 +282,7 @@ static int hdr_check(const struct shoal__hdr *h, uint64_t file_size, enum shoal_
 				   want, name);
 	if (h->generation == 0)
 		return shoal__fail(-EBADMSG, CORRUPT "generation 0", want, name);
-	if (h->kind != (uint32_t)kind)
+	if (kind != SHOAL__KIND_ANY && h->kind != (uint32_t)kind)
 		return shoal__fail(-EPROTOTYPE, "'%s' is a %s, not a %s", name,
 				   shoal__kind_name(h->kind), want);
 	if (h->kind_size < kind_min)
@@ -283,20 +291,17 @@ static int hdr_check(const struct shoal__hdr *h, uint64_t file_size, enum shoal_
 	return 0;
 }
 
-int shoal__segment_open(const char *name, enum shoal__kind kind, size_t kind_min,
-			unsigned int flags, struct shoal_segment **out)
+/*
+ * Open @name's file and check that it can be ours: a regular file of this
+ * uid that nobody else may write, with room for a header. The descriptor
+ * in *@fd, its stat in *@st; @kind only names the object in details.
+ */
+static int open_file(const char *name, enum shoal__kind kind, bool rdonly, int *fd_out,
+		     struct stat *st)
 {
 	char path[sizeof(SHOAL__SHM_DIR) + SHOAL__FILE_MAX];
-	bool rdonly = flags & SHOAL_RDONLY;
-	struct shoal_segment *s;
-	struct stat st;
 	int fd, rc;
 
-	if (!out)
-		return shoal__fail(-EINVAL, "%s open: out is NULL", shoal__kind_name(kind));
-	if (flags & ~(SHOAL_RDONLY | SHOAL_PREFAULT))
-		return shoal__fail(-EINVAL, "%s '%s': unknown open flags 0x%x",
-				   shoal__kind_name(kind), name ? name : "(null)", flags);
 	rc = shoal__file_name(path, sizeof(path), name);
 	if (rc)
 		return rc;
@@ -317,32 +322,52 @@ int shoal__segment_open(const char *name, enum shoal__kind kind, size_t kind_min
 					   shoal__kind_name(kind), name, path);
 		return rc;
 	}
-	if (fstat(fd, &st) != 0) {
+	if (fstat(fd, st) != 0) {
 		rc = -errno;
 		close(fd);
 		return rc;
 	}
-	if (!S_ISREG(st.st_mode)) {
+	if (!S_ISREG(st->st_mode)) {
 		close(fd);
 		return shoal__fail(-EBADMSG, CORRUPT "%s is not a regular file",
 				   shoal__kind_name(kind), name, path);
 	}
-	if (st.st_uid != geteuid()) {
+	if (st->st_uid != geteuid()) {
 		close(fd);
 		return shoal__fail(-EACCES, "%s '%s': owned by uid %u, not by this process's uid %u",
-				   shoal__kind_name(kind), name, (unsigned)st.st_uid,
+				   shoal__kind_name(kind), name, (unsigned)st->st_uid,
 				   (unsigned)geteuid());
 	}
-	if (st.st_mode & 022) {
+	if (st->st_mode & 022) {
 		close(fd);
 		return shoal__fail(-EACCES, "%s '%s': mode 0%o lets others write to it",
-				   shoal__kind_name(kind), name, (unsigned)(st.st_mode & 0777));
+				   shoal__kind_name(kind), name, (unsigned)(st->st_mode & 0777));
 	}
-	if ((uint64_t)st.st_size < SHOAL__HDR_SIZE || (uint64_t)st.st_size > SIZE_MAX) {
+	if ((uint64_t)st->st_size < SHOAL__HDR_SIZE || (uint64_t)st->st_size > SIZE_MAX) {
 		close(fd);
 		return shoal__fail(-EBADMSG, CORRUPT "%llu bytes, too small for a shoal header",
-				   shoal__kind_name(kind), name, (unsigned long long)st.st_size);
+				   shoal__kind_name(kind), name, (unsigned long long)st->st_size);
 	}
+	*fd_out = fd;
+	return 0;
+}
+
+int shoal__segment_open(const char *name, enum shoal__kind kind, size_t kind_min,
+			unsigned int flags, struct shoal_segment **out)
+{
+	bool rdonly = flags & SHOAL_RDONLY;
+	struct shoal_segment *s;
+	struct stat st;
+	int fd, rc;
+
+	if (!out)
+		return shoal__fail(-EINVAL, "%s open: out is NULL", shoal__kind_name(kind));
+	if (flags & ~(SHOAL_RDONLY | SHOAL_PREFAULT))
+		return shoal__fail(-EINVAL, "%s '%s': unknown open flags 0x%x",
+				   shoal__kind_name(kind), name ? name : "(null)", flags);
+	rc = open_file(name, kind, rdonly, &fd, &st);
+	if (rc)
+		return rc;
 	s = calloc(1, sizeof(*s));
 	if (!s) {
 		close(fd);
@@ -372,6 +397,67 @@ int shoal__segment_open(const char *name, enum shoal__kind kind, size_t kind_min
 	strcpy(s->name, name);
 	*out = s;
 	return 0;
+}
+
+int shoal__segment_peek(const char *name, struct shoal__hdr *out)
+{
+	struct shoal__hdr h;
+	struct stat st;
+	ssize_t got;
+	int fd, rc;
+
+	rc = open_file(name, SHOAL__KIND_ANY, true, &fd, &st);
+	if (rc)
+		return rc;
+	/* One read into a local copy, as open's memcpy: only it is checked. */
+	got = pread(fd, &h, sizeof(h), 0);
+	rc = got < 0 ? -errno : 0;
+	close(fd);
+	if (rc)
+		return rc;
+	if (got != (ssize_t)sizeof(h)) /* truncated since the fstat */
+		return shoal__fail(-EBADMSG, CORRUPT "shorter than a shoal header",
+				   shoal__kind_name(SHOAL__KIND_ANY), name);
+	rc = hdr_check(&h, (uint64_t)st.st_size, SHOAL__KIND_ANY, 0, name);
+	if (rc)
+		return rc;
+	*out = h;
+	return 0;
+}
+
+int shoal__each_object(int (*fn)(const char *file, void *arg), void *arg)
+{
+	DIR *d = opendir(SHOAL__SHM_DIR);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return errno == ENOMEM ? -ENOMEM : errno == ENOENT ? -ENOENT : -EACCES;
+	while ((de = readdir(d)) != NULL)
+		if (strncmp(de->d_name, SHOAL_PREFIX, strlen(SHOAL_PREFIX)) == 0)
+			n += fn(de->d_name, arg);
+	closedir(d);
+	return n;
+}
+
+int shoal__tmp_reap(const char *file)
+{
+	const char *p = file + strlen(SHOAL__TMP_PREFIX);
+	char path[sizeof(SHOAL__SHM_DIR) + 256], *end;
+	struct shoal_proc pr;
+	long pid;
+
+	if (strncmp(file, SHOAL__TMP_PREFIX, strlen(SHOAL__TMP_PREFIX)) != 0)
+		return 0;
+	errno = 0;
+	pid = strtol(p, &end, 10);
+	if (errno || end == p || *end != '.' || pid <= 0 || pid > INT32_MAX)
+		return 0;
+	if (shoal_proc_get((pid_t)pid, &pr) != -ESRCH)
+		return 0; /* alive (or a new process with its pid: wait) */
+	if (snprintf(path, sizeof(path), SHOAL__SHM_DIR "%s", file) >= (int)sizeof(path))
+		return 0;
+	return unlink(path) == 0;
 }
 
 SHOAL_API int shoal_segment_create(const char *name, size_t size, const struct shoal_opts *opts,

@@ -628,6 +628,52 @@ START_TEST(reap_removes_dead_creators_temp_files)
 }
 END_TEST
 
+/*
+ * The reaper finds a file's kind in its common header and hands it to that
+ * kind's reap function (lib/reap.c's table). Segments left by a dead
+ * creator, with the kind word rewritten: a kind no table entry has (0, past
+ * the last, any garbage) is skipped, not indexed; segment and queue kinds
+ * have nothing to reap; a segment posing as an array is refused by the
+ * array's own open; one posing as a pool board of a dead supervisor goes,
+ * as any such board.
+ */
+START_TEST(reap_dispatches_by_kind)
+{
+	static const uint32_t kinds[] = { 0, 1, 2, 3, 4, 5, 0x80000000u, UINT32_MAX };
+	const char *names[8];
+	pid_t pid;
+
+	for (int i = 0; i < 8; i++)
+		names[i] = t_name("kind");
+	pid = fork();
+	if (pid == 0) {
+		for (int i = 0; i < 8; i++) {
+			struct shoal_segment *s;
+
+			if (shoal_segment_create(names[i], 4096, NULL, &s) != 0)
+				_exit(1);
+			shoal_segment_close(s);
+		}
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	for (int i = 0; i < 8; i++) {
+		int fd = open(t_path(names[i]), O_RDWR | O_CLOEXEC);
+
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(pwrite(fd, &kinds[i], sizeof(kinds[i]),
+					offsetof(struct shoal__hdr, kind)), (ssize_t)sizeof(kinds[i]));
+		close(fd);
+	}
+	ck_assert_int_ge(shoal_reap(), 1);
+	for (int i = 0; i < 8; i++)
+		ck_assert_msg(exists(names[i]) == (kinds[i] != SHOAL__KIND_POOL),
+			      "kind %u: %s", kinds[i], exists(names[i]) ? "kept" : "reaped");
+	for (int i = 0; i < 8; i++)
+		unlink(t_path(names[i]));
+}
+END_TEST
+
 /* ---- dying inside the critical section ------------------------------------ */
 
 static int kill_at;
@@ -1519,6 +1565,7 @@ static Suite *suite(void)
 	tcase_add_test(tp, unreadable_proc_is_not_death);
 	tcase_add_test(tp, all_holders_dead_reap_frees);
 	tcase_add_test(tp, reap_removes_dead_creators_temp_files);
+	tcase_add_test(tp, reap_dispatches_by_kind);
 	tcase_add_test(tp, killed_inside_attach);
 	tcase_add_test(tp, killed_inside_retain);
 	tcase_add_loop_test(tp, killed_inside_release, 0, 4);

@@ -11,8 +11,14 @@
  *
  * Exit status: 0 success; 1 an object was missing, corrupt or could not be
  * removed; 2 bad usage. Every object is read as untrusted input.
+ *
+ * What it may know of the library beyond the public API is in internal.h:
+ * the common header of any object (shoal__segment_peek, the same checks as
+ * an open), kind names, the temporary files' prefix, holder keys and
+ * process keys. Arrays are read through the public API; no kind's private
+ * layout is visible here.
  */
-#include "array.h"
+#include "internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -23,11 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TMP_PREFIX SHOAL_PREFIX ".tmp."
-
 static bool json;
-
-static const char *const kinds[] = { "?", "segment", "queue", "array", "pool" };
 
 static void usage(FILE *f)
 {
@@ -65,20 +67,14 @@ struct obj {
 	bool stale;
 };
 
-/* Open @name as whatever kind it is. */
+/* Read @name's common header, whatever its kind; open it too if an array. */
 static void probe(struct obj *o)
 {
-	struct shoal_segment *s = NULL;
 	struct shoal_proc p;
-	int rc = -EPROTOTYPE;
 
-	for (int k = 1; k <= SHOAL__KIND_MAX && rc == -EPROTOTYPE; k++)
-		rc = shoal__segment_open(o->name, (enum shoal__kind)k, 0, SHOAL_RDONLY, &s);
-	o->err = rc;
-	if (rc)
+	o->err = shoal__segment_peek(o->name, &o->hdr);
+	if (o->err)
 		return;
-	o->hdr = s->hdr;
-	shoal_segment_close(s);
 	p.pid = o->hdr.creator_pid;
 	p.start_time = o->hdr.creator_start;
 	o->creator_alive = shoal_proc_is_alive(&p);
@@ -100,7 +96,7 @@ static void probe(struct obj *o)
 static void probe_tmp(struct obj *o, const char *file)
 {
 	struct shoal_proc p;
-	long pid = strtol(file + strlen(TMP_PREFIX), NULL, 10);
+	long pid = strtol(file + strlen(SHOAL__TMP_PREFIX), NULL, 10);
 
 	snprintf(o->name, sizeof(o->name), "%s", file + strlen(SHOAL_PREFIX));
 	o->tmp = true;
@@ -121,12 +117,12 @@ static const char *kind_of(const struct obj *o)
 		return "tmp";
 	if (o->err)
 		return "corrupt";
-	return kinds[o->hdr.kind <= SHOAL__KIND_MAX ? o->hdr.kind : 0];
+	return shoal__kind_name(o->hdr.kind);
 }
 
 static void holder_text(const struct shoal_array_holder *h, char *buf, size_t cap)
 {
-	uint64_t kind = (h->key & SHOAL__HOLDER_KIND_MASK) >> SHOAL__HOLDER_KIND_SHIFT;
+	uint64_t kind = shoal__holder_kind_of(h->key);
 
 	if (!(h->key & SHOAL__HOLDER_NONPROC))
 		snprintf(buf, cap, "%d:%u%s", (int)h->pid, h->count, h->alive ? "" : "(dead)");
@@ -231,7 +227,7 @@ static int cmd_ls(void)
 		struct obj o;
 
 		memset(&o, 0, sizeof(o));
-		if (strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0) {
+		if (strncmp(de->d_name, SHOAL__TMP_PREFIX, strlen(SHOAL__TMP_PREFIX)) == 0) {
 			probe_tmp(&o, de->d_name);
 		} else if (strncmp(de->d_name, SHOAL_PREFIX, strlen(SHOAL_PREFIX)) == 0 &&
 			   shoal__name_check(de->d_name + strlen(SHOAL_PREFIX)) == 0) {
