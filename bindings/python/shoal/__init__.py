@@ -6,35 +6,12 @@ Python bindings over libshoal (ctypes). Every object lives in /dev/shm as
 from . import _lib  # noqa: F401 (first: the library, and the _constants.py made with it)
 from ._constants import VERSION as __version__
 from ._lib import ShoalError, strerror
+from .array import Array, reap
+from .memstat import MemoryMonitor, MemStat, memstat
+from .pool import Pool, WorkerLost
+from .queue import Claim, Queue
 from .segment import Segment, unlink
+from .shared_memory import SharedMemory
 
-__all__ = ["ShoalError", "Segment", "strerror", "unlink"]
-
-# ---- queue
-from .queue import Claim, Queue  # noqa: E402
-
-__all__ += ["Claim", "Queue"]
-
-# ---- end queue
-
-# ---- array
-from .array import Array, reap  # noqa: E402
-from .shared_memory import SharedMemory  # noqa: E402
-
-__all__ += ["Array", "SharedMemory", "reap"]
-
-# ---- end array
-
-# ---- memstat
-from .memstat import MemoryMonitor, MemStat, memstat  # noqa: E402
-
-__all__ += ["MemoryMonitor", "MemStat", "memstat"]
-
-# ---- end memstat
-
-# ---- pool
-from .pool import Pool, WorkerLost  # noqa: E402
-
-__all__ += ["Pool", "WorkerLost"]
-
-# ---- end pool
+__all__ = ["Array", "Claim", "MemoryMonitor", "MemStat", "Pool", "Queue", "Segment",
+           "SharedMemory", "ShoalError", "WorkerLost", "memstat", "reap", "strerror", "unlink"]
