@@ -1,11 +1,11 @@
 /*
- * pool.c - a task ledger in shared memory, and the supervisor that starts,
+ * pool.c - a task board in shared memory, and the supervisor that starts,
  * watches and recycles the workers that read it.
  *
- * The ledger (one shoal object of kind SHOAL__KIND_POOL) holds only what is
- * in flight: one slot per worker process (twice the pool size, so a
+ * The board (one shoal object of kind SHOAL__KIND_POOL) holds only what is
+ * in flight: one seat per worker process (twice the pool size, so a
  * replacement can start before the worker it replaces retires), and in each
- * slot a small ring of cells, one task each. Tasks not yet handed out stay
+ * seat a small ring of cells, one task each. Tasks not yet handed out stay
  * in the supervisor's own memory, so the backlog has no bound but memory.
  *
  * Each cell has one writer at a time, handed over by its state word:
@@ -15,7 +15,7 @@
  *     RUNNING --worker writes result, R3--> DONE
  *     DONE --supervisor (or a waiter) copies result--> EMPTY
  *
- * A cell is claimed by (slot, generation, attempt): the slot names the
+ * A cell is claimed by (seat, generation, attempt): the seat names the
  * worker, the generation tells its incarnations apart, the attempt counts
  * runs of the task. The worker writes the result, then marks the cell DONE
  * (release), so a DONE cell always holds a whole result.
@@ -23,7 +23,7 @@
  * The supervisor is one thread in the parent; it alone hands out tasks and
  * makes every recycling decision, so the policy is in this file and nowhere
  * else (the Python pool drives it through ctypes and brings only a way to
- * start processes). A second thread, the reaper, sleeps in poll() on one
+ * start processes). A second thread, the exit watcher, sleeps in poll() on one
  * pidfd per worker: a worker's death wakes it at once, it collects the exit
  * status and wakes the supervisor, which then walks the dead worker's cells:
  * DONE cells are results like any other, ASSIGNED cells go back to the head
@@ -33,8 +33,8 @@
  * because a task leaves the supervisor's books only when its DONE cell has
  * been copied out.
  *
- * Sleeping is on futex words in the ledger: workers sleep on their slot's
- * bell, the supervisor on the ledger's event word; each side announces that
+ * Sleeping is on futex words in the board: workers sleep on their seat's
+ * bell, the supervisor on the board's event word; each side announces that
  * it sleeps, and the other side wakes it only then (seq_cst on both, the
  * Dekker pattern), so a busy pool makes no futex calls. A worker that ends a
  * task rings the supervisor only when it runs low or a thread sleeps in
@@ -64,10 +64,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* ---- the ledger ---------------------------------------------------------- */
+/* ---- the board ---------------------------------------------------------- */
 
 #define POOL_MAX_WORKERS 256u
-#define POOL_MAX_DEPTH 256u
+#define POOL_MAX_PREFETCH 256u
 #define POOL_NAME_MAX 150 /* room for ".r<id>.<attempt>" spill names */
 
 enum cell_state {
@@ -77,16 +77,16 @@ enum cell_state {
 	CELL_DONE = 3,
 };
 
-/* The slot's command word: RETIRE bit, and a trim sequence in the rest. */
+/* The seat's command word: RETIRE bit, and a trim sequence in the rest. */
 #define CMD_RETIRE 0x80000000u
 #define CMD_TRIM_MASK 0x7fffffffu
 
 struct pool_hdr {
-	uint32_t nslots;
-	uint32_t depth;
+	uint32_t nseats;
+	uint32_t prefetch;
 	uint64_t inline_bytes;
 	uint64_t cell_size;
-	uint64_t slot_size;
+	uint64_t seat_size;
 	uint64_t sup_key;              /* the supervisor's identity */
 	shoal__atomic_u32 event;       /* futex: bumped on anything for the supervisor */
 	shoal__atomic_u32 sup_waiting; /* 1 while the supervisor sleeps on event */
@@ -96,7 +96,7 @@ struct pool_hdr {
 _Static_assert(sizeof(struct pool_hdr) == 64, "pool header layout is ABI");
 _Static_assert(offsetof(struct pool_hdr, event) == 40, "pool header layout is ABI");
 
-struct pool_slot {
+struct pool_seat {
 	shoal__atomic_u64 gen;            /* incarnation; written before spawn */
 	shoal__atomic_u64 worker_key;     /* the worker's identity, once ready */
 	shoal__atomic_u32 bell;           /* futex: bumped by the supervisor */
@@ -106,18 +106,18 @@ struct pool_slot {
 	shoal__atomic_u32 ready;          /* 1 once the worker has opened */
 	uint32_t reserved[7];
 };
-_Static_assert(sizeof(struct pool_slot) == 64, "pool slot layout is ABI");
-_Static_assert(offsetof(struct pool_slot, bell) == 16, "pool slot layout is ABI");
+_Static_assert(sizeof(struct pool_seat) == 64, "pool seat layout is ABI");
+_Static_assert(offsetof(struct pool_seat, bell) == 16, "pool seat layout is ABI");
 
 struct pool_cell {
 	shoal__atomic_u32 state; /* enum cell_state */
 	uint32_t attempt;
 	uint64_t task_id;
 	uint64_t arg_len;
-	uint32_t arg_spill; /* 1: the bytes are in segment "<ledger>.a<id>" */
+	uint32_t arg_spill; /* 1: the bytes are in segment "<board>.a<id>" */
 	int32_t err;
 	uint64_t res_len;
-	uint32_t res_spill; /* 1: in segment "<ledger>.r<id>.<attempt>" */
+	uint32_t res_spill; /* 1: in segment "<board>.r<id>.<attempt>" */
 	uint32_t reserved[5];
 	/* then inline_bytes of task, inline_bytes of result */
 };
@@ -130,19 +130,19 @@ _Static_assert(offsetof(struct shoal_pool_result, exit_code) == 20, "pool result
 _Static_assert(offsetof(struct shoal_pool_result, last_private) == 24, "pool result layout is ABI");
 
 /*
- * Addresses inside the ledger come from a private copy of its layout @l
+ * Addresses inside the board come from a private copy of its layout @l
  * (the supervisor's own, or a worker's validated copy), never from the
  * shared header: any worker maps it writable, and one stray write there
  * must not send the supervisor outside the mapping.
  */
-static struct pool_slot *slot_at(void *data, const struct pool_hdr *l, uint32_t i)
+static struct pool_seat *seat_at(void *data, const struct pool_hdr *l, uint32_t i)
 {
-	return (struct pool_slot *)((char *)data + (uint64_t)i * l->slot_size);
+	return (struct pool_seat *)((char *)data + (uint64_t)i * l->seat_size);
 }
 
-static struct pool_cell *cell_in(struct pool_slot *sl, const struct pool_hdr *l, uint64_t seq)
+static struct pool_cell *cell_in(struct pool_seat *seat, const struct pool_hdr *l, uint64_t seq)
 {
-	return (struct pool_cell *)((char *)sl + sizeof(struct pool_slot) + (seq % l->depth) * l->cell_size);
+	return (struct pool_cell *)((char *)seat + sizeof(struct pool_seat) + (seq % l->prefetch) * l->cell_size);
 }
 
 static char *cell_args(struct pool_cell *c)
@@ -173,23 +173,23 @@ static void ring_supervisor(struct pool_hdr *h)
 
 /* Wake a worker: pairs with the worker_waiting store in worker_next();
  * as above, one system call per sleep, not one per task handed out. */
-static void ring_worker(struct pool_slot *sl)
+static void ring_worker(struct pool_seat *seat)
 {
-	atomic_fetch_add_explicit(&sl->bell, 1, memory_order_seq_cst);
-	if (atomic_load_explicit(&sl->worker_waiting, memory_order_seq_cst) &&
-	    atomic_exchange_explicit(&sl->worker_waiting, 0, memory_order_seq_cst))
-		shoal__futex_wake(&sl->bell, INT32_MAX);
+	atomic_fetch_add_explicit(&seat->bell, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&seat->worker_waiting, memory_order_seq_cst) &&
+	    atomic_exchange_explicit(&seat->worker_waiting, 0, memory_order_seq_cst))
+		shoal__futex_wake(&seat->bell, INT32_MAX);
 }
 
 /* ---- large tasks and results: one segment each ----------------------------- */
 
-static void spill_name(char *buf, size_t cap, const char *ledger, char kind, uint64_t id,
+static void spill_name(char *buf, size_t cap, const char *board, char kind, uint64_t id,
 		       uint32_t attempt)
 {
 	if (kind == 'a')
-		snprintf(buf, cap, "%s.a%llu", ledger, (unsigned long long)id);
+		snprintf(buf, cap, "%s.a%llu", board, (unsigned long long)id);
 	else
-		snprintf(buf, cap, "%s.r%llu.%u", ledger, (unsigned long long)id, attempt);
+		snprintf(buf, cap, "%s.r%llu.%u", board, (unsigned long long)id, attempt);
 }
 
 static int spill_put(const char *name, const void *data, size_t len)
@@ -249,25 +249,25 @@ struct task {
 	char data[]; /* the task's bytes (unless spilled), then its result */
 };
 
-enum slot_state {
-	SLOT_FREE = 0,
-	SLOT_STARTING, /* spawned, not yet ready */
-	SLOT_READY,    /* takes tasks */
-	SLOT_DRAINING, /* to be recycled: no new tasks; retired once empty */
-	SLOT_RETIRED,  /* told to leave */
-	SLOT_KILLING,  /* over the hard limit: SIGTERM sent, SIGKILL at kill_at */
+enum seat_state {
+	SEAT_FREE = 0,
+	SEAT_STARTING, /* spawned, not yet ready */
+	SEAT_READY,    /* takes tasks */
+	SEAT_DRAINING, /* to be recycled: no new tasks; retired once empty */
+	SEAT_RETIRED,  /* told to leave */
+	SEAT_KILLING,  /* over the hard limit: SIGTERM sent, SIGKILL at kill_at */
 };
 
-struct wslot {
-	enum slot_state state;
+struct wseat {
+	enum seat_state state;
 	int pos;       /* worker position it serves */
 	pid_t pid;
-	int pidfd;     /* owned by the reaper once set; -1 when closed */
-	bool exited;   /* the reaper collected @wstatus */
+	int pidfd;     /* owned by the exit watcher once set; -1 when closed */
+	bool exited;   /* the exit watcher collected @wstatus */
 	int wstatus;
 	uint64_t gen;
 	uint64_t assigned, collected; /* cell sequence numbers */
-	struct task **cells;          /* [depth], the task in each cell */
+	struct task **cells;          /* [prefetch], the task in each cell */
 	uint64_t started_ns;
 	uint64_t tasks, task_limit;
 	uint64_t priv, baseline;
@@ -282,7 +282,7 @@ struct wslot {
 };
 
 struct wpos {
-	int slot;      /* the worker serving it, or -1 */
+	int seat;      /* the worker serving it, or -1 */
 	uint64_t decided_ns; /* when its worker was to be replaced, or 0 */
 	struct shoal_pool_stats st;
 };
@@ -294,16 +294,16 @@ struct shoal_pool {
 	struct pool_hdr layout;   /* private: sizes, for every address */
 	struct shoal__forkserver fs; /* forks a C pool's workers (no spawn hook) */
 	char name[POOL_NAME_MAX + 1];
-	uint32_t nslots;
+	uint32_t nseats;
 
 	pthread_mutex_t mu;
 	pthread_cond_t done_cv;
 	unsigned waiting; /* threads inside shoal_pool_wait(); destroy waits for 0 */
-	pthread_t sup_thread, reaper_thread;
+	pthread_t sup_thread, watcher_thread;
 	bool threads_started;
-	int reaper_efd; /* eventfd: the reaper's set of pidfds changed */
-	struct pollfd *reaper_fds; /* the reaper's poll set, [nslots + 1] */
-	int *reaper_idx;           /* the slot of each entry */
+	int watcher_efd; /* eventfd: the exit watcher's set of pidfds changed */
+	struct pollfd *watcher_fds; /* the exit watcher's poll set, [nseats + 1] */
+	int *watcher_idx;           /* the seat of each entry */
 
 	/* The backlog: the first pend_front tasks were put back at its head
 	 * (taken back, or orphaned by a dead worker), in any order; the rest
@@ -321,18 +321,18 @@ struct shoal_pool {
 	uint64_t spawn_retry_ns;
 	struct shoal_pool_info info;
 
-	struct wslot *slots;
+	struct wseat *seats;
 	struct wpos *pos;
 };
 
-static struct pool_slot *sup_slot(struct shoal_pool *p, uint32_t i)
+static struct pool_seat *sup_seat(struct shoal_pool *p, uint32_t i)
 {
-	return slot_at(p->seg->data, &p->layout, i);
+	return seat_at(p->seg->data, &p->layout, i);
 }
 
 static struct pool_cell *sup_cell(struct shoal_pool *p, uint32_t i, uint64_t seq)
 {
-	return cell_in(sup_slot(p, i), &p->layout, seq);
+	return cell_in(sup_seat(p, i), &p->layout, seq);
 }
 
 /* Remove the segment that holds a large task's bytes. */
@@ -426,7 +426,7 @@ static void deliver(struct shoal_pool *p, struct task *t, int err, int sig, uint
 
 /* ---- measuring ---------------------------------------------------------------- */
 
-static void measure(struct shoal_pool *p, struct wslot *w, uint64_t now)
+static void measure(struct shoal_pool *p, struct wseat *w, uint64_t now)
 {
 	struct shoal_memstat m;
 	struct shoal_pool_stats *st = &p->pos[w->pos].st;
@@ -436,7 +436,7 @@ static void measure(struct shoal_pool *p, struct wslot *w, uint64_t now)
 	w->priv = m.private_bytes;
 	w->last_check_ns = now;
 	w->fresh = true;
-	if (p->pos[w->pos].slot == w - p->slots)
+	if (p->pos[w->pos].seat == w - p->seats)
 		st->private_now = w->priv;
 	if (w->priv > st->private_peak)
 		st->private_peak = w->priv;
@@ -446,34 +446,34 @@ static void measure(struct shoal_pool *p, struct wslot *w, uint64_t now)
 
 /* What a C pool's worker runs, in a child of the fork server: @arg is the
  * server's copy of the pool, as it was at shoal_pool_create(). */
-static int pool_child(void *arg, uint32_t slot, uint64_t gen)
+static int pool_child(void *arg, uint32_t seat, uint64_t gen)
 {
 	struct shoal_pool *p = arg;
 	struct shoal_pool_worker *w;
 	int rc;
 
-	rc = shoal_pool_worker_open(p->name, slot, gen, &w);
+	rc = shoal_pool_worker_open(p->name, seat, gen, &w);
 	if (rc)
 		return rc;
 	return shoal_pool_worker_run(w, p->cfg.fn, p->cfg.fn_arg);
 }
 
 /* The exit status of worker @pid, whose pidfd said it has exited: from
- * the fork server (C pools) or the reap hook. A hook's worker may be our
+ * the fork server (C pools) or the join hook. A hook's worker may be our
  * own child (multiprocessing's): if it was killed, it may have died inside
  * a create, so sweep what it left while its zombie still pins its pid (a
  * fork server's worker is swept by the server). */
-static int reap_worker(struct shoal_pool *p, int pidfd, pid_t pid)
+static int join_worker(struct shoal_pool *p, int pidfd, pid_t pid)
 {
 	siginfo_t si;
 
 	if (!p->cfg.spawn)
-		return shoal__forkserver_reap(&p->fs, pid);
+		return shoal__forkserver_join(&p->fs, pid);
 	memset(&si, 0, sizeof(si));
 	if (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOWAIT | WNOHANG) == 0 &&
 	    si.si_pid == pid && si.si_code != CLD_EXITED)
 		shoal__unlink_tmp_of(pid);
-	return p->cfg.reap(p->cfg.hook_arg, pid);
+	return p->cfg.join(p->cfg.hook_arg, pid);
 }
 
 static int pidfd_open(pid_t pid)
@@ -486,53 +486,53 @@ static int pidfd_signal(int pidfd, int sig)
 	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
 }
 
-static void poke_reaper(struct shoal_pool *p)
+static void poke_watcher(struct shoal_pool *p)
 {
 	uint64_t one = 1;
 
-	if (write(p->reaper_efd, &one, sizeof(one)) < 0) {
-		/* Counter saturated: the reaper wakes anyway. */
+	if (write(p->watcher_efd, &one, sizeof(one)) < 0) {
+		/* Counter saturated: the exit watcher wakes anyway. */
 	}
 }
 
-static int free_slot(struct shoal_pool *p)
+static int free_seat(struct shoal_pool *p)
 {
-	for (uint32_t i = 0; i < p->nslots; i++)
-		if (p->slots[i].state == SLOT_FREE)
+	for (uint32_t i = 0; i < p->nseats; i++)
+		if (p->seats[i].state == SEAT_FREE)
 			return (int)i;
 	return -1;
 }
 
 /* Start a worker for position @pos. Called with the lock held; drops it
- * around the spawn hook. Returns 0, 1 if no slot is free, or -errno. */
+ * around the spawn hook. Returns 0, 1 if no seat is free, or -errno. */
 static int start_worker(struct shoal_pool *p, int pos)
 {
-	int i = free_slot(p);
-	struct wslot *w;
-	struct pool_slot *sl;
+	int i = free_seat(p);
+	struct wseat *w;
+	struct pool_seat *seat;
 	uint64_t gen, r;
 	pid_t pid;
 
 	if (i < 0)
 		return 1;
-	w = &p->slots[i];
-	sl = sup_slot(p, (uint32_t)i);
+	w = &p->seats[i];
+	seat = sup_seat(p, (uint32_t)i);
 	gen = w->gen + 1;
-	for (uint32_t c = 0; c < p->layout.depth; c++) {
+	for (uint32_t c = 0; c < p->layout.prefetch; c++) {
 		atomic_store_explicit(&sup_cell(p, (uint32_t)i, c)->state, CELL_EMPTY,
 				      memory_order_relaxed);
 		w->cells[c] = NULL;
 	}
-	atomic_store_explicit(&sl->worker_key, 0, memory_order_relaxed);
-	atomic_store_explicit(&sl->cmd, 0, memory_order_relaxed);
-	atomic_store_explicit(&sl->trim_ack, 0, memory_order_relaxed);
-	atomic_store_explicit(&sl->ready, 0, memory_order_relaxed);
-	atomic_store_explicit(&sl->worker_waiting, 0, memory_order_relaxed);
-	/* R0: the slot is clean before its generation says it is in use;
+	atomic_store_explicit(&seat->worker_key, 0, memory_order_relaxed);
+	atomic_store_explicit(&seat->cmd, 0, memory_order_relaxed);
+	atomic_store_explicit(&seat->trim_ack, 0, memory_order_relaxed);
+	atomic_store_explicit(&seat->ready, 0, memory_order_relaxed);
+	atomic_store_explicit(&seat->worker_waiting, 0, memory_order_relaxed);
+	/* R0: the seat is clean before its generation says it is in use;
 	 * pairs with A0 in shoal_pool_worker_open(). */
-	atomic_store_explicit(&sl->gen, gen, memory_order_release);
+	atomic_store_explicit(&seat->gen, gen, memory_order_release);
 	w->gen = gen;
-	w->state = SLOT_STARTING;
+	w->state = SEAT_STARTING;
 	w->pos = pos;
 	w->pid = 0;
 	w->pidfd = -1;
@@ -567,7 +567,7 @@ static int start_worker(struct shoal_pool *p, int pos)
 	pthread_mutex_lock(&p->mu);
 
 	if (pid <= 0) {
-		w->state = SLOT_FREE;
+		w->state = SEAT_FREE;
 		p->info.spawn_error = pid < 0 ? pid : -ECHILD;
 		return p->info.spawn_error;
 	}
@@ -577,21 +577,21 @@ static int start_worker(struct shoal_pool *p, int pos)
 	if (w->pidfd < 0) {
 		int err = errno, st = 0;
 
-		/* ESRCH: gone already and reaped by someone else (a hook's
-		 * own fork server); the reaper will not see it, so collect it
+		/* ESRCH: gone already and joined by someone else (a hook's
+		 * own fork server); the exit watcher will not see it, so collect it
 		 * here. Anything else (no fds left): it runs, but nobody could
 		 * watch it, so it must not: kill it, collect it, report the
 		 * error. */
 		if (err != ESRCH)
 			kill(pid, SIGKILL);
 		pthread_mutex_unlock(&p->mu);
-		if (p->cfg.reap)
-			st = p->cfg.reap(p->cfg.hook_arg, pid);
+		if (p->cfg.join)
+			st = p->cfg.join(p->cfg.hook_arg, pid);
 		else
-			st = shoal__forkserver_reap(&p->fs, pid);
+			st = shoal__forkserver_join(&p->fs, pid);
 		pthread_mutex_lock(&p->mu);
 		if (err != ESRCH) {
-			w->state = SLOT_FREE;
+			w->state = SEAT_FREE;
 			w->pid = 0;
 			p->info.spawn_error = -err;
 			return -err;
@@ -599,13 +599,13 @@ static int start_worker(struct shoal_pool *p, int pos)
 		w->exited = true;
 		w->wstatus = st;
 	}
-	if (p->pos[pos].slot < 0) {
-		p->pos[pos].slot = i;
+	if (p->pos[pos].seat < 0) {
+		p->pos[pos].seat = i;
 		p->pos[pos].st.pid = pid;
 		p->pos[pos].st.tasks = 0;
 		p->pos[pos].st.private_now = 0;
 	}
-	poke_reaper(p);
+	poke_watcher(p);
 	return 0;
 }
 
@@ -623,7 +623,7 @@ static int start_worker(struct shoal_pool *p, int pos)
  */
 static void reclaim_to(struct shoal_pool *p, int i, uint64_t floor)
 {
-	struct wslot *w = &p->slots[i];
+	struct wseat *w = &p->seats[i];
 
 	while (w->assigned > floor && w->assigned > w->collected) {
 		struct pool_cell *c = sup_cell(p, (uint32_t)i, w->assigned - 1);
@@ -634,8 +634,8 @@ static void reclaim_to(struct shoal_pool *p, int i, uint64_t floor)
 							    memory_order_acq_rel, memory_order_acquire))
 			break;
 		w->assigned--;
-		t = w->cells[w->assigned % p->layout.depth];
-		w->cells[w->assigned % p->layout.depth] = NULL;
+		t = w->cells[w->assigned % p->layout.prefetch];
+		w->cells[w->assigned % p->layout.prefetch] = NULL;
 		t->attempts--;
 		p->nrunning--;
 		pend_push_front(p, t);
@@ -647,37 +647,37 @@ static void reclaim(struct shoal_pool *p, int i)
 	reclaim_to(p, i, 0);
 }
 
-static void recycle(struct shoal_pool *p, struct wslot *w, int reason)
+static void recycle(struct shoal_pool *p, struct wseat *w, int reason)
 {
 	if (w->reason >= 0)
 		return;
 	if (!p->pos[w->pos].decided_ns)
 		p->pos[w->pos].decided_ns = shoal__now_ns();
 	w->reason = reason;
-	if (w->state == SLOT_READY)
-		w->state = SLOT_DRAINING;
+	if (w->state == SEAT_READY)
+		w->state = SEAT_DRAINING;
 	/* Its task limit counted the prefetched tasks: those it runs. */
 	if (reason != SHOAL_POOL_TASKS)
-		reclaim(p, (int)(w - p->slots));
+		reclaim(p, (int)(w - p->seats));
 }
 
 static void send_retire(struct shoal_pool *p, int i)
 {
-	struct pool_slot *sl = sup_slot(p, (uint32_t)i);
+	struct pool_seat *seat = sup_seat(p, (uint32_t)i);
 
-	atomic_fetch_or_explicit(&sl->cmd, CMD_RETIRE, memory_order_release);
-	ring_worker(sl);
-	p->slots[i].state = SLOT_RETIRED;
+	atomic_fetch_or_explicit(&seat->cmd, CMD_RETIRE, memory_order_release);
+	ring_worker(seat);
+	p->seats[i].state = SEAT_RETIRED;
 }
 
-/* Copy out every DONE cell of slot @i, in order. */
+/* Copy out every DONE cell of seat @i, in order. */
 static void collect(struct shoal_pool *p, int i)
 {
-	struct wslot *w = &p->slots[i];
+	struct wseat *w = &p->seats[i];
 
 	while (w->collected < w->assigned) {
 		struct pool_cell *c = sup_cell(p, (uint32_t)i, w->collected);
-		struct task *t = w->cells[w->collected % p->layout.depth];
+		struct task *t = w->cells[w->collected % p->layout.prefetch];
 		void *data = NULL;
 		uint64_t len;
 		int err;
@@ -712,36 +712,36 @@ static void collect(struct shoal_pool *p, int i)
 				err = -ENOMEM;
 		}
 		atomic_store_explicit(&c->state, CELL_EMPTY, memory_order_relaxed);
-		w->cells[w->collected % p->layout.depth] = NULL;
+		w->cells[w->collected % p->layout.prefetch] = NULL;
 		w->collected++;
 		w->fresh = false;
 		w->tasks++;
 		p->nrunning--;
 		p->pos[w->pos].st.tasks_total++;
-		if (p->pos[w->pos].slot == i)
+		if (p->pos[w->pos].seat == i)
 			p->pos[w->pos].st.tasks = w->tasks;
 		deliver(p, t, err, 0, 0, data, data ? len : 0);
 	}
 }
 
-/* Collect every live slot's DONE cells; true if any was. */
+/* Collect every live seat's DONE cells; true if any was. */
 static bool collect_all(struct shoal_pool *p)
 {
 	uint64_t before = p->ncompleted;
 
-	for (uint32_t i = 0; i < p->nslots; i++)
-		if (p->slots[i].state != SLOT_FREE && !p->slots[i].exited)
+	for (uint32_t i = 0; i < p->nseats; i++)
+		if (p->seats[i].state != SEAT_FREE && !p->seats[i].exited)
 			collect(p, (int)i);
 	return p->ncompleted != before;
 }
 
-/* Slot @i's process is gone: settle its cells and free the slot. */
+/* Seat @i's process is gone: settle its cells and free the seat. */
 static void settle_exit(struct shoal_pool *p, int i)
 {
-	struct wslot *w = &p->slots[i];
+	struct wseat *w = &p->seats[i];
 	struct wpos *ps = &p->pos[w->pos];
 	int sig = 0, code = 0;
-	bool planned = w->state == SLOT_RETIRED;
+	bool planned = w->state == SEAT_RETIRED;
 
 	if (w->wstatus >= 0 && WIFSIGNALED(w->wstatus))
 		sig = WTERMSIG(w->wstatus);
@@ -752,10 +752,10 @@ static void settle_exit(struct shoal_pool *p, int i)
 	 * head of the backlog. */
 	for (uint64_t s = w->assigned; s-- > w->collected;) {
 		struct pool_cell *c = sup_cell(p, (uint32_t)i, s);
-		struct task *t = w->cells[s % p->layout.depth];
+		struct task *t = w->cells[s % p->layout.prefetch];
 		uint32_t st = atomic_load_explicit(&c->state, memory_order_acquire);
 
-		w->cells[s % p->layout.depth] = NULL;
+		w->cells[s % p->layout.prefetch] = NULL;
 		p->nrunning--;
 		if (st == CELL_RUNNING) {
 			char n[SHOAL_NAME_MAX + 1];
@@ -768,7 +768,7 @@ static void settle_exit(struct shoal_pool *p, int i)
 					NULL, 0);
 				if (!p->closing) {
 					t->r.exit_code = (uint8_t)code;
-					t->r.hard_limit = w->state == SLOT_KILLING;
+					t->r.hard_limit = w->state == SEAT_KILLING;
 				}
 				continue;
 			}
@@ -783,9 +783,9 @@ static void settle_exit(struct shoal_pool *p, int i)
 	}
 	w->assigned = w->collected = 0;
 	if (!planned) {
-		int reason = w->state == SLOT_KILLING ? SHOAL_POOL_HARD : SHOAL_POOL_DIED;
+		int reason = w->state == SEAT_KILLING ? SHOAL_POOL_HARD : SHOAL_POOL_DIED;
 
-		if (w->state == SLOT_STARTING || !atomic_load_explicit(&sup_slot(p, (uint32_t)i)->ready,
+		if (w->state == SEAT_STARTING || !atomic_load_explicit(&sup_seat(p, (uint32_t)i)->ready,
 									 memory_order_relaxed)) {
 			if (++p->early_deaths >= 5 && !p->closing)
 				p->broken = true;
@@ -800,13 +800,13 @@ static void settle_exit(struct shoal_pool *p, int i)
 		ps->st.recycles[w->reason]++;
 		ps->st.last_reason = w->reason;
 	}
-	if (ps->slot == i) {
-		ps->slot = -1;
+	if (ps->seat == i) {
+		ps->seat = -1;
 		ps->st.pid = 0;
 		ps->st.private_now = 0;
 		ps->st.tasks = 0;
 	}
-	w->state = SLOT_FREE;
+	w->state = SEAT_FREE;
 	w->pid = 0;
 }
 
@@ -820,15 +820,15 @@ static void settle_exit(struct shoal_pool *p, int i)
  */
 static void policy(struct shoal_pool *p, int i, uint64_t now, uint64_t *next)
 {
-	struct wslot *w = &p->slots[i];
-	struct pool_slot *sl = sup_slot(p, (uint32_t)i);
+	struct wseat *w = &p->seats[i];
+	struct pool_seat *seat = sup_seat(p, (uint32_t)i);
 	bool idle = w->assigned == w->collected;
 
-	if (w->state != SLOT_READY && w->state != SLOT_DRAINING)
+	if (w->state != SEAT_READY && w->state != SEAT_DRAINING)
 		return;
 	if (w->trimming) {
 		/* A5: pairs with R5 in shoal_pool_worker_trimmed(). */
-		if (atomic_load_explicit(&sl->trim_ack, memory_order_acquire) != w->trim_seq)
+		if (atomic_load_explicit(&seat->trim_ack, memory_order_acquire) != w->trim_seq)
 			return;
 		w->trimming = false;
 		w->want_trim = false;
@@ -836,7 +836,7 @@ static void policy(struct shoal_pool *p, int i, uint64_t now, uint64_t *next)
 		if (w->priv > p->cfg.max_private)
 			recycle(p, w, SHOAL_POOL_MEMORY);
 		else if (w->reason < 0)
-			w->state = SLOT_READY;
+			w->state = SEAT_READY;
 		return;
 	}
 	if (w->reason >= 0)
@@ -860,12 +860,12 @@ static void policy(struct shoal_pool *p, int i, uint64_t now, uint64_t *next)
 			*next = due;
 		if (w->priv > p->cfg.max_private) {
 			w->want_trim = true;
-			w->state = SLOT_DRAINING;
+			w->state = SEAT_DRAINING;
 			reclaim(p, i);
 		} else if (w->want_trim && now >= due) {
 			/* Back under by itself (the task freed it): no trim. */
 			w->want_trim = false;
-			w->state = SLOT_READY;
+			w->state = SEAT_READY;
 		}
 	}
 	idle = w->assigned == w->collected;
@@ -876,23 +876,23 @@ static void policy(struct shoal_pool *p, int i, uint64_t now, uint64_t *next)
 			w->trim_seq = 1;
 		w->trimming = true;
 		p->pos[w->pos].st.trims++;
-		atomic_store_explicit(&sl->cmd, w->trim_seq, memory_order_release);
-		ring_worker(sl);
+		atomic_store_explicit(&seat->cmd, w->trim_seq, memory_order_release);
+		ring_worker(seat);
 	}
 }
 
-/* Tasks handed to slot @i and not yet collected. */
+/* Tasks handed to seat @i and not yet collected. */
 static uint64_t inflight(const struct shoal_pool *p, uint32_t i)
 {
-	return p->slots[i].assigned - p->slots[i].collected;
+	return p->seats[i].assigned - p->seats[i].collected;
 }
 
-/* Can slot @i take one more task? */
+/* Can seat @i take one more task? */
 static bool can_take(struct shoal_pool *p, uint32_t i)
 {
-	struct wslot *w = &p->slots[i];
+	struct wseat *w = &p->seats[i];
 
-	return w->state == SLOT_READY && inflight(p, i) < p->layout.depth &&
+	return w->state == SEAT_READY && inflight(p, i) < p->layout.prefetch &&
 	       !(w->task_limit && w->tasks + inflight(p, i) >= w->task_limit);
 }
 
@@ -900,17 +900,17 @@ static bool can_take(struct shoal_pool *p, uint32_t i)
 static void fill(struct shoal_pool *p)
 {
 	while (p->pend_head) {
-		struct wslot *w;
+		struct wseat *w;
 		struct pool_cell *c;
 		struct task *t;
 		int best = -1;
 
-		for (uint32_t i = 0; i < p->nslots; i++)
+		for (uint32_t i = 0; i < p->nseats; i++)
 			if (can_take(p, i) && (best < 0 || inflight(p, i) < inflight(p, (uint32_t)best)))
 				best = (int)i;
 		if (best < 0)
 			return;
-		w = &p->slots[best];
+		w = &p->seats[best];
 		t = pend_pop(p);
 		c = sup_cell(p, (uint32_t)best, w->assigned);
 		c->task_id = t->id;
@@ -925,15 +925,15 @@ static void fill(struct shoal_pool *p)
 		/* R1: the task is in the cell before the state says so; pairs
 		 * with A1 in shoal_pool_worker_next(). */
 		atomic_store_explicit(&c->state, CELL_ASSIGNED, memory_order_release);
-		w->cells[w->assigned % p->layout.depth] = t;
+		w->cells[w->assigned % p->layout.prefetch] = t;
 		w->assigned++;
 		p->nrunning++;
-		ring_worker(sup_slot(p, (uint32_t)best));
+		ring_worker(sup_seat(p, (uint32_t)best));
 	}
 }
 
 /*
- * Hand out the backlog, up to each worker's depth. When the backlog is
+ * Hand out the backlog, up to each worker's prefetch. When the backlog is
  * empty and a worker has nothing left, the tasks other workers have not
  * started are taken back and shared out again, so a deep prefetch (fast
  * for tiny tasks) does not leave one worker idle while another still has
@@ -946,13 +946,13 @@ static void dispatch(struct shoal_pool *p)
 	fill(p);
 	if (p->pend_head)
 		return;
-	for (uint32_t i = 0; i < p->nslots; i++)
-		if (p->slots[i].state == SLOT_READY && inflight(p, i) == 0)
+	for (uint32_t i = 0; i < p->nseats; i++)
+		if (p->seats[i].state == SEAT_READY && inflight(p, i) == 0)
 			idle = true;
 	if (!idle)
 		return;
-	for (uint32_t i = 0; i < p->nslots; i++)
-		if (p->slots[i].state == SLOT_READY && inflight(p, i) >= 2)
+	for (uint32_t i = 0; i < p->nseats; i++)
+		if (p->seats[i].state == SEAT_READY && inflight(p, i) >= 2)
 			reclaim(p, (int)i);
 	fill(p);
 }
@@ -962,21 +962,21 @@ static uint64_t supervise_once(struct shoal_pool *p)
 {
 	uint64_t now = shoal__now_ns(), next = UINT64_MAX;
 
-	for (uint32_t i = 0; i < p->nslots; i++) {
-		struct wslot *w = &p->slots[i];
-		struct pool_slot *sl = sup_slot(p, i);
+	for (uint32_t i = 0; i < p->nseats; i++) {
+		struct wseat *w = &p->seats[i];
+		struct pool_seat *seat = sup_seat(p, i);
 
-		if (w->state == SLOT_FREE)
+		if (w->state == SEAT_FREE)
 			continue;
 		if (w->exited) {
 			settle_exit(p, (int)i);
 			continue;
 		}
-		if (w->state == SLOT_STARTING) {
+		if (w->state == SEAT_STARTING) {
 			/* A4: pairs with R4 in shoal_pool_worker_open(). */
-			if (!atomic_load_explicit(&sl->ready, memory_order_acquire))
+			if (!atomic_load_explicit(&seat->ready, memory_order_acquire))
 				continue;
-			w->state = SLOT_READY;
+			w->state = SEAT_READY;
 			p->early_deaths = 0;
 			if (p->pos[w->pos].decided_ns) {
 				p->recycle_ns[p->nrecycle_ns++ % 64] = now - p->pos[w->pos].decided_ns;
@@ -988,28 +988,28 @@ static uint64_t supervise_once(struct shoal_pool *p)
 			 * recycled for ever: say so once, do not apply it. */
 			if (p->cfg.max_private && w->baseline > p->cfg.max_private) {
 				w->soft_exempt = true;
-				if (!p->info.config_error) {
-					p->info.config_error = SHOAL_POOL_MEMORY + 1;
+				if (p->info.config_reason < 0) {
+					p->info.config_reason = SHOAL_POOL_MEMORY;
 					p->info.config_private = w->baseline;
 				}
 			}
 			if (p->cfg.hard_private && w->baseline > p->cfg.hard_private) {
 				w->hard_exempt = true;
-				if (!p->info.config_error) {
-					p->info.config_error = SHOAL_POOL_HARD + 1;
+				if (p->info.config_reason < 0) {
+					p->info.config_reason = SHOAL_POOL_HARD;
 					p->info.config_private = w->baseline;
 				}
 			}
 		}
 		collect(p, (int)i);
-		if (w->state == SLOT_KILLING) {
+		if (w->state == SEAT_KILLING) {
 			if (now >= w->kill_at && w->pidfd >= 0)
 				pidfd_signal(w->pidfd, SIGKILL);
 			else if (w->kill_at < next)
 				next = w->kill_at;
 			continue;
 		}
-		if (w->state == SLOT_RETIRED)
+		if (w->state == SEAT_RETIRED)
 			continue;
 		/* The hard limit applies while tasks run. */
 		if (p->cfg.hard_private && !w->hard_exempt && w->assigned != w->collected) {
@@ -1017,7 +1017,7 @@ static uint64_t supervise_once(struct shoal_pool *p)
 				measure(p, w, now);
 			if (w->priv > p->cfg.hard_private && w->pidfd >= 0) {
 				pidfd_signal(w->pidfd, SIGTERM);
-				w->state = SLOT_KILLING;
+				w->state = SEAT_KILLING;
 				w->reason = SHOAL_POOL_HARD;
 				if (!p->pos[w->pos].decided_ns)
 					p->pos[w->pos].decided_ns = now;
@@ -1030,7 +1030,7 @@ static uint64_t supervise_once(struct shoal_pool *p)
 				next = now + p->cfg.check_ns;
 		}
 		policy(p, (int)i, now, &next);
-		if (w->state == SLOT_READY && p->cfg.max_age_ns) {
+		if (w->state == SEAT_READY && p->cfg.max_age_ns) {
 			uint64_t due = w->started_ns + p->cfg.max_age_ns;
 
 			if (due < next)
@@ -1044,18 +1044,18 @@ static uint64_t supervise_once(struct shoal_pool *p)
 	for (int pos = 0; pos < (int)p->cfg.workers && !p->closing && !p->broken; pos++) {
 		int ready = -1, starting = -1, rc;
 
-		for (uint32_t i = 0; i < p->nslots; i++) {
-			struct wslot *w = &p->slots[i];
+		for (uint32_t i = 0; i < p->nseats; i++) {
+			struct wseat *w = &p->seats[i];
 
-			if (w->state == SLOT_FREE || w->pos != pos || w->reason >= 0)
+			if (w->state == SEAT_FREE || w->pos != pos || w->reason >= 0)
 				continue;
-			if (w->state == SLOT_STARTING)
+			if (w->state == SEAT_STARTING)
 				starting = (int)i;
 			else
 				ready = (int)i;
 		}
 		if (ready < 0 && starting < 0) {
-			/* No free slot (1) resolves itself when a retired
+			/* No free seat (1) resolves itself when a retired
 			 * worker's exit wakes us; a failed spawn waits 100 ms. */
 			if (now >= p->spawn_retry_ns) {
 				rc = start_worker(p, pos);
@@ -1067,28 +1067,28 @@ static uint64_t supervise_once(struct shoal_pool *p)
 					if (++p->early_deaths >= 5)
 						p->broken = true;
 				} else if (rc == 0)
-					starting = 0; /* some slot: one is starting */
+					starting = 0; /* some seat: one is starting */
 			}
 			now = shoal__now_ns();
 		}
 		/* Started is enough: waiting for it to be ready could leave
-		 * every slot held by an idle worker waiting for a slot. And with
-		 * no slot free, idle workers being recycled leave at once: a
+		 * every seat held by an idle worker waiting for a seat. And with
+		 * no seat free, idle workers being recycled leave at once: a
 		 * replacement can start only once one has. */
-		if (ready < 0 && starting < 0 && free_slot(p) >= 0)
+		if (ready < 0 && starting < 0 && free_seat(p) >= 0)
 			continue;
-		for (uint32_t i = 0; i < p->nslots; i++) {
-			struct wslot *o = &p->slots[i];
+		for (uint32_t i = 0; i < p->nseats; i++) {
+			struct wseat *o = &p->seats[i];
 
-			if (o->pos == pos && o->state == SLOT_DRAINING && o->reason >= 0 &&
+			if (o->pos == pos && o->state == SEAT_DRAINING && o->reason >= 0 &&
 			    o->assigned == o->collected && !o->trimming)
 				send_retire(p, (int)i);
 		}
-		if (ready >= 0 && p->pos[pos].slot != ready) {
-			p->pos[pos].slot = ready;
-			p->pos[pos].st.pid = p->slots[ready].pid;
-			p->pos[pos].st.tasks = p->slots[ready].tasks;
-			p->pos[pos].st.private_now = p->slots[ready].priv;
+		if (ready >= 0 && p->pos[pos].seat != ready) {
+			p->pos[pos].seat = ready;
+			p->pos[pos].st.pid = p->seats[ready].pid;
+			p->pos[pos].st.tasks = p->seats[ready].tasks;
+			p->pos[pos].st.private_now = p->seats[ready].priv;
 		}
 	}
 	if (p->spawn_retry_ns > now && p->spawn_retry_ns < next)
@@ -1104,18 +1104,18 @@ static uint64_t supervise_once(struct shoal_pool *p)
 
 		while ((t = pend_pop(p)) != NULL)
 			deliver(p, t, -ECANCELED, 0, 0, NULL, 0);
-		for (uint32_t i = 0; i < p->nslots; i++) {
-			struct wslot *w = &p->slots[i];
+		for (uint32_t i = 0; i < p->nseats; i++) {
+			struct wseat *w = &p->seats[i];
 
-			if (w->state == SLOT_READY || w->state == SLOT_DRAINING ||
-			    w->state == SLOT_STARTING)
+			if (w->state == SEAT_READY || w->state == SEAT_DRAINING ||
+			    w->state == SEAT_STARTING)
 				send_retire(p, (int)i);
 		}
 	} else {
 		dispatch(p);
 		/* Workers with tasks are read every check_ns for the hard limit. */
-		for (uint32_t i = 0; i < p->nslots && p->cfg.hard_private; i++)
-			if (p->slots[i].assigned != p->slots[i].collected &&
+		for (uint32_t i = 0; i < p->nseats && p->cfg.hard_private; i++)
+			if (p->seats[i].assigned != p->seats[i].collected &&
 			    now + p->cfg.check_ns < next)
 				next = now + p->cfg.check_ns;
 	}
@@ -1124,8 +1124,8 @@ static uint64_t supervise_once(struct shoal_pool *p)
 
 static bool all_free(struct shoal_pool *p)
 {
-	for (uint32_t i = 0; i < p->nslots; i++)
-		if (p->slots[i].state != SLOT_FREE)
+	for (uint32_t i = 0; i < p->nseats; i++)
+		if (p->seats[i].state != SEAT_FREE)
 			return false;
 	return true;
 }
@@ -1153,9 +1153,9 @@ static void *supervisor_main(void *arg)
 			if (!kill_all_at)
 				kill_all_at = now + p->cfg.grace_ns;
 			if (now >= kill_all_at) {
-				for (uint32_t i = 0; i < p->nslots; i++)
-					if (p->slots[i].state != SLOT_FREE && p->slots[i].pidfd >= 0)
-						pidfd_signal(p->slots[i].pidfd, SIGKILL);
+				for (uint32_t i = 0; i < p->nseats; i++)
+					if (p->seats[i].state != SEAT_FREE && p->seats[i].pidfd >= 0)
+						pidfd_signal(p->seats[i].pidfd, SIGKILL);
 				kill_all_at = now + p->cfg.grace_ns;
 			}
 			if (kill_all_at < next)
@@ -1174,13 +1174,13 @@ static void *supervisor_main(void *arg)
 	return NULL;
 }
 
-/* The reaper: sleeps in poll() on every worker's pidfd and on an eventfd
+/* The exit watcher: sleeps in poll() on every worker's pidfd and on an eventfd
  * that says the set changed; collects exit statuses as they come. */
-static void *reaper_main(void *arg)
+static void *exit_watcher_main(void *arg)
 {
 	struct shoal_pool *p = arg;
-	struct pollfd *fds = p->reaper_fds;
-	int *idx = p->reaper_idx;
+	struct pollfd *fds = p->watcher_fds;
+	int *idx = p->watcher_idx;
 
 	for (;;) {
 		nfds_t n = 1;
@@ -1188,9 +1188,9 @@ static void *reaper_main(void *arg)
 
 		pthread_mutex_lock(&p->mu);
 		stop = p->closing && all_free(p);
-		for (uint32_t i = 0; i < p->nslots; i++) {
-			if (p->slots[i].pidfd >= 0 && !p->slots[i].exited) {
-				fds[n].fd = p->slots[i].pidfd;
+		for (uint32_t i = 0; i < p->nseats; i++) {
+			if (p->seats[i].pidfd >= 0 && !p->seats[i].exited) {
+				fds[n].fd = p->seats[i].pidfd;
 				fds[n].events = POLLIN;
 				idx[n] = (int)i;
 				n++;
@@ -1199,19 +1199,19 @@ static void *reaper_main(void *arg)
 		pthread_mutex_unlock(&p->mu);
 		if (stop)
 			break;
-		fds[0].fd = p->reaper_efd;
+		fds[0].fd = p->watcher_efd;
 		fds[0].events = POLLIN;
 		if (poll(fds, n, -1) < 0)
 			continue;
 		if (fds[0].revents & POLLIN) {
 			uint64_t v;
 
-			if (read(p->reaper_efd, &v, sizeof(v)) < 0) {
+			if (read(p->watcher_efd, &v, sizeof(v)) < 0) {
 				/* EAGAIN: someone else drained it. */
 			}
 		}
 		for (nfds_t k = 1; k < n; k++) {
-			struct wslot *w = &p->slots[idx[k]];
+			struct wseat *w = &p->seats[idx[k]];
 			int st, fd;
 			pid_t pid;
 			uint64_t gen;
@@ -1225,7 +1225,7 @@ static void *reaper_main(void *arg)
 			pthread_mutex_unlock(&p->mu);
 			if (fd != fds[k].fd)
 				continue;
-			st = reap_worker(p, fd, pid);
+			st = join_worker(p, fd, pid);
 			pthread_mutex_lock(&p->mu);
 			if (w->gen == gen && w->pidfd == fd) {
 				close(fd);
@@ -1246,8 +1246,8 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
 {
 	struct shoal_pool *p;
 	struct pool_hdr *h;
-	uint64_t cell_size, slot_size, rnd;
-	uint32_t nslots;
+	uint64_t cell_size, seat_size, rnd;
+	uint32_t nseats;
 	int rc;
 
 	shoal__detail_clear();
@@ -1259,13 +1259,13 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
 	if (cfg->max_tasks_jitter > 100)
 		return shoal__fail(-EINVAL, "pool: max_tasks_jitter %u must be a percentage, 0..100",
 				   cfg->max_tasks_jitter);
-	if (cfg->depth > POOL_MAX_DEPTH)
-		return shoal__fail(-EINVAL, "pool: depth (prefetch) %u must be at most %u", cfg->depth,
-				   POOL_MAX_DEPTH);
+	if (cfg->prefetch > POOL_MAX_PREFETCH)
+		return shoal__fail(-EINVAL, "pool: prefetch %u must be at most %u", cfg->prefetch,
+				   POOL_MAX_PREFETCH);
 	if (!cfg->fn && !cfg->spawn)
 		return shoal__fail(-EINVAL, "pool: neither fn nor a spawn hook: workers would run nothing");
-	if (cfg->spawn && !cfg->reap)
-		return shoal__fail(-EINVAL, "pool: a spawn hook needs a reap hook");
+	if (cfg->spawn && !cfg->join)
+		return shoal__fail(-EINVAL, "pool: a spawn hook needs a join hook");
 	if (cfg->inline_bytes > (64u << 20))
 		return shoal__fail(-EINVAL, "pool: inline_bytes %zu must be at most %u",
 				   cfg->inline_bytes, 64u << 20);
@@ -1282,8 +1282,8 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
 	if (!p->cfg.inline_bytes)
 		p->cfg.inline_bytes = 4096;
 	p->cfg.inline_bytes = (p->cfg.inline_bytes + 63) & ~(size_t)63;
-	if (!p->cfg.depth)
-		p->cfg.depth = 2;
+	if (!p->cfg.prefetch)
+		p->cfg.prefetch = 2;
 	if (cfg->name) {
 		if (strlen(cfg->name) > POOL_NAME_MAX || (rc = shoal__name_check(cfg->name)) != 0) {
 			free(p);
@@ -1298,12 +1298,13 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
 	/* What pools of dead processes left (a SIGKILLed caller destroys
 	 * nothing): the next pool takes it back, not only `shoal gc`. */
 	shoal__reap_pools();
-	nslots = 2 * cfg->workers + 2;
+	nseats = 2 * cfg->workers + 2;
 	cell_size = sizeof(struct pool_cell) + 2 * (uint64_t)p->cfg.inline_bytes;
-	slot_size = sizeof(struct pool_slot) + p->cfg.depth * cell_size;
-	p->nslots = nslots;
+	seat_size = sizeof(struct pool_seat) + p->cfg.prefetch * cell_size;
+	p->nseats = nseats;
 	p->next_id = 1;
-	p->reaper_efd = -1;
+	p->info.config_reason = -1;
+	p->watcher_efd = -1;
 	p->fs.pid = -1;
 	pthread_mutex_init(&p->mu, NULL);
 	{
@@ -1314,67 +1315,67 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
 		pthread_cond_init(&p->done_cv, &ca);
 		pthread_condattr_destroy(&ca);
 	}
-	p->slots = calloc(nslots, sizeof(*p->slots));
+	p->seats = calloc(nseats, sizeof(*p->seats));
 	p->pos = calloc(cfg->workers, sizeof(*p->pos));
-	/* Allocated here, not in the reaper: its loop never allocates, so it
+	/* Allocated here, not in the exit watcher: its loop never allocates, so it
 	 * is never inside malloc when the supervisor forks. */
-	p->reaper_fds = calloc(nslots + 1, sizeof(*p->reaper_fds));
-	p->reaper_idx = calloc(nslots + 1, sizeof(*p->reaper_idx));
-	if (!p->slots || !p->pos || !p->reaper_fds || !p->reaper_idx) {
+	p->watcher_fds = calloc(nseats + 1, sizeof(*p->watcher_fds));
+	p->watcher_idx = calloc(nseats + 1, sizeof(*p->watcher_idx));
+	if (!p->seats || !p->pos || !p->watcher_fds || !p->watcher_idx) {
 		rc = -ENOMEM;
 		goto fail;
 	}
-	for (uint32_t i = 0; i < nslots; i++) {
-		p->slots[i].pidfd = -1;
-		p->slots[i].reason = -1;
-		p->slots[i].cells = calloc(p->cfg.depth, sizeof(struct task *));
-		if (!p->slots[i].cells) {
+	for (uint32_t i = 0; i < nseats; i++) {
+		p->seats[i].pidfd = -1;
+		p->seats[i].reason = -1;
+		p->seats[i].cells = calloc(p->cfg.prefetch, sizeof(struct task *));
+		if (!p->seats[i].cells) {
 			rc = -ENOMEM;
 			goto fail;
 		}
 	}
 	for (unsigned i = 0; i < cfg->workers; i++) {
-		p->pos[i].slot = -1;
+		p->pos[i].seat = -1;
 		p->pos[i].st.last_reason = -1;
 	}
 	rc = shoal__segment_create(p->name, SHOAL__KIND_POOL, sizeof(struct pool_hdr),
-				   nslots * slot_size, NULL, &p->seg);
+				   nseats * seat_size, NULL, &p->seg);
 	if (rc)
 		goto fail;
 	h = p->seg->kind_hdr;
-	h->nslots = nslots;
-	h->depth = p->cfg.depth;
+	h->nseats = nseats;
+	h->prefetch = p->cfg.prefetch;
 	h->inline_bytes = p->cfg.inline_bytes;
 	h->cell_size = cell_size;
-	h->slot_size = slot_size;
+	h->seat_size = seat_size;
 	h->sup_key = shoal__self_key();
 	p->hdr = h;
-	p->layout.nslots = nslots;
-	p->layout.depth = p->cfg.depth;
+	p->layout.nseats = nseats;
+	p->layout.prefetch = p->cfg.prefetch;
 	p->layout.inline_bytes = p->cfg.inline_bytes;
 	p->layout.cell_size = cell_size;
-	p->layout.slot_size = slot_size;
+	p->layout.seat_size = seat_size;
 	rc = shoal__segment_publish(p->seg);
 	if (rc) {
 		p->seg = NULL;
 		goto fail;
 	}
-	p->reaper_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (p->reaper_efd < 0) {
+	p->watcher_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p->watcher_efd < 0) {
 		rc = -errno;
 		goto fail_unlink;
 	}
 	/* Before the pool's threads: the server is a copy of this process
 	 * with this thread alone (invariant 10). */
 	if (!p->cfg.spawn) {
-		rc = shoal__forkserver_start(&p->fs, nslots, pool_child, p);
+		rc = shoal__forkserver_start(&p->fs, nseats, pool_child, p);
 		if (rc)
 			goto fail_unlink;
 	}
 	/* The threads wait for the lock until both exist: no fork while this
 	 * thread is still inside pthread_create (and its allocations). */
 	pthread_mutex_lock(&p->mu);
-	rc = -pthread_create(&p->reaper_thread, NULL, reaper_main, p);
+	rc = -pthread_create(&p->watcher_thread, NULL, exit_watcher_main, p);
 	if (rc) {
 		pthread_mutex_unlock(&p->mu);
 		goto fail_unlink;
@@ -1383,8 +1384,8 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
 	if (rc) {
 		p->closing = true;
 		pthread_mutex_unlock(&p->mu);
-		poke_reaper(p);
-		pthread_join(p->reaper_thread, NULL);
+		poke_watcher(p);
+		pthread_join(p->watcher_thread, NULL);
 		goto fail_unlink;
 	}
 	p->threads_started = true;
@@ -1396,17 +1397,17 @@ fail_unlink:
 	shoal__forkserver_stop(&p->fs);
 	shoal_unlink(p->name);
 fail:
-	if (p->reaper_efd >= 0)
-		close(p->reaper_efd);
+	if (p->watcher_efd >= 0)
+		close(p->watcher_efd);
 	if (p->seg)
 		shoal_segment_close(p->seg);
-	if (p->slots)
-		for (uint32_t i = 0; i < nslots; i++)
-			free(p->slots[i].cells);
-	free(p->slots);
+	if (p->seats)
+		for (uint32_t i = 0; i < nseats; i++)
+			free(p->seats[i].cells);
+	free(p->seats);
 	free(p->pos);
-	free(p->reaper_fds);
-	free(p->reaper_idx);
+	free(p->watcher_fds);
+	free(p->watcher_idx);
 	pthread_cond_destroy(&p->done_cv);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
@@ -1652,11 +1653,11 @@ SHOAL_API int shoal_pool_cancel(struct shoal_pool *p, uint64_t id)
 	 * again. The worker's own path is untouched. Started: -EBUSY, and the
 	 * newer ones taken back are simply handed out again.
 	 */
-	for (uint32_t i = 0; i < p->nslots && rc == -ENOENT; i++) {
-		struct wslot *w = &p->slots[i];
+	for (uint32_t i = 0; i < p->nseats && rc == -ENOENT; i++) {
+		struct wseat *w = &p->seats[i];
 
 		for (uint64_t s = w->collected; s < w->assigned; s++) {
-			if (w->cells[s % p->layout.depth]->id != id)
+			if (w->cells[s % p->layout.prefetch]->id != id)
 				continue;
 			reclaim_to(p, (int)i, s);
 			if (w->assigned == s) {
@@ -1689,11 +1690,11 @@ SHOAL_API int shoal_pool_task_state(struct shoal_pool *p, uint64_t id)
 			rc = SHOAL_POOL_TASK_PENDING;
 			goto out;
 		}
-	for (uint32_t i = 0; i < p->nslots; i++)
-		for (uint64_t s = p->slots[i].collected; s < p->slots[i].assigned; s++) {
+	for (uint32_t i = 0; i < p->nseats; i++)
+		for (uint64_t s = p->seats[i].collected; s < p->seats[i].assigned; s++) {
 			uint32_t st;
 
-			if (p->slots[i].cells[s % p->layout.depth]->id != id)
+			if (p->seats[i].cells[s % p->layout.prefetch]->id != id)
 				continue;
 			/* A6: pairs with R2 in the worker's claim; only a
 			 * snapshot, so any later state is as good. */
@@ -1761,10 +1762,10 @@ SHOAL_API int shoal_pool_destroy(struct shoal_pool *p)
 
 	if (!p)
 		return 0;
-	/* From a hook (the pool's own supervisor or reaper thread) it would
+	/* From a hook (the pool's own supervisor or exit watcher thread) it would
 	 * join itself and free the pool under its own feet. */
 	if (pthread_equal(pthread_self(), p->sup_thread) ||
-	    pthread_equal(pthread_self(), p->reaper_thread))
+	    pthread_equal(pthread_self(), p->watcher_thread))
 		return -EDEADLK;
 	pthread_mutex_lock(&p->mu);
 	p->closing = true;
@@ -1772,9 +1773,9 @@ SHOAL_API int shoal_pool_destroy(struct shoal_pool *p)
 	pthread_mutex_unlock(&p->mu);
 	ring_supervisor(p->hdr);
 	pthread_join(p->sup_thread, NULL);
-	poke_reaper(p);
-	pthread_join(p->reaper_thread, NULL);
-	close(p->reaper_efd);
+	poke_watcher(p);
+	pthread_join(p->watcher_thread, NULL);
+	close(p->watcher_efd);
 	shoal__forkserver_stop(&p->fs);
 	pthread_mutex_lock(&p->mu);
 	/* Threads still inside shoal_pool_wait() leave with -EPIPE first. */
@@ -1785,12 +1786,12 @@ SHOAL_API int shoal_pool_destroy(struct shoal_pool *p)
 		done_free(d);
 	}
 	pthread_mutex_unlock(&p->mu);
-	for (uint32_t i = 0; i < p->nslots; i++)
-		free(p->slots[i].cells);
-	free(p->slots);
+	for (uint32_t i = 0; i < p->nseats; i++)
+		free(p->seats[i].cells);
+	free(p->seats);
 	free(p->pos);
-	free(p->reaper_fds);
-	free(p->reaper_idx);
+	free(p->watcher_fds);
+	free(p->watcher_idx);
 	shoal_segment_close(p->seg);
 	shoal_unlink(p->name);
 	pthread_cond_destroy(&p->done_cv);
@@ -1804,7 +1805,7 @@ SHOAL_API int shoal_pool_destroy(struct shoal_pool *p)
 struct shoal_pool_worker {
 	struct shoal_segment *seg;
 	struct pool_hdr hdr; /* validated copy */
-	struct pool_slot *slot;
+	struct pool_seat *seat;
 	uint32_t idx;
 	uint64_t gen;
 	uint64_t head;       /* next cell sequence */
@@ -1815,7 +1816,7 @@ struct shoal_pool_worker {
 	char name[POOL_NAME_MAX + 1];
 };
 
-SHOAL_API int shoal_pool_worker_open(const char *ledger, uint32_t slot, uint64_t gen,
+SHOAL_API int shoal_pool_worker_open(const char *board, uint32_t seat, uint64_t gen,
 				     struct shoal_pool_worker **out)
 {
 	struct shoal_pool_worker *w;
@@ -1823,12 +1824,12 @@ SHOAL_API int shoal_pool_worker_open(const char *ledger, uint32_t slot, uint64_t
 	uint64_t need;
 	int rc;
 
-	if (!ledger || !out || strlen(ledger) > POOL_NAME_MAX)
+	if (!board || !out || strlen(board) > POOL_NAME_MAX)
 		return -EINVAL;
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
-	rc = shoal__segment_open(ledger, SHOAL__KIND_POOL, sizeof(struct pool_hdr), 0, &w->seg);
+	rc = shoal__segment_open(board, SHOAL__KIND_POOL, sizeof(struct pool_hdr), 0, &w->seg);
 	if (rc) {
 		free(w);
 		return rc;
@@ -1837,30 +1838,30 @@ SHOAL_API int shoal_pool_worker_open(const char *ledger, uint32_t slot, uint64_t
 	h = w->seg->kind_hdr;
 	memcpy(&w->hdr, h, sizeof(w->hdr));
 	need = sizeof(struct pool_cell) + 2 * w->hdr.inline_bytes;
-	if (w->hdr.nslots == 0 || w->hdr.nslots > 2 * POOL_MAX_WORKERS + 2 || w->hdr.depth == 0 ||
-	    w->hdr.depth > POOL_MAX_DEPTH || w->hdr.inline_bytes > (64u << 20) ||
+	if (w->hdr.nseats == 0 || w->hdr.nseats > 2 * POOL_MAX_WORKERS + 2 || w->hdr.prefetch == 0 ||
+	    w->hdr.prefetch > POOL_MAX_PREFETCH || w->hdr.inline_bytes > (64u << 20) ||
 	    w->hdr.cell_size != need ||
-	    w->hdr.slot_size != sizeof(struct pool_slot) + w->hdr.depth * need ||
-	    w->hdr.slot_size * w->hdr.nslots > w->seg->hdr.data_size) {
+	    w->hdr.seat_size != sizeof(struct pool_seat) + w->hdr.prefetch * need ||
+	    w->hdr.seat_size * w->hdr.nseats > w->seg->hdr.data_size) {
 		rc = -EBADMSG;
 		goto fail;
 	}
-	if (slot >= w->hdr.nslots) {
+	if (seat >= w->hdr.nseats) {
 		rc = -EINVAL;
 		goto fail;
 	}
-	w->slot = slot_at(w->seg->data, &w->hdr, slot);
-	w->idx = slot;
+	w->seat = seat_at(w->seg->data, &w->hdr, seat);
+	w->idx = seat;
 	w->gen = gen;
 	/* A0: pairs with R0 in start_worker(). */
-	if (atomic_load_explicit(&w->slot->gen, memory_order_acquire) != gen) {
+	if (atomic_load_explicit(&w->seat->gen, memory_order_acquire) != gen) {
 		rc = -ESTALE;
 		goto fail;
 	}
-	strcpy(w->name, ledger);
-	atomic_store_explicit(&w->slot->worker_key, shoal__self_key(), memory_order_relaxed);
+	strcpy(w->name, board);
+	atomic_store_explicit(&w->seat->worker_key, shoal__self_key(), memory_order_relaxed);
 	/* R4: pairs with A4 in supervise_once(). */
-	atomic_store_explicit(&w->slot->ready, 1, memory_order_release);
+	atomic_store_explicit(&w->seat->ready, 1, memory_order_release);
 	ring_supervisor(h);
 	*out = w;
 	return 0;
@@ -1894,8 +1895,8 @@ SHOAL_API int shoal_pool_worker_next(struct shoal_pool_worker *w, int64_t timeou
 		w->check_at = now + SUPERVISOR_CHECK_NS;
 	}
 	for (;;) {
-		struct pool_cell *c = cell_in(w->slot, &w->hdr, w->head);
-		uint32_t bell = atomic_load_explicit(&w->slot->bell, memory_order_seq_cst);
+		struct pool_cell *c = cell_in(w->seat, &w->hdr, w->head);
+		uint32_t bell = atomic_load_explicit(&w->seat->bell, memory_order_seq_cst);
 		uint32_t cmd, expect = CELL_ASSIGNED;
 		uint64_t wake;
 		int rc;
@@ -1930,7 +1931,7 @@ SHOAL_API int shoal_pool_worker_next(struct shoal_pool_worker *w, int64_t timeou
 			}
 			return SHOAL_POOL_TASK;
 		}
-		cmd = atomic_load_explicit(&w->slot->cmd, memory_order_acquire);
+		cmd = atomic_load_explicit(&w->seat->cmd, memory_order_acquire);
 		if ((cmd & CMD_TRIM_MASK) && (cmd & CMD_TRIM_MASK) != w->trim_seen) {
 			w->trim_seen = cmd & CMD_TRIM_MASK;
 			return SHOAL_POOL_TRIM;
@@ -1943,18 +1944,18 @@ SHOAL_API int shoal_pool_worker_next(struct shoal_pool_worker *w, int64_t timeou
 		wake = shoal__deadline(1000000000);
 		if (deadline < wake)
 			wake = deadline;
-		atomic_store_explicit(&w->slot->worker_waiting, 1, memory_order_seq_cst);
+		atomic_store_explicit(&w->seat->worker_waiting, 1, memory_order_seq_cst);
 		expect = atomic_load_explicit(&c->state, memory_order_seq_cst);
-		cmd = atomic_load_explicit(&w->slot->cmd, memory_order_seq_cst);
+		cmd = atomic_load_explicit(&w->seat->cmd, memory_order_seq_cst);
 		if (expect != CELL_ASSIGNED && !(cmd & CMD_RETIRE) &&
 		    (!(cmd & CMD_TRIM_MASK) || (cmd & CMD_TRIM_MASK) == w->trim_seen)) {
-			rc = shoal__futex_wait(&w->slot->bell, bell, wake);
+			rc = shoal__futex_wait(&w->seat->bell, bell, wake);
 			if (rc == -ETIMEDOUT && !supervisor_alive(w)) {
-				atomic_store_explicit(&w->slot->worker_waiting, 0, memory_order_relaxed);
+				atomic_store_explicit(&w->seat->worker_waiting, 0, memory_order_relaxed);
 				return -EPIPE;
 			}
 		}
-		atomic_store_explicit(&w->slot->worker_waiting, 0, memory_order_relaxed);
+		atomic_store_explicit(&w->seat->worker_waiting, 0, memory_order_relaxed);
 	}
 }
 
@@ -1998,7 +1999,7 @@ SHOAL_API int shoal_pool_worker_done(struct shoal_pool_worker *w, int err, const
 	 * the one in shoal_pool_wait(): a waiter that announced itself after
 	 * our DONE sees the cell, one before it is rung. */
 	atomic_thread_fence(memory_order_seq_cst);
-	ahead = cell_in(w->slot, &w->hdr, w->head + (w->hdr.depth - 1) / 4);
+	ahead = cell_in(w->seat, &w->hdr, w->head + (w->hdr.prefetch - 1) / 4);
 	if (atomic_load_explicit(&ahead->state, memory_order_relaxed) != CELL_ASSIGNED ||
 	    atomic_load_explicit(&h->res_waiting, memory_order_relaxed))
 		ring_supervisor(h);
@@ -2025,7 +2026,7 @@ SHOAL_API int shoal_pool_worker_trimmed(struct shoal_pool_worker *w)
 		return -EINVAL;
 	malloc_trim(0);
 	/* R5: pairs with the A5 in policy(). */
-	atomic_store_explicit(&w->slot->trim_ack, w->trim_seen, memory_order_release);
+	atomic_store_explicit(&w->seat->trim_ack, w->trim_seen, memory_order_release);
 	ring_supervisor(w->seg->kind_hdr);
 	return 0;
 }
