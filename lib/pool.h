@@ -122,7 +122,8 @@ static inline struct pool_seat *seat_at(void *data, const struct pool_hdr *l, ui
 	return (struct pool_seat *)((char *)data + (uint64_t)i * l->seat_size);
 }
 
-static inline struct pool_cell *cell_in(struct pool_seat *seat, const struct pool_hdr *l, uint64_t seq)
+static inline struct pool_cell *cell_in(struct pool_seat *seat, const struct pool_hdr *l,
+					uint64_t seq)
 {
 	return (struct pool_cell *)((char *)seat + sizeof(struct pool_seat) +
 				    (seq % l->prefetch) * l->cell_size);

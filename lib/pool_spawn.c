@@ -210,7 +210,6 @@ int pool_start_worker(struct shoal_pool *p, int pos)
 	return 0;
 }
 
-
 /* The exit watcher: sleeps in poll() on every worker's pidfd and on an eventfd
  * that says the set changed; collects exit statuses as they come. */
 void *pool_exit_watcher_main(void *arg)
