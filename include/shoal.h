@@ -1224,25 +1224,25 @@ typedef int (*shoal_pool_fn)(void *arg, const void *in, size_t len, void **out, 
  * typedef shoal_pool_spawn_fn - start a worker (for hosts such as Python
  * that start their own processes).
  * @arg: shoal_pool_config.hook_arg.
- * @ledger: the pool's ledger name, for shoal_pool_worker_open().
- * @slot: the worker's slot, for shoal_pool_worker_open().
- * @gen: the slot's generation, for shoal_pool_worker_open().
+ * @board: the pool's board name, for shoal_pool_worker_open().
+ * @seat: the worker's seat, for shoal_pool_worker_open().
+ * @gen: the seat's generation, for shoal_pool_worker_open().
  *
  * Called from the supervisor thread, with no pool lock held.
  * Return: the new process's pid, or a negative errno.
  */
-typedef pid_t (*shoal_pool_spawn_fn)(void *arg, const char *ledger, uint32_t slot, uint64_t gen);
+typedef pid_t (*shoal_pool_spawn_fn)(void *arg, const char *board, uint32_t seat, uint64_t gen);
 
 /**
- * typedef shoal_pool_reap_fn - collect the exit status of a worker the
- * host started, once it has exited.
+ * typedef shoal_pool_join_fn - join a worker the host started: collect its
+ * exit status, once it has exited.
  * @arg: shoal_pool_config.hook_arg.
  * @pid: as returned by the spawn hook.
  *
- * Called from the pool's reaper thread, with no pool lock held.
+ * Called from the pool's exit watcher thread, with no pool lock held.
  * Return: a waitpid() status, or a negative errno if unknown.
  */
-typedef int (*shoal_pool_reap_fn)(void *arg, pid_t pid);
+typedef int (*shoal_pool_join_fn)(void *arg, pid_t pid);
 
 /** Why a worker was replaced (indices of shoal_pool_stats.recycles). */
 enum shoal_pool_reason {
@@ -1256,7 +1256,7 @@ enum shoal_pool_reason {
 
 /**
  * struct shoal_pool_config - how a pool runs. Zero fields take defaults.
- * @name: the ledger's object name; NULL makes "pool.<pid>.<random>".
+ * @name: the board's object name; NULL makes "pool.<pid>.<random>".
  * @workers: how many workers run at once, 1..256.
  * @max_tasks: recycle a worker after this many tasks; 0: never.
  * @max_tasks_jitter: percent, 0..100: each worker's task limit is drawn
@@ -1275,17 +1275,17 @@ enum shoal_pool_reason {
  * @grace_ns: SIGTERM to SIGKILL, and how long shoal_pool_destroy() waits
  *         for workers to leave; default 1 s.
  * @check_ns: how often busy workers' memory is read; default 20 ms.
- * @inline_bytes: task and result bytes that travel inside the ledger;
+ * @inline_bytes: task and result bytes that travel inside the board;
  *         larger ones go through a shoal segment. Default 4096.
- * @depth: tasks handed to one worker ahead of time, 1..256; default 2.
+ * @prefetch: tasks handed to one worker ahead of time, 1..256; default 2.
  * @fn: what C workers run, forked by the pool's fork server (a child of
  *         the caller forked at shoal_pool_create(), before the pool's
  *         threads): they start with fds 0-2 only and the caller's memory as
  *         of shoal_pool_create().
  * @fn_arg: passed to @fn.
  * @spawn: start workers another way (NULL: the fork server runs @fn).
- * @reap: collect the status of workers @spawn started (NULL: the server's).
- * @hook_arg: passed to @spawn and @reap.
+ * @join: collect the status of workers @spawn started (NULL: the server's).
+ * @hook_arg: passed to @spawn and @join.
  */
 struct shoal_pool_config {
 	const char *name;
@@ -1299,11 +1299,11 @@ struct shoal_pool_config {
 	uint64_t grace_ns;
 	uint64_t check_ns;
 	size_t inline_bytes;
-	unsigned int depth;
+	unsigned int prefetch;
 	shoal_pool_fn fn;
 	void *fn_arg;
 	shoal_pool_spawn_fn spawn;
-	shoal_pool_reap_fn reap;
+	shoal_pool_join_fn join;
 	void *hook_arg;
 };
 
@@ -1369,7 +1369,7 @@ struct shoal_pool_stats {
  * @running: tasks handed to workers and not finished.
  * @completed: results delivered or waiting to be.
  * @lost: tasks failed with SHOAL_EWORKERLOST.
- * @config_error: 0, or the enum shoal_pool_reason + 1 of a limit a fresh
+ * @config_reason: -1, or the enum shoal_pool_reason of a limit a fresh
  *       worker already exceeded (reported once; that limit is then not
  *       applied to workers that start over it).
  * @config_private: the fresh worker's private memory then, bytes.
@@ -1383,24 +1383,25 @@ struct shoal_pool_info {
 	uint64_t running;
 	uint64_t completed;
 	uint64_t lost;
-	int config_error;
+	int config_reason;
 	uint64_t config_private;
 	int spawn_error;
 	uint64_t recycle_ns_median;
 };
 
 /**
- * shoal_pool_create() - create a ledger and start its workers.
- * @cfg: the configuration; @cfg->fn, or @cfg->spawn and @cfg->reap.
+ * shoal_pool_create() - create a task board and start its workers.
+ * @cfg: the configuration; @cfg->fn, or @cfg->spawn and @cfg->join.
  * @out: the pool.
  *
  * Without @cfg->spawn, first forks the fork server (one child process
- * until shoal_pool_destroy()). Then starts a supervisor thread and a
- * reaper thread in the caller, and @cfg->workers workers. Reaps, on the
- * way, the ledgers of default name whose supervisor is dead. Thread-safe.
+ * until shoal_pool_destroy()). Then starts a supervisor thread and an
+ * exit watcher thread in the caller, and @cfg->workers workers. Reaps, on
+ * the way, the boards of default name whose supervisor is dead.
+ * Thread-safe.
  *
  * Return: 0; -EINVAL for a NULL argument, workers outside 1..256, jitter
- * over 100, depth over 256, no @fn and no @spawn, or @spawn without @reap;
+ * over 100, prefetch over 256, no @fn and no @spawn, or @spawn without @join;
  * -EEXIST if @cfg->name is taken; the errors of shoal_segment_create();
  * -EAGAIN or -ENOMEM if a thread, or the fork server, could not be
  * started; -EMFILE or -ENFILE if its socketpair could not be made.
@@ -1549,7 +1550,7 @@ SHOAL_API int shoal_pool_stats(struct shoal_pool *p, struct shoal_pool_stats *ou
 SHOAL_API int shoal_pool_info(struct shoal_pool *p, struct shoal_pool_info *out);
 
 /**
- * shoal_pool_name() - the ledger's object name.
+ * shoal_pool_name() - the board's object name.
  * @p: the pool.
  *
  * Return: the name, valid until shoal_pool_destroy().
@@ -1564,13 +1565,13 @@ SHOAL_API const char *shoal_pool_name(const struct shoal_pool *p);
  * grace time are killed. Tasks not finished are dropped, results not taken
  * are freed, every segment the pool made is unlinked, and so is what a
  * worker killed inside a create left ("shoal..tmp.<pid>.*", removed as
- * each such worker is reaped). The fork server ends. Callers blocked in
+ * each such worker is joined). The fork server ends. Callers blocked in
  * shoal_pool_wait() get -EPIPE, and destroy waits for them to leave before
  * it frees @p. Must not race with other calls on @p except
  * shoal_pool_wait(); no call may follow it, a wait included.
  *
  * Return: 0; -EDEADLK, and nothing done, when called from the pool's spawn
- * or reap hook (the pool's own threads run them: call it from another).
+ * or join hook (the pool's own threads run them: call it from another).
  */
 SHOAL_API int shoal_pool_destroy(struct shoal_pool *p);
 
@@ -1596,19 +1597,19 @@ struct shoal_pool_task {
 #define SHOAL_POOL_TRIM 2 /**< give memory back, then shoal_pool_worker_trimmed() */
 
 /**
- * shoal_pool_worker_open() - join a pool as the worker of @slot.
- * @ledger: the name the spawn hook was given.
- * @slot: likewise.
+ * shoal_pool_worker_open() - join a pool as the worker of @seat.
+ * @board: the name the spawn hook was given.
+ * @seat: likewise.
  * @gen: likewise.
  * @out: the worker handle.
  *
  * Announces the worker ready. Call once, in the new process.
  *
- * Return: 0; -EINVAL for NULL arguments; -ESTALE if @slot is not (any
+ * Return: 0; -EINVAL for NULL arguments; -ESTALE if @seat is not (any
  * more) of generation @gen; the errors of shoal_segment_open() (-EBADMSG if
- * the ledger's geometry does not hold).
+ * the board's geometry does not hold).
  */
-SHOAL_API int shoal_pool_worker_open(const char *ledger, uint32_t slot, uint64_t gen,
+SHOAL_API int shoal_pool_worker_open(const char *board, uint32_t seat, uint64_t gen,
 				     struct shoal_pool_worker **out);
 
 /**
@@ -1617,7 +1618,7 @@ SHOAL_API int shoal_pool_worker_open(const char *ledger, uint32_t slot, uint64_t
  * @timeout_ns: 0 to poll, < 0 to wait for ever.
  * @t: filled for SHOAL_POOL_TASK.
  *
- * Sleeps on a futex in the ledger (never spins). Not thread-safe per @w.
+ * Sleeps on a futex in the board (never spins). Not thread-safe per @w.
  *
  * Return: SHOAL_POOL_TASK, SHOAL_POOL_TRIM or SHOAL_POOL_EXIT; -ETIMEDOUT;
  * -EPIPE if the supervisor died; -EINVAL if a task is already open. A
@@ -1633,7 +1634,7 @@ SHOAL_API int shoal_pool_worker_next(struct shoal_pool_worker *w, int64_t timeou
  * @w: the worker.
  * @err: 0 or the task's error code.
  * @data: the result bytes (copied), NULL if @len is 0.
- * @len: how many; more than the ledger's inline space go through a segment.
+ * @len: how many; more than the board's inline space go through a segment.
  *
  * The result is written before the task is marked done, so a worker that
  * dies in between leaves a task that runs again, never a torn result.
@@ -1687,7 +1688,7 @@ SHOAL_API int shoal_pool_worker_trimmed(struct shoal_pool_worker *w);
 SHOAL_API int shoal_pool_worker_run(struct shoal_pool_worker *w, shoal_pool_fn fn, void *arg);
 
 /**
- * shoal_pool_worker_close() - leave the ledger.
+ * shoal_pool_worker_close() - leave the board.
  * @w: the worker, or NULL.
  */
 SHOAL_API void shoal_pool_worker_close(struct shoal_pool_worker *w);

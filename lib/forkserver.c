@@ -14,12 +14,12 @@
  * function pointer would not survive.
  *
  * Protocol (SOCK_SEQPACKET, one request and one reply at a time, under
- * the client's lock): SPAWN {slot, gen} -> pid or -errno; REAP {pid} ->
- * the wait status or -errno. The server never reaps a worker before the
- * pool asks: the zombie pins the pid, so the pool's pidfd_open() after a
- * SPAWN and its poll on that pidfd name the worker and no process that
- * reused its pid. The pool's reaper asks REAP only once the pidfd says the
- * worker has exited, so a REAP never waits long.
+ * the client's lock): SPAWN {seat, gen} -> pid or -errno; JOIN {pid} ->
+ * the wait status or -errno. The server never waits for a worker before
+ * the pool asks: the zombie pins the pid, so the pool's pidfd_open() after
+ * a SPAWN and its poll on that pidfd name the worker and no process that
+ * reused its pid. The pool's exit watcher asks JOIN only once the pidfd
+ * says the worker has exited, so a JOIN never waits long.
  *
  * EXIT ends the server (shoal_pool_destroy() sends it).
  *
@@ -28,7 +28,7 @@
  * pool process's death from EOF on its socket, or, when a child the pool
  * process forked holds a copy of that socket, from its parent changing
  * (looked at once a second); PR_SET_PDEATHSIG would fire when the creating
- * *thread* ends, not the process. It then SIGKILLs and reaps every worker
+ * *thread* ends, not the process. It then SIGKILLs and joins every worker
  * it still has, and exits. A server that dies makes
  * every later SPAWN fail (-EPIPE), which the pool reports as a spawn error.
  */
@@ -49,11 +49,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-enum { FS_SPAWN = 1, FS_REAP = 2, FS_EXIT = 3 };
+enum { FS_SPAWN = 1, FS_JOIN = 2, FS_EXIT = 3 };
 
 struct fs_req {
 	uint32_t op;
-	uint32_t slot;
+	uint32_t seat;
 	uint64_t gen;
 	int32_t pid;
 	uint32_t reserved;
@@ -147,12 +147,12 @@ static __attribute__((noreturn)) void serve(pid_t *kids, uint32_t cap, shoal__fs
 					_exit(1);
 				close(FS_FD);
 				reset_signals();
-				_exit(child(arg, rq.slot, rq.gen) ? 1 : 0);
+				_exit(child(arg, rq.seat, rq.gen) ? 1 : 0);
 			}
 			v = pid < 0 ? -errno : pid;
 			if (pid > 0)
 				kids[n++] = pid;
-		} else if (got == (ssize_t)sizeof(rq) && rq.op == FS_REAP) {
+		} else if (got == (ssize_t)sizeof(rq) && rq.op == FS_JOIN) {
 			uint32_t k;
 
 			for (k = 0; k < n && kids[k] != rq.pid; k++)
@@ -255,16 +255,16 @@ static int32_t call(struct shoal__forkserver *fs, const struct fs_req *rq)
 	return v;
 }
 
-pid_t shoal__forkserver_spawn(struct shoal__forkserver *fs, uint32_t slot, uint64_t gen)
+pid_t shoal__forkserver_spawn(struct shoal__forkserver *fs, uint32_t seat, uint64_t gen)
 {
-	struct fs_req rq = { .op = FS_SPAWN, .slot = slot, .gen = gen };
+	struct fs_req rq = { .op = FS_SPAWN, .seat = seat, .gen = gen };
 
 	return call(fs, &rq);
 }
 
-int shoal__forkserver_reap(struct shoal__forkserver *fs, pid_t pid)
+int shoal__forkserver_join(struct shoal__forkserver *fs, pid_t pid)
 {
-	struct fs_req rq = { .op = FS_REAP, .pid = pid };
+	struct fs_req rq = { .op = FS_JOIN, .pid = pid };
 
 	return call(fs, &rq);
 }
@@ -283,7 +283,7 @@ void shoal__forkserver_stop(struct shoal__forkserver *fs)
 		/* The server is gone already: nothing to tell it. */
 	}
 	close(fs->sock);
-	/* ECHILD: a SIGCHLD handler of the caller's reaped it first. */
+	/* ECHILD: a SIGCHLD handler of the caller's waited for it first. */
 	while (waitpid(fs->pid, &st, 0) < 0 && errno == EINTR)
 		;
 	pthread_mutex_destroy(&fs->mu);

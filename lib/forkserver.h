@@ -11,7 +11,7 @@
 
 /* What a worker runs in the child the server forked; its return value
  * nonzero makes the exit status 1. */
-typedef int (*shoal__fs_child_fn)(void *arg, uint32_t slot, uint64_t gen);
+typedef int (*shoal__fs_child_fn)(void *arg, uint32_t seat, uint64_t gen);
 
 struct shoal__forkserver {
 	pid_t pid;            /* the server, a child of the pool process */
@@ -21,25 +21,25 @@ struct shoal__forkserver {
 
 /*
  * Fork the server from the calling thread; call before the caller starts
- * threads of its own. @max_workers bounds the workers alive (unreaped) at
- * once; @child(@arg, slot, gen) runs in each, in the memory the server was
+ * threads of its own. @max_workers bounds the workers alive (not joined)
+ * at once; @child(@arg, seat, gen) runs in each, in the memory the server was
  * forked with. Return: 0, -ENOMEM, or the -errno of socketpair()/fork().
  */
 int shoal__forkserver_start(struct shoal__forkserver *fs, uint32_t max_workers,
 			    shoal__fs_child_fn child, void *arg);
-/* Fork a worker: its pid (a child of the server, unreaped until
- * shoal__forkserver_reap()), or -EAGAIN (@max_workers alive), -EPIPE (the
+/* Fork a worker: its pid (a child of the server, not joined until
+ * shoal__forkserver_join()), or -EAGAIN (@max_workers alive), -EPIPE (the
  * server is gone), or fork()'s -errno. Blocking; thread-safe. */
-pid_t shoal__forkserver_spawn(struct shoal__forkserver *fs, uint32_t slot, uint64_t gen);
-/* Reap worker @pid: its wait status, or -ECHILD (not the server's), -EPIPE.
+pid_t shoal__forkserver_spawn(struct shoal__forkserver *fs, uint32_t seat, uint64_t gen);
+/* Join worker @pid: its wait status, or -ECHILD (not the server's), -EPIPE.
  * Waits for it to exit: call once its pidfd says it has. */
-int shoal__forkserver_reap(struct shoal__forkserver *fs, pid_t pid);
-/* End the server (it kills and reaps any worker left) and wait for it. */
+int shoal__forkserver_join(struct shoal__forkserver *fs, pid_t pid);
+/* End the server (it kills and joins any worker left) and wait for it. */
 void shoal__forkserver_stop(struct shoal__forkserver *fs);
 
 /* Unlink "shoal..tmp.<pid>.*", what process @pid left of a create it died
- * in; how many. Call only while @pid is pinned (alive or an unreaped
- * zombie), or another process may by then own the pid and its files. */
+ * in; how many. Call only while @pid is pinned (alive or a zombie not
+ * yet joined), or another process may by then own the pid and its files. */
 int shoal__unlink_tmp_of(pid_t pid);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * check_pool.c - the task ledger and the supervisor, with forked C workers:
+ * check_pool.c - the task board and the supervisor, with forked C workers:
  * every recycling trigger, worker deaths, memory that really returns, and
  * a thousand recycles in a row without a leaked fd, object or zombie.
  */
@@ -622,7 +622,7 @@ START_TEST(large_tasks_and_results)
 	for (size_t i = 0; i < r.len; i++)
 		ck_assert_int_eq(((char *)r.data)[i], 'b');
 	shoal_pool_result_free(&r);
-	/* Exactly at the inline size stays inline; the ledger alone is left. */
+	/* Exactly at the inline size stays inline; the board alone is left. */
 	submit(p, "big 1024");
 	r = one(p);
 	ck_assert_uint_eq(r.len, 1024);
@@ -777,7 +777,7 @@ START_TEST(soft_limit_takes_back_prefetched)
 
 	worker_base();
 	c.max_private = (base + 50 * MiB);
-	c.depth = 4;
+	c.prefetch = 4;
 	p = make(&c);
 	for (int i = 0; i < 12; i++)
 		submit(p, "leak 30");
@@ -858,12 +858,14 @@ START_TEST(hard_limit_kills_and_reruns)
 
 		ck_assert_int_eq(shoal_pool_info(p, &info), 0);
 		ck_assert_uint_eq(info.lost, 1);
+		/* The limit is above a fresh worker: none to report. */
+		ck_assert_int_eq(info.config_reason, -1);
 	}
 	ck_assert_int_eq(shoal_pool_destroy(p), 0);
 }
 END_TEST
 
-START_TEST(startup_over_limit_is_config_error)
+START_TEST(startup_over_limit_is_config_reason)
 {
 	struct shoal_pool_config c = conf(2);
 	struct shoal_pool *p;
@@ -875,7 +877,7 @@ START_TEST(startup_over_limit_is_config_error)
 	for (int i = 0; i < 20; i++)
 		run_expect(p, "echo x", "x");
 	ck_assert_int_eq(shoal_pool_info(p, &info), 0);
-	ck_assert_int_eq(info.config_error, SHOAL_POOL_MEMORY + 1);
+	ck_assert_int_eq(info.config_reason, SHOAL_POOL_MEMORY);
 	ck_assert_uint_gt(info.config_private, 4096);
 	stats(p, st, 2);
 	/* No restart loop: nobody recycled, nobody trimmed. */
@@ -1016,8 +1018,8 @@ START_TEST(thousand_recycles_flat)
 	fds1 = count_fds();
 	shm1 = count_shm(pfx);
 	/* The pool's own: an eventfd, the fork server's socket and one pidfd
-	 * per live worker (at most one per slot, 2 * workers + 2); its
-	 * objects: the ledger alone. A thousand recycles add nothing to that. */
+	 * per live worker (at most one per seat, 2 * workers + 2); its
+	 * objects: the board alone. A thousand recycles add nothing to that. */
 	ck_assert_int_le(fds1 - fds0, 2 + 6);
 	ck_assert_int_le(abs(fds1 - fds_mid), 6);
 	ck_assert_int_eq(shm0, 1);
@@ -1058,7 +1060,7 @@ START_TEST(cancel)
 	uint64_t a, b, d;
 	struct shoal_pool_result r;
 
-	c.depth = 1;
+	c.prefetch = 1;
 	p = make(&c);
 	a = submit(p, "sleep 1000");
 	for (int i = 0; i < 1000; i++) {
@@ -1100,7 +1102,7 @@ START_TEST(cancel_prefetched)
 	uint64_t a, id[5];
 	const char *want[] = { "b", "d" };
 
-	c.depth = 8;
+	c.prefetch = 8;
 	p = make(&c);
 	a = submit(p, "sleep 1000");
 	id[0] = submit(p, "echo b");
@@ -1183,7 +1185,7 @@ START_TEST(task_state)
 	struct shoal_pool_result r;
 	uint64_t a, b, d;
 
-	c.depth = 2;
+	c.prefetch = 2;
 	p = make(&c);
 	a = submit(p, "sleep 300");
 	wait_state(p, a, SHOAL_POOL_TASK_RUNNING);
@@ -1236,14 +1238,14 @@ START_TEST(errors)
 	c.fn = NULL;
 	BAD_CONFIG(&c, &p, "neither fn nor a spawn hook");
 	c = conf(1);
-	c.spawn = (shoal_pool_spawn_fn)1; /* a spawn hook without a reap hook */
-	BAD_CONFIG(&c, &p, "a spawn hook needs a reap hook");
+	c.spawn = (shoal_pool_spawn_fn)1; /* a spawn hook without a join hook */
+	BAD_CONFIG(&c, &p, "a spawn hook needs a join hook");
 	c = conf(1);
 	c.max_tasks_jitter = 101;
 	BAD_CONFIG(&c, &p, "max_tasks_jitter 101 must be a percentage");
 	c = conf(1);
-	c.depth = 257;
-	BAD_CONFIG(&c, &p, "depth (prefetch) 257 must be at most 256");
+	c.prefetch = 257;
+	BAD_CONFIG(&c, &p, "prefetch 257 must be at most 256");
 	c = conf(1);
 	c.inline_bytes = (64u << 20) + 1;
 	BAD_CONFIG(&c, &p, "inline_bytes 67108865 must be at most 67108864");
@@ -1270,7 +1272,7 @@ START_TEST(errors)
 	ck_assert_int_eq(shoal_pool_stats(NULL, NULL, 0), -EINVAL);
 	ck_assert_int_eq(shoal_pool_stats(p, NULL, 0), 1);
 	ck_assert_int_eq(shoal_pool_info(p, NULL), -EINVAL);
-	/* Worker side: wrong generation, wrong slot, no such ledger. */
+	/* Worker side: wrong generation, wrong seat, no such board. */
 	ck_assert_int_eq(shoal_pool_worker_open(c.name, 0, 12345, &w), -ESTALE);
 	ck_assert_int_eq(shoal_pool_worker_open(c.name, 99, 1, &w), -EINVAL);
 	ck_assert_int_eq(shoal_pool_worker_open(t_name("none"), 0, 1, &w), -ENOENT);
@@ -1279,7 +1281,7 @@ START_TEST(errors)
 	ck_assert_int_eq(shoal_pool_worker_done(NULL, 0, NULL, 0), -EINVAL);
 	ck_assert_int_eq(shoal_pool_worker_trimmed(NULL), -EINVAL);
 	ck_assert_ptr_null(w);
-	/* A segment of another kind is refused as a ledger. */
+	/* A segment of another kind is refused as a board. */
 	{
 		const char *n = t_name("seg");
 		struct shoal_segment *s;
@@ -1297,20 +1299,20 @@ END_TEST
 
 /* A spawn hook whose workers die before they are ready: the pool says so
  * (-ECHILD) instead of restarting them for ever. */
-static pid_t bad_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t gen)
+static pid_t bad_spawn(void *arg, const char *board, uint32_t seat, uint64_t gen)
 {
 	pid_t pid = fork();
 
 	(void)arg;
-	(void)ledger;
-	(void)slot;
+	(void)board;
+	(void)seat;
 	(void)gen;
 	if (pid == 0)
 		_exit(3);
 	return pid;
 }
 
-static int reap_pid(void *arg, pid_t pid)
+static int join_pid(void *arg, pid_t pid)
 {
 	int st;
 
@@ -1338,7 +1340,7 @@ static void expect_broken(struct shoal_pool *p)
  * in the backlog. */
 static atomic_int spawn_gate, spawns, spawns_free;
 
-static pid_t gated_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t gen)
+static pid_t gated_spawn(void *arg, const char *board, uint32_t seat, uint64_t gen)
 {
 	struct shoal_pool_worker *w;
 	pid_t pid;
@@ -1348,7 +1350,7 @@ static pid_t gated_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t 
 		return -EAGAIN;
 	pid = fork();
 	if (pid == 0) {
-		if (shoal_pool_worker_open(ledger, slot, gen, &w) != 0)
+		if (shoal_pool_worker_open(board, seat, gen, &w) != 0)
 			_exit(2);
 		shoal_pool_worker_run(w, task_fn, NULL);
 		shoal_pool_worker_close(w);
@@ -1387,8 +1389,8 @@ START_TEST(cancel_tasks_put_back_by_deaths)
 	atomic_store(&spawns, 0);
 	atomic_store(&spawns_free, 2);
 	c.spawn = gated_spawn;
-	c.reap = reap_pid;
-	c.depth = 2;
+	c.join = join_pid;
+	c.prefetch = 2;
 	p = make(&c);
 	id[0] = submit(p, "sleep 5000");
 	id[1] = submit(p, "sleep 5000");
@@ -1424,7 +1426,7 @@ START_TEST(workers_that_never_start)
 	struct shoal_pool_info info;
 
 	c.spawn = bad_spawn;
-	c.reap = reap_pid;
+	c.join = join_pid;
 	p = make(&c);
 	expect_broken(p);
 	ck_assert_int_eq(shoal_pool_info(p, &info), 0);
@@ -1435,11 +1437,11 @@ END_TEST
 
 /* A spawn hook that always fails (fork refused, say): the pool breaks
  * instead of leaving its tasks waiting for a worker that never comes. */
-static pid_t failing_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t gen)
+static pid_t failing_spawn(void *arg, const char *board, uint32_t seat, uint64_t gen)
 {
 	(void)arg;
-	(void)ledger;
-	(void)slot;
+	(void)board;
+	(void)seat;
 	(void)gen;
 	return -EAGAIN;
 }
@@ -1451,7 +1453,7 @@ START_TEST(spawn_that_always_fails_breaks_the_pool)
 	struct shoal_pool_info info;
 
 	c.spawn = failing_spawn;
-	c.reap = reap_pid;
+	c.join = join_pid;
 	ck_assert_int_eq(shoal_pool_create(&c, &p), 0);
 	expect_broken(p);
 	ck_assert_int_eq(shoal_pool_info(p, &info), 0);
@@ -1462,7 +1464,7 @@ END_TEST
 
 /* A host-started worker: the spawn hook forks and runs the worker API by
  * hand, as the Python binding does. */
-static pid_t hand_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t gen)
+static pid_t hand_spawn(void *arg, const char *board, uint32_t seat, uint64_t gen)
 {
 	pid_t pid = fork();
 
@@ -1472,7 +1474,7 @@ static pid_t hand_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t g
 		struct shoal_pool_task t;
 		int rc;
 
-		if (shoal_pool_worker_open(ledger, slot, gen, &w) != 0)
+		if (shoal_pool_worker_open(board, seat, gen, &w) != 0)
 			_exit(2);
 		while ((rc = shoal_pool_worker_next(w, -1, &t)) > 0) {
 			char buf[64];
@@ -1505,7 +1507,7 @@ START_TEST(host_spawned_workers)
 	struct shoal_pool *p;
 
 	c.spawn = hand_spawn;
-	c.reap = reap_pid;
+	c.join = join_pid;
 	c.max_tasks = 3;
 	p = make(&c);
 	/* However the two positions share them (that depends on how soon a
@@ -1523,37 +1525,37 @@ END_TEST
 /* Hooks that try to destroy their own pool: refused, nothing done. */
 struct self_destroy {
 	struct shoal_pool *_Atomic p;
-	_Atomic int spawn_rc, reap_rc; /* 1: not tried yet */
+	_Atomic int spawn_rc, join_rc; /* 1: not tried yet */
 };
 
-static pid_t destroying_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t gen)
+static pid_t destroying_spawn(void *arg, const char *board, uint32_t seat, uint64_t gen)
 {
 	struct self_destroy *d = arg;
 	struct shoal_pool *p = atomic_load(&d->p);
 
 	if (p)
 		atomic_store(&d->spawn_rc, shoal_pool_destroy(p));
-	return hand_spawn(NULL, ledger, slot, gen);
+	return hand_spawn(NULL, board, seat, gen);
 }
 
-static int destroying_reap(void *arg, pid_t pid)
+static int destroying_join(void *arg, pid_t pid)
 {
 	struct self_destroy *d = arg;
 	struct shoal_pool *p = atomic_load(&d->p);
 
 	if (p)
-		atomic_store(&d->reap_rc, shoal_pool_destroy(p));
-	return reap_pid(NULL, pid);
+		atomic_store(&d->join_rc, shoal_pool_destroy(p));
+	return join_pid(NULL, pid);
 }
 
 START_TEST(destroy_from_a_hook_is_refused)
 {
 	struct shoal_pool_config c = conf(1);
-	struct self_destroy d = { .spawn_rc = 1, .reap_rc = 1 };
+	struct self_destroy d = { .spawn_rc = 1, .join_rc = 1 };
 	struct shoal_pool *p;
 
 	c.spawn = destroying_spawn;
-	c.reap = destroying_reap;
+	c.join = destroying_join;
 	c.hook_arg = &d;
 	c.max_tasks = 1; /* every task: a worker leaves, another starts */
 	p = make(&c);
@@ -1562,7 +1564,7 @@ START_TEST(destroy_from_a_hook_is_refused)
 		run_expect(p, "abc", "hand:abc:1");
 	wait_recycles(p, SHOAL_POOL_TASKS, 2);
 	ck_assert_int_eq(atomic_load(&d.spawn_rc), -EDEADLK);
-	ck_assert_int_eq(atomic_load(&d.reap_rc), -EDEADLK);
+	ck_assert_int_eq(atomic_load(&d.join_rc), -EDEADLK);
 	/* The pool still works, and goes away when asked from outside. */
 	run_expect(p, "abc", "hand:abc:1");
 	ck_assert_int_eq(shoal_pool_destroy(p), 0);
@@ -1572,7 +1574,7 @@ END_TEST
 
 /* The same by shoal_pool_worker_step(): one call hands back a result and
  * takes the next task. Its errors are checked in the worker (exit 3). */
-static pid_t step_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t gen)
+static pid_t step_spawn(void *arg, const char *board, uint32_t seat, uint64_t gen)
 {
 	pid_t pid = fork();
 
@@ -1584,7 +1586,7 @@ static pid_t step_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t g
 		size_t n = 0;
 		int rc;
 
-		if (shoal_pool_worker_open(ledger, slot, gen, &w) != 0)
+		if (shoal_pool_worker_open(board, seat, gen, &w) != 0)
 			_exit(2);
 		if (shoal_pool_worker_step(NULL, 0, NULL, 0, 0, &t) != -EINVAL ||
 		    shoal_pool_worker_step(w, 0, NULL, 0, 0, NULL) != -EINVAL)
@@ -1625,7 +1627,7 @@ START_TEST(worker_step_and_wait_into)
 	size_t lens[4] = { 1, 1, 1, 1 };
 
 	c.spawn = step_spawn;
-	c.reap = reap_pid;
+	c.join = join_pid;
 	p = make(&c);
 	ck_assert_int_eq(shoal_pool_submit_many(p, "abcd", lens, 4, &first), 0);
 	ck_assert_int_eq(shoal_pool_wait_into(p, 0, r, 4, NULL, 10), -EINVAL);
@@ -1702,12 +1704,12 @@ START_TEST(results_in_place_and_not)
 END_TEST
 
 /* A supervisor SIGKILLed without destroying its pool: shoal_reap() takes its
- * ledger and the segments named after it; a live pool's stay. */
-START_TEST(reap_takes_a_dead_supervisors_ledger)
+ * board and the segments named after it; a live pool's stay. */
+START_TEST(reap_takes_a_dead_supervisors_board)
 {
 	struct shoal_pool_config c = conf(1);
 	struct shoal_pool *live = make(&c);
-	char ledger[SHOAL_NAME_MAX + 1], child_seg[SHOAL_NAME_MAX + 8];
+	char board[SHOAL_NAME_MAX + 1], child_seg[SHOAL_NAME_MAX + 8];
 	char result_seg[SHOAL_NAME_MAX + 8], users[SHOAL_NAME_MAX + 8];
 	struct shoal_segment *seg;
 	int ready[2];
@@ -1727,25 +1729,25 @@ START_TEST(reap_takes_a_dead_supervisors_ledger)
 		pause();
 		_exit(2);
 	}
-	n = read(ready[0], ledger, sizeof(ledger));
+	n = read(ready[0], board, sizeof(board));
 	ck_assert_int_gt(n, 1);
 	kill(pid, SIGKILL);
 	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
-	/* What a task or result of that pool would have left: "<ledger>.a1". */
-	snprintf(child_seg, sizeof(child_seg), "%s.a1", ledger);
+	/* What a task or result of that pool would have left: "<board>.a1". */
+	snprintf(child_seg, sizeof(child_seg), "%s.a1", board);
 	ck_assert_int_eq(shoal_segment_create(child_seg, 4096, NULL, &seg), 0);
 	shoal_segment_close(seg);
-	snprintf(result_seg, sizeof(result_seg), "%s.r7.2", ledger);
+	snprintf(result_seg, sizeof(result_seg), "%s.r7.2", board);
 	ck_assert_int_eq(shoal_segment_create(result_seg, 4096, NULL, &seg), 0);
 	shoal_segment_close(seg);
 	/* A user's object that only shares the prefix is not the pool's. */
-	snprintf(users, sizeof(users), "%s.data", ledger);
+	snprintf(users, sizeof(users), "%s.data", board);
 	ck_assert_int_eq(shoal_segment_create(users, 4096, NULL, &seg), 0);
 	shoal_segment_close(seg);
-	ck_assert_int_eq(access(t_path(ledger), F_OK), 0);
+	ck_assert_int_eq(access(t_path(board), F_OK), 0);
 
 	ck_assert_int_ge(shoal_reap(), 3);
-	ck_assert_int_eq(access(t_path(ledger), F_OK), -1);
+	ck_assert_int_eq(access(t_path(board), F_OK), -1);
 	ck_assert_int_eq(access(t_path(child_seg), F_OK), -1);
 	ck_assert_int_eq(access(t_path(result_seg), F_OK), -1);
 	ck_assert_int_eq(access(t_path(users), F_OK), 0);
@@ -1798,22 +1800,22 @@ END_TEST
  * must not run unwatched: it is killed and collected, the error reported,
  * and the pool starts workers again once descriptors are back. The spawn
  * hook takes every free descriptor after forking (the first time only),
- * the reap hook gives them back. */
+ * the join hook gives them back. */
 static struct t_fds hoard;
 static int starved;
 
-static pid_t starving_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t gen)
+static pid_t starving_spawn(void *arg, const char *board, uint32_t seat, uint64_t gen)
 {
-	pid_t pid = hand_spawn(arg, ledger, slot, gen);
+	pid_t pid = hand_spawn(arg, board, seat, gen);
 
 	if (pid > 0 && !starved++)
 		t_fds_take(&hoard, 256, 0);
 	return pid;
 }
 
-static int starved_reap(void *arg, pid_t pid)
+static int starved_join(void *arg, pid_t pid)
 {
-	int st = reap_pid(arg, pid);
+	int st = join_pid(arg, pid);
 
 	if (starved == 1 && hoard.n > 0)
 		t_fds_back(&hoard);
@@ -1827,7 +1829,7 @@ START_TEST(unwatchable_worker_is_not_left_running)
 	struct shoal_pool_info info;
 
 	c.spawn = starving_spawn;
-	c.reap = starved_reap;
+	c.join = starved_join;
 	ck_assert_int_eq(shoal_pool_create(&c, &p), 0);
 	memset(&info, 0, sizeof(info));
 	for (int i = 0; i < 500 && info.spawn_error != -EMFILE; i++) {
@@ -1949,7 +1951,7 @@ static pid_t parent_of(pid_t pid)
 
 /* A spawn hook that forks a plain worker: no PR_SET_PDEATHSIG, so only
  * the worker's own look at its supervisor can end it. */
-static pid_t orphan_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t gen)
+static pid_t orphan_spawn(void *arg, const char *board, uint32_t seat, uint64_t gen)
 {
 	pid_t pid = fork();
 
@@ -1957,7 +1959,7 @@ static pid_t orphan_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t
 	if (pid == 0) {
 		struct shoal_pool_worker *w;
 
-		if (shoal_pool_worker_open(ledger, slot, gen, &w) != 0)
+		if (shoal_pool_worker_open(board, seat, gen, &w) != 0)
 			_exit(2);
 		_exit(shoal_pool_worker_run(w, task_fn, NULL) ? 1 : 0);
 	}
@@ -1965,12 +1967,12 @@ static pid_t orphan_spawn(void *arg, const char *ledger, uint32_t slot, uint64_t
 }
 
 struct orphaned {
-	char ledger[SHOAL_NAME_MAX + 1];
+	char board[SHOAL_NAME_MAX + 1];
 	pid_t workers[2];
 };
 
 /* In a child: a pool of @workers with 32 prefetched 200 ms tasks each,
- * started; report the ledger and worker pids on @fd, then wait to die. */
+ * started; report the board and worker pids on @fd, then wait to die. */
 static void busy_pool_then_pause(int fd, unsigned workers, bool hooks)
 {
 	struct shoal_pool_config c = conf(workers);
@@ -1979,10 +1981,10 @@ static void busy_pool_then_pause(int fd, unsigned workers, bool hooks)
 	struct shoal_pool *p;
 	int n = 0;
 
-	c.depth = 32;
+	c.prefetch = 32;
 	if (hooks) {
 		c.spawn = orphan_spawn;
-		c.reap = reap_pid;
+		c.join = join_pid;
 	}
 	if (shoal_pool_create(&c, &p) != 0)
 		_exit(1);
@@ -1996,7 +1998,7 @@ static void busy_pool_then_pause(int fd, unsigned workers, bool hooks)
 		usleep(10000);
 	}
 	memset(&o, 0, sizeof(o));
-	snprintf(o.ledger, sizeof(o.ledger), "%s", shoal_pool_name(p));
+	snprintf(o.board, sizeof(o.board), "%s", shoal_pool_name(p));
 	for (int i = 0; i < n && i < 2; i++)
 		o.workers[i] = st[i].pid;
 	usleep(300000); /* into their first tasks */
@@ -2006,7 +2008,7 @@ static void busy_pool_then_pause(int fd, unsigned workers, bool hooks)
 }
 
 /* The pool's process SIGKILLed: its workers (children of the fork server)
- * are gone within 2 s, the server too, and the next pool takes the ledger. */
+ * are gone within 2 s, the server too, and the next pool takes the board. */
 START_TEST(dead_parent_takes_its_workers)
 {
 	struct orphaned o;
@@ -2030,11 +2032,11 @@ START_TEST(dead_parent_takes_its_workers)
 	ck_assert(gone_within(o.workers[0], 2000));
 	ck_assert(gone_within(o.workers[1], 2000));
 	ck_assert(gone_within(server, 2000));
-	/* The next pool's creation takes a dead pool's ledger (or another
+	/* The next pool's creation takes a dead pool's board (or another
 	 * program's shoal_reap() on this shared /dev/shm did already). */
 	ck_assert_int_eq(shoal_pool_destroy(make(&(struct shoal_pool_config){ .workers = 1,
 									   .fn = task_fn })), 0);
-	ck_assert_int_eq(access(t_path(o.ledger), F_OK), -1);
+	ck_assert_int_eq(access(t_path(o.board), F_OK), -1);
 	close(pf[0]);
 	close(pf[1]);
 }
@@ -2110,7 +2112,7 @@ START_TEST(orphan_stops_between_tasks)
 	/* One task (200 ms) and one look (500 ms), with room for a slow box. */
 	ck_assert(gone_within(o.workers[0], 2500));
 	ck_assert_int_ge(shoal_reap(), 0);
-	ck_assert_int_eq(access(t_path(o.ledger), F_OK), -1);
+	ck_assert_int_eq(access(t_path(o.board), F_OK), -1);
 	close(pf[0]);
 	close(pf[1]);
 }
@@ -2133,7 +2135,7 @@ START_TEST(fork_server_without_fds)
 			_exit(10);
 		while ((rc = dup(0)) >= 0)
 			last = rc;
-		/* One free fd: the ledger's create opens and closes it, the
+		/* One free fd: the board's create opens and closes it, the
 		 * eventfd keeps it, and the socketpair needs two. */
 		close(last);
 		rc = shoal_pool_create(&c, &p);
@@ -2148,7 +2150,7 @@ START_TEST(fork_server_without_fds)
 }
 END_TEST
 
-/* Kill slot 0's worker, which holds a planted "shoal..tmp.<pid>.*" (what
+/* Kill seat 0's worker, which holds a planted "shoal..tmp.<pid>.*" (what
  * a worker killed inside a create leaves), and wait for its replacement. */
 static void kill_with_tmp(struct shoal_pool *p, char *tmp, size_t cap)
 {
@@ -2170,7 +2172,7 @@ static void kill_with_tmp(struct shoal_pool *p, char *tmp, size_t cap)
 	ck_assert_int_ne(st.pid, old);
 }
 
-/* Destroy (or before it, the reaping of the worker) removes what a killed
+/* Destroy (or before it, the joining of the worker) removes what a killed
  * worker left in /dev/shm; a live process's tmp file is not touched. */
 START_TEST(killed_workers_tmp_files_removed)
 {
@@ -2181,7 +2183,7 @@ START_TEST(killed_workers_tmp_files_removed)
 
 		if (hooks) {
 			c.spawn = hand_spawn;
-			c.reap = reap_pid;
+			c.join = join_pid;
 		}
 		p = make(&c);
 		snprintf(mine, sizeof(mine), ".tmp.%d.%s", (int)getpid(), "00000000cafef00d");
@@ -2221,7 +2223,7 @@ static Suite *suite(void)
 	ADD(soft_limit_takes_back_prefetched);
 	ADD(shared_reader_not_recycled);
 	ADD(hard_limit_kills_and_reruns);
-	ADD(startup_over_limit_is_config_error);
+	ADD(startup_over_limit_is_config_reason);
 	ADD(killed_mid_task_reruns);
 	ADD(killed_from_outside_reruns);
 	ADD(always_crashes_is_lost);
@@ -2239,7 +2241,7 @@ static Suite *suite(void)
 	ADD(destroy_from_a_hook_is_refused);
 	ADD(worker_step_and_wait_into);
 	ADD(results_in_place_and_not);
-	ADD(reap_takes_a_dead_supervisors_ledger);
+	ADD(reap_takes_a_dead_supervisors_board);
 	ADD(destroy_while_waiting);
 	ADD(unwatchable_worker_is_not_left_running);
 	ADD(workers_hold_no_foreign_fds);

@@ -78,7 +78,7 @@ static void probe(struct obj *o)
 	p.pid = o->hdr.creator_pid;
 	p.start_time = o->hdr.creator_start;
 	o->creator_alive = shoal_proc_is_alive(&p);
-	/* A pool's ledger is its supervisor's, the creator: stale once that
+	/* A pool's task board is its supervisor's, the creator: stale once that
 	 * is certainly dead, as shoal_reap() judges it. */
 	if (o->hdr.kind == SHOAL__KIND_POOL)
 		o->stale = shoal__key_dead(shoal__proc_key(&p));
