@@ -7,7 +7,7 @@
  *    read costs the same whatever the process maps (a few microseconds).
  *  - /proc/PID/smaps_rollup: PSS, USS (private clean + private dirty), swap
  *    PSS. The kernel walks every page table of the process to produce it, so
- *    the cost grows with what is mapped (see docs/design.md for figures);
+ *    the cost grows with what is mapped (docs/memstat.md);
  *    read only when asked.
  *
  * "Private" memory, the figure worker recycling uses, is RssAnon + VmSwap:

@@ -156,7 +156,8 @@ void pool_board_layout(struct pool_hdr *l, uint32_t nseats, uint32_t prefetch,
  * of data: 0 or -EBADMSG. */
 int pool_board_check(const struct pool_hdr *l, uint64_t data_size);
 /* A large task ('a', attempt 0) or result ('r') of board @board travels in
- * a segment of its own, named after the board, the task and the attempt. */
+ * a segment of its own, named after the board, the task and the attempt
+ * (pool_objects.c, which also parses these names when it reaps). */
 void pool_spill_name(char *buf, size_t cap, const char *board, char kind, uint64_t id,
 		     uint32_t attempt);
 int pool_spill_put(const char *name, const void *data, size_t len);
@@ -174,7 +175,7 @@ int pool_spill_get(const char *name, size_t len, void **out);
  * takes the result: a result that fits goes into @data, over the task's
  * own bytes (no longer needed once it is done). So delivering allocates
  * nothing and cannot fail; and the supervisor no longer spends its time
- * in malloc for memory other threads free (see docs/design.md).
+ * in malloc for memory other threads free (docs/pool.md, "Forking from a threaded process").
  */
 struct task {
 	struct task *next; /* in the backlog, then in the done list */

@@ -19,8 +19,8 @@
  * futex calls.
  *
  * A task or result larger than the board's inline space goes through a
- * segment of its own, named after the board ("<board>.a<id>",
- * "<board>.r<id>.<attempt>"): written whole by one side, then copied out
+ * segment of its own, named after the board (pool_objects.c makes and
+ * parses the names): written whole by one side, then copied out
  * and unlinked by the other. Deaths: a worker that dies writing a result
  * segment leaves it partly written, but its cell never says DONE, so
  * nobody reads it: the supervisor unlinks it when it settles the worker's
@@ -87,15 +87,6 @@ void pool_ring_worker(struct pool_seat *seat)
 }
 
 /* Large tasks and results: one segment each. */
-
-void pool_spill_name(char *buf, size_t cap, const char *board, char kind, uint64_t id,
-		       uint32_t attempt)
-{
-	if (kind == 'a')
-		snprintf(buf, cap, "%s.a%llu", board, (unsigned long long)id);
-	else
-		snprintf(buf, cap, "%s.r%llu.%u", board, (unsigned long long)id, attempt);
-}
 
 int pool_spill_put(const char *name, const void *data, size_t len)
 {

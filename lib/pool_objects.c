@@ -25,14 +25,24 @@
  * it and the spills' leaves those spills to `shoal rm`: with the board gone,
  * nothing says any more whose they were.
  */
+#include "pool.h"
 #include "reap.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+void pool_spill_name(char *buf, size_t cap, const char *board, char kind, uint64_t id,
+		       uint32_t attempt)
+{
+	if (kind == 'a')
+		snprintf(buf, cap, "%s.a%llu", board, (unsigned long long)id);
+	else
+		snprintf(buf, cap, "%s.r%llu.%u", board, (unsigned long long)id, attempt);
+}
+
 /* Whether @rest (what follows "<board>.") names one of a pool's task or
- * result segments: "a<id>" or "r<id>.<attempt>" (the names spill_name() makes). */
+ * result segments: "a<id>" or "r<id>.<attempt>" (the names pool_spill_name() makes). */
 static bool spill_suffix(const char *rest)
 {
 	const char *p = rest + 1;

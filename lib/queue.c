@@ -70,7 +70,8 @@
  * (the next caller helps it on), a waiter count too high (harmless: at worst
  * a wake-up system call nobody needed, and the next sleeper's count still
  * works), or the recovery lock held by a dead owner (the next locker
- * takes it over and re-runs recovery). docs/design.md has the orderings and the argument.
+ * takes it over and re-runs recovery). docs/queue.md, "Memory orderings",
+ * has the argument.
  *
  * Messages are bytes here: array handles carried in a queue, and the
  * references the queue holds for them, are lib/queue_arrays.c's, which also

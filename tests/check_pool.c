@@ -222,7 +222,7 @@ static struct shoal_pool *make(const struct shoal_pool_config *c)
 	/* Until the first workers are forked, allocate nothing (Check's
 	 * assertions do): under ASan, whose allocator has no fork handlers,
 	 * a child forked while another thread is inside malloc can hang on
-	 * its lock. glibc's malloc is fork-safe; see docs/design.md. */
+	 * its lock. glibc's malloc is fork-safe; see docs/pool.md. */
 	for (int i = 0; rc == 0 && i < 5000; i++) {
 		int n = shoal_pool_stats(p, st, 8), k = 0;
 

@@ -77,13 +77,6 @@ class _Info(ctypes.Structure):
                 ("spawn_error", ctypes.c_int), ("recycle_ns_median", _u64)]
 
 
-def _config_reason(info):
-    """The enum shoal_pool_reason of the limit that @info says a fresh
-    worker is over, or -1 if none. The one place that knows how the C
-    library encodes it: this library gives the reason + 1, 0 for none."""
-    return info.config_reason - 1
-
-
 @layout("shoal_pool_task")
 class _Task(ctypes.Structure):
     _fields_ = [("id", _u64), ("attempt", ctypes.c_uint32), ("data", _vp),

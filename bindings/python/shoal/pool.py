@@ -63,7 +63,7 @@ from ._lib import ShoalError, declare  # noqa: F401 - shoal.pool's names
 # shoal.pool's public names, defined where their idea lives: REASONS,
 # SHOAL_EWORKERLOST, AsyncResult, WorkerLost, RemoteTraceback.
 from ._pool_abi import (_JOIN, _SPAWN, REASONS, SHOAL_EWORKERLOST,  # noqa: F401
-                        _cancel, _Config, _config_reason, _create, _destroy, _Info, _info,
+                        _cancel, _Config, _create, _destroy, _Info, _info,
                         _name, _stats, _Stats, _submit_many, _task_state, _u64, _vp)
 from ._pool_results import (AsyncResult, WorkerLost,  # noqa: F401
                             _FIRST_BATCH, _LAST_BATCH, _Calls, _collect, _failure, _fmt,
@@ -515,7 +515,7 @@ class Pool(concurrent.futures.Executor):
         return [s["pid"] for s in self.stats() if s["pid"] > 0]
 
     def _config_message(self, i):
-        reason = _config_reason(i)
+        reason = i.config_reason
         if reason < 0:
             return None
         which = ("max_private_memory", "hard_memory_limit")[reason - REASONS.index("memory")]
