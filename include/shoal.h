@@ -1254,10 +1254,29 @@ enum shoal_pool_reason {
 	SHOAL_POOL_NREASONS = 5,
 };
 
+/* Limits of struct shoal_pool_config, and the defaults its zero fields take. */
+#define SHOAL_POOL_WORKERS_MAX 256              /**< @workers: 1..this */
+#define SHOAL_POOL_PREFETCH_MAX 256             /**< @prefetch: at most this */
+#define SHOAL_POOL_INLINE_BYTES_MAX (64u << 20) /**< @inline_bytes: at most this */
+#define SHOAL_POOL_MAX_ATTEMPTS_DEFAULT 3
+#define SHOAL_POOL_GRACE_NS_DEFAULT 1000000000ull /**< 1 s */
+#define SHOAL_POOL_CHECK_NS_DEFAULT 20000000ull   /**< 20 ms */
+/** @inline_bytes and @prefetch for workers the fork server runs (@fn). */
+#define SHOAL_POOL_INLINE_BYTES_DEFAULT 4096
+#define SHOAL_POOL_PREFETCH_DEFAULT 2
+/**
+ * @inline_bytes and @prefetch for workers a @spawn hook starts: a host's
+ * worker (an interpreter) pays far more per task taken from the board than
+ * a C worker, so it is handed more tasks ahead and reads larger pickles in
+ * place (bench/run pool, pool.tiny_tasks).
+ */
+#define SHOAL_POOL_HOSTED_INLINE_BYTES_DEFAULT 8192
+#define SHOAL_POOL_HOSTED_PREFETCH_DEFAULT 128
+
 /**
  * struct shoal_pool_config - how a pool runs. Zero fields take defaults.
  * @name: the board's object name; NULL makes "pool.<pid>.<random>".
- * @workers: how many workers run at once, 1..256.
+ * @workers: how many workers run at once, 1..SHOAL_POOL_WORKERS_MAX.
  * @max_tasks: recycle a worker after this many tasks; 0: never.
  * @max_tasks_jitter: percent, 0..100: each worker's task limit is drawn
  *         from [max_tasks * (100 - jitter) / 100, max_tasks] so workers do
@@ -1271,13 +1290,17 @@ enum shoal_pool_reason {
  *         again (it counts as an attempt).
  * @max_age_ns: recycle a worker this long after it started; 0: never.
  * @max_attempts: runs of one task before it fails with SHOAL_EWORKERLOST;
- *         default 3.
+ *         default SHOAL_POOL_MAX_ATTEMPTS_DEFAULT (3).
  * @grace_ns: SIGTERM to SIGKILL, and how long shoal_pool_destroy() waits
  *         for workers to leave; default 1 s.
  * @check_ns: how often busy workers' memory is read; default 20 ms.
- * @inline_bytes: task and result bytes that travel inside the board;
- *         larger ones go through a shoal segment. Default 4096.
- * @prefetch: tasks handed to one worker ahead of time, 1..256; default 2.
+ * @inline_bytes: task and result bytes that travel inside the board,
+ *         rounded up to 64; larger ones go through a shoal segment. Default
+ *         SHOAL_POOL_INLINE_BYTES_DEFAULT (4096) with @fn,
+ *         SHOAL_POOL_HOSTED_INLINE_BYTES_DEFAULT (8192) with @spawn.
+ * @prefetch: tasks handed to one worker ahead of time, 1..256; default
+ *         SHOAL_POOL_PREFETCH_DEFAULT (2) with @fn,
+ *         SHOAL_POOL_HOSTED_PREFETCH_DEFAULT (128) with @spawn.
  * @fn: what C workers run, forked by the pool's fork server (a child of
  *         the caller forked at shoal_pool_create(), before the pool's
  *         threads): they start with fds 0-2 only and the caller's memory as

@@ -35,7 +35,6 @@
 #include "internal.h"
 #include "forkserver.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -289,27 +288,4 @@ void shoal__forkserver_stop(struct shoal__forkserver *fs)
 	pthread_mutex_destroy(&fs->mu);
 	fs->pid = -1;
 	fs->sock = -1;
-}
-
-int shoal__unlink_tmp_of(pid_t pid)
-{
-	char pre[64], path[sizeof(SHOAL__SHM_DIR) + 256];
-	struct dirent *e;
-	size_t len;
-	int n = 0;
-	DIR *d;
-
-	len = (size_t)snprintf(pre, sizeof(pre), SHOAL__TMP_PREFIX "%d.", (int)pid);
-	d = opendir(SHOAL__SHM_DIR);
-	if (!d)
-		return 0;
-	while ((e = readdir(d)) != NULL) {
-		if (strncmp(e->d_name, pre, len) != 0)
-			continue;
-		if (snprintf(path, sizeof(path), SHOAL__SHM_DIR "%s", e->d_name) < (int)sizeof(path) &&
-		    unlink(path) == 0)
-			n++;
-	}
-	closedir(d);
-	return n;
 }

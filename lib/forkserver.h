@@ -37,9 +37,4 @@ int shoal__forkserver_join(struct shoal__forkserver *fs, pid_t pid);
 /* End the server (it kills and joins any worker left) and wait for it. */
 void shoal__forkserver_stop(struct shoal__forkserver *fs);
 
-/* Unlink "shoal..tmp.<pid>.*", what process @pid left of a create it died
- * in; how many. Call only while @pid is pinned (alive or a zombie not
- * yet joined), or another process may by then own the pid and its files. */
-int shoal__unlink_tmp_of(pid_t pid);
-
 #endif

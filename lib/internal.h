@@ -144,6 +144,11 @@ int shoal__segment_peek(const char *name, struct shoal__hdr *out);
  * (-ENOMEM, -ENOENT, else -EACCES) if the directory cannot be read.
  */
 int shoal__each_object(int (*fn)(const char *file, void *arg), void *arg);
+/* Unlink "shoal..tmp.<pid>.*", what process @pid left of a create it died
+ * in (lib/segment.c); how many. Call only while @pid is pinned (alive, or
+ * a zombie not yet joined), or another process may by then own the pid and
+ * its files. shoal__tmp_reap() is the same for any pid seen dead. */
+int shoal__unlink_tmp_of(pid_t pid);
 
 /* Overflow-safe "off + len <= size". */
 static inline bool shoal__range_ok(uint64_t off, uint64_t len, uint64_t size)

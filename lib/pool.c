@@ -63,24 +63,26 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
 		return shoal__fail(-EINVAL, "pool: neither fn nor a spawn hook: workers would run nothing");
 	if (cfg->spawn && !cfg->join)
 		return shoal__fail(-EINVAL, "pool: a spawn hook needs a join hook");
-	if (cfg->inline_bytes > (64u << 20))
+	if (cfg->inline_bytes > SHOAL_POOL_INLINE_BYTES_MAX)
 		return shoal__fail(-EINVAL, "pool: inline_bytes %zu must be at most %u",
-				   cfg->inline_bytes, 64u << 20);
+				   cfg->inline_bytes, SHOAL_POOL_INLINE_BYTES_MAX);
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
 	p->cfg = *cfg;
 	if (!p->cfg.max_attempts)
-		p->cfg.max_attempts = 3;
+		p->cfg.max_attempts = SHOAL_POOL_MAX_ATTEMPTS_DEFAULT;
 	if (!p->cfg.grace_ns)
-		p->cfg.grace_ns = 1000000000u;
+		p->cfg.grace_ns = SHOAL_POOL_GRACE_NS_DEFAULT;
 	if (!p->cfg.check_ns)
-		p->cfg.check_ns = 20000000u;
+		p->cfg.check_ns = SHOAL_POOL_CHECK_NS_DEFAULT;
 	if (!p->cfg.inline_bytes)
-		p->cfg.inline_bytes = 4096;
+		p->cfg.inline_bytes = cfg->spawn ? SHOAL_POOL_HOSTED_INLINE_BYTES_DEFAULT
+						 : SHOAL_POOL_INLINE_BYTES_DEFAULT;
 	p->cfg.inline_bytes = (p->cfg.inline_bytes + 63) & ~(size_t)63;
 	if (!p->cfg.prefetch)
-		p->cfg.prefetch = 2;
+		p->cfg.prefetch = cfg->spawn ? SHOAL_POOL_HOSTED_PREFETCH_DEFAULT
+					     : SHOAL_POOL_PREFETCH_DEFAULT;
 	if (cfg->name) {
 		if (strlen(cfg->name) > POOL_NAME_MAX || (rc = shoal__name_check(cfg->name)) != 0) {
 			free(p);

@@ -48,8 +48,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define POOL_MAX_WORKERS 256u
-#define POOL_MAX_PREFETCH 256u
+#define POOL_MAX_WORKERS ((uint32_t)SHOAL_POOL_WORKERS_MAX)
+#define POOL_MAX_PREFETCH ((uint32_t)SHOAL_POOL_PREFETCH_MAX)
 #define POOL_NAME_MAX 150 /* room for ".r<id>.<attempt>" spill names */
 
 enum cell_state {

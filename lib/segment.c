@@ -440,6 +440,34 @@ int shoal__each_object(int (*fn)(const char *file, void *arg), void *arg)
 	return n;
 }
 
+struct tmp_of {
+	char prefix[64]; /* "shoal..tmp.<pid>." */
+	size_t len;
+};
+
+/* shoal__each_object() callback: unlink @file if it starts with the prefix;
+ * 1 if it did. */
+static int unlink_tmp(const char *file, void *arg)
+{
+	const struct tmp_of *t = arg;
+	char path[sizeof(SHOAL__SHM_DIR) + 256];
+
+	if (strncmp(file, t->prefix, t->len) != 0 ||
+	    snprintf(path, sizeof(path), SHOAL__SHM_DIR "%s", file) >= (int)sizeof(path))
+		return 0;
+	return unlink(path) == 0;
+}
+
+int shoal__unlink_tmp_of(pid_t pid)
+{
+	struct tmp_of t;
+	int n;
+
+	t.len = (size_t)snprintf(t.prefix, sizeof(t.prefix), SHOAL__TMP_PREFIX "%d.", (int)pid);
+	n = shoal__each_object(unlink_tmp, &t);
+	return n < 0 ? 0 : n;
+}
+
 int shoal__tmp_reap(const char *file)
 {
 	const char *p = file + strlen(SHOAL__TMP_PREFIX);

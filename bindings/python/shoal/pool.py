@@ -58,7 +58,7 @@ import weakref
 from concurrent.futures.process import BrokenProcessPool  # noqa: F401 - shoal.pool's name
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Type, Union
 
-from . import _forkserver
+from . import _constants as C, _forkserver
 from ._lib import ShoalError, declare  # noqa: F401 - shoal.pool's names
 # shoal.pool's public names, defined where their idea lives: REASONS,
 # SHOAL_EWORKERLOST, AsyncResult, WorkerLost, RemoteTraceback.
@@ -151,12 +151,13 @@ class Pool(concurrent.futures.Executor):
     A replacement starts before the worker it replaces retires.
 
     A worker that dies (SIGKILL, OOM, a crash) never hangs or breaks the
-    pool: its task runs again, up to ``max_attempts`` times in all, then
-    fails with WorkerLost.
+    pool: its task runs again, up to ``max_attempts`` times in all (3 by
+    default), then fails with WorkerLost.
 
-    Pickled tasks and results up to ``inline_bytes`` travel inside the
-    shared task board, larger ones through a shoal segment. ``prefetch`` tasks
-    (at most 256; 128 by default) are handed to each worker ahead of time,
+    Pickled tasks and results up to ``inline_bytes`` (8 KiB by default)
+    travel inside the shared task board, larger ones through a shoal
+    segment. ``prefetch`` tasks (at most 256; 128 by default) are handed to
+    each worker ahead of time,
     which makes tiny tasks fast; a worker left with nothing takes back the
     tasks others have not started, so none wait behind a long one.
     ``chunksize`` in map() puts several calls in one task, as with
@@ -174,9 +175,10 @@ class Pool(concurrent.futures.Executor):
                  max_tasks_jitter: int = 10,
                  max_private_memory: Union[int, float, str, None] = None,
                  hard_memory_limit: Union[int, float, str, None] = None,
-                 max_age: Optional[float] = None, max_attempts: int = 3,
-                 start_method: Optional[str] = None, grace: float = 1.0,
-                 check_interval: float = 0.02, inline_bytes: int = 8192, prefetch: int = 128,
+                 max_age: Optional[float] = None, max_attempts: Optional[int] = None,
+                 start_method: Optional[str] = None, grace: Optional[float] = None,
+                 check_interval: Optional[float] = None, inline_bytes: Optional[int] = None,
+                 prefetch: Optional[int] = None,
                  max_workers: Optional[int] = None, processes: Optional[int] = None,
                  maxtasksperchild: Optional[int] = None,
                  mp_context: Optional[multiprocessing.context.BaseContext] = None) -> None:
@@ -189,15 +191,15 @@ class Pool(concurrent.futures.Executor):
             start_method = "fork"
         if workers is None:
             workers = os.cpu_count() or 1
-        if not 1 <= workers <= 256:
-            raise ValueError("workers must be between 1 and 256")
+        if not 1 <= workers <= C.SHOAL_POOL_WORKERS_MAX:
+            raise ValueError(f"workers must be between 1 and {C.SHOAL_POOL_WORKERS_MAX}")
         if start_method not in multiprocessing.get_all_start_methods():
             raise ValueError(f"unknown start method {start_method!r}")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be callable")
         if max_tasks is not None and max_tasks < 1:
             raise ValueError("max_tasks must be at least 1")
-        if max_attempts < 1:
+        if max_attempts is not None and max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._ctx = mp_context or multiprocessing.get_context(start_method)
         self._pid = os.getpid()  # a forked worker's copy is not its own
@@ -229,19 +231,17 @@ class Pool(concurrent.futures.Executor):
         cfg.max_private = parse_size(max_private_memory)
         cfg.hard_private = parse_size(hard_memory_limit)
         cfg.max_age_ns = int((max_age or 0) * 1e9)
-        cfg.max_attempts = max_attempts
-        cfg.grace_ns = int(grace * 1e9)
-        cfg.check_ns = int(check_interval * 1e9)
-        # Two defaults are Python's own, not the C pool's (4096 and 2). A
-        # worker reads a task in place only if it knows the cell size, and
-        # no call gives back the size the C pool chose, so Python states
-        # it (the C pool rounds it up, never down: a safe lower bound).
-        # Python's tiny tasks run through the board's cells one pickle at
-        # a time: a deep prefetch keeps workers from waiting for the
-        # supervisor between them (bench/run pool, pool.tiny_tasks).
-        cfg.inline_bytes = inline_bytes
-        self._inline = inline_bytes
-        cfg.prefetch = prefetch
+        # None: the C pool's default (shoal.h, SHOAL_POOL_*_DEFAULT); the
+        # hosted ones apply, as this pool starts its workers through hooks.
+        cfg.max_attempts = max_attempts or 0
+        cfg.grace_ns = int(grace * 1e9) if grace is not None else 0
+        cfg.check_ns = int(check_interval * 1e9) if check_interval is not None else 0
+        cfg.inline_bytes = inline_bytes or 0
+        cfg.prefetch = prefetch or 0
+        # The worker reads tasks up to the cell size in place: the size the
+        # C pool chose (it rounds up to 64, never down).
+        self._inline = inline_bytes or C.SHOAL_POOL_HOSTED_INLINE_BYTES_DEFAULT
+        prefetch = prefetch or C.SHOAL_POOL_HOSTED_PREFETCH_DEFAULT
         self._prefetch = prefetch  # imap()'s window is a multiple of it
         # The hooks are the module's (they outlive every pool: the C pool
         # calls them until shoal_pool_destroy() returns) and find the pool
