@@ -14,9 +14,6 @@ Return:) -> one page per function group (the table at the bottom: its
 NAME list, the intro, NOTES on deaths and threads, SEE ALSO) -> a
 ".so man3/<page>.3" link page for every other name the page covers.
 
-pool_renames() maps the pool's old names to those of issue #19 point 4
-(board, seat, prefetch, join, config_reason, the exit watcher); once the
-header carries the new names it matches nothing and can go.
 """
 import re, sys, os
 src = open(sys.argv[1]).read()
@@ -85,30 +82,6 @@ def section_after(marker):
             return sections[pos]
     return []
 
-# ---- renames (issue #19 point 4) for the pool pages ----------------------------
-def pool_renames(t):
-    t = t.replace('shoal_pool_reap_fn', 'shoal_pool_join_fn')
-    t = t.replace('shoal_pool_reap_fn reap;', 'shoal_pool_join_fn join;')
-    t = re.sub(r'\breap;', 'join;', t)
-    t = t.replace('@reap', '@join').replace('reaper thread', 'exit watcher thread')
-    t = t.replace('collect the status of workers', 'join (collect the status of) workers')
-    t = re.sub(r'\bdepth\b', 'prefetch', t)
-    t = re.sub(r'\bledgers\b', 'boards', t); t = re.sub(r'\bledger\b', 'board', t)
-    t = re.sub(r'\bslots\b', 'seats', t); t = re.sub(r'\bslot\b', 'seat', t)
-    t = t.replace("slot's", "seat's")
-    t = t.replace('int config_error;', 'int config_reason;')
-    t = re.sub(r'config_error: 0, or the enum shoal_pool_reason \+ 1 of a limit',
-               'config_reason: -1, or the enum shoal_pool_reason of a limit', t)
-    t = t.replace('config_error', 'config_reason')
-    t = t.replace('join a pool as the worker of', 'enter a pool as the worker of')
-    t = t.replace('0, or the enum shoal_pool_reason + 1 of a limit', '-1 for none, or the enum shoal_pool_reason of a limit')
-    t = t.replace('@cfg->reap', '@cfg->join').replace('@spawn without @reap', '@spawn without @join')
-    t = t.replace('reaper thread', 'exit watcher thread').replace('reap hook', 'join hook')
-    t = t.replace('each such worker is reaped', 'each such worker is joined')
-    t = t.replace('Reaps, on the\nway,', 'Reaps, on the way,')
-    if t == 'reap': t = 'join'
-    return t
-
 # ---- troff ----------------------------------------------------------------------
 def esc(t):
     t = t.replace('\\', '\\e')
@@ -155,8 +128,7 @@ def code(text):
 DEFS = {'shoal_errors.3': ['SHOAL_ERRBASE', 'SHOAL_ERRDETAIL_MAX'], 'shoal_segment.3': ['SHOAL_NAME_MAX', 'SHOAL_PREFIX', 'SHOAL_RDONLY', 'SHOAL_PREFAULT'],
         'shoal_queue.3': ['SHOAL_QUEUE_CAPACITY_MAX', 'SHOAL_QUEUE_MSG_MAX', 'SHOAL_QUEUE_PARTICIPANTS'], 'shoal_array.3': ['SHOAL_ARRAY_MAXDIM', 'SHOAL_HANDLE_MAX', 'SHOAL_HANDLE_PREFIX', 'SHOAL_ARRAY_NOREF'],
         'shoal_memstat.3': ['SHOAL_MEMSTAT_SMAPS'], 'shoal_pool_worker.3': ['SHOAL_POOL_EXIT', 'SHOAL_POOL_TASK', 'SHOAL_POOL_TRIM']}
-def page(fname, title, names, summary, intro, fnames, types=(), notes=(), see=(), rename=False, extra_desc=()):
-    R = pool_renames if rename else (lambda t: t)
+def page(fname, title, names, summary, intro, fnames, types=(), notes=(), see=(), extra_desc=()):
     o = ['.\\" Written from the kernel-doc in include/shoal.h: keep the two in step.',
 
          f'.TH {title} 3 "" "shoal {VERSION}" "shoal Manual"', '.SH NAME',
@@ -165,39 +137,39 @@ def page(fname, title, names, summary, intro, fnames, types=(), notes=(), see=()
         o += ['.PP'] + code('\n'.join(re.search(r'^#define ' + d + r'\b.*$', src, re.M).group(0) for d in DEFS[fname]))
     for t in types:
         lines, decl = structs[t]
-        o += ['.PP'] + code(R(decl))
+        o += ['.PP'] + code((decl))
     for f in fnames:
-        o += ['.PP'] + code(R(funcs[f]['proto']))
+        o += ['.PP'] + code((funcs[f]['proto']))
     o.append('.SH DESCRIPTION')
-    o += para([R(l) for l in intro])
+    o += para(list(intro))
     for e in extra_desc:
         o += ['.PP'] + e
     for t in types:
         lines, decl = structs[t]
         s, args, body, ret = parse_doc(lines)
-        o += ['.SS ' + R(t), line(R(s))]
+        o += ['.SS ' + (t), line((s))]
         for a, d in args:
-            o += ['.TP', '.I ' + R(a), line(R(d))]
+            o += ['.TP', '.I ' + (a), line((d))]
         if body:
-            o += ['.PP'] + para([R(l) for l in body])
+            o += ['.PP'] + para(list(body))
     for f in fnames:
         d = funcs[f]
         o += ['.SS ' + f + '()']
         if d['summary']:
             sm = d['summary']
-            o.append(line(R(sm if sm.startswith('shoal_') else sm[0].upper() + sm[1:])))
+            o.append(line((sm if sm.startswith('shoal_') else sm[0].upper() + sm[1:])))
         for a, t in d['args']:
-            o += ['.TP', '.I ' + R(a), line(R(t))]
+            o += ['.TP', '.I ' + (a), line((t))]
         if d['body']:
-            o += ['.PP'] + para([R(l) for l in d['body']])
+            o += ['.PP'] + para(list(d['body']))
     o.append('.SH RETURN VALUE')
     for f in fnames:
         d = funcs[f]
         o += ['.TP', '.BR ' + f + ' ()']
         if d['ret']:
-            o += para([R(l) for l in d['ret']])
+            o += para(list(d['ret']))
         else:
-            o.append(line(R(returns_of(d['proto']))))
+            o.append(line((returns_of(d['proto']))))
     if notes:
         o.append('.SH NOTES')
         first = True
@@ -287,7 +259,7 @@ page('shoal_proc.3', 'SHOAL_PROC', ['shoal_proc', 'shoal_proc_self', 'shoal_proc
 pintro = ["A pool runs tasks (bytes in, bytes out) on worker processes and replaces a worker when its private memory, its task count or its age passes a limit, without losing a task. Workers are forked by a single-threaded fork server started with the pool, or started by the host's spawn hook; the pool's exit watcher thread polls their pidfds and joins them; the supervisor thread hands tasks out through the pool's task board in /dev/shm, prefetch tasks ahead per worker."]
 pf = [f for f in funcs if f.startswith('shoal_pool_') and not f.startswith('shoal_pool_worker_')]
 page('shoal_pool.3', 'SHOAL_POOL', ['shoal_pool'] + pf, 'a worker pool that recycles workers by private memory',
-     pintro, F(*pf), types=['shoal_pool_fn', 'shoal_pool_spawn_fn', 'shoal_pool_reap_fn', 'shoal_pool_reason', 'shoal_pool_config', 'shoal_pool_result', 'shoal_pool_task_state', 'shoal_pool_stats', 'shoal_pool_info'], rename=True,
+     pintro, F(*pf), types=['shoal_pool_fn', 'shoal_pool_spawn_fn', 'shoal_pool_join_fn', 'shoal_pool_reason', 'shoal_pool_config', 'shoal_pool_result', 'shoal_pool_task_state', 'shoal_pool_stats', 'shoal_pool_info'],
      notes=["No task is lost: a task is in exactly one place at a time (the backlog, one cell of one seat, or the done list). A worker killed at any instruction has its unstarted tasks put back and the task it died in run again, or after max_attempts failed with SHOAL_EWORKERLOST naming the signal and the memory seen.",
             "A supervisor that is killed takes its workers with it: the fork server sees EOF and kills them, and any other worker notices within about a second. Its task board and spill segments stay until shoal_reap(3) (shoal gc) finds the supervisor dead; shoal_pool_create() does the same for boards of the default name.",
             "No worker is ever forked from a process with other threads: the fork server is forked from the calling thread before the pool's threads exist. The library installs no SIGCHLD handler."],
@@ -295,6 +267,6 @@ page('shoal_pool.3', 'SHOAL_POOL', ['shoal_pool'] + pf, 'a worker pool that recy
 wf = [f for f in funcs if f.startswith('shoal_pool_worker_')]
 page('shoal_pool_worker.3', 'SHOAL_POOL_WORKER', ['shoal_pool_worker'] + wf, 'the worker side of a shoal pool',
      ["A worker started by a spawn hook opens the pool's task board with the (board, seat, gen) it was given, then takes tasks and hands back results until the pool retires it or its supervisor is gone. A C worker forked by the pool's own fork server runs shoal_pool_worker_run() for you."],
-     F(*wf), types=['shoal_pool_task'], rename=True,
+     F(*wf), types=['shoal_pool_task'],
      notes=["A worker runs the cells of its seat in order; killed at any instruction, it leaves each cell in a state the supervisor handles. It checks its supervisor's identity between tasks (at most every 0.5 s) and when a wait times out, and leaves if the supervisor is gone."],
      see=['shoal_pool(3)', 'shoal_errors(3)'])

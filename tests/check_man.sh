@@ -4,7 +4,9 @@
 #    a full page or a ".so man3/<page>.3" link to one that exists;
 #  - every page in man/ is installed (listed in man/Makemodule.am);
 #  - every page renders with `man --warnings -l` at 80 columns with nothing
-#    on stderr (links are read through a man3/ directory, as installed).
+#    on stderr (links are read through a man3/ directory, as installed);
+#  - the pages say what the header says: man/gen-man.py, run again on
+#    include/shoal.h with configure.ac's version, writes the same pages.
 # Skipped (77) when man(1) is not installed (Debian: man-db, groff-base).
 set -u
 top=${srcdir:-$(dirname "$0")/..}
@@ -65,6 +67,23 @@ for p in "$man_dir"/*.3; do
 	out=$(cd "$tmp" && MANWIDTH=80 man -l "man3/$b" 2>/dev/null | wc -l)
 	if [ "$out" -lt 5 ]; then
 		echo "FAIL: man/$b renders to $out lines"
+		fail=1
+	fi
+done
+
+# 4. the pages are the header's kernel-doc as it is now
+ver=$(sed -n 's/^m4_define(\[shoal_\(major\|minor\|patch\)\], \[\([0-9]*\)\])$/\2/p' "$top/configure.ac" |
+	paste -sd.)
+mkdir "$tmp/gen"
+if ! "${PYTHON:-python3}" "$man_dir/gen-man.py" "$top/include/shoal.h" "$tmp/gen" "$ver"; then
+	echo "FAIL: man/gen-man.py failed"
+	fail=1
+fi
+for p in "$tmp"/gen/*.3; do
+	b=$(basename "$p")
+	if ! cmp -s "$p" "$man_dir/$b"; then
+		echo "FAIL: man/$b differs from what include/shoal.h says now:" \
+			"run man/gen-man.py include/shoal.h man $ver and commit"
 		fail=1
 	fi
 done
