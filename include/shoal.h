@@ -639,7 +639,6 @@ SHOAL_API int shoal_queue_stats(const struct shoal_queue *q, struct shoal_queue_
  */
 SHOAL_API const char *shoal_queue_name(const struct shoal_queue *q);
 
-/* ---- end queue ----------------------------------------------------- */
 
 /* ---- array (lib/array.c) ------------------------------------------- */
 
@@ -1032,6 +1031,8 @@ SHOAL_API int shoal_array_pin(struct shoal_array *a);
  */
 SHOAL_API int shoal_array_unpin(struct shoal_array *a);
 
+/* ---- the reaper (lib/reap.c) ---------------------------------------- */
+
 /**
  * shoal_reap() - take back what dead processes held; no daemon needed.
  *
@@ -1054,7 +1055,7 @@ SHOAL_API int shoal_array_unpin(struct shoal_array *a);
  */
 SHOAL_API int shoal_reap(void);
 
-/* ---- arrays in queues ------------------------------------------------ */
+/* ---- arrays in queues (lib/queue_arrays.c) ------------------------ */
 
 /*
  * A handle in a queue keeps its array alive until a consumer takes it: the
@@ -1145,7 +1146,6 @@ SHOAL_API int shoal_queue_push_array(struct shoal_queue *q, struct shoal_array *
 SHOAL_API int shoal_queue_pop_array(struct shoal_queue *q, unsigned int flags, struct shoal_array **out,
 				    int64_t timeout_ns);
 
-/* ---- end array ----------------------------------------------------- */
 
 /* ---- memstat (lib/memstat.c) --------------------------------------- */
 
@@ -1202,9 +1202,8 @@ struct shoal_memstat {
  */
 SHOAL_API int shoal_memstat(pid_t pid, unsigned int flags, struct shoal_memstat *out);
 
-/* ---- end memstat --------------------------------------------------- */
 
-/* ---- pool (lib/pool.c) --------------------------------------------- */
+/* ---- pool (lib/pool*.c) -------------------------------------------- */
 
 struct shoal_pool;
 struct shoal_pool_worker;
@@ -1716,7 +1715,6 @@ SHOAL_API int shoal_pool_worker_run(struct shoal_pool_worker *w, shoal_pool_fn f
  */
 SHOAL_API void shoal_pool_worker_close(struct shoal_pool_worker *w);
 
-/* ---- end pool ------------------------------------------------------ */
 
 #ifdef __cplusplus
 }
