@@ -331,6 +331,20 @@ def test_raw_dtype_through_a_shoal_queue(name):
         q.unlink()
 
 
+def test_raw_dtype_through_a_claim(name):
+    # A claim attaches with a reference of its own: the raw items' dtype
+    # must travel that way too, as it does through get_obj().
+    dt = np.dtype([("t", "M8[us]"), ("v", "<f2")])
+    with shoal.Queue(name, 4, 256) as q, shoal.Array.zeros(4, dt) as a:
+        a.numpy()["v"] = [1, 2, 3, 4]
+        q.put_obj({"a": a})
+        with q.claim_obj(timeout=5) as c:
+            b = c.data["a"]
+            assert b.dtype == dt and list(b.numpy()["v"]) == [1, 2, 3, 4]
+            b.release()
+        q.unlink()
+
+
 def test_plain_dtypes_keep_their_codes_and_subarrays_add_dims():
     with shoal.Array.zeros(2, ("<f8", (3,))) as a:
         assert a.dtype == np.float64 and a.shape == (2, 3)

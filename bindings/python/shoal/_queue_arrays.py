@@ -101,8 +101,8 @@ class ClaimUnpickler(pickle.Unpickler):
         self.arrays: List[Array] = []
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) == 3 and pid[0] == "shoal.Array"):
+        if not (isinstance(pid, tuple) and len(pid) in (3, 4) and pid[0] == "shoal.Array"):
             raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
-        a = Array.attach(pid[1], readonly=pid[2])
+        a = Array.attach(pid[1], readonly=pid[2], dtype=pid[3] if len(pid) == 4 else None)
         self.arrays.append(a)
         return a
