@@ -105,7 +105,7 @@ struct pool_cell {
 };
 _Static_assert(sizeof(struct pool_cell) == 64, "pool cell layout is ABI");
 _Static_assert(offsetof(struct pool_cell, res_len) == 32, "pool cell layout is ABI");
-/* The bindings read results as rows of words (bindings/python/shoal/pool.py,
+/* The bindings read results as rows of words (bindings/python/shoal/_pool_abi.py,
  * _WORDS): exit_code and hard_limit live in what was padding. */
 _Static_assert(sizeof(struct shoal_pool_result) == 48, "pool result layout is ABI");
 _Static_assert(offsetof(struct shoal_pool_result, exit_code) == 20, "pool result layout is ABI");

@@ -52,7 +52,7 @@ int pool_board_check(const struct pool_hdr *l, uint64_t data_size)
 	uint64_t need = sizeof(struct pool_cell) + 2 * l->inline_bytes;
 
 	if (l->nseats == 0 || l->nseats > 2 * POOL_MAX_WORKERS + 2 || l->prefetch == 0 ||
-	    l->prefetch > POOL_MAX_PREFETCH || l->inline_bytes > (64u << 20) ||
+	    l->prefetch > POOL_MAX_PREFETCH || l->inline_bytes > SHOAL_POOL_INLINE_BYTES_MAX ||
 	    l->cell_size != need || l->seat_size != sizeof(struct pool_seat) + l->prefetch * need ||
 	    l->seat_size * l->nseats > data_size)
 		return -EBADMSG;
