@@ -137,9 +137,9 @@ def page(fname, title, names, summary, intro, fnames, types=(), notes=(), see=()
         o += ['.PP'] + code('\n'.join(re.search(r'^#define ' + d + r'\b.*$', src, re.M).group(0) for d in DEFS[fname]))
     for t in types:
         lines, decl = structs[t]
-        o += ['.PP'] + code((decl))
+        o += ['.PP'] + code(decl)
     for f in fnames:
-        o += ['.PP'] + code((funcs[f]['proto']))
+        o += ['.PP'] + code(funcs[f]['proto'])
     o.append('.SH DESCRIPTION')
     o += para(list(intro))
     for e in extra_desc:
@@ -147,9 +147,9 @@ def page(fname, title, names, summary, intro, fnames, types=(), notes=(), see=()
     for t in types:
         lines, decl = structs[t]
         s, args, body, ret = parse_doc(lines)
-        o += ['.SS ' + (t), line((s))]
+        o += ['.SS ' + t, line(s)]
         for a, d in args:
-            o += ['.TP', '.I ' + (a), line((d))]
+            o += ['.TP', '.I ' + a, line(d)]
         if body:
             o += ['.PP'] + para(list(body))
     for f in fnames:
@@ -157,9 +157,9 @@ def page(fname, title, names, summary, intro, fnames, types=(), notes=(), see=()
         o += ['.SS ' + f + '()']
         if d['summary']:
             sm = d['summary']
-            o.append(line((sm if sm.startswith('shoal_') else sm[0].upper() + sm[1:])))
+            o.append(line(sm if sm.startswith('shoal_') else sm[0].upper() + sm[1:]))
         for a, t in d['args']:
-            o += ['.TP', '.I ' + (a), line((t))]
+            o += ['.TP', '.I ' + a, line(t)]
         if d['body']:
             o += ['.PP'] + para(list(d['body']))
     o.append('.SH RETURN VALUE')
@@ -169,7 +169,7 @@ def page(fname, title, names, summary, intro, fnames, types=(), notes=(), see=()
         if d['ret']:
             o += para(list(d['ret']))
         else:
-            o.append(line((returns_of(d['proto']))))
+            o.append(line(returns_of(d['proto'])))
     if notes:
         o.append('.SH NOTES')
         first = True
