@@ -74,7 +74,7 @@ SHOAL_API const char *shoal_strerror(int err);
  * Where an error code alone cannot say what was wrong, the failing call
  * also records one line naming the object, the argument and the rule, e.g.
  * "queue 'jobs': capacity 1000 is not a power of two (2..16777216)" or
- * "array 'a.1.2.3': holder ledger full (64 live holders)". This returns it
+ * "array 'a.1.2.3': holder ledger full (16384 live holders)". This returns it
  * while it is the explanation of @err: a record made for another code is
  * never returned. The calls that can record one clear the record on entry,
  * so right after one of them it describes that call or is empty: create,
@@ -663,6 +663,15 @@ SHOAL_API const char *shoal_queue_name(const struct shoal_queue *q);
 
 /** Most dimensions an array may have. */
 #define SHOAL_ARRAY_MAXDIM 32
+/**
+ * Most holders (processes, queues, a pin) one array can have at once. The
+ * first 204 share the headers' page, so attaching touches one page of
+ * metadata; the rest take lines of an overflow ledger past the data, whose
+ * pages are reserved only when first needed (-ENOSPC then if /dev/shm is
+ * full). Lines of dead processes are swept to make room; past that,
+ * attaching is -EUSERS.
+ */
+#define SHOAL_ARRAY_HOLDERS_MAX 16384
 /** Longest handle, terminating NUL included. */
 #define SHOAL_HANDLE_MAX 256
 /** Every handle starts with this. */

@@ -73,6 +73,7 @@
 #define REAP_TIMEOUT_NS (10ll * 1000000)
 
 void (*shoal__array_hook)(int point);
+int shoal__array_reserve_fail;
 
 #define HOOK(p)                                   \
 	do {                                      \
@@ -153,12 +154,33 @@ static uint32_t line_count(const struct shoal__array_entry *e, uint64_t *key)
 	return *key ? c : 0;
 }
 
-/* Lines that may be in use: the high-water mark, never past the cap. */
+/*
+ * Line @i of the ledger: [0, ledger_cap) are the first page's lines,
+ * [ledger_cap, ledger_cap + ovf_cap) the overflow's. One index space, so
+ * every scan is one loop over [0, lines()).
+ */
+static struct shoal__array_entry *line_at(const struct shoal_array *a, uint32_t i)
+{
+	return SHOAL__LIKELY(i < a->ledger_cap) ? &a->hdr->ledger[i] : &a->ovf[i - a->ledger_cap];
+}
+
+/*
+ * Lines that may be in use: the first page's high-water mark; once the
+ * overflow has a line, the whole first page and the overflow's mark. Both
+ * hints are clamped to their validated caps, and the overflow's mark never
+ * covers a page that was not reserved (line_free), so a scan touches only
+ * pages that exist. While 204 or fewer hold the array, scans stay in the
+ * first page.
+ */
 static uint32_t lines(const struct shoal_array *a)
 {
 	uint32_t n = atomic_load_explicit(&a->hdr->used, memory_order_acquire); /* A3: pairs with R3 */
+	/* A4: pairs with R4 in line_free (its page was reserved before). */
+	uint32_t o = atomic_load_explicit(&a->hdr->ovf_used, memory_order_acquire);
 
-	return n < a->ledger_cap ? n : a->ledger_cap;
+	if (SHOAL__LIKELY(o == 0 || a->ovf_cap == 0))
+		return n < a->ledger_cap ? n : a->ledger_cap;
+	return a->ledger_cap + (o < a->ovf_cap ? o : a->ovf_cap);
 }
 
 static uint64_t ledger_total(const struct shoal_array *a)
@@ -167,7 +189,7 @@ static uint64_t ledger_total(const struct shoal_array *a)
 	uint64_t sum = 0, key;
 
 	for (uint32_t i = 0; i < n; i++)
-		sum += line_count(&a->hdr->ledger[i], &key);
+		sum += line_count(line_at(a, i), &key);
 	return sum;
 }
 
@@ -190,39 +212,115 @@ static struct shoal__array_entry *line_find(struct shoal_array *a, uint64_t key)
 	uint32_t n = lines(a);
 	uint64_t k;
 
-	for (uint32_t i = 0; i < n; i++)
-		if (line_count(&a->hdr->ledger[i], &k) && k == key)
-			return &a->hdr->ledger[i];
+	for (uint32_t i = 0; i < n; i++) {
+		struct shoal__array_entry *e = line_at(a, i);
+
+		if (line_count(e, &k) && k == key)
+			return e;
+	}
 	return NULL;
 }
 
 static bool holder_alive(uint64_t key);
 
-static struct shoal__array_entry *line_free(struct shoal_array *a)
+/*
+ * Under the lock: reserve the page of overflow line @j if @j is the first
+ * line on it (the pages of the lines below @j are reserved already). A
+ * page is reserved by faulting it in for writing through the mapping
+ * (MADV_POPULATE_WRITE): the object's file is not kept open, and this gives
+ * a full /dev/shm as an error where a plain store would be SIGBUS. A death
+ * after it leaves a reserved page below no mark: memory of the object,
+ * freed with it, reused by the next line.
+ */
+static int ovf_reserve(struct shoal_array *a, uint32_t j)
+{
+	static _Atomic long page;
+	long pg = atomic_load_explicit(&page, memory_order_relaxed);
+	uintptr_t addr = (uintptr_t)&a->ovf[j], start;
+
+	if (!pg) {
+		pg = sysconf(_SC_PAGESIZE);
+		if (pg <= 0)
+			pg = SHOAL__DATA_ALIGN;
+		atomic_store_explicit(&page, pg, memory_order_relaxed);
+	}
+	start = addr & ~(uintptr_t)(pg - 1);
+	if (j != 0 && start != addr)
+		return 0;
+	if (SHOAL__UNLIKELY(shoal__array_reserve_fail))
+		errno = shoal__array_reserve_fail;
+	else if (madvise((void *)start, (size_t)pg, MADV_POPULATE_WRITE) == 0)
+		goto reserved;
+	switch (errno) {
+	case EFAULT:  /* the fault was SIGBUS: the mount is full */
+	case ENOSPC:
+		return shoal__fail(-ENOSPC, "array '%s': no room in " SHOAL__SHM_DIR " for a page "
+				   "of its overflow ledger (holder %u)", a->seg->name,
+				   a->ledger_cap + j + 1);
+	case EINVAL:
+		return shoal__fail(-EUSERS, "array '%s': holder ledger full (%u holders): more "
+				   "need MADV_POPULATE_WRITE (Linux 5.14)", a->seg->name,
+				   a->ledger_cap);
+	case ENOMEM:
+		return shoal__fail(-ENOMEM, "array '%s': out of memory reserving a page of its "
+				   "overflow ledger", a->seg->name);
+	default:
+		return -errno;
+	}
+reserved:
+	HOOK(SHOAL__HOOK_OVF_RESERVED);
+	return 0;
+}
+
+/*
+ * Under the lock: a line for a new holder. A free line inside the marks
+ * first; else the next line of the first page; else the next overflow line
+ * (its page reserved first); else the lines of dead processes are dropped
+ * and the scan is made again. NULL with *@err: -EUSERS (full of live
+ * holders), -ENOSPC, -ENOMEM.
+ */
+static struct shoal__array_entry *line_free(struct shoal_array *a, int *err)
 {
 	uint64_t k;
+	uint32_t used, o;
 
 	for (int pass = 0; pass < 2; pass++) {
 		uint32_t n = lines(a);
 
-		for (uint32_t i = 0; i < n; i++)
-			if (!line_count(&a->hdr->ledger[i], &k))
-				return &a->hdr->ledger[i];
-		if (n < a->ledger_cap) {
+		for (uint32_t i = 0; i < n; i++) {
+			struct shoal__array_entry *e = line_at(a, i);
+
+			if (!line_count(e, &k))
+				return e;
+		}
+		used = atomic_load_explicit(&a->hdr->used, memory_order_relaxed);
+		if (used < a->ledger_cap) {
 			/* R3: the mark covers the line before the line is
 			 * written; a death here leaves an unused line inside
 			 * the mark, which costs a scan step, nothing more. */
-			atomic_store_explicit(&a->hdr->used, n + 1, memory_order_release);
-			return &a->hdr->ledger[n];
+			atomic_store_explicit(&a->hdr->used, used + 1, memory_order_release);
+			return &a->hdr->ledger[used];
+		}
+		o = atomic_load_explicit(&a->hdr->ovf_used, memory_order_relaxed);
+		if (o < a->ovf_cap) {
+			*err = ovf_reserve(a, o);
+			if (*err)
+				return NULL;
+			/* R4: as R3, and the page under the mark is reserved
+			 * before the mark covers it (pairs with A4). */
+			atomic_store_explicit(&a->hdr->ovf_used, o + 1, memory_order_release);
+			return &a->ovf[o];
 		}
 		/* Full: make room by dropping the lines of dead processes. */
 		for (uint32_t i = 0; i < n; i++) {
-			struct shoal__array_entry *e = &a->hdr->ledger[i];
+			struct shoal__array_entry *e = line_at(a, i);
 
 			if (line_count(e, &k) && !(k & SHOAL__HOLDER_NONPROC) && !holder_alive(k))
 				line_set(e, k, 0);
 		}
 	}
+	*err = shoal__fail(-EUSERS, "array '%s': holder ledger full (%u live holders, the most "
+			   "one array can have)", a->seg->name, a->ledger_cap + a->ovf_cap);
 	return NULL;
 }
 
@@ -304,6 +402,7 @@ static int hold_locked(struct shoal_array *a, uint64_t holder, uint32_t n)
 	struct shoal__array_entry *e;
 	uint64_t k;
 	uint32_t c;
+	int rc;
 
 	if (state_of(a) != SHOAL__ARRAY_ALIVE)
 		return shoal__fail(-ENOENT, "array '%s' was freed: its last reference was dropped",
@@ -316,10 +415,9 @@ static int hold_locked(struct shoal_array *a, uint64_t holder, uint32_t n)
 		line_set(e, holder, c + n);
 		return 0;
 	}
-	e = line_free(a);
+	e = line_free(a, &rc);
 	if (!e)
-		return shoal__fail(-EUSERS, "array '%s': holder ledger full (%u live holders)",
-				   a->seg->name, a->ledger_cap);
+		return rc;
 	line_set(e, holder, n);
 	return 0;
 }
@@ -411,7 +509,7 @@ uint32_t shoal__array_count_of(const struct shoal_array *a, uint64_t holder)
 	uint64_t k;
 
 	for (uint32_t i = 0; i < n; i++) {
-		uint32_t c = line_count(&a->hdr->ledger[i], &k);
+		uint32_t c = line_count(line_at(a, i), &k);
 
 		if (c && k == holder)
 			return c;
@@ -433,6 +531,12 @@ static void make_handle(struct shoal_array *a)
 		 a->seg->hdr.generation);
 }
 
+/* Where the data's last page ends: an overflow ledger starts there or later. */
+static uint64_t data_end(const struct shoal__hdr *h)
+{
+	return (h->data_off + h->data_size + SHOAL__DATA_ALIGN - 1) & ~(uint64_t)(SHOAL__DATA_ALIGN - 1);
+}
+
 /* Validate the kind header of an opened object; fill @a from the copy. */
 static int array_check(struct shoal_array *a, struct shoal_segment *s)
 {
@@ -443,8 +547,8 @@ static int array_check(struct shoal_array *a, struct shoal_segment *s)
 
 	/* One read of the immutable part; only the copy is looked at. */
 	memcpy(&h, s->kind_hdr, offsetof(struct shoal__array_hdr, lock));
-	if (h.layout == 0)
-		return -EPROTO; /* the first layout's glibc mutex: never lock it */
+	if (h.layout < SHOAL__ARRAY_LAYOUT)
+		return -EPROTO; /* 0: a glibc mutex, never lock it; 1: no overflow */
 	rc = layout(h.dtype, h.itemsize, h.ndim, h.shape, strides, &nbytes);
 	if (rc)
 		return -EBADMSG;
@@ -453,6 +557,14 @@ static int array_check(struct shoal_array *a, struct shoal_segment *s)
 		return -EBADMSG;
 	cap_max = (s->hdr.kind_size - sizeof(struct shoal__array_hdr)) / sizeof(struct shoal__array_entry);
 	if (h.ledger_cap < 1 || h.ledger_cap > cap_max)
+		return -EBADMSG;
+	/* The overflow: whole pages past the data, inside the file. Its
+	 * pages may be holes; only those under its mark are ever touched. */
+	if (h.ovf_cap > SHOAL__OVF_CAP_MAX ||
+	    (h.ovf_cap && (h.ovf_off % SHOAL__DATA_ALIGN != 0 ||
+			   h.ovf_off < data_end(&s->hdr) ||
+			   !shoal__range_ok(h.ovf_off, (uint64_t)h.ovf_cap *
+					    sizeof(struct shoal__array_entry), s->hdr.total_size))))
 		return -EBADMSG;
 
 	a->seg = s;
@@ -467,6 +579,8 @@ static int array_check(struct shoal_array *a, struct shoal_segment *s)
 		a->d.strides[i] = (ssize_t)h.strides[i];
 	}
 	a->ledger_cap = h.ledger_cap;
+	a->ovf_cap = h.ovf_cap;
+	a->ovf = h.ovf_cap ? (struct shoal__array_entry *)((char *)s->base + h.ovf_off) : NULL;
 	a->fork_gen = atomic_load_explicit(&shoal__fork_gen, memory_order_relaxed);
 	make_handle(a);
 	return 0;
@@ -515,9 +629,12 @@ static int array_open(const char *name, uint64_t gen, uint64_t from, unsigned in
 	a->noref = noref;
 	a->d.readonly = rdonly || noref;
 	if (rdonly && !noref) {
-		size_t off = s->hdr.data_off;
+		size_t off = s->hdr.data_off, end = data_end(&s->hdr);
 
-		if (mprotect((char *)s->base + off, s->map_size - off, PROT_READ) != 0) {
+		/* The data only: the overflow ledger past it stays writable. */
+		if (end > s->map_size)
+			end = s->map_size;
+		if (mprotect((char *)s->base + off, end - off, PROT_READ) != 0) {
 			rc = -errno;
 			array_free(a);
 			return rc;
@@ -632,9 +749,9 @@ static int create_named(const char *name, uint64_t dtype, uint64_t itemsize, uin
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
-	rc = shoal__segment_create(name, SHOAL__KIND_ARRAY,
-				   sizeof(*h) + cap * sizeof(struct shoal__array_entry),
-				   nbytes ? nbytes : 1, opts, &s);
+	rc = shoal__segment_create_tail(name, SHOAL__KIND_ARRAY,
+					sizeof(*h) + cap * sizeof(struct shoal__array_entry),
+					nbytes ? nbytes : 1, SHOAL__ARRAY_OVF_BYTES, opts, &s);
 	if (rc) {
 		free(a);
 		return rc;
@@ -650,6 +767,8 @@ static int create_named(const char *name, uint64_t dtype, uint64_t itemsize, uin
 	}
 	h->layout = SHOAL__ARRAY_LAYOUT;
 	h->ledger_cap = (uint32_t)cap;
+	h->ovf_cap = SHOAL__ARRAY_OVF_CAP;
+	h->ovf_off = data_end(&s->hdr);
 	shoal__lock_init(&h->lock);
 	atomic_store_explicit(&h->state, SHOAL__ARRAY_ALIVE, memory_order_relaxed);
 	/* The creator's reference, written before anyone can see the object
@@ -790,38 +909,63 @@ static bool holder_gone_fast(uint64_t key)
 	return kill(pid, 0) != 0 && errno == ESRCH;
 }
 
-/*
- * A process letting go of an array also takes back what dead processes
- * held on it, so the last live holder's release frees the array even when
- * workers were killed (a terminated Pool) and nobody runs shoal_reap().
- * Liveness is read outside the lock: dead is forever (a key is never
- * reused), so a key seen dead may be dropped later under the lock.
- */
-static int sweep_dead(struct shoal_array *a)
+/* Under the lock: drop the lines of @n holders seen dead. */
+static void drop_dead(struct shoal_array *a, const uint64_t *dead, size_t n)
 {
-	uint64_t dead[16], k;
-	uint32_t used = lines(a);
-	size_t n = 0;
-	bool freed;
-	int rc;
-
-	for (uint32_t i = 0; i < used && n < 16; i++)
-		if (line_count(&a->hdr->ledger[i], &k) && holder_gone_fast(k))
-			dead[n++] = k;
-	if (n == 0)
-		return 0;
-	rc = ledger_lock_within(a, REAP_TIMEOUT_NS, &freed);
-	if (rc)
-		return 0; /* shoal_reap() will do it */
 	for (size_t i = 0; i < n; i++) {
 		struct shoal__array_entry *e = line_find(a, dead[i]);
 
 		if (e)
 			line_set(e, dead[i], 0);
 	}
-	if (free_if_unheld(a))
-		freed = true;
-	return ledger_unlock(a, freed);
+}
+
+/*
+ * A process letting go of an array also takes back what dead processes
+ * held on it, so the last live holder's release frees the array even when
+ * workers were killed (a terminated Pool) and nobody runs shoal_reap().
+ * The walk stops at the first holder that may be alive (then this release
+ * cannot be the last; usually the first line, so one kill() per release
+ * with thousands of holders); the dead before it are dropped, so no line
+ * is judged twice by releases. Liveness is read outside the lock: dead is
+ * forever (a key is never reused), so a key seen dead may be dropped later
+ * under the lock.
+ */
+static int sweep_dead(struct shoal_array *a)
+{
+	uint64_t dead[64], k;
+	uint32_t used = lines(a);
+	bool freed, any = false;
+	size_t n = 0;
+	int rc;
+
+	for (uint32_t i = 0; i <= used; i++) {
+		bool stop = i == used;
+
+		if (!stop && line_count(line_at(a, i), &k)) {
+			if (holder_gone_fast(k))
+				dead[n++] = k;
+			else
+				stop = true;
+		}
+		if (n == 64 || (stop && (n || any))) {
+			rc = ledger_lock_within(a, REAP_TIMEOUT_NS, &freed);
+			if (rc)
+				return 0; /* shoal_reap() will do it */
+			drop_dead(a, dead, n);
+			n = 0;
+			any = true;
+			if (stop || freed) {
+				if (free_if_unheld(a))
+					freed = true;
+				return ledger_unlock(a, freed);
+			}
+			ledger_unlock(a, false);
+		}
+		if (stop)
+			break;
+	}
+	return 0;
 }
 
 /* Drop @n of the references @a holds (all if n is 0). */
@@ -982,7 +1126,7 @@ SHOAL_API int shoal_array_holders(const struct shoal_array *a, struct shoal_arra
 		return -EINVAL;
 	used = lines(a);
 	for (uint32_t i = 0; i < used; i++) {
-		uint32_t c = line_count(&a->hdr->ledger[i], &k);
+		uint32_t c = line_count(line_at(a, i), &k);
 		struct shoal_proc p = { 0 };
 
 		if (!c)
@@ -1019,7 +1163,7 @@ int shoal__array_reap(const char *name, shoal__judge_fn judge, void *arg, bool *
 		return 0;
 	}
 	for (uint32_t i = 0, n = lines(&a); i < n; i++) {
-		struct shoal__array_entry *e = &a.hdr->ledger[i];
+		struct shoal__array_entry *e = line_at(&a, i);
 
 		if (!line_count(e, &k))
 			continue;

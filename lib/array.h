@@ -30,9 +30,11 @@ enum shoal__array_state {
  * The array layout, in @layout of the kind header. 0 was the first one,
  * whose ledger lock was a glibc robust mutex: its bytes read as a lock
  * word would name a dead owner while a process of that layout held it, so
- * such an object is refused (-EPROTO), never locked.
+ * such an object is refused (-EPROTO), never locked. 1 had the first-page
+ * ledger only: a process of that version would not see overflow lines, so
+ * it is refused too (-EPROTO). 2 adds the overflow ledger past the data.
  */
-#define SHOAL__ARRAY_LAYOUT 1u
+#define SHOAL__ARRAY_LAYOUT 2u
 
 /*
  * The kind header, at offset 128 of an array object. The fields above
@@ -49,8 +51,11 @@ struct shoal__array_hdr {
 	uint64_t shape[SHOAL_ARRAY_MAXDIM];
 	int64_t strides[SHOAL_ARRAY_MAXDIM];
 	uint32_t ledger_cap;                    /* lines in @ledger */
-	uint32_t reserved0;
-	uint64_t reserved1[4];
+	uint32_t ovf_cap;                       /* lines in the overflow ledger */
+	uint64_t ovf_off;                       /* its file offset: page aligned,
+						   past the data (a hole until
+						   used, see array.c) */
+	uint64_t reserved1[3];
 	struct shoal__lock lock;                /* the ledger lock (lib/lock.c) */
 	char lock_pad[64 - sizeof(struct shoal__lock)];
 	shoal__atomic_u32 state;                /* enum shoal__array_state */
@@ -58,7 +63,11 @@ struct shoal__array_hdr {
 						   never used: scans stop here
 						   (a hint; clamped to the cap) */
 	shoal__atomic_u64 freer;                /* key of who set FREED: it unlinks */
-	uint64_t reserved3[6];
+	shoal__atomic_u32 ovf_used;             /* as @used, for the overflow;
+						   its pages below this are
+						   reserved (clamped to ovf_cap) */
+	uint32_t reserved2;
+	uint64_t reserved3[5];
 	struct shoal__array_entry ledger[];
 };
 _Static_assert(offsetof(struct shoal__array_hdr, layout) == 12, "array layout is ABI");
@@ -70,16 +79,28 @@ _Static_assert(offsetof(struct shoal__array_hdr, lock) == 576, "array layout is 
 _Static_assert(offsetof(struct shoal__array_hdr, state) == 640, "array layout is ABI");
 _Static_assert(offsetof(struct shoal__array_hdr, used) == 644, "array layout is ABI");
 _Static_assert(offsetof(struct shoal__array_hdr, freer) == 648, "array layout is ABI");
+_Static_assert(offsetof(struct shoal__array_hdr, ovf_cap) == 540, "array layout is ABI");
+_Static_assert(offsetof(struct shoal__array_hdr, ovf_off) == 544, "array layout is ABI");
+_Static_assert(offsetof(struct shoal__array_hdr, ovf_used) == 656, "array layout is ABI");
 _Static_assert(offsetof(struct shoal__array_hdr, ledger) % 16 == 0, "ledger aligned");
 _Static_assert(sizeof(struct shoal__array_hdr) == 704, "array layout is ABI");
 
-/* Lines per ledger: the headers fill exactly the first page, so an attach
- * touches one page of metadata (measured: a second page is a second fault,
- * +15% on a 1 MiB hand-off). 204 live holders per array at once; the lines
- * of dead ones are swept to make room. */
+/* Lines in the first-page ledger: the headers fill exactly the first page,
+ * so an attach touches one page of metadata (measured: a second page is a
+ * second fault, +15% on a 1 MiB hand-off) while 204 or fewer hold it. */
 #define SHOAL__ARRAY_LEDGER_CAP \
 	((SHOAL__DATA_ALIGN - SHOAL__HDR_SIZE - sizeof(struct shoal__array_hdr)) / \
 	 sizeof(struct shoal__array_entry))
+_Static_assert(SHOAL__ARRAY_LEDGER_CAP == 204, "the first-page ledger fills the page");
+/* Lines in the overflow ledger, used once the first page is full: together
+ * SHOAL_ARRAY_HOLDERS_MAX. Its pages (64 KiB per 4096 lines) are a hole in
+ * the file until a holder first needs a line there. */
+#define SHOAL__ARRAY_OVF_CAP (SHOAL_ARRAY_HOLDERS_MAX - SHOAL__ARRAY_LEDGER_CAP)
+/* The most overflow lines an opener accepts (the file size bounds it too). */
+#define SHOAL__OVF_CAP_MAX (1u << 24)
+#define SHOAL__ARRAY_OVF_BYTES \
+	((SHOAL__ARRAY_OVF_CAP * sizeof(struct shoal__array_entry) + SHOAL__DATA_ALIGN - 1) & \
+	 ~(size_t)(SHOAL__DATA_ALIGN - 1))
 
 /* ---- the process-local struct ---------------------------------------- */
 
@@ -88,6 +109,8 @@ struct shoal_array {
 	struct shoal_segment *seg;
 	struct shoal__array_hdr *hdr;   /* shared */
 	uint32_t ledger_cap;            /* validated copy */
+	uint32_t ovf_cap;               /* validated copy; 0: no overflow */
+	struct shoal__array_entry *ovf; /* the overflow ledger (shared) */
 	uint32_t refs;                  /* held by this struct; under the lock */
 	uint32_t fork_gen;              /* shoal__fork_gen when @refs was last right */
 	uint64_t holder;                /* whose references @refs are */
@@ -121,12 +144,16 @@ uint32_t shoal__array_count_of(const struct shoal_array *a, uint64_t holder);
  * critical sections (see array.c), so a test can SIGKILL a process there.
  */
 extern void (*shoal__array_hook)(int point);
+/* Test hook: when not 0, reserving an overflow page fails with this errno
+ * instead of asking the kernel (a full /dev/shm without filling one). */
+extern int shoal__array_reserve_fail;
 enum shoal__array_hook_point {
 	SHOAL__HOOK_LOCKED = 1,     /* lock taken, nothing written */
 	SHOAL__HOOK_KEY_WRITTEN,    /* a new line's key written, count not */
 	SHOAL__HOOK_COUNT_WRITTEN,  /* the commit store done */
 	SHOAL__HOOK_FREED,          /* state set to FREED, name not unlinked */
 	SHOAL__HOOK_UNLOCKED,       /* after unlock, before unlink */
+	SHOAL__HOOK_OVF_RESERVED,   /* an overflow page reserved, its mark not moved */
 };
 
 #endif /* SHOAL_ARRAY_H */

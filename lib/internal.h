@@ -122,6 +122,16 @@ int shoal__file_name(char *buf, size_t cap, const char *name);
 int shoal__segment_create(const char *name, enum shoal__kind kind, size_t kind_size,
 			  size_t data_size, const struct shoal_opts *opts,
 			  struct shoal_segment **out);
+/*
+ * As shoal__segment_create(), with a tail of @tail_size bytes past the data
+ * (from the next page on) that is sized but not reserved: a hole in the
+ * file, so a full /dev/shm cannot SIGBUS at create and an unused tail costs
+ * no memory. Its owner reserves a page before writing to it (an array's
+ * overflow ledger, array.c). Prefaulting never touches it.
+ */
+int shoal__segment_create_tail(const char *name, enum shoal__kind kind, size_t kind_size,
+			       size_t data_size, size_t tail_size, const struct shoal_opts *opts,
+			       struct shoal_segment **out);
 /* Make a created object visible under its name: 0 or -EEXIST. On failure
  * the object is destroyed and the handle freed. */
 int shoal__segment_publish(struct shoal_segment *s);

@@ -112,6 +112,35 @@ int shoal__segment_create(const char *name, enum shoal__kind kind, size_t kind_s
 			  size_t data_size, const struct shoal_opts *opts,
 			  struct shoal_segment **out)
 {
+	return shoal__segment_create_tail(name, kind, kind_size, data_size, 0, opts, out);
+}
+
+/*
+ * Where the reserved part of an object ends: its header and data, page
+ * aligned. Past it may lie a tail (an array's overflow ledger) that is
+ * sized but not reserved: touching a page there before reserving it could
+ * be SIGBUS on a full /dev/shm, so neither create nor a prefault maps it in.
+ */
+static uint64_t reserved_end(const struct shoal__hdr *h)
+{
+	return round_up(h->data_off + h->data_size, SHOAL__DATA_ALIGN);
+}
+
+/* SHOAL_PREFAULT: fault in the reserved part only (never the tail). A hint:
+ * a kernel without MADV_POPULATE_READ (before 5.14) just faults later. */
+static void prefault(struct shoal_segment *s)
+{
+	uint64_t end = reserved_end(&s->hdr);
+
+	if (end > s->map_size)
+		end = s->map_size;
+	(void)madvise(s->base, end, MADV_POPULATE_READ);
+}
+
+int shoal__segment_create_tail(const char *name, enum shoal__kind kind, size_t kind_size,
+			       size_t data_size, size_t tail_size, const struct shoal_opts *opts,
+			       struct shoal_segment **out)
+{
 	char path[sizeof(SHOAL__SHM_DIR) + SHOAL__FILE_MAX];
 	char tmp[sizeof(SHOAL__SHM_DIR) + 64];
 	unsigned int mode = opts && opts->mode ? opts->mode : 0600;
@@ -140,10 +169,16 @@ int shoal__segment_create(const char *name, enum shoal__kind kind, size_t kind_s
 		return shoal__fail(-EINVAL, "%s '%s': unknown flags 0x%x at create",
 				   shoal__kind_name(kind), name, flags);
 	data_off = round_up(SHOAL__HDR_SIZE + kind_size, SHOAL__DATA_ALIGN);
-	if (data_size > (uint64_t)INT64_MAX - data_off || data_off + data_size > SIZE_MAX)
+	if (tail_size > (uint64_t)SHOAL__DATA_ALIGN * 4096)
+		return -EINVAL; /* a kind's tail: never the caller's doing */
+	if (data_size > (uint64_t)INT64_MAX - data_off - (tail_size ? SHOAL__DATA_ALIGN + tail_size : 0) ||
+	    round_up(data_off + data_size, SHOAL__DATA_ALIGN) + tail_size > SIZE_MAX)
 		return shoal__fail(-EOVERFLOW, "%s '%s': size %zu bytes is too large",
 				   shoal__kind_name(kind), name, data_size);
+	/* The reserved part; a tail starts at the next page. */
 	total = data_off + data_size;
+	if (tail_size)
+		total = round_up(total, SHOAL__DATA_ALIGN) + tail_size;
 	/* Not the guarantee (the rename is), just no 1 GiB fallocate for nothing. */
 	if (access(path, F_OK) == 0)
 		return shoal__fail(-EEXIST, "%s '%s' exists: %s", shoal__kind_name(kind), name,
@@ -170,16 +205,24 @@ int shoal__segment_create(const char *name, enum shoal__kind kind, size_t kind_s
 		rc = -errno;
 		goto fail;
 	}
-	rc = -posix_fallocate(fd, 0, (off_t)total);
+	rc = -posix_fallocate(fd, 0, (off_t)(data_off + data_size));
 	if (rc) {
 		if (rc == -EFBIG || rc == -ENOSPC)
 			rc = shoal__fail(-ENOSPC, "%s '%s': no room in " SHOAL__SHM_DIR " for %llu bytes",
-					 shoal__kind_name(kind), name, (unsigned long long)total);
+					 shoal__kind_name(kind), name,
+					 (unsigned long long)(data_off + data_size));
+		goto fail;
+	}
+	/* The tail is a hole: sized, not reserved (its owner reserves a page
+	 * before it first writes there). */
+	if (tail_size && ftruncate(fd, (off_t)total) != 0) {
+		rc = -errno;
 		goto fail;
 	}
 	s->map_size = total;
 	s->base = mmap(NULL, total, PROT_READ | PROT_WRITE,
-		       MAP_SHARED | ((flags & SHOAL_PREFAULT) ? MAP_POPULATE : 0), fd, 0);
+		       MAP_SHARED | ((flags & SHOAL_PREFAULT) && !tail_size ? MAP_POPULATE : 0),
+		       fd, 0);
 	if (s->base == MAP_FAILED) {
 		s->base = NULL;
 		rc = -errno;
@@ -208,6 +251,8 @@ int shoal__segment_create(const char *name, enum shoal__kind kind, size_t kind_s
 	s->kind_hdr = (char *)s->base + SHOAL__HDR_SIZE;
 	s->data = (char *)s->base + data_off;
 	s->flags = flags;
+	if ((flags & SHOAL_PREFAULT) && tail_size)
+		prefault(s);
 	strcpy(s->name, name);
 	*out = s;
 	return 0;
@@ -374,8 +419,10 @@ int shoal__segment_open(const char *name, enum shoal__kind kind, size_t kind_min
 		return -ENOMEM;
 	}
 	s->map_size = (size_t)st.st_size;
+	/* No MAP_POPULATE: a prefault must stop short of a tail (see
+	 * reserved_end()), which is known only once the header is checked. */
 	s->base = mmap(NULL, s->map_size, rdonly ? PROT_READ : PROT_READ | PROT_WRITE,
-		       MAP_SHARED | ((flags & SHOAL_PREFAULT) ? MAP_POPULATE : 0), fd, 0);
+		       MAP_SHARED, fd, 0);
 	rc = -errno;
 	close(fd);
 	if (s->base == MAP_FAILED) {
@@ -393,6 +440,8 @@ int shoal__segment_open(const char *name, enum shoal__kind kind, size_t kind_min
 	s->kind_hdr = (char *)s->base + s->hdr.kind_off;
 	s->data = (char *)s->base + s->hdr.data_off;
 	s->flags = flags;
+	if (flags & SHOAL_PREFAULT)
+		prefault(s);
 	s->published = true;
 	strcpy(s->name, name);
 	*out = s;

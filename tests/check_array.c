@@ -1002,10 +1002,10 @@ START_TEST(ledger_full)
 {
 	const char *name = t_name("full");
 	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34), *b = NULL;
-	uint32_t cap = (uint32_t)SHOAL__ARRAY_LEDGER_CAP;
+	uint32_t cap = SHOAL_ARRAY_HOLDERS_MAX;
 	pid_t pid;
 
-	ck_assert_uint_ge(cap, 200);
+	ck_assert_uint_eq(SHOAL__ARRAY_LEDGER_CAP + SHOAL__ARRAY_OVF_CAP, cap);
 	for (uint32_t i = 1; i < cap; i++)
 		ck_assert_int_eq(shoal__array_hold(a, shoal__holder_queue(i)), 0);
 	ck_assert_int_eq(shoal__array_hold(a, shoal__holder_queue(cap)), -EUSERS);

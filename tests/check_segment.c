@@ -645,11 +645,11 @@ START_TEST(errdetail_queue_and_array)
 	/* The holder ledger full: the array's name and the limit. */
 	shape[0] = 4;
 	ck_assert_int_eq(shoal_array_create(name, SHOAL_DTYPE_UINT8, 0, 1, shape, NULL, &a), 0);
-	for (i = 0; i < SHOAL__ARRAY_LEDGER_CAP + 1 && rc == 0; i++)
+	for (i = 0; i < SHOAL_ARRAY_HOLDERS_MAX + 1 && rc == 0; i++)
 		rc = shoal__array_hold(a, shoal__holder_queue(1000 + i));
 	ck_assert_int_eq(rc, -EUSERS);
-	ck_assert_uint_eq(i, SHOAL__ARRAY_LEDGER_CAP);
-	snprintf(want, sizeof(want), "(%u live holders)", (unsigned)SHOAL__ARRAY_LEDGER_CAP);
+	ck_assert_uint_eq(i, SHOAL_ARRAY_HOLDERS_MAX);
+	snprintf(want, sizeof(want), "(%u live holders", (unsigned)SHOAL_ARRAY_HOLDERS_MAX);
 	ck_detail(-EUSERS, "array '", name, "': holder ledger full", want);
 	ck_assert_int_ge(shoal_array_handle(a, handle, sizeof(handle)), 0);
 	/* Another process (this one has its line already) is refused. */
@@ -659,7 +659,7 @@ START_TEST(errdetail_queue_and_array)
 		_exit(shoal_array_attach(handle, 0, &b) == -EUSERS &&
 		      strstr(shoal_errdetail(-EUSERS), "holder ledger full") ? 0 : 1);
 	ck_assert_int_eq(t_wait(pid), 0);
-	for (i = 0; i + 1 < SHOAL__ARRAY_LEDGER_CAP; i++)
+	for (i = 0; i + 1 < SHOAL_ARRAY_HOLDERS_MAX; i++)
 		ck_assert_int_eq(shoal__array_unhold(a, shoal__holder_queue(1000 + i)), 0);
 	ck_assert_int_eq(shoal_array_close(a), 1);
 	/* Its handle now names nothing. */
