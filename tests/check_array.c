@@ -411,6 +411,37 @@ START_TEST(corrupt_headers)
 	/* Lock bytes that name no process: the lock is taken over. */
 	FRESH(); memset(&KH(b)->lock, 0xff, sizeof(KH(b)->lock));
 	ck_assert_int_eq(open_planted(b, len), 0);
+	/* Layout 1 had no overflow ledger: its processes would not see it. */
+	FRESH(); KH(b)->layout = 1;
+	ck_assert_int_eq(open_planted(b, len), -EPROTO);
+	/* The overflow ledger: whole pages past the data, inside the file. */
+	ck_assert_uint_eq(KH(b)->ovf_cap, SHOAL__ARRAY_OVF_CAP);
+	ck_assert_uint_eq(KH(b)->ovf_off, 2 * SHOAL__DATA_ALIGN);
+	ck_assert_uint_eq(len, KH(b)->ovf_off + SHOAL__ARRAY_OVF_BYTES);
+	FRESH(); KH(b)->ovf_off = SHOAL__DATA_ALIGN;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);   /* over the data */
+	FRESH(); KH(b)->ovf_off = 0;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);   /* over the headers */
+	FRESH(); KH(b)->ovf_off += 16;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);   /* not page aligned */
+	FRESH(); KH(b)->ovf_off += SHOAL__DATA_ALIGN;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);   /* ends past the file */
+	FRESH(); KH(b)->ovf_off = UINT64_MAX & ~(uint64_t)(SHOAL__DATA_ALIGN - 1);
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);   /* off + len overflows */
+	FRESH(); KH(b)->ovf_cap = (uint32_t)(SHOAL__ARRAY_OVF_BYTES / 16 + 1);
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);   /* past the file */
+	FRESH(); KH(b)->ovf_cap = UINT32_MAX;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);
+	FRESH(); KH(b)->ovf_cap = SHOAL__OVF_CAP_MAX + 1;
+	ck_assert_int_eq(open_planted(b, len), -EBADMSG);
+	/* No overflow at all is a valid array (its offset is then unused). */
+	FRESH(); KH(b)->ovf_cap = 0; KH(b)->ovf_off = UINT64_MAX;
+	ck_assert_int_eq(open_planted(b, len), 0);
+	/* Marks are hints: past the caps they are clamped, never followed. */
+	FRESH(); atomic_store(&KH(b)->ovf_used, UINT32_MAX);
+	ck_assert_int_eq(open_planted(b, len), 0);
+	FRESH(); atomic_store(&KH(b)->used, UINT32_MAX); atomic_store(&KH(b)->ovf_used, 7);
+	ck_assert_int_eq(open_planted(b, len), 0);
 	free(b);
 	free(good);
 #undef FRESH
@@ -1536,12 +1567,335 @@ START_TEST(live_lock_holder_is_bounded)
 }
 END_TEST
 
+/* ---- thousands of holders: the overflow ledger ------------------------------ */
+
+/* A holder key of a kind this version keeps and never reaps: a stand-in for
+ * a process when a test needs thousands of holders in one process. */
+static uint64_t kept_key(uint32_t i)
+{
+	return SHOAL__HOLDER_NONPROC | (UINT64_C(5) << SHOAL__HOLDER_KIND_SHIFT) | i;
+}
+
+/* Bytes of memory the object's file really has (holes excluded). */
+static uint64_t allocated(const char *name)
+{
+	struct stat st;
+
+	ck_assert_int_eq(stat(t_path(name), &st), 0);
+	return (uint64_t)st.st_blocks * 512;
+}
+
+static uint32_t ovf_mark(const struct shoal_array *a)
+{
+	return atomic_load(&a->hdr->ovf_used);
+}
+
+/* Past the first page's 204 lines, holders take overflow lines; a page of
+ * them is reserved only when its first line is needed, lines freed are
+ * reused before the mark moves, and every ledger operation (count, holders,
+ * unhold, reap) sees overflow lines as first-page ones. */
+START_TEST(thousands_of_holders)
+{
+	const char *name = t_name("thous");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34);
+	const uint32_t n = 5000, cap0 = SHOAL__ARRAY_LEDGER_CAP;
+	uint64_t base = allocated(name);
+	uint32_t mark;
+
+	ck_assert_uint_eq(base, 2 * SHOAL__DATA_ALIGN); /* headers + data; the tail is a hole */
+	for (uint32_t i = 1; i < cap0; i++)
+		ck_assert_int_eq(shoal__array_hold(a, kept_key(i)), 0);
+	ck_assert_uint_eq(ovf_mark(a), 0);
+	ck_assert_uint_eq(allocated(name), base);
+	ck_assert_int_eq(shoal__array_hold(a, kept_key(cap0)), 0);
+	ck_assert_uint_eq(ovf_mark(a), 1);
+	ck_assert_uint_eq(allocated(name), base + SHOAL__DATA_ALIGN);
+	for (uint32_t i = cap0 + 1; i < n; i++)
+		ck_assert_int_eq(shoal__array_hold(a, kept_key(i)), 0);
+	ck_assert_uint_eq(ovf_mark(a), n - cap0);
+	ck_assert_uint_eq(allocated(name),
+			  base + ((n - cap0) * 16 + SHOAL__DATA_ALIGN - 1) / SHOAL__DATA_ALIGN *
+			  SHOAL__DATA_ALIGN);
+	ck_assert_uint_eq(shoal_array_refcount(a), n);
+	ck_assert_int_eq(shoal_array_holders(a, NULL, 0), (int)n);
+	/* One more for a holder whose line is in the overflow. */
+	ck_assert_int_eq(shoal__array_hold(a, kept_key(4000)), 0);
+	ck_assert_uint_eq(shoal__array_count_of(a, kept_key(4000)), 2);
+	ck_assert_uint_eq(ovf_mark(a), n - cap0);
+	ck_assert_int_eq(shoal__array_unhold(a, kept_key(4000)), 0);
+	/* Drop every other holder; new holders reuse their lines. */
+	for (uint32_t i = 1; i < n; i += 2)
+		ck_assert_int_eq(shoal__array_unhold(a, kept_key(i)), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), n / 2);
+	ck_assert_int_eq(shoal__array_unhold(a, kept_key(4999)), -ENOENT);
+	mark = ovf_mark(a);
+	for (uint32_t i = n; i < n + n / 2; i++)
+		ck_assert_int_eq(shoal__array_hold(a, kept_key(i)), 0);
+	ck_assert_uint_eq(ovf_mark(a), mark);
+	ck_assert_uint_eq(shoal_array_refcount(a), n);
+	/* A queue holder in the overflow is reaped like any other. */
+	ck_assert_int_eq(shoal__array_hold(a, shoal__holder_queue(77)), 0);
+	ck_assert_uint_eq(ovf_mark(a), mark + 1);
+	ck_assert_int_ge(shoal_reap(), 0);
+	ck_assert_uint_eq(shoal__array_count_of(a, shoal__holder_queue(77)), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), n);
+	for (uint32_t i = 1; i < n + n / 2; i++)
+		if (shoal__array_count_of(a, kept_key(i)))
+			ck_assert_int_eq(shoal__array_unhold(a, kept_key(i)), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	ck_assert(!exists(name));
+}
+END_TEST
+
+/* An overflow page that cannot be reserved is an error from the call, and
+ * the ledger is as before it. The hook stands in for the kernel. */
+START_TEST(overflow_reserve_fails)
+{
+	const char *name = t_name("resfail");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34);
+	static const struct { int err, rc; const char *says; } cases[] = {
+		{ ENOSPC, -ENOSPC, "no room in /dev/shm" },
+		{ EFAULT, -ENOSPC, "overflow ledger" },
+		{ ENOMEM, -ENOMEM, "out of memory" },
+		{ EINVAL, -EUSERS, "Linux 5.14" },
+	};
+
+	for (uint32_t i = 1; i < SHOAL__ARRAY_LEDGER_CAP; i++)
+		ck_assert_int_eq(shoal__array_hold(a, kept_key(i)), 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		shoal__array_reserve_fail = cases[i].err;
+		ck_assert_int_eq(shoal__array_hold(a, kept_key(9999)), cases[i].rc);
+		ck_assert_ptr_nonnull(strstr(shoal_errdetail(cases[i].rc), name));
+		ck_assert_ptr_nonnull(strstr(shoal_errdetail(cases[i].rc), cases[i].says));
+		ck_assert_uint_eq(ovf_mark(a), 0);
+		ck_assert_uint_eq(shoal_array_refcount(a), SHOAL__ARRAY_LEDGER_CAP);
+	}
+	/* A new page is reserved once per page, not once per line. */
+	shoal__array_reserve_fail = 0;
+	ck_assert_int_eq(shoal__array_hold(a, kept_key(9999)), 0);
+	shoal__array_reserve_fail = ENOSPC;
+	ck_assert_int_eq(shoal__array_hold(a, kept_key(10000)), 0);
+	shoal__array_reserve_fail = 0;
+	ck_assert_uint_eq(ovf_mark(a), 2);
+	ck_assert_uint_eq(shoal_array_refcount(a), SHOAL__ARRAY_LEDGER_CAP + 2);
+	shoal_array_close(a);
+	shoal_unlink(name);
+}
+END_TEST
+
+/* With /dev/shm really full, taking a line that needs a new overflow page
+ * is -ENOSPC from the attach, never SIGBUS; room made, it succeeds. Runs
+ * in a child with a private 64 KiB tmpfs on /dev/shm (needs root). */
+START_TEST(full_shm_is_enospc_not_sigbus)
+{
+	pid_t pid;
+
+	ck_assert_msg(geteuid() == 0, "this test needs root for a private tmpfs");
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		static const char fill[4096];
+		struct shoal_array *a = NULL, *b = NULL;
+		char h[SHOAL_HANDLE_MAX];
+		const size_t one[] = { 4096 };
+		int fd, rc;
+		pid_t kid;
+
+		if (unshare(CLONE_NEWNS) != 0 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+		    mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=64k") != 0)
+			_exit(10);
+		if (shoal_array_create("full", SHOAL_DTYPE_UINT8, 0, 1, one, NULL, &a) != 0)
+			_exit(11);
+		for (uint32_t i = 1; i < SHOAL__ARRAY_LEDGER_CAP; i++)
+			if (shoal__array_hold(a, kept_key(i)) != 0)
+				_exit(12);
+		fd = open("/dev/shm/filler", O_RDWR | O_CREAT | O_EXCL, 0600);
+		while (write(fd, fill, sizeof(fill)) == (ssize_t)sizeof(fill))
+			;
+		if (errno != ENOSPC)
+			_exit(13);
+		shoal_array_handle(a, h, sizeof(h));
+		kid = fork();
+		if (kid == 0)
+			_exit(shoal_array_attach(h, 0, &b) == -ENOSPC &&
+			      strstr(shoal_errdetail(-ENOSPC), "overflow ledger") ? 0 : 1);
+		if (t_wait(kid) != 0)
+			_exit(14);
+		if (shoal__array_hold(a, kept_key(9999)) != -ENOSPC || ovf_mark(a) != 0)
+			_exit(15);
+		/* Room for one page: the attach gets its line. */
+		if (ftruncate(fd, 0) != 0)
+			_exit(16);
+		kid = fork();
+		if (kid == 0) {
+			rc = shoal_array_attach(h, 0, &b);
+			_exit(rc == 0 && ovf_mark(b) == 1 ? 0 : 1);
+		}
+		if (t_wait(kid) != 0)
+			_exit(17);
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+}
+END_TEST
+
+/* Thousands of real processes hold one array at once; their lines are
+ * counted, listed and, for the half that is killed, swept by the last live
+ * release, which frees the array. */
+#define PROCS 4096
+START_TEST(thousands_of_processes)
+{
+	const char *name = t_name("procs");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34);
+	const char *h = handle_of(a);
+	static pid_t kids[PROCS];
+	int up[2], down[2], alive = 0;
+	char c;
+
+	ck_assert_int_eq(pipe(up), 0);
+	ck_assert_int_eq(pipe(down), 0);
+	for (int i = 0; i < PROCS; i++) {
+		kids[i] = fork();
+		ck_assert_int_ge(kids[i], 0);
+		if (kids[i] == 0) {
+			struct shoal_array *b = NULL;
+			int rc;
+
+			close(down[1]);
+			close(up[0]);
+			rc = shoal_array_attach(h, 0, &b);
+			if (write(up[1], rc == 0 ? "k" : "e", 1) != 1)
+				_exit(2);
+			while (read(down[0], &c, 1) > 0)
+				;
+			_exit(rc == 0 && shoal_array_close(b) == 0 ? 0 : 1);
+		}
+	}
+	close(up[1]);
+	close(down[0]);
+	for (int i = 0; i < PROCS; i++) {
+		ck_assert_int_eq(read(up[0], &c, 1), 1);
+		alive += c == 'k';
+	}
+	ck_assert_int_eq(alive, PROCS);
+	ck_assert_uint_eq(shoal_array_refcount(a), PROCS + 1);
+	ck_assert_int_eq(shoal_array_holders(a, NULL, 0), PROCS + 1);
+	ck_assert_uint_eq(ovf_mark(a), PROCS + 1 - SHOAL__ARRAY_LEDGER_CAP);
+	for (int i = 0; i < PROCS; i += 2)
+		kill(kids[i], SIGKILL);
+	for (int i = 0; i < PROCS; i += 2)
+		ck_assert_int_eq(t_wait(kids[i]), 128 + SIGKILL);
+	close(down[1]);
+	for (int i = 1; i < PROCS; i += 2)
+		ck_assert_int_eq(t_wait(kids[i]), 0);
+	close(up[0]);
+	/* Only the dead hold it now besides us: our close sweeps them. */
+	ck_assert_uint_eq(shoal_array_refcount(a), PROCS / 2 + 1);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	ck_assert(!exists(name));
+}
+END_TEST
+
+/* A process killed inside an operation on an overflow line: after the page
+ * is reserved (mark not moved), after the key, after the commit. The
+ * ledger stays consistent and reap takes back exactly the dead one's. */
+START_TEST(killed_inside_overflow_line)
+{
+	static const int points[] = { SHOAL__HOOK_OVF_RESERVED, SHOAL__HOOK_KEY_WRITTEN,
+				      SHOAL__HOOK_COUNT_WRITTEN, SHOAL__HOOK_UNLOCKED };
+	const char *name = t_name("die_ovf");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34), *b = NULL;
+	const char *h = handle_of(a);
+	const uint32_t cap0 = SHOAL__ARRAY_LEDGER_CAP;
+
+	for (uint32_t i = 1; i < cap0; i++)
+		ck_assert_int_eq(shoal__array_hold(a, kept_key(i)), 0);
+	for (size_t p = 0; p < sizeof(points) / sizeof(points[0]); p++) {
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			kill_at = points[p];
+			shoal__array_hook = kill_hook;
+			shoal_array_attach(h, 0, &b);
+			_exit(0);
+		}
+		ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+		ck_assert_uint_ge(shoal_array_refcount(a), cap0);
+		ck_assert_uint_le(shoal_array_refcount(a), cap0 + 1);
+		ck_assert_uint_le(ovf_mark(a), 1);
+		ck_assert_int_ge(shoal_reap(), 0);
+		ck_assert_uint_eq(shoal_array_refcount(a), cap0);
+	}
+	/* Killed inside a release of an overflow line. */
+	for (int p = 0; p < 2; p++) {
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			if (shoal_array_attach(h, 0, &b) != 0 || ovf_mark(b) != 1)
+				_exit(1);
+			kill_at = p ? SHOAL__HOOK_UNLOCKED : SHOAL__HOOK_COUNT_WRITTEN;
+			shoal__array_hook = kill_hook;
+			shoal_array_close(b);
+			_exit(0);
+		}
+		ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+		ck_assert_uint_eq(shoal_array_refcount(a), cap0);
+	}
+	/* Still usable: one more process, then every holder gone frees it. */
+	ck_assert_int_eq(shoal_array_attach(h, 0, &b), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), cap0 + 1);
+	ck_assert_int_eq(shoal_array_close(b), 0);
+	for (uint32_t i = 1; i < cap0; i++)
+		ck_assert_int_eq(shoal__array_unhold(a, kept_key(i)), 0);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	ck_assert(!exists(name));
+}
+END_TEST
+
+/* A queue's reference to an array on an overflow line is taken over by the
+ * consumer as on a first-page line (lib/queue_arrays.c). */
+START_TEST(queue_transfer_on_overflow_line)
+{
+	const char *name = t_name("qovf"), *qname = t_name("qovfq");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34), *b = NULL;
+	struct shoal_queue *q = NULL;
+	uint64_t qk;
+	pid_t pid;
+
+	for (uint32_t i = 1; i < SHOAL__ARRAY_LEDGER_CAP; i++)
+		ck_assert_int_eq(shoal__array_hold(a, kept_key(i)), 0);
+	ck_assert_int_eq(shoal_queue_create(qname, 4, SHOAL_HANDLE_MAX, NULL, &q), 0);
+	qk = shoal__holder_queue(shoal__queue_generation(q));
+	ck_assert_int_eq(shoal_queue_push_array(q, a, 0), 0);
+	ck_assert_uint_eq(ovf_mark(a), 1);
+	ck_assert_uint_eq(shoal__array_count_of(a, qk), 1);
+	pid = fork();
+	if (pid == 0) {
+		/* The consumer's line is a new overflow line; the queue's goes. */
+		if (shoal_queue_pop_array(q, 0, &b, 0) != 0)
+			_exit(1);
+		_exit(shoal__array_count_of(b, qk) == 0 && ovf_mark(b) == 2 &&
+		      shoal_array_refcount(b) == SHOAL__ARRAY_LEDGER_CAP + 1 ? 0 : 2);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	ck_assert_int_ge(shoal_reap(), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), SHOAL__ARRAY_LEDGER_CAP);
+	ck_assert_int_eq(shoal_queue_detach(q), 0);
+	ck_assert_int_eq(shoal_queue_unlink(qname), 0);
+	ck_assert_int_eq(shoal_array_close(a), 0);
+	shoal_unlink(name);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("array");
 	TCase *tc = tcase_create("array");
 	TCase *tp = tcase_create("processes");
 	TCase *tl = tcase_create("locks");
+	TCase *th;
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, create_attach_release);
@@ -1583,6 +1937,16 @@ static Suite *suite(void)
 	tcase_add_test(tp, queue_unlink_frees_many);
 	tcase_add_test(tp, reap_without_fds_keeps_queue_references);
 	suite_add_tcase(s, tp);
+
+	th = tcase_create("holders");
+	tcase_set_timeout(th, 120);
+	tcase_add_test(th, thousands_of_holders);
+	tcase_add_test(th, overflow_reserve_fails);
+	tcase_add_test(th, full_shm_is_enospc_not_sigbus);
+	tcase_add_test(th, thousands_of_processes);
+	tcase_add_test(th, killed_inside_overflow_line);
+	tcase_add_test(th, queue_transfer_on_overflow_line);
+	suite_add_tcase(s, th);
 
 	tcase_set_timeout(tl, 120);
 	tcase_add_loop_test(tl, hostile_lock_bytes, 0, LOCK_PATTERNS);

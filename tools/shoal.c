@@ -61,7 +61,7 @@ struct obj {
 	bool tmp;                    /* a creator's temporary file */
 	struct shoal__hdr hdr;       /* valid when !err && !tmp */
 	struct shoal_array *arr;     /* arrays only, no reference taken */
-	struct shoal_array_holder holders[64];
+	struct shoal_array_holder *holders; /* all of them (up to SHOAL_ARRAY_HOLDERS_MAX) */
 	int nholders;
 	bool creator_alive;
 	bool stale;
@@ -86,9 +86,20 @@ static void probe(struct obj *o)
 		o->err = shoal_array_open(o->name, SHOAL_ARRAY_NOREF, &o->arr);
 		if (o->err)
 			return;
-		o->nholders = shoal_array_holders(o->arr, o->holders, 64);
+		/* Every line, overflow included: a dead holder anywhere makes
+		 * the array stale. The ledger may grow between the two calls;
+		 * what is listed is then a snapshot of the first ones. */
+		o->nholders = shoal_array_holders(o->arr, NULL, 0);
+		if (o->nholders > 0) {
+			o->holders = calloc((size_t)o->nholders, sizeof(*o->holders));
+			if (!o->holders) {
+				o->err = -ENOMEM;
+				return;
+			}
+			o->nholders = shoal_array_holders(o->arr, o->holders, (size_t)o->nholders);
+		}
 		o->stale = shoal_array_is_freed(o->arr) || o->nholders == 0;
-		for (int i = 0; i < o->nholders && i < 64; i++)
+		for (int i = 0; i < o->nholders; i++)
 			o->stale |= !o->holders[i].alive;
 	}
 }
@@ -109,6 +120,8 @@ static void obj_done(struct obj *o)
 {
 	shoal_array_close(o->arr);
 	o->arr = NULL;
+	free(o->holders);
+	o->holders = NULL;
 }
 
 static const char *kind_of(const struct obj *o)
@@ -137,7 +150,7 @@ static void holder_text(const struct shoal_array_holder *h, char *buf, size_t ca
 static void holders_json(const struct obj *o)
 {
 	printf("[");
-	for (int i = 0; i < o->nholders && i < 64; i++) {
+	for (int i = 0; i < o->nholders; i++) {
 		const struct shoal_array_holder *h = &o->holders[i];
 		char t[64];
 
@@ -198,9 +211,14 @@ static void print_row(const struct obj *o)
 		size_t len = 0;
 
 		refs[0] = '\0';
-		for (int i = 0; i < o->nholders && i < 64 && len < sizeof(refs) - 64; i++) {
+		for (int i = 0; i < o->nholders; i++) {
 			char t[64];
 
+			if (len >= sizeof(refs) - 96) {
+				/* A row stays a row: the rest is counted. */
+				snprintf(refs + len, sizeof(refs) - len, ",+%d more", o->nholders - i);
+				break;
+			}
 			holder_text(&o->holders[i], t, sizeof(t));
 			len += (size_t)snprintf(refs + len, sizeof(refs) - len, "%s%s", i ? "," : "", t);
 		}
@@ -286,7 +304,8 @@ static int cmd_info(const char *name)
 			printf("%s)\nstate      %s\nhandle     %s\nrefcount   %" PRIu64 "\n",
 			       shoal_array_ndim(o.arr) == 1 ? "," : "",
 			       shoal_array_is_freed(o.arr) ? "freed" : "alive", h, shoal_array_refcount(o.arr));
-			for (int i = 0; i < o.nholders && i < 64; i++) {
+			printf("holders    %d of at most %d\n", o.nholders, SHOAL_ARRAY_HOLDERS_MAX);
+			for (int i = 0; i < o.nholders; i++) {
 				char txt[64];
 
 				holder_text(&o.holders[i], txt, sizeof(txt));

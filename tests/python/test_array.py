@@ -446,10 +446,11 @@ def _attach_and_report(handle):
 def test_ledger_full_names_the_array_and_its_limit(name):
     """Fill the holder ledger with queue holders (put_obj gives each queue a
     reference), then attach from another process."""
+    from shoal.array import HOLDERS_MAX
     qs = []
     with shoal.Array.zeros(1, "uint8", name=name) as a:
         try:
-            for i in range(1000):
+            for i in range(HOLDERS_MAX + 1):
                 q = shoal.Queue(f"{name}.q{i}", 2, 256)
                 qs.append(q)
                 try:
@@ -461,12 +462,63 @@ def test_ledger_full_names_the_array_and_its_limit(name):
             else:
                 pytest.fail("the ledger never filled")
             limit = len(qs)  # the creator's line and len(qs) - 1 queues
-            assert f"array '{name}': holder ledger full ({limit} live holders)" in str(err)
+            assert limit == HOLDERS_MAX
+            assert f"array '{name}': holder ledger full ({limit} live holders" in str(err)
             ctx = mp.get_context("fork")
             with ctx.Pool(1) as pool:
                 err, msg = pool.apply(_attach_and_report, (a.handle,))
             assert err == 87 and "holder ledger full" in msg and name in msg
         finally:
+            # Names first, one reap after: unlinking each queue reaps.
             for q in qs:
-                q.unlink()
+                os.unlink(f"/dev/shm/shoal.{q.name}")
                 q.detach()
+            shoal.reap()
+            assert a.refcount == 1
+
+
+def _hold_until_told(handle, up, down):
+    """A holder process: attach, say so, wait until the pipe closes."""
+    os.close(up[0])
+    os.close(down[1])
+    try:
+        a = shoal.Array.attach(handle)
+        os.write(up[1], b"k")
+    except OSError:
+        os.write(up[1], b"e")
+        os._exit(1)
+    os.read(down[0], 1)
+    a.close()
+    os._exit(0)
+
+
+def test_hundreds_of_processes_hold_one_array(name):
+    """More processes than SharedMemory-style limits allow (the first-page
+    ledger's 204, a typical 300) hold one array at once; each is counted,
+    and the books balance when they go."""
+    n = 320
+    with shoal.Array.zeros(1000, "float64", name=name) as a:
+        up, down = os.pipe(), os.pipe()
+        kids = []
+        for _ in range(n):
+            pid = os.fork()
+            if pid == 0:
+                _hold_until_told(a.handle, up, down)
+            kids.append(pid)
+        os.close(up[1])
+        os.close(down[0])
+        got = b""
+        while len(got) < n:
+            chunk = os.read(up[0], n - len(got))
+            assert chunk
+            got += chunk
+        assert got == b"k" * n
+        assert a.refcount == n + 1
+        assert len(a.holders()) == n + 1
+        assert all(alive for _, _, alive in a.holders())
+        os.close(down[1])
+        for pid in kids:
+            assert os.waitpid(pid, 0)[1] == 0
+        os.close(up[0])
+        assert a.refcount == 1
+    assert not _exists(name)

@@ -51,6 +51,7 @@ _vp = ctypes.c_void_p
 NOREF = C.SHOAL_ARRAY_NOREF
 MAXDIM = C.SHOAL_ARRAY_MAXDIM
 HANDLE_MAX = C.SHOAL_HANDLE_MAX
+HOLDERS_MAX = C.SHOAL_ARRAY_HOLDERS_MAX  # holders one array can have at once
 _PREFIX = C.SHOAL_HANDLE_PREFIX
 
 # enum shoal_dtype, under the names numpy gives the types (BOOL, ..., RAW).
