@@ -1,0 +1,13 @@
+#!/bin/sh
+# bench/holders.sh - attach + close of an array that 1, 64, 1024 and 4096
+# other processes hold, beside SharedMemory (bench/holders_bench.py, with
+# the C holders of bench/holders_bench.c), one JSON object per line. Needs
+# `make bench/holders_bench`; forks up to 4096 small processes for a moment.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+: "${SHOAL_BUILDDIR:=$here/../_build/release}"
+: "${PYTHON:=/usr/bin/python3}"
+: "${SHOAL_LIBRARY:=$SHOAL_BUILDDIR/lib/.libs/libshoal.so}"
+PYTHONPATH="$here/../bindings/python${PYTHONPATH:+:$PYTHONPATH}"
+export SHOAL_BUILDDIR SHOAL_LIBRARY PYTHONPATH
+exec "$PYTHON" "$here/holders_bench.py" "$@"
