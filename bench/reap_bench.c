@@ -6,6 +6,7 @@
  *   reap_bench reap N      -> {"name": "reap.N", "value": s, "peers": {"ls": s, ...}}
  *   reap_bench unlink N    -> {"name": "reap.queue_unlink.N", "value": s}
  *   reap_bench attach ROUNDS -> {"name": "array.attach_release.1MiB", "value": us}
+ *   reap_bench cli N SHOAL   -> {"name": "cli.ls.N", ...}, {"name": "cli.gc.N", ...}
  *
  * reap: N objects under a private prefix, a mix: 40% arrays held by this
  * process alone, 20% also held by a process that was then SIGKILLed,
@@ -21,6 +22,13 @@
  * walk that frees all N.
  * attach: the median of ROUNDS timed attach + release + close of a 1 MiB
  * array that this process also holds (the ledger lock taken twice).
+ * cli: the same mix of N objects; the command SHOAL (tools/shoal) run as
+ * a user runs it, output to /dev/null, fork and exec included: `shoal ls`
+ * (every object's header read, each array mapped and its ledger read),
+ * then `shoal gc` (the reap, with the work above to do). Peers: `ls
+ * /dev/shm` (names only) and `ls -l /dev/shm` (a stat of each: the floor
+ * of any listing that looks at every object), and `shoal ls --json`;
+ * for gc, a second `shoal gc` with nothing left to do.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -119,7 +127,16 @@ static void dead_holder(char (*h)[SHOAL_HANDLE_MAX], int n)
 	close(p[1]);
 }
 
-static void bench_reap(int n)
+/* The mix of N objects that bench_reap() and bench_cli() work on. */
+struct mix {
+	struct shoal_array **mine;
+	char (*handles)[SHOAL_HANDLE_MAX];
+	struct shoal_queue **qs;
+	char (*qnames)[96];
+	int m, nq;
+};
+
+static void mix_make(struct mix *x, int n)
 {
 	int plain = n * 4 / 10, deadp = n * 2 / 10, liveq = n * 2 / 10, deadq = n / 10;
 	int nq = n - plain - deadp - liveq - deadq;
@@ -128,8 +145,7 @@ static void bench_reap(int n)
 	struct shoal_queue **qs = calloc((size_t)nq, sizeof(*qs));
 	char (*qnames)[96] = calloc((size_t)nq + 1, 96);
 	struct shoal_queue *dq;
-	double t0, reap1, reap2, ls;
-	int m = 0, freed, entries, rc;
+	int m = 0, rc;
 
 	if (!mine || !handles || !qs || !qnames || nq < 1)
 		exit(1);
@@ -159,7 +175,35 @@ static void bench_reap(int n)
 	}
 	shoal_queue_detach(dq);
 	shoal_unlink(qnames[nq]); /* gone without a reap: its arrays are orphans */
+	x->mine = mine;
+	x->handles = handles;
+	x->qs = qs;
+	x->qnames = qnames;
+	x->m = m;
+	x->nq = nq;
+}
 
+static void mix_free(struct mix *x)
+{
+	for (int i = 0; i < x->m; i++)
+		shoal_array_close(x->mine[i]);
+	for (int i = 0; i < x->nq; i++) {
+		shoal_queue_detach(x->qs[i]);
+		shoal_queue_unlink(x->qnames[i]);
+	}
+	free(x->mine);
+	free(x->handles);
+	free(x->qs);
+	free(x->qnames);
+}
+
+static void bench_reap(int n)
+{
+	double t0, reap1, reap2, ls;
+	int freed, entries, rc;
+	struct mix x;
+
+	mix_make(&x, n);
 	entries = count_entries();
 	t0 = now();
 	freed = shoal_reap();
@@ -176,17 +220,48 @@ static void bench_reap(int n)
 	       "\"reap_again\": %.4f, \"shm_entries\": %d, \"freed\": %d}}\n",
 	       n, reap1, ls, reap2, entries, freed);
 	fflush(stdout);
+	mix_free(&x);
+}
 
-	for (int i = 0; i < m; i++)
-		shoal_array_close(mine[i]);
-	for (int i = 0; i < nq; i++) {
-		shoal_queue_detach(qs[i]);
-		shoal_queue_unlink(qnames[i]);
+/* Seconds @cmd takes as a shell command; exits if it fails. */
+static double timed(const char *cmd)
+{
+	double t0 = now();
+
+	if (system(cmd) != 0) {
+		fprintf(stderr, "reap_bench: '%s' failed\n", cmd);
+		exit(1);
 	}
-	free(mine);
-	free(handles);
-	free(qs);
-	free(qnames);
+	return now() - t0;
+}
+
+static void bench_cli(int n, const char *shoal)
+{
+	char ls[512], lsj[512], gc[512];
+	double t_ls, t_lsj, t_gc, t_gc2, floor, floor_l;
+	int entries;
+	struct mix x;
+
+	snprintf(ls, sizeof(ls), "'%s' ls > /dev/null", shoal);
+	snprintf(lsj, sizeof(lsj), "'%s' ls --json > /dev/null", shoal);
+	snprintf(gc, sizeof(gc), "'%s' gc > /dev/null", shoal);
+	mix_make(&x, n);
+	entries = count_entries();
+	timed("ls /dev/shm > /dev/null"); /* the directory warm for all */
+	floor = timed("ls /dev/shm > /dev/null");
+	floor_l = timed("ls -l /dev/shm > /dev/null");
+	t_ls = timed(ls);
+	t_lsj = timed(lsj);
+	t_gc = timed(gc);
+	t_gc2 = timed(gc);
+	printf("{\"name\": \"cli.ls.%d\", \"value\": %.4f, \"unit\": \"s\", \"peers\": {\"ls\": %.4f, "
+	       "\"ls_l\": %.4f, \"shoal_ls_json\": %.4f, \"shm_entries\": %d}}\n",
+	       n, t_ls, floor, floor_l, t_lsj, entries);
+	printf("{\"name\": \"cli.gc.%d\", \"value\": %.4f, \"unit\": \"s\", \"peers\": {\"ls\": %.4f, "
+	       "\"ls_l\": %.4f, \"reap_again\": %.4f, \"shm_entries\": %d}}\n",
+	       n, t_gc, floor, floor_l, t_gc2, entries);
+	fflush(stdout);
+	mix_free(&x);
 }
 
 static void bench_unlink(int n)
@@ -259,10 +334,12 @@ int main(int argc, char **argv)
 	int n = argc > 2 ? atoi(argv[2]) : 0;
 
 	if (argc < 3 || n < 1) {
-		fprintf(stderr, "usage: reap_bench reap|unlink|attach N\n");
+		fprintf(stderr, "usage: reap_bench reap|unlink|attach N | cli N SHOAL\n");
 		return 2;
 	}
-	if (strcmp(argv[1], "reap") == 0)
+	if (strcmp(argv[1], "cli") == 0 && argc == 4)
+		bench_cli(n, argv[3]);
+	else if (strcmp(argv[1], "reap") == 0)
 		bench_reap(n);
 	else if (strcmp(argv[1], "unlink") == 0)
 		bench_unlink(n);
