@@ -788,7 +788,9 @@ SHOAL_API int shoal_array_handle(const struct shoal_array *a, char *buf, size_t 
  * -ENOENT if the array is gone (freed, or its name now belongs to another
  * array); -EBADMSG for a corrupt object; -EPROTO; -EPROTOTYPE if the name is
  * another kind of object; -EACCES; -EUSERS if its ledger is full of live
- * holders; -EOVERFLOW if this process's count would overflow; -EDEADLK if
+ * holders (SHOAL_ARRAY_HOLDERS_MAX); -ENOSPC if this holder needs a new page
+ * of the overflow ledger and /dev/shm has no room for it (never SIGBUS);
+ * -EOVERFLOW if this process's count would overflow; -EDEADLK if
  * the ledger lock could not be taken in 10 s (a live process holds it: one
  * stopped inside it, or lock bytes that name a live process; a dead or
  * impossible owner is taken over); -ENOMEM; -EMFILE,
@@ -818,8 +820,8 @@ SHOAL_API int shoal_array_open(const char *name, unsigned int flags, struct shoa
  * its own. Blocking (ledger lock). Thread-safe.
  *
  * Return: 0; -EINVAL for NULL or a SHOAL_ARRAY_NOREF struct; -ENOENT if the
- * array has been freed; -EUSERS; -EOVERFLOW; -EDEADLK;
- * -EIO if /proc could not tell the caller's identity.
+ * array has been freed; -EUSERS; -ENOSPC and -ENOMEM as shoal_array_attach();
+ * -EOVERFLOW; -EDEADLK; -EIO if /proc could not tell the caller's identity.
  */
 SHOAL_API int shoal_array_retain(struct shoal_array *a);
 
@@ -1025,7 +1027,8 @@ SHOAL_API bool shoal_array_is_freed(const struct shoal_array *a);
  * Thread-safe.
  *
  * Return: 0; -EINVAL for NULL or a SHOAL_ARRAY_NOREF struct; -ENOENT if the
- * array has been freed; -EUSERS; -EOVERFLOW; -EDEADLK.
+ * array has been freed; -EUSERS; -ENOSPC and -ENOMEM as shoal_array_attach();
+ * -EOVERFLOW; -EDEADLK.
  */
 SHOAL_API int shoal_array_pin(struct shoal_array *a);
 
@@ -1086,8 +1089,9 @@ SHOAL_API int shoal_reap(void);
  * any thread may call it.
  *
  * Return: 0; -EINVAL for NULL arguments; -ENOENT if @a was freed; -EUSERS
- * if the array's ledger has no free line; -EDEADLK if the ledger lock could not
- * be had in 10 s.
+ * if the array's ledger has no free line; -ENOSPC and -ENOMEM as
+ * shoal_array_attach() (a new page of the overflow ledger); -EDEADLK if the
+ * ledger lock could not be had in 10 s.
  */
 SHOAL_API int shoal_queue_hold_array(struct shoal_queue *q, struct shoal_array *a);
 
@@ -1149,8 +1153,9 @@ SHOAL_API int shoal_queue_push_array(struct shoal_queue *q, struct shoal_array *
  * -EINVAL for a shorter message that is not a handle, a NUL byte inside
  * included (it is consumed);
  * -ENOENT for a handle whose array is gone (consumed). A handle popped
- * whose attach then fails (-EUSERS, -EDEADLK, -ENOMEM, -EMFILE) is consumed
- * too, and the queue keeps its reference until the queue is unlinked.
+ * whose attach then fails (-EUSERS, -ENOSPC, -EDEADLK, -ENOMEM, -EMFILE) is
+ * consumed too, and the queue keeps its reference until the queue is
+ * unlinked.
  */
 SHOAL_API int shoal_queue_pop_array(struct shoal_queue *q, unsigned int flags, struct shoal_array **out,
 				    int64_t timeout_ns);

@@ -126,7 +126,7 @@ def code(text):
     return out
 
 DEFS = {'shoal_errors.3': ['SHOAL_ERRBASE', 'SHOAL_ERRDETAIL_MAX'], 'shoal_segment.3': ['SHOAL_NAME_MAX', 'SHOAL_PREFIX', 'SHOAL_RDONLY', 'SHOAL_PREFAULT'],
-        'shoal_queue.3': ['SHOAL_QUEUE_CAPACITY_MAX', 'SHOAL_QUEUE_MSG_MAX', 'SHOAL_QUEUE_PARTICIPANTS'], 'shoal_array.3': ['SHOAL_ARRAY_MAXDIM', 'SHOAL_HANDLE_MAX', 'SHOAL_HANDLE_PREFIX', 'SHOAL_ARRAY_NOREF'],
+        'shoal_queue.3': ['SHOAL_QUEUE_CAPACITY_MAX', 'SHOAL_QUEUE_MSG_MAX', 'SHOAL_QUEUE_PARTICIPANTS'], 'shoal_array.3': ['SHOAL_ARRAY_MAXDIM', 'SHOAL_ARRAY_HOLDERS_MAX', 'SHOAL_HANDLE_MAX', 'SHOAL_HANDLE_PREFIX', 'SHOAL_ARRAY_NOREF'],
         'shoal_memstat.3': ['SHOAL_MEMSTAT_SMAPS'], 'shoal_pool_worker.3': ['SHOAL_POOL_EXIT', 'SHOAL_POOL_TASK', 'SHOAL_POOL_TRIM']}
 def page(fname, title, names, summary, intro, fnames, types=(), notes=(), see=(), extra_desc=()):
     o = ['.\\" Written from the kernel-doc in include/shoal.h: keep the two in step.',
