@@ -1803,7 +1803,7 @@ END_TEST
  * ledger stays consistent and reap takes back exactly the dead one's. */
 START_TEST(killed_inside_overflow_line)
 {
-	static const int points[] = { SHOAL__HOOK_OVF_RESERVED, SHOAL__HOOK_KEY_WRITTEN,
+	static const int points[] = { SHOAL__HOOK_LOCKED, SHOAL__HOOK_OVF_RESERVED, SHOAL__HOOK_KEY_WRITTEN,
 				      SHOAL__HOOK_COUNT_WRITTEN, SHOAL__HOOK_UNLOCKED };
 	const char *name = t_name("die_ovf");
 	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34), *b = NULL;
