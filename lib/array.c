@@ -193,6 +193,19 @@ static uint64_t ledger_total(const struct shoal_array *a)
 	return sum;
 }
 
+/* Whether no line is in use: stops at the first that is (with many
+ * holders, usually the first line), where a total would scan them all. */
+static bool ledger_empty(const struct shoal_array *a)
+{
+	uint32_t n = lines(a);
+	uint64_t key;
+
+	for (uint32_t i = 0; i < n; i++)
+		if (line_count(line_at(a, i), &key))
+			return false;
+	return true;
+}
+
 /* The commit store of every ledger change. */
 static void line_set(struct shoal__array_entry *e, uint64_t key, uint32_t count)
 {
@@ -207,7 +220,10 @@ static void line_set(struct shoal__array_entry *e, uint64_t key, uint32_t count)
 		atomic_store_explicit(&e->key, 0, memory_order_relaxed);
 }
 
-static struct shoal__array_entry *line_find(struct shoal_array *a, uint64_t key)
+/* @key's line, or NULL; *@first_free (if not NULL) gets the first line not
+ * in use seen on the way, so a new holder's attach scans the ledger once. */
+static struct shoal__array_entry *line_find_or_free(struct shoal_array *a, uint64_t key,
+						    struct shoal__array_entry **first_free)
 {
 	uint32_t n = lines(a);
 	uint64_t k;
@@ -215,10 +231,19 @@ static struct shoal__array_entry *line_find(struct shoal_array *a, uint64_t key)
 	for (uint32_t i = 0; i < n; i++) {
 		struct shoal__array_entry *e = line_at(a, i);
 
-		if (line_count(e, &k) && k == key)
+		if (!line_count(e, &k)) {
+			if (first_free && !*first_free)
+				*first_free = e;
+		} else if (k == key) {
 			return e;
+		}
 	}
 	return NULL;
+}
+
+static struct shoal__array_entry *line_find(struct shoal_array *a, uint64_t key)
+{
+	return line_find_or_free(a, key, NULL);
 }
 
 static bool holder_alive(uint64_t key);
@@ -279,7 +304,7 @@ reserved:
  * and the scan is made again. NULL with *@err: -EUSERS (full of live
  * holders), -ENOSPC, -ENOMEM.
  */
-static struct shoal__array_entry *line_free(struct shoal_array *a, int *err)
+static struct shoal__array_entry *line_free(struct shoal_array *a, bool scanned, int *err)
 {
 	uint64_t k;
 	uint32_t used, o;
@@ -287,7 +312,8 @@ static struct shoal__array_entry *line_free(struct shoal_array *a, int *err)
 	for (int pass = 0; pass < 2; pass++) {
 		uint32_t n = lines(a);
 
-		for (uint32_t i = 0; i < n; i++) {
+		/* (A caller that has just scanned, finding none, skips this.) */
+		for (uint32_t i = 0; i < n && !(scanned && pass == 0); i++) {
 			struct shoal__array_entry *e = line_at(a, i);
 
 			if (!line_count(e, &k))
@@ -334,7 +360,7 @@ static uint32_t state_of(const struct shoal_array *a)
  * process that unlinks it. True if it did. */
 static bool free_if_unheld(struct shoal_array *a)
 {
-	if (state_of(a) != SHOAL__ARRAY_ALIVE || ledger_total(a) != 0)
+	if (state_of(a) != SHOAL__ARRAY_ALIVE || !ledger_empty(a))
 		return false;
 	atomic_store_explicit(&a->hdr->freer, shoal__self_key(), memory_order_relaxed);
 	/* R2: pairs with A2 in attach's and reap's state loads (also under
@@ -399,7 +425,7 @@ static void own_refs(struct shoal_array *a)
 /* Under the lock: +n for @holder. */
 static int hold_locked(struct shoal_array *a, uint64_t holder, uint32_t n)
 {
-	struct shoal__array_entry *e;
+	struct shoal__array_entry *e, *free_e = NULL;
 	uint64_t k;
 	uint32_t c;
 	int rc;
@@ -407,7 +433,7 @@ static int hold_locked(struct shoal_array *a, uint64_t holder, uint32_t n)
 	if (state_of(a) != SHOAL__ARRAY_ALIVE)
 		return shoal__fail(-ENOENT, "array '%s' was freed: its last reference was dropped",
 				   a->seg->name);
-	e = line_find(a, holder);
+	e = line_find_or_free(a, holder, &free_e);
 	if (e) {
 		c = line_count(e, &k);
 		if (c > UINT32_MAX - n)
@@ -415,7 +441,7 @@ static int hold_locked(struct shoal_array *a, uint64_t holder, uint32_t n)
 		line_set(e, holder, c + n);
 		return 0;
 	}
-	e = line_free(a, &rc);
+	e = free_e ? free_e : line_free(a, true, &rc);
 	if (!e)
 		return rc;
 	line_set(e, holder, n);
