@@ -488,26 +488,41 @@ static void fill(struct shoal_pool *p)
 
 /*
  * Hand out the backlog, up to each worker's prefetch. When the backlog is
- * empty and a worker has nothing left, the tasks other workers have not
- * started are taken back and shared out again, so a deep prefetch (fast
- * for tiny tasks) does not leave one worker idle while another still has
- * a queue behind a long task.
+ * empty and a worker has nothing left, the tasks the others hold beyond
+ * an even share (what the ready workers hold, over how many they are) and
+ * have not started are taken back and shared out again, so a deep
+ * prefetch (fast for tiny tasks) does not leave one worker idle while
+ * another still has a queue behind a long task. Only the excess moves:
+ * taking back every unstarted task, as this did, moved four in ten of
+ * them with 128 Python workers on 2 cores, where the caller cannot keep
+ * that many fed and some worker is always idle; each move is a copy and
+ * cells to refill.
  */
 static void dispatch(struct shoal_pool *p)
 {
+	uint64_t held = 0, share;
+	uint32_t ready = 0;
 	bool idle = false;
 
 	fill(p);
 	if (p->pend_head)
 		return;
-	for (uint32_t i = 0; i < p->nseats; i++)
-		if (p->seats[i].state == SEAT_READY && inflight(p, i) == 0)
+	for (uint32_t i = 0; i < p->nseats; i++) {
+		if (p->seats[i].state != SEAT_READY)
+			continue;
+		ready++;
+		held += inflight(p, i);
+		if (inflight(p, i) == 0)
 			idle = true;
+	}
 	if (!idle)
 		return;
+	share = (held + ready - 1) / ready;
+	if (share < 1)
+		share = 1;
 	for (uint32_t i = 0; i < p->nseats; i++)
-		if (p->seats[i].state == SEAT_READY && inflight(p, i) >= 2)
-			reclaim(p, (int)i);
+		if (p->seats[i].state == SEAT_READY && inflight(p, i) > share)
+			pool_reclaim_to(p, (int)i, p->seats[i].collected + share);
 	fill(p);
 }
 
