@@ -1276,7 +1276,7 @@ enum shoal_pool_reason {
 #define SHOAL_POOL_CHECK_NS_DEFAULT 20000000ull   /**< 20 ms */
 /** @inline_bytes and @prefetch for workers the fork server runs (@fn). */
 #define SHOAL_POOL_INLINE_BYTES_DEFAULT 4096
-#define SHOAL_POOL_PREFETCH_DEFAULT 2
+#define SHOAL_POOL_PREFETCH_DEFAULT 32
 /**
  * @inline_bytes and @prefetch for workers a @spawn hook starts: a host's
  * worker (an interpreter) pays far more per task taken from the board than
@@ -1312,7 +1312,7 @@ enum shoal_pool_reason {
  *         SHOAL_POOL_INLINE_BYTES_DEFAULT (4096) with @fn,
  *         SHOAL_POOL_HOSTED_INLINE_BYTES_DEFAULT (8192) with @spawn.
  * @prefetch: tasks handed to one worker ahead of time, 1..256; default
- *         SHOAL_POOL_PREFETCH_DEFAULT (2) with @fn,
+ *         SHOAL_POOL_PREFETCH_DEFAULT (32) with @fn,
  *         SHOAL_POOL_HOSTED_PREFETCH_DEFAULT (128) with @spawn.
  * @fn: what C workers run, forked by the pool's fork server (a child of
  *         the caller forked at shoal_pool_create(), before the pool's

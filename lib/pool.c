@@ -119,7 +119,9 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
 	 * so it is never inside malloc when the supervisor forks. */
 	p->watcher_fds = calloc(nseats + 1, sizeof(*p->watcher_fds));
 	p->watcher_idx = calloc(nseats + 1, sizeof(*p->watcher_idx));
-	if (!p->seats || !p->pos || !p->watcher_fds || !p->watcher_idx) {
+	p->ring = calloc(nseats, sizeof(*p->ring));
+	p->staff = calloc(2 * (size_t)cfg->workers, sizeof(*p->staff));
+	if (!p->seats || !p->pos || !p->watcher_fds || !p->watcher_idx || !p->ring || !p->staff) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -201,6 +203,8 @@ fail:
 	free(p->pos);
 	free(p->watcher_fds);
 	free(p->watcher_idx);
+	free(p->ring);
+	free(p->staff);
 	pthread_cond_destroy(&p->done_cv);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
@@ -585,6 +589,8 @@ SHOAL_API int shoal_pool_destroy(struct shoal_pool *p)
 	free(p->pos);
 	free(p->watcher_fds);
 	free(p->watcher_idx);
+	free(p->ring);
+	free(p->staff);
 	shoal_segment_close(p->seg);
 	shoal_unlink(p->name);
 	pthread_cond_destroy(&p->done_cv);

@@ -213,6 +213,7 @@ struct wseat {
 	int reason;                   /* why it is being recycled, or -1 */
 	uint32_t trim_seq;            /* last trim asked; 0: none */
 	bool fresh;                   /* read since its last task ended */
+	bool ring_due;                /* in p->ring: rung once this pass ends */
 	bool want_trim;               /* over the soft limit: trim when idle */
 	bool trimming;                /* waiting for trim_ack */
 	bool soft_exempt, hard_exempt;
@@ -261,6 +262,12 @@ struct shoal_pool {
 
 	struct wseat *seats;
 	struct wpos *pos;
+	/* The seats handed tasks this pass, each once: rung when the pass
+	 * ends and the lock is released (pool_supervisor_main()). The
+	 * supervisor thread's own: only it fills cells. [nseats] */
+	uint32_t *ring;
+	uint32_t nring;
+	int *staff; /* the supervisor's: each position's ready and starting seat, [2 * workers] */
 };
 
 static inline struct pool_seat *sup_seat(struct shoal_pool *p, uint32_t i)

@@ -498,6 +498,114 @@ END_TEST
 /* A large task whose segment cannot be made fails the whole submission:
  * none is queued, and the segment made for an earlier large task of the
  * same call is removed. */
+/* The voluntary context switches of process @pid so far (each is a
+ * sleep: for a worker, a futex wait on its bell). */
+static long voluntary_switches(pid_t pid)
+{
+	char path[64], line[256];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1)
+			break;
+	fclose(f);
+	ck_assert_int_ge(v, 0);
+	return v;
+}
+
+/*
+ * Many more workers than cores (at least 64, and 4 per core), tiny tasks:
+ * every task's result comes back exactly once (a bit per id; the values
+ * balance), and the workers sleep far less often than once per task. A
+ * worker is rung once per supervisor pass that gave it tasks, after the
+ * pass: rung per cell, each woke for its first cell, ran it before the
+ * next was written, and slept again, about a wake-up per task.
+ */
+START_TEST(oversubscribed_runs_each_task_once)
+{
+	enum { N = 20000, BATCH = 1000 };
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned workers = ncpu * 4 > 64 ? (unsigned)(ncpu * 4) : 64;
+	struct shoal_pool_config c;
+	struct shoal_pool *p;
+	struct shoal_pool_stats *st;
+	struct shoal_pool_info info;
+	static unsigned char seen[N];
+	static char data[BATCH * 16];
+	static size_t lens[BATCH];
+	struct shoal_pool_result r[256];
+	long long sum = 0, want = 0;
+	long sleeps = 0;
+	uint64_t first = 0, base_id = 0;
+	int got = 0, sent = 0, n;
+
+	if (workers > SHOAL_POOL_WORKERS_MAX)
+		workers = SHOAL_POOL_WORKERS_MAX;
+	c = conf(workers);
+	c.prefetch = 32;
+	p = make(&c);
+	memset(seen, 0, sizeof(seen));
+	st = calloc(workers, sizeof(*st));
+	ck_assert_ptr_nonnull(st);
+	while (got < N) {
+		/* A few batches ahead of the results, as a caller feeding it. */
+		while (sent < N && sent - got < 4 * BATCH) {
+			size_t off = 0;
+
+			for (int i = 0; i < BATCH; i++) {
+				int k = snprintf(data + off, 16, "sq %d", sent + i);
+
+				lens[i] = (size_t)k;
+				off += (size_t)k;
+				want += (long long)(sent + i) * (sent + i);
+			}
+			ck_assert_int_eq(shoal_pool_submit_many(p, data, lens, BATCH, &first), 0);
+			if (sent == 0)
+				base_id = first;
+			ck_assert_uint_eq(first, base_id + (uint64_t)sent);
+			sent += BATCH;
+		}
+		n = shoal_pool_wait(p, 30000000000LL, r, 256);
+		ck_assert_int_gt(n, 0);
+		for (int i = 0; i < n; i++) {
+			uint64_t k = r[i].id - base_id;
+			long long v;
+
+			ck_assert_int_eq(r[i].err, 0);
+			ck_assert_uint_lt(k, N);
+			ck_assert_msg(!seen[k], "task %llu came back twice", (unsigned long long)k);
+			seen[k] = 1;
+			ck_assert_int_eq(sscanf(text(&r[i]), "%lld", &v), 1);
+			ck_assert_int_eq(v, (long long)k * (long long)k);
+			sum += v;
+			shoal_pool_result_free(&r[i]);
+		}
+		got += n;
+	}
+	ck_assert_int_eq(got, N);
+	ck_assert(sum == want);
+	ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+	ck_assert_uint_eq(info.completed, N);
+	ck_assert_uint_eq(info.pending, 0);
+	ck_assert_uint_eq(info.running, 0);
+	ck_assert_uint_eq(info.lost, 0);
+	ck_assert_int_eq(shoal_pool_stats(p, st, workers), (int)workers);
+	for (unsigned i = 0; i < workers; i++) {
+		ck_assert_int_gt(st[i].pid, 0);
+		sleeps += voluntary_switches(st[i].pid);
+	}
+	/* Rung per cell: a sleep per task (0.95 to 1 measured); once per
+	 * pass: about a tenth. */
+	ck_assert_msg(sleeps < N / 2, "%u workers slept %ld times for %d tasks", workers, sleeps, N);
+	free(st);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
 START_TEST(submit_many_spill_fails)
 {
 	struct shoal_pool_config c = conf(1);
@@ -2211,6 +2319,7 @@ static Suite *suite(void)
 	} while (0)
 	ADD(runs_tasks);
 	ADD(submit_many);
+	ADD(oversubscribed_runs_each_task_once);
 	ADD(submit_many_spill_fails);
 #if !defined(__SANITIZE_ADDRESS__)
 	ADD(submit_many_out_of_memory);

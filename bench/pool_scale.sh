@@ -1,0 +1,24 @@
+#!/bin/sh
+# bench/pool_scale.sh - the pool oversubscribed, one JSON object per line:
+#   pool.scale_c_<n>w        tasks/s of tiny tasks through the C pool (forked
+#                            C workers) at n = 2, 8, 32, 128 workers, beside
+#                            multiprocessing.Pool at n; of_best: the rate over
+#                            the C pool's best count's
+#   pool.scale_python_<n>w   the same for the Python pool (shoal.Pool.map)
+#   pool.scale_c_worst, pool.scale_python_worst
+#                            the worst count's rate over the best count's,
+#                            beside multiprocessing.Pool's own
+# Run by bench/run (which sets SHOAL_BUILDDIR, PYTHON, PYTHONPATH). Needs
+# about 1 GiB of /dev/shm: the Python pool's board at 128 workers is
+# 541 MB (258 seats of 128 cells of 16 KiB).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+: "${SHOAL_BUILDDIR:=$here/../_build/release}"
+: "${PYTHON:=/usr/bin/python3}"
+: "${SHOAL_LIBRARY:=$SHOAL_BUILDDIR/lib/.libs/libshoal.so}"
+PYTHONPATH="${PYTHONPATH:-$here/../bindings/python}"
+export SHOAL_LIBRARY PYTHONPATH
+if [ ! -x "$SHOAL_BUILDDIR/bench/pool_scale" ]; then
+	make -C "$SHOAL_BUILDDIR" bench/pool_scale >/dev/null
+fi
+"$PYTHON" "$here/pool_scale.py" "$SHOAL_BUILDDIR" "${POOL_SCALE_ROUNDS:-3}"
