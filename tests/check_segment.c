@@ -851,7 +851,7 @@ START_TEST(dir_objects_live_there)
 	ck_assert_int_eq(t_wait(pid), 0);
 	ck_assert_int_eq(t_count(dir, SHOAL_PREFIX ".tmp."), 1);
 	ck_assert_int_eq(shoal_array_open(aname, 0, &a), 0);
-	shoal_array_release(a);
+	shoal_array_close(a);
 	ck_assert_int_ge(shoal_reap(), 1);
 	ck_assert_int_eq(t_count(dir, SHOAL_PREFIX), 0);
 	ck_assert_int_eq(rmdir(dir), 0);
