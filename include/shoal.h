@@ -98,6 +98,29 @@ SHOAL_API const char *shoal_errdetail(int err);
  */
 SHOAL_API const char *shoal_version(void);
 
+/**
+ * shoal_dir() - the directory this process's objects live in.
+ * @out: set to the directory, without a trailing '/' (a static string).
+ *
+ * The environment variable SHOAL_DIR names it; unset or empty, it is
+ * /dev/shm. It is read once per process, at the first call that needs it
+ * (children inherit the choice): setting SHOAL_DIR later changes nothing.
+ * Every process that shares objects must use the same directory; handles
+ * do not carry it, so attaching from a process with another directory is
+ * -ENOENT. A directory set by SHOAL_DIR must be an absolute path of a
+ * directory, on tmpfs or hugetlbfs (memory a reboot clears), that only its
+ * owner may write unless it has the sticky bit. When it is refused, every
+ * call that names, creates, lists or reaps an object returns this
+ * function's error, with the same detail (shoal_errdetail()). Bindings and
+ * tools ask this rather than reading SHOAL_DIR themselves. Thread-safe.
+ *
+ * Return: 0; -EINVAL for a NULL @out, or a SHOAL_DIR that is not absolute,
+ * longer than 254 bytes or not on tmpfs or hugetlbfs; -ENOENT if it does
+ * not exist; -ENOTDIR if it is not a directory; -EACCES if others may
+ * write to it and it has no sticky bit, or it cannot be looked at.
+ */
+SHOAL_API int shoal_dir(const char **out);
+
 /* ------------------------------------------------------------------ */
 /* Process identity and liveness (lib/proc.c)                          */
 /* ------------------------------------------------------------------ */
@@ -158,7 +181,7 @@ SHOAL_API bool shoal_proc_is_alive(const struct shoal_proc *p);
 /** Longest name a caller may give (the "shoal." prefix is not counted). */
 #define SHOAL_NAME_MAX 200
 
-/** The prefix every shoal object has in /dev/shm. */
+/** The prefix every shoal object has in its directory (shoal_dir()). */
 #define SHOAL_PREFIX "shoal."
 
 /* Flags for struct shoal_opts.flags and shoal_segment_open(). */
@@ -190,17 +213,23 @@ struct shoal_segment;
  * @opts: NULL for defaults.
  * @out: the new segment, mapped read-write, its data zeroed.
  *
- * The memory is reserved at once (posix_fallocate), so a full /dev/shm is
- * -ENOSPC here rather than SIGBUS on a later write. The object is built
- * under a private name and published by an atomic rename, so no opener ever
- * sees it half made. Thread-safe.
+ * The object is a file in shoal_dir() (/dev/shm unless SHOAL_DIR says
+ * otherwise). Its memory is reserved at once, so a full mount is -ENOSPC
+ * here rather than SIGBUS on a later write: posix_fallocate for a small
+ * object; from 16 MiB on, every page is written in the kernel
+ * (MADV_POPULATE_WRITE) by up to one thread per CPU, joined before this
+ * returns, so the first writes to the data take no page fault. The object
+ * is built under a private name and published by an atomic rename, so no
+ * opener ever sees it half made. Thread-safe.
  *
  * Return: 0; -EINVAL for a bad name, size 0, NULL @out, unknown flags, or a
  * mode with group or world write bits or without owner read and write;
  * -EOVERFLOW if @size plus the header overflows; -EEXIST if the name is
- * taken; -ENOSPC if /dev/shm has no room; -ENOMEM if the mapping cannot be
- * made; -EMFILE, -ENFILE; -EACCES if /dev/shm refuses us; -EIO if /proc
- * cannot tell who we are.
+ * taken; -ENOSPC if the directory's mount has no room (the detail names the
+ * size asked, the directory and its free space); -ENOMEM if the mapping
+ * cannot be made; -EMFILE, -ENFILE; -EACCES if the directory refuses us;
+ * -EIO if /proc cannot tell who we are; the errors of shoal_dir() when
+ * SHOAL_DIR is refused.
  */
 SHOAL_API int shoal_segment_create(const char *name, size_t size, const struct shoal_opts *opts,
 				   struct shoal_segment **out);

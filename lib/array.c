@@ -279,9 +279,9 @@ static int ovf_reserve(struct shoal_array *a, uint32_t j)
 	switch (errno) {
 	case EFAULT:  /* the fault was SIGBUS: the mount is full */
 	case ENOSPC:
-		return shoal__fail(-ENOSPC, "array '%s': no room in " SHOAL__SHM_DIR " for a page "
-				   "of its overflow ledger (holder %u)", a->seg->name,
-				   a->ledger_cap + j + 1);
+		return shoal__fail(-ENOSPC, "array '%s': no room in %s for a page of its "
+				   "overflow ledger (holder %u)", a->seg->name,
+				   shoal__dir() ? shoal__dir() : "its directory", a->ledger_cap + j + 1);
 	case EINVAL:
 		return shoal__fail(-EUSERS, "array '%s': holder ledger full (%u holders): more "
 				   "need MADV_POPULATE_WRITE (Linux 5.14)", a->seg->name,

@@ -21,9 +21,12 @@
 
 /* "SHOAL\0\0\1" read as a little-endian u64 would be fragile across
  * endianness; the magic is compared as bytes. */
-/* Where every object lives: the one definition (segment, reaper, pool's
- * objects, fork server, CLI). */
-#define SHOAL__SHM_DIR "/dev/shm/"
+/* Where objects live unless SHOAL_DIR says otherwise (see shoal__dir()). */
+#define SHOAL__DEFAULT_DIR "/dev/shm"
+/* The longest directory SHOAL_DIR may name, its trailing '/' and NUL
+ * included; and a buffer for any path of a file in it. */
+#define SHOAL__DIR_MAX 256u
+#define SHOAL__PATH_MAX (SHOAL__DIR_MAX + 256u)
 /* The private file a creator builds an object in before publishing it
  * (segment.c): "shoal..tmp.<pid>.<random>". A caller's name cannot hold
  * "..", so no object is ever named like this. */
@@ -110,9 +113,22 @@ const char *shoal__kind_name(uint32_t kind);
 /* Validate a caller's name: 0 or -EINVAL (with a detail naming the rule). */
 int shoal__name_check(const char *name);
 
-/* Write "shoal.<name>" into @buf (at least SHOAL__FILE_MAX bytes). */
+/* Write "<dir>/shoal.<name>" into @buf (SHOAL__PATH_MAX bytes): 0, -EINVAL
+ * for a bad name, or the error of a refused SHOAL_DIR (shoal__dir()). */
 #define SHOAL__FILE_MAX (sizeof(SHOAL_PREFIX) + SHOAL_NAME_MAX)
 int shoal__file_name(char *buf, size_t cap, const char *name);
+
+/*
+ * The directory every object of this process lives in, with a trailing
+ * '/': $SHOAL_DIR, else /dev/shm. Read and checked once per process (the
+ * first call; children inherit it), so it cannot change under a live
+ * object. NULL when SHOAL_DIR is set and refused: the detail is then
+ * recorded again (shoal__path() and shoal_dir() return its code).
+ */
+const char *shoal__dir(void);
+/* Write "<dir>/<file>" into @buf: 0, or the error of a refused SHOAL_DIR,
+ * or -ENAMETOOLONG. */
+int shoal__path(char *buf, size_t cap, const char *file);
 
 /*
  * Create an object of @kind, not yet visible under @name: the caller fills
@@ -149,9 +165,10 @@ int shoal__segment_open(const char *name, enum shoal__kind kind, size_t kind_min
  */
 int shoal__segment_peek(const char *name, struct shoal__hdr *out);
 /*
- * Call @fn on every "shoal.*" entry of /dev/shm (its file name: prefix
- * included, not yet validated) and add up what the calls return. -errno
- * (-ENOMEM, -ENOENT, else -EACCES) if the directory cannot be read.
+ * Call @fn on every "shoal.*" entry of the directory (shoal__dir(); its
+ * file name: prefix included, not yet validated) and add up what the calls
+ * return. -errno (-ENOMEM, -ENOENT, else -EACCES) if the directory cannot
+ * be read; the error of a refused SHOAL_DIR.
  */
 int shoal__each_object(int (*fn)(const char *file, void *arg), void *arg);
 /* Unlink "shoal..tmp.<pid>.*", what process @pid left of a create it died

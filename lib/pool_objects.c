@@ -72,10 +72,10 @@ struct spills {
 static int unlink_spill(const char *file, void *arg)
 {
 	const struct spills *sp = arg;
-	char path[sizeof(SHOAL__SHM_DIR) + 256];
+	char path[SHOAL__PATH_MAX];
 
 	if (strncmp(file, sp->prefix, sp->len) != 0 || !spill_suffix(file + sp->len) ||
-	    snprintf(path, sizeof(path), SHOAL__SHM_DIR "%s", file) >= (int)sizeof(path))
+	    shoal__path(path, sizeof(path), file) != 0)
 		return 0;
 	return unlink(path) == 0;
 }

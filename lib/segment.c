@@ -1,14 +1,21 @@
 /*
  * segment.c - named POSIX shared memory objects.
  *
- * Every shoal object is a file in /dev/shm named "shoal.<name>", starting
- * with a struct shoal__hdr (internal.h), then the kind's own header, then
- * page-aligned data.
+ * Every shoal object is a file named "shoal.<name>" in one directory,
+ * /dev/shm unless the environment's SHOAL_DIR names another (read once per
+ * process, shoal__dir() below), starting with a struct shoal__hdr
+ * (internal.h), then the kind's own header, then page-aligned data.
  *
  * Creation builds the object under a private name ("shoal..tmp.*": user
  * names cannot contain "..", so this space is ours), reserves its memory with
  * posix_fallocate (a full /dev/shm is -ENOSPC now, not SIGBUS later), writes
- * the headers, and publishes it with renameat2(RENAME_NOREPLACE). Openers
+ * the headers, and publishes it with renameat2(RENAME_NOREPLACE). A big
+ * object (SHOAL__POPULATE_MIN and up) is reserved instead by writing every
+ * page in the kernel (MADV_POPULATE_WRITE), split across one thread per CPU:
+ * that allocates, zeroes and maps its pages in parallel, which one
+ * fallocate (under the inode's lock) and then a page fault per 4 KiB page
+ * at first touch did in one thread. Should the populate fail, a
+ * posix_fallocate of the whole object names the error. Openers
  * therefore never see a half-built object; anything that fails validation is
  * corrupt or hostile, and is refused with an error, never trusted.
  *
@@ -29,12 +36,32 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+#define SHOAL__TMPFS_MAGIC 0x01021994
+#define SHOAL__HUGETLBFS_MAGIC 0x958458f6
+
+/* Objects this big or bigger are populated at create (see the top). Below
+ * it a fallocate is as fast and the pages are faulted when first used. */
+#define SHOAL__POPULATE_MIN (16u << 20)
+/* The least a populate thread is given: below it a thread costs more than
+ * it saves. */
+#define SHOAL__POPULATE_CHUNK (64u << 20)
+#define SHOAL__POPULATE_MAX_THREADS 16
 
 /* How every -EBADMSG detail starts: the kind and name, then the check. */
 #define CORRUPT "%s '%s' is corrupt or foreign: "
@@ -85,15 +112,147 @@ int shoal__name_check(const char *name)
 	return 0;
 }
 
+/* ---- the directory -------------------------------------------------- */
+
+/*
+ * SHOAL_DIR is read once per process, at the first call that needs it, and
+ * kept: a process's objects cannot move under it, and children inherit the
+ * choice. Every process sharing objects must have the same SHOAL_DIR; a
+ * handle does not carry it (handles stay "shoal:array:<name>@<gen>"), so an
+ * attach from a process with another directory is -ENOENT with a detail
+ * that names the path it looked at.
+ *
+ * A directory set by SHOAL_DIR must be absolute, exist, be a directory
+ * that nobody but its owner can write unless it has the sticky bit (as
+ * /dev/shm and /tmp), and be on tmpfs or hugetlbfs: memory that a reboot
+ * clears. Anything else is refused (every call that names an object fails
+ * with the reason), never warned about (the library prints nothing): on a
+ * disk an array would be written back to the disk, and objects would
+ * outlive a reboot, where the liveness module's boot-relative start times
+ * no longer tell a dead creator from a live one. The default, /dev/shm, is
+ * taken as it is, as before SHOAL_DIR existed.
+ */
+static pthread_once_t dir_once = PTHREAD_ONCE_INIT;
+static char dir_path[SHOAL__DIR_MAX]; /* with its trailing '/' */
+static char dir_shown[SHOAL__DIR_MAX]; /* without it, as users write it */
+static int dir_rc;                    /* 0, or why SHOAL_DIR is refused */
+static char dir_why[SHOAL_ERRDETAIL_MAX];
+static uint64_t dir_align;            /* hugetlbfs: its page size; else 0 */
+
+static void dir_refuse(int rc, const char *d, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void dir_refuse(int rc, const char *d, const char *fmt, ...)
+{
+	char what[SHOAL_ERRDETAIL_MAX - 240];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	snprintf(dir_why, sizeof(dir_why), "SHOAL_DIR '%.200s' %s", d, what);
+	dir_rc = rc;
+}
+
+static void dir_load(void)
+{
+	const char *env = secure_getenv("SHOAL_DIR");
+	bool given = env && *env;
+	const char *d = given ? env : SHOAL__DEFAULT_DIR;
+	size_t len = strlen(d);
+	struct statfs sf;
+	struct stat st;
+
+	while (len > 1 && d[len - 1] == '/')
+		len--;
+	if (d[0] != '/') {
+		dir_refuse(-EINVAL, d, "is not an absolute path");
+		return;
+	}
+	if (len + 2 > SHOAL__DIR_MAX) {
+		dir_refuse(-EINVAL, d, "is longer than %u bytes", SHOAL__DIR_MAX - 2);
+		return;
+	}
+	memcpy(dir_path, d, len);
+	memcpy(dir_shown, d, len);
+	dir_shown[len] = '\0';
+	if (dir_path[len - 1] != '/')
+		dir_path[len++] = '/';
+	dir_path[len] = '\0';
+	if (statfs(dir_path, &sf) == 0 && (unsigned long)sf.f_type == SHOAL__HUGETLBFS_MAGIC)
+		dir_align = (uint64_t)sf.f_bsize;
+	if (!given)
+		return;
+	if (stat(dir_path, &st) != 0) {
+		if (errno == ENOTDIR) /* the trailing '/' asks for a directory */
+			dir_refuse(-ENOTDIR, d, "is not a directory");
+		else if (errno == ENOENT)
+			dir_refuse(-ENOENT, d, "does not exist");
+		else
+			dir_refuse(-errno, d, "cannot be looked at: %s", strerror(errno));
+		return;
+	}
+	if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX)) {
+		dir_refuse(-EACCES, d,
+			   "has mode 0%o: others may write there without the sticky bit, "
+			   "so they could rename or remove your objects",
+			   (unsigned)(st.st_mode & 07777));
+		return;
+	}
+	if (statfs(dir_path, &sf) != 0) {
+		dir_refuse(-errno, d, "cannot be looked at: %s", strerror(errno));
+		return;
+	}
+	if ((unsigned long)sf.f_type != SHOAL__TMPFS_MAGIC &&
+	    (unsigned long)sf.f_type != SHOAL__HUGETLBFS_MAGIC)
+		dir_refuse(-EINVAL, d,
+			   "is on a filesystem of type 0x%lx, not tmpfs or hugetlbfs: shoal "
+			   "objects live in memory that a reboot clears",
+			   (unsigned long)sf.f_type);
+}
+
+const char *shoal__dir(void)
+{
+	pthread_once(&dir_once, dir_load);
+	if (dir_rc) {
+		shoal__fail(dir_rc, "%s", dir_why);
+		return NULL;
+	}
+	return dir_path;
+}
+
+int shoal__path(char *buf, size_t cap, const char *file)
+{
+	const char *d = shoal__dir();
+	int n;
+
+	if (!d)
+		return dir_rc;
+	n = snprintf(buf, cap, "%s%s", d, file);
+	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+SHOAL_API int shoal_dir(const char **out)
+{
+	shoal__detail_clear();
+	if (!out)
+		return shoal__fail(-EINVAL, "shoal_dir: out is NULL");
+	if (!shoal__dir())
+		return dir_rc;
+	*out = dir_shown;
+	return 0;
+}
+
 int shoal__file_name(char *buf, size_t cap, const char *name)
 {
+	char file[SHOAL__FILE_MAX];
 	int rc = shoal__name_check(name);
-	int n;
 
 	if (rc)
 		return rc;
-	n = snprintf(buf, cap, SHOAL__SHM_DIR SHOAL_PREFIX "%s", name);
-	return n < 0 || (size_t)n >= cap ? -EINVAL : 0;
+	snprintf(file, sizeof(file), SHOAL_PREFIX "%s", name);
+	rc = shoal__path(buf, cap, file);
+	return rc == -ENAMETOOLONG ? -EINVAL : rc;
 }
 
 static uint64_t round_up(uint64_t v, uint64_t align)
@@ -106,6 +265,132 @@ static void segment_free(struct shoal_segment *s)
 	if (s->base)
 		munmap(s->base, s->map_size);
 	free(s);
+}
+
+/* "12.0 GiB": a size for a person, in @buf. */
+static const char *human(char *buf, size_t cap, uint64_t v)
+{
+	static const char *const unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double x = (double)v;
+	unsigned int u = 0;
+
+	while (x >= 1024 && u + 1 < sizeof(unit) / sizeof(unit[0])) {
+		x /= 1024;
+		u++;
+	}
+	snprintf(buf, cap, u ? "%.1f %s" : "%.0f %s", x, unit[u]);
+	return buf;
+}
+
+/*
+ * The -ENOSPC of a create that found no room for @data_size bytes of data
+ * (and its headers): the detail names the object, the size asked, the
+ * directory, its free space and size (statvfs), and the ways out.
+ * Containers give /dev/shm 64 MiB by default, where this is the first
+ * thing a user of big arrays meets.
+ */
+static int no_room(enum shoal__kind kind, const char *name, uint64_t data_size)
+{
+	char want[32], avail[32], size[32];
+	struct statvfs sv;
+
+	if (statvfs(dir_path, &sv) != 0)
+		return shoal__fail(-ENOSPC,
+				   "%s '%s': no room for %s (%llu bytes) in %s; set SHOAL_DIR to a "
+				   "directory on a bigger tmpfs or hugetlbfs",
+				   shoal__kind_name(kind), name, human(want, sizeof(want), data_size),
+				   (unsigned long long)data_size, dir_shown);
+	return shoal__fail(-ENOSPC,
+			   "%s '%s': no room for %s (%llu bytes) in %s: %s free of %s; set "
+			   "SHOAL_DIR to a directory on a bigger tmpfs or hugetlbfs, or enlarge "
+			   "this mount (Docker: --shm-size)",
+			   shoal__kind_name(kind), name, human(want, sizeof(want), data_size),
+			   (unsigned long long)data_size, dir_shown,
+			   human(avail, sizeof(avail), (uint64_t)sv.f_bavail * sv.f_frsize),
+			   human(size, sizeof(size), (uint64_t)sv.f_blocks * sv.f_frsize));
+}
+
+/* Whether the directory's mount has less than @len bytes free: a size
+ * limited mount (a tmpfs without size limit says 0 blocks) certainly
+ * cannot hold them. Racy, hence only a quick refusal, never the guarantee. */
+static bool surely_no_room(uint64_t len)
+{
+	struct statvfs sv;
+
+	return statvfs(dir_path, &sv) == 0 && sv.f_blocks > 0 &&
+	       (uint64_t)sv.f_bavail * sv.f_frsize < len;
+}
+
+struct populate_job {
+	char *p;
+	size_t len;
+	int rc;
+};
+
+static void *populate_run(void *arg)
+{
+	struct populate_job *j = arg;
+
+	j->rc = madvise(j->p, j->len, MADV_POPULATE_WRITE) != 0 ? -errno : 0;
+	return NULL;
+}
+
+/*
+ * Write-fault every page of [@p, @p + @len) in the kernel, in up to one
+ * thread per CPU this process may run on (the caller's thread is one),
+ * each given at least SHOAL__POPULATE_CHUNK bytes. Every thread is joined
+ * before it returns; they block every signal, so none is delivered to a
+ * thread the caller does not know. 0, or the first error (-EFAULT for a
+ * page the mount could not give: full, or over a memory limit; -EINVAL
+ * before Linux 5.14).
+ */
+static int populate(void *p, size_t len)
+{
+	struct populate_job job[SHOAL__POPULATE_MAX_THREADS];
+	pthread_t tid[SHOAL__POPULATE_MAX_THREADS];
+	bool started[SHOAL__POPULATE_MAX_THREADS] = { false };
+	size_t n = 1, per, off = 0;
+	sigset_t all, old;
+	pthread_attr_t attr;
+	cpu_set_t cpus;
+	int rc = 0;
+
+	if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0)
+		n = (size_t)CPU_COUNT(&cpus);
+	if (n > len / SHOAL__POPULATE_CHUNK)
+		n = len / SHOAL__POPULATE_CHUNK;
+	if (n > SHOAL__POPULATE_MAX_THREADS)
+		n = SHOAL__POPULATE_MAX_THREADS;
+	if (n < 1)
+		n = 1;
+	/* Pieces end on 2 MiB, so no huge page is split between threads. */
+	per = (size_t)round_up((len + n - 1) / n, 2u << 20);
+	for (size_t i = 0; i < n; i++) {
+		job[i].p = (char *)p + off;
+		job[i].len = off >= len ? 0 : len - off < per ? len - off : per;
+		job[i].rc = 0;
+		off += job[i].len;
+	}
+	if (n > 1 && pthread_attr_init(&attr) == 0) {
+		(void)pthread_attr_setstacksize(&attr, 64u << 10);
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		for (size_t i = 1; i < n; i++)
+			started[i] = job[i].len &&
+				     pthread_create(&tid[i], &attr, populate_run, &job[i]) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		pthread_attr_destroy(&attr);
+	}
+	/* What no thread took (none could be started: the caller does it). */
+	for (size_t i = 0; i < n; i++)
+		if (i == 0 || !started[i])
+			populate_run(&job[i]);
+	for (size_t i = 1; i < n; i++)
+		if (started[i])
+			pthread_join(tid[i], NULL);
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = job[i].rc;
+	return rc;
 }
 
 int shoal__segment_create(const char *name, enum shoal__kind kind, size_t kind_size,
@@ -141,13 +426,14 @@ int shoal__segment_create_tail(const char *name, enum shoal__kind kind, size_t k
 			       size_t data_size, size_t tail_size, const struct shoal_opts *opts,
 			       struct shoal_segment **out)
 {
-	char path[sizeof(SHOAL__SHM_DIR) + SHOAL__FILE_MAX];
-	char tmp[sizeof(SHOAL__SHM_DIR) + 64];
+	char path[SHOAL__PATH_MAX];
+	char tmp[SHOAL__PATH_MAX];
 	unsigned int mode = opts && opts->mode ? opts->mode : 0600;
 	unsigned int flags = opts ? opts->flags : 0;
 	struct shoal_proc self;
 	struct shoal_segment *s;
-	uint64_t data_off, total, rnd;
+	uint64_t data_off, total, reserved, rnd;
+	bool big;
 	int fd, rc;
 
 	if (!out)
@@ -179,6 +465,19 @@ int shoal__segment_create_tail(const char *name, enum shoal__kind kind, size_t k
 	total = data_off + data_size;
 	if (tail_size)
 		total = round_up(total, SHOAL__DATA_ALIGN) + tail_size;
+	/* A hugetlbfs file is made of whole huge pages (its truncate and mmap
+	 * refuse other sizes); the header's total_size is the file's. */
+	if (dir_align > SHOAL__DATA_ALIGN)
+		total = round_up(total, dir_align);
+	if (total > SIZE_MAX || total > (uint64_t)INT64_MAX)
+		return shoal__fail(-EOVERFLOW, "%s '%s': size %zu bytes is too large",
+				   shoal__kind_name(kind), name, data_size);
+	/* The bytes whose memory create reserves: the header and data, never
+	 * a tail (its owner reserves each page before it first writes there). */
+	reserved = data_off + data_size;
+	if (dir_align > SHOAL__DATA_ALIGN)
+		reserved = total; /* hugetlbfs has no holes to leave */
+	big = reserved >= SHOAL__POPULATE_MIN;
 	/* Not the guarantee (the rename is), just no 1 GiB fallocate for nothing. */
 	if (access(path, F_OK) == 0)
 		return shoal__fail(-EEXIST, "%s '%s' exists: %s", shoal__kind_name(kind), name,
@@ -193,7 +492,15 @@ int shoal__segment_create_tail(const char *name, enum shoal__kind kind, size_t k
 	shoal__random(&rnd, sizeof(rnd));
 	snprintf(s->tmp_name, sizeof(s->tmp_name), SHOAL__TMP_PREFIX "%d.%016llx", (int)self.pid,
 		 (unsigned long long)rnd);
-	snprintf(tmp, sizeof(tmp), SHOAL__SHM_DIR "%s", s->tmp_name);
+	rc = shoal__path(tmp, sizeof(tmp), s->tmp_name);
+	if (rc) {
+		free(s);
+		return rc;
+	}
+	if (surely_no_room(reserved)) {
+		free(s);
+		return no_room(kind, name, data_size);
+	}
 
 	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
@@ -205,28 +512,41 @@ int shoal__segment_create_tail(const char *name, enum shoal__kind kind, size_t k
 		rc = -errno;
 		goto fail;
 	}
-	rc = -posix_fallocate(fd, 0, (off_t)(data_off + data_size));
+	/* A small object: reserved at once, faulted when first used. A big
+	 * one: reserved by populate() once mapped. Either is sized to the
+	 * total, so a tail past the reserved part is a hole. */
+	rc = big ? 0 : -posix_fallocate(fd, 0, (off_t)reserved);
+	if (!rc && (big || total != reserved) && ftruncate(fd, (off_t)total) != 0)
+		rc = -errno;
 	if (rc) {
 		if (rc == -EFBIG || rc == -ENOSPC)
-			rc = shoal__fail(-ENOSPC, "%s '%s': no room in " SHOAL__SHM_DIR " for %llu bytes",
-					 shoal__kind_name(kind), name,
-					 (unsigned long long)(data_off + data_size));
-		goto fail;
-	}
-	/* The tail is a hole: sized, not reserved (its owner reserves a page
-	 * before it first writes there). */
-	if (tail_size && ftruncate(fd, (off_t)total) != 0) {
-		rc = -errno;
+			rc = no_room(kind, name, data_size);
 		goto fail;
 	}
 	s->map_size = total;
 	s->base = mmap(NULL, total, PROT_READ | PROT_WRITE,
-		       MAP_SHARED | ((flags & SHOAL_PREFAULT) && !tail_size ? MAP_POPULATE : 0),
+		       MAP_SHARED | ((flags & SHOAL_PREFAULT) && !big && !tail_size ? MAP_POPULATE : 0),
 		       fd, 0);
 	if (s->base == MAP_FAILED) {
 		s->base = NULL;
 		rc = -errno;
 		goto fail;
+	}
+	if (big) {
+		/* Huge pages where the mount allows them only on request
+		 * (huge=advise); a no-op elsewhere. */
+		(void)madvise(s->base, reserved, MADV_HUGEPAGE);
+		/* A page populate could not have (a full mount, a memory limit,
+		 * a kernel before 5.14): fallocate reserves the rest, or names
+		 * the error; what populate mapped stays. */
+		if (populate(s->base, reserved) != 0) {
+			rc = -posix_fallocate(fd, 0, (off_t)reserved);
+			if (rc) {
+				if (rc == -EFBIG || rc == -ENOSPC)
+					rc = no_room(kind, name, data_size);
+				goto fail;
+			}
+		}
 	}
 	close(fd);
 	fd = -1;
@@ -267,11 +587,12 @@ fail:
 
 int shoal__segment_publish(struct shoal_segment *s)
 {
-	char path[sizeof(SHOAL__SHM_DIR) + SHOAL__FILE_MAX];
-	char tmp[sizeof(SHOAL__SHM_DIR) + 64];
+	char path[SHOAL__PATH_MAX];
+	char tmp[SHOAL__PATH_MAX];
 
-	snprintf(tmp, sizeof(tmp), SHOAL__SHM_DIR "%s", s->tmp_name);
-	snprintf(path, sizeof(path), SHOAL__SHM_DIR SHOAL_PREFIX "%s", s->name);
+	/* The directory was accepted at create: these cannot fail. */
+	(void)shoal__path(tmp, sizeof(tmp), s->tmp_name);
+	(void)shoal__file_name(path, sizeof(path), s->name);
 	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) != 0) {
 		int rc = -errno;
 
@@ -288,14 +609,12 @@ int shoal__segment_publish(struct shoal_segment *s)
 
 void shoal__segment_abort(struct shoal_segment *s)
 {
-	char tmp[sizeof(SHOAL__SHM_DIR) + 64];
+	char tmp[SHOAL__PATH_MAX];
 
 	if (!s)
 		return;
-	if (!s->published) {
-		snprintf(tmp, sizeof(tmp), SHOAL__SHM_DIR "%s", s->tmp_name);
+	if (!s->published && shoal__path(tmp, sizeof(tmp), s->tmp_name) == 0)
 		unlink(tmp);
-	}
 	segment_free(s);
 }
 
@@ -344,7 +663,7 @@ static int hdr_check(const struct shoal__hdr *h, uint64_t file_size, enum shoal_
 static int open_file(const char *name, enum shoal__kind kind, bool rdonly, int *fd_out,
 		     struct stat *st)
 {
-	char path[sizeof(SHOAL__SHM_DIR) + SHOAL__FILE_MAX];
+	char path[SHOAL__PATH_MAX];
 	int fd, rc;
 
 	rc = shoal__file_name(path, sizeof(path), name);
@@ -476,10 +795,14 @@ int shoal__segment_peek(const char *name, struct shoal__hdr *out)
 
 int shoal__each_object(int (*fn)(const char *file, void *arg), void *arg)
 {
-	DIR *d = opendir(SHOAL__SHM_DIR);
+	const char *dir = shoal__dir();
 	struct dirent *de;
 	int n = 0;
+	DIR *d;
 
+	if (!dir)
+		return dir_rc;
+	d = opendir(dir);
 	if (!d)
 		return errno == ENOMEM ? -ENOMEM : errno == ENOENT ? -ENOENT : -EACCES;
 	while ((de = readdir(d)) != NULL)
@@ -499,10 +822,9 @@ struct tmp_of {
 static int unlink_tmp(const char *file, void *arg)
 {
 	const struct tmp_of *t = arg;
-	char path[sizeof(SHOAL__SHM_DIR) + 256];
+	char path[SHOAL__PATH_MAX];
 
-	if (strncmp(file, t->prefix, t->len) != 0 ||
-	    snprintf(path, sizeof(path), SHOAL__SHM_DIR "%s", file) >= (int)sizeof(path))
+	if (strncmp(file, t->prefix, t->len) != 0 || shoal__path(path, sizeof(path), file) != 0)
 		return 0;
 	return unlink(path) == 0;
 }
@@ -520,7 +842,7 @@ int shoal__unlink_tmp_of(pid_t pid)
 int shoal__tmp_reap(const char *file)
 {
 	const char *p = file + strlen(SHOAL__TMP_PREFIX);
-	char path[sizeof(SHOAL__SHM_DIR) + 256], *end;
+	char path[SHOAL__PATH_MAX], *end;
 	struct shoal_proc pr;
 	long pid;
 
@@ -532,7 +854,7 @@ int shoal__tmp_reap(const char *file)
 		return 0;
 	if (shoal_proc_get((pid_t)pid, &pr) != -ESRCH)
 		return 0; /* alive (or a new process with its pid: wait) */
-	if (snprintf(path, sizeof(path), SHOAL__SHM_DIR "%s", file) >= (int)sizeof(path))
+	if (shoal__path(path, sizeof(path), file) != 0)
 		return 0;
 	return unlink(path) == 0;
 }
@@ -591,7 +913,7 @@ SHOAL_API bool shoal_segment_is_readonly(const struct shoal_segment *s)
 
 SHOAL_API int shoal_unlink(const char *name)
 {
-	char path[sizeof(SHOAL__SHM_DIR) + SHOAL__FILE_MAX];
+	char path[SHOAL__PATH_MAX];
 	int rc;
 
 	shoal__detail_clear();

@@ -1655,7 +1655,7 @@ START_TEST(overflow_reserve_fails)
 	const char *name = t_name("resfail");
 	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34);
 	static const struct { int err, rc; const char *says; } cases[] = {
-		{ ENOSPC, -ENOSPC, "no room in /dev/shm" },
+		{ ENOSPC, -ENOSPC, "no room in /dev/shm/" },
 		{ EFAULT, -ENOSPC, "overflow ledger" },
 		{ ENOMEM, -ENOMEM, "out of memory" },
 		{ EINVAL, -EUSERS, "Linux 5.14" },

@@ -6,9 +6,15 @@
 #include "array.h"
 #include "testutil.h"
 
+#include <dirent.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 
 static struct shoal_segment *make(const char *name, size_t size)
 {
@@ -750,6 +756,330 @@ START_TEST(out_of_memory_and_fds)
 }
 END_TEST
 
+/* ---- SHOAL_DIR --------------------------------------------------------- */
+
+/* Each test runs in a process of its own (Check's fork mode), which reads
+ * SHOAL_DIR once, at its first call that needs it: set it first. */
+
+/* A fresh directory under /dev/shm (a tmpfs): "/dev/shm/t-dir.<pid>.<tag>". */
+static const char *t_dir(const char *tag, mode_t mode)
+{
+	static char buf[4][128];
+	static unsigned n;
+	char *b = buf[n++ % 4];
+
+	snprintf(b, sizeof(buf[0]), "/dev/shm/t-dir.%d.%s", (int)getpid(), tag);
+	ck_assert_int_eq(mkdir(b, 0700), 0);
+	ck_assert_int_eq(chmod(b, mode), 0);
+	return b;
+}
+
+/* How many entries of @dir start with @prefix. */
+static int t_count(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((de = readdir(d)) != NULL)
+		n += strncmp(de->d_name, prefix, strlen(prefix)) == 0;
+	closedir(d);
+	return n;
+}
+
+START_TEST(dir_default_is_dev_shm)
+{
+	const char *d = NULL;
+
+	unsetenv("SHOAL_DIR");
+	ck_assert_int_eq(shoal_dir(&d), 0);
+	ck_assert_str_eq(d, "/dev/shm");
+	ck_assert_int_eq(shoal_dir(NULL), -EINVAL);
+}
+END_TEST
+
+/* Objects made, found, listed, removed and reaped in another directory:
+ * nothing of them in /dev/shm, and the setting read once. */
+START_TEST(dir_objects_live_there)
+{
+	const char *dir = t_dir("there", 0700), *name = t_name("there"), *got = NULL;
+	const char *aname = t_name("there-a");
+	struct shoal_segment *s = NULL, *t = NULL;
+	struct shoal_array *a = NULL;
+	char path[512], slash[160];
+	size_t shape[1] = { 1000 };
+	pid_t pid;
+
+	snprintf(slash, sizeof(slash), "%s//", dir);
+	setenv("SHOAL_DIR", slash, 1); /* trailing slashes are dropped */
+	ck_assert_int_eq(shoal_dir(&got), 0);
+	ck_assert_str_eq(got, dir);
+	setenv("SHOAL_DIR", "/nowhere/else", 1); /* too late: read once */
+	ck_assert_int_eq(shoal_dir(&got), 0);
+	ck_assert_str_eq(got, dir);
+
+	ck_assert_int_eq(shoal_segment_create(name, 4096, NULL, &s), 0);
+	snprintf(path, sizeof(path), "%s/" SHOAL_PREFIX "%s", dir, name);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	ck_assert_int_eq(access(t_path(name), F_OK), -1);
+	ck_assert_int_eq(shoal_segment_open(name, 0, &t), 0);
+	shoal_segment_close(t);
+	shoal_segment_close(s);
+	ck_assert_int_eq(shoal_unlink(name), 0);
+	ck_assert_int_eq(access(path, F_OK), -1);
+	ck_assert_int_eq(shoal_segment_open(name, 0, &t), -ENOENT);
+	ck_assert_msg(strstr(shoal_errdetail(-ENOENT), dir), "%s", shoal_errdetail(-ENOENT));
+
+	/* A child's array reference and a half-made object, left by its
+	 * death, are reaped there. */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_array *b = NULL;
+		char tmp[512];
+		int fd;
+
+		snprintf(tmp, sizeof(tmp), "%s/" SHOAL_PREFIX ".tmp.%d.00000000cafef00d", dir,
+			 (int)getpid());
+		fd = open(tmp, O_CREAT | O_EXCL | O_RDWR, 0600);
+		if (fd < 0)
+			_exit(1);
+		close(fd);
+		_exit(shoal_array_create(aname, SHOAL_DTYPE_FLOAT64, 0, 1, shape, NULL, &b) ? 2 : 0);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	ck_assert_int_eq(t_count(dir, SHOAL_PREFIX ".tmp."), 1);
+	ck_assert_int_eq(shoal_array_open(aname, 0, &a), 0);
+	shoal_array_close(a);
+	ck_assert_int_ge(shoal_reap(), 1);
+	ck_assert_int_eq(t_count(dir, SHOAL_PREFIX), 0);
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+/* A refused SHOAL_DIR: its code from shoal_dir() and every call that names
+ * or lists objects, with the same detail. One child per value, since a
+ * process reads it once. */
+START_TEST(dir_refused)
+{
+	const char *open_dir = t_dir("open", 0777), *sticky = t_dir("sticky", 01777);
+	char file[160];
+	struct {
+		const char *dir;
+		int rc;
+		const char *why;
+	} bad[] = {
+		{ "dev/shm", -EINVAL, "absolute" },
+		{ "/dev/shm/t-no-such-dir/x", -ENOENT, "does not exist" },
+		{ file, -ENOTDIR, "not a directory" },
+		{ open_dir, -EACCES, "sticky" },
+		{ "/proc", -EINVAL, "not tmpfs or hugetlbfs" },
+		{ sticky, 0, NULL },
+	};
+	int fd;
+
+	snprintf(file, sizeof(file), "%s/plain", sticky);
+	fd = open(file, O_CREAT | O_EXCL | O_RDWR, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		pid_t pid = fork();
+
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			struct shoal_segment *s = NULL;
+			struct shoal_array *a = NULL;
+			const char *d = NULL;
+			size_t shape[1] = { 10 };
+			int rc;
+
+			setenv("SHOAL_DIR", bad[i].dir, 1);
+			rc = shoal_dir(&d);
+			if (rc != bad[i].rc)
+				_exit(1);
+			if (!bad[i].rc)
+				_exit(d && strcmp(d, bad[i].dir) == 0 ? 0 : 2);
+			if (!strstr(shoal_errdetail(rc), bad[i].why) ||
+			    !strstr(shoal_errdetail(rc), "SHOAL_DIR"))
+				_exit(3);
+			if (shoal_segment_create("x", 4096, NULL, &s) != rc || s ||
+			    !strstr(shoal_errdetail(rc), bad[i].why))
+				_exit(4);
+			if (shoal_segment_open("x", 0, &s) != rc || shoal_unlink("x") != rc ||
+			    shoal_array_create(NULL, SHOAL_DTYPE_UINT8, 0, 1, shape, NULL, &a) != rc ||
+			    shoal_reap() != rc)
+				_exit(5);
+			_exit(0);
+		}
+		int got = t_wait(pid);
+
+		ck_assert_msg(got == 0, "SHOAL_DIR '%s': child failed with %d", bad[i].dir, got);
+	}
+	unlink(file);
+	rmdir(sticky);
+	rmdir(open_dir);
+}
+END_TEST
+
+/* Mount a @size tmpfs on a fresh directory in a mount namespace of this
+ * (child) process's own and point SHOAL_DIR at it: 0, or -1. */
+static int t_small_tmpfs(const char *dir, const char *size)
+{
+	char opts[64];
+
+	snprintf(opts, sizeof(opts), "size=%s,mode=0700", size);
+	if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+	    mount("tmpfs", dir, "tmpfs", 0, opts) != 0)
+		return -1;
+	return setenv("SHOAL_DIR", dir, 1);
+}
+
+/* A 64 MiB mount, as Docker gives /dev/shm: -ENOSPC whose detail names
+ * the object, the size, the directory, its free space and SHOAL_DIR; no
+ * file left. Needs root for the mount (CI runs as root). */
+START_TEST(enospc_names_the_mount)
+{
+	const char *dir;
+	pid_t pid;
+
+	ck_assert_msg(geteuid() == 0, "this test needs root to mount a small tmpfs");
+	dir = t_dir("small", 0700);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_segment *s = NULL, *t = NULL;
+		struct shoal_array *a = NULL;
+		size_t shape[1] = { 100u << 20 };
+		const char *d;
+		int rc;
+
+		if (t_small_tmpfs(dir, "64m") != 0)
+			_exit(10);
+		rc = shoal_array_create("big", SHOAL_DTYPE_UINT8, 0, 1, shape, NULL, &a);
+		d = shoal_errdetail(rc);
+		if (rc != -ENOSPC || a)
+			_exit(1);
+		if (!strstr(d, "array 'big'") || !strstr(d, "100.0 MiB") || !strstr(d, dir) ||
+		    !strstr(d, "free of 64.0 MiB") || !strstr(d, "SHOAL_DIR"))
+			_exit(2);
+		/* Big (populated) and small (fallocated) objects fill it, then
+		 * the next one is refused. */
+		if (shoal_segment_create("s40", 40u << 20, NULL, &s) != 0 ||
+		    shoal_segment_create("s30", 30u << 20, NULL, &t) != -ENOSPC ||
+		    !strstr(shoal_errdetail(-ENOSPC), "segment 's30'"))
+			_exit(3);
+		shoal_segment_close(s);
+		if (shoal_segment_create("s1", 1u << 20, NULL, &t) != 0)
+			_exit(4);
+		shoal_segment_close(t);
+		if (shoal_unlink("s40") || shoal_unlink("s1") || t_count(dir, SHOAL_PREFIX) != 0)
+			_exit(5);
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+/* Make the calling process's @nr fail with @err from now on. */
+static int t_deny_syscall(long nr, int err)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (unsigned)err),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		return -1;
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+/* A big object whose populate fails: fallocate reserves it instead (a
+ * kernel without MADV_POPULATE_WRITE), or names the error when the mount
+ * is full (a mount filled between the look at its free space and the
+ * populate: here the look cannot be made). */
+START_TEST(populate_falls_back_to_fallocate)
+{
+	const char *dir;
+	pid_t pid;
+	int rc;
+
+	ck_assert_msg(geteuid() == 0, "this test needs root to mount a small tmpfs");
+	dir = t_dir("fallback", 0700);
+	for (int round = 0; round < 2; round++) {
+		pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			struct shoal_segment *s = NULL;
+			const char *d;
+			unsigned char *p;
+			int err;
+
+			if (t_small_tmpfs(dir, "64m") != 0 || shoal_dir(&d) != 0)
+				_exit(10);
+			if (round == 0) {
+				if (t_deny_syscall(__NR_madvise, EINVAL) != 0)
+					_exit(11);
+				if (shoal_segment_create("big", 48u << 20, NULL, &s) != 0)
+					_exit(1);
+				p = shoal_segment_data(s);
+				for (size_t i = 0; i < (48u << 20); i += 4096)
+					if (p[i])
+						_exit(2);
+				memset(p, 1, 48u << 20);
+				shoal_segment_close(s);
+				_exit(shoal_unlink("big") ? 3 : 0);
+			}
+			if (t_deny_syscall(__NR_statfs, ENOSYS) != 0)
+				_exit(11);
+			err = shoal_segment_create("big", 100u << 20, NULL, &s);
+			if (err != -ENOSPC || s || !strstr(shoal_errdetail(err), dir) ||
+			    !strstr(shoal_errdetail(err), "SHOAL_DIR"))
+				_exit(4);
+			_exit(t_count(dir, SHOAL_PREFIX) ? 5 : 0);
+		}
+		rc = t_wait(pid);
+		ck_assert_msg(rc == 0, "round %d: child failed with %d", round, rc);
+	}
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+/* A big object is populated at create: every page is there before the
+ * first write, without SHOAL_PREFAULT; a small one is not. */
+START_TEST(big_objects_are_populated)
+{
+	const char *name = t_name("pop"), *small = t_name("nopop");
+	size_t len = 64u << 20, pages = len / 4096, in = 0;
+	struct shoal_segment *s = NULL, *t = NULL;
+	unsigned char *vec = malloc(pages);
+
+	ck_assert_ptr_nonnull(vec);
+	ck_assert_int_eq(shoal_segment_create(name, len, NULL, &s), 0);
+	ck_assert_int_eq(mincore(shoal_segment_data(s), len, vec), 0);
+	for (size_t i = 0; i < pages; i++)
+		in += vec[i] & 1;
+	ck_assert_uint_eq(in, pages);
+	for (size_t i = 0; i < len; i += 4096)
+		ck_assert_int_eq(((unsigned char *)shoal_segment_data(s))[i], 0);
+	ck_assert_int_eq(shoal_segment_create(small, 16 * 4096, NULL, &t), 0);
+	ck_assert_int_eq(mincore(shoal_segment_data(t), 16 * 4096, vec), 0);
+	in = 0;
+	for (size_t i = 0; i < 16; i++)
+		in += vec[i] & 1;
+	ck_assert_uint_eq(in, 0);
+	shoal_segment_close(t);
+	shoal_segment_close(s);
+	shoal_unlink(small);
+	shoal_unlink(name);
+	free(vec);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("segment");
@@ -781,6 +1111,16 @@ static Suite *suite(void)
 	tcase_add_test(tc, errdetail_queue_and_array);
 	tcase_add_test(tc, errdetail_is_per_thread);
 	tcase_add_test(tc, out_of_memory_and_fds);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("dir");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, dir_default_is_dev_shm);
+	tcase_add_test(tc, dir_objects_live_there);
+	tcase_add_test(tc, dir_refused);
+	tcase_add_test(tc, enospc_names_the_mount);
+	tcase_add_test(tc, populate_falls_back_to_fallocate);
+	tcase_add_test(tc, big_objects_are_populated);
 	suite_add_tcase(s, tc);
 	return s;
 }

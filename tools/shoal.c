@@ -1,5 +1,6 @@
 /*
- * shoal - look at and tidy up the shoal objects in /dev/shm.
+ * shoal - look at and tidy up the shoal objects in their directory:
+ * shoal_dir(), /dev/shm unless SHOAL_DIR names another.
  *
  *   shoal ls [--json]            every object: name, kind, size, references
  *                                per process, creator, stale or not
@@ -231,11 +232,18 @@ static void print_row(const struct obj *o)
 
 static int cmd_ls(void)
 {
-	DIR *d = opendir(SHOAL__SHM_DIR);
+	const char *dir;
 	struct dirent *de;
+	DIR *d;
+	int rc = shoal_dir(&dir);
 
+	if (rc) {
+		fprintf(stderr, "shoal: %s\n", shoal_errdetail(rc));
+		return 1;
+	}
+	d = opendir(dir);
 	if (!d) {
-		fprintf(stderr, "shoal: %s: %s\n", SHOAL__SHM_DIR, strerror(errno));
+		fprintf(stderr, "shoal: %s: %s\n", dir, strerror(errno));
 		return 1;
 	}
 	if (!json)

@@ -1,7 +1,9 @@
 """shoal: share big buffers between processes instead of copying them.
 
-Python bindings over libshoal (ctypes). Every object lives in /dev/shm as
-"shoal.<name>" and can be opened by name from any process of the same user.
+Python bindings over libshoal (ctypes). Every object lives in one directory
+(``shoal.directory()``: /dev/shm unless the environment's SHOAL_DIR names
+another) as "shoal.<name>" and can be opened by name from any process of the
+same user that uses the same directory.
 """
 from . import _lib  # noqa: F401 (first: the library, and the _constants.py made with it)
 from ._constants import VERSION as __version__
@@ -10,8 +12,9 @@ from .array import Array, reap
 from .memstat import MemoryMonitor, MemStat, memstat
 from .pool import Pool, WorkerLost
 from .queue import Claim, Queue
-from .segment import Segment, unlink
+from .segment import Segment, directory, unlink
 from .shared_memory import SharedMemory
 
 __all__ = ["Array", "Claim", "MemoryMonitor", "MemStat", "Pool", "Queue", "Segment",
-           "SharedMemory", "ShoalError", "WorkerLost", "memstat", "reap", "strerror", "unlink"]
+           "SharedMemory", "ShoalError", "WorkerLost", "directory", "memstat", "reap", "strerror",
+           "unlink"]

@@ -21,7 +21,8 @@ libshoal's supervisor and exit watcher threads): SPAWN seat, gen, board
 -> pid or -errno; JOIN pid -> the wait status or -errno. The server
 collects a worker's exit status only when asked, so its zombie pins the
 pid the pool watches with a pidfd; a worker killed by a signal may have
-died inside a create, so its "shoal..tmp.<pid>.*" files are removed
+died inside a create, so its "shoal..tmp.<pid>.*" files (in shoal_dir())
+are removed
 before its exit status is collected. On EOF
 or EXIT (the pool process died, or the pool was destroyed), or once its
 parent is no longer the pool process (a child the pool process forked may
@@ -47,8 +48,13 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _unlink_tmp_of(pid):
-    for path in glob.glob(f"/dev/shm/shoal..tmp.{pid}.*"):
+def _directory():
+    from .segment import directory
+    return directory()
+
+
+def _unlink_tmp_of(pid, directory):
+    for path in glob.glob(os.path.join(glob.escape(directory), f"shoal..tmp.{pid}.*")):
         try:
             os.unlink(path)
         except OSError:
@@ -61,13 +67,16 @@ class ForkServer:
     raises)."""
 
     def __init__(self, target):
+        # Where a killed worker's half-made objects are: the library's
+        # directory (shoal_dir()), asked here, before the fork.
+        directory = _directory()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
                 ours.close()
-                _serve(theirs, target)
+                _serve(theirs, target, directory)
                 code = 0
             finally:
                 os._exit(code)
@@ -116,7 +125,7 @@ class ForkServer:
             pass  # collected by someone's waitpid(-1)
 
 
-def _serve(sock, target):
+def _serve(sock, target, directory):
     """The server's loop, in the child of Pool()'s fork."""
     _close_all_but(sock.fileno())
     # SIGINT reaches the whole foreground group; the server leaves with its
@@ -158,7 +167,7 @@ def _serve(sock, target):
                     kids.add(pid)
                     rep = pid
             elif op == _JOIN:
-                rep = _join(kids, pid)
+                rep = _join(kids, pid, directory)
         try:
             sock.send(_REP.pack(rep))
         except OSError:
@@ -173,7 +182,7 @@ def _serve(sock, target):
             os.waitpid(pid, 0)
         except OSError:
             pass
-        _unlink_tmp_of(pid)
+        _unlink_tmp_of(pid, directory)
 
 
 def _close_all_but(keep):
@@ -193,13 +202,13 @@ def _close_all_but(keep):
     os.close(ph)
 
 
-def _join(kids, pid):
+def _join(kids, pid, directory):
     if pid not in kids:
         return -errno.ECHILD
     try:
         si = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
         if si is not None and si.si_code != os.CLD_EXITED:
-            _unlink_tmp_of(pid)
+            _unlink_tmp_of(pid, directory)
         _, st = os.waitpid(pid, 0)
     except OSError as e:
         return -(e.errno or errno.ECHILD)

@@ -25,6 +25,17 @@ _close = declare("shoal_segment_close", ctypes.c_int, _vp)
 _data = declare("shoal_segment_data", _vp, _vp, check=False)
 _size = declare("shoal_segment_size", ctypes.c_size_t, _vp, check=False)
 _unlink = declare("shoal_unlink", ctypes.c_int, ctypes.c_char_p, name_arg=0)
+_dir = declare("shoal_dir", ctypes.c_int, ctypes.POINTER(ctypes.c_char_p), detail=True)
+
+
+def directory() -> str:
+    """The directory shoal's objects live in: the library's answer
+    (shoal_dir(): SHOAL_DIR as the library read it once, else /dev/shm),
+    never the environment read again here. OSError (with the reason) when
+    SHOAL_DIR is set and refused."""
+    out = ctypes.c_char_p()
+    _dir(ctypes.byref(out))
+    return out.value.decode("utf-8", "surrogateescape")
 
 
 def _name(name: str) -> bytes:
@@ -56,7 +67,7 @@ def _mode(mode: Any) -> int:
 
 
 def unlink(name: str) -> None:
-    """Remove the object ``name`` from /dev/shm (FileNotFoundError if absent)."""
+    """Remove the object ``name`` from shoal's directory (FileNotFoundError if absent)."""
     _unlink(_name(name))
 
 
