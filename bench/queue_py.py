@@ -4,8 +4,8 @@ process and one consumer process, and the cost of one put or get against
 the bare ctypes call it makes.
 
     queue_py.py floor ROUNDS  -> ns per call: get, put, and the floor: the
-                                 bare call of the same C function (and
-                                 that call plus one copy out, for get)
+                                 bare call of the same C function (for
+                                 get, also the pop alone, without the copy)
     queue_py.py 1to1 ROUNDS   -> msgs/s of 64-byte bytes: shoal put/get,
                                  pyzmq send/recv, mp_queue put/get
     queue_py.py batch ROUNDS  -> the same, shoal with put_many/get_many of 32
@@ -115,13 +115,9 @@ def floor(rounds):
     gets) or drained (for puts) before each timed loop of 16384 calls."""
     n = 1 << 14
     q = shoal.Queue(f"bench.py.{os.getpid()}", capacity=n, max_msg=64)
-    try:
-        q.get_nowait()
-    except Exception:
-        pass
-    port = q._local.rx  # the calls get() makes
-    pop, send, pid, tx = _q._port_pop, _q._port_send, port.id, q._tx
-    view = port.view(64)
+    q.put(MSG)
+    q.get()  # makes get()'s port
+    take, pop, send, rx, tx = _q._port_take, _q._port_pop, _q._port_send, q._rx, q._tx
 
     def fill():
         while q.qsize() < n:
@@ -131,14 +127,13 @@ def floor(rounds):
         while q.qsize():
             q.get()
 
+    def floor_take():
+        for _ in range(n):
+            take(rx)
+
     def floor_pop():
         for _ in range(n):
-            pop(pid)
-
-    def floor_pop_copy():
-        for _ in range(n):
-            pop(pid)
-            view.tobytes()
+            pop(rx)
 
     def get():
         g = q.get
@@ -154,8 +149,8 @@ def floor(rounds):
         for _ in range(n):
             p(MSG)
 
-    loops = {"get": (fill, get), "floor_call": (fill, floor_pop),
-             "floor_call_copy": (fill, floor_pop_copy),
+    loops = {"get": (fill, get), "floor_call": (fill, floor_take),
+             "pop_no_copy": (fill, floor_pop),
              "put": (drain, put), "floor_send": (drain, floor_send)}
     res = {k: [] for k in loops}
     for _ in range(rounds):

@@ -24,7 +24,7 @@ floor, py11, pybat, pyobj = (json.loads(a) for a in sys.argv[1:])
 def line(name, value, unit, peers):
     print(json.dumps({"name": name, "value": value, "unit": unit, "peers": peers}))
 line("queue.py.get_ns", floor["get"], "ns",
-     {"floor_call": floor["floor_call"], "floor_call_copy": floor["floor_call_copy"]})
+     {"floor_call": floor["floor_call"], "pop_no_copy": floor["pop_no_copy"]})
 line("queue.py.put_ns", floor["put"], "ns", {"floor_call": floor["floor_send"]})
 for name, res, unit in (("queue.py.1to1", py11, "msgs/s"), ("queue.py.batch", pybat, "msgs/s"),
                         ("queue.py.obj", pyobj, "objs/s")):

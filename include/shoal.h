@@ -652,7 +652,9 @@ SHOAL_API const char *shoal_queue_name(const struct shoal_queue *q);
  * the handle. The calls are shoal_queue_push(), _pop() and _pop_many() with
  * the bound arguments: the same delivery contract, progress and errors.
  * One thread uses a port at a time (its buffer is one), and closing a port
- * while another thread is inside a call on it is undefined.
+ * while another thread is inside a call on it is undefined. Every call
+ * below returns -EBADF for a number that is not an open port, or is one
+ * unbound from its queue (shoal_queue_port_unbind()).
  */
 
 /**
@@ -753,6 +755,71 @@ SHOAL_API ssize_t shoal_queue_port_pop_many(int port, int n);
  */
 SHOAL_API ssize_t shoal_queue_port_send_many(int port, const void *data, const size_t *lens,
 					     int n);
+
+/**
+ * shoal_queue_port_unbind() - let go of the port's queue, keeping its number.
+ * @port: from shoal_queue_port_open().
+ *
+ * From then on the port's calls fail with -EBADF (shoal_queue_port_take()
+ * through its fail function), and the queue handle may be detached. For a
+ * binding whose callers may still hold the number after the handle is
+ * gone: a closed number is refused too, but a take on a number that is no
+ * port has nobody to fail through and returns NULL.
+ *
+ * Return: 0; -EBADF if @port is not an open port.
+ */
+SHOAL_API int shoal_queue_port_unbind(int port);
+
+/**
+ * shoal_queue_port_deliver() - make the caller's object from each message
+ * shoal_queue_port_take() pops, or its error.
+ * @port: from shoal_queue_port_open(), with a buffer.
+ * @deliver: called with the message in the port's buffer and its length,
+ *           inside shoal_queue_port_take(); what it returns, take returns.
+ *           NULL: take returns NULL.
+ * @fail: called with @fail_arg and errno set to the error when take pops
+ *        nothing; what it returns, take returns. NULL: take returns NULL.
+ * @fail_arg: for @fail.
+ *
+ * For a runtime whose calls cost more than copying: @deliver is its own
+ * constructor (Python's PyBytes_FromStringAndSize, called through a
+ * handle that keeps the GIL) and @fail its way to raise
+ * (PyErr_SetFromErrno), so the caller gets its object from one call and
+ * no code of its own runs between the pop and the copy: the port's buffer
+ * is free again before any other caller can use it.
+ *
+ * Return: 0; -EBADF if @port is not an open port; -EINVAL if the port has
+ * no buffer.
+ */
+SHOAL_API int shoal_queue_port_deliver(int port, void *(*deliver)(const void *msg, ssize_t len),
+				       void *(*fail)(void *arg), void *fail_arg);
+
+/**
+ * shoal_queue_port_take() - shoal_queue_port_pop(), then the port's deliver
+ * function on the message.
+ * @port: from shoal_queue_port_open(), with shoal_queue_port_deliver() set.
+ *
+ * The message is the caller's from the pop (the queue's delivery
+ * contract): if @deliver fails, the message is gone with that failure, as
+ * with a consumer that dies after its pop. One thread at a time per port.
+ *
+ * Return: what @deliver returned; when nothing was popped, what @fail
+ * returned (or NULL without one): the error is shoal_queue_pop()'s
+ * (-EAGAIN, -EPIPE, -EMSGSIZE with the size needed in the port's
+ * @lens[0], ...) or -EBADF for an unbound port, and
+ * shoal_queue_port_error() gives it too. NULL if @port is not an open port
+ * or has no deliver function.
+ */
+SHOAL_API void *shoal_queue_port_take(int port);
+
+/**
+ * shoal_queue_port_error() - why the port's last take popped nothing.
+ * @port: from shoal_queue_port_open().
+ *
+ * Return: the error of the last shoal_queue_port_take() that popped
+ * nothing (0 if none did); -EBADF if @port is not an open port.
+ */
+SHOAL_API int shoal_queue_port_error(int port);
 
 /* ---- array (lib/array.c) ------------------------------------------- */
 

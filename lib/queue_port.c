@@ -49,6 +49,10 @@ struct port {
 	size_t nlens;
 	int64_t timeout_ns;
 	size_t max_msg;
+	void *(*deliver)(const void *msg, ssize_t len);
+	void *(*fail)(void *arg);
+	void *fail_arg;
+	int err; /* the last failed take's code */
 	int id;
 };
 
@@ -100,6 +104,14 @@ static inline struct port *lookup(int id)
 	return p;
 }
 
+/* The port @id if it still has its queue (see shoal_queue_port_unbind()). */
+static inline struct port *bound(int id)
+{
+	struct port *p = lookup(id);
+
+	return SHOAL__LIKELY(p && p->q) ? p : NULL;
+}
+
 SHOAL_API int shoal_queue_port_open(struct shoal_queue *q, void *buf, size_t cap, size_t *lens,
 				    size_t nlens, int64_t timeout_ns)
 {
@@ -117,7 +129,7 @@ SHOAL_API int shoal_queue_port_open(struct shoal_queue *q, void *buf, size_t cap
 	p = malloc(sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	*p = (struct port){ q, buf, cap, lens, nlens, timeout_ns, st.max_msg, 0 };
+	*p = (struct port){ q, buf, cap, lens, nlens, timeout_ns, st.max_msg, NULL, NULL, NULL, 0, 0 };
 	start = atomic_load_explicit(&next_free, memory_order_relaxed);
 	for (uint32_t k = 0; k < NCHUNKS * CHUNK; k++) {
 		uint32_t i = (start + k) & INDEX_MASK;
@@ -172,7 +184,7 @@ SHOAL_API int shoal_queue_port_close(int port)
 
 SHOAL_API ssize_t shoal_queue_port_pop(int port)
 {
-	struct port *p = lookup(port);
+	struct port *p = bound(port);
 	int rc;
 
 	if (SHOAL__UNLIKELY(!p))
@@ -183,7 +195,7 @@ SHOAL_API ssize_t shoal_queue_port_pop(int port)
 
 SHOAL_API int shoal_queue_port_push(int port, int len)
 {
-	struct port *p = lookup(port);
+	struct port *p = bound(port);
 
 	if (SHOAL__UNLIKELY(!p))
 		return -EBADF;
@@ -196,7 +208,7 @@ SHOAL_API int shoal_queue_port_push(int port, int len)
 
 SHOAL_API int shoal_queue_port_send(int port, const void *msg, int len)
 {
-	struct port *p = lookup(port);
+	struct port *p = bound(port);
 
 	if (SHOAL__UNLIKELY(!p))
 		return -EBADF;
@@ -207,7 +219,7 @@ SHOAL_API int shoal_queue_port_send(int port, const void *msg, int len)
 
 SHOAL_API ssize_t shoal_queue_port_pop_many(int port, int n)
 {
-	struct port *p = lookup(port);
+	struct port *p = bound(port);
 
 	if (SHOAL__UNLIKELY(!p))
 		return -EBADF;
@@ -219,11 +231,62 @@ SHOAL_API ssize_t shoal_queue_port_pop_many(int port, int n)
 
 SHOAL_API ssize_t shoal_queue_port_send_many(int port, const void *data, const size_t *lens, int n)
 {
-	struct port *p = lookup(port);
+	struct port *p = bound(port);
 
 	if (SHOAL__UNLIKELY(!p))
 		return -EBADF;
 	if (SHOAL__UNLIKELY(n < 0))
 		return -EINVAL;
 	return shoal_queue_push_many(p->q, data, lens, (size_t)n, p->timeout_ns);
+}
+
+SHOAL_API int shoal_queue_port_unbind(int port)
+{
+	struct port *p = lookup(port);
+
+	if (!p)
+		return -EBADF;
+	p->q = NULL;
+	return 0;
+}
+
+SHOAL_API int shoal_queue_port_deliver(int port, void *(*deliver)(const void *msg, ssize_t len),
+				       void *(*fail)(void *arg), void *fail_arg)
+{
+	struct port *p = lookup(port);
+
+	if (!p)
+		return -EBADF;
+	if (p->cap == 0 && deliver)
+		return -EINVAL; /* nothing to pop into */
+	p->deliver = deliver;
+	p->fail = fail;
+	p->fail_arg = fail_arg;
+	return 0;
+}
+
+SHOAL_API void *shoal_queue_port_take(int port)
+{
+	struct port *p = lookup(port);
+	int rc = -EBADF;
+
+	if (SHOAL__UNLIKELY(!p || !p->deliver))
+		return NULL;
+	if (SHOAL__LIKELY(p->q != NULL)) {
+		rc = shoal_queue_pop(p->q, p->buf, p->cap, p->lens, p->timeout_ns);
+		if (SHOAL__LIKELY(rc == 0))
+			return p->deliver(p->buf, (ssize_t)p->lens[0]);
+	}
+	p->err = rc;
+	if (!p->fail)
+		return NULL;
+	errno = -rc; /* for fail(): Python's PyErr_SetFromErrno */
+	return p->fail(p->fail_arg);
+}
+
+SHOAL_API int shoal_queue_port_error(int port)
+{
+	struct port *p = lookup(port);
+
+	return p ? p->err : -EBADF;
 }

@@ -2,7 +2,8 @@
  * check_queue_port.c - queue ports (lib/queue_port.c): every error code of
  * every port call, the bound buffer and length cells in both directions,
  * numbers refused after close (and a reused entry's new number), the table
- * running out, and a forked child using the ports it inherited.
+ * running out, a forked child using the ports it inherited, and take's
+ * deliver and fail functions.
  */
 #define _GNU_SOURCE /* unshare(), in testutil.h */
 #include "testutil.h"
@@ -229,6 +230,86 @@ START_TEST(fork_inherits_ports)
 }
 END_TEST
 
+/* deliver and fail functions that make "objects" the test can check. */
+static int delivered;
+static char fail_token;
+
+static void *copy_out(const void *msg, ssize_t len)
+{
+	char *c = malloc((size_t)len + 1);
+
+	memcpy(c, msg, (size_t)len);
+	c[len] = 0;
+	delivered++;
+	return c;
+}
+
+static void *failed(void *arg)
+{
+	static char out[32];
+
+	snprintf(out, sizeof(out), "%c%d", *(char *)arg, errno);
+	return out;
+}
+
+START_TEST(take_delivers_or_fails)
+{
+	const char *name = t_name("ptake");
+	struct shoal_queue *q = mkq(name, 4, 16);
+	char buf[8];
+	size_t lens[1];
+	int port = shoal_queue_port_open(q, buf, sizeof(buf), lens, 1, 0);
+	int sendonly = shoal_queue_port_open(q, NULL, 0, lens, 1, 0);
+	char *got;
+
+	fail_token = 'E';
+	ck_assert_int_gt(port, 0);
+	ck_assert_int_eq(shoal_queue_port_deliver(sendonly, copy_out, NULL, NULL), -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_deliver(0, copy_out, NULL, NULL), -EBADF);
+	ck_assert_ptr_null(shoal_queue_port_take(port)); /* no deliver function yet */
+	ck_assert_ptr_null(shoal_queue_port_take(0));
+	ck_assert_int_eq(shoal_queue_port_error(0), -EBADF);
+	ck_assert_int_eq(shoal_queue_port_error(port), 0);
+	/* Without a fail function: NULL, and the error says why. */
+	ck_assert_int_eq(shoal_queue_port_deliver(port, copy_out, NULL, NULL), 0);
+	ck_assert_ptr_null(shoal_queue_port_take(port));
+	ck_assert_int_eq(shoal_queue_port_error(port), -EAGAIN);
+	ck_assert_int_eq(shoal_queue_port_deliver(port, copy_out, failed, &fail_token), 0);
+	ck_assert_int_eq(shoal_queue_port_send(port, "hi", 2), 0);
+	got = shoal_queue_port_take(port);
+	ck_assert_str_eq(got, "hi");
+	free(got);
+	ck_assert_int_eq(delivered, 1);
+	ck_assert_str_eq(shoal_queue_port_take(port), "E11"); /* EAGAIN */
+	/* Too long for the buffer: it stays, for a bigger one. */
+	ck_assert_int_eq(shoal_queue_port_send(port, "0123456789", 10), 0);
+	ck_assert_str_eq(shoal_queue_port_take(port), "E90"); /* EMSGSIZE */
+	ck_assert_int_eq(shoal_queue_port_error(port), -EMSGSIZE);
+	ck_assert_uint_eq(lens[0], 10);
+	char big[16];
+	size_t lb[1];
+	int pbig = shoal_queue_port_open(q, big, sizeof(big), lb, 1, 0);
+
+	ck_assert_int_eq(shoal_queue_port_pop(pbig), 10);
+	/* Unbound: every call is -EBADF, take fails through fail(). */
+	ck_assert_int_eq(shoal_queue_port_send(pbig, "x", 1), 0);
+	ck_assert_int_eq(shoal_queue_port_unbind(port), 0);
+	ck_assert_str_eq(shoal_queue_port_take(port), "E9"); /* EBADF */
+	ck_assert_int_eq(shoal_queue_port_pop(port), -EBADF);
+	ck_assert_int_eq(shoal_queue_port_send(port, "x", 1), -EBADF);
+	ck_assert_int_eq(shoal_queue_port_push(port, 1), -EBADF);
+	ck_assert_int_eq(shoal_queue_port_pop_many(port, 1), -EBADF);
+	ck_assert_int_eq(shoal_queue_port_unbind(0), -EBADF);
+	ck_assert_int_eq(delivered, 1);
+	ck_assert_int_eq(shoal_queue_port_close(port), 0);
+	ck_assert_ptr_null(shoal_queue_port_take(port)); /* closed: nobody to fail through */
+	ck_assert_int_eq(shoal_queue_port_pop(pbig), 1);   /* the unbound port took nothing */
+	ck_assert_int_eq(shoal_queue_port_close(pbig), 0);
+	ck_assert_int_eq(shoal_queue_port_close(sendonly), 0);
+	done(q, name);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("queue_port");
@@ -242,6 +323,7 @@ static Suite *suite(void)
 	tcase_add_test(unit, closed_number_is_refused);
 	tcase_add_test(unit, table_runs_out);
 	tcase_add_test(unit, fork_inherits_ports);
+	tcase_add_test(unit, take_delivers_or_fails);
 	suite_add_tcase(s, unit);
 	return s;
 }

@@ -645,18 +645,49 @@ def test_calls_after_detach_are_refused(name):
 
 def test_port_numbers_are_refused_after_close(q):
     from shoal import queue as _q
-    q.put(b"x")
-    q.get()
-    port = q._local.rx
-    pid = port.id
-    assert _q._port_send(pid, b"abc", 3) == 0 and _q._port_pop(pid) == 3
+    pid, tx = q._rx, q._tx
+    assert _q._port_send(tx, b"abc", 3) == 0
+    assert _q._port_take(pid) == b"abc"
+    with pytest.raises(BlockingIOError):  # empty: the fail function raised
+        _q._port_take(pid)
+    assert _q._port_error(pid) == -errno.EAGAIN
+    # A closed number is refused by every call.
+    port = _q._Port(q._rxport._map, 8, 1)
+    num = port.id
+    assert _q._port_pop(num) == -errno.EAGAIN
     del port
-    q._local.rx = None
-    del q._local.rx  # the last reference: the port is closed
-    assert _q._port_pop(pid) == -errno.EBADF
-    assert _q._port_send(pid, b"abc", 3) == -errno.EBADF
-    q.put(b"abc")
-    assert q.get(timeout=0.01) == b"abc"  # a new port for this thread
+    assert _q._port_pop(num) == -errno.EBADF
+    assert _q._port_send(num, b"x", 1) == -errno.EBADF
+    assert _q._port_error(num) == -errno.EBADF
+
+
+def test_detach_unbinds_gets_port(name):
+    from shoal import queue as _q
+    q = shoal.Queue(name, capacity=4, max_msg=8)
+    q.put(b"x")
+    pid = q._rx
+    q.detach()
+    with pytest.raises(OSError) as e:  # unbound: fails, pops nothing
+        _q._port_take(pid)
+    assert e.value.errno == errno.EBADF
+    with pytest.raises(ValueError, match="detached"):
+        q.get()
+    assert q._rxport._map is None
+    with shoal.Queue.open(name) as q2:
+        assert q2.get() == b"x"  # still there: the detached get took nothing
+    shoal.queue.unlink(name)
+
+
+def test_take_failing_leaves_the_message(name):
+    # A message longer than get()'s shared buffer (64 KiB) stays in the
+    # queue when take() finds it, and the slow path gets it whole.
+    with shoal.Queue(name, capacity=4, max_msg=1 << 20) as q:
+        big = os.urandom(200_000)
+        q.put(b"s")
+        q.put(big)
+        q.put(b"t")
+        assert [q.get(), q.get(), q.get()] == [b"s", big, b"t"]
+        q.unlink()
 
 
 def test_fork_child_uses_inherited_ports(name):

@@ -62,6 +62,19 @@ _port_pop = declare("shoal_queue_port_pop", ctypes.c_ssize_t, hot=True, gil=True
 _port_send = declare("shoal_queue_port_send", ctypes.c_int, hot=True, gil=True)
 _port_pop_many = declare("shoal_queue_port_pop_many", ctypes.c_ssize_t, hot=True, gil=True)
 _port_send_many = declare("shoal_queue_port_send_many", ctypes.c_ssize_t, hot=True, gil=True)
+# get(): one call pops into the port's buffer and makes the bytes object
+# with Python's own constructor, under the GIL, so no Python code runs
+# between the pop and the copy and one port serves every thread. When it
+# pops nothing it raises OSError through PyErr_SetFromErrno (the port's
+# fail function), which the slow path catches; ctypes lets an exception
+# set by a PYFUNCTYPE call through before it looks at the result.
+_port_deliver = declare("shoal_queue_port_deliver", ctypes.c_int, ctypes.c_int, _vp, _vp, _vp)
+_port_unbind = declare("shoal_queue_port_unbind", ctypes.c_int, ctypes.c_int)
+_port_take = declare("shoal_queue_port_take", ctypes.py_object, hot=True, gil=True)
+_port_error = declare("shoal_queue_port_error", ctypes.c_int, ctypes.c_int, check=False)
+_PYBYTES = ctypes.cast(ctypes.pythonapi.PyBytes_FromStringAndSize, _vp).value
+_PYRAISE = ctypes.cast(ctypes.pythonapi.PyErr_SetFromErrno, _vp).value
+_OSERROR = id(OSError)  # the exception type's address: a builtin, never freed
 # Lengths whose view of a port's buffer is kept, per port, and batches
 # (length, count) whose unpacker is kept, per process.
 _VIEWS = 256
@@ -236,6 +249,14 @@ class Queue:
         # detached, which the C calls refuse (-EBADF).
         self._txport = _Port(self._map, 0, 1)
         self._tx = self._txport.id
+        # get()'s port, every thread's (take() uses its buffer only while
+        # it holds the GIL). Its number stays valid while this object
+        # lives: detach() unbinds it rather than closing it, so a get()
+        # racing a detach() never calls take() on a closed number (which
+        # could not raise and would return NULL, which ctypes cannot take).
+        self._rxport = _Port(self._map, max(min(self._max_msg, _RECV_BYTES), 1), 1)
+        self._rx = self._rxport.id
+        _port_deliver(self._rx, _PYBYTES, _PYRAISE, _OSERROR)
 
     @classmethod
     def create(cls, name: str, capacity: int = 1024, max_msg: int = 4096, *,
@@ -281,7 +302,7 @@ class Queue:
         if self._map is None:
             raise ValueError("queue handle was detached while waiting")
 
-    def _rx(self, need: int = 0) -> _Port:
+    def _rx_local(self, need: int = 0) -> _Port:
         """This thread's receiving port (threads must not share a buffer),
         made on first use, or made again ``need`` bytes big."""
         m = self._map
@@ -295,8 +316,9 @@ class Queue:
     #
     # The fast paths are one try through a port, keeping the GIL (nothing
     # else runs in Python meanwhile, so no detach() can pull the handle
-    # from under it), and for get() one copy out of the port's buffer; all
-    # else (conversions, waiting, errors) is in the _slow methods.
+    # from under it; a closed port's number is refused); for get() that one
+    # call also makes the bytes. All else (conversions, waiting, errors) is
+    # in the _slow methods.
 
     def put(self, data: Any, block: bool = True, timeout: Optional[float] = None) -> None:
         """Append ``data`` (bytes-like, at most max_msg bytes).
@@ -349,21 +371,24 @@ class Queue:
         Raises queue.Empty if none comes in time, BrokenPipeError if the
         queue is closed and drained."""
         try:
+            return _port_take(self._rx)
+        except OSError:  # nothing popped (the slow path finds out why)
+            return self._get_slow(block, timeout)
+
+    def _get_slow(self, block, timeout):
+        m = self._map  # held for the whole call: see _live()
+        if m is None:
+            raise ValueError("queue handle is detached")
+        # Waiting, and messages longer than the shared port's buffer, use
+        # this thread's own buffer: the GIL is let go meanwhile.
+        try:
             p = self._local.rx
         except AttributeError:
-            p = self._rx()
-        n = _port_pop(p.id)
-        if n >= 0:
-            try:
-                return p.views[n].tobytes()
-            except KeyError:
-                return p.view(n).tobytes()
-        return self._get_slow(p, n, block, timeout)
-
-    def _get_slow(self, p, rc, block, timeout):
-        if self._map is None:
-            raise ValueError("queue handle is detached")
-        q = self._q  # p holds the mapping for the whole call: see _live()
+            p = self._rx_local()
+        q = self._q
+        rc = _pop(q, p.addr, p.cap, p.lens_addr, 0)
+        if rc == 0:
+            return p.mv[:p.lens[0]].tobytes()
         deadline = _deadline(block, timeout)
         t = 0
         while True:
@@ -373,7 +398,7 @@ class Queue:
                 if t == 0 and rc != _EINTR:
                     raise _queue.Empty
             elif rc == _EMSGSIZE:
-                p = self._rx(p.lens[0])  # the message waits for us
+                p = self._rx_local(p.lens[0])  # the message waits for us
                 t = 0
             else:
                 raise _lib.error(rc, detail=True)
@@ -538,7 +563,7 @@ class Queue:
         try:
             p = self._local.rx
         except AttributeError:
-            p = self._rx()
+            p = self._rx_local()
         t = _Ticket()
         tp = ctypes.byref(t)
         rc = _claim(q, p.addr, p.cap, p.lens_addr, 0, tp)
@@ -551,7 +576,7 @@ class Queue:
                     if s == 0 and rc != _EINTR:
                         raise _queue.Empty
                 elif rc == _EMSGSIZE:
-                    p = self._rx(p.lens[0])  # the message waits for us
+                    p = self._rx_local(p.lens[0])  # the message waits for us
                     s = 0
                 else:
                     raise _lib.error(rc, detail=True)
@@ -626,6 +651,9 @@ class Queue:
 
     def detach(self) -> None:
         """Let go of this handle (the queue stays; see unlink())."""
+        if self._map is not None:
+            _port_unbind(self._rx)
+            self._rxport._map = None  # the port no longer keeps the handle
         self._map = None
         self._tx = 0
         self._txport = None
