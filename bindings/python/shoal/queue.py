@@ -79,6 +79,7 @@ _OSERROR = id(OSError)  # the exception type's address: a builtin, never freed
 # (length, count) whose unpacker is kept, per process.
 _VIEWS = 256
 _UNPACKERS: Dict[Any, Any] = {}
+_PACKERS: Dict[int, Any] = {}
 
 
 class _Port:
@@ -113,6 +114,16 @@ class _Port:
         port, self.id = self.id, 0
         if port > 0:
             _port_close(port)
+
+
+def _packer(count: int) -> Any:
+    """struct.Struct of ``count`` C size_t values: put_many's lengths."""
+    s = _PACKERS.get(count)
+    if s is None:
+        s = struct.Struct(f"{count}N")
+        if len(_PACKERS) < 1024:
+            _PACKERS[count] = s
+    return s
 
 
 def _unpacker(length: int, count: int) -> Any:
@@ -434,15 +445,15 @@ class Queue:
             return 0
         if not _BYTES.issuperset(map(type, items)):
             items = [i if type(i) is bytes else _bytes_of(i, "put_many") for i in items]
-        lens = array.array(_SZ, map(len, items))
+        lens = _packer(n).pack(*map(len, items))  # the C size_t array, as bytes
         data = b"".join(items)
         try:
-            rc = _port_send_many(self._tx, data, lens.tobytes(), n)
+            rc = _port_send_many(self._tx, data, lens, n)
         except (ctypes.ArgumentError, OverflowError):
             rc = _EAGAIN
         if rc == n:
             return n
-        return self._put_many_slow(data, lens, n, rc, block, timeout)
+        return self._put_many_slow(data, array.array(_SZ, lens), n, rc, block, timeout)
 
     def _put_many_slow(self, data, lens, n, rc, block, timeout):
         m, q = self._map, self._handle()  # m: held for the whole call
