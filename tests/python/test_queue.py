@@ -765,3 +765,15 @@ def test_huge_put_is_too_long_not_a_ctypes_error(q):
         q.put(b"x" * 100)
     with pytest.raises(ValueError, match="longer than max_msg"):
         q.put(bytearray(100))
+
+
+def test_put_obj_fast_and_full_paths(q):
+    # Plain objects take one pickle.dumps/loads; ones that merely contain
+    # the strings the array path looks for still round-trip whole.
+    objs = [(12345, "hello"), ["_attach_handle", b"shoal.Array"], {"shoal.Array": 1}]
+    for o in objs:
+        q.put_obj(o)
+    assert [q.get_obj() for _ in objs] == objs
+    with pytest.raises(TypeError):
+        q.put_obj(threading.Lock())  # the error pickling raises, nothing put
+    assert q.empty()

@@ -12,6 +12,7 @@ import errno
 import io
 import itertools
 import operator
+import pickle
 import queue as _queue
 import struct
 import threading
@@ -159,6 +160,12 @@ _RECV_BYTES = 1 << 16
 # get_many's buffer: room for this many bytes of messages per call.
 _BATCH_BYTES = 1 << 20
 _BYTES = frozenset((bytes,))
+# put_obj/get_obj: an array pickled by its own reduce names this function;
+# one the queue holds travels as a persistent id that starts with this
+# string. A message without them has no array (one that has them by chance
+# just takes the full path).
+_ARRAY_MARK = b"_attach_handle"
+_PERSID_MARK = b"shoal.Array"
 # The array typecode of a C size_t.
 _SZ = next(c for c in "LQ" if array.array(c).itemsize == ctypes.sizeof(ctypes.c_size_t))
 
@@ -619,6 +626,16 @@ class Queue:
         sender may release the array as soon as put_obj() returns. If the
         put fails, the queue holds nothing more than before.
         """
+        # Most objects hold no array: pickle them in one C call, and only
+        # if an array was pickled (its reduce names _attach_handle) pickle
+        # again with the Pickler that gives the queue its references.
+        try:
+            data = pickle.dumps(obj, 5)
+        except Exception:
+            data = _ARRAY_MARK
+        if _ARRAY_MARK not in data:
+            self.put(data, block, timeout)
+            return
         buf = io.BytesIO()
         p = _queue_arrays.Pickler(buf, self._handle())
         try:
@@ -631,8 +648,10 @@ class Queue:
     def get_obj(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         """get() and unpickle; shoal.Array objects inside come attached,
         holding the reference the queue held for them."""
-        return _queue_arrays.Unpickler(io.BytesIO(self.get(block, timeout)),
-                                       self._handle()).load()
+        data = self.get(block, timeout)
+        if _PERSID_MARK not in data:  # no array inside: one C call
+            return pickle.loads(data)
+        return _queue_arrays.Unpickler(io.BytesIO(data), self._handle()).load()
 
     # ---- state
 
