@@ -5,7 +5,8 @@ the bare ctypes call it makes.
 
     queue_py.py floor ROUNDS  -> ns per call: get, put, and the floor: the
                                  bare call of the same C function (for
-                                 get, also the pop alone, without the copy)
+                                 get, also the pop alone, without the copy;
+                                 for put, also with a constant length)
     queue_py.py 1to1 ROUNDS   -> msgs/s of 64-byte bytes: shoal put/get,
                                  pyzmq send/recv, mp_queue put/get
     queue_py.py batch ROUNDS  -> the same, shoal with put_many/get_many of 32
@@ -111,9 +112,11 @@ def run(kind, n, mode):
 
 
 def floor(rounds):
-    """ns per call, single process: a queue of 16384 slots filled (for
-    gets) or drained (for puts) before each timed loop of 16384 calls."""
-    n = 1 << 14
+    """ns per call, single process: a queue of 4096 slots filled (for
+    gets) or drained (for puts) before each timed loop of 4096 calls; the
+    loops take turns, 8 x ROUNDS times each, and each figure is its
+    fastest loop (short loops that others on the machine can only slow)."""
+    n = 1 << 12
     q = shoal.Queue(f"bench.py.{os.getpid()}", capacity=n, max_msg=64)
     q.put(MSG)
     q.get()  # makes get()'s port
@@ -141,6 +144,11 @@ def floor(rounds):
             g()
 
     def floor_send():
+        m = MSG
+        for _ in range(n):
+            send(tx, m, len(m))
+
+    def floor_send_64():
         for _ in range(n):
             send(tx, MSG, 64)
 
@@ -151,9 +159,10 @@ def floor(rounds):
 
     loops = {"get": (fill, get), "floor_call": (fill, floor_take),
              "pop_no_copy": (fill, floor_pop),
-             "put": (drain, put), "floor_send": (drain, floor_send)}
+             "put": (drain, put), "floor_send": (drain, floor_send),
+             "floor_send_64": (drain, floor_send_64)}
     res = {k: [] for k in loops}
-    for _ in range(rounds):
+    for _ in range(8 * rounds):
         for k, (prep, body) in loops.items():
             prep()
             t = time.perf_counter()
