@@ -76,9 +76,8 @@ _port_error = declare("shoal_queue_port_error", ctypes.c_int, ctypes.c_int, chec
 _PYBYTES = ctypes.cast(ctypes.pythonapi.PyBytes_FromStringAndSize, _vp).value
 _PYRAISE = ctypes.cast(ctypes.pythonapi.PyErr_SetFromErrno, _vp).value
 _OSERROR = id(OSError)  # the exception type's address: a builtin, never freed
-# Lengths whose view of a port's buffer is kept, per port, and batches
-# (length, count) whose unpacker is kept, per process.
-_VIEWS = 256
+# Batches (length, count) whose unpacker is kept, and counts whose packer
+# is, per process.
 _UNPACKERS: Dict[Any, Any] = {}
 _PACKERS: Dict[int, Any] = {}
 
@@ -87,10 +86,11 @@ class _Port:
     """A port and the memory it binds: a buffer of ``cap`` bytes (none for
     a port that only sends) and ``nlens`` length cells. Closed when the
     last reference goes; it holds the queue's mapping, so the C handle it
-    names outlives it. One thread uses a receiving port (its buffer is
-    one); a sending port has no buffer and serves every thread."""
+    names outlives it. A port that only sends has no buffer and serves
+    every thread, as does get()'s (its buffer is used only inside one
+    GIL-holding call); other receiving ports are one thread's."""
 
-    __slots__ = ("id", "buf", "addr", "cap", "lens", "lens_addr", "mv", "views", "_map")
+    __slots__ = ("id", "buf", "addr", "cap", "lens", "lens_addr", "mv", "_map")
 
     def __init__(self, mapping: Any, cap: int, nlens: int) -> None:
         self.id = 0
@@ -101,15 +101,7 @@ class _Port:
         self.mv = memoryview(self.buf).cast("B") if cap else memoryview(b"")
         self.lens = array.array(_SZ, bytes(ctypes.sizeof(ctypes.c_size_t) * nlens))
         self.lens_addr = self.lens.buffer_info()[0]
-        self.views: Dict[int, memoryview] = {}
         self.id = _port_open(mapping.ptr, self.addr, cap, self.lens_addr, nlens, 0)
-
-    def view(self, n: int) -> memoryview:
-        """The first ``n`` bytes of the buffer (kept for a few lengths)."""
-        v = self.mv[:n]
-        if len(self.views) < _VIEWS:
-            self.views[n] = v
-        return v
 
     def __del__(self):
         port, self.id = self.id, 0
