@@ -211,17 +211,17 @@ START_TEST(fork_inherits_ports)
 	pid_t pid;
 
 	ck_assert_int_gt(port, 0);
+	ck_assert_int_eq(shoal_queue_port_send(port, "parent", 6), 0);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		/* The child's copy of the port, its buffer and its handle. */
-		if (shoal_queue_port_send(port, "child", 5) != 0)
-			_exit(1);
 		if (shoal_queue_port_pop(port) != 6 || memcmp(buf, "parent", 6) != 0)
 			_exit(2);
+		if (shoal_queue_port_send(port, "child", 5) != 0)
+			_exit(1);
 		_exit(shoal_queue_port_close(port) == 0 ? 0 : 3);
 	}
-	ck_assert_int_eq(shoal_queue_port_send(port, "parent", 6), 0);
 	ck_assert_int_eq(t_wait(pid), 0);
 	ck_assert_int_eq(shoal_queue_port_pop(port), 5);
 	ck_assert_mem_eq(buf, "child", 5);
