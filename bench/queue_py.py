@@ -72,15 +72,19 @@ def run(kind, n, mode):
         q = shoal.Queue(f"bench.py.{os.getpid()}", capacity=1024, max_msg=64)
         addr = q
     elif kind == "zmq":
-        import zmq
-        zctx = zmq.Context()
-        sock = zctx.socket(zmq.PULL)
         addr = f"ipc:///tmp/shoal-bench-{os.getpid()}.ipc"
-        sock.bind(addr)
     else:
         q = addr = ctx.Queue(1024)
     p = ctx.Process(target=produce, args=(kind, addr, n, go, mode))
     p.start()
+    if kind == "zmq":
+        # After the fork: a zmq context must not cross one (its I/O
+        # thread does not); the producer's connect retries until the bind.
+        import zmq
+        zctx = zmq.Context()
+        sock = zctx.socket(zmq.PULL)
+        sock.setsockopt(zmq.RCVTIMEO, 120_000)  # a lost message fails, not hangs
+        sock.bind(addr)
     time.sleep(0.05)
     t0 = time.perf_counter()
     go.set()
