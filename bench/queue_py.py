@@ -83,20 +83,27 @@ def run(kind, n, mode):
         import zmq
         zctx = zmq.Context()
         sock = zctx.socket(zmq.PULL)
-        sock.setsockopt(zmq.RCVTIMEO, 120_000)  # a lost message fails, not hangs
+        sock.setsockopt(zmq.RCVTIMEO, 20_000)  # a stalled round is retried, not waited for
         sock.bind(addr)
     time.sleep(0.05)
     t0 = time.perf_counter()
     go.set()
     got = 0
+    if kind == "zmq":
+        try:
+            return _drain_zmq(sock, n, mode, t0)
+        finally:
+            p.kill()
+            p.join()
+            sock.close(linger=0)
+            zctx.term()
+            os.unlink(addr[len("ipc://"):])
     if kind == "shoal" and mode == "batch":
         get_many = q.get_many
         while got < n:
             got += len(get_many(BATCH))
     else:
-        if kind == "zmq":
-            get = sock.recv_pyobj if mode == "obj" else sock.recv
-        elif kind == "shoal" and mode == "obj":
+        if kind == "shoal" and mode == "obj":
             get = q.get_obj
         else:
             get = q.get
@@ -108,11 +115,22 @@ def run(kind, n, mode):
     if kind == "shoal":
         q.unlink()
         q.detach()
-    elif kind == "zmq":
-        sock.close()
-        zctx.term()
-        os.unlink(addr[len("ipc://"):])
     return got / dt
+
+
+def _drain_zmq(sock, n, mode, t0):
+    """Receive the n messages; None if they stop coming for 20 s (seen
+    twice on a loaded machine with Debian's pyzmq 24 / libzmq 4.3.4: a
+    round whose PULL side waited for minutes, cause not found): the round
+    is then run again."""
+    import zmq
+    get = sock.recv_pyobj if mode == "obj" else sock.recv
+    try:
+        for _ in range(n):
+            get()
+    except zmq.Again:
+        return None
+    return n / (time.perf_counter() - t0)
 
 
 def floor(rounds):
@@ -189,7 +207,13 @@ def main():
     res = {k: [] for k in counts}
     for _ in range(rounds):
         for k, n in counts.items():
-            res[k].append(run("zmq" if k == "pyzmq" else k, n, mode))
+            for _attempt in range(3):
+                r = run("zmq" if k == "pyzmq" else k, n, mode)
+                if r is not None:
+                    res[k].append(r)
+                    break
+            else:
+                raise SystemExit(f"queue_py.py: {k} stalled three times")
     print(json.dumps({k: round(statistics.median(v), 1) for k, v in res.items()}))
 
 
