@@ -1,8 +1,7 @@
 #!/bin/sh
 # bench/queue.sh - the queue's figures, one JSON object per line (see
 # bench/run): shoal against a pipe, a mutex+condvar ring in shared memory and
-# Boost.Interprocess message_queue (C), and multiprocessing.Queue (Python),
-# each measured in the same run on the same work. QUEUE_ROUNDS (default 5)
+# Boost.Interprocess message_queue (C), each measured in the same run on the same work. QUEUE_ROUNDS (default 5)
 # runs per figure; the median is reported.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,12 +21,10 @@ c21b=$("$b/queue_boost" tput 2 "$r")
 cbat=$("$b/queue_bench" tput 1 32 "$r")
 wake=$("$b/queue_bench" wake 301)
 wakeb=$("$b/queue_boost" wake 301)
-py11=$("$PYTHON" "$here/queue_py.py" 1to1 3)
-pybat=$("$PYTHON" "$here/queue_py.py" batch 3)
 
-"$PYTHON" - "$c11" "$c11b" "$c21" "$c21b" "$cbat" "$wake" "$wakeb" "$py11" "$pybat" <<'PY'
+"$PYTHON" - "$c11" "$c11b" "$c21" "$c21b" "$cbat" "$wake" "$wakeb" <<'PY'
 import json, sys
-c11, c11b, c21, c21b, cbat, wake, wakeb, py11, pybat = sys.argv[1:]
+c11, c11b, c21, c21b, cbat, wake, wakeb = sys.argv[1:]
 def line(name, res, unit, boost=None):
     res = json.loads(res)
     peers = {k: v for k, v in res.items() if k != "shoal"}
@@ -38,6 +35,4 @@ line("queue.c.1to1", c11, "M msgs/s", c11b)
 line("queue.c.2to1", c21, "M msgs/s", c21b)
 line("queue.c.batch", cbat, "M msgs/s")
 line("queue.c.wake_us", wake, "us", wakeb)
-line("queue.py.1to1", py11, "msgs/s")
-line("queue.py.batch", pybat, "msgs/s")
 PY

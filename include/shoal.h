@@ -669,6 +669,187 @@ SHOAL_API int shoal_queue_stats(const struct shoal_queue *q, struct shoal_queue_
 SHOAL_API const char *shoal_queue_name(const struct shoal_queue *q);
 
 
+/* ---- queue ports (lib/queue_port.c) -------------------------------- */
+
+/*
+ * A port binds a queue, a buffer, length cells and a timeout once, so that
+ * the hot calls take the port's number and at most a length: for callers
+ * through a foreign-function interface (Python's ctypes), where each
+ * argument costs more to convert than the queue operation behind it. A
+ * port is process memory: a number means nothing in another process, and a
+ * forked child inherits the parent's ports, each naming the child's copy of
+ * the handle. The calls are shoal_queue_push(), _pop() and _pop_many() with
+ * the bound arguments: the same delivery contract, progress and errors.
+ * One thread uses a port at a time (its buffer is one), and closing a port
+ * while another thread is inside a call on it is undefined. Every call
+ * below returns -EBADF for a number that is not an open port, or is one
+ * unbound from its queue (shoal_queue_port_unbind()).
+ */
+
+/**
+ * shoal_queue_port_open() - bind a queue, a buffer and length cells to a
+ * port number.
+ * @q: the queue handle; it must stay attached until the port is closed.
+ * @buf: the buffer pops copy into and shoal_queue_port_push() sends from.
+ * @cap: bytes at @buf (max_msg always suffices).
+ * @lens: @nlens length cells: @lens[0] receives the length of a popped
+ *        message (on -EMSGSIZE the size it needs), @lens[0..n) those of a
+ *        batch.
+ * @nlens: cells at @lens, >= 1: the largest batch shoal_queue_port_pop_many()
+ *         takes.
+ * @timeout_ns: the timeout of every call on the port (0: try once, < 0:
+ *              forever, as for shoal_queue_pop()).
+ *
+ * The memory at @buf and @lens is the caller's and must outlive the port.
+ * Lock-free (a table of compare-and-swap entries); any thread.
+ *
+ * Return: the port's number, > 0; -EINVAL for NULL @q or @lens, @nlens 0,
+ * or NULL @buf with @cap > 0; -ENOMEM; -EMFILE if all 65535 ports of the
+ * process are open.
+ */
+SHOAL_API int shoal_queue_port_open(struct shoal_queue *q, void *buf, size_t cap, size_t *lens,
+				    size_t nlens, int64_t timeout_ns);
+
+/**
+ * shoal_queue_port_close() - free a port number.
+ * @port: from shoal_queue_port_open().
+ *
+ * The queue handle and the bound memory are the caller's and stay. Its
+ * number is refused from then on, until its table entry has been reused
+ * 32767 times. Lock-free.
+ *
+ * Return: 0; -EBADF if @port is not an open port of this process.
+ */
+SHOAL_API int shoal_queue_port_close(int port);
+
+/**
+ * shoal_queue_port_pop() - shoal_queue_pop() into the port's buffer.
+ * @port: from shoal_queue_port_open().
+ *
+ * Return: the message's length (>= 0), also in the port's @lens[0];
+ * -EBADF if @port is not an open port; else shoal_queue_pop()'s errors
+ * (-EMSGSIZE: @lens[0] is the size the message needs; it stays in the
+ * queue).
+ */
+SHOAL_API ssize_t shoal_queue_port_pop(int port);
+
+/**
+ * shoal_queue_port_push() - shoal_queue_push() of the first @len bytes of
+ * the port's buffer.
+ * @port: from shoal_queue_port_open().
+ * @len: bytes to send, 0..the buffer's @cap.
+ *
+ * Return: 0; -EBADF if @port is not an open port; -EMSGSIZE if @len >
+ * max_msg; -EINVAL if @len < 0 or beyond the buffer; else
+ * shoal_queue_push()'s errors.
+ */
+SHOAL_API int shoal_queue_port_push(int port, int len);
+
+/**
+ * shoal_queue_port_send() - shoal_queue_push() of @len bytes at @msg with
+ * the port's queue and timeout.
+ * @port: from shoal_queue_port_open().
+ * @msg: the message (not the port's buffer: for callers that hold the
+ *       bytes already, one copy fewer).
+ * @len: its length, 0..max_msg.
+ *
+ * Return: 0; -EBADF if @port is not an open port; -EINVAL if @len < 0;
+ * else shoal_queue_push()'s errors.
+ */
+SHOAL_API int shoal_queue_port_send(int port, const void *msg, int len);
+
+/**
+ * shoal_queue_port_pop_many() - shoal_queue_pop_many() into the port's
+ * buffer and length cells.
+ * @port: from shoal_queue_port_open().
+ * @n: at most this many messages (and at most the port's @nlens), >= 1.
+ *
+ * Return: how many were taken, >= 1, their lengths in the port's @lens;
+ * -EBADF if @port is not an open port; -EINVAL if @n < 1; else
+ * shoal_queue_pop_many()'s errors.
+ */
+SHOAL_API ssize_t shoal_queue_port_pop_many(int port, int n);
+
+/**
+ * shoal_queue_port_send_many() - shoal_queue_push_many() with the port's
+ * queue and timeout.
+ * @port: from shoal_queue_port_open().
+ * @data: the messages back to back.
+ * @lens: @n lengths, each 0..max_msg.
+ * @n: how many messages, >= 0.
+ *
+ * Return: how many were pushed, as shoal_queue_push_many(); -EBADF if
+ * @port is not an open port; -EINVAL if @n < 0; else
+ * shoal_queue_push_many()'s errors.
+ */
+SHOAL_API ssize_t shoal_queue_port_send_many(int port, const void *data, const size_t *lens,
+					     int n);
+
+/**
+ * shoal_queue_port_unbind() - let go of the port's queue, keeping its number.
+ * @port: from shoal_queue_port_open().
+ *
+ * From then on the port's calls fail with -EBADF (shoal_queue_port_take()
+ * through its fail function), and the queue handle may be detached. For a
+ * binding whose callers may still hold the number after the handle is
+ * gone: a closed number is refused too, but a take on a number that is no
+ * port has nobody to fail through and returns NULL.
+ *
+ * Return: 0; -EBADF if @port is not an open port.
+ */
+SHOAL_API int shoal_queue_port_unbind(int port);
+
+/**
+ * shoal_queue_port_deliver() - make the caller's object from each message
+ * shoal_queue_port_take() pops, or its error.
+ * @port: from shoal_queue_port_open(), with a buffer.
+ * @deliver: called with the message in the port's buffer and its length,
+ *           inside shoal_queue_port_take(); what it returns, take returns.
+ *           NULL: take returns NULL.
+ * @fail: called with @fail_arg and errno set to the error when take pops
+ *        nothing; what it returns, take returns. NULL: take returns NULL.
+ * @fail_arg: for @fail.
+ *
+ * For a runtime whose calls cost more than copying: @deliver is its own
+ * constructor (Python's PyBytes_FromStringAndSize, called through a
+ * handle that keeps the GIL) and @fail its way to raise
+ * (PyErr_SetFromErrno), so the caller gets its object from one call and
+ * no code of its own runs between the pop and the copy: the port's buffer
+ * is free again before any other caller can use it.
+ *
+ * Return: 0; -EBADF if @port is not an open port; -EINVAL if the port has
+ * no buffer.
+ */
+SHOAL_API int shoal_queue_port_deliver(int port, void *(*deliver)(const void *msg, ssize_t len),
+				       void *(*fail)(void *arg), void *fail_arg);
+
+/**
+ * shoal_queue_port_take() - shoal_queue_port_pop(), then the port's deliver
+ * function on the message.
+ * @port: from shoal_queue_port_open(), with shoal_queue_port_deliver() set.
+ *
+ * The message is the caller's from the pop (the queue's delivery
+ * contract): if @deliver fails, the message is gone with that failure, as
+ * with a consumer that dies after its pop. One thread at a time per port.
+ *
+ * Return: what @deliver returned; when nothing was popped, what @fail
+ * returned (or NULL without one): the error is shoal_queue_pop()'s
+ * (-EAGAIN, -EPIPE, -EMSGSIZE with the size needed in the port's
+ * @lens[0], ...) or -EBADF for an unbound port, and
+ * shoal_queue_port_error() gives it too. NULL if @port is not an open port
+ * or has no deliver function.
+ */
+SHOAL_API void *shoal_queue_port_take(int port);
+
+/**
+ * shoal_queue_port_error() - why the port's last take popped nothing.
+ * @port: from shoal_queue_port_open().
+ *
+ * Return: the error of the last shoal_queue_port_take() that popped
+ * nothing (0 if none did); -EBADF if @port is not an open port.
+ */
+SHOAL_API int shoal_queue_port_error(int port);
+
 /* ---- array (lib/array.c) ------------------------------------------- */
 
 /*

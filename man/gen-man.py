@@ -231,6 +231,14 @@ page('shoal_queue_claim.3', 'SHOAL_QUEUE_CLAIM', ['shoal_queue_claim', 'shoal_qu
      notes=["Claims are taken in FIFO order and acked in any order, but the ring cannot skip a slot: the producer one lap after a claimed message waits until that claim is settled. Keep claims short, or the capacity well above the number a consumer keeps open.",
             "A consumer that holds claims must settle them before it waits for the end of a closed queue, or it waits for itself."],
      see=['shoal_queue(3)', 'shoal_errors(3)'])
+portintro = section_after('/* ---- queue ports (lib/queue_port.c)')
+page('shoal_queue_port.3', 'SHOAL_QUEUE_PORT', ['shoal_queue_port', 'shoal_queue_port_open', 'shoal_queue_port_close', 'shoal_queue_port_pop', 'shoal_queue_port_push', 'shoal_queue_port_send', 'shoal_queue_port_pop_many', 'shoal_queue_port_send_many', 'shoal_queue_port_unbind', 'shoal_queue_port_deliver', 'shoal_queue_port_take', 'shoal_queue_port_error'],
+     'one-argument queue calls for foreign-function callers',
+     portintro,
+     F('shoal_queue_port_open', 'shoal_queue_port_close', 'shoal_queue_port_pop', 'shoal_queue_port_push', 'shoal_queue_port_send', 'shoal_queue_port_pop_many', 'shoal_queue_port_send_many', 'shoal_queue_port_unbind', 'shoal_queue_port_deliver', 'shoal_queue_port_take', 'shoal_queue_port_error'),
+     notes=["A port's calls are the queue's calls with bound arguments: a process killed inside one leaves what it would leave inside shoal_queue_push(3) or shoal_queue_pop(3), and the port itself, process memory, goes with the process.",
+            "Port numbers are plain ints so that an interpreter passes them without building a pointer object; a number carries a generation, so one used after its port was closed is refused with -EBADF rather than naming another port."],
+     see=['shoal_queue(3)', 'shoal_errors(3)'])
 aintro = section_after('/* ---- array (lib/array.c)') if '/* ---- array (lib/array.c)' in src else []
 qaintro = section_after('/* ---- arrays in queues')
 page('shoal_array.3', 'SHOAL_ARRAY', ['shoal_array', 'shoal_dtype_itemsize', 'shoal_dtype_name'] + [f for f in funcs if f.startswith('shoal_array_')] + ['shoal_queue_hold_array', 'shoal_queue_unhold_array', 'shoal_queue_attach_array', 'shoal_queue_push_array', 'shoal_queue_pop_array'],

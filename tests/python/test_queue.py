@@ -574,3 +574,206 @@ def test_forgotten_claim_is_given_back(q):
     gc.collect()
     with q.claim(timeout=1) as c:
         assert c.data == b"w" and c.redelivered == 1
+
+
+# ---- ports: the one-call fast paths (lib/queue_port.c)
+
+def test_fast_paths_keep_the_semantics(q):
+    # put() that returned is in the queue; get() returns only what it popped.
+    q.put(b"a" * 64)
+    assert q.qsize() == 1
+    assert q.get() == b"a" * 64 and q.qsize() == 0
+    # The same length again reads through the kept view: fresh bytes each.
+    q.put(b"b" * 64)
+    first = q.get()
+    q.put(b"c" * 64)
+    assert first == b"b" * 64 and q.get() == b"c" * 64
+    # A full queue through the fast path: Full, nothing half done.
+    for i in range(8):
+        q.put(bytes([i]) * 3)
+    with pytest.raises(queue.Full):
+        q.put(b"x", block=False)
+    assert [q.get() for _ in range(8)] == [bytes([i]) * 3 for i in range(8)]
+    with pytest.raises(queue.Empty):
+        q.get(block=False)
+    # Closed: put raises at once, get drains then raises.
+    q.put(b"last")
+    q.close()
+    with pytest.raises(BrokenPipeError):
+        q.put(b"x")
+    with pytest.raises(BrokenPipeError):
+        q.put_many([b"x", b"y"])
+    assert q.get() == b"last"
+    with pytest.raises(BrokenPipeError):
+        q.get()
+    with pytest.raises(BrokenPipeError):
+        q.get_many(4)
+
+
+def test_get_many_equal_and_mixed_lengths(q):
+    same = [bytes([i]) * 5 for i in range(6)]
+    assert q.put_many(same) == 6
+    got = q.get_many(6)
+    assert got == same and type(got) is list and all(type(b) is bytes for b in got)
+    mixed = [b"", b"a", b"bb", b"", b"ccc"]
+    assert q.put_many(iter(mixed)) == 5  # any iterable
+    assert q.get_many(10) == mixed
+    assert q.put_many([b"", b""]) == 2
+    assert q.get_many(2) == [b"", b""]
+    # Non-bytes items are sent as their bytes, not their len().
+    import array as _array
+    items = [bytearray(b"xy"), memoryview(b"abc"), _array.array("i", [1, 2])]
+    assert q.put_many(items) == 3
+    assert q.get_many(3) == [b"xy", b"abc", _array.array("i", [1, 2]).tobytes()]
+    with pytest.raises(TypeError):
+        q.put_many([b"a", 5])
+    assert q.empty()
+
+
+def test_calls_after_detach_are_refused(name):
+    q = shoal.Queue(name, capacity=4, max_msg=8)
+    q.put(b"x")
+    q.get()
+    q.get_many(1, block=False) if q.qsize() else None
+    q.detach()
+    for call in (lambda: q.put(b"x"), q.get, lambda: q.get(False),
+                 lambda: q.put_many([b"x"]), lambda: q.get_many(2), lambda: q.put_many([])):
+        with pytest.raises(ValueError, match="detached"):
+            call()
+    shoal.queue.unlink(name)
+
+
+def test_port_numbers_are_refused_after_close(q):
+    from shoal import queue as _q
+    pid, tx = q._rx, q._tx
+    assert _q._port_send(tx, b"abc", 3) == 0
+    assert _q._port_take(pid) == b"abc"
+    with pytest.raises(BlockingIOError):  # empty: the fail function raised
+        _q._port_take(pid)
+    assert _q._port_error(pid) == -errno.EAGAIN
+    # A closed number is refused by every call.
+    port = _q._Port(q._rxport._map, 8, 1)
+    num = port.id
+    assert _q._port_pop(num) == -errno.EAGAIN
+    del port
+    assert _q._port_pop(num) == -errno.EBADF
+    assert _q._port_send(num, b"x", 1) == -errno.EBADF
+    assert _q._port_error(num) == -errno.EBADF
+
+
+def test_detach_unbinds_gets_port(name):
+    from shoal import queue as _q
+    q = shoal.Queue(name, capacity=4, max_msg=8)
+    q.put(b"x")
+    pid = q._rx
+    q.detach()
+    with pytest.raises(OSError) as e:  # unbound: fails, pops nothing
+        _q._port_take(pid)
+    assert e.value.errno == errno.EBADF
+    with pytest.raises(ValueError, match="detached"):
+        q.get()
+    assert q._rxport._map is None
+    with shoal.Queue.open(name) as q2:
+        assert q2.get() == b"x"  # still there: the detached get took nothing
+    shoal.queue.unlink(name)
+
+
+def test_take_failing_leaves_the_message(name):
+    # A message longer than get()'s shared buffer (64 KiB) stays in the
+    # queue when take() finds it, and the slow path gets it whole.
+    with shoal.Queue(name, capacity=4, max_msg=1 << 20) as q:
+        big = os.urandom(200_000)
+        q.put(b"s")
+        q.put(big)
+        q.put(b"t")
+        assert [q.get(), q.get(), q.get()] == [b"s", big, b"t"]
+        q.unlink()
+
+
+def test_fork_child_uses_inherited_ports(name):
+    with shoal.Queue(name, capacity=8, max_msg=64) as q:
+        q.put(b"warm")
+        assert q.get() == b"warm"  # this thread's port exists before fork
+        q.put(b"to child")
+        pid = os.fork()
+        if pid == 0:
+            ok = q.get(timeout=5) == b"to child"
+            q.put(b"from child")
+            os._exit(0 if ok else 1)
+        _, st = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(st) == 0
+        assert q.get(timeout=5) == b"from child"
+        q.unlink()
+
+
+def test_threads_have_their_own_buffers(name):
+    # Many threads getting and get_many-ing at once with messages of many
+    # lengths: each message whole, exactly once.
+    with shoal.Queue(name, capacity=64, max_msg=256) as q:
+        n = 3000
+        msgs = [(b"%d;" % i) * (1 + i % 40) for i in range(n)]
+        out, lock = [], threading.Lock()
+
+        def getter(many):
+            mine = []
+            while True:
+                try:
+                    mine.extend(q.get_many(7) if many else [q.get()])
+                except BrokenPipeError:
+                    break
+            with lock:
+                out.extend(mine)
+
+        gs = [threading.Thread(target=getter, args=(k % 2,)) for k in range(4)]
+        for t in gs:
+            t.start()
+        for i in range(0, n, 10):
+            if i % 20:
+                q.put_many(msgs[i:i + 10])
+            else:
+                for m in msgs[i:i + 10]:
+                    q.put(m)
+        q.close()
+        for t in gs:
+            t.join(30)
+        assert sorted(out) == sorted(msgs)
+        q.unlink()
+
+
+def test_ctrl_c_interrupts_a_blocked_get_many_and_put(name):
+    with shoal.Queue(name, 2, 8) as q:
+        code = ("import shoal, sys\n"
+                f"q = shoal.Queue.open({name!r})\n"
+                "q.put(b'a'); q.put(b'b')\n"
+                "print('ready', flush=True)\n"
+                "try:\n    q.put(b'c')\nexcept KeyboardInterrupt:\n    pass\n"
+                "else:\n    sys.exit(1)\n"
+                "q.get_many(2)\n"
+                "print('ready', flush=True)\n"
+                "try:\n    q.get_many(2)\nexcept KeyboardInterrupt:\n    sys.exit(42)\n")
+        p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+        for _ in range(2):
+            assert p.stdout.readline() == b"ready\n"
+            time.sleep(0.2)
+            p.send_signal(signal.SIGINT)
+        assert p.wait(10) == 42
+        q.unlink()
+
+
+def test_huge_put_is_too_long_not_a_ctypes_error(q):
+    with pytest.raises(ValueError, match="longer than max_msg"):
+        q.put(b"x" * 100)
+    with pytest.raises(ValueError, match="longer than max_msg"):
+        q.put(bytearray(100))
+
+
+def test_put_obj_fast_and_full_paths(q):
+    # Plain objects take one pickle.dumps/loads; ones that merely contain
+    # the strings the array path looks for still round-trip whole.
+    objs = [(12345, "hello"), ["_attach_handle", b"shoal.Array"], {"shoal.Array": 1}]
+    for o in objs:
+        q.put_obj(o)
+    assert [q.get_obj() for _ in objs] == objs
+    with pytest.raises(TypeError):
+        q.put_obj(threading.Lock())  # the error pickling raises, nothing put
+    assert q.empty()

@@ -12,7 +12,9 @@ import errno
 import io
 import itertools
 import operator
+import pickle
 import queue as _queue
+import struct
 import threading
 import time
 from typing import Any, Dict, Iterable, List, Optional
@@ -22,7 +24,6 @@ from ._lib import declare, layout
 from .segment import PREFAULT, _mode, _name, _Opts
 
 _vp = ctypes.c_void_p
-_size_p = ctypes.POINTER(ctypes.c_size_t)
 # Blocking calls go to C in slices this long, so Python runs signal handlers
 # (Ctrl-C) in between even if the system call is restarted.
 _SLICE_NS = 100_000_000
@@ -44,27 +45,88 @@ _unlink = declare("shoal_queue_unlink", ctypes.c_int, ctypes.c_char_p, name_arg=
 # The data calls return codes the loops below interpret themselves.
 _push = declare("shoal_queue_push", ctypes.c_int, _vp, ctypes.c_char_p, ctypes.c_size_t,
                 ctypes.c_int64, check=False)
-_pop = declare("shoal_queue_pop", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _size_p,
+_pop = declare("shoal_queue_pop", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _vp,
                ctypes.c_int64, check=False)
 _push_many = declare("shoal_queue_push_many", ctypes.c_ssize_t, _vp, ctypes.c_char_p, _vp,
                      ctypes.c_size_t, ctypes.c_int64, check=False)
 _pop_many = declare("shoal_queue_pop_many", ctypes.c_ssize_t, _vp, _vp, ctypes.c_size_t, _vp,
                     ctypes.c_size_t, ctypes.c_int64, check=False)
-# The same two calls for the fast path of put() and get(), without argtypes:
-# converting five arguments costs more than the call itself, so these take
-# ready-made ctypes objects (c_void_p, c_size_t, c_int64) and bytes only.
-_push_fast = declare("shoal_queue_push", ctypes.c_int, hot=True)
-_pop_fast = declare("shoal_queue_pop", ctypes.c_int, hot=True)
-_NOWAIT = ctypes.c_int64(0)
-_sizes = {}  # c_size_t objects for the lengths seen, up to a bound
+# Ports (lib/queue_port.c): the queue, a buffer and length cells bound once,
+# so the hot calls take a port number (a plain int) and at most the message.
+# Those calls are tries (the ports' timeout is 0) and keep the GIL
+# (declare(gil=True)): a call that would wait goes on to the calls above,
+# which release it.
+_port_open = declare("shoal_queue_port_open", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _vp,
+                     ctypes.c_size_t, ctypes.c_int64)
+_port_close = declare("shoal_queue_port_close", ctypes.c_int, ctypes.c_int, check=False)
+_port_pop = declare("shoal_queue_port_pop", ctypes.c_ssize_t, hot=True, gil=True)
+_port_send = declare("shoal_queue_port_send", ctypes.c_int, hot=True, gil=True)
+_port_pop_many = declare("shoal_queue_port_pop_many", ctypes.c_ssize_t, hot=True, gil=True)
+_port_send_many = declare("shoal_queue_port_send_many", ctypes.c_ssize_t, hot=True, gil=True)
+# get(): one call pops into the port's buffer and makes the bytes object
+# with Python's own constructor, under the GIL, so no Python code runs
+# between the pop and the copy and one port serves every thread. When it
+# pops nothing it raises OSError through PyErr_SetFromErrno (the port's
+# fail function), which the slow path catches; ctypes lets an exception
+# set by a PYFUNCTYPE call through before it looks at the result.
+_port_deliver = declare("shoal_queue_port_deliver", ctypes.c_int, ctypes.c_int, _vp, _vp, _vp)
+_port_unbind = declare("shoal_queue_port_unbind", ctypes.c_int, ctypes.c_int)
+_port_take = declare("shoal_queue_port_take", ctypes.py_object, hot=True, gil=True)
+_port_error = declare("shoal_queue_port_error", ctypes.c_int, ctypes.c_int, check=False)
+_PYBYTES = ctypes.cast(ctypes.pythonapi.PyBytes_FromStringAndSize, _vp).value
+_PYRAISE = ctypes.cast(ctypes.pythonapi.PyErr_SetFromErrno, _vp).value
+_OSERROR = id(OSError)  # the exception type's address: a builtin, never freed
+# Batches (length, count) whose unpacker is kept, and counts whose packer
+# is, per process.
+_UNPACKERS: Dict[Any, Any] = {}
+_PACKERS: Dict[int, Any] = {}
 
 
-def _size(n):
-    s = _sizes.get(n)
+class _Port:
+    """A port and the memory it binds: a buffer of ``cap`` bytes (none for
+    a port that only sends) and ``nlens`` length cells. Closed when the
+    last reference goes; it holds the queue's mapping, so the C handle it
+    names outlives it. A port that only sends has no buffer and serves
+    every thread, as does get()'s (its buffer is used only inside one
+    GIL-holding call); other receiving ports are one thread's."""
+
+    __slots__ = ("id", "buf", "addr", "cap", "lens", "lens_addr", "mv", "_map")
+
+    def __init__(self, mapping: Any, cap: int, nlens: int) -> None:
+        self.id = 0
+        self._map = mapping
+        self.cap = cap
+        self.buf = ctypes.create_string_buffer(cap) if cap else None
+        self.addr = ctypes.addressof(self.buf) if cap else None
+        self.mv = memoryview(self.buf).cast("B") if cap else memoryview(b"")
+        self.lens = array.array(_SZ, bytes(ctypes.sizeof(ctypes.c_size_t) * nlens))
+        self.lens_addr = self.lens.buffer_info()[0]
+        self.id = _port_open(mapping.ptr, self.addr, cap, self.lens_addr, nlens, 0)
+
+    def __del__(self):
+        port, self.id = self.id, 0
+        if port > 0:
+            _port_close(port)
+
+
+def _packer(count: int) -> Any:
+    """struct.Struct of ``count`` C size_t values: put_many's lengths."""
+    s = _PACKERS.get(count)
     if s is None:
-        s = ctypes.c_size_t(n)
-        if len(_sizes) < 4096:
-            _sizes[n] = s
+        s = struct.Struct(f"{count}N")
+        if len(_PACKERS) < 1024:
+            _PACKERS[count] = s
+    return s
+
+
+def _unpacker(length: int, count: int) -> Any:
+    """struct.Struct of ``count`` strings of ``length`` bytes: cuts a batch
+    of equal messages into bytes objects in one call."""
+    s = _UNPACKERS.get((length, count))
+    if s is None:
+        s = struct.Struct(f"{length}s" * count)
+        if len(_UNPACKERS) < 1024:
+            _UNPACKERS[(length, count)] = s
     return s
 
 
@@ -74,7 +136,7 @@ class _Ticket(ctypes.Structure):
                 ("reserved", ctypes.c_uint32)]
 
 
-_claim = declare("shoal_queue_claim", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _size_p,
+_claim = declare("shoal_queue_claim", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _vp,
                  ctypes.c_int64, ctypes.POINTER(_Ticket), check=False)
 _ack = declare("shoal_queue_ack", ctypes.c_int, _vp, ctypes.POINTER(_Ticket))
 _nack = declare("shoal_queue_nack", ctypes.c_int, _vp, ctypes.POINTER(_Ticket))
@@ -89,6 +151,13 @@ _EAGAIN, _ETIMEDOUT, _EINTR, _EMSGSIZE = (-errno.EAGAIN, -errno.ETIMEDOUT, -errn
 _RECV_BYTES = 1 << 16
 # get_many's buffer: room for this many bytes of messages per call.
 _BATCH_BYTES = 1 << 20
+_BYTES = frozenset((bytes,))
+# put_obj/get_obj: an array pickled by its own reduce names this function;
+# one the queue holds travels as a persistent id that starts with this
+# string. A message without them has no array (one that has them by chance
+# just takes the full path).
+_ARRAY_MARK = b"_attach_handle"
+_PERSID_MARK = b"shoal.Array"
 # The array typecode of a C size_t.
 _SZ = next(c for c in "LQ" if array.array(c).itemsize == ctypes.sizeof(ctypes.c_size_t))
 
@@ -181,12 +250,23 @@ class Queue:
         self._name = name
         self._map = _lib.Mapping(out.value, _detach)
         self._q = out.value
-        self._hv = ctypes.c_void_p(out.value)
         st = _Stats()
         _stats(self._q, ctypes.byref(st))
         self._capacity = st.capacity
         self._max_msg = st.max_msg
         self._local = threading.local()
+        # The sending port, every thread's (it binds no buffer); 0 once
+        # detached, which the C calls refuse (-EBADF).
+        self._txport = _Port(self._map, 0, 1)
+        self._tx = self._txport.id
+        # get()'s port, every thread's (take() uses its buffer only while
+        # it holds the GIL). Its number stays valid while this object
+        # lives: detach() unbinds it rather than closing it, so a get()
+        # racing a detach() never calls take() on a closed number (which
+        # could not raise and would return NULL, which ctypes cannot take).
+        self._rxport = _Port(self._map, max(min(self._max_msg, _RECV_BYTES), 1), 1)
+        self._rx = self._rxport.id
+        _port_deliver(self._rx, _PYBYTES, _PYRAISE, _OSERROR)
 
     @classmethod
     def create(cls, name: str, capacity: int = 1024, max_msg: int = 4096, *,
@@ -232,21 +312,23 @@ class Queue:
         if self._map is None:
             raise ValueError("queue handle was detached while waiting")
 
-    def _recv(self, need=0):
-        """This thread's receive buffer (threads must not share one)."""
-        loc = self._local
-        size = max(need, min(self._max_msg, _RECV_BYTES), 1)
-        loc.buf = ctypes.create_string_buffer(size)
-        loc.addr = ctypes.addressof(loc.buf)
-        loc.cap = size
-        loc.len = ctypes.c_size_t()
-        loc.lenp = ctypes.byref(loc.len)
-        loc.mv = memoryview(loc.buf).cast("B")
-        loc.args = (self._hv, ctypes.c_void_p(loc.addr), ctypes.c_size_t(size),
-                    ctypes.c_void_p(ctypes.addressof(loc.len)), _NOWAIT)
-        return loc
+    def _rx_local(self, need: int = 0) -> _Port:
+        """This thread's receiving port (threads must not share a buffer),
+        made on first use, or made again ``need`` bytes big."""
+        m = self._map
+        if m is None:
+            raise ValueError("queue handle is detached")
+        p = _Port(m, max(need, min(self._max_msg, _RECV_BYTES), 1), 1)
+        self._local.rx = p
+        return p
 
     # ---- single messages
+    #
+    # The fast paths are one try through a port, keeping the GIL (nothing
+    # else runs in Python meanwhile, so no detach() can pull the handle
+    # from under it; a closed port's number is refused); for get() that one
+    # call also makes the bytes. All else (conversions, waiting, errors) is
+    # in the _slow methods.
 
     def put(self, data: Any, block: bool = True, timeout: Optional[float] = None) -> None:
         """Append ``data`` (bytes-like, at most max_msg bytes).
@@ -254,16 +336,32 @@ class Queue:
         Raises queue.Full if there is no room in time, ValueError if too
         long, BrokenPipeError if the queue is closed, TypeError if ``data``
         is not bytes-like (put_obj() sends objects)."""
+        if type(data) is bytes:
+            try:
+                rc = _port_send(self._tx, data, len(data))
+            except (ctypes.ArgumentError, OverflowError):  # longer than an int
+                rc = None
+            else:
+                if rc == 0:
+                    return
+        else:
+            rc = None
+        self._put_slow(data, block, timeout, rc)
+
+    def _put_slow(self, data, block, timeout, rc):
         m = self._map  # held for the whole call: see _live()
         if m is None:
             raise ValueError("queue handle is detached")
         if type(data) is not bytes:
             data = _bytes_of(data)
         n = len(data)
-        rc = _push_fast(self._hv, data, _size(n), _NOWAIT)
-        if rc == 0:
-            return
+        if n > self._max_msg:
+            raise ValueError(f"message of {n} bytes is longer than max_msg={self._max_msg}")
         q = self._q
+        if rc is None:
+            rc = _push(q, data, n, 0)
+            if rc == 0:
+                return
         deadline = _deadline(block, timeout)
         while True:
             self._live()
@@ -271,8 +369,6 @@ class Queue:
                 t = _slice(deadline)
                 if t == 0 and rc != _EINTR:
                     raise _queue.Full
-            elif rc == _EMSGSIZE:
-                raise ValueError(f"message of {n} bytes is longer than max_msg={self._max_msg}")
             else:
                 raise _lib.error(rc, detail=True)
             rc = _push(q, data, n, t)
@@ -284,19 +380,25 @@ class Queue:
 
         Raises queue.Empty if none comes in time, BrokenPipeError if the
         queue is closed and drained."""
+        try:
+            return _port_take(self._rx)
+        except OSError:  # nothing popped (the slow path finds out why)
+            return self._get_slow(block, timeout)
+
+    def _get_slow(self, block, timeout):
         m = self._map  # held for the whole call: see _live()
         if m is None:
             raise ValueError("queue handle is detached")
-        loc = self._local
+        # Waiting, and messages longer than the shared port's buffer, use
+        # this thread's own buffer: the GIL is let go meanwhile.
         try:
-            rc = _pop_fast(*loc.args)
+            p = self._local.rx
         except AttributeError:
-            loc = self._recv()
-            rc = _pop_fast(*loc.args)
-        if rc == 0:
-            return loc.buf.raw[:loc.len.value] if loc.cap <= 512 else \
-                loc.mv[:loc.len.value].tobytes()
+            p = self._rx_local()
         q = self._q
+        rc = _pop(q, p.addr, p.cap, p.lens_addr, 0)
+        if rc == 0:
+            return p.mv[:p.lens[0]].tobytes()
         deadline = _deadline(block, timeout)
         t = 0
         while True:
@@ -306,12 +408,13 @@ class Queue:
                 if t == 0 and rc != _EINTR:
                     raise _queue.Empty
             elif rc == _EMSGSIZE:
-                loc = self._recv(loc.len.value)  # the message waits for us
+                p = self._rx_local(p.lens[0])  # the message waits for us
+                t = 0
             else:
                 raise _lib.error(rc, detail=True)
-            rc = _pop(q, loc.addr, loc.cap, loc.lenp, t)
+            rc = _pop(q, p.addr, p.cap, p.lens_addr, t)
             if rc == 0:
-                return loc.mv[:loc.len.value].tobytes()
+                return p.mv[:p.lens[0]].tobytes()
 
     def put_nowait(self, data: Any) -> None:
         """put(data, block=False)."""
@@ -332,24 +435,38 @@ class Queue:
         case the rest were not. Raises queue.Full if none could be put,
         ValueError (and puts none) if any is longer than max_msg,
         BrokenPipeError if the queue is closed before any was put."""
-        m, q = self._map, self._handle()  # m: held for the whole call
-        items = [i if type(i) is bytes else _bytes_of(i, "put_many") for i in items]
+        if type(items) is not list:
+            items = list(items)
         n = len(items)
         if n == 0:
+            if self._map is None:
+                raise ValueError("queue handle is detached")
             return 0
-        lens = array.array(_SZ, map(len, items))
+        if not _BYTES.issuperset(map(type, items)):
+            items = [i if type(i) is bytes else _bytes_of(i, "put_many") for i in items]
+        lens = _packer(n).pack(*map(len, items))  # the C size_t array, as bytes
         data = b"".join(items)
+        try:
+            rc = _port_send_many(self._tx, data, lens, n)
+        except (ctypes.ArgumentError, OverflowError):
+            rc = _EAGAIN
+        if rc == n:
+            return n
+        return self._put_many_slow(data, array.array(_SZ, lens), n, rc, block, timeout)
+
+    def _put_many_slow(self, data, lens, n, rc, block, timeout):
+        m, q = self._map, self._handle()  # m: held for the whole call
         lens_addr = lens.buffer_info()[0]
         size = lens.itemsize
         done, off, t = 0, 0, 0
         deadline = _UNSET = object()
         while True:
-            rc = _push_many(q, data[off:] if off else data, lens_addr + done * size, n - done, t)
             if rc > 0:
                 off += sum(lens[done:done + rc])
                 done += rc
                 if done == n:
                     return n
+                rc = _push_many(q, data[off:], lens_addr + done * size, n - done, t)
                 continue
             if rc not in (_EAGAIN, _ETIMEDOUT, _EINTR):
                 if done:
@@ -365,39 +482,32 @@ class Queue:
                 if done:
                     return done
                 raise _queue.Full
+            rc = _push_many(q, data[off:] if off else data, lens_addr + done * size, n - done, t)
 
     def get_many(self, max_items: int = 64, block: bool = True,
                  timeout: Optional[float] = None) -> List[bytes]:
         """Remove and return up to ``max_items`` messages (a list of bytes,
         oldest first), waiting as ``get`` does for the first; the rest are
         those ready at once."""
-        m, q = self._map, self._handle()  # m: held for the whole call
-        if max_items < 1:
-            raise ValueError("max_items must be at least 1")
-        loc = self._local
         try:
-            buf, lens = loc.mbuf, loc.mlens
+            p = self._local.rxm
         except AttributeError:
-            buf, lens = self._batch_buf(0, max_items)
-        if len(lens) < max_items or len(buf) < min(self._max_msg * max_items, _BATCH_BYTES):
-            buf, lens = self._batch_buf(0, max_items)
-        rc = _pop_many(q, loc.mbaddr, len(buf), loc.mladdr, max_items, 0)
-        if rc <= 0:
-            deadline = _deadline(block, timeout)
-            t = 0
-            while rc <= 0:
-                self._live()
-                if rc in (_EAGAIN, _ETIMEDOUT, _EINTR):
-                    t = _slice(deadline)
-                    if t == 0 and rc != _EINTR:
-                        raise _queue.Empty
-                elif rc == _EMSGSIZE:
-                    buf, lens = self._batch_buf(lens[0], max_items)
-                else:
-                    raise _lib.error(rc, detail=True)
-                rc = _pop_many(q, loc.mbaddr, len(buf), loc.mladdr, max_items, t)
-        mv = loc.mmv
-        offs = itertools.accumulate(lens[:rc], initial=0)
+            p = self._rxm(0, max_items)
+        if len(p.lens) < max_items:
+            if max_items < 1:
+                raise ValueError("max_items must be at least 1")
+            p = self._rxm(0, max_items)
+        k = _port_pop_many(p.id, max_items)
+        if k <= 0:
+            p, k = self._get_many_slow(p, k, max_items, block, timeout)
+        lens = p.lens
+        n = lens[0]
+        if k == 1:
+            return [p.mv[:n].tobytes()]
+        if lens[:k].count(n) == k:  # all alike: one call cuts them
+            return list(_unpacker(n, k).unpack_from(p.mv))
+        mv = p.mv
+        offs = itertools.accumulate(lens[:k], initial=0)
         start = next(offs)
         out = []
         for end in offs:
@@ -405,14 +515,41 @@ class Queue:
             start = end
         return out
 
-    def _batch_buf(self, need, max_items):
-        loc = self._local
-        loc.mbuf = ctypes.create_string_buffer(max(need, min(self._max_msg * max_items, _BATCH_BYTES), 1))
-        loc.mbaddr = ctypes.addressof(loc.mbuf)
-        loc.mmv = memoryview(loc.mbuf).cast("B")
-        loc.mlens = array.array(_SZ, bytes(8 * max(max_items, 64)))
-        loc.mladdr = loc.mlens.buffer_info()[0]
-        return loc.mbuf, loc.mlens
+    def _rxm(self, need, max_items):
+        """This thread's port for batches: room for ``max_items`` lengths
+        (64 at least) and max_msg bytes each, up to _BATCH_BYTES, or
+        ``need`` bytes."""
+        m = self._map
+        if m is None:
+            raise ValueError("queue handle is detached")
+        if max_items < 1:
+            raise ValueError("max_items must be at least 1")
+        nlens = max(max_items, 64)
+        p = _Port(m, max(need, min(self._max_msg * nlens, _BATCH_BYTES), 1), nlens)
+        self._local.rxm = p
+        return p
+
+    def _get_many_slow(self, p, rc, max_items, block, timeout):
+        if max_items < 1:
+            raise ValueError("max_items must be at least 1")
+        if self._map is None:
+            raise ValueError("queue handle is detached")
+        q = self._q  # p holds the mapping for the whole call: see _live()
+        deadline = _deadline(block, timeout)
+        t = 0
+        while rc <= 0:
+            self._live()
+            if rc in (_EAGAIN, _ETIMEDOUT, _EINTR):
+                t = _slice(deadline)
+                if t == 0 and rc != _EINTR:
+                    raise _queue.Empty
+            elif rc == _EMSGSIZE:
+                p = self._rxm(p.lens[0], max_items)
+                t = 0
+            else:
+                raise _lib.error(rc, detail=True)
+            rc = _pop_many(q, p.addr, p.cap, p.lens_addr, max_items, t)
+        return p, rc
 
     # ---- acknowledged delivery
 
@@ -433,12 +570,13 @@ class Queue:
         if m is None:
             raise ValueError("queue handle is detached")
         q = self._q
-        loc = self._local
-        if not hasattr(loc, "args"):
-            loc = self._recv()
+        try:
+            p = self._local.rx
+        except AttributeError:
+            p = self._rx_local()
         t = _Ticket()
         tp = ctypes.byref(t)
-        rc = _claim(q, loc.addr, loc.cap, loc.lenp, 0, tp)
+        rc = _claim(q, p.addr, p.cap, p.lens_addr, 0, tp)
         if rc != 0:
             deadline = _deadline(block, timeout)
             while rc != 0:
@@ -448,12 +586,12 @@ class Queue:
                     if s == 0 and rc != _EINTR:
                         raise _queue.Empty
                 elif rc == _EMSGSIZE:
-                    loc = self._recv(loc.len.value)  # the message waits for us
+                    p = self._rx_local(p.lens[0])  # the message waits for us
                     s = 0
                 else:
                     raise _lib.error(rc, detail=True)
-                rc = _claim(q, loc.addr, loc.cap, loc.lenp, s, tp)
-        return Claim(self, m, t, loc.mv[:loc.len.value].tobytes())
+                rc = _claim(q, p.addr, p.cap, p.lens_addr, s, tp)
+        return Claim(self, m, t, p.mv[:p.lens[0]].tobytes())
 
     def claim_obj(self, block=True, timeout=None):
         """claim() and unpickle: ``.data`` is the object. shoal.Array
@@ -480,6 +618,16 @@ class Queue:
         sender may release the array as soon as put_obj() returns. If the
         put fails, the queue holds nothing more than before.
         """
+        # Most objects hold no array: pickle them in one C call, and only
+        # if an array was pickled (its reduce names _attach_handle) pickle
+        # again with the Pickler that gives the queue its references.
+        try:
+            data = pickle.dumps(obj, 5)
+        except Exception:
+            data = _ARRAY_MARK
+        if _ARRAY_MARK not in data:
+            self.put(data, block, timeout)
+            return
         buf = io.BytesIO()
         p = _queue_arrays.Pickler(buf, self._handle())
         try:
@@ -492,8 +640,10 @@ class Queue:
     def get_obj(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         """get() and unpickle; shoal.Array objects inside come attached,
         holding the reference the queue held for them."""
-        return _queue_arrays.Unpickler(io.BytesIO(self.get(block, timeout)),
-                                       self._handle()).load()
+        data = self.get(block, timeout)
+        if _PERSID_MARK not in data:  # no array inside: one C call
+            return pickle.loads(data)
+        return _queue_arrays.Unpickler(io.BytesIO(data), self._handle()).load()
 
     # ---- state
 
@@ -523,7 +673,12 @@ class Queue:
 
     def detach(self) -> None:
         """Let go of this handle (the queue stays; see unlink())."""
+        if self._map is not None:
+            _port_unbind(self._rx)
+            self._rxport._map = None  # the port no longer keeps the handle
         self._map = None
+        self._tx = 0
+        self._txport = None
         self._local = threading.local()
 
     def unlink(self) -> None:

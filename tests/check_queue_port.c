@@ -1,0 +1,334 @@
+/*
+ * check_queue_port.c - queue ports (lib/queue_port.c): every error code of
+ * every port call, the bound buffer and length cells in both directions,
+ * numbers refused after close (and a reused entry's new number), the table
+ * running out, a forked child using the ports it inherited, and take's
+ * deliver and fail functions.
+ */
+#define _GNU_SOURCE /* unshare(), in testutil.h */
+#include "testutil.h"
+
+#include <stdint.h>
+#include <time.h>
+
+static struct shoal_queue *mkq(const char *name, uint32_t cap, uint32_t max_msg)
+{
+	struct shoal_queue *q = NULL;
+
+	ck_assert_int_eq(shoal_queue_create(name, cap, max_msg, NULL, &q), 0);
+	return q;
+}
+
+static void done(struct shoal_queue *q, const char *name)
+{
+	ck_assert_int_eq(shoal_queue_detach(q), 0);
+	ck_assert_int_eq(shoal_queue_unlink(name), 0);
+}
+
+START_TEST(open_bad_arguments)
+{
+	const char *name = t_name("pbad");
+	struct shoal_queue *q = mkq(name, 8, 64);
+	char buf[64];
+	size_t lens[4];
+
+	ck_assert_int_eq(shoal_queue_port_open(NULL, buf, sizeof(buf), lens, 4, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_open(q, NULL, 1, lens, 4, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_open(q, buf, sizeof(buf), NULL, 4, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_open(q, buf, sizeof(buf), lens, 0, 0), -EINVAL);
+	/* No buffer at all is a port that only sends. */
+	int port = shoal_queue_port_open(q, NULL, 0, lens, 1, 0);
+
+	ck_assert_int_gt(port, 0);
+	ck_assert_int_eq(shoal_queue_port_send(port, "ab", 2), 0);
+	ck_assert_int_eq(shoal_queue_port_push(port, 1), -EINVAL); /* beyond its buffer */
+	ck_assert_int_eq(shoal_queue_port_push(port, 65), -EMSGSIZE);
+	ck_assert_int_eq(shoal_queue_port_pop(port), -EMSGSIZE);   /* 2 bytes into none */
+	ck_assert_uint_eq(lens[0], 2);
+	ck_assert_int_eq(shoal_queue_port_close(port), 0);
+	done(q, name);
+}
+END_TEST
+
+START_TEST(bad_numbers_are_ebadf)
+{
+	static const int bad[] = { 0, -1, INT32_MIN, 1, 0x7fff0000, 0x10000, INT32_MAX };
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(shoal_queue_port_close(bad[i]), -EBADF);
+		ck_assert_int_eq(shoal_queue_port_pop(bad[i]), -EBADF);
+		ck_assert_int_eq(shoal_queue_port_push(bad[i], 0), -EBADF);
+		ck_assert_int_eq(shoal_queue_port_send(bad[i], "", 0), -EBADF);
+		ck_assert_int_eq(shoal_queue_port_pop_many(bad[i], 1), -EBADF);
+		ck_assert_int_eq(shoal_queue_port_send_many(bad[i], "", (size_t[]){ 0 }, 1), -EBADF);
+	}
+}
+END_TEST
+
+START_TEST(push_pop_through_the_buffer)
+{
+	const char *name = t_name("pio");
+	struct shoal_queue *q = mkq(name, 8, 64);
+	char in[64], out[64];
+	size_t lin[1], lout[8];
+	int pin = shoal_queue_port_open(q, in, sizeof(in), lin, 1, 0);
+	int pout = shoal_queue_port_open(q, out, sizeof(out), lout, 8, 0);
+
+	ck_assert_int_gt(pin, 0);
+	ck_assert_int_gt(pout, 0);
+	ck_assert_int_ne(pin, pout);
+	ck_assert_int_eq(shoal_queue_port_pop(pout), -EAGAIN);
+	memcpy(in, "hello", 5);
+	ck_assert_int_eq(shoal_queue_port_push(pin, 5), 0);
+	ck_assert_int_eq(shoal_queue_port_push(pin, 0), 0);
+	ck_assert_int_eq(shoal_queue_port_push(pin, -1), -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_send(pin, "x", -1), -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_send(pin, in, 65), -EMSGSIZE);
+	ck_assert_int_eq(shoal_queue_port_pop(pout), 5);
+	ck_assert_uint_eq(lout[0], 5);
+	ck_assert_mem_eq(out, "hello", 5);
+	ck_assert_int_eq(shoal_queue_port_pop(pout), 0);
+	/* Batches: lengths in the cells, messages back to back. */
+	ck_assert_int_eq(shoal_queue_port_send_many(pin, "abcdef", (size_t[]){ 1, 2, 3 }, 3), 3);
+	ck_assert_int_eq(shoal_queue_port_send_many(pin, "", (size_t[]){ 0 }, -1), -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_send_many(pin, "", (size_t[]){ 65 }, 1), -EMSGSIZE);
+	ck_assert_int_eq(shoal_queue_port_pop_many(pout, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_pop_many(pout, 100), 3); /* n capped by the cells */
+	ck_assert_uint_eq(lout[0], 1);
+	ck_assert_uint_eq(lout[1], 2);
+	ck_assert_uint_eq(lout[2], 3);
+	ck_assert_mem_eq(out, "abcdef", 6);
+	ck_assert_int_eq(shoal_queue_port_pop_many(pout, 1), -EAGAIN);
+	/* A port with a too small buffer leaves the message where it is. */
+	char small[2];
+	size_t ls[1];
+	int psmall = shoal_queue_port_open(q, small, sizeof(small), ls, 1, 0);
+
+	ck_assert_int_eq(shoal_queue_port_send(pin, "abc", 3), 0);
+	ck_assert_int_eq(shoal_queue_port_pop(psmall), -EMSGSIZE);
+	ck_assert_uint_eq(ls[0], 3);
+	ck_assert_int_eq(shoal_queue_port_pop(pout), 3);
+	/* Close: pushes -EPIPE, pops drain then -EPIPE. */
+	ck_assert_int_eq(shoal_queue_port_send(pin, "z", 1), 0);
+	ck_assert_int_eq(shoal_queue_close(q), 0);
+	ck_assert_int_eq(shoal_queue_port_push(pin, 1), -EPIPE);
+	ck_assert_int_eq(shoal_queue_port_pop(pout), 1);
+	ck_assert_int_eq(shoal_queue_port_pop(pout), -EPIPE);
+	ck_assert_int_eq(shoal_queue_port_close(psmall), 0);
+	ck_assert_int_eq(shoal_queue_port_close(pin), 0);
+	ck_assert_int_eq(shoal_queue_port_close(pout), 0);
+	done(q, name);
+}
+END_TEST
+
+START_TEST(bound_timeout_waits)
+{
+	const char *name = t_name("pwait");
+	struct shoal_queue *q = mkq(name, 2, 8);
+	char buf[8];
+	size_t lens[1];
+	int port = shoal_queue_port_open(q, buf, sizeof(buf), lens, 1, 20 * 1000000ll);
+	struct timespec a, b;
+
+	ck_assert_int_gt(port, 0);
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	ck_assert_int_eq(shoal_queue_port_pop(port), -ETIMEDOUT);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	ck_assert_int_ge((b.tv_sec - a.tv_sec) * 1000000000ll + (b.tv_nsec - a.tv_nsec),
+			 19 * 1000000ll);
+	ck_assert_int_eq(shoal_queue_port_push(port, 1), 0);
+	ck_assert_int_eq(shoal_queue_port_push(port, 1), 0);
+	ck_assert_int_eq(shoal_queue_port_push(port, 1), -ETIMEDOUT);
+	ck_assert_int_eq(shoal_queue_port_close(port), 0);
+	done(q, name);
+}
+END_TEST
+
+START_TEST(closed_number_is_refused)
+{
+	const char *name = t_name("pclosed");
+	struct shoal_queue *q = mkq(name, 8, 8);
+	char buf[8];
+	size_t lens[1];
+	int port = shoal_queue_port_open(q, buf, sizeof(buf), lens, 1, 0);
+	int again;
+
+	ck_assert_int_gt(port, 0);
+	ck_assert_int_eq(shoal_queue_port_close(port), 0);
+	ck_assert_int_eq(shoal_queue_port_close(port), -EBADF);
+	ck_assert_int_eq(shoal_queue_port_pop(port), -EBADF);
+	ck_assert_int_eq(shoal_queue_port_send(port, "a", 1), -EBADF);
+	/* The same entry, opened again, has a new number; the old one stays
+	 * refused. Open until the entry comes round (the hint moves on). */
+	for (int i = 0; i < 70000; i++) {
+		again = shoal_queue_port_open(q, buf, sizeof(buf), lens, 1, 0);
+		ck_assert_int_gt(again, 0);
+		ck_assert_int_ne(again, port);
+		if ((again & 0xffff) == (port & 0xffff))
+			break;
+		ck_assert_int_eq(shoal_queue_port_close(again), 0);
+	}
+	ck_assert_int_eq(again & 0xffff, port & 0xffff);
+	ck_assert_int_eq(shoal_queue_port_pop(port), -EBADF);
+	ck_assert_int_eq(shoal_queue_port_pop(again), -EAGAIN);
+	ck_assert_int_eq(shoal_queue_port_close(again), 0);
+	done(q, name);
+}
+END_TEST
+
+START_TEST(table_runs_out)
+{
+	const char *name = t_name("pfull");
+	struct shoal_queue *q = mkq(name, 8, 8);
+	size_t lens[1];
+	static int ports[65535];
+	int n = 0, rc;
+
+	while ((rc = shoal_queue_port_open(q, NULL, 0, lens, 1, 0)) > 0) {
+		ck_assert_int_lt(n, 65535);
+		ports[n++] = rc;
+	}
+	ck_assert_int_eq(rc, -EMFILE);
+	ck_assert_int_eq(n, 65535);
+	ck_assert_str_ne(shoal_errdetail(rc), "");
+	ck_assert_int_eq(shoal_queue_port_close(ports[100]), 0);
+	rc = shoal_queue_port_open(q, NULL, 0, lens, 1, 0);
+	ck_assert_int_gt(rc, 0);
+	ports[100] = rc;
+	for (int i = 0; i < n; i++)
+		ck_assert_int_eq(shoal_queue_port_close(ports[i]), 0);
+	done(q, name);
+}
+END_TEST
+
+START_TEST(fork_inherits_ports)
+{
+	const char *name = t_name("pfork");
+	struct shoal_queue *q = mkq(name, 8, 8);
+	char buf[8];
+	size_t lens[1];
+	int port = shoal_queue_port_open(q, buf, sizeof(buf), lens, 1, -1);
+	pid_t pid;
+
+	ck_assert_int_gt(port, 0);
+	ck_assert_int_eq(shoal_queue_port_send(port, "parent", 6), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* The child's copy of the port, its buffer and its handle. */
+		if (shoal_queue_port_pop(port) != 6 || memcmp(buf, "parent", 6) != 0)
+			_exit(2);
+		if (shoal_queue_port_send(port, "child", 5) != 0)
+			_exit(1);
+		_exit(shoal_queue_port_close(port) == 0 ? 0 : 3);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	ck_assert_int_eq(shoal_queue_port_pop(port), 5);
+	ck_assert_mem_eq(buf, "child", 5);
+	ck_assert_int_eq(shoal_queue_port_close(port), 0);
+	done(q, name);
+}
+END_TEST
+
+/* deliver and fail functions that make "objects" the test can check. */
+static int delivered;
+static char fail_token;
+
+static void *copy_out(const void *msg, ssize_t len)
+{
+	char *c = malloc((size_t)len + 1);
+
+	memcpy(c, msg, (size_t)len);
+	c[len] = 0;
+	delivered++;
+	return c;
+}
+
+static void *failed(void *arg)
+{
+	static char out[32];
+
+	snprintf(out, sizeof(out), "%c%d", *(char *)arg, errno);
+	return out;
+}
+
+START_TEST(take_delivers_or_fails)
+{
+	const char *name = t_name("ptake");
+	struct shoal_queue *q = mkq(name, 4, 16);
+	char buf[8];
+	size_t lens[1];
+	int port = shoal_queue_port_open(q, buf, sizeof(buf), lens, 1, 0);
+	int sendonly = shoal_queue_port_open(q, NULL, 0, lens, 1, 0);
+	char *got;
+
+	fail_token = 'E';
+	ck_assert_int_gt(port, 0);
+	ck_assert_int_eq(shoal_queue_port_deliver(sendonly, copy_out, NULL, NULL), -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_deliver(0, copy_out, NULL, NULL), -EBADF);
+	ck_assert_ptr_null(shoal_queue_port_take(port)); /* no deliver function yet */
+	ck_assert_ptr_null(shoal_queue_port_take(0));
+	ck_assert_int_eq(shoal_queue_port_error(0), -EBADF);
+	ck_assert_int_eq(shoal_queue_port_error(port), 0);
+	/* Without a fail function: NULL, and the error says why. */
+	ck_assert_int_eq(shoal_queue_port_deliver(port, copy_out, NULL, NULL), 0);
+	ck_assert_ptr_null(shoal_queue_port_take(port));
+	ck_assert_int_eq(shoal_queue_port_error(port), -EAGAIN);
+	ck_assert_int_eq(shoal_queue_port_deliver(port, copy_out, failed, &fail_token), 0);
+	ck_assert_int_eq(shoal_queue_port_send(port, "hi", 2), 0);
+	got = shoal_queue_port_take(port);
+	ck_assert_str_eq(got, "hi");
+	free(got);
+	ck_assert_int_eq(delivered, 1);
+	ck_assert_str_eq(shoal_queue_port_take(port), "E11"); /* EAGAIN */
+	/* Too long for the buffer: it stays, for a bigger one. */
+	ck_assert_int_eq(shoal_queue_port_send(port, "0123456789", 10), 0);
+	ck_assert_str_eq(shoal_queue_port_take(port), "E90"); /* EMSGSIZE */
+	ck_assert_int_eq(shoal_queue_port_error(port), -EMSGSIZE);
+	ck_assert_uint_eq(lens[0], 10);
+	char big[16];
+	size_t lb[1];
+	int pbig = shoal_queue_port_open(q, big, sizeof(big), lb, 1, 0);
+
+	ck_assert_int_eq(shoal_queue_port_pop(pbig), 10);
+	/* Unbound: every call is -EBADF, take fails through fail(). */
+	ck_assert_int_eq(shoal_queue_port_send(pbig, "x", 1), 0);
+	ck_assert_int_eq(shoal_queue_port_unbind(port), 0);
+	ck_assert_str_eq(shoal_queue_port_take(port), "E9"); /* EBADF */
+	ck_assert_int_eq(shoal_queue_port_pop(port), -EBADF);
+	ck_assert_int_eq(shoal_queue_port_send(port, "x", 1), -EBADF);
+	ck_assert_int_eq(shoal_queue_port_push(port, 1), -EBADF);
+	ck_assert_int_eq(shoal_queue_port_pop_many(port, 1), -EBADF);
+	ck_assert_int_eq(shoal_queue_port_unbind(0), -EBADF);
+	ck_assert_int_eq(delivered, 1);
+	ck_assert_int_eq(shoal_queue_port_close(port), 0);
+	ck_assert_ptr_null(shoal_queue_port_take(port)); /* closed: nobody to fail through */
+	ck_assert_int_eq(shoal_queue_port_pop(pbig), 1);   /* the unbound port took nothing */
+	ck_assert_int_eq(shoal_queue_port_close(pbig), 0);
+	ck_assert_int_eq(shoal_queue_port_close(sendonly), 0);
+	done(q, name);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("queue_port");
+	TCase *unit = tcase_create("unit");
+
+	tcase_set_timeout(unit, 30);
+	tcase_add_test(unit, open_bad_arguments);
+	tcase_add_test(unit, bad_numbers_are_ebadf);
+	tcase_add_test(unit, push_pop_through_the_buffer);
+	tcase_add_test(unit, bound_timeout_waits);
+	tcase_add_test(unit, closed_number_is_refused);
+	tcase_add_test(unit, table_runs_out);
+	tcase_add_test(unit, fork_inherits_ports);
+	tcase_add_test(unit, take_delivers_or_fails);
+	suite_add_tcase(s, unit);
+	return s;
+}
+
+int main(void)
+{
+	return t_run(suite());
+}
