@@ -252,28 +252,6 @@ static inline struct slot *slot_at(const struct shoal_queue *q, uint64_t pos)
 	return (struct slot *)(q->ring + (size_t)(pos & q->mask) * q->stride);
 }
 
-/* Ask for a slot line we own and are about to write (a batch's, once
- * claimed) in exclusive state now, all lines at once, instead of one
- * upgrade at a time as the stores reach them. The line is ours: nobody
- * else writes it until we publish or release it. */
-static inline void prefetch_w(const void *p)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	/* PREFETCHW, whatever -march says (GCC emits it only when told the
-	 * CPU has it; CPUs without it run it as a NOP). */
-	__asm__("prefetchw %0" : : "m"(*(const char *)p));
-#else
-	__builtin_prefetch(p, 1, 3);
-#endif
-}
-
-static inline void prefetch_slot(const struct shoal_queue *q, const struct slot *sl)
-{
-	prefetch_w(sl);
-	if (q->stride > SHOAL_CACHELINE)
-		prefetch_w((const char *)sl + SHOAL_CACHELINE);
-}
-
 static size_t stride_for(uint32_t max_msg)
 {
 	return ((size_t)SLOT_HDR + max_msg + SHOAL_CACHELINE - 1) & ~(size_t)(SHOAL_CACHELINE - 1);
@@ -791,8 +769,6 @@ static ssize_t push_batch_try(struct shoal_queue *q, uint32_t me, const unsigned
 		}
 		pos = atomic_load_explicit(tail, memory_order_relaxed);
 	}
-	for (size_t i = 1; i < k; i++)
-		prefetch_slot(q, slot_at(q, pos + i));
 	HOOK(SHOAL__QP_PUSH_CLAIMED);
 	advance(tail, pos + k);
 	closed = atomic_load_explicit(&q->h->closed, memory_order_seq_cst) != 0;
@@ -1085,8 +1061,6 @@ again:
 		}
 		pos = atomic_load_explicit(head, memory_order_relaxed);
 	}
-	for (size_t i = 1; i < k; i++)
-		prefetch_slot(q, slot_at(q, pos + i));
 	HOOK(SHOAL__QP_POP_CLAIMED);
 	advance(head, pos + k);
 	/* Copy everything before releasing anything: a consumer that dies
