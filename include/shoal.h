@@ -496,7 +496,10 @@ SHOAL_API int shoal_queue_pop(struct shoal_queue *q, void *buf, size_t cap, size
  *
  * Pushes in order, waiting for room as the timeout allows. Progress and
  * concurrency as shoal_queue_push(); the messages of one call stay in order
- * but may interleave with other producers'.
+ * but may interleave with other producers'. Room is claimed for up to 64
+ * messages at a time with one atomic step, and each such group is
+ * published at once: a producer that dies inside the call delivers each
+ * group whole or not at all (whole once its publication began).
  *
  * Return: how many were pushed, 0..@n, when at least one was or @n is 0
  * (fewer than @n if the timeout ran out, the queue was closed, or a signal
@@ -518,9 +521,11 @@ SHOAL_API ssize_t shoal_queue_push_many(struct shoal_queue *q, const void *data,
  * @timeout_ns: how long to wait for the first message (see above).
  *
  * Waits for at least one message, then takes as many as are ready, up to
- * @n and as fit in @cap. Progress, concurrency and the delivery contract as
- * shoal_queue_pop(): all the messages are copied before any slot is
- * released, and each is the consumer's from its release store.
+ * @n (at most 64 per call) and as fit in @cap, with one atomic step.
+ * Progress, concurrency and the delivery contract as shoal_queue_pop(): all
+ * the messages are copied before any slot is released, and each is the
+ * consumer's from its release store; a consumer that dies inside the call
+ * gives back every message whose slot it had not released.
  *
  * Return: how many were taken, >= 1; -EMSGSIZE if the first does not fit
  * (it stays in the queue); -EAGAIN, -ETIMEDOUT, -EPIPE, -EINTR, -EUSERS,

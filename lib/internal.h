@@ -325,8 +325,8 @@ uint64_t shoal__queue_generation(const struct shoal_queue *q);
  * and as shoal_queue_open() when @name is not a queue. */
 int shoal__queue_unlink(const char *name);
 
-/* Test hook: when set, called at the named points inside push, pop, claim,
- * ack, nack and recovery, so tests can kill a process exactly there. NULL in production. */
+/* Test hook: when set, called at the named points inside push, pop, the
+ * batch calls, claim, ack, nack and recovery, so tests can kill a process exactly there. NULL in production. */
 enum shoal__queue_point {
 	SHOAL__QP_PUSH_CLAIMED = 1, /* slot claimed, tail not yet advanced */
 	SHOAL__QP_PUSH_WRITTEN,     /* half the payload written, not published */
@@ -338,6 +338,8 @@ enum shoal__queue_point {
 	SHOAL__QP_ACK_RELEASED,     /* ack released the slot, producers not woken */
 	SHOAL__QP_NACK_LOCKED,      /* nack holds the lock, claim not yet orphaned */
 	SHOAL__QP_NACK_ORPHANED,    /* nack made the orphan, count not raised */
+	SHOAL__QP_PUSH_SPAN_PUBLISHED, /* push_many published all but its first slot */
+	SHOAL__QP_POP_SPAN_RELEASED,   /* pop_many released all but its first slot */
 };
 extern void (*shoal__queue_hook)(enum shoal__queue_point where);
 

@@ -94,16 +94,24 @@
  * struct shoal__lock and slots may be CLAIMED. The first layout (0) had a
  * glibc mutex there, whose bytes this one would misread (and a library of
  * that layout refuses this one: it wants 0). */
-#define QUEUE_LAYOUT 1u
+/* 2: a claim's state word carries a span (a batch claims its slots with
+ * one CAS on the first), and positions are 42 bits. A queue of layout 1
+ * has no span bits there, and its positions are 48 bits wide. */
+#define QUEUE_LAYOUT 2u
 #define QUEUE_NPARTS (SHOAL_QUEUE_PARTICIPANTS + 1) /* entry 0 means "nobody" */
 #define SLOT_HDR 16u
 #define TOMBSTONE UINT32_MAX /* slot len of a message that never was */
 
 enum { ST_STABLE = 0, ST_WRITING = 1, ST_READING = 2, ST_CLAIMED = 3 };
 #define OWNER_BITS 14
-#define POS_SHIFT 16
+#define SPAN_SHIFT 16
+#define SPAN_BITS 6
+#define POS_SHIFT 22
+#define BATCH_MAX 64
 _Static_assert(QUEUE_NPARTS <= (1u << OWNER_BITS), "owner index must fit its field");
-_Static_assert(SHOAL_QUEUE_CAPACITY_MAX <= (1ull << 46), "positions compare modulo 2^48");
+_Static_assert(BATCH_MAX <= (1u << SPAN_BITS), "a batch's span must fit its field");
+_Static_assert(SPAN_SHIFT + SPAN_BITS == POS_SHIFT, "state word fields must not overlap");
+_Static_assert(SHOAL_QUEUE_CAPACITY_MAX <= (1ull << 40), "positions compare modulo 2^42");
 
 struct slot {
 	shoal__atomic_u64 state; /* {position:48 | owner:14 | state:2} */
@@ -207,7 +215,6 @@ void (*shoal__queue_hook)(enum shoal__queue_point where);
 #define SWEEP_NS 50000000ull
 /* Short bounded spin before sleeping: tries, each a few pauses apart. */
 #define SPIN_TRIES 200
-#define BATCH_MAX 64
 /* How long nack waits for the recovery lock held by a live process. */
 #define NACK_LOCK_NS 2000000000ll
 
@@ -215,13 +222,28 @@ static inline uint64_t mk(uint64_t pos, uint32_t owner, uint32_t st)
 {
 	return (pos << POS_SHIFT) | ((uint64_t)owner << 2) | st;
 }
+/* A claim of @n consecutive positions from @pos, made on the slot of @pos:
+ * the slots after it keep their STABLE words until published or released. */
+static inline uint64_t mk_span(uint64_t pos, uint32_t owner, uint32_t st, size_t n)
+{
+	return mk(pos, owner, st) | ((uint64_t)(n - 1) << SPAN_SHIFT);
+}
 static inline uint32_t st_of(uint64_t s) { return (uint32_t)(s & 3); }
 static inline uint32_t owner_of(uint64_t s) { return (uint32_t)((s >> 2) & ((1u << OWNER_BITS) - 1)); }
 static inline uint64_t pos_of(uint64_t s) { return s >> POS_SHIFT; }
+static inline uint32_t span_of(uint64_t s) { return (uint32_t)((s >> SPAN_SHIFT) & ((1u << SPAN_BITS) - 1)) + 1; }
 /* a - b for 48-bit positions (b may be a full cursor), sign-extended. */
 static inline int64_t pdiff(uint64_t a, uint64_t b)
 {
 	return (int64_t)((a - b) << POS_SHIFT) >> POS_SHIFT;
+}
+
+/* The span of claim @s, never more than the ring (a corrupt word's could be). */
+static inline uint64_t span_in(const struct shoal_queue *q, uint64_t s)
+{
+	uint32_t n = span_of(s);
+
+	return n < q->cap ? n : q->cap;
 }
 
 static inline struct slot *slot_at(const struct shoal_queue *q, uint64_t pos)
@@ -381,6 +403,72 @@ static bool owner_dead(const struct shoal_queue *q, uint32_t o, unsigned char *v
 	return verdict[o] == DEAD;
 }
 
+/*
+ * The slots after the first of a dead producer's span (@s: WRITING(o, p,
+ * span n)). They were published last to first, after the whole batch was
+ * written: if the last one holds a message, so does every slot, and the
+ * rest are published (the batch is delivered whole); if not, none is, and
+ * they all become tombstones. Either way the first slot is the caller's to
+ * settle, after these, so a recoverer that dies in here leaves the claim to
+ * redo; the tombstones it made (the last first) read as "not out" to the
+ * next one, as do those of a batch closed under its producer (all
+ * tombstones, counted by the producer after its last store; a death before
+ * that leaves `dropped` short by the ones it published). Returns whether
+ * the batch is delivered.
+ */
+static bool recover_span_writing(struct shoal_queue *q, uint64_t s)
+{
+	uint64_t p = pos_of(s), n = span_in(q, s);
+	struct slot *last = slot_at(q, p + n - 1);
+	/* A3: pairs with the producer's R1 on that slot: it wrote every
+	 * message of the batch before. */
+	bool out = n > 1 &&
+		   atomic_load_explicit(&last->state, memory_order_acquire) == mk(p + n, 0, ST_STABLE) &&
+		   atomic_load_explicit(&last->len, memory_order_relaxed) != TOMBSTONE;
+
+	for (uint64_t i = n - 1; i > 0; i--) {
+		struct slot *sl = slot_at(q, p + i);
+		uint64_t free = mk(p + i, 0, ST_STABLE);
+
+		if (atomic_load_explicit(&sl->state, memory_order_acquire) != free)
+			continue; /* published before the death, or repaired */
+		if (!out)
+			atomic_store_explicit(&sl->len, TOMBSTONE, memory_order_relaxed);
+		/* R3: pairs with A1, as the tombstone in recover_locked().
+		 * Only the dead owner could change this word. */
+		if (atomic_compare_exchange_strong_explicit(&sl->state, &free,
+							    mk(p + i + 1, 0, ST_STABLE),
+							    memory_order_release,
+							    memory_order_relaxed) &&
+		    !out)
+			atomic_fetch_add_explicit(&q->h->dropped, 1, memory_order_relaxed);
+		HOOK(SHOAL__QP_RECOVER_FIXED);
+	}
+	return out;
+}
+
+/* The slots after the first of a dead consumer's span (@s: READING(o, p,
+ * span n)): each one it had not released becomes an orphan, as the first
+ * slot will (the caller's, after these). */
+static void recover_span_reading(struct shoal_queue *q, uint64_t s)
+{
+	uint64_t p = pos_of(s), n = span_in(q, s);
+
+	for (uint64_t i = n - 1; i > 0; i--) {
+		struct slot *sl = slot_at(q, p + i);
+		uint64_t full = mk(p + i + 1, 0, ST_STABLE);
+
+		if (atomic_load_explicit(&sl->state, memory_order_relaxed) != full)
+			continue; /* released: the dead consumer had it */
+		if (atomic_compare_exchange_strong_explicit(&sl->state, &full,
+							    mk(p + i, 0, ST_READING),
+							    memory_order_relaxed,
+							    memory_order_relaxed))
+			atomic_fetch_add_explicit(&sl->redeliv, 1, memory_order_relaxed);
+		HOOK(SHOAL__QP_RECOVER_FIXED);
+	}
+}
+
 /* With the lock held: repair every slot a dead participant holds, recount
  * the orphans, free the dead entries. Idempotent. Returns slots repaired. */
 static unsigned recover_locked(struct shoal_queue *q)
@@ -395,36 +483,47 @@ static unsigned recover_locked(struct shoal_queue *q)
 		uint64_t s = atomic_load_explicit(&sl->state, memory_order_acquire);
 		uint32_t st = st_of(s), o = owner_of(s);
 
-		if (st == ST_STABLE || !owner_dead(q, o, verdict, vkey)) {
-			orphans += st == ST_READING && o == 0;
+		if (st == ST_STABLE || !owner_dead(q, o, verdict, vkey))
 			continue;
-		}
 		if (st == ST_WRITING) {
+			bool out = recover_span_writing(q, s);
+
 			/* The dead producer writes no more: the slot is ours. A
-			 * tombstone keeps the position so the FIFO order holds. */
-			atomic_store_explicit(&sl->len, TOMBSTONE, memory_order_relaxed);
-			/* R3: pairs with A1: consumers see the tombstone length. */
+			 * tombstone keeps the position so the FIFO order holds;
+			 * a batch already going out goes out whole. */
+			if (!out)
+				atomic_store_explicit(&sl->len, TOMBSTONE, memory_order_relaxed);
+			/* R3: pairs with A1: consumers see the tombstone length
+			 * (or the message). */
 			if (atomic_compare_exchange_strong_explicit(&sl->state, &s,
 								    mk(pos_of(s) + 1, 0, ST_STABLE),
 								    memory_order_release,
-								    memory_order_relaxed))
+								    memory_order_relaxed) &&
+			    !out)
 				atomic_fetch_add_explicit(&q->h->dropped, 1, memory_order_relaxed);
 		} else {
-			/* READING or CLAIMED: the dead reader's message goes to
-			 * another consumer. A recoverer killed between the CAS
-			 * and the count leaves the count one short, no more. */
+			/* READING or CLAIMED: the dead reader's messages go to
+			 * other consumers. A recoverer killed between a CAS and
+			 * the count below leaves the count one short, no more. */
+			if (st == ST_READING)
+				recover_span_reading(q, s);
 			if (atomic_compare_exchange_strong_explicit(&sl->state, &s,
 								    mk(pos_of(s), 0, ST_READING),
 								    memory_order_relaxed,
-								    memory_order_relaxed)) {
+								    memory_order_relaxed))
 				atomic_fetch_add_explicit(&sl->redeliv, 1, memory_order_relaxed);
-				orphans++;
-			}
 		}
 		fixed++;
 		HOOK(SHOAL__QP_RECOVER_FIXED);
 	}
-	/* Orphans change only under the lock, so this count is exact. */
+	/* Orphans change only under the lock, so this count is exact. A
+	 * separate pass: a span's orphans may lie on either side of its
+	 * first slot. */
+	for (uint64_t i = 0; i < q->cap; i++) {
+		uint64_t s = atomic_load_explicit(&slot_at(q, i)->state, memory_order_relaxed);
+
+		orphans += s == mk(pos_of(s), 0, ST_READING);
+	}
 	atomic_store_explicit(&q->h->orphans, orphans, memory_order_seq_cst);
 	/* No slot names a dead entry any more: the entries can go, each only
 	 * from the very key judged dead (an entry free when judged stays as
@@ -524,8 +623,9 @@ static int judge(struct shoal_queue *q, shoal__atomic_u64 *cursor, uint64_t pos,
 	if (st != ST_STABLE && d == 0) {
 		if (consumer && st == ST_WRITING)
 			return -EAGAIN; /* the message at the head is being written */
-		/* Claimed at the cursor but the cursor not moved: help. */
-		advance(cursor, pos + 1);
+		/* Claimed at the cursor but the cursor not moved: help, over
+		 * the whole span a batch claimed with this one slot. */
+		advance(cursor, pos + span_in(q, s));
 		return RETRY;
 	}
 	if (d < 0) {
@@ -615,35 +715,53 @@ static int push_try(struct shoal_queue *q, uint32_t me, const void *msg, size_t 
 	}
 }
 
-/* Claim up to @n consecutive slots from the tail and fill them. Returns how
- * many were pushed (>= 1), or push_try()'s errors. */
+/*
+ * Claim up to @n consecutive slots from the tail with one CAS and fill them.
+ * The free run is read first (every slot of it STABLE for this lap), then
+ * the first slot is CASed to WRITING(me, pos, span k): that one word claims
+ * all k positions, because a producer only claims at the tail and every
+ * helper moves the tail over a whole span, so no other producer can reach
+ * pos + 1 .. pos + k - 1 once the first slot is ours (and before, the tail
+ * cannot pass pos, whose slot is free). The other slots are written with
+ * plain stores and published last to first, the first slot last, so the
+ * claim stays readable (for recovery) until the whole batch is out, and a
+ * consumer sees the batch all at once. Returns how many were pushed
+ * (>= 1), or push_try()'s errors.
+ */
 static ssize_t push_batch_try(struct shoal_queue *q, uint32_t me, const unsigned char *data,
 			      const size_t *lens, size_t n, uint64_t *blocker)
 {
 	shoal__atomic_u64 *tail = &q->h->tail;
 	uint64_t pos = atomic_load_explicit(tail, memory_order_relaxed);
+	struct slot *first;
+	bool closed;
 	size_t k;
 
 	if (n > BATCH_MAX)
 		n = BATCH_MAX;
+	if (n > q->cap)
+		n = q->cap; /* a span never covers a slot twice */
 	for (;;) {
-		uint64_t s = 0;
+		/* A2: pairs with R2 in pop: the last reader is done with it. */
+		uint64_t s = atomic_load_explicit(&slot_at(q, pos)->state, memory_order_acquire);
 		int rc;
 
-		for (k = 0; k < n; k++) {
-			struct slot *sl = slot_at(q, pos + k);
-
-			/* A2, as in push_try(). */
-			s = atomic_load_explicit(&sl->state, memory_order_acquire);
-			if (s != mk(pos + k, 0, ST_STABLE) ||
-			    !atomic_compare_exchange_strong_explicit(&sl->state, &s,
-								     mk(pos + k, me, ST_WRITING),
-								     memory_order_seq_cst,
-								     memory_order_relaxed))
+		if (s == mk(pos, 0, ST_STABLE)) {
+			for (k = 1; k < n; k++)
+				/* A2, for each slot of the span. */
+				if (atomic_load_explicit(&slot_at(q, pos + k)->state,
+							 memory_order_acquire) !=
+				    mk(pos + k, 0, ST_STABLE))
+					break;
+			/* seq_cst: C1, as in push_try(). */
+			if (atomic_compare_exchange_strong_explicit(&slot_at(q, pos)->state, &s,
+								    mk_span(pos, me, ST_WRITING, k),
+								    memory_order_seq_cst,
+								    memory_order_relaxed))
 				break;
+			pos = atomic_load_explicit(tail, memory_order_relaxed);
+			continue;
 		}
-		if (k > 0)
-			break;
 		rc = judge(q, tail, pos, s, pos, false);
 		if (rc != RETRY) {
 			*blocker = s;
@@ -651,30 +769,43 @@ static ssize_t push_batch_try(struct shoal_queue *q, uint32_t me, const unsigned
 		}
 		pos = atomic_load_explicit(tail, memory_order_relaxed);
 	}
-	advance(tail, pos + k);
 	HOOK(SHOAL__QP_PUSH_CLAIMED);
-	if (SHOAL__UNLIKELY(atomic_load_explicit(&q->h->closed, memory_order_seq_cst))) {
-		for (size_t i = 0; i < k; i++)
-			tombstone(q, slot_at(q, pos + i), pos + i);
-		atomic_thread_fence(memory_order_seq_cst); /* D1 */
-		wake(&q->h->not_empty, INT32_MAX);
-		return -EPIPE;
-	}
+	advance(tail, pos + k);
+	closed = atomic_load_explicit(&q->h->closed, memory_order_seq_cst) != 0;
 	for (size_t i = 0; i < k; i++) {
 		struct slot *sl = slot_at(q, pos + i);
 
+		if (SHOAL__UNLIKELY(closed)) {
+			/* Closed after our claim: the batch becomes tombstones,
+			 * published the same way, so recovery reads it alike. */
+			atomic_store_explicit(&sl->len, TOMBSTONE, memory_order_relaxed);
+			continue;
+		}
 		atomic_store_explicit(&sl->len, (uint32_t)lens[i], memory_order_relaxed);
 		if (lens[i])
 			memcpy(sl->data, data, lens[i]);
 		data += lens[i];
 		if (i == k / 2)
 			HOOK(SHOAL__QP_PUSH_WRITTEN);
-		/* R1, as in push_try(). */
-		atomic_store_explicit(&sl->state, mk(pos + i + 1, 0, ST_STABLE),
-				      memory_order_release);
 	}
-	/* D1 for the whole batch. */
-	atomic_thread_fence(memory_order_seq_cst);
+	/* R1, for the span's other slots: each message is visible once its
+	 * state is. Consumers cannot reach them before the first slot. Once
+	 * the last is published, every message of the batch is written, so
+	 * recovery of a producer that dies from here on publishes the rest
+	 * (the batch is delivered whole or not at all). */
+	for (size_t i = k - 1; i > 0; i--)
+		atomic_store_explicit(&slot_at(q, pos + i)->state, mk(pos + i + 1, 0, ST_STABLE),
+				      memory_order_release);
+	if (k > 1)
+		HOOK(SHOAL__QP_PUSH_SPAN_PUBLISHED);
+	first = slot_at(q, pos);
+	/* R1, and D1 for the whole batch (seq_cst). */
+	atomic_store_explicit(&first->state, mk(pos + 1, 0, ST_STABLE), memory_order_seq_cst);
+	if (SHOAL__UNLIKELY(closed)) {
+		atomic_fetch_add_explicit(&q->h->dropped, k, memory_order_relaxed);
+		wake(&q->h->not_empty, INT32_MAX);
+		return -EPIPE;
+	}
 	wake(&q->h->not_empty, k > 1 ? INT32_MAX : 1);
 	return (ssize_t)k;
 }
@@ -850,17 +981,28 @@ static __attribute__((noinline)) int pop_one(struct shoal_queue *q, uint32_t me,
 	return pop_try(q, me, buf, cap, len, blocker, t);
 }
 
-/* Take up to @n ready messages from the head into @buf. */
+/*
+ * Take up to @n ready messages from the head into @buf, claimed with one
+ * CAS: the ready run is read first (lengths included), then the head slot
+ * is CASed to READING(me, pos, span k), which claims all k (a consumer only
+ * claims at the head, and helpers move the head over a whole span). All are
+ * copied before any is released; the span's other slots are released
+ * first, the head slot last, so recovery can still read the claim: a
+ * consumer that dies gives back every message whose slot it had not
+ * released, each becoming an orphan as a single pop's would.
+ */
 static ssize_t pop_batch_try(struct shoal_queue *q, uint32_t me, unsigned char *buf, size_t cap,
 			     size_t *lens, size_t n, uint64_t *blocker)
 {
 	shoal__atomic_u64 *head = &q->h->head;
 	uint32_t got_len[BATCH_MAX];
 	uint64_t pos;
-	size_t k, used = 0, out = 0;
+	size_t k, out = 0, skipped = 0;
 
 	if (n > BATCH_MAX)
 		n = BATCH_MAX;
+	if (n > q->cap)
+		n = q->cap;
 	if (SHOAL__UNLIKELY(atomic_load_explicit(&q->h->orphans, memory_order_relaxed))) {
 		size_t l;
 		int rc = pop_one(q, me, buf, cap, &l, blocker, NULL);
@@ -870,56 +1012,64 @@ static ssize_t pop_batch_try(struct shoal_queue *q, uint32_t me, unsigned char *
 		return rc == 0 ? 1 : rc;
 	}
 again:
-	used = 0;
+	pos = atomic_load_explicit(head, memory_order_relaxed);
 	for (;;) {
-		uint64_t s = 0;
+		/* A1: pairs with R1 in push (and R1', R3): the message and its
+		 * length are visible. */
+		uint64_t s = atomic_load_explicit(&slot_at(q, pos)->state, memory_order_acquire);
 		int rc;
 
-		pos = atomic_load_explicit(head, memory_order_relaxed);
-		for (k = 0; k < n; k++) {
-			struct slot *sl = slot_at(q, pos + k);
-			uint32_t l;
+		if (s == mk(pos + 1, 0, ST_STABLE)) {
+			/* Peek before claiming, as pop_try(); a length read from
+			 * a slot that changes is discarded with the failed CAS. */
+			uint32_t l = atomic_load_explicit(&slot_at(q, pos)->len, memory_order_relaxed);
+			size_t used;
 
-			/* A1, as in pop_try(). */
-			s = atomic_load_explicit(&sl->state, memory_order_acquire);
-			if (s != mk(pos + k + 1, 0, ST_STABLE))
-				break;
-			l = atomic_load_explicit(&sl->len, memory_order_relaxed);
-			if ((l > cap - used || l > q->max_msg) && l != TOMBSTONE) {
-				if (k == 0 || l > q->max_msg) {
-					if (l > q->max_msg)
-						return -EBADMSG;
-					lens[0] = l;
-					return -EMSGSIZE;
-				}
-				break;
+			if ((l > cap || l > q->max_msg) && l != TOMBSTONE) {
+				if (l > q->max_msg)
+					return -EBADMSG;
+				lens[0] = l;
+				return -EMSGSIZE;
 			}
-			if (!atomic_compare_exchange_strong_explicit(&sl->state, &s,
-								     mk(pos + k, me, ST_READING),
-								     memory_order_acquire,
-								     memory_order_relaxed))
+			got_len[0] = l;
+			used = l == TOMBSTONE ? 0 : l;
+			for (k = 1; k < n; k++) {
+				struct slot *sl = slot_at(q, pos + k);
+
+				/* A1, for each slot of the span. */
+				if (atomic_load_explicit(&sl->state, memory_order_acquire) !=
+				    mk(pos + k + 1, 0, ST_STABLE))
+					break;
+				l = atomic_load_explicit(&sl->len, memory_order_relaxed);
+				if (l != TOMBSTONE && (l > q->max_msg || l > cap - used))
+					break; /* the next call reports it at the head */
+				got_len[k] = l;
+				used += l == TOMBSTONE ? 0 : l;
+			}
+			if (atomic_compare_exchange_strong_explicit(&slot_at(q, pos)->state, &s,
+								    mk_span(pos, me, ST_READING, k),
+								    memory_order_acquire,
+								    memory_order_relaxed))
 				break;
-			got_len[k] = l;
-			if (l != TOMBSTONE)
-				used += l;
+			pos = atomic_load_explicit(head, memory_order_relaxed);
+			continue;
 		}
-		if (k > 0)
-			break;
 		rc = judge(q, head, pos, s, pos + 1, true);
 		if (rc != RETRY) {
 			*blocker = s;
 			return rc;
 		}
+		pos = atomic_load_explicit(head, memory_order_relaxed);
 	}
-	advance(head, pos + k);
 	HOOK(SHOAL__QP_POP_CLAIMED);
+	advance(head, pos + k);
 	/* Copy everything before releasing anything: a consumer that dies
 	 * before the releases gives every message back (as orphans). */
 	for (size_t i = 0; i < k; i++) {
 		uint32_t l = got_len[i];
 
 		if (l == TOMBSTONE) {
-			atomic_fetch_add_explicit(&q->h->skipped, 1, memory_order_relaxed);
+			skipped++;
 		} else {
 			if (l)
 				memcpy(buf, slot_at(q, pos + i)->data, l);
@@ -927,12 +1077,18 @@ again:
 			lens[out++] = l;
 		}
 	}
+	if (SHOAL__UNLIKELY(skipped))
+		atomic_fetch_add_explicit(&q->h->skipped, skipped, memory_order_relaxed);
 	HOOK(SHOAL__QP_POP_COPIED);
-	/* Each message is ours from its release store on. */
-	for (size_t i = 0; i < k; i++)
+	/* R2, for the span's other slots: each message is ours from its
+	 * release store on. Producers cannot claim them before the head slot
+	 * is free (the tail stops at it). */
+	for (size_t i = k - 1; i > 0; i--)
 		release_slot(q, slot_at(q, pos + i), pos + i, false);
-	/* D2 for the whole batch. */
-	atomic_thread_fence(memory_order_seq_cst);
+	if (k > 1)
+		HOOK(SHOAL__QP_POP_SPAN_RELEASED);
+	/* R2, and D2 for the whole batch (seq_cst). */
+	release_slot(q, slot_at(q, pos), pos, true);
 	HOOK(SHOAL__QP_POP_RELEASED);
 	wake(&q->h->not_full, k > 1 ? INT32_MAX : 1);
 	if (out == 0)
@@ -1532,9 +1688,11 @@ SHOAL_API int shoal_queue_open(const char *name, unsigned int flags, struct shoa
 	memcpy(&cfg, seg->kind_hdr, offsetof(struct qhdr, closed));
 	rc = qhdr_check(&cfg, seg);
 	if (rc == 0 && cfg.flags != QUEUE_LAYOUT)
-		rc = shoal__fail(-EPROTO, "queue '%s' has layout %u (a glibc mutex for its lock), "
-				 "made by an older libshoal; this one reads layout %u",
-				 name, cfg.flags, QUEUE_LAYOUT);
+		rc = shoal__fail(-EPROTO, "queue '%s' has layout %u (%s), made by an older "
+				 "libshoal; this one reads layout %u", name, cfg.flags,
+				 cfg.flags == 0 ? "a glibc mutex for its lock" :
+						  "slot claims without spans",
+				 QUEUE_LAYOUT);
 	if (rc == -EBADMSG)
 		shoal__fail(rc, "queue '%s' is corrupt: its queue header fails a check "
 			    "(capacity, max_msg, stride or cursors)", name);
