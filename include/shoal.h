@@ -308,7 +308,10 @@ SHOAL_API int shoal_unlink(const char *name);
 #define SHOAL_QUEUE_MSG_MAX (1u << 26)
 /** How many handles may use one queue at once (each push/pop-ing handle
  *  holds one participant entry until detached or its process dies). */
-#define SHOAL_QUEUE_PARTICIPANTS 1023
+#define SHOAL_QUEUE_PARTICIPANTS 4096
+/** The most any queue's participant table can hold: a slot names its
+ *  owner's entry in 14 bits, entry 0 meaning nobody. */
+#define SHOAL_QUEUE_PARTICIPANTS_MAX 16383
 
 struct shoal_queue;
 

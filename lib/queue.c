@@ -90,19 +90,25 @@
 /* ---- shared layout --------------------------------------------------------- */
 
 #define QUEUE_MAGIC 0x51554555u /* "UEUQ" */
-/* qhdr.flags: the queue's own layout. 1: the recovery lock is a
- * struct shoal__lock and slots may be CLAIMED. The first layout (0) had a
- * glibc mutex there, whose bytes this one would misread (and a library of
- * that layout refuses this one: it wants 0). */
-#define QUEUE_LAYOUT 1u
-#define QUEUE_NPARTS (SHOAL_QUEUE_PARTICIPANTS + 1) /* entry 0 means "nobody" */
+/* qhdr.flags: the queue's own layout. 2: the participant table follows the
+ * ring, nparts entries sized at create, and lines 1, 5 and 6 carry the
+ * urgent waiters (see "fair wake-up" below). 1 had a fixed table of 1024
+ * entries in the kind header; 0 had a glibc mutex where the lock word is.
+ * Either would be misread, so both are refused (and a library of layout 1
+ * refuses this one: it wants nparts 1024 and no more than layout 1). */
+#define QUEUE_LAYOUT 2u
 #define SLOT_HDR 16u
 #define TOMBSTONE UINT32_MAX /* slot len of a message that never was */
 
 enum { ST_STABLE = 0, ST_WRITING = 1, ST_READING = 2, ST_CLAIMED = 3 };
 #define OWNER_BITS 14
 #define POS_SHIFT 16
-_Static_assert(QUEUE_NPARTS <= (1u << OWNER_BITS), "owner index must fit its field");
+/* Entries in a participant table, entry 0 ("nobody") included: a slot's
+ * owner field names one. */
+#define NPARTS_MAX (1u << OWNER_BITS)
+_Static_assert(SHOAL_QUEUE_PARTICIPANTS_MAX + 1 == NPARTS_MAX, "owner index must fit its field");
+_Static_assert(SHOAL_QUEUE_PARTICIPANTS >= 4096 &&
+	       SHOAL_QUEUE_PARTICIPANTS <= SHOAL_QUEUE_PARTICIPANTS_MAX, "default table size");
 _Static_assert(SHOAL_QUEUE_CAPACITY_MAX <= (1ull << 46), "positions compare modulo 2^48");
 
 struct slot {
@@ -135,11 +141,14 @@ struct qhdr {
 	uint32_t nparts;
 	uint32_t flags;
 	uint64_t reserved0[5];
-	/* Line 1: read on every push (closed) and pop (orphans), written
-	 * almost never. */
+	/* Line 1: read on every push (closed, urgent[1]) and pop (orphans,
+	 * urgent[0]), written almost never. */
 	_Atomic uint32_t closed;
 	_Atomic uint32_t orphans; /* slots READING(0, p); changed under lock */
-	char pad1[SHOAL_CACHELINE - 8];
+	/* The urgent waiter of each side (0 consumers, 1 producers), or 0:
+	 * its token (since when it waits | its entry); see wait_for(). */
+	shoal__atomic_u64 urgent[2];
+	char pad1[SHOAL_CACHELINE - 24];
 	/* Line 2: rare-path counters. */
 	shoal__atomic_u64 sleeps;
 	shoal__atomic_u64 recoveries;
@@ -147,7 +156,8 @@ struct qhdr {
 	shoal__atomic_u64 skipped;     /* tombstones consumed */
 	shoal__atomic_u64 redelivered; /* orphans taken */
 	shoal__atomic_u64 sweep_ns;    /* last participant sweep */
-	uint64_t reserved2[2];
+	shoal__atomic_u64 sweep_next;  /* where the next sweep starts */
+	uint64_t reserved2[1];
 	/* Lines 3, 4: the cursors, each alone. */
 	shoal__atomic_u64 tail;
 	char pad3[SHOAL_CACHELINE - 8];
@@ -162,8 +172,8 @@ struct qhdr {
 		struct shoal__lock l;
 		char pad[2 * SHOAL_CACHELINE];
 	} lock;
-	/* Participant process keys, 0 = free. */
-	shoal__atomic_u64 parts[QUEUE_NPARTS];
+	/* The participant table (process keys, 0 = free) is not here: it
+	 * follows the ring, nparts entries, sized at create. */
 };
 _Static_assert(offsetof(struct qhdr, closed) == 64, "queue header layout is ABI");
 _Static_assert(offsetof(struct qhdr, sleeps) == 128, "queue header layout is ABI");
@@ -172,7 +182,9 @@ _Static_assert(offsetof(struct qhdr, head) == 256, "queue header layout is ABI")
 _Static_assert(offsetof(struct qhdr, not_empty) == 320, "queue header layout is ABI");
 _Static_assert(offsetof(struct qhdr, not_full) == 384, "queue header layout is ABI");
 _Static_assert(offsetof(struct qhdr, lock) == 448, "queue header layout is ABI");
-_Static_assert(offsetof(struct qhdr, parts) == 576, "queue header layout is ABI");
+_Static_assert(offsetof(struct qhdr, urgent) == 72, "queue header layout is ABI");
+_Static_assert(offsetof(struct qhdr, sweep_next) == 176, "queue header layout is ABI");
+_Static_assert(sizeof(struct qhdr) == 576, "queue header layout is ABI");
 _Static_assert(sizeof(struct shoal__lock) <= 2 * SHOAL_CACHELINE, "lock fits its lines");
 
 /* ---- the handle -------------------------------------------------------------- */
@@ -181,8 +193,10 @@ struct shoal_queue {
 	struct shoal_segment *seg;
 	struct qhdr *h;
 	unsigned char *ring;
+	shoal__atomic_u64 *parts; /* the participant table, after the ring */
 	uint64_t mask;
 	uint32_t cap, max_msg, stride;
+	uint32_t nparts;          /* entries in parts, 0 included; from open's copy */
 	/* Our participant entry, valid while reg_gen == shoal__fork_gen + 1:
 	 * a forked child sees another generation and registers anew. */
 	_Atomic uint32_t me;
@@ -250,7 +264,11 @@ static bool key_alive(uint64_t key)
 	return key == shoal__self_key() || !shoal__key_dead(key);
 }
 
-static int recover(struct shoal_queue *q);
+/* recover()'s @also: which entries it judges besides the owners its pass
+ * over the ring meets. */
+#define FOUND_ONLY 0u
+#define ALL_ENTRIES UINT32_MAX
+static int recover(struct shoal_queue *q, uint32_t also);
 
 static int do_register(struct shoal_queue *q)
 {
@@ -267,12 +285,12 @@ static int do_register(struct shoal_queue *q)
 		goto out;
 	}
 	for (int attempt = 0; attempt < 2; attempt++) {
-		for (uint32_t i = 1; i < QUEUE_NPARTS; i++) {
+		for (uint32_t i = 1; i < q->nparts; i++) {
 			uint64_t zero = 0;
 
-			if (atomic_load_explicit(&q->h->parts[i], memory_order_relaxed) != 0)
+			if (atomic_load_explicit(&q->parts[i], memory_order_relaxed) != 0)
 				continue;
-			if (atomic_compare_exchange_strong_explicit(&q->h->parts[i], &zero, q->my_key,
+			if (atomic_compare_exchange_strong_explicit(&q->parts[i], &zero, q->my_key,
 								    memory_order_relaxed,
 								    memory_order_relaxed)) {
 				atomic_store_explicit(&q->me, i, memory_order_relaxed);
@@ -282,13 +300,16 @@ static int do_register(struct shoal_queue *q)
 			}
 		}
 		/* Full: entries of processes that died or exited without
-		 * detaching go back once recovery has cleaned their slots. */
-		if (attempt == 0 && (rc = recover(q)) != 0 && rc != -EAGAIN)
+		 * detaching go back once recovery has cleaned their slots. Only
+		 * here does recovery judge every entry (a /proc read for each
+		 * other process): a full table is rare and the alternative is
+		 * -EUSERS. */
+		if (attempt == 0 && (rc = recover(q, ALL_ENTRIES)) != 0 && rc != -EAGAIN)
 			goto out;
 		rc = 0; /* -EAGAIN: a live process is recovering; look again */
 	}
-	rc = shoal__fail(-EUSERS, "queue '%s': participant table full (%u live processes use it)",
-			 q->seg->name, SHOAL_QUEUE_PARTICIPANTS);
+	rc = shoal__fail(-EUSERS, "queue '%s': participant table full (%u handles use it)",
+			 q->seg->name, q->nparts - 1);
 out:
 	pthread_mutex_unlock(&q->reg_lock);
 	return rc;
@@ -372,23 +393,39 @@ enum { UNKNOWN = 0, ALIVE = 1, DEAD = 2 };
 static bool owner_dead(const struct shoal_queue *q, uint32_t o, unsigned char *verdict,
 		       uint64_t *vkey)
 {
-	if (o == 0 || o >= QUEUE_NPARTS)
+	if (o == 0 || o >= q->nparts)
 		return false;
 	if (verdict[o] == UNKNOWN) {
-		vkey[o] = atomic_load_explicit(&q->h->parts[o], memory_order_relaxed);
+		vkey[o] = atomic_load_explicit(&q->parts[o], memory_order_relaxed);
 		verdict[o] = key_alive(vkey[o]) ? ALIVE : DEAD;
 	}
 	return verdict[o] == DEAD;
 }
 
-/* With the lock held: repair every slot a dead participant holds, recount
- * the orphans, free the dead entries. Idempotent. Returns slots repaired. */
-static unsigned recover_locked(struct shoal_queue *q)
+/*
+ * With the lock held: repair every slot a dead participant holds, recount
+ * the orphans, free the dead entries. Idempotent. Returns slots repaired,
+ * or -ENOMEM (nothing done; the next recovery does it).
+ *
+ * Liveness is a /proc read per process, so recovery judges only the owners
+ * of the slots it meets (one each, however many slots they hold) and
+ * @also: one more entry (the one a sweep found dead), or ALL_ENTRIES
+ * (registration on a full table, or the lock taken over from a dead
+ * recoverer, which may have repaired slots and not freed their entries). Entries of the dead that hold no slot
+ * wait for the sweep to reach them; they cost nothing but their 8 bytes.
+ */
+static int recover_locked(struct shoal_queue *q, uint32_t also)
 {
-	unsigned char verdict[QUEUE_NPARTS] = { 0 };
-	uint64_t vkey[QUEUE_NPARTS];
+	/* By entry: at 16384 entries 144 KiB, too much for a thread's stack. */
+	unsigned char *verdict = calloc(q->nparts, 1);
+	uint64_t *vkey = malloc(q->nparts * sizeof(*vkey));
 	unsigned fixed = 0, orphans = 0;
 
+	if (!verdict || !vkey) {
+		free(verdict);
+		free(vkey);
+		return -ENOMEM;
+	}
 	for (uint64_t i = 0; i < q->cap; i++) {
 		struct slot *sl = slot_at(q, i);
 		/* A3: pairs with the release of whoever set this state. */
@@ -429,41 +466,62 @@ static unsigned recover_locked(struct shoal_queue *q)
 	/* No slot names a dead entry any more: the entries can go, each only
 	 * from the very key judged dead (an entry free when judged stays as
 	 * whoever has registered since left it). */
-	for (uint32_t o = 1; o < QUEUE_NPARTS; o++) {
-		uint64_t key = atomic_load_explicit(&q->h->parts[o], memory_order_relaxed);
+	if (also != FOUND_ONLY && also != ALL_ENTRIES)
+		owner_dead(q, also, verdict, vkey);
+	for (uint32_t o = 1; o < q->nparts; o++) {
+		uint64_t key = atomic_load_explicit(&q->parts[o], memory_order_relaxed);
 
-		if (key && owner_dead(q, o, verdict, vkey) && vkey[o] == key)
-			atomic_compare_exchange_strong_explicit(&q->h->parts[o], &key, 0,
+		if (!key || (verdict[o] == UNKNOWN && also != ALL_ENTRIES))
+			continue;
+		if (owner_dead(q, o, verdict, vkey) && vkey[o] == key)
+			atomic_compare_exchange_strong_explicit(&q->parts[o], &key, 0,
 								memory_order_relaxed,
 								memory_order_relaxed);
 	}
-	return fixed;
+	free(verdict);
+	free(vkey);
+	return (int)fixed;
 }
 
 /* Recover now, unless a live process holds the lock (-EAGAIN): then it is
  * being done, or the caller's next attempt does it. Never waits. */
-static int recover(struct shoal_queue *q)
+static int recover(struct shoal_queue *q, uint32_t also)
 {
 	bool died;
-	unsigned fixed;
-	int rc = lock_queue(q, &died, 0);
+	int fixed, rc = lock_queue(q, &died, 0);
 
 	if (rc)
 		return rc;
-	fixed = recover_locked(q);
+	/* A recoverer that died may have repaired its dead's slots and not
+	 * freed their entries: nothing names them now, so judge them all. */
+	fixed = recover_locked(q, died ? ALL_ENTRIES : also);
 	unlock_queue(q, died);
+	if (fixed < 0)
+		return fixed;
 	atomic_fetch_add_explicit(&q->h->recoveries, 1, memory_order_relaxed);
 	if (fixed || died)
 		wake_all(q); /* orphans for consumers, room for producers */
 	return 0;
 }
 
-/* Look for dead participants, at most once per SWEEP_NS queue-wide; this is
- * what finds a consumer that died holding a message behind the head. */
+/*
+ * Look for dead participants, at most once per SWEEP_NS queue-wide; this is
+ * what finds a consumer that died holding a message behind the head. A
+ * sweep judges at most SWEEP_CHECKS other processes (a /proc read each),
+ * from where the last one stopped: at 4096 live processes a whole-table
+ * sweep was 4096 reads every 50 ms, a core's worth. So a table of up to
+ * SWEEP_CHECKS processes is swept whole each time, a bigger one in turns
+ * (4096 distinct processes: 64 sweeps, 3.2 s). Runs of one key (a process
+ * with many handles) and this process's own entries are judged for free.
+ */
+#define SWEEP_CHECKS 64
 static void sweep(struct shoal_queue *q, bool force)
 {
 	uint64_t now = shoal__now_ns();
 	uint64_t last = atomic_load_explicit(&q->h->sweep_ns, memory_order_relaxed);
+	uint64_t self = shoal__self_key(), alive = 0;
+	uint32_t n = q->nparts - 1, o;
+	int checks = 0;
 
 	if (!force && now - last < SWEEP_NS && last <= now)
 		return;
@@ -471,14 +529,22 @@ static void sweep(struct shoal_queue *q, bool force)
 						     memory_order_relaxed, memory_order_relaxed) &&
 	    !force)
 		return;
-	for (uint32_t o = 1; o < QUEUE_NPARTS; o++) {
-		uint64_t key = atomic_load_explicit(&q->h->parts[o], memory_order_relaxed);
+	/* Untrusted: any value lands on an entry. */
+	o = 1 + (uint32_t)(atomic_load_explicit(&q->h->sweep_next, memory_order_relaxed) % n);
+	for (uint32_t k = 0; k < n && checks < SWEEP_CHECKS; k++, o = o == n ? 1 : o + 1) {
+		uint64_t key = atomic_load_explicit(&q->parts[o], memory_order_relaxed);
 
-		if (key && !key_alive(key)) {
-			recover(q);
+		if (key == 0 || key == alive)
+			continue;
+		if (!key_alive(key)) {
+			atomic_store_explicit(&q->h->sweep_next, o - 1, memory_order_relaxed);
+			recover(q, o);
 			return;
 		}
+		checks += key != self;
+		alive = key;
 	}
+	atomic_store_explicit(&q->h->sweep_next, o - 1, memory_order_relaxed);
 }
 
 /* A slice passed with no progress: is the slot that blocks us held by a
@@ -487,9 +553,9 @@ static void check_blocker(struct shoal_queue *q, uint64_t s)
 {
 	uint32_t o = owner_of(s);
 
-	if (st_of(s) != ST_STABLE && o != 0 && o < QUEUE_NPARTS &&
-	    !key_alive(atomic_load_explicit(&q->h->parts[o], memory_order_relaxed)))
-		recover(q);
+	if (st_of(s) != ST_STABLE && o != 0 && o < q->nparts &&
+	    !key_alive(atomic_load_explicit(&q->parts[o], memory_order_relaxed)))
+		recover(q, o);
 	else
 		sweep(q, false);
 }
@@ -702,7 +768,7 @@ static int pop_orphan(struct shoal_queue *q, uint32_t me, void *buf, size_t cap,
 	if (rc)
 		return rc;
 	if (died)
-		recover_locked(q);
+		recover_locked(q, ALL_ENTRIES);
 	for (uint64_t i = 0; i < q->cap; i++) {
 		struct slot *sl = slot_at(q, i);
 		/* A3: pairs with the recovery that made the orphan. */
@@ -995,8 +1061,8 @@ static bool drained_now(struct shoal_queue *q, bool *stale)
 		 * for the sweep to find). */
 		held = true;
 		o = owner_of(s);
-		if (o != 0 && o < QUEUE_NPARTS &&
-		    !key_alive(atomic_load_explicit(&q->h->parts[o], memory_order_relaxed))) {
+		if (o != 0 && o < q->nparts &&
+		    !key_alive(atomic_load_explicit(&q->parts[o], memory_order_relaxed))) {
 			*stale = true;
 			break;
 		}
@@ -1012,7 +1078,7 @@ static bool drained(struct shoal_queue *q)
 
 	if (!drained_now(q, &stale)) {
 		if (stale)
-			recover(q);
+			recover(q, FOUND_ONLY);
 		return false;
 	}
 	sweep(q, true);
@@ -1349,7 +1415,7 @@ SHOAL_API int shoal_queue_nack(struct shoal_queue *q, const struct shoal_queue_t
 	if (rc)
 		return rc;
 	if (died)
-		recover_locked(q);
+		recover_locked(q, ALL_ENTRIES);
 	HOOK(SHOAL__QP_NACK_LOCKED);
 	/* Count first: the slot is ours and nobody reads the count before it
 	 * is an orphan (dying between the two stores counts one too many). */
@@ -1399,8 +1465,8 @@ SHOAL_API int shoal_queue_stats(const struct shoal_queue *q, struct shoal_queue_
 	tail = atomic_load_explicit(&h->tail, memory_order_relaxed);
 	dropped = atomic_load_explicit(&h->dropped, memory_order_relaxed);
 	skipped = atomic_load_explicit(&h->skipped, memory_order_relaxed);
-	for (uint32_t i = 1; i < QUEUE_NPARTS; i++)
-		parts += atomic_load_explicit(&h->parts[i], memory_order_relaxed) != 0;
+	for (uint32_t i = 1; i < q->nparts; i++)
+		parts += atomic_load_explicit(&q->parts[i], memory_order_relaxed) != 0;
 	memset(out, 0, sizeof(*out));
 	out->depth = (int64_t)(tail - head) <= 0 ? 0 : tail - head > q->cap ? q->cap : tail - head;
 	out->capacity = q->cap;
@@ -1434,12 +1500,17 @@ static struct shoal_queue *handle_new(struct shoal_segment *seg, const struct qh
 	q->mask = cfg->capacity - 1;
 	q->max_msg = cfg->max_msg;
 	q->stride = cfg->stride;
+	/* After the ring; 8-aligned: the ring is page aligned, stride a
+	 * multiple of 64. qhdr_check() has checked that it fits. */
+	q->parts = (shoal__atomic_u64 *)(q->ring + (size_t)cfg->capacity * cfg->stride);
+	q->nparts = cfg->nparts;
 	pthread_mutex_init(&q->reg_lock, NULL);
 	return q;
 }
 
-SHOAL_API int shoal_queue_create(const char *name, uint32_t capacity, uint32_t max_msg,
-				 const struct shoal_opts *opts, struct shoal_queue **out)
+int shoal__queue_create(const char *name, uint32_t capacity, uint32_t max_msg,
+			uint32_t participants, const struct shoal_opts *opts,
+			struct shoal_queue **out)
 {
 	struct shoal_segment *seg;
 	struct shoal_queue *q;
@@ -1456,9 +1527,14 @@ SHOAL_API int shoal_queue_create(const char *name, uint32_t capacity, uint32_t m
 	if (max_msg == 0 || max_msg > SHOAL_QUEUE_MSG_MAX)
 		return shoal__fail(-EINVAL, "queue '%s': max_msg %u must be in 1..%u bytes",
 				   name ? name : "(null)", max_msg, SHOAL_QUEUE_MSG_MAX);
+	if (participants == 0 || participants > SHOAL_QUEUE_PARTICIPANTS_MAX)
+		return shoal__fail(-EINVAL, "queue '%s': participants %u must be in 1..%u",
+				   name ? name : "(null)", participants,
+				   SHOAL_QUEUE_PARTICIPANTS_MAX);
 	stride = stride_for(max_msg);
 	rc = shoal__segment_create(name, SHOAL__KIND_QUEUE, sizeof(struct qhdr),
-				   (size_t)capacity * stride, opts, &seg);
+				   (size_t)capacity * stride + (participants + 1) * sizeof(uint64_t),
+				   opts, &seg);
 	if (rc)
 		return rc;
 	h = seg->kind_hdr;
@@ -1466,7 +1542,7 @@ SHOAL_API int shoal_queue_create(const char *name, uint32_t capacity, uint32_t m
 	h->capacity = capacity;
 	h->max_msg = max_msg;
 	h->stride = (uint32_t)stride;
-	h->nparts = QUEUE_NPARTS;
+	h->nparts = participants + 1; /* entry 0 means "nobody" */
 	h->flags = QUEUE_LAYOUT;
 	shoal__lock_init(&h->lock.l);
 	/* Slot i starts free for position i: STABLE(i). */
@@ -1489,17 +1565,30 @@ SHOAL_API int shoal_queue_create(const char *name, uint32_t capacity, uint32_t m
 	return 0;
 }
 
+SHOAL_API int shoal_queue_create(const char *name, uint32_t capacity, uint32_t max_msg,
+				 const struct shoal_opts *opts, struct shoal_queue **out)
+{
+	return shoal__queue_create(name, capacity, max_msg, SHOAL_QUEUE_PARTICIPANTS, opts, out);
+}
+
 /* Every field of a queue header from another process, checked once from a
  * copy. */
 static int qhdr_check(const struct qhdr *c, const struct shoal_segment *seg)
 {
 	uint64_t head, tail, h2;
 
-	if (c->magic != QUEUE_MAGIC || c->capacity < 2 || c->capacity > SHOAL_QUEUE_CAPACITY_MAX ||
+	if (c->magic != QUEUE_MAGIC || c->flags > QUEUE_LAYOUT)
+		return -EBADMSG;
+	if (c->flags < QUEUE_LAYOUT)
+		return -EPROTO; /* an older layout: its fields mean other things */
+	/* The ring and the table after it inside the data, in 64 bits: no
+	 * field can overflow the sum (2^24 * 2^27 + 2^32 * 8 < 2^64). */
+	if (c->capacity < 2 || c->capacity > SHOAL_QUEUE_CAPACITY_MAX ||
 	    (c->capacity & (c->capacity - 1)) || c->max_msg == 0 ||
 	    c->max_msg > SHOAL_QUEUE_MSG_MAX || c->stride != stride_for(c->max_msg) ||
-	    c->nparts != QUEUE_NPARTS || c->flags > QUEUE_LAYOUT ||
-	    (uint64_t)c->capacity * c->stride > seg->hdr.data_size)
+	    c->nparts < 2 || c->nparts > NPARTS_MAX ||
+	    (uint64_t)c->capacity * c->stride + (uint64_t)c->nparts * sizeof(uint64_t) >
+		    seg->hdr.data_size)
 		return -EBADMSG;
 	/* The cursors move while we look; read head, tail, head until the
 	 * head holds still, then they must be within a ring of each other. */
@@ -1531,13 +1620,14 @@ SHOAL_API int shoal_queue_open(const char *name, unsigned int flags, struct shoa
 	/* One read of the fixed line; only the copy is trusted from here. */
 	memcpy(&cfg, seg->kind_hdr, offsetof(struct qhdr, closed));
 	rc = qhdr_check(&cfg, seg);
-	if (rc == 0 && cfg.flags != QUEUE_LAYOUT)
-		rc = shoal__fail(-EPROTO, "queue '%s' has layout %u (a glibc mutex for its lock), "
-				 "made by an older libshoal; this one reads layout %u",
-				 name, cfg.flags, QUEUE_LAYOUT);
+	if (rc == -EPROTO)
+		shoal__fail(-EPROTO, "queue '%s' has layout %u (%s), made by an older libshoal; "
+			    "this one reads layout %u", name, cfg.flags,
+			    cfg.flags == 0 ? "a glibc mutex for its lock" : "a fixed table of 1024 entries",
+			    QUEUE_LAYOUT);
 	if (rc == -EBADMSG)
 		shoal__fail(rc, "queue '%s' is corrupt: its queue header fails a check "
-			    "(capacity, max_msg, stride or cursors)", name);
+			    "(capacity, max_msg, stride, participant table or cursors)", name);
 	if (rc == 0 && !(q = handle_new(seg, &cfg)))
 		rc = -ENOMEM;
 	if (rc) {
@@ -1563,12 +1653,12 @@ SHOAL_API int shoal_queue_detach(struct shoal_queue *q)
 		 * new handle can take an entry our slots still name. Try that
 		 * now; if a live process holds the lock, its pass or the next
 		 * sweep's (the marked key counts as dead) does it. */
-		if (atomic_compare_exchange_strong_explicit(&q->h->parts[q->me], &key,
+		if (atomic_compare_exchange_strong_explicit(&q->parts[q->me], &key,
 							    claims ? key | DETACHED_BIT : 0,
 							    memory_order_release,
 							    memory_order_relaxed) &&
 		    claims)
-			recover(q);
+			recover(q, q->me);
 	}
 	pthread_mutex_destroy(&q->reg_lock);
 	shoal_segment_close(q->seg);

@@ -473,6 +473,122 @@ START_TEST(participants_run_out)
 	done(q, name);
 }
 END_TEST
+
+/* A table sized at create: its size is the limit, the entries of the dead
+ * go back when it is full, and sizes out of range are refused. */
+START_TEST(participants_sized_at_create)
+{
+	const char *name = t_name("sized");
+	struct shoal_queue *q = NULL, *h[2];
+	char buf[8];
+	size_t len;
+	pid_t kid;
+	int status;
+
+	ck_assert_int_eq(shoal__queue_create(name, 2, 8, 0, NULL, &q), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(shoal_errdetail(-EINVAL), "participants 0 must be in 1..16383"));
+	ck_assert_int_eq(shoal__queue_create(name, 2, 8, SHOAL_QUEUE_PARTICIPANTS_MAX + 1, NULL, &q),
+			 -EINVAL);
+	ck_assert_ptr_null(q);
+	ck_assert_int_eq(shoal__queue_create(name, 2, 8, 3, NULL, &q), 0);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), -EAGAIN);
+	/* A child takes the second entry and dies without detaching. */
+	kid = fork();
+	if (kid == 0)
+		_exit(shoal_queue_push(q, "k", 1, 0) == 0 ? 0 : 1);
+	ck_assert_int_eq(waitpid(kid, &status, 0), kid);
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	ck_assert_int_eq(shoal_queue_open(name, 0, &h[0]), 0);
+	ck_assert_int_eq(shoal_queue_pop(h[0], buf, 8, &len, 0), 0);
+	ck_assert_int_eq(shoal_queue_open(name, 0, &h[1]), 0);
+	/* Full (3 entries: ours, the dead child's, h[0]): the dead child's
+	 * goes back. */
+	ck_assert_int_eq(shoal_queue_push(h[1], "x", 1, 0), 0);
+	{
+		struct shoal_queue *more;
+
+		ck_assert_int_eq(shoal_queue_open(name, 0, &more), 0);
+		ck_assert_int_eq(shoal_queue_push(more, "y", 1, 0), -EUSERS);
+		ck_assert_ptr_nonnull(strstr(shoal_errdetail(-EUSERS), "table full (3 handles"));
+		ck_assert_int_eq(shoal_queue_detach(more), 0);
+	}
+	ck_assert_int_eq(shoal_queue_detach(h[0]), 0);
+	ck_assert_int_eq(shoal_queue_detach(h[1]), 0);
+	done(q, name);
+	/* The largest table. */
+	ck_assert_int_eq(shoal__queue_create(name, 2, 8, SHOAL_QUEUE_PARTICIPANTS_MAX, NULL, &q), 0);
+	ck_assert_int_eq(shoal_queue_push(q, "z", 1, 0), 0);
+	ck_assert_int_eq(shoal_queue_open(name, 0, &h[0]), 0);
+	ck_assert_int_eq(shoal_queue_pop(h[0], buf, 8, &len, 0), 0);
+	ck_assert_int_eq(shoal_queue_detach(h[0]), 0);
+	done(q, name);
+}
+END_TEST
+
+/* A sweep judges a bounded number of processes; one that reaches a dead
+ * entry past them in a later turn still frees it. */
+START_TEST(sweep_in_turns)
+{
+	const char *name = t_name("sweep");
+	struct shoal_queue *q = mkq(name, 2, 8);
+	struct shoal_queue_stats st;
+	enum { LIVE = 100 };
+	pid_t kids[LIVE], dead;
+	int go[2], up[2], status;
+	char buf[8], c;
+	size_t len;
+	double t0;
+
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), -EAGAIN);
+	/* LIVE sleeping processes with an entry each, then one that dies:
+	 * its entry comes after theirs, past one sweep's share. */
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(up), 0);
+	for (int i = 0; i < LIVE; i++) {
+		kids[i] = fork();
+		if (kids[i] == 0) {
+			close(go[1]);
+			if (shoal_queue_pop(q, buf, 8, &len, 0) != -EAGAIN)
+				_exit(1);
+			(void)!write(up[1], "u", 1);
+			(void)!read(go[0], &c, 1);
+			_exit(0);
+		}
+	}
+	close(go[0]);
+	for (int i = 0; i < LIVE; i++)
+		ck_assert_int_eq(read(up[0], &c, 1), 1);
+	dead = fork();
+	if (dead == 0)
+		_exit(shoal_queue_push(q, "d", 1, 0) == 0 ? 0 : 1);
+	ck_assert_int_eq(waitpid(dead, &status, 0), dead);
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+	ck_assert_uint_eq(st.participants, LIVE + 2);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), 0);
+	/* Try calls on an empty queue sweep, at most once per 50 ms. */
+	t0 = now_s();
+	while (now_s() - t0 < 5) {
+		ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), -EAGAIN);
+		ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+		if (st.participants == LIVE + 1)
+			break;
+		usleep(20000);
+	}
+	/* Ours and the live ones; the dead one's entry went back, within a
+	 * few sweeps. */
+	ck_assert_uint_eq(st.participants, LIVE + 1);
+	ck_assert_double_lt(now_s() - t0, 1.0);
+	close(go[1]);
+	close(up[0]);
+	close(up[1]);
+	for (int i = 0; i < LIVE; i++) {
+		ck_assert_int_eq(waitpid(kids[i], &status, 0), kids[i]);
+		ck_assert_int_eq(WEXITSTATUS(status), 0);
+	}
+	done(q, name);
+}
+END_TEST
 static void expect(struct shoal_queue *q, const char *want, int64_t timeout);
 static void expect_claim(struct shoal_queue *q, const char *want, uint32_t redelivered,
 			 int64_t timeout, struct shoal_queue_ticket *t);
@@ -527,8 +643,13 @@ START_TEST(corrupt_headers)
 		{ 8, 0xffffffff },    /* max_msg too big */
 		{ 12, 64 },           /* stride */
 		{ 12, 0 },
-		{ 16, 5000 },         /* participants */
-		{ 20, 2 },            /* a layout after this library's */
+		{ 16, 5000 },         /* participants: more than the data holds */
+		{ 16, SHOAL_QUEUE_PARTICIPANTS + 2 }, /* one entry more than it holds */
+		{ 16, 0 },            /* no table */
+		{ 16, 1 },            /* only entry 0, "nobody" */
+		{ 16, (1u << 14) + 1 }, /* more than a slot's owner field names */
+		{ 16, 0xffffffff },
+		{ 20, 3 },            /* a layout after this library's */
 	};
 	struct shoal_queue *q = NULL, *o = NULL;
 
@@ -543,15 +664,19 @@ START_TEST(corrupt_headers)
 		ck_assert_int_eq(shoal_queue_detach(q), 0);
 		ck_assert_int_eq(shoal_unlink(name), 0);
 	}
-	/* The first layout (a glibc mutex where the lock word is): refused as
-	 * such, not read. */
-	{
+	/* The first layouts (a glibc mutex where the lock word is; a fixed
+	 * table of 1024 entries in the header): refused as such, not read. */
+	for (uint32_t layout = 0; layout < 2; layout++) {
 		const char *name = t_name("layout0");
 
 		q = mkq(name, 8, 64);
-		poke32(name, KOFF + 20, 0);
+		poke32(name, KOFF + 20, layout);
+		if (layout == 1)
+			poke32(name, KOFF + 16, 1024);
 		ck_assert_int_eq(shoal_queue_open(name, 0, &o), -EPROTO);
 		ck_assert_ptr_nonnull(strstr(shoal_errdetail(-EPROTO), "made by an older libshoal"));
+		ck_assert_ptr_nonnull(strstr(shoal_errdetail(-EPROTO),
+					     layout ? "fixed table" : "glibc mutex"));
 		ck_assert_int_eq(shoal_queue_detach(q), 0);
 		ck_assert_int_eq(shoal_unlink(name), 0);
 	}
@@ -2046,6 +2171,8 @@ static Suite *suite(void)
 	tcase_add_test(unit, signal_interrupts_wait);
 	tcase_add_test(unit, fork_inherits_handle);
 	tcase_add_test(unit, participants_run_out);
+	tcase_add_test(unit, participants_sized_at_create);
+	tcase_add_test(unit, sweep_in_turns);
 	tcase_add_test(unit, unreadable_proc_is_eio);
 	tcase_add_test(unit, unknown_liveness_is_not_death);
 	tcase_add_test(unit, claim_ack_nack);
