@@ -957,6 +957,118 @@ START_TEST(recoverer_dies_inside)
 }
 END_TEST
 
+/* The fair wake-up's words (lib/queue.c, wait_for()): line 1's urgent
+ * turns and each side's stamp. */
+#define URGENT_OFF(side) (KOFF + 72 + 8 * (side))
+#define STAMP_OFF(side) (KOFF + 320 + 64 * (side) + 16)
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t peek64(const char *name, off_t off)
+{
+	uint64_t v = 0;
+	int fd = open(t_path(name), O_RDONLY);
+
+	ck_assert_int_eq(pread(fd, &v, 8, off), 8);
+	close(fd);
+	return v;
+}
+
+/* An urgent turn that nobody refreshes (its holder died or stopped, or the
+ * bytes are garbage) holds the others back at most HANDOFF_NS (30 ms): try
+ * calls defer while it is fresh, then it is cleared; a stamp in the future
+ * is stale at once. */
+START_TEST(urgent_turn_goes_stale)
+{
+	const char *name = t_name("urgent");
+	struct shoal_queue *q = mkq(name, 4, 8);
+	char buf[8];
+	size_t len;
+	double t0;
+
+	for (int side = 0; side < 2; side++) {
+		/* Consumers: a message waits. Producers: room waits. */
+		if (side == 0)
+			ck_assert_int_eq(shoal_queue_push(q, "m", 1, 0), 0);
+		poke64(name, URGENT_OFF(side), 0x123456789abc0005ull);
+		poke64(name, STAMP_OFF(side), mono_ns());
+		if (side == 0)
+			ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), -EAGAIN);
+		else
+			ck_assert_int_eq(shoal_queue_push(q, "p", 1, 0), -EAGAIN);
+		t0 = now_s();
+		if (side == 0) {
+			ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 2000000000), 0);
+			ck_assert_int_eq(buf[0], 'm');
+		} else {
+			ck_assert_int_eq(shoal_queue_push(q, "p", 1, 2000000000), 0);
+			expect(q, "p", 0);
+		}
+		ck_assert_double_gt(now_s() - t0, 0.01);
+		ck_assert_double_lt(now_s() - t0, 0.3);
+		ck_assert_uint_eq(peek64(name, URGENT_OFF(side)), 0);
+	}
+	/* Garbage: a stamp in the future, all 0xff. */
+	poke64(name, URGENT_OFF(0), UINT64_MAX);
+	poke64(name, STAMP_OFF(0), UINT64_MAX);
+	ck_assert_int_eq(shoal_queue_push(q, "g", 1, 0), 0);
+	expect(q, "g", 0);
+	ck_assert_uint_eq(peek64(name, URGENT_OFF(0)), 0);
+	done(q, name);
+}
+END_TEST
+
+/* A consumer that lost a wake-up holds the urgent turn and is SIGKILLed
+ * (or SIGSTOPped) there: the others go on within the turn's bound. */
+START_TEST(urgent_holder_killed)
+{
+	for (int sig = 0; sig < 2; sig++) {
+		const char *name = t_name("urgkill");
+		struct shoal_queue *q = mkq(name, 4, 8);
+		char buf[8];
+		size_t len;
+		uint64_t u = 0;
+		double t0;
+		pid_t kid = fork();
+
+		if (kid == 0) {
+			for (;;)
+				shoal_queue_pop(q, buf, 8, &len, -1);
+		}
+		/* Barge: publish, and take it before the woken consumer runs,
+		 * until it has lost a wake-up and claimed the turn. */
+		for (int i = 0; i < 20000 && u == 0; i++) {
+			usleep(300);
+			ck_assert_int_eq(shoal_queue_push(q, "b", 1, 0), 0);
+			shoal_queue_pop(q, buf, 8, &len, 0);
+			u = peek64(name, URGENT_OFF(0));
+		}
+		ck_assert_uint_ne(u, 0);
+		ck_assert_int_eq(kill(kid, sig ? SIGSTOP : SIGKILL), 0);
+		if (!sig)
+			t_wait(kid);
+		while (shoal_queue_pop(q, buf, 8, &len, 0) == 0)
+			; /* what the barging left */
+		t0 = now_s();
+		ck_assert_int_eq(shoal_queue_push(q, "n", 1, 2000000000), 0);
+		ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 2000000000), 0);
+		ck_assert_int_eq(buf[0], 'n');
+		ck_assert_double_lt(now_s() - t0, 0.3);
+		if (sig) {
+			kill(kid, SIGKILL);
+			t_wait(kid);
+		}
+		done(q, name);
+	}
+}
+END_TEST
+
 /* The recovery lock's bytes are untrusted (issue 15, point 2): it is
  * shoal's own lock word, so whatever they hold, a try call returns at once,
  * nothing aborts, a blocking call ends within its timeout plus a bounded
@@ -2184,6 +2296,7 @@ static Suite *suite(void)
 	tcase_add_test(hostile, corrupt_headers);
 	tcase_add_test(hostile, corrupt_while_open);
 	tcase_add_test(hostile, hostile_lock);
+	tcase_add_test(hostile, urgent_turn_goes_stale);
 	suite_add_tcase(s, hostile);
 
 	tcase_set_timeout(death, 30);
@@ -2194,6 +2307,7 @@ static Suite *suite(void)
 	tcase_add_test(death, recoverer_dies_inside);
 	tcase_add_test(death, killed_in_wakeup);
 	tcase_add_test(death, claimer_dies_everywhere);
+	tcase_add_test(death, urgent_holder_killed);
 	suite_add_tcase(s, death);
 
 	tcase_set_timeout(st, 120);
