@@ -44,9 +44,11 @@
  * cursor CAS stalls nobody. Positions are compared modulo 2^48, as the sign
  * of their 48-bit difference.
  *
- * Participants: the queue header has a table of process keys (pid + start
- * time, lib/proc.c); a handle takes an entry on first use (and again in a
- * forked child), and the owner field of a slot names that entry. When a
+ * Participants: the queue has a table of process keys (pid + start time,
+ * lib/proc.c) after its ring, sized at create (4096 by default, at most
+ * what the 14-bit owner field names); a handle takes an entry on first use
+ * (and again in a forked child), and the owner field of a slot names that
+ * entry. When a
  * survivor finds a slot owned by a dead process, it runs recovery under one
  * lock (shoal's own lock word, lib/lock.c, never a libc mutex: its bytes
  * are in the segment and untrusted): WRITING(dead, p) becomes a tombstone STABLE(p + 1) that
@@ -58,19 +60,26 @@
  * Recovery only tries the lock: if a live process holds it, the caller
  * goes on and looks again on its next slice, so no call waits on it. Survivors notice deaths because they
  * sleep in slices of at most 50 ms and look at the owner of the slot that
- * blocks them, plus a rate-limited sweep of the participant table.
+ * blocks them, plus a rate-limited sweep that judges a bounded part of the
+ * participant table each time.
  *
  * Sleeping: one futex word and waiter count per side, each on its own cache
  * line. After publishing (a seq_cst store or fence), a pusher reads the
  * consumers' waiter count and only makes a system call if someone sleeps;
  * sleepers raise the count, fence, and check again before sleeping (Dekker).
+ * The wake-up order is fair within a bound: callers queue behind sleepers,
+ * and a sleeper that lost a wake-up gets an urgent turn that the others of
+ * its side leave the ring to (wait_for()); the mechanism is Linux's mutex
+ * hand-off (a starving waiter sets a flag, newcomers stop stealing) with
+ * the oldest waiter first and a lease instead of a lock.
  *
  * Dying anywhere in here leaves at most one slot WRITING or READING under
  * the dead owner (or several for the batch calls), a cursor one step behind
  * (the next caller helps it on), a waiter count too high (harmless: at worst
  * a wake-up system call nobody needed, and the next sleeper's count still
- * works), or the recovery lock held by a dead owner (the next locker
- * takes it over and re-runs recovery). docs/queue.md, "Memory orderings",
+ * works), the recovery lock held by a dead owner (the next locker
+ * takes it over and re-runs recovery), or an urgent turn held by a dead
+ * owner (void 30 ms after its last stamp). docs/queue.md, "Memory orderings",
  * has the argument.
  *
  * Messages are bytes here: array handles carried in a queue, and the
@@ -456,8 +465,9 @@ static bool owner_dead(const struct shoal_queue *q, uint32_t o, unsigned char *v
  * of the slots it meets (one each, however many slots they hold) and
  * @also: one more entry (the one a sweep found dead), or ALL_ENTRIES
  * (registration on a full table, or the lock taken over from a dead
- * recoverer, which may have repaired slots and not freed their entries). Entries of the dead that hold no slot
- * wait for the sweep to reach them; they cost nothing but their 8 bytes.
+ * recoverer, which may have repaired slots and not freed their entries).
+ * Entries of the dead that hold no slot wait for the sweep to reach them;
+ * they cost nothing but their 8 bytes.
  */
 static int recover_locked(struct shoal_queue *q, uint32_t also)
 {
