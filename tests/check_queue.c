@@ -1025,7 +1025,8 @@ START_TEST(urgent_turn_goes_stale)
 END_TEST
 
 /* A consumer that lost a wake-up holds the urgent turn and is SIGKILLed
- * (or SIGSTOPped) there: the others go on within the turn's bound. */
+ * (or SIGSTOPped) there: the others go on within the turn's bound. The
+ * turn must name it (its entry is 2: ours is 1). */
 START_TEST(urgent_holder_killed)
 {
 	for (int sig = 0; sig < 2; sig++) {
@@ -1035,21 +1036,29 @@ START_TEST(urgent_holder_killed)
 		size_t len;
 		uint64_t u = 0;
 		double t0;
-		pid_t kid = fork();
+		int status;
+		pid_t kid;
 
+		ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), -EAGAIN); /* entry 1 */
+		kid = fork();
 		if (kid == 0) {
 			for (;;)
 				shoal_queue_pop(q, buf, 8, &len, -1);
 		}
-		/* Barge: publish, and take it before the woken consumer runs,
-		 * until it has lost a wake-up and claimed the turn. */
-		for (int i = 0; i < 20000 && u == 0; i++) {
-			usleep(300);
-			ck_assert_int_eq(shoal_queue_push(q, "b", 1, 0), 0);
-			shoal_queue_pop(q, buf, 8, &len, 0);
+		/* Make it lose a wake-up: stopped in its sleep, it is woken
+		 * for a message that we take before it can run. */
+		usleep(20000);
+		ck_assert_int_eq(kill(kid, SIGSTOP), 0);
+		ck_assert_int_eq(waitpid(kid, &status, WUNTRACED), kid);
+		ck_assert_int_eq(shoal_queue_push(q, "b", 1, 0), 0);
+		ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), 0);
+		ck_assert_int_eq(kill(kid, SIGCONT), 0);
+		for (int i = 0; i < 1000 && u == 0; i++) {
+			usleep(1000);
 			u = peek64(name, URGENT_OFF(0));
 		}
 		ck_assert_uint_ne(u, 0);
+		ck_assert_uint_eq(u & ((1u << 14) - 1), 2);
 		ck_assert_int_eq(kill(kid, sig ? SIGSTOP : SIGKILL), 0);
 		if (!sig)
 			t_wait(kid);
