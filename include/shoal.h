@@ -296,7 +296,7 @@ SHOAL_API int shoal_unlink(const char *name);
  * shoal_queue_detach(), which must be the last call on it. A handle
  * inherited over fork() works in the child.
  *
- * Waiting is fair within a bound: a caller that finds others of its side
+ * Waiting is fair within a bound: a caller that finds a crowd of its side
  * (consumers, or producers) asleep queues behind them, and one that has
  * waited and lost a wake-up to another caller gets an urgent turn, during
  * which the others of its side (try calls included: they return -EAGAIN)

@@ -1034,6 +1034,7 @@ START_TEST(urgent_holder_killed)
 		struct shoal_queue *q = mkq(name, 4, 8);
 		char buf[8];
 		size_t len;
+		struct shoal_queue_stats st;
 		uint64_t u = 0;
 		double t0;
 		int status;
@@ -1045,19 +1046,34 @@ START_TEST(urgent_holder_killed)
 			for (;;)
 				shoal_queue_pop(q, buf, 8, &len, -1);
 		}
-		/* Make it lose a wake-up: stopped in its sleep, it is woken
-		 * for a message that we take before it can run. */
-		usleep(20000);
-		ck_assert_int_eq(kill(kid, SIGSTOP), 0);
-		ck_assert_int_eq(waitpid(kid, &status, WUNTRACED), kid);
-		ck_assert_int_eq(shoal_queue_push(q, "b", 1, 0), 0);
-		ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), 0);
-		ck_assert_int_eq(kill(kid, SIGCONT), 0);
-		for (int i = 0; i < 1000 && u == 0; i++) {
-			usleep(1000);
-			u = peek64(name, URGENT_OFF(0));
+		/* Make it lose a wake-up: stopped in its sleep (not in its
+		 * spin, which a loaded machine can stretch), it is woken for a
+		 * message that we take before it can run. A few rounds, in
+		 * case a slice ran out while it was stopped. */
+		for (int round = 0; round < 5 && u == 0; round++) {
+			uint64_t slept;
+
+			ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+			slept = st.sleeps;
+			for (int i = 0; i < 2000 && st.sleeps == slept; i++) {
+				usleep(1000);
+				ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+			}
+			ck_assert_uint_gt(st.sleeps, slept);
+			usleep(5000); /* a turn is claimed after 1 ms of waiting */
+			ck_assert_int_eq(kill(kid, SIGSTOP), 0);
+			ck_assert_int_eq(waitpid(kid, &status, WUNTRACED), kid);
+			ck_assert_int_eq(shoal_queue_push(q, "b", 1, 0), 0);
+			ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), 0);
+			ck_assert_int_eq(kill(kid, SIGCONT), 0);
+			for (int i = 0; i < 200 && u == 0; i++) {
+				usleep(1000);
+				u = peek64(name, URGENT_OFF(0));
+			}
 		}
-		ck_assert_uint_ne(u, 0);
+		ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+		ck_assert_msg(u != 0, "no urgent turn (round %d, sleeps %llu, pops %llu)", sig,
+			      (unsigned long long)st.sleeps, (unsigned long long)st.pops);
 		ck_assert_uint_eq(u & ((1u << 14) - 1), 2);
 		ck_assert_int_eq(kill(kid, sig ? SIGSTOP : SIGKILL), 0);
 		if (!sig)
