@@ -1244,7 +1244,9 @@ static ssize_t wait_for(struct shoal_queue *q, uint32_t me, struct attempt *a, b
 {
 	int side = consumer ? 0 : 1;
 	struct line32 *l = side_line(q, side);
-	uint64_t since = shoal__now_ns(), mine = urgent_token(since, me);
+	/* Our age counts from the first sleep: no clock read while a spin
+	 * still finds what it waits for (1to1's usual wait). */
+	uint64_t since = 0, mine = 0;
 	uint64_t deadline, blocker = 0;
 	bool urgent = false;
 	ssize_t rc;
@@ -1266,8 +1268,9 @@ static ssize_t wait_for(struct shoal_queue *q, uint32_t me, struct attempt *a, b
 		 * slices (a live sleeper does so at least once a slice). */
 		if (i == 0 && atomic_load_explicit(&l->waiters, memory_order_relaxed) >= CROWD) {
 			uint64_t at = atomic_load_explicit(&l->slept_at, memory_order_relaxed);
+			uint64_t now = shoal__now_ns();
 
-			if (at > since ? at - since < SLICE_NS : since - at < 2 * SLICE_NS)
+			if (at > now ? at - now < SLICE_NS : now - at < 2 * SLICE_NS)
 				break;
 		}
 		if (must_defer(q, side, mine))
@@ -1280,6 +1283,8 @@ static ssize_t wait_for(struct shoal_queue *q, uint32_t me, struct attempt *a, b
 		if (rc != -EAGAIN)
 			return rc;
 	}
+	since = shoal__now_ns();
+	mine = urgent_token(since, me);
 	for (;;) {
 		_Atomic uint32_t *fw = urgent ? &l->uword : &l->word;
 		uint32_t w = atomic_load_explicit(fw, memory_order_acquire);
