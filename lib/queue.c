@@ -1153,7 +1153,7 @@ static bool drained(struct shoal_queue *q)
  * queue. With 64 consumers on 2 cores one pop waited 130-337 ms that way.
  *
  * So each side has at most one urgent waiter at a time, named in line 1
- * (urgent[side], a token: since when it waits | its entry). A sleeper that
+ * (urgent[side], a token: since when it sleeps | its entry). A sleeper that
  * has waited STARVE_NS and then loses a wake-up claims the turn; an older
  * waiter may take it from a younger one, so the turn goes to the longest
  * waiter. While the turn is fresh, every other caller of that side - a
