@@ -325,6 +325,13 @@ SHOAL_API int shoal_unlink(const char *name);
  * shoal_queue_detach(), which must be the last call on it. A handle
  * inherited over fork() works in the child.
  *
+ * Waiting is fair within a bound: a caller that finds a crowd of its side
+ * (consumers, or producers) asleep queues behind them, and one that has
+ * waited and lost a wake-up to another caller gets an urgent turn, during
+ * which the others of its side (try calls included: they return -EAGAIN)
+ * leave the next message, or slot, to it. A turn its holder does not renew
+ * (it died, or is stopped) is void after 30 ms.
+ *
  * No libc lock lives in the object: whatever bytes it holds, a try call
  * (@timeout_ns 0) returns without waiting and a blocking call returns by
  * its deadline (plus at most one recovery pass over the ring); only
@@ -337,7 +344,10 @@ SHOAL_API int shoal_unlink(const char *name);
 #define SHOAL_QUEUE_MSG_MAX (1u << 26)
 /** How many handles may use one queue at once (each push/pop-ing handle
  *  holds one participant entry until detached or its process dies). */
-#define SHOAL_QUEUE_PARTICIPANTS 1023
+#define SHOAL_QUEUE_PARTICIPANTS 4096
+/** The most any queue's participant table can hold: a slot names its
+ *  owner's entry in 14 bits, entry 0 meaning nobody. */
+#define SHOAL_QUEUE_PARTICIPANTS_MAX 16383
 
 struct shoal_queue;
 

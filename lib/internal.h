@@ -320,6 +320,12 @@ int shoal__reap_pools(void);
 
 /* The queue's generation (its common header's): names it as an array holder. */
 uint64_t shoal__queue_generation(const struct shoal_queue *q);
+/* shoal_queue_create() with a participant table of @participants entries
+ * (1..SHOAL_QUEUE_PARTICIPANTS_MAX) instead of SHOAL_QUEUE_PARTICIPANTS:
+ * the format is sized at create; tests use small and full-size tables. */
+int shoal__queue_create(const char *name, uint32_t capacity, uint32_t max_msg,
+			uint32_t participants, const struct shoal_opts *opts,
+			struct shoal_queue **out);
 /* shoal_queue_unlink() without its last step (dropping the references the
  * queue held, lib/queue_arrays.c): open, unlink, detach. As shoal_unlink(),
  * and as shoal_queue_open() when @name is not a queue. */

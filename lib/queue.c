@@ -10,7 +10,7 @@
  * consumers wait for it forever.
  *
  * So the claim is made at the slot instead. Each slot has one 64-bit state
- * word, {48-bit position | 14-bit owner | 2-bit state}:
+ * word, {42-bit position | 6-bit span | 14-bit owner | 2-bit state}:
  *
  *   STABLE(p)        free, for the producer at position p (Vyukov's seq == p)
  *   WRITING(o, p)    participant o claimed position p and is writing it
@@ -44,9 +44,11 @@
  * cursor CAS stalls nobody. Positions are compared modulo 2^48, as the sign
  * of their 48-bit difference.
  *
- * Participants: the queue header has a table of process keys (pid + start
- * time, lib/proc.c); a handle takes an entry on first use (and again in a
- * forked child), and the owner field of a slot names that entry. When a
+ * Participants: the queue has a table of process keys (pid + start time,
+ * lib/proc.c) after its ring, sized at create (4096 by default, at most
+ * what the 14-bit owner field names); a handle takes an entry on first use
+ * (and again in a forked child), and the owner field of a slot names that
+ * entry. When a
  * survivor finds a slot owned by a dead process, it runs recovery under one
  * lock (shoal's own lock word, lib/lock.c, never a libc mutex: its bytes
  * are in the segment and untrusted): WRITING(dead, p) becomes a tombstone STABLE(p + 1) that
@@ -58,19 +60,26 @@
  * Recovery only tries the lock: if a live process holds it, the caller
  * goes on and looks again on its next slice, so no call waits on it. Survivors notice deaths because they
  * sleep in slices of at most 50 ms and look at the owner of the slot that
- * blocks them, plus a rate-limited sweep of the participant table.
+ * blocks them, plus a rate-limited sweep that judges a bounded part of the
+ * participant table each time.
  *
  * Sleeping: one futex word and waiter count per side, each on its own cache
  * line. After publishing (a seq_cst store or fence), a pusher reads the
  * consumers' waiter count and only makes a system call if someone sleeps;
  * sleepers raise the count, fence, and check again before sleeping (Dekker).
+ * The wake-up order is fair within a bound: callers queue behind sleepers,
+ * and a sleeper that lost a wake-up gets an urgent turn that the others of
+ * its side leave the ring to (wait_for()); the mechanism is Linux's mutex
+ * hand-off (a starving waiter sets a flag, newcomers stop stealing) with
+ * the oldest waiter first and a lease instead of a lock.
  *
  * Dying anywhere in here leaves at most one slot WRITING or READING under
  * the dead owner (or several for the batch calls), a cursor one step behind
  * (the next caller helps it on), a waiter count too high (harmless: at worst
  * a wake-up system call nobody needed, and the next sleeper's count still
- * works), or the recovery lock held by a dead owner (the next locker
- * takes it over and re-runs recovery). docs/queue.md, "Memory orderings",
+ * works), the recovery lock held by a dead owner (the next locker
+ * takes it over and re-runs recovery), or an urgent turn held by a dead
+ * owner (void 30 ms after its last stamp). docs/queue.md, "Memory orderings",
  * has the argument.
  *
  * Messages are bytes here: array handles carried in a queue, and the
@@ -90,15 +99,16 @@
 /* ---- shared layout --------------------------------------------------------- */
 
 #define QUEUE_MAGIC 0x51554555u /* "UEUQ" */
-/* qhdr.flags: the queue's own layout. 1: the recovery lock is a
- * struct shoal__lock and slots may be CLAIMED. The first layout (0) had a
- * glibc mutex there, whose bytes this one would misread (and a library of
- * that layout refuses this one: it wants 0). */
-/* 2: a claim's state word carries a span (a batch claims its slots with
- * one CAS on the first), and positions are 42 bits. A queue of layout 1
- * has no span bits there, and its positions are 48 bits wide. */
+/* qhdr.flags: the queue's own layout. 2: the participant table follows the
+ * ring, nparts entries sized at create, and lines 1, 5 and 6 carry the
+ * urgent waiters (see "fair wake-up" below); a claim's state word carries
+ * a span (a batch claims its slots with one CAS on the first), and
+ * positions are 42 bits. 1 had a fixed table of 1024 entries in the kind
+ * header, no span bits and 48-bit positions; 0 had a glibc mutex where the
+ * lock word is. Either would be misread, so both are refused (and a
+ * library of layout 1 refuses this one: it wants nparts 1024 and no more
+ * than layout 1). */
 #define QUEUE_LAYOUT 2u
-#define QUEUE_NPARTS (SHOAL_QUEUE_PARTICIPANTS + 1) /* entry 0 means "nobody" */
 #define SLOT_HDR 16u
 #define TOMBSTONE UINT32_MAX /* slot len of a message that never was */
 
@@ -108,13 +118,18 @@ enum { ST_STABLE = 0, ST_WRITING = 1, ST_READING = 2, ST_CLAIMED = 3 };
 #define SPAN_BITS 6
 #define POS_SHIFT 22
 #define BATCH_MAX 64
-_Static_assert(QUEUE_NPARTS <= (1u << OWNER_BITS), "owner index must fit its field");
+/* Entries in a participant table, entry 0 ("nobody") included: a slot's
+ * owner field names one. */
+#define NPARTS_MAX (1u << OWNER_BITS)
+_Static_assert(SHOAL_QUEUE_PARTICIPANTS_MAX + 1 == NPARTS_MAX, "owner index must fit its field");
+_Static_assert(SHOAL_QUEUE_PARTICIPANTS >= 4096 &&
+	       SHOAL_QUEUE_PARTICIPANTS <= SHOAL_QUEUE_PARTICIPANTS_MAX, "default table size");
 _Static_assert(BATCH_MAX <= (1u << SPAN_BITS), "a batch's span must fit its field");
 _Static_assert(SPAN_SHIFT + SPAN_BITS == POS_SHIFT, "state word fields must not overlap");
 _Static_assert(SHOAL_QUEUE_CAPACITY_MAX <= (1ull << 40), "positions compare modulo 2^42");
 
 struct slot {
-	shoal__atomic_u64 state; /* {position:48 | owner:14 | state:2} */
+	shoal__atomic_u64 state; /* {position:42 | span:6 | owner:14 | state:2} */
 	_Atomic uint32_t len;    /* relaxed: ordered by state (R1/A1) */
 	/* Times this message was made an orphan: written by whoever orphans it
 	 * (under the lock), read by the claim that takes the orphan (under the
@@ -130,9 +145,14 @@ _Static_assert(sizeof(_Atomic uint32_t) == 4, "slot words are 32 bits (lock-free
 
 struct line32 {
 	_Atomic uint32_t word;    /* futex: bumped to wake sleepers */
-	_Atomic uint32_t waiters; /* how many may be asleep on word */
-	char pad[SHOAL_CACHELINE - 8];
+	_Atomic uint32_t waiters; /* how many may be asleep on word or uword */
+	_Atomic uint32_t uword;   /* futex: the side's urgent waiter sleeps here */
+	_Atomic uint32_t usleep;  /* how many urgent waiters may be asleep on uword */
+	shoal__atomic_u64 urgent_at; /* when the urgent waiter last ran (ns) */
+	shoal__atomic_u64 slept_at;  /* when a caller last went to sleep here (ns) */
+	char pad[SHOAL_CACHELINE - 32];
 };
+_Static_assert(sizeof(struct line32) == SHOAL_CACHELINE, "a side's sleep line is one line");
 
 struct qhdr {
 	/* Line 0: written once at create, validated at open. */
@@ -143,11 +163,14 @@ struct qhdr {
 	uint32_t nparts;
 	uint32_t flags;
 	uint64_t reserved0[5];
-	/* Line 1: read on every push (closed) and pop (orphans), written
-	 * almost never. */
+	/* Line 1: read on every push (closed, urgent[1]) and pop (orphans,
+	 * urgent[0]), written almost never. */
 	_Atomic uint32_t closed;
 	_Atomic uint32_t orphans; /* slots READING(0, p); changed under lock */
-	char pad1[SHOAL_CACHELINE - 8];
+	/* The urgent waiter of each side (0 consumers, 1 producers), or 0:
+	 * its token (since when it waits | its entry); see wait_for(). */
+	shoal__atomic_u64 urgent[2];
+	char pad1[SHOAL_CACHELINE - 24];
 	/* Line 2: rare-path counters. */
 	shoal__atomic_u64 sleeps;
 	shoal__atomic_u64 recoveries;
@@ -155,7 +178,8 @@ struct qhdr {
 	shoal__atomic_u64 skipped;     /* tombstones consumed */
 	shoal__atomic_u64 redelivered; /* orphans taken */
 	shoal__atomic_u64 sweep_ns;    /* last participant sweep */
-	uint64_t reserved2[2];
+	shoal__atomic_u64 sweep_next;  /* where the next sweep starts */
+	uint64_t reserved2[1];
 	/* Lines 3, 4: the cursors, each alone. */
 	shoal__atomic_u64 tail;
 	char pad3[SHOAL_CACHELINE - 8];
@@ -170,8 +194,8 @@ struct qhdr {
 		struct shoal__lock l;
 		char pad[2 * SHOAL_CACHELINE];
 	} lock;
-	/* Participant process keys, 0 = free. */
-	shoal__atomic_u64 parts[QUEUE_NPARTS];
+	/* The participant table (process keys, 0 = free) is not here: it
+	 * follows the ring, nparts entries, sized at create. */
 };
 _Static_assert(offsetof(struct qhdr, closed) == 64, "queue header layout is ABI");
 _Static_assert(offsetof(struct qhdr, sleeps) == 128, "queue header layout is ABI");
@@ -180,7 +204,9 @@ _Static_assert(offsetof(struct qhdr, head) == 256, "queue header layout is ABI")
 _Static_assert(offsetof(struct qhdr, not_empty) == 320, "queue header layout is ABI");
 _Static_assert(offsetof(struct qhdr, not_full) == 384, "queue header layout is ABI");
 _Static_assert(offsetof(struct qhdr, lock) == 448, "queue header layout is ABI");
-_Static_assert(offsetof(struct qhdr, parts) == 576, "queue header layout is ABI");
+_Static_assert(offsetof(struct qhdr, urgent) == 72, "queue header layout is ABI");
+_Static_assert(offsetof(struct qhdr, sweep_next) == 176, "queue header layout is ABI");
+_Static_assert(sizeof(struct qhdr) == 576, "queue header layout is ABI");
 _Static_assert(sizeof(struct shoal__lock) <= 2 * SHOAL_CACHELINE, "lock fits its lines");
 
 /* ---- the handle -------------------------------------------------------------- */
@@ -189,8 +215,10 @@ struct shoal_queue {
 	struct shoal_segment *seg;
 	struct qhdr *h;
 	unsigned char *ring;
+	shoal__atomic_u64 *parts; /* the participant table, after the ring */
 	uint64_t mask;
 	uint32_t cap, max_msg, stride;
+	uint32_t nparts;          /* entries in parts, 0 included; from open's copy */
 	/* Our participant entry, valid while reg_gen == shoal__fork_gen + 1:
 	 * a forked child sees another generation and registers anew. */
 	_Atomic uint32_t me;
@@ -217,6 +245,21 @@ void (*shoal__queue_hook)(enum shoal__queue_point where);
 #define SPIN_TRIES 200
 /* How long nack waits for the recovery lock held by a live process. */
 #define NACK_LOCK_NS 2000000000ll
+/* Fair wake-up (wait_for()): a blocked caller that finds this many asleep
+ * on its side sleeps at once instead of spinning (with 1, 4 producers x 4
+ * consumers ran at 0.04x: every caller slept; 8 is above any small group
+ * and below the crowds that starve, 64x64); */
+#define CROWD 8u
+/* a sleeper that has waited this long and then loses a wake-up (another
+ * caller took what it was woken for) claims its side's urgent turn (100 us
+ * made the turn so frequent that 4x4 ran at 0.2x; 1 ms costs 4x4 nothing); */
+#define STARVE_NS 1000000ull
+/* the urgent waiter sleeps in slices this short and stamps urgent_at each
+ * time it runs, */
+#define URGENT_SLICE_NS 10000000ull
+/* and a turn whose stamp is older than this is stale (its holder died, is
+ * stopped, or waits for a CPU): nobody defers to it, anyone may take it. */
+#define HANDOFF_NS 30000000ull
 
 static inline uint64_t mk(uint64_t pos, uint32_t owner, uint32_t st)
 {
@@ -272,7 +315,11 @@ static bool key_alive(uint64_t key)
 	return key == shoal__self_key() || !shoal__key_dead(key);
 }
 
-static int recover(struct shoal_queue *q);
+/* recover()'s @also: which entries it judges besides the owners its pass
+ * over the ring meets. */
+#define FOUND_ONLY 0u
+#define ALL_ENTRIES UINT32_MAX
+static int recover(struct shoal_queue *q, uint32_t also);
 
 static int do_register(struct shoal_queue *q)
 {
@@ -289,12 +336,12 @@ static int do_register(struct shoal_queue *q)
 		goto out;
 	}
 	for (int attempt = 0; attempt < 2; attempt++) {
-		for (uint32_t i = 1; i < QUEUE_NPARTS; i++) {
+		for (uint32_t i = 1; i < q->nparts; i++) {
 			uint64_t zero = 0;
 
-			if (atomic_load_explicit(&q->h->parts[i], memory_order_relaxed) != 0)
+			if (atomic_load_explicit(&q->parts[i], memory_order_relaxed) != 0)
 				continue;
-			if (atomic_compare_exchange_strong_explicit(&q->h->parts[i], &zero, q->my_key,
+			if (atomic_compare_exchange_strong_explicit(&q->parts[i], &zero, q->my_key,
 								    memory_order_relaxed,
 								    memory_order_relaxed)) {
 				atomic_store_explicit(&q->me, i, memory_order_relaxed);
@@ -304,13 +351,16 @@ static int do_register(struct shoal_queue *q)
 			}
 		}
 		/* Full: entries of processes that died or exited without
-		 * detaching go back once recovery has cleaned their slots. */
-		if (attempt == 0 && (rc = recover(q)) != 0 && rc != -EAGAIN)
+		 * detaching go back once recovery has cleaned their slots. Only
+		 * here does recovery judge every entry (a /proc read for each
+		 * other process): a full table is rare and the alternative is
+		 * -EUSERS. */
+		if (attempt == 0 && (rc = recover(q, ALL_ENTRIES)) != 0 && rc != -EAGAIN)
 			goto out;
 		rc = 0; /* -EAGAIN: a live process is recovering; look again */
 	}
-	rc = shoal__fail(-EUSERS, "queue '%s': participant table full (%u live processes use it)",
-			 q->seg->name, SHOAL_QUEUE_PARTICIPANTS);
+	rc = shoal__fail(-EUSERS, "queue '%s': participant table full (%u handles use it)",
+			 q->seg->name, q->nparts - 1);
 out:
 	pthread_mutex_unlock(&q->reg_lock);
 	return rc;
@@ -334,29 +384,59 @@ static inline int self_index(struct shoal_queue *q, uint32_t *me)
 
 /* ---- sleeping and waking ------------------------------------------------------ */
 
+/* Whether the side's urgent turn was stamped within HANDOFF_NS (a stamp in
+ * the future is garbage: stale). */
+static inline bool urgent_fresh(const struct line32 *l, uint64_t now)
+{
+	uint64_t at = atomic_load_explicit(&l->urgent_at, memory_order_relaxed);
+
+	return at <= now && now - at < HANDOFF_NS;
+}
+
 /* Called after a publish that was a seq_cst store or followed by a seq_cst
- * fence: then either we see the sleeper's count, or it sees our slot (D1). */
+ * fence: then either we see the sleeper's count, or it sees our slot (D1);
+ * the same for the urgent waiter's usleep (D3). */
 static inline void wake(struct line32 *l, int n)
 {
 	if (atomic_load_explicit(&l->waiters, memory_order_seq_cst) != 0) {
-		atomic_fetch_add_explicit(&l->word, 1, memory_order_release);
+		_Atomic uint32_t *w = &l->word;
+		int k;
+
+		/* An urgent waiter asleep: what we published is its turn, and
+		 * everyone else would defer to it (wait_for()). A broadcast
+		 * (close, a batch) wakes the others too. */
+		if (SHOAL__UNLIKELY(atomic_load_explicit(&l->usleep, memory_order_seq_cst)) &&
+		    urgent_fresh(l, shoal__now_ns())) {
+			atomic_fetch_add_explicit(&l->uword, 1, memory_order_release);
+			k = shoal__futex_wake(&l->uword, INT32_MAX);
+			if (n == 1) {
+				if (k > 0)
+					sched_yield();
+				return;
+			}
+		}
+		atomic_fetch_add_explicit(w, 1, memory_order_release);
 		/* The scheduler often queues the woken process on the waker's
 		 * own CPU (its last one), where it waits until the waker
 		 * blocks: 10 us here, with the other CPU idle. Yielding after
 		 * a wake that found a sleeper lets it run now; with nothing
 		 * else queued here the yield returns at once. Only the slow
 		 * path (someone slept) pays for it. */
-		if (shoal__futex_wake(&l->word, n) > 0)
+		if (shoal__futex_wake(w, n) > 0)
 			sched_yield();
 	}
 }
 
 static void wake_all(struct shoal_queue *q)
 {
-	atomic_fetch_add_explicit(&q->h->not_empty.word, 1, memory_order_seq_cst);
-	atomic_fetch_add_explicit(&q->h->not_full.word, 1, memory_order_seq_cst);
-	shoal__futex_wake(&q->h->not_empty.word, INT32_MAX);
-	shoal__futex_wake(&q->h->not_full.word, INT32_MAX);
+	struct line32 *l[2] = { &q->h->not_empty, &q->h->not_full };
+
+	for (int i = 0; i < 2; i++) {
+		atomic_fetch_add_explicit(&l[i]->word, 1, memory_order_seq_cst);
+		atomic_fetch_add_explicit(&l[i]->uword, 1, memory_order_seq_cst);
+		shoal__futex_wake(&l[i]->word, INT32_MAX);
+		shoal__futex_wake(&l[i]->uword, INT32_MAX);
+	}
 }
 
 /* ---- recovery ----------------------------------------------------------------- */
@@ -394,10 +474,10 @@ enum { UNKNOWN = 0, ALIVE = 1, DEAD = 2 };
 static bool owner_dead(const struct shoal_queue *q, uint32_t o, unsigned char *verdict,
 		       uint64_t *vkey)
 {
-	if (o == 0 || o >= QUEUE_NPARTS)
+	if (o == 0 || o >= q->nparts)
 		return false;
 	if (verdict[o] == UNKNOWN) {
-		vkey[o] = atomic_load_explicit(&q->h->parts[o], memory_order_relaxed);
+		vkey[o] = atomic_load_explicit(&q->parts[o], memory_order_relaxed);
 		verdict[o] = key_alive(vkey[o]) ? ALIVE : DEAD;
 	}
 	return verdict[o] == DEAD;
@@ -469,14 +549,31 @@ static void recover_span_reading(struct shoal_queue *q, uint64_t s)
 	}
 }
 
-/* With the lock held: repair every slot a dead participant holds, recount
- * the orphans, free the dead entries. Idempotent. Returns slots repaired. */
-static unsigned recover_locked(struct shoal_queue *q)
+/*
+ * With the lock held: repair every slot a dead participant holds, recount
+ * the orphans, free the dead entries. Idempotent. Returns slots repaired,
+ * or -ENOMEM (nothing done; the next recovery does it).
+ *
+ * Liveness is a /proc read per process, so recovery judges only the owners
+ * of the slots it meets (one each, however many slots they hold) and
+ * @also: one more entry (the one a sweep found dead), or ALL_ENTRIES
+ * (registration on a full table, or the lock taken over from a dead
+ * recoverer, which may have repaired slots and not freed their entries).
+ * Entries of the dead that hold no slot wait for the sweep to reach them;
+ * they cost nothing but their 8 bytes.
+ */
+static int recover_locked(struct shoal_queue *q, uint32_t also)
 {
-	unsigned char verdict[QUEUE_NPARTS] = { 0 };
-	uint64_t vkey[QUEUE_NPARTS];
+	/* By entry: at 16384 entries 144 KiB, too much for a thread's stack. */
+	unsigned char *verdict = calloc(q->nparts, 1);
+	uint64_t *vkey = malloc(q->nparts * sizeof(*vkey));
 	unsigned fixed = 0, orphans = 0;
 
+	if (!verdict || !vkey) {
+		free(verdict);
+		free(vkey);
+		return -ENOMEM;
+	}
 	for (uint64_t i = 0; i < q->cap; i++) {
 		struct slot *sl = slot_at(q, i);
 		/* A3: pairs with the release of whoever set this state. */
@@ -528,41 +625,62 @@ static unsigned recover_locked(struct shoal_queue *q)
 	/* No slot names a dead entry any more: the entries can go, each only
 	 * from the very key judged dead (an entry free when judged stays as
 	 * whoever has registered since left it). */
-	for (uint32_t o = 1; o < QUEUE_NPARTS; o++) {
-		uint64_t key = atomic_load_explicit(&q->h->parts[o], memory_order_relaxed);
+	if (also != FOUND_ONLY && also != ALL_ENTRIES)
+		owner_dead(q, also, verdict, vkey);
+	for (uint32_t o = 1; o < q->nparts; o++) {
+		uint64_t key = atomic_load_explicit(&q->parts[o], memory_order_relaxed);
 
-		if (key && owner_dead(q, o, verdict, vkey) && vkey[o] == key)
-			atomic_compare_exchange_strong_explicit(&q->h->parts[o], &key, 0,
+		if (!key || (verdict[o] == UNKNOWN && also != ALL_ENTRIES))
+			continue;
+		if (owner_dead(q, o, verdict, vkey) && vkey[o] == key)
+			atomic_compare_exchange_strong_explicit(&q->parts[o], &key, 0,
 								memory_order_relaxed,
 								memory_order_relaxed);
 	}
-	return fixed;
+	free(verdict);
+	free(vkey);
+	return (int)fixed;
 }
 
 /* Recover now, unless a live process holds the lock (-EAGAIN): then it is
  * being done, or the caller's next attempt does it. Never waits. */
-static int recover(struct shoal_queue *q)
+static int recover(struct shoal_queue *q, uint32_t also)
 {
 	bool died;
-	unsigned fixed;
-	int rc = lock_queue(q, &died, 0);
+	int fixed, rc = lock_queue(q, &died, 0);
 
 	if (rc)
 		return rc;
-	fixed = recover_locked(q);
+	/* A recoverer that died may have repaired its dead's slots and not
+	 * freed their entries: nothing names them now, so judge them all. */
+	fixed = recover_locked(q, died ? ALL_ENTRIES : also);
 	unlock_queue(q, died);
+	if (fixed < 0)
+		return fixed;
 	atomic_fetch_add_explicit(&q->h->recoveries, 1, memory_order_relaxed);
 	if (fixed || died)
 		wake_all(q); /* orphans for consumers, room for producers */
 	return 0;
 }
 
-/* Look for dead participants, at most once per SWEEP_NS queue-wide; this is
- * what finds a consumer that died holding a message behind the head. */
+/*
+ * Look for dead participants, at most once per SWEEP_NS queue-wide; this is
+ * what finds a consumer that died holding a message behind the head. A
+ * sweep judges at most SWEEP_CHECKS other processes (a /proc read each),
+ * from where the last one stopped: at 4096 live processes a whole-table
+ * sweep was 4096 reads every 50 ms, a core's worth. So a table of up to
+ * SWEEP_CHECKS processes is swept whole each time, a bigger one in turns
+ * (4096 distinct processes: 64 sweeps, 3.2 s). Runs of one key (a process
+ * with many handles) and this process's own entries are judged for free.
+ */
+#define SWEEP_CHECKS 64
 static void sweep(struct shoal_queue *q, bool force)
 {
 	uint64_t now = shoal__now_ns();
 	uint64_t last = atomic_load_explicit(&q->h->sweep_ns, memory_order_relaxed);
+	uint64_t self = shoal__self_key(), alive = 0;
+	uint32_t n = q->nparts - 1, o;
+	int checks = 0;
 
 	if (!force && now - last < SWEEP_NS && last <= now)
 		return;
@@ -570,14 +688,22 @@ static void sweep(struct shoal_queue *q, bool force)
 						     memory_order_relaxed, memory_order_relaxed) &&
 	    !force)
 		return;
-	for (uint32_t o = 1; o < QUEUE_NPARTS; o++) {
-		uint64_t key = atomic_load_explicit(&q->h->parts[o], memory_order_relaxed);
+	/* Untrusted: any value lands on an entry. */
+	o = 1 + (uint32_t)(atomic_load_explicit(&q->h->sweep_next, memory_order_relaxed) % n);
+	for (uint32_t k = 0; k < n && checks < SWEEP_CHECKS; k++, o = o == n ? 1 : o + 1) {
+		uint64_t key = atomic_load_explicit(&q->parts[o], memory_order_relaxed);
 
-		if (key && !key_alive(key)) {
-			recover(q);
+		if (key == 0 || key == alive)
+			continue;
+		if (!key_alive(key)) {
+			atomic_store_explicit(&q->h->sweep_next, o - 1, memory_order_relaxed);
+			recover(q, o);
 			return;
 		}
+		checks += key != self;
+		alive = key;
 	}
+	atomic_store_explicit(&q->h->sweep_next, o - 1, memory_order_relaxed);
 }
 
 /* A slice passed with no progress: is the slot that blocks us held by a
@@ -586,9 +712,9 @@ static void check_blocker(struct shoal_queue *q, uint64_t s)
 {
 	uint32_t o = owner_of(s);
 
-	if (st_of(s) != ST_STABLE && o != 0 && o < QUEUE_NPARTS &&
-	    !key_alive(atomic_load_explicit(&q->h->parts[o], memory_order_relaxed)))
-		recover(q);
+	if (st_of(s) != ST_STABLE && o != 0 && o < q->nparts &&
+	    !key_alive(atomic_load_explicit(&q->parts[o], memory_order_relaxed)))
+		recover(q, o);
 	else
 		sweep(q, false);
 }
@@ -833,7 +959,7 @@ static int pop_orphan(struct shoal_queue *q, uint32_t me, void *buf, size_t cap,
 	if (rc)
 		return rc;
 	if (died)
-		recover_locked(q);
+		recover_locked(q, ALL_ENTRIES);
 	for (uint64_t i = 0; i < q->cap; i++) {
 		struct slot *sl = slot_at(q, i);
 		/* A3: pairs with the recovery that made the orphan. */
@@ -1151,8 +1277,8 @@ static bool drained_now(struct shoal_queue *q, bool *stale)
 		 * for the sweep to find). */
 		held = true;
 		o = owner_of(s);
-		if (o != 0 && o < QUEUE_NPARTS &&
-		    !key_alive(atomic_load_explicit(&q->h->parts[o], memory_order_relaxed))) {
+		if (o != 0 && o < q->nparts &&
+		    !key_alive(atomic_load_explicit(&q->parts[o], memory_order_relaxed))) {
 			*stale = true;
 			break;
 		}
@@ -1168,29 +1294,143 @@ static bool drained(struct shoal_queue *q)
 
 	if (!drained_now(q, &stale)) {
 		if (stale)
-			recover(q);
+			recover(q, FOUND_ONLY);
 		return false;
 	}
 	sweep(q, true);
 	return drained_now(q, &stale);
 }
 
+/*
+ * Fair wake-up. A futex wakes its longest sleeper first, but a woken sleeper
+ * has to get a CPU before it can take what it was woken for, and a caller
+ * already running (one that just returned from its last call, or is
+ * spinning) takes it first; the sleeper goes back to the end of the futex
+ * queue. With 64 consumers on 2 cores one pop waited 130-337 ms that way.
+ *
+ * So each side has at most one urgent waiter at a time, named in line 1
+ * (urgent[side], a token: since when it sleeps | its entry). A sleeper that
+ * has waited STARVE_NS and then loses a wake-up claims the turn; an older
+ * waiter may take it from a younger one, so the turn goes to the longest
+ * waiter. While the turn is fresh, every other caller of that side - a
+ * newcomer's fast path, a spinner, a sleeper that wakes - leaves the ring
+ * alone and sleeps instead (newcomers queue behind it), and a publisher
+ * wakes the urgent waiter alone, on its own futex word (uword). When it
+ * has its message (or room), or gives up, it drops the turn and wakes as
+ * many of the others as there are messages (or free slots).
+ *
+ * Nothing may stall on the turn: the urgent waiter stamps urgent_at each
+ * time it runs and sleeps in URGENT_SLICE_NS slices, and a turn not
+ * stamped for HANDOFF_NS is stale: nobody defers to it and the next caller
+ * clears it. A holder that dies, is stopped, or waits that long for a CPU
+ * costs the others at most HANDOFF_NS; garbage in these words, the same.
+ */
+static inline struct line32 *side_line(const struct shoal_queue *q, int side)
+{
+	return side ? &q->h->not_full : &q->h->not_empty;
+}
+
+static inline uint64_t urgent_token(uint64_t since, uint32_t me)
+{
+	return (since & ~(uint64_t)(NPARTS_MAX - 1)) | me;
+}
+
+/* Whether a caller of @side must leave the ring to another's urgent turn;
+ * a stale turn is cleared. */
+static bool must_defer(struct shoal_queue *q, int side, uint64_t mine)
+{
+	shoal__atomic_u64 *turn = &q->h->urgent[side];
+	uint64_t u = atomic_load_explicit(turn, memory_order_seq_cst);
+
+	if (SHOAL__LIKELY(u == 0) || u == mine)
+		return false;
+	if (urgent_fresh(side_line(q, side), shoal__now_ns()))
+		return true;
+	atomic_compare_exchange_strong_explicit(turn, &u, 0, memory_order_seq_cst,
+						memory_order_relaxed);
+	return false;
+}
+
+/* Take the urgent turn if it is free, stale, or held by a younger waiter. */
+static bool claim_urgent(struct shoal_queue *q, int side, uint64_t mine, uint64_t now)
+{
+	shoal__atomic_u64 *turn = &q->h->urgent[side];
+	struct line32 *l = side_line(q, side);
+	uint64_t u = atomic_load_explicit(turn, memory_order_relaxed);
+
+	for (;;) {
+		if (u == mine)
+			return true;
+		if (u != 0 && urgent_fresh(l, now) && (u >> OWNER_BITS) <= (mine >> OWNER_BITS))
+			return false;
+		if (atomic_compare_exchange_weak_explicit(turn, &u, mine, memory_order_seq_cst,
+							  memory_order_relaxed)) {
+			atomic_store_explicit(&l->urgent_at, now, memory_order_relaxed);
+			return true;
+		}
+	}
+}
+
+/* Drop our urgent turn and wake the callers who deferred to it: as many as
+ * there are messages (consumers) or free slots (producers), plus one for a
+ * publish racing with this; all of them once the queue is closed. */
+static void drop_urgent(struct shoal_queue *q, int side, uint64_t mine)
+{
+	struct line32 *l = side_line(q, side);
+	uint64_t u = mine, head, tail, depth, n;
+
+	if (!atomic_compare_exchange_strong_explicit(&q->h->urgent[side], &u, 0,
+						     memory_order_seq_cst, memory_order_relaxed))
+		return; /* taken by an older waiter, or cleared as stale */
+	head = atomic_load_explicit(&q->h->head, memory_order_relaxed);
+	tail = atomic_load_explicit(&q->h->tail, memory_order_relaxed);
+	depth = (int64_t)(tail - head) <= 0 ? 0 : tail - head > q->cap ? q->cap : tail - head;
+	n = (side ? q->cap - depth : depth) + 1;
+	if (closed_now(q))
+		n = INT32_MAX;
+	/* D4: the bump before the count, against a deferring sleeper's count
+	 * before its look at the turn. */
+	atomic_fetch_add_explicit(&l->word, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&l->waiters, memory_order_seq_cst) != 0)
+		shoal__futex_wake(&l->word, n > INT32_MAX ? INT32_MAX : (int)n);
+}
+
 static ssize_t wait_for(struct shoal_queue *q, uint32_t me, struct attempt *a, bool consumer,
 			int64_t timeout_ns)
 {
-	struct line32 *l = consumer ? &q->h->not_empty : &q->h->not_full;
+	int side = consumer ? 0 : 1;
+	struct line32 *l = side_line(q, side);
+	/* Our age counts from the first sleep: no clock read while a spin
+	 * still finds what it waits for (1to1's usual wait). */
+	uint64_t since = 0, mine = 0;
 	uint64_t deadline, blocker = 0;
+	bool urgent = false;
 	ssize_t rc;
 
 	if (timeout_ns == 0) {
 		sweep(q, false);
-		rc = a->fn(q, me, a->ctx, &blocker);
+		rc = must_defer(q, side, mine) ? -EAGAIN : a->fn(q, me, a->ctx, &blocker);
 		if (rc == -EAGAIN && (consumer ? drained(q) : closed_now(q)))
 			return -EPIPE;
 		return rc;
 	}
 	deadline = shoal__deadline(timeout_ns);
 	for (int i = 0; i < SPIN_TRIES; i++) {
+		/* A crowd asleep on this side was here first, or an urgent
+		 * turn is not ours: queue behind them rather than spin (and
+		 * stay runnable) to take what they are woken for. A sleeper
+		 * that died asleep leaves the count up for good, so the count
+		 * only counts while someone has gone to sleep within two
+		 * slices (a live sleeper does so at least once a slice). */
+		if (i == 0 && atomic_load_explicit(&l->waiters, memory_order_relaxed) >= CROWD) {
+			uint64_t at = atomic_load_explicit(&l->slept_at, memory_order_relaxed);
+			uint64_t now = shoal__now_ns();
+
+			if (at > now ? at - now < SLICE_NS : now - at < 2 * SLICE_NS)
+				break;
+		}
+		if (must_defer(q, side, mine))
+			break;
 		for (int j = 0; j < 16; j++)
 			shoal__cpu_relax();
 		if (i % 32 == 31)
@@ -1199,38 +1439,60 @@ static ssize_t wait_for(struct shoal_queue *q, uint32_t me, struct attempt *a, b
 		if (rc != -EAGAIN)
 			return rc;
 	}
+	since = shoal__now_ns();
+	mine = urgent_token(since, me);
 	for (;;) {
-		uint32_t w = atomic_load_explicit(&l->word, memory_order_acquire);
-		uint64_t now, until;
-		int wr;
+		_Atomic uint32_t *fw = urgent ? &l->uword : &l->word;
+		uint32_t w = atomic_load_explicit(fw, memory_order_acquire);
+		uint64_t now, until, slice = urgent ? URGENT_SLICE_NS : SLICE_NS;
+		bool lost;
+		int wr = 0;
 
 		atomic_fetch_add_explicit(&l->waiters, 1, memory_order_seq_cst);
-		/* D1/D2: our count before their slot, as theirs before ours. */
+		if (urgent)
+			atomic_fetch_add_explicit(&l->usleep, 1, memory_order_seq_cst);
+		/* D1/D2 (D3 for usleep): our count before their slot, as
+		 * theirs before ours. */
 		atomic_thread_fence(memory_order_seq_cst);
-		rc = a->fn(q, me, a->ctx, &blocker);
+		rc = must_defer(q, side, mine) ? -EAGAIN : a->fn(q, me, a->ctx, &blocker);
 		if (rc == -EAGAIN && (consumer ? drained(q) : closed_now(q)))
 			rc = -EPIPE;
-		if (rc != -EAGAIN) {
-			atomic_fetch_sub_explicit(&l->waiters, 1, memory_order_relaxed);
-			return rc;
-		}
 		now = shoal__now_ns();
-		if (now >= deadline) {
-			atomic_fetch_sub_explicit(&l->waiters, 1, memory_order_relaxed);
-			return -ETIMEDOUT;
+		if (rc == -EAGAIN && now >= deadline)
+			rc = -ETIMEDOUT;
+		if (rc == -EAGAIN) {
+			if (urgent) /* alive and waiting: the turn stays fresh */
+				atomic_store_explicit(&l->urgent_at, now, memory_order_relaxed);
+			until = deadline - now > slice ? now + slice : deadline;
+			atomic_fetch_add_explicit(&q->h->sleeps, 1, memory_order_relaxed);
+			atomic_store_explicit(&l->slept_at, now, memory_order_relaxed);
+			wr = shoal__futex_wait(fw, w, until);
 		}
-		until = deadline - now > SLICE_NS ? now + SLICE_NS : deadline;
-		atomic_fetch_add_explicit(&q->h->sleeps, 1, memory_order_relaxed);
-		wr = shoal__futex_wait(&l->word, w, until);
+		if (urgent)
+			atomic_fetch_sub_explicit(&l->usleep, 1, memory_order_relaxed);
 		atomic_fetch_sub_explicit(&l->waiters, 1, memory_order_relaxed);
-		rc = a->fn(q, me, a->ctx, &blocker);
 		if (rc != -EAGAIN)
-			return rc;
-		if (wr == -EINTR)
-			return -EINTR;
+			break;
+		lost = must_defer(q, side, mine);
+		rc = lost ? -EAGAIN : a->fn(q, me, a->ctx, &blocker);
+		if (rc != -EAGAIN)
+			break;
+		if (wr == -EINTR) {
+			rc = -EINTR;
+			break;
+		}
 		if (wr == -ETIMEDOUT)
 			check_blocker(q, blocker);
+		else
+			lost = true; /* woken, and another caller took it */
+		if (urgent && atomic_load_explicit(&q->h->urgent[side], memory_order_relaxed) != mine)
+			urgent = false; /* an older waiter has it, or it went stale */
+		if (!urgent && lost && (now = shoal__now_ns()) - since >= STARVE_NS)
+			urgent = claim_urgent(q, side, mine, now);
 	}
+	if (urgent)
+		drop_urgent(q, side, mine);
+	return rc;
 }
 
 struct push_ctx {
@@ -1301,9 +1563,12 @@ SHOAL_API int shoal_queue_push(struct shoal_queue *q, const void *msg, size_t le
 	rc = self_index(q, &me);
 	if (rc)
 		return rc;
-	rc = push_try(q, me, msg, len, &blocker);
-	if (SHOAL__LIKELY(rc != -EAGAIN))
-		return rc;
+	/* A producer waits for its urgent turn: queue behind it (wait_for()). */
+	if (SHOAL__LIKELY(!atomic_load_explicit(&q->h->urgent[1], memory_order_relaxed))) {
+		rc = push_try(q, me, msg, len, &blocker);
+		if (SHOAL__LIKELY(rc != -EAGAIN))
+			return rc;
+	}
 	return (int)wait_for(q, me, &a, false, timeout_ns);
 }
 
@@ -1322,9 +1587,12 @@ SHOAL_API int shoal_queue_pop(struct shoal_queue *q, void *buf, size_t cap, size
 	rc = self_index(q, &me);
 	if (rc)
 		return rc;
-	rc = pop_try(q, me, buf, cap, len, &blocker, NULL);
-	if (SHOAL__LIKELY(rc != -EAGAIN))
-		return rc;
+	/* A consumer waits for its urgent turn: queue behind it (wait_for()). */
+	if (SHOAL__LIKELY(!atomic_load_explicit(&q->h->urgent[0], memory_order_relaxed))) {
+		rc = pop_try(q, me, buf, cap, len, &blocker, NULL);
+		if (SHOAL__LIKELY(rc != -EAGAIN))
+			return rc;
+	}
 	return (int)wait_for(q, me, &a, true, timeout_ns);
 }
 
@@ -1419,7 +1687,9 @@ SHOAL_API int shoal_queue_claim(struct shoal_queue *q, void *buf, size_t cap, si
 	rc = self_index(q, &me);
 	if (rc)
 		return rc;
-	rc = pop_one(q, me, buf, cap, len, &blocker, ticket);
+	rc = -EAGAIN;
+	if (!atomic_load_explicit(&q->h->urgent[0], memory_order_relaxed))
+		rc = pop_one(q, me, buf, cap, len, &blocker, ticket);
 	if (rc == -EAGAIN)
 		rc = (int)wait_for(q, me, &a, true, timeout_ns);
 	if (rc == 0)
@@ -1505,7 +1775,7 @@ SHOAL_API int shoal_queue_nack(struct shoal_queue *q, const struct shoal_queue_t
 	if (rc)
 		return rc;
 	if (died)
-		recover_locked(q);
+		recover_locked(q, ALL_ENTRIES);
 	HOOK(SHOAL__QP_NACK_LOCKED);
 	/* Count first: the slot is ours and nobody reads the count before it
 	 * is an orphan (dying between the two stores counts one too many). */
@@ -1555,8 +1825,8 @@ SHOAL_API int shoal_queue_stats(const struct shoal_queue *q, struct shoal_queue_
 	tail = atomic_load_explicit(&h->tail, memory_order_relaxed);
 	dropped = atomic_load_explicit(&h->dropped, memory_order_relaxed);
 	skipped = atomic_load_explicit(&h->skipped, memory_order_relaxed);
-	for (uint32_t i = 1; i < QUEUE_NPARTS; i++)
-		parts += atomic_load_explicit(&h->parts[i], memory_order_relaxed) != 0;
+	for (uint32_t i = 1; i < q->nparts; i++)
+		parts += atomic_load_explicit(&q->parts[i], memory_order_relaxed) != 0;
 	memset(out, 0, sizeof(*out));
 	out->depth = (int64_t)(tail - head) <= 0 ? 0 : tail - head > q->cap ? q->cap : tail - head;
 	out->capacity = q->cap;
@@ -1590,12 +1860,17 @@ static struct shoal_queue *handle_new(struct shoal_segment *seg, const struct qh
 	q->mask = cfg->capacity - 1;
 	q->max_msg = cfg->max_msg;
 	q->stride = cfg->stride;
+	/* After the ring; 8-aligned: the ring is page aligned, stride a
+	 * multiple of 64. qhdr_check() has checked that it fits. */
+	q->parts = (shoal__atomic_u64 *)(q->ring + (size_t)cfg->capacity * cfg->stride);
+	q->nparts = cfg->nparts;
 	pthread_mutex_init(&q->reg_lock, NULL);
 	return q;
 }
 
-SHOAL_API int shoal_queue_create(const char *name, uint32_t capacity, uint32_t max_msg,
-				 const struct shoal_opts *opts, struct shoal_queue **out)
+int shoal__queue_create(const char *name, uint32_t capacity, uint32_t max_msg,
+			uint32_t participants, const struct shoal_opts *opts,
+			struct shoal_queue **out)
 {
 	struct shoal_segment *seg;
 	struct shoal_queue *q;
@@ -1612,9 +1887,14 @@ SHOAL_API int shoal_queue_create(const char *name, uint32_t capacity, uint32_t m
 	if (max_msg == 0 || max_msg > SHOAL_QUEUE_MSG_MAX)
 		return shoal__fail(-EINVAL, "queue '%s': max_msg %u must be in 1..%u bytes",
 				   name ? name : "(null)", max_msg, SHOAL_QUEUE_MSG_MAX);
+	if (participants == 0 || participants > SHOAL_QUEUE_PARTICIPANTS_MAX)
+		return shoal__fail(-EINVAL, "queue '%s': participants %u must be in 1..%u",
+				   name ? name : "(null)", participants,
+				   SHOAL_QUEUE_PARTICIPANTS_MAX);
 	stride = stride_for(max_msg);
 	rc = shoal__segment_create(name, SHOAL__KIND_QUEUE, sizeof(struct qhdr),
-				   (size_t)capacity * stride, opts, &seg);
+				   (size_t)capacity * stride + (participants + 1) * sizeof(uint64_t),
+				   opts, &seg);
 	if (rc)
 		return rc;
 	h = seg->kind_hdr;
@@ -1622,7 +1902,7 @@ SHOAL_API int shoal_queue_create(const char *name, uint32_t capacity, uint32_t m
 	h->capacity = capacity;
 	h->max_msg = max_msg;
 	h->stride = (uint32_t)stride;
-	h->nparts = QUEUE_NPARTS;
+	h->nparts = participants + 1; /* entry 0 means "nobody" */
 	h->flags = QUEUE_LAYOUT;
 	shoal__lock_init(&h->lock.l);
 	/* Slot i starts free for position i: STABLE(i). */
@@ -1645,17 +1925,30 @@ SHOAL_API int shoal_queue_create(const char *name, uint32_t capacity, uint32_t m
 	return 0;
 }
 
+SHOAL_API int shoal_queue_create(const char *name, uint32_t capacity, uint32_t max_msg,
+				 const struct shoal_opts *opts, struct shoal_queue **out)
+{
+	return shoal__queue_create(name, capacity, max_msg, SHOAL_QUEUE_PARTICIPANTS, opts, out);
+}
+
 /* Every field of a queue header from another process, checked once from a
  * copy. */
 static int qhdr_check(const struct qhdr *c, const struct shoal_segment *seg)
 {
 	uint64_t head, tail, h2;
 
-	if (c->magic != QUEUE_MAGIC || c->capacity < 2 || c->capacity > SHOAL_QUEUE_CAPACITY_MAX ||
+	if (c->magic != QUEUE_MAGIC || c->flags > QUEUE_LAYOUT)
+		return -EBADMSG;
+	if (c->flags < QUEUE_LAYOUT)
+		return -EPROTO; /* an older layout: its fields mean other things */
+	/* The ring and the table after it inside the data, in 64 bits: no
+	 * field can overflow the sum (2^24 * 2^27 + 2^32 * 8 < 2^64). */
+	if (c->capacity < 2 || c->capacity > SHOAL_QUEUE_CAPACITY_MAX ||
 	    (c->capacity & (c->capacity - 1)) || c->max_msg == 0 ||
 	    c->max_msg > SHOAL_QUEUE_MSG_MAX || c->stride != stride_for(c->max_msg) ||
-	    c->nparts != QUEUE_NPARTS || c->flags > QUEUE_LAYOUT ||
-	    (uint64_t)c->capacity * c->stride > seg->hdr.data_size)
+	    c->nparts < 2 || c->nparts > NPARTS_MAX ||
+	    (uint64_t)c->capacity * c->stride + (uint64_t)c->nparts * sizeof(uint64_t) >
+		    seg->hdr.data_size)
 		return -EBADMSG;
 	/* The cursors move while we look; read head, tail, head until the
 	 * head holds still, then they must be within a ring of each other. */
@@ -1687,15 +1980,15 @@ SHOAL_API int shoal_queue_open(const char *name, unsigned int flags, struct shoa
 	/* One read of the fixed line; only the copy is trusted from here. */
 	memcpy(&cfg, seg->kind_hdr, offsetof(struct qhdr, closed));
 	rc = qhdr_check(&cfg, seg);
-	if (rc == 0 && cfg.flags != QUEUE_LAYOUT)
-		rc = shoal__fail(-EPROTO, "queue '%s' has layout %u (%s), made by an older "
-				 "libshoal; this one reads layout %u", name, cfg.flags,
-				 cfg.flags == 0 ? "a glibc mutex for its lock" :
-						  "slot claims without spans",
-				 QUEUE_LAYOUT);
+	if (rc == -EPROTO)
+		shoal__fail(-EPROTO, "queue '%s' has layout %u (%s), made by an older libshoal; "
+			    "this one reads layout %u", name, cfg.flags,
+			    cfg.flags == 0 ? "a glibc mutex for its lock" :
+					     "a fixed table of 1024 entries, slot claims without spans",
+			    QUEUE_LAYOUT);
 	if (rc == -EBADMSG)
 		shoal__fail(rc, "queue '%s' is corrupt: its queue header fails a check "
-			    "(capacity, max_msg, stride or cursors)", name);
+			    "(capacity, max_msg, stride, participant table or cursors)", name);
 	if (rc == 0 && !(q = handle_new(seg, &cfg)))
 		rc = -ENOMEM;
 	if (rc) {
@@ -1721,12 +2014,12 @@ SHOAL_API int shoal_queue_detach(struct shoal_queue *q)
 		 * new handle can take an entry our slots still name. Try that
 		 * now; if a live process holds the lock, its pass or the next
 		 * sweep's (the marked key counts as dead) does it. */
-		if (atomic_compare_exchange_strong_explicit(&q->h->parts[q->me], &key,
+		if (atomic_compare_exchange_strong_explicit(&q->parts[q->me], &key,
 							    claims ? key | DETACHED_BIT : 0,
 							    memory_order_release,
 							    memory_order_relaxed) &&
 		    claims)
-			recover(q);
+			recover(q, q->me);
 	}
 	pthread_mutex_destroy(&q->reg_lock);
 	shoal_segment_close(q->seg);

@@ -473,6 +473,122 @@ START_TEST(participants_run_out)
 	done(q, name);
 }
 END_TEST
+
+/* A table sized at create: its size is the limit, the entries of the dead
+ * go back when it is full, and sizes out of range are refused. */
+START_TEST(participants_sized_at_create)
+{
+	const char *name = t_name("sized");
+	struct shoal_queue *q = NULL, *h[2];
+	char buf[8];
+	size_t len;
+	pid_t kid;
+	int status;
+
+	ck_assert_int_eq(shoal__queue_create(name, 2, 8, 0, NULL, &q), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(shoal_errdetail(-EINVAL), "participants 0 must be in 1..16383"));
+	ck_assert_int_eq(shoal__queue_create(name, 2, 8, SHOAL_QUEUE_PARTICIPANTS_MAX + 1, NULL, &q),
+			 -EINVAL);
+	ck_assert_ptr_null(q);
+	ck_assert_int_eq(shoal__queue_create(name, 2, 8, 3, NULL, &q), 0);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), -EAGAIN);
+	/* A child takes the second entry and dies without detaching. */
+	kid = fork();
+	if (kid == 0)
+		_exit(shoal_queue_push(q, "k", 1, 0) == 0 ? 0 : 1);
+	ck_assert_int_eq(waitpid(kid, &status, 0), kid);
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	ck_assert_int_eq(shoal_queue_open(name, 0, &h[0]), 0);
+	ck_assert_int_eq(shoal_queue_pop(h[0], buf, 8, &len, 0), 0);
+	ck_assert_int_eq(shoal_queue_open(name, 0, &h[1]), 0);
+	/* Full (3 entries: ours, the dead child's, h[0]): the dead child's
+	 * goes back. */
+	ck_assert_int_eq(shoal_queue_push(h[1], "x", 1, 0), 0);
+	{
+		struct shoal_queue *more;
+
+		ck_assert_int_eq(shoal_queue_open(name, 0, &more), 0);
+		ck_assert_int_eq(shoal_queue_push(more, "y", 1, 0), -EUSERS);
+		ck_assert_ptr_nonnull(strstr(shoal_errdetail(-EUSERS), "table full (3 handles"));
+		ck_assert_int_eq(shoal_queue_detach(more), 0);
+	}
+	ck_assert_int_eq(shoal_queue_detach(h[0]), 0);
+	ck_assert_int_eq(shoal_queue_detach(h[1]), 0);
+	done(q, name);
+	/* The largest table. */
+	ck_assert_int_eq(shoal__queue_create(name, 2, 8, SHOAL_QUEUE_PARTICIPANTS_MAX, NULL, &q), 0);
+	ck_assert_int_eq(shoal_queue_push(q, "z", 1, 0), 0);
+	ck_assert_int_eq(shoal_queue_open(name, 0, &h[0]), 0);
+	ck_assert_int_eq(shoal_queue_pop(h[0], buf, 8, &len, 0), 0);
+	ck_assert_int_eq(shoal_queue_detach(h[0]), 0);
+	done(q, name);
+}
+END_TEST
+
+/* A sweep judges a bounded number of processes; one that reaches a dead
+ * entry past them in a later turn still frees it. */
+START_TEST(sweep_in_turns)
+{
+	const char *name = t_name("sweep");
+	struct shoal_queue *q = mkq(name, 2, 8);
+	struct shoal_queue_stats st;
+	enum { LIVE = 100 };
+	pid_t kids[LIVE], dead;
+	int go[2], up[2], status;
+	char buf[8], c;
+	size_t len;
+	double t0;
+
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), -EAGAIN);
+	/* LIVE sleeping processes with an entry each, then one that dies:
+	 * its entry comes after theirs, past one sweep's share. */
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(up), 0);
+	for (int i = 0; i < LIVE; i++) {
+		kids[i] = fork();
+		if (kids[i] == 0) {
+			close(go[1]);
+			if (shoal_queue_pop(q, buf, 8, &len, 0) != -EAGAIN)
+				_exit(1);
+			(void)!write(up[1], "u", 1);
+			(void)!read(go[0], &c, 1);
+			_exit(0);
+		}
+	}
+	close(go[0]);
+	for (int i = 0; i < LIVE; i++)
+		ck_assert_int_eq(read(up[0], &c, 1), 1);
+	dead = fork();
+	if (dead == 0)
+		_exit(shoal_queue_push(q, "d", 1, 0) == 0 ? 0 : 1);
+	ck_assert_int_eq(waitpid(dead, &status, 0), dead);
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+	ck_assert_uint_eq(st.participants, LIVE + 2);
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), 0);
+	/* Try calls on an empty queue sweep, at most once per 50 ms. */
+	t0 = now_s();
+	while (now_s() - t0 < 5) {
+		ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), -EAGAIN);
+		ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+		if (st.participants == LIVE + 1)
+			break;
+		usleep(20000);
+	}
+	/* Ours and the live ones; the dead one's entry went back, within a
+	 * few sweeps. */
+	ck_assert_uint_eq(st.participants, LIVE + 1);
+	ck_assert_double_lt(now_s() - t0, 1.0);
+	close(go[1]);
+	close(up[0]);
+	close(up[1]);
+	for (int i = 0; i < LIVE; i++) {
+		ck_assert_int_eq(waitpid(kids[i], &status, 0), kids[i]);
+		ck_assert_int_eq(WEXITSTATUS(status), 0);
+	}
+	done(q, name);
+}
+END_TEST
 static void expect(struct shoal_queue *q, const char *want, int64_t timeout);
 static void expect_claim(struct shoal_queue *q, const char *want, uint32_t redelivered,
 			 int64_t timeout, struct shoal_queue_ticket *t);
@@ -527,7 +643,12 @@ START_TEST(corrupt_headers)
 		{ 8, 0xffffffff },    /* max_msg too big */
 		{ 12, 64 },           /* stride */
 		{ 12, 0 },
-		{ 16, 5000 },         /* participants */
+		{ 16, 5000 },         /* participants: more than the data holds */
+		{ 16, SHOAL_QUEUE_PARTICIPANTS + 2 }, /* one entry more than it holds */
+		{ 16, 0 },            /* no table */
+		{ 16, 1 },            /* only entry 0, "nobody" */
+		{ 16, (1u << 14) + 1 }, /* more than a slot's owner field names */
+		{ 16, 0xffffffff },
 		{ 20, 3 },            /* a layout after this library's */
 	};
 	struct shoal_queue *q = NULL, *o = NULL;
@@ -543,14 +664,17 @@ START_TEST(corrupt_headers)
 		ck_assert_int_eq(shoal_queue_detach(q), 0);
 		ck_assert_int_eq(shoal_unlink(name), 0);
 	}
-	/* The older layouts (0: a glibc mutex where the lock word is; 1: slot
-	 * claims without spans, whose state words this library would misread):
-	 * refused as such, not read. */
+	/* The older layouts (0: a glibc mutex where the lock word is; 1: a
+	 * fixed table of 1024 entries in the header, slot claims without
+	 * spans, whose state words this library would misread): refused as
+	 * such, not read. */
 	for (uint32_t layout = 0; layout < 2; layout++) {
 		const char *name = t_name("layout0");
 
 		q = mkq(name, 8, 64);
 		poke32(name, KOFF + 20, layout);
+		if (layout == 1)
+			poke32(name, KOFF + 16, 1024);
 		ck_assert_int_eq(shoal_queue_open(name, 0, &o), -EPROTO);
 		ck_assert_ptr_nonnull(strstr(shoal_errdetail(-EPROTO), "made by an older libshoal"));
 		ck_assert_ptr_nonnull(strstr(shoal_errdetail(-EPROTO),
@@ -899,6 +1023,147 @@ START_TEST(recoverer_dies_inside_span)
 		for (int i = 0; i < 20; i++) {
 			ck_assert_int_eq(shoal_queue_push_many(q, "lap", lens, 1, 0), 1);
 			expect(q, "la", 0);
+		}
+		done(q, name);
+	}
+}
+END_TEST
+
+/* The fair wake-up's words (lib/queue.c, wait_for()): line 1's urgent
+ * turns and each side's stamp. */
+#define URGENT_OFF(side) (KOFF + 72 + 8 * (side))
+#define STAMP_OFF(side) (KOFF + 320 + 64 * (side) + 16)
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t peek64(const char *name, off_t off)
+{
+	uint64_t v = 0;
+	int fd = open(t_path(name), O_RDONLY);
+
+	ck_assert_int_eq(pread(fd, &v, 8, off), 8);
+	close(fd);
+	return v;
+}
+
+/* An urgent turn that nobody refreshes (its holder died or stopped, or the
+ * bytes are garbage) holds the others back at most HANDOFF_NS (30 ms): try
+ * calls defer while it is fresh, then it is cleared; a stamp in the future
+ * is stale at once. */
+START_TEST(urgent_turn_goes_stale)
+{
+	const char *name = t_name("urgent");
+	struct shoal_queue *q = mkq(name, 4, 8);
+	char buf[8];
+	size_t len;
+	double t0;
+
+	for (int side = 0; side < 2; side++) {
+		/* Consumers: a message waits. Producers: room waits. */
+		if (side == 0)
+			ck_assert_int_eq(shoal_queue_push(q, "m", 1, 0), 0);
+		poke64(name, URGENT_OFF(side), 0x123456789abc0005ull);
+		poke64(name, STAMP_OFF(side), mono_ns());
+		if (side == 0)
+			ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), -EAGAIN);
+		else
+			ck_assert_int_eq(shoal_queue_push(q, "p", 1, 0), -EAGAIN);
+		t0 = now_s();
+		if (side == 0) {
+			ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 2000000000), 0);
+			ck_assert_int_eq(buf[0], 'm');
+		} else {
+			ck_assert_int_eq(shoal_queue_push(q, "p", 1, 2000000000), 0);
+			expect(q, "p", 0);
+		}
+		ck_assert_double_gt(now_s() - t0, 0.01);
+		ck_assert_double_lt(now_s() - t0, 0.3);
+		ck_assert_uint_eq(peek64(name, URGENT_OFF(side)), 0);
+	}
+	/* Garbage: a stamp in the future, all 0xff. */
+	poke64(name, URGENT_OFF(0), UINT64_MAX);
+	poke64(name, STAMP_OFF(0), UINT64_MAX);
+	ck_assert_int_eq(shoal_queue_push(q, "g", 1, 0), 0);
+	expect(q, "g", 0);
+	ck_assert_uint_eq(peek64(name, URGENT_OFF(0)), 0);
+	done(q, name);
+}
+END_TEST
+
+/* A consumer that lost a wake-up holds the urgent turn and is SIGKILLed
+ * (or SIGSTOPped) there: the others go on within the turn's bound. The
+ * turn must name it (its entry is 2: ours is 1). */
+START_TEST(urgent_holder_killed)
+{
+	for (int sig = 0; sig < 2; sig++) {
+		const char *name = t_name("urgkill");
+		struct shoal_queue *q = mkq(name, 4, 8);
+		char buf[8];
+		size_t len;
+		struct shoal_queue_stats st;
+		uint64_t u = 0;
+		double t0;
+		int status;
+		pid_t kid;
+
+		ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), -EAGAIN); /* entry 1 */
+		kid = fork();
+		if (kid == 0) {
+			for (;;)
+				shoal_queue_pop(q, buf, 8, &len, -1);
+		}
+		/* Make it lose a wake-up: stopped in its sleep (not in its
+		 * spin, which a loaded machine can stretch), it is woken for a
+		 * message that we take before it can run. A few rounds, in
+		 * case a slice ran out while it was stopped. */
+		for (int round = 0; round < 5 && u == 0; round++) {
+			uint64_t slept;
+
+			ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+			slept = st.sleeps;
+			for (int i = 0; i < 2000 && st.sleeps == slept; i++) {
+				usleep(1000);
+				ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+			}
+			ck_assert_uint_gt(st.sleeps, slept);
+			usleep(5000); /* a turn is claimed after 1 ms of waiting */
+			ck_assert_int_eq(kill(kid, SIGSTOP), 0);
+			ck_assert_int_eq(waitpid(kid, &status, WUNTRACED), kid);
+			ck_assert_int_eq(shoal_queue_push(q, "b", 1, 0), 0);
+			ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 0), 0);
+			ck_assert_int_eq(kill(kid, SIGCONT), 0);
+			for (int i = 0; i < 200 && u == 0; i++) {
+				usleep(1000);
+				u = peek64(name, URGENT_OFF(0));
+			}
+		}
+		ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+		ck_assert_msg(u != 0, "no urgent turn (round %d, sleeps %llu, pops %llu)", sig,
+			      (unsigned long long)st.sleeps, (unsigned long long)st.pops);
+		ck_assert_uint_eq(u & ((1u << 14) - 1), 2);
+		ck_assert_int_eq(kill(kid, sig ? SIGSTOP : SIGKILL), 0);
+		if (!sig)
+			t_wait(kid);
+		/* Blocking calls: a try call defers to the fresh turn. What
+		 * the barging left comes first (the ring holds 4). */
+		t0 = now_s();
+		ck_assert_int_eq(shoal_queue_push(q, "n", 1, 2000000000), 0);
+		for (int i = 0; i < 5; i++) {
+			ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 2000000000), 0);
+			if (buf[0] == 'n')
+				break;
+		}
+		ck_assert_int_eq(buf[0], 'n');
+		ck_assert_double_lt(now_s() - t0, 0.3);
+		if (sig) {
+			kill(kid, SIGKILL);
+			t_wait(kid);
 		}
 		done(q, name);
 	}
@@ -2211,6 +2476,8 @@ static Suite *suite(void)
 	tcase_add_test(unit, signal_interrupts_wait);
 	tcase_add_test(unit, fork_inherits_handle);
 	tcase_add_test(unit, participants_run_out);
+	tcase_add_test(unit, participants_sized_at_create);
+	tcase_add_test(unit, sweep_in_turns);
 	tcase_add_test(unit, unreadable_proc_is_eio);
 	tcase_add_test(unit, unknown_liveness_is_not_death);
 	tcase_add_test(unit, claim_ack_nack);
@@ -2222,6 +2489,7 @@ static Suite *suite(void)
 	tcase_add_test(hostile, corrupt_headers);
 	tcase_add_test(hostile, corrupt_while_open);
 	tcase_add_test(hostile, hostile_lock);
+	tcase_add_test(hostile, urgent_turn_goes_stale);
 	suite_add_tcase(s, hostile);
 
 	tcase_set_timeout(death, 30);
@@ -2233,6 +2501,7 @@ static Suite *suite(void)
 	tcase_add_test(death, recoverer_dies_inside_span);
 	tcase_add_test(death, killed_in_wakeup);
 	tcase_add_test(death, claimer_dies_everywhere);
+	tcase_add_test(death, urgent_holder_killed);
 	suite_add_tcase(s, death);
 
 	tcase_set_timeout(st, 120);
