@@ -97,7 +97,15 @@ static void probe(struct obj *o)
 				o->err = -ENOMEM;
 				return;
 			}
-			o->nholders = shoal_array_holders(o->arr, o->holders, (size_t)o->nholders);
+			int got = shoal_array_holders(o->arr, o->holders, (size_t)o->nholders);
+
+			if (got < 0) {
+				o->err = got;
+				return;
+			}
+			/* The count, which may now exceed what was allocated. */
+			if (got < o->nholders)
+				o->nholders = got;
 		}
 		o->stale = shoal_array_is_freed(o->arr) || o->nholders == 0;
 		for (int i = 0; i < o->nholders; i++)
