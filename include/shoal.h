@@ -863,6 +863,8 @@ SHOAL_API int shoal_queue_port_unbind(int port);
  *           NULL: take returns NULL.
  * @fail: called with @fail_arg and errno set to the error when take pops
  *        nothing; what it returns, take returns. NULL: take returns NULL.
+ *        Also called when shoal_queue_port_put() pushes nothing (a port
+ *        that only sends binds @fail alone, with a NULL @deliver).
  * @fail_arg: for @fail.
  *
  * For a runtime whose calls cost more than copying: @deliver is its own
