@@ -6,7 +6,8 @@ the bare ctypes call it makes.
     queue_py.py floor ROUNDS  -> ns per call: get, put, and the floor: the
                                  bare call of the same C function (for
                                  get, also the pop alone, without the copy;
-                                 for put, also with a constant length)
+                                 for put, also the call put made before,
+                                 shoal_queue_port_send with len())
     queue_py.py 1to1 ROUNDS   -> msgs/s of 64-byte bytes: shoal put/get,
                                  pyzmq send/recv, mp_queue put/get
     queue_py.py batch ROUNDS  -> the same, shoal with put_many/get_many of 32
@@ -142,7 +143,8 @@ def floor(rounds):
     q = shoal.Queue(f"bench.py.{os.getpid()}", capacity=n, max_msg=64)
     q.put(MSG)
     q.get()  # makes get()'s port
-    take, pop, send, rx, tx = _q._port_take, _q._port_pop, _q._port_send, q._rx, q._tx
+    take, pop, rx, tx = _q._port_take, _q._port_pop, q._rx, q._tx
+    send, port_put = _q._port_send, _q._port_put
 
     def fill():
         while q.qsize() < n:
@@ -170,9 +172,10 @@ def floor(rounds):
         for _ in range(n):
             send(tx, m, len(m))
 
-    def floor_send_64():
+    def floor_put():
+        m = MSG
         for _ in range(n):
-            send(tx, MSG, 64)
+            port_put(tx, m)
 
     def put():
         p = q.put
@@ -181,8 +184,8 @@ def floor(rounds):
 
     loops = {"get": (fill, get), "floor_call": (fill, floor_take),
              "pop_no_copy": (fill, floor_pop),
-             "put": (drain, put), "floor_send": (drain, floor_send),
-             "floor_send_64": (drain, floor_send_64)}
+             "put": (drain, put), "floor_put": (drain, floor_put),
+             "send_with_len": (drain, floor_send)}
     res = {k: [] for k in loops}
     for _ in range(8 * rounds):
         for k, (prep, body) in loops.items():

@@ -26,7 +26,7 @@ def line(name, value, unit, peers):
 line("queue.py.get_ns", floor["get"], "ns",
      {"floor_call": floor["floor_call"], "pop_no_copy": floor["pop_no_copy"]})
 line("queue.py.put_ns", floor["put"], "ns",
-     {"floor_call": floor["floor_send"], "floor_call_const_len": floor["floor_send_64"]})
+     {"floor_call": floor["floor_put"], "send_with_len": floor["send_with_len"]})
 for name, res, unit in (("queue.py.1to1", py11, "msgs/s"), ("queue.py.batch", pybat, "msgs/s"),
                         ("queue.py.obj", pyobj, "objs/s")):
     line(name, res["shoal"], unit, {k: v for k, v in res.items() if k != "shoal"})

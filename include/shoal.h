@@ -774,6 +774,46 @@ SHOAL_API int shoal_queue_port_push(int port, int len);
 SHOAL_API int shoal_queue_port_send(int port, const void *msg, int len);
 
 /**
+ * shoal_queue_port_length_at() - where shoal_queue_port_put() finds a
+ * message's length: a ssize_t at @offset bytes from the message.
+ * @port: from shoal_queue_port_open().
+ * @offset: from the message's first byte to its length cell, in bytes:
+ *          negative for a header before the bytes (CPython's bytes keep
+ *          ob_size 16 bytes before ob_sval on 64-bit builds), or >= the
+ *          largest message for a cell after them.
+ *
+ * For a runtime whose strings carry their length beside their bytes and
+ * whose calls cost per argument: put then takes the message alone. The
+ * caller answers for every message it puts having the cell there (a
+ * wrong object is a wild read), so a binding checks the layout once and
+ * puts only objects of that exact type.
+ *
+ * Return: 0; -EBADF if @port is not an open port; -EINVAL if @offset is 0
+ * or a cell there would overlap the message's first bytes (-8 < @offset < 0).
+ */
+SHOAL_API int shoal_queue_port_length_at(int port, ptrdiff_t offset);
+
+/**
+ * shoal_queue_port_put() - shoal_queue_push() of the message at @msg, its
+ * length read from the cell shoal_queue_port_length_at() set.
+ * @port: from shoal_queue_port_open(), with shoal_queue_port_length_at() set.
+ * @msg: the message's first byte (from Python's ctypes: a bytes object as
+ *       is, which ctypes passes as the address of its bytes).
+ *
+ * When it pushes nothing and the port has a fail function
+ * (shoal_queue_port_deliver()), that is called with errno set to the
+ * error, as take does: Python's PyErr_SetFromErrno, so the caller's one
+ * call raises instead of returning a code to test. The error is also
+ * shoal_queue_port_error()'s.
+ *
+ * Return: 0; -EBADF if @port is not an open port, or is unbound;
+ * -EINVAL if the port has no length offset, @msg is NULL or the length
+ * read is negative; else shoal_queue_push()'s errors (-EAGAIN,
+ * -ETIMEDOUT, -EMSGSIZE, -EPIPE, ...).
+ */
+SHOAL_API int shoal_queue_port_put(int port, const void *msg);
+
+/**
  * shoal_queue_port_pop_many() - shoal_queue_pop_many() into the port's
  * buffer and length cells.
  * @port: from shoal_queue_port_open().
@@ -823,6 +863,8 @@ SHOAL_API int shoal_queue_port_unbind(int port);
  *           NULL: take returns NULL.
  * @fail: called with @fail_arg and errno set to the error when take pops
  *        nothing; what it returns, take returns. NULL: take returns NULL.
+ *        Also called when shoal_queue_port_put() pushes nothing (a port
+ *        that only sends binds @fail alone, with a NULL @deliver).
  * @fail_arg: for @fail.
  *
  * For a runtime whose calls cost more than copying: @deliver is its own
@@ -857,11 +899,12 @@ SHOAL_API int shoal_queue_port_deliver(int port, void *(*deliver)(const void *ms
 SHOAL_API void *shoal_queue_port_take(int port);
 
 /**
- * shoal_queue_port_error() - why the port's last take popped nothing.
+ * shoal_queue_port_error() - why the port's last take or put failed.
  * @port: from shoal_queue_port_open().
  *
  * Return: the error of the last shoal_queue_port_take() that popped
- * nothing (0 if none did); -EBADF if @port is not an open port.
+ * nothing or shoal_queue_port_put() that pushed nothing (0 if none did);
+ * -EBADF if @port is not an open port.
  */
 SHOAL_API int shoal_queue_port_error(int port);
 

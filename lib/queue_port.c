@@ -32,6 +32,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define CHUNK_BITS 8
 #define CHUNK (1u << CHUNK_BITS)
@@ -52,7 +53,8 @@ struct port {
 	void *(*deliver)(const void *msg, ssize_t len);
 	void *(*fail)(void *arg);
 	void *fail_arg;
-	int err; /* the last failed take's code */
+	ptrdiff_t len_at; /* put's length cell, from the message; 0: none bound */
+	int err; /* the last failed take's or put's code */
 	int id;
 };
 
@@ -129,7 +131,7 @@ SHOAL_API int shoal_queue_port_open(struct shoal_queue *q, void *buf, size_t cap
 	p = malloc(sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	*p = (struct port){ q, buf, cap, lens, nlens, timeout_ns, st.max_msg, NULL, NULL, NULL, 0, 0 };
+	*p = (struct port){ q, buf, cap, lens, nlens, timeout_ns, st.max_msg, NULL, NULL, NULL, 0, 0, 0 };
 	start = atomic_load_explicit(&next_free, memory_order_relaxed);
 	for (uint32_t k = 0; k < NCHUNKS * CHUNK; k++) {
 		uint32_t i = (start + k) & INDEX_MASK;
@@ -215,6 +217,44 @@ SHOAL_API int shoal_queue_port_send(int port, const void *msg, int len)
 	if (SHOAL__UNLIKELY(len < 0))
 		return -EINVAL;
 	return shoal_queue_push(p->q, msg, (size_t)len, p->timeout_ns);
+}
+
+SHOAL_API int shoal_queue_port_length_at(int port, ptrdiff_t offset)
+{
+	struct port *p = lookup(port);
+
+	if (!p)
+		return -EBADF;
+	if (offset == 0 || (offset > -(ptrdiff_t)sizeof(ssize_t) && offset < 0))
+		return -EINVAL; /* the cell would overlap the message */
+	p->len_at = offset;
+	return 0;
+}
+
+SHOAL_API int shoal_queue_port_put(int port, const void *msg)
+{
+	struct port *p = lookup(port);
+	ssize_t len;
+	int rc = -EBADF;
+
+	if (SHOAL__UNLIKELY(!p))
+		return -EBADF;
+	if (SHOAL__UNLIKELY(!p->len_at || !msg))
+		rc = -EINVAL;
+	else if (SHOAL__LIKELY(p->q != NULL)) {
+		/* The runtime's object holds the length beside its bytes (for
+		 * CPython's bytes, ob_size before ob_sval): read, not passed. */
+		memcpy(&len, (const char *)msg + p->len_at, sizeof(len));
+		rc = len < 0 ? -EINVAL : shoal_queue_push(p->q, msg, (size_t)len, p->timeout_ns);
+		if (SHOAL__LIKELY(rc == 0))
+			return 0;
+	}
+	p->err = rc;
+	if (p->fail) {
+		errno = -rc; /* as in take: fail() raises from errno */
+		p->fail(p->fail_arg);
+	}
+	return rc;
 }
 
 SHOAL_API ssize_t shoal_queue_port_pop_many(int port, int n)

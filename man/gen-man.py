@@ -232,10 +232,10 @@ page('shoal_queue_claim.3', 'SHOAL_QUEUE_CLAIM', ['shoal_queue_claim', 'shoal_qu
             "A consumer that holds claims must settle them before it waits for the end of a closed queue, or it waits for itself."],
      see=['shoal_queue(3)', 'shoal_errors(3)'])
 portintro = section_after('/* ---- queue ports (lib/queue_port.c)')
-page('shoal_queue_port.3', 'SHOAL_QUEUE_PORT', ['shoal_queue_port', 'shoal_queue_port_open', 'shoal_queue_port_close', 'shoal_queue_port_pop', 'shoal_queue_port_push', 'shoal_queue_port_send', 'shoal_queue_port_pop_many', 'shoal_queue_port_send_many', 'shoal_queue_port_unbind', 'shoal_queue_port_deliver', 'shoal_queue_port_take', 'shoal_queue_port_error'],
+page('shoal_queue_port.3', 'SHOAL_QUEUE_PORT', ['shoal_queue_port', 'shoal_queue_port_open', 'shoal_queue_port_close', 'shoal_queue_port_pop', 'shoal_queue_port_push', 'shoal_queue_port_send', 'shoal_queue_port_length_at', 'shoal_queue_port_put', 'shoal_queue_port_pop_many', 'shoal_queue_port_send_many', 'shoal_queue_port_unbind', 'shoal_queue_port_deliver', 'shoal_queue_port_take', 'shoal_queue_port_error'],
      'one-argument queue calls for foreign-function callers',
      portintro,
-     F('shoal_queue_port_open', 'shoal_queue_port_close', 'shoal_queue_port_pop', 'shoal_queue_port_push', 'shoal_queue_port_send', 'shoal_queue_port_pop_many', 'shoal_queue_port_send_many', 'shoal_queue_port_unbind', 'shoal_queue_port_deliver', 'shoal_queue_port_take', 'shoal_queue_port_error'),
+     F('shoal_queue_port_open', 'shoal_queue_port_close', 'shoal_queue_port_pop', 'shoal_queue_port_push', 'shoal_queue_port_send', 'shoal_queue_port_length_at', 'shoal_queue_port_put', 'shoal_queue_port_pop_many', 'shoal_queue_port_send_many', 'shoal_queue_port_unbind', 'shoal_queue_port_deliver', 'shoal_queue_port_take', 'shoal_queue_port_error'),
      notes=["A port's calls are the queue's calls with bound arguments: a process killed inside one leaves what it would leave inside shoal_queue_push(3) or shoal_queue_pop(3), and the port itself, process memory, goes with the process.",
             "Port numbers are plain ints so that an interpreter passes them without building a pointer object; a number carries a generation, so one used after its port was closed is refused with -EBADF rather than naming another port."],
      see=['shoal_queue(3)', 'shoal_errors(3)'])

@@ -2,8 +2,8 @@
  * check_queue_port.c - queue ports (lib/queue_port.c): every error code of
  * every port call, the bound buffer and length cells in both directions,
  * numbers refused after close (and a reused entry's new number), the table
- * running out, a forked child using the ports it inherited, and take's
- * deliver and fail functions.
+ * running out, a forked child using the ports it inherited, take's
+ * deliver and fail functions, and put's length read beside the message.
  */
 #define _GNU_SOURCE /* unshare(), in testutil.h */
 #include "testutil.h"
@@ -59,6 +59,8 @@ START_TEST(bad_numbers_are_ebadf)
 		ck_assert_int_eq(shoal_queue_port_pop(bad[i]), -EBADF);
 		ck_assert_int_eq(shoal_queue_port_push(bad[i], 0), -EBADF);
 		ck_assert_int_eq(shoal_queue_port_send(bad[i], "", 0), -EBADF);
+		ck_assert_int_eq(shoal_queue_port_put(bad[i], ""), -EBADF);
+		ck_assert_int_eq(shoal_queue_port_length_at(bad[i], -8), -EBADF);
 		ck_assert_int_eq(shoal_queue_port_pop_many(bad[i], 1), -EBADF);
 		ck_assert_int_eq(shoal_queue_port_send_many(bad[i], "", (size_t[]){ 0 }, 1), -EBADF);
 	}
@@ -310,6 +312,85 @@ START_TEST(take_delivers_or_fails)
 }
 END_TEST
 
+/* A string that carries its length in a header before its bytes, as
+ * CPython's bytes do: put reads the length there. */
+struct lstr {
+	ssize_t len;
+	char data[24];
+};
+
+static int put_fails;
+
+static void *count_fail(void *arg)
+{
+	put_fails++;
+	*(int *)arg = errno;
+	return NULL;
+}
+
+START_TEST(put_reads_the_length_beside_the_message)
+{
+	const char *name = t_name("pput");
+	struct shoal_queue *q = mkq(name, 2, 16);
+	char buf[16];
+	size_t lens[1];
+	int port = shoal_queue_port_open(q, NULL, 0, lens, 1, 0);
+	int rx = shoal_queue_port_open(q, buf, sizeof(buf), lens, 1, 0);
+	const ptrdiff_t at = (ptrdiff_t)offsetof(struct lstr, len) - (ptrdiff_t)offsetof(struct lstr, data);
+	struct lstr m = { 3, "a\0b" };
+	int seen = 0;
+
+	ck_assert_int_gt(port, 0);
+	/* No offset bound yet, or a cell that would overlap the bytes. */
+	ck_assert_int_eq(shoal_queue_port_put(port, m.data), -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_length_at(port, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_length_at(port, -1), -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_length_at(port, -(ptrdiff_t)sizeof(ssize_t) + 1), -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_put(port, m.data), -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_length_at(port, at), 0);
+	ck_assert_int_eq(shoal_queue_port_put(port, NULL), -EINVAL);
+	/* Embedded NULs: the length is the cell's, not strlen's. */
+	ck_assert_int_eq(shoal_queue_port_put(port, m.data), 0);
+	ck_assert_int_eq(shoal_queue_port_pop(rx), 3);
+	ck_assert_mem_eq(buf, "a\0b", 3);
+	m.len = -1;
+	ck_assert_int_eq(shoal_queue_port_put(port, m.data), -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_error(port), -EINVAL);
+	m.len = 17; /* longer than max_msg */
+	ck_assert_int_eq(shoal_queue_port_put(port, m.data), -EMSGSIZE);
+	ck_assert_int_eq(shoal_queue_port_pop(rx), -EAGAIN); /* nothing went in */
+	/* With a fail function, each failure also goes through it. */
+	ck_assert_int_eq(shoal_queue_port_deliver(port, NULL, count_fail, &seen), 0);
+	m.len = 0;
+	ck_assert_int_eq(shoal_queue_port_put(port, m.data), 0);
+	ck_assert_int_eq(shoal_queue_port_put(port, m.data), 0);
+	ck_assert_int_eq(put_fails, 0);
+	ck_assert_int_eq(shoal_queue_port_put(port, m.data), -EAGAIN); /* full */
+	ck_assert_int_eq(seen, EAGAIN);
+	ck_assert_int_eq(put_fails, 1);
+	ck_assert_int_eq(shoal_queue_port_error(port), -EAGAIN);
+	ck_assert_int_eq(shoal_queue_port_pop(rx), 0);
+	ck_assert_int_eq(shoal_queue_port_pop(rx), 0);
+	ck_assert_int_eq(shoal_queue_close(q), 0);
+	ck_assert_int_eq(shoal_queue_port_put(port, m.data), -EPIPE);
+	ck_assert_int_eq(seen, EPIPE);
+	m.len = -1;
+	ck_assert_int_eq(shoal_queue_port_put(port, m.data), -EINVAL);
+	ck_assert_int_eq(seen, EINVAL);
+	/* Unbound: -EBADF through fail(); closed: -EBADF, nobody to fail through. */
+	ck_assert_int_eq(shoal_queue_port_unbind(port), 0);
+	ck_assert_int_eq(shoal_queue_port_put(port, m.data), -EBADF);
+	ck_assert_int_eq(seen, EBADF);
+	ck_assert_int_eq(put_fails, 4);
+	ck_assert_int_eq(shoal_queue_port_close(port), 0);
+	ck_assert_int_eq(shoal_queue_port_put(port, m.data), -EBADF);
+	ck_assert_int_eq(shoal_queue_port_length_at(port, at), -EBADF);
+	ck_assert_int_eq(put_fails, 4);
+	ck_assert_int_eq(shoal_queue_port_close(rx), 0);
+	done(q, name);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("queue_port");
@@ -324,6 +405,7 @@ static Suite *suite(void)
 	tcase_add_test(unit, table_runs_out);
 	tcase_add_test(unit, fork_inherits_ports);
 	tcase_add_test(unit, take_delivers_or_fails);
+	tcase_add_test(unit, put_reads_the_length_beside_the_message);
 	suite_add_tcase(s, unit);
 	return s;
 }

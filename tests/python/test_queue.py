@@ -777,3 +777,87 @@ def test_put_obj_fast_and_full_paths(q):
     with pytest.raises(TypeError):
         q.put_obj(threading.Lock())  # the error pickling raises, nothing put
     assert q.empty()
+
+
+# ---- put(): bytes through shoal_queue_port_put (the length read beside
+# the bytes), everything else through the slow path
+
+def test_put_bytes_with_nuls_and_every_length(q):
+    msgs = [b"", b"\0", b"a\0b\0", b"\0" * 64, bytes(range(64)), b"x" * 63]
+    for m in msgs:
+        q.put(m)
+        assert q.get() == m
+    # A subclass of bytes is not put as a bytes object is.
+    class B(bytes):
+        pass
+    q.put(B(b"sub\0class"))
+    assert q.get() == b"sub\0class"
+
+
+def test_put_bytes_like_and_refusals(q):
+    q.put(bytearray(b"ba\0"))
+    q.put(memoryview(b"xmv")[1:])
+    assert [q.get(), q.get()] == [b"ba\0", b"mv"]
+    with pytest.raises(TypeError, match="put_obj") as e:
+        q.put("text")
+    assert "str" in str(e.value)
+    with pytest.raises(ValueError, match="longer than max_msg"):
+        q.put(b"y" * 65)
+    assert q.empty()
+
+
+def test_put_full_then_closed(q):
+    from shoal import queue as _q
+    for i in range(8):
+        q.put(bytes([i]))
+    with pytest.raises(queue.Full):
+        q.put(b"9", block=False)
+    with pytest.raises(queue.Full):
+        q.put(b"9", timeout=0.05)
+    with pytest.raises(BlockingIOError):  # the port's call raises by itself
+        _q._port_put(q._tx, b"9")
+    assert _q._port_error(q._tx) == -errno.EAGAIN
+    assert [q.get() for _ in range(8)] == [bytes([i]) for i in range(8)]
+    q.close()
+    with pytest.raises(BrokenPipeError):
+        q.put(b"after close")
+    with pytest.raises(BrokenPipeError):
+        _q._port_put(q._tx, b"z")
+
+
+def test_put_after_detach_raises_not_returns(name):
+    from shoal import queue as _q
+    q = shoal.Queue(name, capacity=4, max_msg=8)
+    tx = q._tx
+    q.detach()
+    with pytest.raises(OSError) as e:  # unbound: fails through the port
+        _q._port_put(tx, b"x")
+    assert e.value.errno == errno.EBADF
+    with pytest.raises(ValueError, match="detached"):
+        q.put(b"x")
+    with shoal.Queue.open(name) as q2:
+        assert q2.empty()
+    shoal.queue.unlink(name)
+
+
+def test_put_from_threads(name):
+    n, per = 4, 2000
+    with shoal.Queue(name, capacity=64, max_msg=16) as q:
+        def producer(k):
+            for i in range(per):
+                q.put(b"%d\0%d" % (k, i))
+
+        ts = [threading.Thread(target=producer, args=(k,)) for k in range(n)]
+        for t in ts:
+            t.start()
+        got = [q.get(timeout=10) for _ in range(n * per)]
+        for t in ts:
+            t.join()
+        assert q.empty()
+        last = {}
+        for m in got:
+            k, i = (int(x) for x in m.split(b"\0"))
+            assert last.get(k, -1) == i - 1  # each producer's order kept
+            last[k] = i
+        assert all(v == per - 1 for v in last.values())
+        q.unlink()

@@ -73,6 +73,33 @@ _port_deliver = declare("shoal_queue_port_deliver", ctypes.c_int, ctypes.c_int, 
 _port_unbind = declare("shoal_queue_port_unbind", ctypes.c_int, ctypes.c_int)
 _port_take = declare("shoal_queue_port_take", ctypes.py_object, hot=True, gil=True)
 _port_error = declare("shoal_queue_port_error", ctypes.c_int, ctypes.c_int, check=False)
+# put(): one call with the bytes object alone. ctypes passes a bytes
+# object as the address of its bytes (ob_sval), and CPython keeps the
+# length (ob_size) at a fixed place before them: the port reads it there
+# (shoal_queue_port_length_at()), so put passes no length and computes
+# none. The layout is checked here, once; put passes only objects whose
+# type is exactly bytes (a subclass or anything else takes the slow path).
+# When it pushes nothing it raises OSError through the port's fail
+# function, as take does.
+_port_length_at = declare("shoal_queue_port_length_at", ctypes.c_int, ctypes.c_int,
+                          ctypes.c_ssize_t)
+_port_put = declare("shoal_queue_port_put", ctypes.c_int, hot=True, gil=True)
+
+
+def _bytes_length_at() -> int:
+    """From a bytes object's first byte to its ob_size, checked on probes."""
+    at = object.__basicsize__  # ob_size: right after PyObject's header
+    data = bytes.__basicsize__ - 1  # ob_sval: the last member, its 1 byte counted
+    for probe in (b"", b"ab\0c", bytes(1000)):
+        addr = ctypes.cast(ctypes.c_char_p(probe), _vp).value
+        if (addr != id(probe) + data
+                or ctypes.c_ssize_t.from_address(id(probe) + at).value != len(probe)):
+            raise ImportError("shoal.Queue: this Python's bytes objects do not have "
+                              "CPython's layout")
+    return at - data
+
+
+_BYTES_LENGTH_AT = _bytes_length_at()
 _PYBYTES = ctypes.cast(ctypes.pythonapi.PyBytes_FromStringAndSize, _vp).value
 _PYRAISE = ctypes.cast(ctypes.pythonapi.PyErr_SetFromErrno, _vp).value
 _OSERROR = id(OSError)  # the exception type's address: a builtin, never freed
@@ -255,10 +282,13 @@ class Queue:
         self._capacity = st.capacity
         self._max_msg = st.max_msg
         self._local = threading.local()
-        # The sending port, every thread's (it binds no buffer); 0 once
-        # detached, which the C calls refuse (-EBADF).
+        # The sending port, every thread's (it binds no buffer). Like
+        # get()'s, detach() unbinds it rather than closing it: its calls
+        # then fail (-EBADF), and put()'s raises, never returns quietly.
         self._txport = _Port(self._map, 0, 1)
         self._tx = self._txport.id
+        _port_length_at(self._tx, _BYTES_LENGTH_AT)
+        _port_deliver(self._tx, None, _PYRAISE, _OSERROR)
         # get()'s port, every thread's (take() uses its buffer only while
         # it holds the GIL). Its number stays valid while this object
         # lives: detach() unbinds it rather than closing it, so a get()
@@ -338,12 +368,10 @@ class Queue:
         is not bytes-like (put_obj() sends objects)."""
         if type(data) is bytes:
             try:
-                rc = _port_send(self._tx, data, len(data))
-            except (ctypes.ArgumentError, OverflowError):  # longer than an int
-                rc = None
-            else:
-                if rc == 0:
-                    return
+                _port_put(self._tx, data)
+                return
+            except OSError as e:  # pushed nothing (the slow path finds out why)
+                rc = -e.errno
         else:
             rc = None
         self._put_slow(data, block, timeout, rc)
@@ -674,11 +702,10 @@ class Queue:
     def detach(self) -> None:
         """Let go of this handle (the queue stays; see unlink())."""
         if self._map is not None:
-            _port_unbind(self._rx)
-            self._rxport._map = None  # the port no longer keeps the handle
+            for port in (self._rxport, self._txport):
+                _port_unbind(port.id)
+                port._map = None  # the port no longer keeps the handle
         self._map = None
-        self._tx = 0
-        self._txport = None
         self._local = threading.local()
 
     def unlink(self) -> None:
