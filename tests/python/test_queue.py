@@ -861,3 +861,32 @@ def test_put_from_threads(name):
             last[k] = i
         assert all(v == per - 1 for v in last.values())
         q.unlink()
+
+
+def test_put_where_bytes_are_laid_out_otherwise(q):
+    """Where bytes objects do not have CPython's layout, put() passes the
+    length beside the message (Queue._put_with_len): the same contract."""
+    put = q._put_with_len
+    put(b"a\0b")
+    put(bytearray(b"ba"))
+    put(memoryview(b"xmv")[1:])
+    assert [q.get(), q.get(), q.get()] == [b"a\0b", b"ba", b"mv"]
+    with pytest.raises(TypeError, match="put_obj"):
+        put("text")
+    with pytest.raises(ValueError, match="longer than max_msg"):
+        put(b"y" * 65)
+    for i in range(8):
+        put(bytes([i]))
+    with pytest.raises(queue.Full):
+        put(b"9", block=False)
+    assert [q.get() for _ in range(8)] == [bytes([i]) for i in range(8)]
+    q.close()
+    with pytest.raises(BrokenPipeError):
+        put(b"after close")
+
+
+def test_bytes_layout_probe_finds_cpython_here():
+    from shoal import queue as _q
+    # This interpreter is CPython: the fast put is the one in use.
+    assert _q._BYTES_LENGTH_AT is not None and _q._BYTES_LENGTH_AT < 0
+    assert shoal.Queue.put.__name__ == "put"

@@ -58,7 +58,10 @@ _pop_many = declare("shoal_queue_pop_many", ctypes.c_ssize_t, _vp, _vp, ctypes.c
 # which release it.
 _port_open = declare("shoal_queue_port_open", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _vp,
                      ctypes.c_size_t, ctypes.c_int64)
-_port_close = declare("shoal_queue_port_close", ctypes.c_int, ctypes.c_int, check=False)
+# close and unbind keep the GIL too (they never wait): a port call runs
+# whole under the GIL, so another thread's close or detach cannot free or
+# unbind a port in the middle of one.
+_port_close = declare("shoal_queue_port_close", ctypes.c_int, hot=True, gil=True)
 _port_pop = declare("shoal_queue_port_pop", ctypes.c_ssize_t, hot=True, gil=True)
 _port_send = declare("shoal_queue_port_send", ctypes.c_int, hot=True, gil=True)
 _port_pop_many = declare("shoal_queue_port_pop_many", ctypes.c_ssize_t, hot=True, gil=True)
@@ -70,7 +73,7 @@ _port_send_many = declare("shoal_queue_port_send_many", ctypes.c_ssize_t, hot=Tr
 # fail function), which the slow path catches; ctypes lets an exception
 # set by a PYFUNCTYPE call through before it looks at the result.
 _port_deliver = declare("shoal_queue_port_deliver", ctypes.c_int, ctypes.c_int, _vp, _vp, _vp)
-_port_unbind = declare("shoal_queue_port_unbind", ctypes.c_int, ctypes.c_int)
+_port_unbind = declare("shoal_queue_port_unbind", ctypes.c_int, hot=True, gil=True)
 _port_take = declare("shoal_queue_port_take", ctypes.py_object, hot=True, gil=True)
 _port_error = declare("shoal_queue_port_error", ctypes.c_int, ctypes.c_int, check=False)
 # put(): one call with the bytes object alone. ctypes passes a bytes
@@ -86,16 +89,17 @@ _port_length_at = declare("shoal_queue_port_length_at", ctypes.c_int, ctypes.c_i
 _port_put = declare("shoal_queue_port_put", ctypes.c_int, hot=True, gil=True)
 
 
-def _bytes_length_at() -> int:
-    """From a bytes object's first byte to its ob_size, checked on probes."""
+def _bytes_length_at() -> Optional[int]:
+    """From a bytes object's first byte to its ob_size, checked on probes;
+    None where bytes objects are laid out otherwise (then put() passes the
+    length, as shoal_queue_port_send())."""
     at = object.__basicsize__  # ob_size: right after PyObject's header
     data = bytes.__basicsize__ - 1  # ob_sval: the last member, its 1 byte counted
     for probe in (b"", b"ab\0c", bytes(1000)):
         addr = ctypes.cast(ctypes.c_char_p(probe), _vp).value
         if (addr != id(probe) + data
                 or ctypes.c_ssize_t.from_address(id(probe) + at).value != len(probe)):
-            raise ImportError("shoal.Queue: this Python's bytes objects do not have "
-                              "CPython's layout")
+            return None
     return at - data
 
 
@@ -287,7 +291,8 @@ class Queue:
         # then fail (-EBADF), and put()'s raises, never returns quietly.
         self._txport = _Port(self._map, 0, 1)
         self._tx = self._txport.id
-        _port_length_at(self._tx, _BYTES_LENGTH_AT)
+        if _BYTES_LENGTH_AT is not None:
+            _port_length_at(self._tx, _BYTES_LENGTH_AT)
         _port_deliver(self._tx, None, _PYRAISE, _OSERROR)
         # get()'s port, every thread's (take() uses its buffer only while
         # it holds the GIL). Its number stays valid while this object
@@ -374,6 +379,20 @@ class Queue:
                 rc = -e.errno
         else:
             rc = None
+        self._put_slow(data, block, timeout, rc)
+
+    def _put_with_len(self, data: Any, block: bool = True,
+                      timeout: Optional[float] = None) -> None:
+        # put() where bytes objects do not have CPython's layout: the
+        # length passed beside the message.
+        rc = None
+        if type(data) is bytes:
+            try:
+                rc = _port_send(self._tx, data, len(data))
+            except (ctypes.ArgumentError, OverflowError):  # longer than an int
+                rc = None
+            if rc == 0:
+                return
         self._put_slow(data, block, timeout, rc)
 
     def _put_slow(self, data, block, timeout, rc):
@@ -725,6 +744,12 @@ class Queue:
         if self._map is None:
             return f"<shoal.Queue {self._name!r} detached>"
         return f"<shoal.Queue {self._name!r} capacity={self._capacity} max_msg={self._max_msg}>"
+
+
+if _BYTES_LENGTH_AT is None:  # not CPython's bytes layout: pass the length
+    _put_with_len = Queue._put_with_len
+    _put_with_len.__doc__ = Queue.put.__doc__
+    Queue.put = _put_with_len  # type: ignore[method-assign]
 
 
 def _reopen(name):
