@@ -17,10 +17,10 @@
  * (256 chunks of 256, each chunk allocated on first use and kept), filled
  * and emptied with compare-and-swap, so opening a port takes no lock and a
  * fork() in the middle of one leaves the child a consistent table. A port's
- * number carries a 15-bit generation beside its index, bumped at every
- * close, so a number used after its port was closed (or not from this
- * table at all) is -EBADF instead of someone else's port, until the same
- * entry has been reused 32767 times. A forked child inherits the ports
+ * number carries a 15-bit generation beside its index, a new one taken
+ * at every open, so a number used after its port was closed (or not from
+ * this table at all) is -EBADF instead of someone else's port, until the
+ * same entry has been reused 32767 times. A forked child inherits the ports
  * with the memory they bind, each naming the child's copy of its queue
  * handle.
  *
@@ -138,6 +138,7 @@ SHOAL_API int shoal_queue_port_open(struct shoal_queue *q, void *buf, size_t cap
 		struct port *none = NULL;
 		struct chunk *ch;
 		uint32_t gen;
+		uint16_t g;
 
 		if (i == 0)
 			continue; /* 0 is never a port */
@@ -148,20 +149,23 @@ SHOAL_API int shoal_queue_port_open(struct shoal_queue *q, void *buf, size_t cap
 		}
 		if (atomic_load_explicit(&ch->entry[i & (CHUNK - 1)], memory_order_relaxed))
 			continue;
-		/* Only the entry's owner touches its generation: number the
-		 * port before publishing it. */
-		gen = (atomic_load_explicit(&ch->gen[i & (CHUNK - 1)], memory_order_relaxed) + 1) &
-		      GEN_MASK;
-		if (gen == 0)
-			gen = 1;
+		/* Take a generation of its own before publishing: two opens
+		 * racing for a free entry never number their ports alike (the
+		 * loser's generation is skipped), so a number stays one port's. */
+		g = atomic_load_explicit(&ch->gen[i & (CHUNK - 1)], memory_order_relaxed);
+		do {
+			gen = (g + 1u) & GEN_MASK;
+			if (gen == 0)
+				gen = 1;
+		} while (!atomic_compare_exchange_weak_explicit(&ch->gen[i & (CHUNK - 1)], &g,
+								(uint16_t)gen, memory_order_relaxed,
+								memory_order_relaxed));
 		p->id = (int)(gen << INDEX_BITS | i);
 		/* R5: pairs with A5 in lookup. */
 		if (!atomic_compare_exchange_strong_explicit(&ch->entry[i & (CHUNK - 1)], &none, p,
 							     memory_order_release,
 							     memory_order_relaxed))
 			continue;
-		atomic_store_explicit(&ch->gen[i & (CHUNK - 1)], (uint16_t)gen,
-				      memory_order_relaxed);
 		atomic_store_explicit(&next_free, i + 1, memory_order_relaxed);
 		return p->id;
 	}
