@@ -252,6 +252,10 @@ class Pool(concurrent.futures.Executor):
         # as much as tens of tiny tasks.
         self._last_batch = min(max(_LAST_BATCH, 2 * self._workers * prefetch),
                                4 * _LAST_BATCH)
+        # Its first batch is a quarter of the cells (at least _FIRST_BATCH):
+        # 128 tasks over 128 workers woke each of them for one task.
+        self._first_batch = min(max(_FIRST_BATCH, self._workers * prefetch // 4),
+                                self._last_batch)
         # The hooks are the module's (they outlive every pool: the C pool
         # calls them until shoal_pool_destroy() returns) and find the pool
         # by its key, through a weak reference: the pool stays collectable.
@@ -439,6 +443,7 @@ class Pool(concurrent.futures.Executor):
                 calls._drop()
                 raise
             return calls
+        k = self._first_batch
         try:
             while True:
                 blobs = batch(k)
