@@ -193,6 +193,25 @@ def test_chunks_cut_right_at_every_length():
         assert list(p.map(sq, range(1303), chunksize=3)) == [x * x for x in range(1303)]
 
 
+def test_batches_grow_to_twice_the_workers_cells():
+    # A map()'s last batch is twice what the cells hold, between 8,192
+    # and 32,768 tasks, and is pickled in pieces of 8,192: nothing is
+    # lost or repeated across the pieces or the batches.
+    # Its first batch is a quarter of the cells, at least 128 (imap()'s
+    # stays 128).
+    with shoal.Pool(2) as p:
+        assert (p._first_batch, p._last_batch) == (128, 8192)
+    with shoal.Pool(2, prefetch=256) as p:
+        assert (p._first_batch, p._last_batch) == (128, 8192)
+    with shoal.Pool(20, prefetch=256) as p:
+        assert (p._first_batch, p._last_batch) == (1280, 10240)
+        n = 1280 + 5120 + 10240 + 10240 + 9001
+        assert list(p.map(sq, range(n))) == [x * x for x in range(n)]
+        assert list(p.map(add, range(n), range(n), chunksize=2)) == [2 * x for x in range(n)]
+    with shoal.Pool(70, prefetch=256) as p:
+        assert (p._first_batch, p._last_batch) == (4480, 32768)
+
+
 def test_exception_comes_back_with_traceback():
     with shoal.Pool(1) as p:
         with pytest.raises(ValueError, match="bad 3") as ei:

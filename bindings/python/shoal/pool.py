@@ -243,6 +243,19 @@ class Pool(concurrent.futures.Executor):
         self._inline = inline_bytes or C.SHOAL_POOL_HOSTED_INLINE_BYTES_DEFAULT
         prefetch = prefetch or C.SHOAL_POOL_HOSTED_PREFETCH_DEFAULT
         self._prefetch = prefetch  # imap()'s window is a multiple of it
+        # A map()'s batches grow to twice what the workers' cells hold (at
+        # least _LAST_BATCH, at most four times it): a batch the cells hold
+        # whole is handed out thinly, a few tasks to every worker, and each
+        # worker then sleeps and wakes once per batch. With 128 workers on 2
+        # cores, 8,192-task batches were 64 tasks per wake-up, and a
+        # wake-up of a worker whose caches the other 127 have emptied costs
+        # as much as tens of tiny tasks.
+        self._last_batch = min(max(_LAST_BATCH, 2 * self._workers * prefetch),
+                               4 * _LAST_BATCH)
+        # Its first batch is a quarter of the cells (at least _FIRST_BATCH):
+        # 128 tasks over 128 workers woke each of them for one task.
+        self._first_batch = min(max(_FIRST_BATCH, self._workers * prefetch // 4),
+                                self._last_batch)
         # The hooks are the module's (they outlive every pool: the C pool
         # calls them until shoal_pool_destroy() returns) and find the pool
         # by its key, through a weak reference: the pool stays collectable.
@@ -392,7 +405,14 @@ class Pool(concurrent.futures.Executor):
                 chunks = itertools.chain(chunks, (tuple(items[full:]),))
             if kind != _ONE:
                 chunks = zip(chunks, itertools.repeat(None))  # (calls, kwargs)
-            return list(map(pickle.dumps, chunks, itertools.repeat(pickle.HIGHEST_PROTOCOL)))
+            # Pickled _LAST_BATCH at a time: one call holds the GIL
+            # throughout, and the results thread waits for it.
+            blobs, proto = [], itertools.repeat(pickle.HIGHEST_PROTOCOL)
+            while True:
+                got = list(map(pickle.dumps, itertools.islice(chunks, _LAST_BATCH), proto))
+                if not got:
+                    return blobs
+                blobs += got
 
         # Submitted in batches growing from a small one, so that workers
         # start while the caller still pickles the rest.
@@ -423,13 +443,14 @@ class Pool(concurrent.futures.Executor):
                 calls._drop()
                 raise
             return calls
+        k = self._first_batch
         try:
             while True:
                 blobs = batch(k)
                 if not blobs:
                     return calls
                 self._submit(fn, kind, blobs, calls)
-                k = min(4 * k, _LAST_BATCH)
+                k = min(4 * k, self._last_batch)
         except BaseException:
             calls._drop()
             raise
