@@ -95,6 +95,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 /* ---- shared layout --------------------------------------------------------- */
 
@@ -150,7 +151,12 @@ struct line32 {
 	_Atomic uint32_t usleep;  /* how many urgent waiters may be asleep on uword */
 	shoal__atomic_u64 urgent_at; /* when the urgent waiter last ran (ns) */
 	shoal__atomic_u64 slept_at;  /* when a caller last went to sleep here (ns) */
-	char pad[SHOAL_CACHELINE - 32];
+	/* Spin seats: a blocked caller spins only while it holds one (the
+	 * monotonic time it took it, 0 = free); see take_seat(). Bytes that
+	 * were padding: zero in a queue an older library made, ignored by
+	 * it, and any value is safe (a stamp too old or in the future frees
+	 * the seat). */
+	shoal__atomic_u64 seat[4];
 };
 _Static_assert(sizeof(struct line32) == SHOAL_CACHELINE, "a side's sleep line is one line");
 
@@ -243,6 +249,19 @@ void (*shoal__queue_hook)(enum shoal__queue_point where);
 #define SWEEP_NS 50000000ull
 /* Short bounded spin before sleeping: tries, each a few pauses apart. */
 #define SPIN_TRIES 200
+/* A blocked caller spins while it holds one of its side's spin seats, at
+ * most one seat per online CPU and SPIN_SEATS: with more runnable
+ * processes than cores a spinner's sched_yield() only runs another
+ * spinner, and every extra spinner delays the process that would publish.
+ * A caller without a seat sleeps at once if SEATLESS_FEW or more of its
+ * side sleep (a crowd: 64 x 64 ran 2.3x faster), and spins anyway when
+ * fewer do (4 x 4 on 2 cores needs its spinners: with seats alone it ran
+ * at 0.1x). A seat taken longer ago than SEAT_STALE_NS, or stamped in the
+ * future, is free: its holder died, or its spin is long over. */
+#define SPIN_SEATS 4
+#define SEAT_STALE_NS 2000000ull
+#define SEATLESS_FEW 4u
+_Static_assert(sizeof(((struct line32 *)0)->seat) == SPIN_SEATS * 8, "one word per seat");
 /* How long nack waits for the recovery lock held by a live process. */
 #define NACK_LOCK_NS 2000000000ll
 /* Fair wake-up (wait_for()): a blocked caller that finds this many asleep
@@ -398,7 +417,9 @@ static inline bool urgent_fresh(const struct line32 *l, uint64_t now)
  * the same for the urgent waiter's usleep (D3). */
 static inline void wake(struct line32 *l, int n)
 {
-	if (atomic_load_explicit(&l->waiters, memory_order_seq_cst) != 0) {
+	uint32_t nw = atomic_load_explicit(&l->waiters, memory_order_seq_cst);
+
+	if (nw != 0) {
 		_Atomic uint32_t *w = &l->word;
 		int k;
 
@@ -422,8 +443,12 @@ static inline void wake(struct line32 *l, int n)
 		 * a wake that found a sleeper lets it run now; with nothing
 		 * else queued here the yield returns at once. Only the slow
 		 * path (someone slept) pays for it. */
-		if (shoal__futex_wake(w, n) > 0)
+		if (shoal__futex_wake(w, n) > 0 && nw < CROWD)
 			sched_yield();
+		/* Not with a crowd asleep: then more processes are runnable
+		 * than cores, the yield runs another waiter or spinner rather
+		 * than the one woken, and at 64 x 64 it cost more than half
+		 * the throughput. */
 	}
 }
 
@@ -1395,16 +1420,73 @@ static void drop_urgent(struct shoal_queue *q, int side, uint64_t mine)
 		shoal__futex_wake(&l->word, n > INT32_MAX ? INT32_MAX : (int)n);
 }
 
+/* Whether at least n callers of line l are asleep. A sleeper that died
+ * asleep leaves the count up for good, so the count only counts while
+ * someone has gone to sleep within two slices (a live sleeper does so at
+ * least once a slice). */
+static bool asleep_at_least(struct line32 *l, uint32_t n, uint64_t now)
+{
+	uint64_t at;
+
+	if (atomic_load_explicit(&l->waiters, memory_order_relaxed) < n)
+		return false;
+	at = atomic_load_explicit(&l->slept_at, memory_order_relaxed);
+	return at > now ? at - now < SLICE_NS : now - at < 2 * SLICE_NS;
+}
+
+static int seats_for_cpus(void)
+{
+	static _Atomic int cached;
+	int n = atomic_load_explicit(&cached, memory_order_relaxed);
+
+	if (n == 0) {
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
+
+		n = c < 1 ? 1 : c > SPIN_SEATS ? SPIN_SEATS : (int)c;
+		atomic_store_explicit(&cached, n, memory_order_relaxed);
+	}
+	return n;
+}
+
+/* Takes a free (or stale) spin seat of line l, stamped now; returns its
+ * index, or -1 when all are held (the caller sleeps at once). */
+static int take_seat(struct line32 *l, uint64_t now)
+{
+	int n = seats_for_cpus();
+
+	for (int k = 0; k < n; k++) {
+		uint64_t at = atomic_load_explicit(&l->seat[k], memory_order_relaxed);
+
+		if (at != 0 && at <= now && now - at < SEAT_STALE_NS)
+			continue;
+		if (atomic_compare_exchange_strong_explicit(&l->seat[k], &at, now,
+							    memory_order_relaxed,
+							    memory_order_relaxed))
+			return k;
+	}
+	return -1;
+}
+
+static void leave_seat(struct line32 *l, int k, uint64_t stamp)
+{
+	/* Not ours any more if another caller took it as stale. */
+	if (k >= 0)
+		atomic_compare_exchange_strong_explicit(&l->seat[k], &stamp, 0,
+							memory_order_relaxed,
+							memory_order_relaxed);
+}
+
 static ssize_t wait_for(struct shoal_queue *q, uint32_t me, struct attempt *a, bool consumer,
 			int64_t timeout_ns)
 {
 	int side = consumer ? 0 : 1;
 	struct line32 *l = side_line(q, side);
-	/* Our age counts from the first sleep: no clock read while a spin
-	 * still finds what it waits for (1to1's usual wait). */
+	/* Our age counts from the first sleep, not from the spin (whose
+	 * one clock read stamps the spin seat). */
 	uint64_t since = 0, mine = 0;
-	uint64_t deadline, blocker = 0;
-	bool urgent = false;
+	uint64_t deadline, blocker = 0, seat_at;
+	int seat;
+	bool urgent = false, spin;
 	ssize_t rc;
 
 	if (timeout_ns == 0) {
@@ -1415,20 +1497,15 @@ static ssize_t wait_for(struct shoal_queue *q, uint32_t me, struct attempt *a, b
 		return rc;
 	}
 	deadline = shoal__deadline(timeout_ns);
-	for (int i = 0; i < SPIN_TRIES; i++) {
+	seat_at = shoal__now_ns();
+	seat = take_seat(l, seat_at);
+	spin = seat >= 0 || !asleep_at_least(l, SEATLESS_FEW, seat_at);
+	for (int i = 0; spin && i < SPIN_TRIES; i++) {
 		/* A crowd asleep on this side was here first, or an urgent
 		 * turn is not ours: queue behind them rather than spin (and
-		 * stay runnable) to take what they are woken for. A sleeper
-		 * that died asleep leaves the count up for good, so the count
-		 * only counts while someone has gone to sleep within two
-		 * slices (a live sleeper does so at least once a slice). */
-		if (i == 0 && atomic_load_explicit(&l->waiters, memory_order_relaxed) >= CROWD) {
-			uint64_t at = atomic_load_explicit(&l->slept_at, memory_order_relaxed);
-			uint64_t now = shoal__now_ns();
-
-			if (at > now ? at - now < SLICE_NS : now - at < 2 * SLICE_NS)
-				break;
-		}
+		 * stay runnable) to take what they are woken for. */
+		if (i == 0 && asleep_at_least(l, CROWD, seat_at))
+			break;
 		if (must_defer(q, side, mine))
 			break;
 		for (int j = 0; j < 16; j++)
@@ -1436,9 +1513,12 @@ static ssize_t wait_for(struct shoal_queue *q, uint32_t me, struct attempt *a, b
 		if (i % 32 == 31)
 			sched_yield(); /* more runnable processes than cores */
 		rc = a->fn(q, me, a->ctx, &blocker);
-		if (rc != -EAGAIN)
+		if (rc != -EAGAIN) {
+			leave_seat(l, seat, seat_at);
 			return rc;
+		}
 	}
+	leave_seat(l, seat, seat_at);
 	since = shoal__now_ns();
 	mine = urgent_token(since, me);
 	for (;;) {

@@ -1096,6 +1096,59 @@ START_TEST(urgent_turn_goes_stale)
 }
 END_TEST
 
+/* The spin seats (line32.seat): held by live spinners, by dead ones, or
+ * garbage, they never stall a caller. Seats held fresh: the caller sleeps
+ * at once and the publish wakes it. Stamps from long ago (a spinner
+ * killed in its spin) or in the future (garbage) free the seat: the
+ * caller takes seat 0 and gives it back, 0. */
+#define SEAT_OFF(side, k) (KOFF + 320 + 64 * (side) + 32 + 8 * (k))
+
+START_TEST(spin_seats_held_or_garbage)
+{
+	const char *name = t_name("seats");
+	struct shoal_queue *q = mkq(name, 4, 8);
+	char buf[8];
+	size_t len;
+	int status;
+	double t0;
+	pid_t kid;
+
+	/* Held: a producer 30 ms later wakes the consumer. */
+	kid = fork();
+	if (kid == 0) {
+		usleep(30000);
+		_exit(shoal_queue_push(q, "w", 1, 0) == 0 ? 0 : 1);
+	}
+	for (int k = 0; k < 4; k++)
+		poke64(name, SEAT_OFF(0, k), mono_ns());
+	t0 = now_s();
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 2000000000), 0);
+	ck_assert_int_eq(buf[0], 'w');
+	ck_assert_double_lt(now_s() - t0, 0.3);
+	ck_assert_int_eq(waitpid(kid, &status, 0), kid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* Held, nothing comes: the timeout still holds. */
+	for (int k = 0; k < 4; k++)
+		poke64(name, SEAT_OFF(0, k), mono_ns());
+	ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 20000000), -ETIMEDOUT);
+	/* Stale (a spinner killed 1 s ago) and garbage (in the future). */
+	for (int g = 0; g < 2; g++) {
+		for (int side = 0; side < 2; side++)
+			for (int k = 0; k < 4; k++)
+				poke64(name, SEAT_OFF(side, k), g ? UINT64_MAX : mono_ns() - 1000000000ull);
+		ck_assert_int_eq(shoal_queue_pop(q, buf, 8, &len, 1000000), -ETIMEDOUT);
+		ck_assert_uint_eq(peek64(name, SEAT_OFF(0, 0)), 0);
+		for (int i = 0; i < 4; i++)
+			ck_assert_int_eq(shoal_queue_push(q, "f", 1, 0), 0);
+		ck_assert_int_eq(shoal_queue_push(q, "x", 1, 1000000), -ETIMEDOUT);
+		ck_assert_uint_eq(peek64(name, SEAT_OFF(1, 0)), 0);
+		for (int i = 0; i < 4; i++)
+			expect(q, "f", 0);
+	}
+	done(q, name);
+}
+END_TEST
+
 /* A consumer that lost a wake-up holds the urgent turn and is SIGKILLed
  * (or SIGSTOPped) there: the others go on within the turn's bound. The
  * turn must name it (its entry is 2: ours is 1). */
@@ -2490,6 +2543,7 @@ static Suite *suite(void)
 	tcase_add_test(hostile, corrupt_while_open);
 	tcase_add_test(hostile, hostile_lock);
 	tcase_add_test(hostile, urgent_turn_goes_stale);
+	tcase_add_test(hostile, spin_seats_held_or_garbage);
 	suite_add_tcase(s, hostile);
 
 	tcase_set_timeout(death, 30);
