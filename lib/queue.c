@@ -430,9 +430,14 @@ static inline void wake(struct line32 *l, int n)
 		    urgent_fresh(l, shoal__now_ns())) {
 			atomic_fetch_add_explicit(&l->uword, 1, memory_order_release);
 			k = shoal__futex_wake(&l->uword, INT32_MAX);
-			if (n == 1) {
-				if (k > 0)
-					sched_yield();
+			/* Only if it woke someone: an urgent waiter killed asleep
+			 * leaves usleep one too high for good, and a turn's stamp
+			 * stays fresh 30 ms after it is dropped; returning then
+			 * would leave the others asleep with work to take. If
+			 * the waiter was about to sleep, it sees uword move and
+			 * the wake below is one too many, which is harmless. */
+			if (n == 1 && k > 0) {
+				sched_yield();
 				return;
 			}
 		}

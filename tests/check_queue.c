@@ -1096,6 +1096,62 @@ START_TEST(urgent_turn_goes_stale)
 }
 END_TEST
 
+/* A sleeper on the urgent futex killed there leaves usleep one too high for
+ * good, and a dropped turn's stamp stays fresh for 30 ms: a publish then
+ * wakes nobody on that futex and must go on to wake the ordinary sleepers,
+ * not leave them a whole sleep slice (50 ms) with a message in the ring. */
+#define USLEEP_OFF(side) (KOFF + 320 + 64 * (side) + 12)
+#define WAITERS_OFF(side) (KOFF + 320 + 64 * (side) + 4)
+
+START_TEST(dead_urgent_sleeper_swallows_no_wakeup)
+{
+	const char *name = t_name("usleep");
+	struct shoal_queue *q = mkq(name, 4, 8);
+	double best = 1e9;
+
+	for (int trial = 0; trial < 5; trial++) {
+		int fds[2];
+		double t_push, t_got = 0;
+		pid_t kid;
+
+		ck_assert_int_eq(pipe(fds), 0);
+		kid = fork();
+		if (kid == 0) {
+			struct shoal_queue *c = NULL;
+			char buf[8];
+			size_t len;
+			double t;
+
+			if (shoal_queue_open(name, 0, &c) != 0 ||
+			    shoal_queue_pop(c, buf, sizeof(buf), &len, 2000000000) != 0)
+				_exit(1);
+			t = now_s();
+			_exit(write(fds[1], &t, sizeof(t)) == sizeof(t) ? 0 : 2);
+		}
+		/* Once the consumer sleeps: a dead urgent sleeper and a fresh
+		 * stamp with no turn held. */
+		for (int i = 0; i < 2000 && peek64(name, KOFF + 320) >> 32 == 0; i++)
+			usleep(1000);
+		ck_assert_uint_ne(peek64(name, KOFF + 320) >> 32, 0);
+		poke32(name, USLEEP_OFF(0), 1);
+		poke64(name, STAMP_OFF(0), mono_ns());
+		t_push = now_s();
+		ck_assert_int_eq(shoal_queue_push(q, "m", 1, 0), 0);
+		ck_assert_int_eq(t_wait(kid), 0);
+		ck_assert_int_eq(read(fds[0], &t_got, sizeof(t_got)), (ssize_t)sizeof(t_got));
+		close(fds[0]);
+		close(fds[1]);
+		if (t_got - t_push < best)
+			best = t_got - t_push;
+		poke32(name, USLEEP_OFF(0), 0);
+		poke32(name, WAITERS_OFF(0), 0);
+	}
+	/* Woken by the push, not by the end of its slice (about 50 ms). */
+	ck_assert_msg(best < 0.025, "fastest pop after the push took %.3f s", best);
+	done(q, name);
+}
+END_TEST
+
 /* The spin seats (line32.seat): held by live spinners, by dead ones, or
  * garbage, they never stall a caller. Seats held fresh: the caller sleeps
  * at once and the publish wakes it. Stamps from long ago (a spinner
@@ -2543,6 +2599,7 @@ static Suite *suite(void)
 	tcase_add_test(hostile, corrupt_while_open);
 	tcase_add_test(hostile, hostile_lock);
 	tcase_add_test(hostile, urgent_turn_goes_stale);
+	tcase_add_test(hostile, dead_urgent_sleeper_swallows_no_wakeup);
 	tcase_add_test(hostile, spin_seats_held_or_garbage);
 	suite_add_tcase(s, hostile);
 
