@@ -15,8 +15,9 @@ import time
 import pytest
 
 _PRELUDE = textwrap.dedent("""
-    import concurrent.futures, json, multiprocessing, os, signal, sys, threading, time
+    import concurrent.futures, faulthandler, json, multiprocessing, os, signal, sys, threading, time
     import shoal
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # _run's dump on a hang
     KIND = sys.argv[1]
 
     def make(n):
@@ -46,8 +47,8 @@ _PRELUDE = textwrap.dedent("""
 def _run(body, kind, timeout=30, args=()):
     """Run @body (after _PRELUDE) with KIND=@kind in a session of its own:
     its pid, the JSON lines it printed (merged), its exit code (None if it
-    hung: then its whole process group is killed), its wall time and its
-    stderr. Output goes to files: a worker left behind must not hold a
+    hung: then its threads' stacks go to its stderr and its whole process
+    group is killed), its wall time and its stderr. Output goes to files: a worker left behind must not hold a
     pipe open."""
     import signal
     import tempfile
@@ -59,6 +60,7 @@ def _run(body, kind, timeout=30, args=()):
             rc = p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             rc = None
+            _dump_stacks(p)
         if rc is None or kind != "shoal":
             _killpg(p.pid)  # what it left (shoal's: see _settle)
         p.wait()
@@ -71,6 +73,29 @@ def _run(body, kind, timeout=30, args=()):
         if line.startswith("{"):
             res.update(json.loads(line))
     return p.pid, res, rc, wall, errs
+
+
+def _dump_stacks(p):
+    """A hung script's threads' stacks, to its stderr (faulthandler, set
+    up by _PRELUDE), and what each process of its session waits in, so a
+    hang that happens once in many runs says where."""
+    import signal
+    try:
+        p.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+    except ProcessLookupError:
+        return
+    for pid in _alive(p.pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ")[:80].decode(errors="replace")
+            waits = []
+            for t in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{t}/wchan") as f:
+                    waits.append(f.read())
+        except OSError:
+            continue
+        sys.stderr.write(f"hung: pid {pid} {cmd!r} waits in {waits}\n")
 
 
 def _killpg(pgid):
