@@ -676,6 +676,70 @@ SHOAL_API bool shoal_queue_is_closed(const struct shoal_queue *q);
 SHOAL_API int shoal_queue_stats(const struct shoal_queue *q, struct shoal_queue_stats *out);
 
 /**
+ * struct shoal_queue_participant - an entry of a queue's participant table,
+ * from shoal_queue_observe().
+ * @pid: the process that registered it.
+ * @start_time: its start time (struct shoal_proc), telling a reused pid apart.
+ * @alive: false once the process is certainly gone (shoal_proc_is_alive()'s
+ *         judgement, an unreadable /proc counting as alive).
+ * @detached: its handle detached with claims open: recovery hands them on
+ *         and then frees the entry.
+ */
+struct shoal_queue_participant {
+	pid_t pid;
+	uint64_t start_time;
+	bool alive;
+	bool detached;
+};
+
+/**
+ * struct shoal_queue_view - a queue seen from outside, by
+ * shoal_queue_observe().
+ * @stats: as shoal_queue_stats() gives a handle's owner; @stats.participants
+ *         counts the registered entries.
+ * @generation: the queue's generation (its array holder key names it).
+ * @closed: shoal_queue_close() was called.
+ * @live: participants whose process runs.
+ * @dead: participants whose process is gone (or detached with claims open):
+ *        the next recovery or sweep frees their entries.
+ * @table: entries in the participant table (its fixed size).
+ */
+struct shoal_queue_view {
+	struct shoal_queue_stats stats;
+	uint64_t generation;
+	bool closed;
+	uint32_t live;
+	uint32_t dead;
+	uint32_t table;
+};
+
+/**
+ * shoal_queue_observe() - look at a queue without joining it.
+ * @name: the queue.
+ * @out: filled on success.
+ * @parts: filled with up to @cap registered participants; may be NULL if
+ *         @cap is 0.
+ * @cap: entries in @parts.
+ *
+ * Maps the queue read-only and takes no participant entry, no lock, no
+ * reference: nothing in the object changes, and a queue whose table is full
+ * can still be observed. The object is untrusted input, checked as
+ * shoal_queue_open() checks it; the counters and the table are then read
+ * one by one while others work, so they agree only roughly. Costs one open
+ * and mmap, a read of the table (8 bytes an entry), and a /proc read per
+ * registered participant. Thread-safe.
+ *
+ * Return: the number of registered participants (may exceed @cap); -EINVAL
+ * for a bad name, NULL @out, or NULL @parts with @cap > 0; -ENOENT if there
+ * is no such object; -EACCES if it belongs to another user or is group or
+ * world writable; -EBADMSG for a corrupt queue or a file that is not one;
+ * -EPROTO for a layout this library does not read; -EPROTOTYPE if @name is
+ * another kind of object; -ENOMEM; -EMFILE, -ENFILE.
+ */
+SHOAL_API int shoal_queue_observe(const char *name, struct shoal_queue_view *out,
+				  struct shoal_queue_participant *parts, size_t cap);
+
+/**
  * shoal_queue_name() - the name the handle was created or opened with.
  * @q: the queue.
  *
@@ -1852,6 +1916,96 @@ SHOAL_API int shoal_pool_stats(struct shoal_pool *p, struct shoal_pool_stats *ou
  * Return: 0; -EINVAL for NULL.
  */
 SHOAL_API int shoal_pool_info(struct shoal_pool *p, struct shoal_pool_info *out);
+
+/** What a seat of a pool's board is doing (shoal_pool_worker_view.state). */
+enum shoal_pool_seat_state {
+	SHOAL_POOL_SEAT_STARTING = 1, /**< started, not yet ready */
+	SHOAL_POOL_SEAT_READY = 2,    /**< takes tasks */
+	SHOAL_POOL_SEAT_RETIRING = 3, /**< told to leave once its tasks are done */
+};
+
+/**
+ * struct shoal_pool_worker_view - a worker of a pool, from
+ * shoal_pool_observe().
+ * @seat: its seat on the board.
+ * @position: the worker position it serves (0..workers-1, as in
+ *         shoal_pool_stats()), or -1 on a board of a library that does
+ *         not publish it.
+ * @state: enum shoal_pool_seat_state.
+ * @pid: the worker (0 while it has not opened the board yet).
+ * @alive: false once @pid is certainly gone.
+ * @generation: the seat's count of workers.
+ * @tasks: tasks this worker finished.
+ * @private_bytes: its private memory now (anonymous RSS + swap,
+ *         shoal_memstat()); 0 if it could not be read.
+ * @recycles: its position's replacements by reason (enum shoal_pool_reason).
+ */
+struct shoal_pool_worker_view {
+	uint32_t seat;
+	int position;
+	int state;
+	pid_t pid;
+	bool alive;
+	uint64_t generation;
+	uint64_t tasks;
+	uint64_t private_bytes;
+	uint64_t recycles[SHOAL_POOL_NREASONS];
+};
+
+/**
+ * struct shoal_pool_view - a pool's task board seen from outside, by
+ * shoal_pool_observe().
+ * @supervisor: the process that owns the pool (the board's creator).
+ * @supervisor_alive: false once it is certainly gone (the board is then
+ *         stale: shoal_reap() removes it).
+ * @seats: seats on the board (2 * workers + 2).
+ * @prefetch: cells per seat.
+ * @inline_bytes: task and result bytes a cell carries.
+ * @workers: seats that hold a worker.
+ * @tasks_running: cells holding a task handed out and not yet collected.
+ * @tasks_done: tasks the current workers finished (the sum of @tasks).
+ * @recycles: replacements by reason, summed over positions.
+ * @published: the supervisor publishes the per-worker figures (@position,
+ *         @tasks, @recycles); false on a board of an older library.
+ */
+struct shoal_pool_view {
+	struct shoal_proc supervisor;
+	bool supervisor_alive;
+	uint32_t seats;
+	uint32_t prefetch;
+	uint64_t inline_bytes;
+	uint32_t workers;
+	uint64_t tasks_running;
+	uint64_t tasks_done;
+	uint64_t recycles[SHOAL_POOL_NREASONS];
+	bool published;
+};
+
+/**
+ * shoal_pool_observe() - look at a pool's task board without joining it.
+ * @board: the board's object name (shoal_pool_name()).
+ * @out: filled on success.
+ * @workers: filled with up to @cap workers, by seat; may be NULL if @cap
+ *         is 0.
+ * @cap: entries in @workers.
+ *
+ * Any process may call it, not only the pool's owner: the board is mapped
+ * read-only and nothing on it changes. The figures are those the
+ * supervisor keeps for shoal_pool_stats(), as it last wrote them to the
+ * board, plus each worker's private memory read now (a /proc read per
+ * worker). The board is untrusted input, checked as a worker checks it
+ * before reading anything. Thread-safe.
+ *
+ * Return: the number of seats that hold a worker (may exceed @cap);
+ * -EINVAL for a bad name, NULL @out, or NULL @workers with @cap > 0;
+ * -ENOENT if there is no such object; -EACCES if it belongs to another
+ * user or is group or world writable; -EBADMSG for a corrupt board or a
+ * file that is not one; -EPROTO for a layout this library does not read;
+ * -EPROTOTYPE if @board is another kind of object; -ENOMEM; -EMFILE,
+ * -ENFILE.
+ */
+SHOAL_API int shoal_pool_observe(const char *board, struct shoal_pool_view *out,
+				 struct shoal_pool_worker_view *workers, size_t cap);
 
 /**
  * shoal_pool_name() - the board's object name.

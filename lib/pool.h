@@ -73,7 +73,10 @@ struct pool_hdr {
 	shoal__atomic_u32 event;       /* futex: bumped on anything for the supervisor */
 	shoal__atomic_u32 sup_waiting; /* 1 while the supervisor sleeps on event */
 	shoal__atomic_u32 res_waiting; /* threads asleep in shoal_pool_wait() */
-	uint32_t reserved[3];
+	/* POOL_OBSERVED: the supervisor keeps each seat's figures for
+	 * observers (below); 0 on a board an older library made. */
+	uint32_t observed;
+	uint32_t reserved[2];
 };
 _Static_assert(sizeof(struct pool_hdr) == 64, "pool header layout is ABI");
 _Static_assert(offsetof(struct pool_hdr, event) == 40, "pool header layout is ABI");
@@ -86,10 +89,18 @@ struct pool_seat {
 	shoal__atomic_u32 trim_ack;       /* trim sequence the worker finished */
 	shoal__atomic_u32 worker_waiting; /* 1 while the worker sleeps on bell */
 	shoal__atomic_u32 ready;          /* 1 once the worker has opened */
-	uint32_t reserved[7];
+	/* For observers only (shoal_pool_observe(), pool_observe.c), written
+	 * by the supervisor from its books, never read back by the pool:
+	 * any bytes here are harmless. Bytes that were reserved (zero). */
+	shoal__atomic_u32 obs_tasks;      /* tasks the seat's worker finished */
+	shoal__atomic_u32 obs_pos;        /* its position + 1; 0: seat free */
+	shoal__atomic_u32 obs_recycles[SHOAL_POOL_NREASONS]; /* the position's */
 };
 _Static_assert(sizeof(struct pool_seat) == 64, "pool seat layout is ABI");
 _Static_assert(offsetof(struct pool_seat, bell) == 16, "pool seat layout is ABI");
+_Static_assert(offsetof(struct pool_seat, obs_tasks) == 36, "pool seat layout is ABI");
+_Static_assert(SHOAL_POOL_NREASONS == 5, "the seat's observed figures fill its reserved words");
+#define POOL_OBSERVED 1u
 
 struct pool_cell {
 	shoal__atomic_u32 state; /* enum cell_state */
@@ -278,6 +289,21 @@ static inline struct pool_seat *sup_seat(struct shoal_pool *p, uint32_t i)
 static inline struct pool_cell *sup_cell(struct shoal_pool *p, uint32_t i, uint64_t seq)
 {
 	return cell_in(sup_seat(p, i), &p->layout, seq);
+}
+
+/*
+ * What observers read (pool_observe.c).
+ */
+
+/* Write seat @i's observed figures from the books (lock held): its tasks,
+ * position and the position's replacements; position 0 once it is free. */
+void pool_seat_publish(struct shoal_pool *p, uint32_t i);
+/* Only the finished-task count: one relaxed store, on every task. */
+static inline void pool_seat_publish_tasks(struct shoal_pool *p, uint32_t i, uint64_t tasks)
+{
+	atomic_store_explicit(&sup_seat(p, i)->obs_tasks,
+			      tasks > UINT32_MAX ? UINT32_MAX : (uint32_t)tasks,
+			      memory_order_relaxed);
 }
 
 /*

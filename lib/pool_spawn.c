@@ -149,6 +149,7 @@ int pool_start_worker(struct shoal_pool *p, int pos)
 	w->kill_at = 0;
 	w->started_ns = shoal__now_ns();
 	w->last_check_ns = 0;
+	pool_seat_publish(p, (uint32_t)i);
 	w->task_limit = p->cfg.max_tasks;
 	if (p->cfg.max_tasks && p->cfg.max_tasks_jitter) {
 		uint64_t span = p->cfg.max_tasks * p->cfg.max_tasks_jitter / 100;
@@ -169,6 +170,7 @@ int pool_start_worker(struct shoal_pool *p, int pos)
 
 	if (pid <= 0) {
 		w->state = SEAT_FREE;
+		pool_seat_publish(p, (uint32_t)i);
 		p->info.spawn_error = pid < 0 ? pid : -ECHILD;
 		return p->info.spawn_error;
 	}
@@ -194,6 +196,7 @@ int pool_start_worker(struct shoal_pool *p, int pos)
 		if (err != ESRCH) {
 			w->state = SEAT_FREE;
 			w->pid = 0;
+			pool_seat_publish(p, (uint32_t)i);
 			p->info.spawn_error = -err;
 			return -err;
 		}

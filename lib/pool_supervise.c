@@ -250,6 +250,7 @@ static void collect(struct shoal_pool *p, int i)
 		w->fresh = false;
 		w->tasks++;
 		p->nrunning--;
+		pool_seat_publish_tasks(p, (uint32_t)i, w->tasks);
 		p->pos[w->pos].st.tasks_total++;
 		if (p->pos[w->pos].seat == i)
 			p->pos[w->pos].st.tasks = w->tasks;
@@ -341,6 +342,11 @@ static void settle_exit(struct shoal_pool *p, int i)
 	}
 	w->state = SEAT_FREE;
 	w->pid = 0;
+	/* This seat is free now; the position's other seat (a replacement
+	 * started early) shows the new replacement count. */
+	for (uint32_t k = 0; k < p->nseats; k++)
+		if ((int)k == i || (p->seats[k].state != SEAT_FREE && p->seats[k].pos == w->pos))
+			pool_seat_publish(p, k);
 }
 
 /*

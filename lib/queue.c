@@ -2112,6 +2112,73 @@ SHOAL_API int shoal_queue_detach(struct shoal_queue *q)
 	return 0;
 }
 
+/*
+ * Observation: the queue as a stranger sees it. A read-only mapping (no
+ * store can reach the object), no participant entry, no lock: the fixed
+ * line is copied and checked as an open checks it, and everything else is
+ * counters and table entries where any value is a legal reading.
+ */
+SHOAL_API int shoal_queue_observe(const char *name, struct shoal_queue_view *out,
+				  struct shoal_queue_participant *parts, size_t cap)
+{
+	struct shoal_segment *seg;
+	struct shoal_queue *q;
+	struct qhdr cfg;
+	uint32_t n = 0;
+	int rc;
+
+	shoal__detail_clear();
+	if (!out || (!parts && cap))
+		return shoal__fail(-EINVAL, "queue observe: NULL out or parts");
+	rc = shoal__segment_open(name, SHOAL__KIND_QUEUE, sizeof(struct qhdr), SHOAL_RDONLY, &seg);
+	if (rc)
+		return rc;
+	memcpy(&cfg, seg->kind_hdr, offsetof(struct qhdr, closed));
+	rc = qhdr_check(&cfg, seg);
+	if (rc == 0 && !(q = handle_new(seg, &cfg)))
+		rc = -ENOMEM;
+	if (rc) {
+		if (rc == -EBADMSG)
+			shoal__fail(rc, "queue '%s' is corrupt: its queue header fails a check", name);
+		shoal_segment_close(seg);
+		return rc;
+	}
+	memset(out, 0, sizeof(*out));
+	shoal_queue_stats(q, &out->stats);
+	out->generation = seg->hdr.generation;
+	out->closed = atomic_load_explicit(&q->h->closed, memory_order_relaxed) != 0;
+	out->table = q->nparts - 1;
+	for (uint32_t i = 1; i < q->nparts; i++) {
+		uint64_t key = atomic_load_explicit(&q->parts[i], memory_order_relaxed);
+		struct shoal_proc p;
+		bool alive;
+
+		if (key == 0)
+			continue;
+		/* A detached entry with claims open is as good as dead: its
+		 * owner no longer uses it, recovery frees it. */
+		alive = !(key & DETACHED_BIT) && !shoal__key_dead(key);
+		if (alive)
+			out->live++;
+		else
+			out->dead++;
+		if (n < cap) {
+			shoal__proc_unkey(key & ~DETACHED_BIT, &p);
+			parts[n].pid = p.pid;
+			parts[n].start_time = p.start_time;
+			parts[n].alive = alive;
+			parts[n].detached = (key & DETACHED_BIT) != 0;
+		}
+		n++;
+	}
+	/* The table may have changed between the two reads of it. */
+	out->stats.participants = n;
+	pthread_mutex_destroy(&q->reg_lock);
+	shoal_segment_close(seg);
+	free(q);
+	return (int)n;
+}
+
 int shoal__queue_unlink(const char *name)
 {
 	struct shoal_queue *q;

@@ -2305,6 +2305,181 @@ START_TEST(killed_workers_tmp_files_removed)
 }
 END_TEST
 
+/* The pool as any process sees it: the figures the owner's stats give,
+ * read from the board without changing a byte of it. */
+START_TEST(observe_sees_workers_and_recycles)
+{
+	struct shoal_pool_config c = conf(2);
+	struct shoal_pool *p;
+	struct shoal_pool_view v;
+	struct shoal_pool_worker_view wv[8];
+	struct shoal_pool_stats st[2];
+	uint64_t done = 0, rec = 0;
+	int n;
+
+	c.max_tasks = 5;
+	p = make(&c);
+	for (int i = 0; i < 22; i++)
+		submit(p, "echo x");
+	for (int i = 0; i < 22; i++) {
+		struct shoal_pool_result r = one(p);
+
+		ck_assert_int_eq(r.err, 0);
+		shoal_pool_result_free(&r);
+	}
+	wait_recycles(p, SHOAL_POOL_TASKS, 4);
+	/* Until the replacements are ready and the retired seats freed. */
+	for (int i = 0; i < 2000; i++) {
+		n = shoal_pool_observe(shoal_pool_name(p), &v, wv, 8);
+		if (n == 2 && wv[0].state == SHOAL_POOL_SEAT_READY &&
+		    wv[1].state == SHOAL_POOL_SEAT_READY && v.recycles[SHOAL_POOL_TASKS] ==
+		    recycles(p, SHOAL_POOL_TASKS))
+			break;
+		usleep(1000);
+	}
+	ck_assert_int_eq(n, 2);
+	ck_assert(v.published);
+	ck_assert(v.supervisor_alive);
+	ck_assert_int_eq(v.supervisor.pid, getpid());
+	ck_assert_uint_eq(v.seats, 6);
+	ck_assert_uint_eq(v.workers, 2);
+	stats(p, st, 2);
+	for (int i = 0; i < 2; i++) {
+		const struct shoal_pool_worker_view *w = &wv[i];
+
+		ck_assert(w->alive);
+		ck_assert_int_ge(w->position, 0);
+		ck_assert_int_le(w->position, 1);
+		ck_assert_int_eq(w->pid, st[w->position].pid);
+		ck_assert_uint_eq(w->tasks, st[w->position].tasks);
+		ck_assert_uint_eq(w->recycles[SHOAL_POOL_TASKS],
+				  st[w->position].recycles[SHOAL_POOL_TASKS]);
+		ck_assert_uint_gt(w->private_bytes, 0);
+		done += w->tasks;
+		rec += w->recycles[SHOAL_POOL_TASKS];
+	}
+	ck_assert_uint_eq(v.tasks_done, done);
+	ck_assert_uint_eq(v.recycles[SHOAL_POOL_TASKS], rec);
+	ck_assert_uint_eq(rec, recycles(p, SHOAL_POOL_TASKS));
+	ck_assert_uint_eq(v.recycles[SHOAL_POOL_DIED], 0);
+	/* @cap 0 counts; fewer entries than workers fills what fits. */
+	ck_assert_int_eq(shoal_pool_observe(shoal_pool_name(p), &v, NULL, 0), 2);
+	ck_assert_int_eq(shoal_pool_observe(shoal_pool_name(p), &v, wv, 1), 2);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
+/* A worker killed from outside: seen as a DIED replacement. */
+START_TEST(observe_sees_a_death)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p = make(&c);
+	struct shoal_pool_view v;
+	struct shoal_pool_worker_view wv[4];
+	int n = 0;
+
+	run_expect(p, "echo a", "a");
+	ck_assert_int_eq(shoal_pool_observe(shoal_pool_name(p), &v, wv, 4), 1);
+	ck_assert_uint_eq(wv[0].tasks, 1);
+	ck_assert_int_eq(kill(wv[0].pid, SIGKILL), 0);
+	wait_recycles(p, SHOAL_POOL_DIED, 1);
+	for (int i = 0; i < 2000; i++) {
+		n = shoal_pool_observe(shoal_pool_name(p), &v, wv, 4);
+		if (n == 1 && wv[0].state == SHOAL_POOL_SEAT_READY)
+			break;
+		usleep(1000);
+	}
+	ck_assert_int_eq(n, 1);
+	ck_assert_uint_eq(v.recycles[SHOAL_POOL_DIED], 1);
+	ck_assert_uint_eq(wv[0].tasks, 0);
+	ck_assert(wv[0].alive);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
+/* Errors, and a hostile board: geometry that fails its check is refused;
+ * any bytes in the seats give an answer, never a crash. */
+START_TEST(observe_errors_and_hostile_board)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p;
+	struct shoal_pool_view v;
+	struct shoal_pool_worker_view wv[8];
+	struct shoal_segment *seg;
+	const char *seg_name = t_name("seg"), *board;
+	char path[512];
+	struct stat sb;
+	uint64_t x = 99;
+	int fd;
+
+	ck_assert_int_eq(shoal_pool_observe("x", NULL, NULL, 0), -EINVAL);
+	ck_assert_int_eq(shoal_pool_observe("x", &v, NULL, 1), -EINVAL);
+	ck_assert_int_eq(shoal_pool_observe("../x", &v, NULL, 0), -EINVAL);
+	ck_assert_int_eq(shoal_pool_observe(t_name("none"), &v, NULL, 0), -ENOENT);
+	ck_assert_int_eq(shoal_segment_create(seg_name, 4096, NULL, &seg), 0);
+	ck_assert_int_eq(shoal_pool_observe(seg_name, &v, NULL, 0), -EPROTOTYPE);
+	ck_assert_int_eq(shoal_segment_close(seg), 0);
+	ck_assert_int_eq(shoal_unlink(seg_name), 0);
+	t_plant(seg_name, "junk", 4, 0622);
+	ck_assert_int_eq(shoal_pool_observe(seg_name, &v, NULL, 0), -EACCES);
+	ck_assert_int_eq(shoal_unlink(seg_name), 0);
+
+	c.name = t_name("obspool");
+	p = make(&c);
+	board = shoal_pool_name(p);
+	snprintf(path, sizeof(path), "%s", t_path(board));
+	fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fstat(fd, &sb), 0);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+	/* The destroyed pool's board, kept by our descriptor: plant a copy. */
+	{
+		size_t len = (size_t)sb.st_size;
+		unsigned char *img = malloc(len), *work = malloc(len);
+		const char *copy = t_name("obscopy");
+		uint32_t bad = 0;
+
+		ck_assert_ptr_nonnull(img);
+		ck_assert_ptr_nonnull(work);
+		ck_assert_int_eq(pread(fd, img, len, 0), (ssize_t)len);
+		close(fd);
+		/* nseats 0, then more than 2 * 256 + 2: -EBADMSG. */
+		memcpy(work, img, len);
+		memcpy(work + SHOAL__HDR_SIZE, &bad, 4);
+		t_plant(copy, work, len, 0600);
+		ck_assert_int_eq(shoal_pool_observe(copy, &v, wv, 8), -EBADMSG);
+		bad = 1000;
+		memcpy(work + SHOAL__HDR_SIZE, &bad, 4);
+		t_plant(copy, work, len, 0600);
+		ck_assert_int_eq(shoal_pool_observe(copy, &v, wv, 8), -EBADMSG);
+		/* Truncated. */
+		t_plant(copy, img, len / 2, 0600);
+		ck_assert_int_eq(shoal_pool_observe(copy, &v, wv, 8), -EBADMSG);
+		/* The intact copy reads; then random bytes in the seats. */
+		t_plant(copy, img, len, 0600);
+		ck_assert_int_ge(shoal_pool_observe(copy, &v, wv, 8), 0);
+		for (int i = 0; i < 200; i++) {
+			size_t off;
+			int rc;
+
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			off = 4096 + (size_t)(x >> 20) % (len - 4096);
+			memcpy(work, img, len);
+			for (int k = 0; k < 16; k++)
+				work[(off + (size_t)k * 61) % (len - 4096) + 4096] = (unsigned char)(x >> (k * 4));
+			t_plant(copy, work, len, 0600);
+			rc = shoal_pool_observe(copy, &v, wv, 8);
+			ck_assert_msg(rc >= 0 && rc <= 4, "flip %d: %d", i, rc);
+			for (int k = 0; k < rc && k < 8; k++)
+				ck_assert_int_lt(wv[k].position, 256);
+		}
+		free(img);
+		free(work);
+		ck_assert_int_eq(shoal_unlink(copy), 0);
+	}
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("pool");
@@ -2359,6 +2534,9 @@ static Suite *suite(void)
 	ADD(forked_child_holds_the_server_socket);
 	ADD(killed_workers_tmp_files_removed);
 	ADD(fork_server_without_fds);
+	ADD(observe_sees_workers_and_recycles);
+	ADD(observe_sees_a_death);
+	ADD(observe_errors_and_hostile_board);
 #undef ADD
 	return s;
 }

@@ -2561,6 +2561,174 @@ START_TEST(unknown_liveness_is_not_death)
 }
 END_TEST
 
+/* ---- observation ------------------------------------------------------------ */
+
+/* The whole object file, to show that observing changed no byte. */
+static unsigned char *slurp(const char *name, size_t *len)
+{
+	struct stat st;
+	unsigned char *b;
+	int fd = open(t_path(name), O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	b = malloc((size_t)st.st_size);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_int_eq(pread(fd, b, (size_t)st.st_size, 0), st.st_size);
+	close(fd);
+	*len = (size_t)st.st_size;
+	return b;
+}
+
+START_TEST(observe_counts_without_joining)
+{
+	const char *name = t_name("obs");
+	struct shoal_queue *q, *full;
+	struct shoal_queue_view v;
+	struct shoal_queue_participant parts[4];
+	struct shoal_queue_stats st;
+	unsigned char *before, *after;
+	size_t blen, alen;
+	pid_t pid;
+	char m[8] = "msg";
+
+	/* A table of one entry, taken by this process: an observer that
+	 * joined would get -EUSERS or take it. */
+	ck_assert_int_eq(shoal__queue_create(name, 8, 64, 1, NULL, &q), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(shoal_queue_push(q, m, 3, 0), 0);
+	{ size_t l; ck_assert_int_eq(shoal_queue_pop(q, m, sizeof(m), &l, 0), 0); }
+	before = slurp(name, &blen);
+	ck_assert_int_eq(shoal_queue_observe(name, &v, parts, 4), 1);
+	after = slurp(name, &alen);
+	ck_assert_uint_eq(blen, alen);
+	ck_assert_int_eq(memcmp(before, after, blen), 0);
+	free(before);
+	free(after);
+	ck_assert_uint_eq(v.stats.depth, 2);
+	ck_assert_uint_eq(v.stats.capacity, 8);
+	ck_assert_uint_eq(v.stats.max_msg, 64);
+	ck_assert_uint_eq(v.stats.pushes, 3);
+	ck_assert_uint_eq(v.stats.pops, 1);
+	ck_assert_uint_eq(v.stats.participants, 1);
+	ck_assert_uint_eq(v.table, 1);
+	ck_assert_uint_eq(v.live, 1);
+	ck_assert_uint_eq(v.dead, 0);
+	ck_assert(!v.closed);
+	ck_assert_int_eq(parts[0].pid, getpid());
+	ck_assert(parts[0].alive && !parts[0].detached);
+	ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+	ck_assert_uint_eq(st.participants, 1);
+	/* @cap 0 counts without filling. */
+	ck_assert_int_eq(shoal_queue_observe(name, &v, NULL, 0), 1);
+	ck_assert_int_eq(shoal_queue_close(q), 0);
+	ck_assert_int_eq(shoal_queue_observe(name, &v, NULL, 0), 1);
+	ck_assert(v.closed);
+	ck_assert_int_eq(shoal_queue_detach(q), 0);
+	ck_assert_int_eq(shoal_unlink(name), 0);
+
+	/* A participant that died without detaching is seen dead. */
+	name = t_name("obsdead");
+	full = mkq(name, 8, 64);
+	pid = fork();
+	if (pid == 0) {
+		struct shoal_queue *c;
+
+		if (shoal_queue_open(name, 0, &c) || shoal_queue_push(c, m, 3, 0))
+			_exit(1);
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	ck_assert_int_eq(shoal_queue_observe(name, &v, parts, 4), 1);
+	ck_assert_uint_eq(v.live, 0);
+	ck_assert_uint_eq(v.dead, 1);
+	ck_assert_int_eq(parts[0].pid, pid);
+	ck_assert(!parts[0].alive);
+	ck_assert_uint_eq(v.table, SHOAL_QUEUE_PARTICIPANTS);
+	done(full, name);
+}
+END_TEST
+
+START_TEST(observe_errors)
+{
+	const char *name = t_name("obserr");
+	struct shoal_queue_view v;
+	struct shoal_queue_participant p1;
+	struct shoal_segment *seg;
+	struct shoal_queue *q;
+	char junk[64] = { 0 };
+
+	ck_assert_int_eq(shoal_queue_observe("x", NULL, NULL, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_observe("x", &v, NULL, 1), -EINVAL);
+	ck_assert_int_eq(shoal_queue_observe("bad/name", &v, NULL, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_observe(NULL, &v, NULL, 0), -EINVAL);
+	ck_assert_int_eq(shoal_queue_observe(t_name("none"), &v, &p1, 1), -ENOENT);
+	ck_assert_int_eq(shoal_segment_create(name, 4096, NULL, &seg), 0);
+	ck_assert_int_eq(shoal_queue_observe(name, &v, NULL, 0), -EPROTOTYPE);
+	ck_assert_int_eq(shoal_segment_close(seg), 0);
+	ck_assert_int_eq(shoal_unlink(name), 0);
+	/* Not an object at all; one others may write. */
+	t_plant(name, junk, sizeof(junk), 0600);
+	ck_assert_int_eq(shoal_queue_observe(name, &v, NULL, 0), -EBADMSG);
+	t_plant(name, junk, sizeof(junk), 0622);
+	ck_assert_int_eq(shoal_queue_observe(name, &v, NULL, 0), -EACCES);
+	ck_assert_int_eq(shoal_unlink(name), 0);
+	/* A queue header that fails a check; an older layout. */
+	name = t_name("obsbad");
+	q = mkq(name, 8, 64);
+	poke32(name, KOFF + 4, 6);
+	ck_assert_int_eq(shoal_queue_observe(name, &v, NULL, 0), -EBADMSG);
+	poke32(name, KOFF + 4, 8);
+	poke32(name, KOFF + 20, 0);
+	ck_assert_int_eq(shoal_queue_observe(name, &v, NULL, 0), -EPROTO);
+	ck_assert_int_eq(shoal_queue_detach(q), 0);
+	ck_assert_int_eq(shoal_unlink(name), 0);
+	/* Truncated: the common header no longer matches the file. */
+	name = t_name("obstrunc");
+	q = mkq(name, 8, 64);
+	ck_assert_int_eq(truncate(t_path(name), 4096), 0);
+	ck_assert_int_eq(shoal_queue_observe(name, &v, NULL, 0), -EBADMSG);
+	ck_assert_int_eq(shoal_queue_detach(q), 0);
+	ck_assert_int_eq(shoal_unlink(name), 0);
+}
+END_TEST
+
+/* Bytes flipped anywhere past the checked line (counters, cursors,
+ * participant table, slots): an answer or an error, never a crash, and
+ * never more participants than the table holds. */
+START_TEST(observe_hostile_bytes)
+{
+	const char *name = t_name("obsflip");
+	struct shoal_queue *q = mkq(name, 8, 64);
+	struct shoal_queue_view v;
+	struct shoal_queue_participant parts[8];
+	uint64_t doff = data_off(name), end = doff + 8 * 128 + 8 * (SHOAL_QUEUE_PARTICIPANTS + 1);
+	uint64_t x = 12345;
+	char m[4] = "abc";
+
+	ck_assert_int_eq(shoal_queue_push(q, m, 3, 0), 0);
+	for (int i = 0; i < 300; i++) {
+		unsigned char b;
+		off_t off;
+		int rc;
+
+		x = mix(x + (uint64_t)i);
+		off = (off_t)(i % 3 == 0 ? KOFF + 64 + x % (576 - 64)
+				: i % 3 == 1 ? doff + 8 * 128 + x % (end - doff - 8 * 128)
+					     : doff + x % (end - doff));
+		b = (unsigned char)(x >> 32);
+		poke(name, off, &b, 1);
+		rc = shoal_queue_observe(name, &v, parts, 8);
+		ck_assert_msg(rc == -EBADMSG || (rc >= 0 && rc <= SHOAL_QUEUE_PARTICIPANTS),
+			      "flip %d at %lld: %d", i, (long long)off, rc);
+		if (rc >= 0)
+			ck_assert_uint_le(v.stats.depth, 8);
+	}
+	ck_assert_int_eq(shoal_queue_detach(q), 0);
+	ck_assert_int_eq(shoal_unlink(name), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("queue");
@@ -2602,6 +2770,14 @@ static Suite *suite(void)
 	tcase_add_test(hostile, dead_urgent_sleeper_swallows_no_wakeup);
 	tcase_add_test(hostile, spin_seats_held_or_garbage);
 	suite_add_tcase(s, hostile);
+
+	TCase *observe = tcase_create("observe");
+
+	tcase_set_timeout(observe, 30);
+	tcase_add_test(observe, observe_counts_without_joining);
+	tcase_add_test(observe, observe_errors);
+	tcase_add_test(observe, observe_hostile_bytes);
+	suite_add_tcase(s, observe);
 
 	tcase_set_timeout(death, 30);
 	tcase_add_test(death, producer_dies_claimed_or_written);
