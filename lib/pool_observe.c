@@ -24,6 +24,7 @@
 #include "pool.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 void pool_seat_publish(struct shoal_pool *p, uint32_t i)
@@ -102,7 +103,7 @@ SHOAL_API int shoal_pool_observe(const char *board, struct shoal_pool_view *out,
 	struct pool_hdr l;
 	/* Each position's replacements, once: two seats of one position (a
 	 * replacement started early) show its counts, the newer the higher. */
-	static _Thread_local uint64_t rec[POOL_MAX_WORKERS][SHOAL_POOL_NREASONS];
+	uint32_t (*rec)[SHOAL_POOL_NREASONS];
 	uint32_t n = 0;
 	int rc;
 
@@ -119,8 +120,12 @@ SHOAL_API int shoal_pool_observe(const char *board, struct shoal_pool_view *out,
 		return shoal__fail(-EBADMSG, "pool board '%s' is corrupt: its geometry fails a check",
 				   board);
 	}
+	rec = calloc(POOL_MAX_WORKERS, sizeof(*rec));
+	if (!rec) {
+		shoal_segment_close(seg);
+		return -ENOMEM;
+	}
 	memset(out, 0, sizeof(*out));
-	memset(rec, 0, sizeof(rec));
 	out->supervisor.pid = seg->hdr.creator_pid;
 	out->supervisor.start_time = seg->hdr.creator_start;
 	out->supervisor_alive = !shoal__key_dead(shoal__proc_key(&out->supervisor));
@@ -144,7 +149,7 @@ SHOAL_API int shoal_pool_observe(const char *board, struct shoal_pool_view *out,
 		if (v.position >= 0 && v.position < (int)POOL_MAX_WORKERS)
 			for (int r = 0; r < SHOAL_POOL_NREASONS; r++)
 				if (v.recycles[r] > rec[v.position][r])
-					rec[v.position][r] = v.recycles[r];
+					rec[v.position][r] = (uint32_t)v.recycles[r];
 		if (n < cap)
 			workers[n] = v;
 		n++;
@@ -152,6 +157,7 @@ SHOAL_API int shoal_pool_observe(const char *board, struct shoal_pool_view *out,
 	for (uint32_t k = 0; k < POOL_MAX_WORKERS; k++)
 		for (int r = 0; r < SHOAL_POOL_NREASONS; r++)
 			out->recycles[r] += rec[k][r];
+	free(rec);
 	out->workers = n;
 	shoal_segment_close(seg);
 	return (int)n;

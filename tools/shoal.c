@@ -4,24 +4,31 @@
  *
  *   shoal ls [--json]            every object: name, kind, size, references
  *                                per process, creator, stale or not
- *   shoal info [--json] NAME     one object in detail
+ *   shoal info [--json] OBJECT   one object in detail; OBJECT is a name,
+ *                                its file name (shoal.NAME) or a handle
+ *   shoal top [--once] [--json] [--interval S]
+ *                                live view of processes and objects (top.c)
+ *   shoal leaks [--json] [--age S]
+ *                                what nobody will free (shoal_leaks())
  *   shoal rm NAME...             remove objects by name
  *   shoal gc [--json]            reap: drop dead holders' references, free
  *                                what nobody holds, remove dead creators'
  *                                temporary files
+ *   shoal help | --help | --version
  *
  * Exit status: 0 success; 1 an object was missing, corrupt or could not be
- * removed; 2 bad usage. Every object is read as untrusted input.
+ * removed (leaks: at least one leak found); 2 bad usage. Every object is
+ * read as untrusted input.
  *
- * What it may know of the library beyond the public API is in internal.h:
- * the common header of any object (shoal__segment_peek, the same checks as
- * an open), kind names, the temporary files' prefix, holder keys and
- * process keys. Arrays are read through the public API; no kind's private
- * layout is visible here.
+ * What the commands share (the walk, the facts of one object) is in
+ * objects.c; top is top.c. What the tool knows of the library beyond the
+ * public API is in internal.h: the common header of any object
+ * (shoal__segment_peek), kind names, the temporary files' prefix, holder
+ * keys and process keys. Queues and pool boards are read through their
+ * observation calls; no kind's private layout is visible here.
  */
-#include "internal.h"
+#include "objects.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -35,125 +42,31 @@ static bool json;
 static void usage(FILE *f)
 {
 	fputs("usage: shoal ls [--json]\n"
-	      "       shoal info [--json] NAME\n"
+	      "       shoal info [--json] NAME|shoal.NAME|HANDLE\n"
+	      "       shoal top [--once] [--json] [--interval SECONDS]\n"
+	      "       shoal leaks [--json] [--age SECONDS]\n"
 	      "       shoal rm NAME...\n"
-	      "       shoal gc [--json]\n",
+	      "       shoal gc [--json]\n"
+	      "       shoal help | --help | --version\n",
 	      f);
 }
 
-/* A JSON string; names are printable ASCII, but may hold '"' and '\'. */
-static void jstr(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			putchar('\\');
-		if ((unsigned char)*s < 0x20)
-			printf("\\u%04x", (unsigned char)*s);
-		else
-			putchar(*s);
-	}
-	putchar('"');
-}
-
-struct obj {
-	char name[SHOAL_NAME_MAX + 1];
-	int err;                     /* 0, or why it could not be opened */
-	bool tmp;                    /* a creator's temporary file */
-	struct shoal__hdr hdr;       /* valid when !err && !tmp */
-	struct shoal_array *arr;     /* arrays only, no reference taken */
-	struct shoal_array_holder *holders; /* all of them (up to SHOAL_ARRAY_HOLDERS_MAX) */
-	int nholders;
-	bool creator_alive;
-	bool stale;
+static const char *const reason_name[SHOAL_POOL_NREASONS] = {
+	"tasks", "memory", "hard", "age", "died",
 };
 
-/* Read @name's common header, whatever its kind; open it too if an array. */
-static void probe(struct obj *o)
+static const char *seat_state_name(int st)
 {
-	struct shoal_proc p;
-
-	o->err = shoal__segment_peek(o->name, &o->hdr);
-	if (o->err)
-		return;
-	p.pid = o->hdr.creator_pid;
-	p.start_time = o->hdr.creator_start;
-	o->creator_alive = shoal_proc_is_alive(&p);
-	/* A pool's task board is its supervisor's, the creator: stale once that
-	 * is certainly dead, as shoal_reap() judges it. */
-	if (o->hdr.kind == SHOAL__KIND_POOL)
-		o->stale = shoal__key_dead(shoal__proc_key(&p));
-	if (o->hdr.kind == SHOAL__KIND_ARRAY) {
-		o->err = shoal_array_open(o->name, SHOAL_ARRAY_NOREF, &o->arr);
-		if (o->err)
-			return;
-		/* Every line, overflow included: a dead holder anywhere makes
-		 * the array stale. The ledger may grow between the two calls;
-		 * what is listed is then a snapshot of the first ones. */
-		o->nholders = shoal_array_holders(o->arr, NULL, 0);
-		if (o->nholders > 0) {
-			o->holders = calloc((size_t)o->nholders, sizeof(*o->holders));
-			if (!o->holders) {
-				o->err = -ENOMEM;
-				return;
-			}
-			int got = shoal_array_holders(o->arr, o->holders, (size_t)o->nholders);
-
-			if (got < 0) {
-				o->err = got;
-				return;
-			}
-			/* The count, which may now exceed what was allocated. */
-			if (got < o->nholders)
-				o->nholders = got;
-		}
-		o->stale = shoal_array_is_freed(o->arr) || o->nholders == 0;
-		for (int i = 0; i < o->nholders; i++)
-			o->stale |= !o->holders[i].alive;
+	switch (st) {
+	case SHOAL_POOL_SEAT_STARTING:
+		return "starting";
+	case SHOAL_POOL_SEAT_READY:
+		return "ready";
+	case SHOAL_POOL_SEAT_RETIRING:
+		return "retiring";
+	default:
+		return "?";
 	}
-}
-
-static void probe_tmp(struct obj *o, const char *file)
-{
-	struct shoal_proc p;
-	long pid = strtol(file + strlen(SHOAL__TMP_PREFIX), NULL, 10);
-
-	snprintf(o->name, sizeof(o->name), "%s", file + strlen(SHOAL_PREFIX));
-	o->tmp = true;
-	o->hdr.creator_pid = (int32_t)pid;
-	o->creator_alive = pid > 0 && shoal_proc_get((pid_t)pid, &p) == 0;
-	o->stale = !o->creator_alive;
-}
-
-static void obj_done(struct obj *o)
-{
-	shoal_array_close(o->arr);
-	o->arr = NULL;
-	free(o->holders);
-	o->holders = NULL;
-}
-
-static const char *kind_of(const struct obj *o)
-{
-	if (o->tmp)
-		return "tmp";
-	if (o->err)
-		return "corrupt";
-	return shoal__kind_name(o->hdr.kind);
-}
-
-static void holder_text(const struct shoal_array_holder *h, char *buf, size_t cap)
-{
-	uint64_t kind = shoal__holder_kind_of(h->key);
-
-	if (!(h->key & SHOAL__HOLDER_NONPROC))
-		snprintf(buf, cap, "%d:%u%s", (int)h->pid, h->count, h->alive ? "" : "(dead)");
-	else if (kind == SHOAL__HOLDER_QUEUE)
-		snprintf(buf, cap, "queue-%015" PRIx64 ":%u", h->key & SHOAL__HOLDER_ID_MASK, h->count);
-	else if (kind == SHOAL__HOLDER_PIN)
-		snprintf(buf, cap, "name:%u", h->count);
-	else
-		snprintf(buf, cap, "other:%u", h->count);
 }
 
 static void holders_json(const struct obj *o)
@@ -166,25 +79,39 @@ static void holders_json(const struct obj *o)
 		holder_text(h, t, sizeof(t));
 		printf("%s{\"key\":\"%016" PRIx64 "\",\"pid\":%d,\"count\":%u,\"alive\":%s,\"text\":", i ? "," : "",
 		       h->key, (int)h->pid, h->count, h->alive ? "true" : "false");
-		jstr(t);
+		jstr(stdout, t);
 		printf("}");
 	}
 	printf("]");
 }
 
-static uint64_t size_of(const struct obj *o)
+/* Arrays whose ledgers hold references for the queue of @generation. */
+static int arrays_held_by_queue(uint64_t generation, uint64_t *bytes)
 {
-	if (o->arr)
-		return shoal_array_nbytes(o->arr);
-	return o->err || o->tmp ? 0 : o->hdr.data_size;
+	struct objs l;
+	uint64_t key = shoal__holder_queue(generation);
+	int n = 0;
+
+	*bytes = 0;
+	if (objs_read(&l))
+		return -1;
+	for (size_t i = 0; i < l.n; i++)
+		for (int k = 0; k < l.v[i].nholders; k++)
+			if (l.v[i].holders[k].key == key) {
+				n++;
+				*bytes += obj_size(&l.v[i]);
+				break;
+			}
+	objs_free(&l);
+	return n;
 }
 
 static void print_json(const struct obj *o, bool detail)
 {
 	printf("{\"name\":");
-	jstr(o->name);
+	jstr(stdout, o->name);
 	printf(",\"kind\":\"%s\",\"size\":%" PRIu64 ",\"creator_pid\":%d,\"creator_alive\":%s,\"stale\":%s",
-	       kind_of(o), size_of(o), (int)o->hdr.creator_pid, o->creator_alive ? "true" : "false",
+	       obj_kind(o), obj_size(o), (int)o->hdr.creator_pid, o->creator_alive ? "true" : "false",
 	       o->stale ? "true" : "false");
 	if (o->err)
 		printf(",\"error\":\"%s\"", shoal_strerror(o->err));
@@ -192,11 +119,57 @@ static void print_json(const struct obj *o, bool detail)
 		printf(",\"refcount\":%" PRIu64 ",\"holders\":", shoal_array_refcount(o->arr));
 		holders_json(o);
 	}
+	if (!o->err && (o->is_queue || o->is_pool))
+		printf(",\"live\":%u,\"dead\":%u", o->live, o->dead);
+	if (!o->err && o->is_queue) {
+		const struct shoal_queue_stats *s = &o->qv.stats;
+
+		printf(",\"capacity\":%" PRIu64 ",\"max_msg\":%" PRIu64 ",\"depth\":%" PRIu64
+		       ",\"pushes\":%" PRIu64 ",\"pops\":%" PRIu64 ",\"redelivered\":%" PRIu64
+		       ",\"dropped\":%" PRIu64 ",\"recoveries\":%" PRIu64 ",\"sleeps\":%" PRIu64
+		       ",\"closed\":%s,\"participants\":[",
+		       s->capacity, s->max_msg, s->depth, s->pushes, s->pops, s->redelivered, s->dropped,
+		       s->recoveries, s->sleeps, o->qv.closed ? "true" : "false");
+		for (int i = 0; i < o->nparts; i++)
+			printf("%s{\"pid\":%d,\"alive\":%s}", i ? "," : "", (int)o->parts[i].pid,
+			       o->parts[i].alive ? "true" : "false");
+		printf("]");
+		if (detail) {
+			uint64_t bytes;
+			int n = arrays_held_by_queue(o->hdr.generation, &bytes);
+
+			printf(",\"arrays_held\":%d,\"arrays_held_bytes\":%" PRIu64, n, bytes);
+		}
+	}
+	if (!o->err && o->is_pool) {
+		const struct shoal_pool_view *v = &o->pv;
+
+		printf(",\"supervisor_pid\":%d,\"supervisor_alive\":%s,\"seats\":%u,\"tasks_running\":%" PRIu64
+		       ",\"tasks_done\":%" PRIu64 ",\"recycles\":{",
+		       (int)v->supervisor.pid, v->supervisor_alive ? "true" : "false", v->seats,
+		       v->tasks_running, v->tasks_done);
+		for (int r = 0; r < SHOAL_POOL_NREASONS; r++)
+			printf("%s\"%s\":%" PRIu64, r ? "," : "", reason_name[r], v->recycles[r]);
+		printf("},\"workers\":[");
+		for (int i = 0; i < o->nworkers; i++) {
+			const struct shoal_pool_worker_view *w = &o->workers[i];
+
+			printf("%s{\"seat\":%u,\"position\":%d,\"pid\":%d,\"state\":\"%s\",\"alive\":%s"
+			       ",\"tasks\":%" PRIu64 ",\"private_bytes\":%" PRIu64 ",\"recycles\":{",
+			       i ? "," : "", w->seat, w->position, (int)w->pid, seat_state_name(w->state),
+			       w->alive ? "true" : "false", w->tasks, w->private_bytes);
+			for (int r = 0; r < SHOAL_POOL_NREASONS; r++)
+				printf("%s\"%s\":%" PRIu64, r ? "," : "", reason_name[r], w->recycles[r]);
+			printf("}}");
+		}
+		printf("]");
+	}
 	if (detail && !o->err && !o->tmp) {
 		printf(",\"generation\":\"%016" PRIx64 "\",\"total_size\":%" PRIu64
-		       ",\"data_off\":%" PRIu64 ",\"data_size\":%" PRIu64 ",\"created_ns\":%" PRIu64,
+		       ",\"data_off\":%" PRIu64 ",\"data_size\":%" PRIu64 ",\"created_ns\":%" PRIu64
+		       ",\"age_s\":%" PRIu64,
 		       o->hdr.generation, o->hdr.total_size, o->hdr.data_off, o->hdr.data_size,
-		       o->hdr.created_ns);
+		       o->hdr.created_ns, obj_age_s(o));
 		if (o->arr) {
 			char h[SHOAL_HANDLE_MAX];
 
@@ -205,8 +178,9 @@ static void print_json(const struct obj *o, bool detail)
 			       shoal_dtype_name(shoal_array_dtype(o->arr)), shoal_array_itemsize(o->arr));
 			for (int i = 0; i < shoal_array_ndim(o->arr); i++)
 				printf("%s%zu", i ? "," : "", shoal_array_shape(o->arr)[i]);
-			printf("],\"freed\":%s,\"handle\":", shoal_array_is_freed(o->arr) ? "true" : "false");
-			jstr(h);
+			printf("],\"freed\":%s,\"shared_memory\":%s,\"handle\":",
+			       shoal_array_is_freed(o->arr) ? "true" : "false", o->shm ? "true" : "false");
+			jstr(stdout, h);
 		}
 	}
 	printf("}\n");
@@ -233,103 +207,164 @@ static void print_row(const struct obj *o)
 		}
 		if (!o->nholders)
 			strcpy(refs, "none");
+	} else if (!o->err && (o->is_queue || o->is_pool)) {
+		snprintf(refs, sizeof(refs), "%u live, %u dead", o->live, o->dead);
 	}
-	printf("%-32s %-8s %14" PRIu64 "  %-24s %8d%s  %s\n", o->name, kind_of(o), size_of(o), refs,
+	printf("%-32s %-8s %14" PRIu64 "  %-24s %8d%s  %s\n", o->name, obj_kind(o), obj_size(o), refs,
 	       (int)o->hdr.creator_pid, o->creator_alive ? " " : "†", o->stale ? "stale" : "-");
 }
 
 static int cmd_ls(void)
 {
-	const char *dir;
-	struct dirent *de;
-	DIR *d;
-	int rc = shoal_dir(&dir);
+	struct objs l;
 
-	if (rc) {
-		fprintf(stderr, "shoal: %s\n", shoal_errdetail(rc));
+	if (objs_read(&l))
 		return 1;
-	}
-	d = opendir(dir);
-	if (!d) {
-		fprintf(stderr, "shoal: %s: %s\n", dir, strerror(errno));
-		return 1;
-	}
 	if (!json)
 		printf("%-32s %-8s %14s  %-24s %9s  %s\n", "NAME", "KIND", "SIZE", "REFS (pid:count)",
 		       "CREATOR", "STALE");
-	while ((de = readdir(d)) != NULL) {
-		struct obj o;
-
-		memset(&o, 0, sizeof(o));
-		if (strncmp(de->d_name, SHOAL__TMP_PREFIX, strlen(SHOAL__TMP_PREFIX)) == 0) {
-			probe_tmp(&o, de->d_name);
-		} else if (strncmp(de->d_name, SHOAL_PREFIX, strlen(SHOAL_PREFIX)) == 0 &&
-			   shoal__name_check(de->d_name + strlen(SHOAL_PREFIX)) == 0) {
-			snprintf(o.name, sizeof(o.name), "%s", de->d_name + strlen(SHOAL_PREFIX));
-			probe(&o);
-		} else {
-			continue;
-		}
+	for (size_t i = 0; i < l.n; i++)
 		if (json)
-			print_json(&o, false);
+			print_json(&l.v[i], false);
 		else
-			print_row(&o);
-		obj_done(&o);
-	}
-	closedir(d);
+			print_row(&l.v[i]);
+	objs_free(&l);
 	return 0;
 }
 
-static int cmd_info(const char *name)
+static void info_process(const char *label, pid_t pid, bool alive)
+{
+	char cmd[128];
+
+	proc_command(pid, cmd, sizeof(cmd));
+	printf("%-11s pid %d%s  %s\n", label, (int)pid, alive ? "" : " (dead)", alive ? cmd : "");
+}
+
+static void info_text(const struct obj *o)
+{
+	time_t t = (time_t)(o->hdr.created_ns / 1000000000u);
+	char when[64], hb[32];
+	uint64_t age = obj_age_s(o);
+
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime(&t));
+	printf("name        %s\nkind        %s%s\nsize        %" PRIu64 " bytes (%s)\n"
+	       "generation  %016" PRIx64 "\n",
+	       o->name, obj_kind(o), o->shm ? " (a shoal.SharedMemory: 1-d bytes its name holds)" : "",
+	       obj_size(o), human_bytes(obj_size(o), hb, sizeof(hb)), o->hdr.generation);
+	info_process("creator", o->hdr.creator_pid, o->creator_alive);
+	printf("created     %s (%" PRIu64 " s ago)\n", when, age);
+	if (o->arr) {
+		char h[SHOAL_HANDLE_MAX];
+
+		shoal_array_handle(o->arr, h, sizeof(h));
+		printf("dtype       %s (%zu bytes)\nshape       (", shoal_dtype_name(shoal_array_dtype(o->arr)),
+		       shoal_array_itemsize(o->arr));
+		for (int i = 0; i < shoal_array_ndim(o->arr); i++)
+			printf("%s%zu", i ? ", " : "", shoal_array_shape(o->arr)[i]);
+		printf("%s)\nstate       %s\nhandle      %s\nrefcount    %" PRIu64 "\n",
+		       shoal_array_ndim(o->arr) == 1 ? "," : "",
+		       shoal_array_is_freed(o->arr) ? "freed" : "alive", h, shoal_array_refcount(o->arr));
+		printf("holders     %d of at most %d (%u live, %u dead processes)\n", o->nholders,
+		       SHOAL_ARRAY_HOLDERS_MAX, o->live, o->dead);
+		for (int i = 0; i < o->nholders; i++) {
+			const struct shoal_array_holder *hd = &o->holders[i];
+			char txt[64], cmd[96] = "";
+
+			holder_text(hd, txt, sizeof(txt));
+			if (!(hd->key & SHOAL__HOLDER_NONPROC) && hd->alive)
+				proc_command(hd->pid, cmd, sizeof(cmd));
+			printf("holder      %-24s %s\n", txt, cmd);
+		}
+	}
+	if (o->is_queue) {
+		const struct shoal_queue_stats *s = &o->qv.stats;
+		uint64_t bytes;
+		int held = arrays_held_by_queue(o->hdr.generation, &bytes);
+
+		printf("capacity    %" PRIu64 " messages of at most %" PRIu64 " bytes\n"
+		       "depth       %" PRIu64 " (%" PRIu64 "%% full)\n"
+		       "pushes      %" PRIu64 "\npops        %" PRIu64 "\nredelivered %" PRIu64 "\n"
+		       "dropped     %" PRIu64 "\nrecoveries  %" PRIu64 "\nsleeps      %" PRIu64 "\n"
+		       "closed      %s\n",
+		       s->capacity, s->max_msg, s->depth, s->capacity ? 100 * s->depth / s->capacity : 0,
+		       s->pushes, s->pops, s->redelivered, s->dropped, s->recoveries, s->sleeps,
+		       o->qv.closed ? "yes" : "no");
+		if (held >= 0)
+			printf("arrays held %d (%s)\n", held, human_bytes(bytes, hb, sizeof(hb)));
+		printf("participants %u live, %u dead, of %u entries\n", o->qv.live, o->qv.dead,
+		       o->qv.table);
+		for (int i = 0; i < o->nparts; i++)
+			info_process("participant", o->parts[i].pid, o->parts[i].alive);
+	}
+	if (o->is_pool) {
+		const struct shoal_pool_view *v = &o->pv;
+
+		info_process("supervisor", v->supervisor.pid, v->supervisor_alive);
+		printf("seats       %u (%u cells of %" PRIu64 " bytes each way)\n"
+		       "workers     %u (%u live, %u dead)\ntasks       %" PRIu64 " running, %" PRIu64
+		       " done by the current workers\nrecycles   ",
+		       v->seats, v->prefetch, v->inline_bytes, v->workers, o->live, o->dead,
+		       v->tasks_running, v->tasks_done);
+		for (int r = 0; r < SHOAL_POOL_NREASONS; r++)
+			printf(" %s %" PRIu64, reason_name[r], v->recycles[r]);
+		printf("%s\n", v->published ? "" : " (not published by this board's library)");
+		for (int i = 0; i < o->nworkers; i++) {
+			const struct shoal_pool_worker_view *w = &o->workers[i];
+
+			printf("worker      seat %u position %d pid %d %s%s, %" PRIu64 " tasks, %s private,"
+			       " recycled:",
+			       w->seat, w->position, (int)w->pid, seat_state_name(w->state),
+			       w->alive ? "" : " (dead)", w->tasks,
+			       human_bytes(w->private_bytes, hb, sizeof(hb)));
+			for (int r = 0; r < SHOAL_POOL_NREASONS; r++)
+				printf(" %s %" PRIu64, reason_name[r], w->recycles[r]);
+			printf("\n");
+		}
+	}
+	printf("stale       %s\n", o->stale ? "yes (reclaim it: shoal gc)" : "no");
+}
+
+static int cmd_info(const char *arg)
 {
 	struct obj o;
+	const char *why;
+	uint64_t gen;
 	int rc;
 
 	memset(&o, 0, sizeof(o));
-	if (shoal__name_check(name) != 0) {
-		fprintf(stderr, "shoal: %s: not a valid name\n", name);
+	if (obj_resolve(arg, o.name, &gen, &why) != 0) {
+		fprintf(stderr, "shoal: %s: %s\n", arg, why);
 		return 1;
 	}
-	snprintf(o.name, sizeof(o.name), "%s", name);
-	probe(&o);
+	obj_probe(&o);
+	/* "shoal.x" is the file of x, unless only an object named "shoal.x"
+	 * exists. */
+	if (o.err == -ENOENT && !gen && strncmp(arg, SHOAL_PREFIX, strlen(SHOAL_PREFIX)) == 0 &&
+	    shoal__name_check(arg) == 0) {
+		obj_done(&o);
+		memset(&o, 0, sizeof(o));
+		snprintf(o.name, sizeof(o.name), "%s", arg);
+		obj_probe(&o);
+	}
 	if (o.err == -ENOENT) {
-		fprintf(stderr, "shoal: %s: no such object\n", name);
+		fprintf(stderr, "shoal: %s: no such object\n", arg);
+		obj_done(&o);
 		return 1;
 	}
-	if (json) {
-		print_json(&o, true);
-	} else if (o.err) {
-		printf("name       %s\nerror      %s\n", name, shoal_strerror(o.err));
-	} else {
-		time_t t = (time_t)(o.hdr.created_ns / 1000000000u);
-		char when[64];
-
-		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime(&t));
-		printf("name       %s\nkind       %s\nsize       %" PRIu64 " bytes\n"
-		       "generation %016" PRIx64 "\ncreator    pid %d (%s)\ncreated    %s\n",
-		       name, kind_of(&o), size_of(&o), o.hdr.generation, (int)o.hdr.creator_pid,
-		       o.creator_alive ? "running" : "gone", when);
-		if (o.arr) {
-			char h[SHOAL_HANDLE_MAX];
-
-			shoal_array_handle(o.arr, h, sizeof(h));
-			printf("dtype      %s (%zu bytes)\nshape      (", shoal_dtype_name(shoal_array_dtype(o.arr)),
-			       shoal_array_itemsize(o.arr));
-			for (int i = 0; i < shoal_array_ndim(o.arr); i++)
-				printf("%s%zu", i ? ", " : "", shoal_array_shape(o.arr)[i]);
-			printf("%s)\nstate      %s\nhandle     %s\nrefcount   %" PRIu64 "\n",
-			       shoal_array_ndim(o.arr) == 1 ? "," : "",
-			       shoal_array_is_freed(o.arr) ? "freed" : "alive", h, shoal_array_refcount(o.arr));
-			printf("holders    %d of at most %d\n", o.nholders, SHOAL_ARRAY_HOLDERS_MAX);
-			for (int i = 0; i < o.nholders; i++) {
-				char txt[64];
-
-				holder_text(&o.holders[i], txt, sizeof(txt));
-				printf("holder     %s\n", txt);
-			}
-		}
-		printf("stale      %s\n", o.stale ? "yes" : "no");
+	if (gen && !o.err && (o.hdr.kind != SHOAL__KIND_ARRAY || o.hdr.generation != gen)) {
+		fprintf(stderr,
+			"shoal: %s: the handle's array is gone: '%s' is now another object "
+			"(%s, generation %016" PRIx64 ")\n",
+			arg, o.name, obj_kind(&o), o.hdr.generation);
+		obj_done(&o);
+		return 1;
 	}
+	if (json)
+		print_json(&o, true);
+	else if (o.err)
+		printf("name        %s\nkind        corrupt\nerror       %s\n", o.name, shoal_strerror(o.err));
+	else
+		info_text(&o);
 	rc = o.err ? 1 : 0;
 	obj_done(&o);
 	return rc;
@@ -365,20 +400,51 @@ static int cmd_gc(void)
 	return 0;
 }
 
+/* A number of seconds, > 0 (fractions allowed): 0 or -1. */
+static int seconds(const char *s, double *out)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || *end || !(v > 0) || v > 1e9)
+		return -1;
+	*out = v;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd;
 	char *args[64];
 	int nargs = 0;
+	bool once = false, have_age = false;
+	double interval = 1.0, age = 0;
 
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
 	}
 	cmd = argv[1];
+	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+		printf("shoal %s (libshoal %s)\n", SHOAL_VERSION_STRING, shoal_version());
+		return 0;
+	}
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			json = true;
+		} else if (strcmp(argv[i], "--once") == 0) {
+			once = true;
+		} else if ((strcmp(argv[i], "--interval") == 0 || strcmp(argv[i], "--age") == 0) &&
+			   i + 1 < argc) {
+			bool is_age = argv[i][2] == 'a';
+
+			if (seconds(argv[i + 1], is_age ? &age : &interval)) {
+				fprintf(stderr, "shoal: %s wants a number of seconds, not '%s'\n", argv[i],
+					argv[i + 1]);
+				return 2;
+			}
+			have_age |= is_age;
+			i++;
 		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			usage(stdout);
 			return 0;
@@ -395,6 +461,15 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
 		usage(stdout);
 		return 0;
+	}
+	/* Options only where they mean something. */
+	if ((once || interval != 1.0) && strcmp(cmd, "top") != 0) {
+		usage(stderr);
+		return 2;
+	}
+	if (have_age && strcmp(cmd, "leaks") != 0) {
+		usage(stderr);
+		return 2;
 	}
 	if (strcmp(cmd, "ls") == 0 && nargs == 0)
 		return cmd_ls();

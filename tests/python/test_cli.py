@@ -121,3 +121,89 @@ def test_gc_reaps_a_killed_holder(name):
     rc, out, _ = run("gc")
     assert rc == 0 and out.startswith("removed ")
     assert not _exists(name)
+
+
+def test_version_and_help():
+    rc, out, _ = run("--version")
+    assert rc == 0 and out.startswith("shoal ") and shoal.__version__ in out
+    rc, out, _ = run("help")
+    assert rc == 0 and "shoal info" in out and "shoal top" in out and "shoal leaks" in out
+    assert run("info", "--once", "x")[0] == 2          # an option of top only
+    assert run("ls", "--age", "5")[0] == 2             # an option of leaks only
+    assert run("top", "--interval", "zero")[0] == 2
+
+
+def test_info_by_file_name_and_handle(name):
+    with shoal.Array.zeros(4, "float64", name=name) as a:
+        for arg in (name, "shoal." + name, a.handle):
+            rc, out, err = run("info", "--json", arg)
+            assert rc == 0, err
+            assert json.loads(out)["handle"] == a.handle
+        # A handle of an earlier object of the same name: its generation.
+        stale = a.handle[:-16] + ("0" * 15 + "1")
+        rc, _, err = run("info", stale)
+        assert rc == 1 and "gone" in err and name in err
+        rc, _, err = run("info", "shoal:array:" + name + "@xyz")
+        assert rc == 1 and "16 hex digits" in err
+
+
+def test_info_of_a_queue(name):
+    q = shoal.Queue(name, capacity=8, max_msg=512)
+    try:
+        q.put(b"a")
+        q.put(b"b")
+        q.get()
+        with shoal.Array.zeros(10, "int64") as a:
+            q.put_obj(a)                      # the queue holds a reference in transit
+            rc, out, _ = run("info", "--json", name)
+            info = json.loads(out)
+            assert rc == 0 and info["kind"] == "queue"
+            assert info["capacity"] == 8 and info["max_msg"] == 512
+            assert info["depth"] == 2 and info["pushes"] == 3 and info["pops"] == 1
+            assert info["live"] == 1 and info["dead"] == 0
+            assert info["participants"] == [{"pid": os.getpid(), "alive": True}]
+            assert info["arrays_held"] == 1 and info["arrays_held_bytes"] == 80
+            rc, out, _ = run("info", name)
+            assert "depth       2 (25% full)" in out and "arrays held 1" in out
+            assert f"participant pid {os.getpid()}" in out
+            assert q.get() == b"b"
+            q.get_obj().release()
+    finally:
+        q.detach()
+        q.unlink()
+
+
+def _sq(x):
+    return x * x
+
+
+def test_info_of_a_pool_and_shared_memory(name):
+    with shoal.Pool(2, max_tasks=3) as pool:
+        assert sum(pool.map(_sq, range(12))) == 506
+        boards = [json.loads(l) for l in run("ls", "--json")[1].splitlines()]
+        board = [b for b in boards if b["kind"] == "pool"
+                 and b["creator_pid"] == os.getpid()][0]["name"]
+        for _ in range(200):
+            info = json.loads(run("info", "--json", board)[1])
+            if info["recycles"]["tasks"] >= 2 and len(info["workers"]) == 2 and \
+                    all(w["state"] == "ready" for w in info["workers"]):
+                break
+            time.sleep(0.02)
+        assert info["supervisor_pid"] == os.getpid() and info["supervisor_alive"]
+        assert info["recycles"]["tasks"] >= 2 and info["recycles"]["died"] == 0
+        assert len(info["workers"]) == 2 and info["dead"] == 0
+        for w in info["workers"]:
+            assert w["alive"] and w["private_bytes"] > 0 and w["tasks"] <= 3
+            assert os.path.exists(f"/proc/{w['pid']}")
+        rc, out, _ = run("info", board)
+        assert rc == 0 and "supervisor  pid" in out and "recycles    tasks" in out
+    m = shoal.SharedMemory(name=name, create=True, size=64)
+    try:
+        rc, out, _ = run("info", name)
+        assert rc == 0 and "kind        shm (a shoal.SharedMemory" in out
+        row = [json.loads(l) for l in run("ls", "--json")[1].splitlines()
+               if json.loads(l)["name"] == name][0]
+        assert row["kind"] == "shm"
+    finally:
+        m.close()
+        m.unlink()

@@ -1,0 +1,80 @@
+/*
+ * objects.h - what the shoal tool's commands (ls, info, top) share: the
+ * walk of the objects' directory and the facts of one object, read through
+ * the library's observation calls (docs/observe.md). Nothing here joins,
+ * references or changes an object.
+ */
+#ifndef SHOAL_TOOL_OBJECTS_H
+#define SHOAL_TOOL_OBJECTS_H
+
+#include "internal.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct obj {
+	char name[SHOAL_NAME_MAX + 1];
+	int err;                     /* 0, or why it could not be read */
+	bool tmp;                    /* a creator's temporary file */
+	struct shoal__hdr hdr;       /* valid when !err && !tmp */
+	bool creator_alive;
+	bool stale;                  /* what `shoal gc` would take back */
+	uint32_t live, dead;         /* holders: processes (and queues) */
+	/* arrays: opened with SHOAL_ARRAY_NOREF (no reference taken) */
+	struct shoal_array *arr;
+	struct shoal_array_holder *holders;
+	int nholders;
+	bool shm;                    /* a shoal.SharedMemory: pinned 1-d bytes */
+	/* queues */
+	bool is_queue;
+	struct shoal_queue_view qv;
+	struct shoal_queue_participant *parts;
+	int nparts;
+	/* pool boards */
+	bool is_pool;
+	struct shoal_pool_view pv;
+	struct shoal_pool_worker_view *workers;
+	int nworkers;
+};
+
+/* Read everything about object @o->name (set by the caller). */
+void obj_probe(struct obj *o);
+void obj_done(struct obj *o);
+
+struct objs {
+	struct obj *v;
+	size_t n;
+};
+/* Every object of the directory, probed, sorted by name: 0, or -errno
+ * (with the reason on stderr) when the directory cannot be read. */
+int objs_read(struct objs *l);
+void objs_free(struct objs *l);
+
+/* "array", "queue", "pool", "segment", "shm", "tmp" or "corrupt". */
+const char *obj_kind(const struct obj *o);
+/* The bytes it takes: an array's data, else the data size. */
+uint64_t obj_size(const struct obj *o);
+/* Seconds since it was created (0 if unknown). */
+uint64_t obj_age_s(const struct obj *o);
+
+/*
+ * Turn what a user typed into an object name: a name, "shoal.<name>" (the
+ * file in the directory) or a handle "shoal:array:<name>@<generation>",
+ * whose generation is then put in @gen (else 0). 0 or -EINVAL, with a
+ * message in @why.
+ */
+int obj_resolve(const char *arg, char *name, uint64_t *gen, const char **why);
+
+/* A holder as "pid:count", "queue-<gen>:count", "name:count". */
+void holder_text(const struct shoal_array_holder *h, char *buf, size_t cap);
+/* "1.5 GiB" and the like, into @buf. */
+const char *human_bytes(uint64_t n, char *buf, size_t cap);
+/* A process's command line, printable, at most @cap - 1 bytes ("?" if
+ * unreadable). */
+void proc_command(pid_t pid, char *buf, size_t cap);
+/* A JSON string on @f. */
+void jstr(FILE *f, const char *s);
+
+#endif
