@@ -1141,8 +1141,19 @@ static bool holder_alive(uint64_t key)
 	return !shoal__key_dead(key);
 }
 
+static bool holder_alive_fn(uint64_t key, void *arg SHOAL__UNUSED)
+{
+	return holder_alive(key);
+}
+
 SHOAL_API int shoal_array_holders(const struct shoal_array *a, struct shoal_array_holder *out,
 				  size_t cap)
+{
+	return shoal__array_holders_judged(a, out, cap, holder_alive_fn, NULL);
+}
+
+int shoal__array_holders_judged(const struct shoal_array *a, struct shoal_array_holder *out,
+				size_t cap, bool (*alive)(uint64_t key, void *arg), void *arg)
 {
 	uint32_t used;
 	int n = 0;
@@ -1163,7 +1174,7 @@ SHOAL_API int shoal_array_holders(const struct shoal_array *a, struct shoal_arra
 			out[n].key = k;
 			out[n].pid = p.pid;
 			out[n].count = c;
-			out[n].alive = holder_alive(k);
+			out[n].alive = alive(k, arg);
 		}
 		n++;
 	}

@@ -248,6 +248,12 @@ static inline uint64_t shoal__holder_kind_of(uint64_t key)
 	return (key & SHOAL__HOLDER_KIND_MASK) >> SHOAL__HOLDER_KIND_SHIFT;
 }
 
+/* shoal_array_holders() with the liveness of each process holder judged by
+ * @alive (lib/array.c): a caller that reads many ledgers (the shoal tool)
+ * asks /proc once per process, not once per line. */
+int shoal__array_holders_judged(const struct shoal_array *a, struct shoal_array_holder *out,
+				size_t cap, bool (*alive)(uint64_t key, void *arg), void *arg);
+
 /* ---- time and waiting (lib/futex.c) -------------------------------------- */
 
 uint64_t shoal__now_ns(void);      /* CLOCK_MONOTONIC */

@@ -96,11 +96,78 @@ void proc_command(pid_t pid, char *buf, size_t cap)
 	buf[got] = '\0';
 	while (got > 0 && (buf[got - 1] == '\0' || buf[got - 1] == '\n'))
 		buf[--got] = '\0';
+	/* The program's base name: the path says little in a narrow column. */
+	{
+		char *end = memchr(buf, '\0', (size_t)got), *slash;
+
+		if (!end)
+			end = buf + got;
+		*end = '\0';
+		slash = strrchr(buf, '/');
+		if (end < buf + got)
+			*end = '\0';
+		if (slash && slash[1]) {
+			size_t cut = (size_t)(slash + 1 - buf);
+
+			memmove(buf, slash + 1, (size_t)got - cut + 1);
+			got -= (ssize_t)cut;
+		}
+	}
 	for (ssize_t i = 0; i < got; i++)
 		if (buf[i] == '\0')
 			buf[i] = ' ';
 		else if ((unsigned char)buf[i] < 0x20 || (unsigned char)buf[i] == 0x7f)
 			buf[i] = '?';
+}
+
+/*
+ * Liveness, asked once per process per walk: 10,000 arrays held by 100
+ * processes are 100 reads of /proc, not 20,000 (bench/top.sh). A walk is
+ * a snapshot; a process that dies during it is seen dead by the next.
+ * Open addressing on the key; keys are never 0.
+ */
+#define MEMO_SIZE 4096u
+static struct {
+	uint64_t key;
+	bool dead;
+} memo[MEMO_SIZE];
+static unsigned memo_used;
+
+void obj_memo_clear(void)
+{
+	memset(memo, 0, sizeof(memo));
+	memo_used = 0;
+}
+
+static bool key_dead(uint64_t key)
+{
+	uint32_t h = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 52) & (MEMO_SIZE - 1);
+
+	if (key == 0)
+		return shoal__key_dead(key);
+	for (unsigned i = 0; i < MEMO_SIZE; i++, h = (h + 1) & (MEMO_SIZE - 1)) {
+		if (memo[h].key == key)
+			return memo[h].dead;
+		if (memo[h].key == 0) {
+			bool dead = shoal__key_dead(key);
+
+			/* Full enough: stop remembering, keep answering. */
+			if (memo_used < MEMO_SIZE / 2) {
+				memo[h].key = key;
+				memo[h].dead = dead;
+				memo_used++;
+			}
+			return dead;
+		}
+	}
+	return shoal__key_dead(key);
+}
+
+static bool holder_alive(uint64_t key, void *arg)
+{
+	(void)arg;
+	/* Queues are judged by the reaper, which sees them all. */
+	return (key & SHOAL__HOLDER_NONPROC) || !key_dead(key);
 }
 
 static void probe_array(struct obj *o)
@@ -112,7 +179,7 @@ static void probe_array(struct obj *o)
 		return;
 	/* Every line, overflow included. The ledger may grow between the two
 	 * calls; what is listed is then a snapshot of the first ones. */
-	o->nholders = shoal_array_holders(o->arr, NULL, 0);
+	o->nholders = shoal__array_holders_judged(o->arr, NULL, 0, holder_alive, NULL);
 	if (o->nholders > 0) {
 		int got;
 
@@ -121,7 +188,8 @@ static void probe_array(struct obj *o)
 			o->err = -ENOMEM;
 			return;
 		}
-		got = shoal_array_holders(o->arr, o->holders, (size_t)o->nholders);
+		got = shoal__array_holders_judged(o->arr, o->holders, (size_t)o->nholders,
+						  holder_alive, NULL);
 		if (got < 0) {
 			o->err = got;
 			return;
@@ -217,7 +285,7 @@ void obj_probe(struct obj *o)
 		return;
 	p.pid = o->hdr.creator_pid;
 	p.start_time = o->hdr.creator_start;
-	o->creator_alive = !shoal__key_dead(shoal__proc_key(&p));
+	o->creator_alive = !key_dead(shoal__proc_key(&p));
 	switch (o->hdr.kind) {
 	case SHOAL__KIND_ARRAY:
 		probe_array(o);
@@ -274,6 +342,7 @@ int objs_read(struct objs *l)
 
 	l->v = NULL;
 	l->n = 0;
+	obj_memo_clear();
 	if (rc) {
 		fprintf(stderr, "shoal: %s\n", shoal_errdetail(rc));
 		return rc;

@@ -41,6 +41,8 @@ struct obj {
 
 /* Read everything about object @o->name (set by the caller). */
 void obj_probe(struct obj *o);
+/* Forget the liveness answers of the last walk (objs_read() does). */
+void obj_memo_clear(void);
 void obj_done(struct obj *o);
 
 struct objs {

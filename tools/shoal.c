@@ -28,6 +28,7 @@
  * observation calls; no kind's private layout is visible here.
  */
 #include "objects.h"
+#include "top.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -475,6 +476,8 @@ int main(int argc, char **argv)
 		return cmd_ls();
 	if (strcmp(cmd, "info") == 0 && nargs == 1)
 		return cmd_info(args[0]);
+	if (strcmp(cmd, "top") == 0 && nargs == 0)
+		return top_main(once, json, interval);
 	if (strcmp(cmd, "rm") == 0 && nargs >= 1 && !json)
 		return cmd_rm(nargs, args);
 	if (strcmp(cmd, "gc") == 0 && nargs == 0)
