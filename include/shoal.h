@@ -1399,6 +1399,76 @@ SHOAL_API int shoal_array_unpin(struct shoal_array *a);
  */
 SHOAL_API int shoal_reap(void);
 
+/* ---- leaks (lib/leaks.c) --------------------------------------------- */
+
+/** Why an object is listed by shoal_leaks() (shoal_leak.reason). */
+enum shoal_leak_reason {
+	/** An array every process holder of which is dead (or that nobody
+	 *  holds, or freed but still named): shoal_reap() frees it. */
+	SHOAL_LEAK_DEAD_HOLDERS = 1,
+	/** An array held only by queues (handles in transit) none of which
+	 *  has a live participant: nobody will pop them. Freed when the
+	 *  queues are unlinked (shoal_queue_unlink()). */
+	SHOAL_LEAK_UNREAD_QUEUE = 2,
+	/** An array a live process has held for at least the age asked
+	 *  (judged by the array's and the process's ages: the ledger keeps no
+	 *  time per reference). Freed when that process releases or exits. */
+	SHOAL_LEAK_OLD_REFERENCE = 3,
+	/** A pool's task board whose supervisor died: shoal_reap() removes it
+	 *  with its spills. */
+	SHOAL_LEAK_DEAD_POOL = 4,
+	/** A creator's temporary file ("shoal..tmp.<pid>.*"), its creator
+	 *  dead: shoal_reap() removes it. */
+	SHOAL_LEAK_DEAD_CREATE = 5,
+};
+
+/**
+ * struct shoal_leak - one object nobody will free, from shoal_leaks().
+ * @name: the object's name (a temporary file: its file name without
+ *        "shoal.").
+ * @reason: enum shoal_leak_reason.
+ * @creator: who created it (pid and start time).
+ * @creator_alive: whether the creator still runs.
+ * @age_ns: time since it was created (0 for a temporary file).
+ * @bytes: what reclaiming it would free: the object's size in the
+ *        directory (its file's allocated blocks).
+ * @holder: for SHOAL_LEAK_OLD_REFERENCE, the live process that holds it;
+ *        else zero.
+ * @references: the references involved: dead processes' (DEAD_HOLDERS),
+ *        the queues' (UNREAD_QUEUE), the live holder's (OLD_REFERENCE).
+ */
+struct shoal_leak {
+	char name[SHOAL_NAME_MAX + 1];
+	int reason;
+	struct shoal_proc creator;
+	bool creator_alive;
+	uint64_t age_ns;
+	uint64_t bytes;
+	struct shoal_proc holder;
+	uint32_t references;
+};
+
+/**
+ * shoal_leaks() - list the objects in the directory that nobody will free.
+ * @min_age_ns: report SHOAL_LEAK_OLD_REFERENCE for references at least
+ *        this old; 0 reports none of them.
+ * @out: filled with up to @cap leaks, in directory order; may be NULL if
+ *        @cap is 0.
+ * @cap: entries at @out.
+ *
+ * Looks, never changes: every object is opened as untrusted input (corrupt
+ * or foreign ones are skipped), arrays without a reference, queues without
+ * joining them (shoal_queue_observe()). Liveness is asked once per process.
+ * One array is listed once, under the first reason that holds, in the
+ * order of enum shoal_leak_reason. Blocking, bounded: linear in the objects
+ * in the directory. Thread-safe.
+ *
+ * Return: the number of leaks found (may exceed @cap); -EINVAL for NULL
+ * @out with @cap > 0; -EACCES or -ENOENT if the directory cannot be read
+ * (or SHOAL_DIR was refused, shoal_dir()); -ENOMEM.
+ */
+SHOAL_API int shoal_leaks(uint64_t min_age_ns, struct shoal_leak *out, size_t cap);
+
 /* ---- arrays in queues (lib/queue_arrays.c) ------------------------ */
 
 /*

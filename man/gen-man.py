@@ -254,7 +254,12 @@ page('shoal_reap.3', 'SHOAL_REAP', ['shoal_reap'], 'take back what dead processe
      [], F('shoal_reap'),
      notes=["A reap killed midway leaves every object consistent: each drop is its own commit, and the next reap goes on from there.",
             "There is no daemon. shoal_queue_unlink(3) reaps; shoal gc is this call."],
-     see=['shoal_array(3)', 'shoal_queue(3)', 'shoal_pool(3)', 'shoal(1)'])
+     see=['shoal_array(3)', 'shoal_queue(3)', 'shoal_pool(3)', 'shoal_leaks(3)', 'shoal(1)'])
+page('shoal_leaks.3', 'SHOAL_LEAKS', ['shoal_leaks'], 'list the objects nobody will free',
+     ["What shoal leaks prints and shoal.leaks() returns in Python: arrays whose holders are all dead, arrays held only by queues nobody reads, references live processes have held for long, pool boards of dead supervisors, temporary files of dead creators; with who created each, when, and what reclaiming it would free."],
+     F('shoal_leaks'), types=['shoal_leak_reason', 'shoal_leak'],
+     notes=["The ledger of an array keeps no time per reference: a reference is judged old when both the array and the process holding it are at least min_age_ns old, so an array a long-running process keeps on purpose is listed too, under its own reason."],
+     see=['shoal_reap(3)', 'shoal_queue_unlink(3)', 'shoal(1)'])
 page('shoal_memstat.3', 'SHOAL_MEMSTAT', ['shoal_memstat'], 'what a process costs in memory',
      [], F('shoal_memstat'), types=['shoal_memstat'],
      notes=["Private memory is RssAnon + VmSwap: what the process alone holds, and what returns to the system when it ends. Not RSS (it counts the shared arrays a process reads) and not ru_maxrss (a high-water mark inherited across fork).",

@@ -1889,6 +1889,66 @@ START_TEST(queue_transfer_on_overflow_line)
 }
 END_TEST
 
+/* shoal_leaks(): a holder killed holding an array makes it a dead-holders
+ * leak, with its creator and bytes; an array held by this live process is
+ * an old reference only past the age asked; the reap takes the first. */
+static int find_leak(const char *name, struct shoal_leak *out)
+{
+	struct shoal_leak v[64];
+	int n = shoal_leaks(out ? 1 : 0, v, 64);
+
+	ck_assert_int_ge(n, 0);
+	for (int i = 0; i < n && i < 64; i++)
+		if (strcmp(v[i].name, name) == 0) {
+			if (out)
+				*out = v[i];
+			return v[i].reason;
+		}
+	return 0;
+}
+
+START_TEST(leaks_dead_holder_and_old_reference)
+{
+	const char *dead_name = t_name("leakdead"), *live_name = t_name("leaklive");
+	size_t shape[1] = { 3 * 4096 };
+	struct shoal_array *a = make(live_name, SHOAL_DTYPE_UINT8, 1, shape);
+	struct shoal_leak l;
+	pid_t pid;
+
+	ck_assert_int_eq(shoal_leaks(0, NULL, 1), -EINVAL);
+	ck_assert_int_ge(shoal_leaks(0, NULL, 0), 0);
+	pid = fork();
+	if (pid == 0) {
+		struct shoal_array *b;
+
+		if (shoal_array_create(dead_name, SHOAL_DTYPE_UINT8, 0, 1, shape, NULL, &b))
+			_exit(1);
+		memset(shoal_array_data(b), 1, 3 * 4096);
+		kill(getpid(), SIGKILL);
+	}
+	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+	ck_assert_int_eq(find_leak(dead_name, &l), SHOAL_LEAK_DEAD_HOLDERS);
+	ck_assert_int_eq(l.creator.pid, pid);
+	ck_assert(!l.creator_alive);
+	ck_assert_uint_eq(l.references, 1);
+	ck_assert_uint_ge(l.bytes, 3 * 4096);
+	ck_assert_int_eq(l.holder.pid, 0);
+	/* min_age 1 ns: this process and its array are older than that (a
+	 * process's age is known to a clock tick: wait a few). */
+	usleep(50000);
+	ck_assert_int_eq(find_leak(live_name, &l), SHOAL_LEAK_OLD_REFERENCE);
+	ck_assert_int_eq(l.holder.pid, getpid());
+	ck_assert(l.creator_alive);
+	/* min_age 0: no old references at all. */
+	ck_assert_int_eq(find_leak(live_name, NULL), 0);
+	ck_assert_int_ge(shoal_reap(), 1);
+	ck_assert_int_eq(find_leak(dead_name, NULL), 0);
+	ck_assert_int_ge(shoal_array_release(a), 0);
+	shoal_array_close(a);
+	ck_assert_int_eq(find_leak(live_name, NULL), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("array");
@@ -1952,6 +2012,13 @@ static Suite *suite(void)
 	tcase_add_loop_test(tl, hostile_lock_bytes, 0, LOCK_PATTERNS);
 	tcase_add_test(tl, live_lock_holder_is_bounded);
 	suite_add_tcase(s, tl);
+	{
+		TCase *tk = tcase_create("leaks");
+
+		tcase_set_timeout(tk, 30);
+		tcase_add_test(tk, leaks_dead_holder_and_old_reference);
+		suite_add_tcase(s, tk);
+	}
 	return s;
 }
 

@@ -401,6 +401,98 @@ static int cmd_gc(void)
 	return 0;
 }
 
+static const char *const leak_reason[] = {
+	[SHOAL_LEAK_DEAD_HOLDERS] = "dead-holders",
+	[SHOAL_LEAK_UNREAD_QUEUE] = "unread-queue",
+	[SHOAL_LEAK_OLD_REFERENCE] = "old-reference",
+	[SHOAL_LEAK_DEAD_POOL] = "dead-pool",
+	[SHOAL_LEAK_DEAD_CREATE] = "dead-create",
+};
+
+static const char *const leak_fix[] = {
+	[SHOAL_LEAK_DEAD_HOLDERS] = "shoal gc",
+	[SHOAL_LEAK_UNREAD_QUEUE] = "unlink the queue",
+	[SHOAL_LEAK_OLD_REFERENCE] = "release it in that process",
+	[SHOAL_LEAK_DEAD_POOL] = "shoal gc",
+	[SHOAL_LEAK_DEAD_CREATE] = "shoal gc",
+};
+
+/* Exit status: 0 no leak, 1 leaks found, 3 the directory unreadable. */
+static int cmd_leaks(double age_s)
+{
+	struct shoal_leak *v = NULL;
+	uint64_t total = 0;
+	char tb[32];
+	int n, cap = 0;
+
+	/* The directory may change between the count and the fill. */
+	for (int tries = 0;; tries++) {
+		n = shoal_leaks((uint64_t)(age_s * 1e9), v, (size_t)cap);
+		if (n < 0 || n <= cap || tries == 3)
+			break;
+		free(v);
+		cap = n + 16;
+		v = calloc((size_t)cap, sizeof(*v));
+		if (!v) {
+			n = -ENOMEM;
+			break;
+		}
+	}
+	if (n < 0) {
+		fprintf(stderr, "shoal: leaks: %s\n",
+			shoal_errdetail(n)[0] ? shoal_errdetail(n) : shoal_strerror(n));
+		free(v);
+		return 3;
+	}
+	if (n > cap)
+		n = cap;
+	if (!json && n)
+		printf("%-32s %-13s %10s %6s %8s  %-28s %s\n", "OBJECT", "WHY", "FREES", "AGE", "CREATOR",
+		       "CREATED BY", "HOLDER / FIX");
+	for (int i = 0; i < n; i++) {
+		const struct shoal_leak *l = &v[i];
+		const char *why = l->reason >= 1 && l->reason <= SHOAL_LEAK_DEAD_CREATE ?
+					  leak_reason[l->reason] : "?";
+		const char *fix = l->reason >= 1 && l->reason <= SHOAL_LEAK_DEAD_CREATE ?
+					  leak_fix[l->reason] : "?";
+		char cmd[96] = "", hcmd[96] = "", hb[32];
+
+		total += l->bytes;
+		if (l->creator_alive)
+			proc_command(l->creator.pid, cmd, sizeof(cmd));
+		if (l->holder.pid)
+			proc_command(l->holder.pid, hcmd, sizeof(hcmd));
+		if (json) {
+			printf("{\"name\":");
+			jstr(stdout, l->name);
+			printf(",\"reason\":\"%s\",\"bytes\":%" PRIu64 ",\"age_s\":%" PRIu64
+			       ",\"creator_pid\":%d,\"creator_alive\":%s,\"creator_command\":",
+			       why, l->bytes, l->age_ns / 1000000000u, (int)l->creator.pid,
+			       l->creator_alive ? "true" : "false");
+			jstr(stdout, cmd);
+			printf(",\"references\":%u,\"holder_pid\":%d,\"holder_command\":", l->references,
+			       (int)l->holder.pid);
+			jstr(stdout, hcmd);
+			printf(",\"fix\":");
+			jstr(stdout, fix);
+			printf("}\n");
+			continue;
+		}
+		printf("%-32s %-13s %10s %5" PRIu64 "s %7d%s  %-28.28s ", l->name, why,
+		       human_bytes(l->bytes, hb, sizeof(hb)), l->age_ns / 1000000000u, (int)l->creator.pid,
+		       l->creator_alive ? " " : "†", l->creator_alive ? cmd : "(dead)");
+		if (l->holder.pid)
+			printf("pid %d %s, %u ref%s\n", (int)l->holder.pid, hcmd, l->references,
+			       l->references == 1 ? "" : "s");
+		else
+			printf("%s\n", fix);
+	}
+	if (!json)
+		printf("%d leak%s, %s to reclaim\n", n, n == 1 ? "" : "s", human_bytes(total, tb, sizeof(tb)));
+	free(v);
+	return n ? 1 : 0;
+}
+
 /* A number of seconds, > 0 (fractions allowed): 0 or -1. */
 static int seconds(const char *s, double *out)
 {
@@ -478,6 +570,8 @@ int main(int argc, char **argv)
 		return cmd_info(args[0]);
 	if (strcmp(cmd, "top") == 0 && nargs == 0)
 		return top_main(once, json, interval);
+	if (strcmp(cmd, "leaks") == 0 && nargs == 0)
+		return cmd_leaks(have_age ? age : 3600);
 	if (strcmp(cmd, "rm") == 0 && nargs >= 1 && !json)
 		return cmd_rm(nargs, args);
 	if (strcmp(cmd, "gc") == 0 && nargs == 0)

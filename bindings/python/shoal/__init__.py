@@ -9,12 +9,13 @@ from . import _lib  # noqa: F401 (first: the library, and the _constants.py made
 from ._constants import VERSION as __version__
 from ._lib import ShoalError, strerror
 from .array import Array, reap
+from .leaks import Leak, leaks
 from .memstat import MemoryMonitor, MemStat, memstat
 from .pool import Pool, WorkerLost
 from .queue import Claim, Queue
 from .segment import Segment, directory, unlink
 from .shared_memory import SharedMemory
 
-__all__ = ["Array", "Claim", "MemoryMonitor", "MemStat", "Pool", "Queue", "Segment",
-           "SharedMemory", "ShoalError", "WorkerLost", "directory", "memstat", "reap", "strerror",
-           "unlink"]
+__all__ = ["Array", "Claim", "Leak", "MemoryMonitor", "MemStat", "Pool", "Queue", "Segment",
+           "SharedMemory", "ShoalError", "WorkerLost", "directory", "leaks", "memstat", "reap",
+           "strerror", "unlink"]
