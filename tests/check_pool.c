@@ -2455,6 +2455,12 @@ START_TEST(observe_errors_and_hostile_board)
 		/* Truncated. */
 		t_plant(copy, img, len / 2, 0600);
 		ck_assert_int_eq(shoal_pool_observe(copy, &v, wv, 8), -EBADMSG);
+		/* A common header of a later layout. */
+		memcpy(work, img, len);
+		bad = 99;
+		memcpy(work + 8, &bad, 4);
+		t_plant(copy, work, len, 0600);
+		ck_assert_int_eq(shoal_pool_observe(copy, &v, wv, 8), -EPROTO);
 		/* The intact copy reads; then random bytes in the seats. */
 		t_plant(copy, img, len, 0600);
 		ck_assert_int_ge(shoal_pool_observe(copy, &v, wv, 8), 0);

@@ -518,7 +518,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	cmd = argv[1];
-	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+	if (strcmp(cmd, "--version") == 0) {
 		printf("shoal %s (libshoal %s)\n", SHOAL_VERSION_STRING, shoal_version());
 		return 0;
 	}
