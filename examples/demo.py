@@ -4,6 +4,11 @@ memory, while each task leaks memory on purpose (as fragmented Python heaps
 do); the pool recycles a worker when its *private* memory passes the limit.
 The shared array never counts against that limit and is never copied.
 
+The pool records its memory timeline (Pool(record_memory=True)): the
+demo draws it, each process's private memory and PSS over time with every
+recycle marked, to shoal-demo-timeline.png (and its samples to .csv) in
+the current directory, or where --timeline says.
+
 Then the same job on multiprocessing.Pool(maxtasksperchild=...), with each
 task's part of the array pickled to the worker, for the time beside it.
 
@@ -48,6 +53,8 @@ def task_pickled(part, leak_mib):
 
 
 def fmt(b):
+    if b is None:
+        return "not measured"
     return f"{b / MiB:,.0f} MiB" if b < 10 * 2**30 else f"{b / 2**30:,.1f} GiB"
 
 
@@ -68,25 +75,40 @@ def progress(done, total, pool, t0, width=28):
 
 def run_shoal(args, a, parts):
     t0 = time.monotonic()
+    # The pool's own record of its processes: the parent and every
+    # worker, replaced ones included, every 50 ms. PSS every 0.25 s only:
+    # smaps_rollup looks up every page of each process's 1 GiB mapping,
+    # over 100 ms for all of them here.
     pool = shoal.Pool(args.workers, max_private_memory=args.limit * MiB,
-                      start_method=args.start_method)
-    pids = lambda: [os.getpid()] + pool.pids()  # noqa: E731
+                      start_method=args.start_method, record_memory=True,
+                      memory_interval=0.05, memory_smaps=0.25)
     total = 0
-    # PSS (smaps_rollup) walks page tables: sampled twice a second.
-    with shoal.MemoryMonitor(pids=pids, interval=0.5, smaps=True) as mon:
-        futs = [pool.submit(task_shared, a, lo, hi, args.leak) for lo, hi in parts]
-        done = 0
-        for f in concurrent.futures.as_completed(futs):
-            total += f.result()
-            done += 1
-            progress(done, len(parts), pool, t0)
-        stats = pool.stats()
-        info = pool.info()
-    pool.shutdown()
+    futs = [pool.submit(task_shared, a, lo, hi, args.leak) for lo, hi in parts]
+    done = 0
+    for f in concurrent.futures.as_completed(futs):
+        total += f.result()
+        done += 1
+        progress(done, len(parts), pool, t0)
+    stats = pool.stats()
+    info = pool.info()
+    pool.shutdown()  # its monitor stops with it
     elapsed = time.monotonic() - t0
     if sys.stdout.isatty():
         print()
-    return total, elapsed, stats, info, mon
+    return total, elapsed, stats, info, pool.memory
+
+
+def write_timeline(mon, path):
+    """The timeline as a PNG at @path and CSV beside it; what to print."""
+    csv_path = os.path.splitext(path)[0] + ".csv"
+    mon.to_csv(csv_path)
+    try:
+        mon.plot(path, title="shoal demo: memory per process (recycles marked)")
+    except ImportError:
+        return (f"not drawn (no matplotlib: apt-get install python3-matplotlib);"
+                f" samples in {os.path.abspath(csv_path)}")
+    return (f"{os.path.abspath(path)} (private memory and PSS per process over time,"
+            f" each recycle marked; samples in {os.path.basename(csv_path)})")
 
 
 def run_mp(args, arr, parts, per_worker):
@@ -111,6 +133,9 @@ def main():
     ap.add_argument("--start-method", default="fork", choices=["fork", "spawn", "forkserver"])
     ap.add_argument("--no-compare", action="store_true",
                     help="skip the multiprocessing.Pool run")
+    ap.add_argument("--timeline", default="shoal-demo-timeline.png", metavar="PNG",
+                    help="where to draw the memory timeline (default"
+                         " shoal-demo-timeline.png; its CSV beside it); '' for none")
     args = ap.parse_args()
     if args.size < 1 or args.workers < 1 or args.tasks < 1 or args.leak < 0 or args.limit < 1:
         ap.error("sizes, workers and tasks must be positive")
@@ -145,8 +170,11 @@ def main():
                   f" {fmt(s['private_peak']):>9}  {why}")
         recycles = sum(sum(s["recycles"].values()) for s in stats)
         copies = (args.workers + 1) * n * 8
+        if args.timeline:
+            print(f"  timeline: {write_timeline(mon, args.timeline)}")
         print()
         print(f"  result: {total} ({ok})")
+        # peak_pss is None where smaps_rollup could not be read.
         print(f"  memory: peak total PSS of parent + workers {fmt(mon.peak_pss)} (the array"
               f" counted once, plus the leaks);\n          the parent's array plus a copy in each of"
               f" the {args.workers} workers would be {fmt(copies)} before any leak")

@@ -1,5 +1,6 @@
 """The examples run and say what they promise: the README's demo (small),
-hello.c and share.c. They are built by make; this keeps them working."""
+the timeline picture, hello.c and share.c. They are built by make; this keeps them working."""
+import csv
 import os
 import re
 import subprocess
@@ -9,6 +10,10 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEMO = os.path.join(HERE, os.pardir, os.pardir, "examples", "demo.py")
+TIMELINE = os.path.join(HERE, os.pardir, os.pardir, "examples", "timeline.py")
+PNG = b"\x89PNG\r\n\x1a\n"
+# A fresh worker under AddressSanitizer already has ~130 MiB private.
+LEAK, LIMIT = ("100", "300") if "libasan" in os.environ.get("LD_PRELOAD", "") else ("30", "60")
 BUILD = os.environ.get("SHOAL_TEST_BUILDDIR", "")
 
 
@@ -23,12 +28,11 @@ def _arrays():
     return {f for f in os.listdir("/dev/shm") if f.startswith("shoal.a.")}
 
 
-def test_demo_recycles_and_loses_nothing():
+def test_demo_recycles_and_loses_nothing(tmp_path):
     before = _arrays()
-    # A fresh worker under AddressSanitizer already has ~130 MiB private.
-    leak, limit = ("100", "300") if "libasan" in os.environ.get("LD_PRELOAD", "") else ("30", "60")
+    png = tmp_path / "demo.png"
     out = _run([sys.executable, DEMO, "--size", "64", "--workers", "2", "--tasks", "12",
-                "--leak", leak, "--limit", limit])
+                "--leak", LEAK, "--limit", LIMIT, "--timeline", str(png)])
     assert "(right)" in out
     assert "tasks lost: 0" in out
     recycles = int(re.search(r"recycles: (\d+)", out).group(1))
@@ -36,6 +40,26 @@ def test_demo_recycles_and_loses_nothing():
     assert "multiprocessing.Pool(maxtasksperchild=" in out
     assert "tasks carry its handle" in out
     assert _arrays() <= before          # its array was freed at the end
+    # Its timeline: the picture, where it says, and the samples beside it,
+    # every recycle among them.
+    assert f"timeline: {png} (" in out
+    assert png.read_bytes()[:8] == PNG
+    with open(tmp_path / "demo.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sum(r["event"] == "recycle" and r["reason"] == "memory" for r in rows) >= recycles
+    # (A replacement the end of the run left not ready has no position.)
+    assert {r["label"] for r in rows} - {"worker, not ready"} == {"parent", "worker 0",
+                                                                  "worker 1"}
+
+
+def test_timeline_example_draws_every_reason(tmp_path):
+    png = tmp_path / "t.png"
+    out = _run([sys.executable, TIMELINE, str(png), "--size", "16", "--tasks", "24",
+                "--leak", LEAK, "--limit", LIMIT, "--csv", str(tmp_path / "t.csv")])
+    assert png.read_bytes()[:8] == PNG and len(png.read_bytes()) < 100 * 1024
+    why = re.search(r"recycles (\{.*?\})", out).group(1)
+    assert "'died': 1" in why and "'memory'" in why, out
+    assert (tmp_path / "t.csv").exists()
 
 
 def test_demo_help_and_bad_arguments():

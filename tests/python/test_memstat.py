@@ -1,4 +1,5 @@
 """shoal.memstat and shoal.MemoryMonitor."""
+import importlib
 import os
 import subprocess
 import sys
@@ -106,3 +107,40 @@ def test_monitor_follows_callable_pids_and_smaps():
             m.start()
         finally:
             m.stop()
+
+
+def test_peak_pss_is_none_unless_measured():
+    import time
+    with shoal.MemoryMonitor(interval=0.01) as mon:
+        time.sleep(0.03)
+    assert mon.timeline[0].readings  # the first sample, taken by start()
+    assert mon.peak_pss is None and all(s.pss is None for s in mon.timeline)
+    assert mon.peak_private == max(s.private for s in mon.timeline) > 0
+    assert shoal.MemoryMonitor(pids=[]).sample().pss is None  # nothing read: not measured
+    # smaps=<seconds>: PSS at the first sample, then at most that often
+    # (samples taken by hand: the thread's pace depends on the machine's load).
+    mon = shoal.MemoryMonitor(smaps=0.3)
+    first, soon = mon.sample(), mon.sample()
+    time.sleep(0.31)
+    later = mon.sample()
+    assert first.pss is not None and soon.pss is None and later.pss is not None
+    assert soon.private > 0
+    assert mon.peak_pss == max(first.pss, later.pss)
+    with pytest.raises(ValueError):
+        shoal.MemoryMonitor(smaps=-1)
+
+
+def test_pss_not_measured_where_smaps_rollup_cannot_be_read(monkeypatch):
+    mod = importlib.import_module("shoal.memstat")  # shoal.memstat is the function
+    real = mod.memstat
+
+    def no_rollup(pid=None, smaps=False):
+        if smaps:
+            raise FileNotFoundError(2, "no smaps_rollup")  # as before Linux 4.14
+        return real(pid)
+
+    monkeypatch.setattr(mod, "memstat", no_rollup)
+    mon = shoal.MemoryMonitor(smaps=True)
+    s = mon.sample()
+    assert s.readings[os.getpid()].private > 0 and s.pss is None
+    assert mon.peak_pss is None and mon.peak_private > 0

@@ -29,6 +29,10 @@ and shutting pools down at exit. The flow of a task:
 - _pool_results.py: the results thread, Futures, map()'s results,
   AsyncResult, WorkerLost.
 - _forkserver.py: the single-threaded process that forks "fork" workers.
+- _MemoryBook (here): with record_memory=True, the workers the hooks
+  started and joined, and each position's recycles, so the pool's
+  MemoryMonitor (pool.memory) follows its changing workers and marks
+  every replacement with its reason and time.
 
 Workers are Python processes that take tasks from the board with
 shoal_pool_worker_step(), a futex wait that releases the GIL. A task is a
@@ -70,6 +74,7 @@ from ._pool_results import (AsyncResult, WorkerLost,  # noqa: F401
                             _Future, _One, _Run)
 from ._pool_wire import RemoteTraceback, _ONE, _task_prefix  # noqa: F401
 from ._pool_worker import _worker_main
+from .memstat import MemoryMonitor
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3,
           "gb": 1000**3, "t": 1000**4, "tb": 1000**4, "kib": 1024, "mib": 1024**2,
@@ -167,6 +172,19 @@ class Pool(concurrent.futures.Executor):
     ``processes`` for ``workers``, ``maxtasksperchild`` for ``max_tasks``,
     ``mp_context`` (a multiprocessing context, whose start method is used)
     for ``start_method``; giving both names of one is a TypeError.
+
+    ``record_memory=True`` records the pool's memory timeline in
+    ``pool.memory``, a MemoryMonitor started once the first workers are
+    (its first sample has them all) and stopped with the pool: the parent
+    ("parent") and every worker ("worker <position>"), retiring ones
+    included until they leave, every ``memory_interval`` seconds (0.1 by
+    default), with PSS if ``memory_smaps`` (True: at every sample; a
+    number: at most every that many seconds, as MemoryMonitor's ``smaps``);
+    each replacement is an event
+    "recycle" with the old worker's pid, the reason (shoal.pool.REASONS:
+    "tasks", "memory", "hard", "age", "died") and the time it left. Then
+    ``pool.memory.to_csv(path)`` and ``pool.memory.plot(path)``. Without
+    it, ``pool.memory`` is None.
     """
 
     def __init__(self, workers: Optional[int] = None, *,
@@ -181,7 +199,9 @@ class Pool(concurrent.futures.Executor):
                  prefetch: Optional[int] = None,
                  max_workers: Optional[int] = None, processes: Optional[int] = None,
                  maxtasksperchild: Optional[int] = None,
-                 mp_context: Optional[multiprocessing.context.BaseContext] = None) -> None:
+                 mp_context: Optional[multiprocessing.context.BaseContext] = None,
+                 record_memory: bool = False, memory_interval: float = 0.1,
+                 memory_smaps: Union[bool, float] = False) -> None:
         workers = _one_of(workers=workers, max_workers=max_workers, processes=processes)
         max_tasks = _one_of(max_tasks=max_tasks, maxtasksperchild=maxtasksperchild)
         if mp_context is not None:
@@ -201,6 +221,8 @@ class Pool(concurrent.futures.Executor):
             raise ValueError("max_tasks must be at least 1")
         if max_attempts is not None and max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if record_memory and not memory_interval > 0:
+            raise ValueError("memory_interval must be positive")
         self._ctx = mp_context or multiprocessing.get_context(start_method)
         self._pid = os.getpid()  # a forked worker's copy is not its own
         self._start_method = start_method
@@ -224,6 +246,9 @@ class Pool(concurrent.futures.Executor):
         self._config_warned = False
         self._spawn_exc = None  # the last exception of starting a worker
         self._ptr = None
+        # Before the C pool: its hooks may start and join workers at once.
+        self.memory = None
+        self._book = _MemoryBook() if record_memory else None
         cfg = _Config()
         cfg.workers = workers
         cfg.max_tasks = max_tasks or 0
@@ -292,6 +317,13 @@ class Pool(concurrent.futures.Executor):
                                            args=(ref, self._ptr, self._stopping),
                                            name="shoal-pool-results", daemon=True)
         self._collector.start()
+        if record_memory:
+            # The first sample has every first worker: their spawn hooks
+            # have returned (a few ms; bounded, should one never come).
+            self._book.wait_started(workers, 10.0)
+            self.memory = MemoryMonitor(pids=lambda: _follow(ref), interval=memory_interval,
+                                        smaps=memory_smaps)
+            self.memory.start()
 
     # ---- submitting ----
 
@@ -634,6 +666,9 @@ class Pool(concurrent.futures.Executor):
         or spilled task is left behind. With @wait, returns once it is done
         (the workers have left), unless this thread is one it waits for:
         the results thread, or a hook on the C pool's own threads."""
+        if self.memory is not None:
+            # Its last sample while the pool and its workers still are.
+            self.memory.stop()
         with self._lock:
             ptr, self._ptr = self._ptr, None
         if ptr:
@@ -725,7 +760,16 @@ def _spawn(ref, board, seat, gen):
     if pool._server is not None:
         pid = pool._server.spawn(board, seat, gen)
         pool._spawn_exc = None if pid > 0 else OSError(-pid, os.strerror(-pid))
+        if pool._book is not None:
+            pool._book.started(pid)
         return pid
+    pid = _spawn_process(pool, board, seat, gen)
+    if pool._book is not None:
+        pool._book.started(pid)
+    return pid
+
+
+def _spawn_process(pool, board, seat, gen):
     try:
         proc = pool._ctx.Process(target=_worker_main, daemon=True,
                                  args=(board.decode(), seat, gen, pool._initializer,
@@ -747,6 +791,13 @@ def _join(ref, pid):
     pool = ref()
     if pool is None:
         return -errno.ECHILD
+    st = _join_process(pool, pid)
+    if pool._book is not None:
+        pool._book.left(pid)
+    return st
+
+
+def _join_process(pool, pid):
     if pool._server is not None:
         return pool._server.join(pid)
     try:
@@ -761,6 +812,93 @@ def _join(ref, pid):
         return (-code) & 0x7f if code < 0 else (code & 0xff) << 8
     except BaseException:  # noqa: B902
         return -errno.ECHILD
+
+
+class _MemoryBook:
+    """What pool.memory follows (record_memory=True): the workers started
+    and not yet joined, as the hooks saw them (so a retiring worker is
+    still read after its replacement has taken its position in stats()),
+    the position each was last seen at, and each position's recycle
+    counts, whose growth is a replacement to mark.
+
+    The C pool counts a replacement when the old worker has been joined
+    (settle_exit() in lib/pool_supervise.c), so its join is already here
+    when a sample sees the count grow: the event takes that worker's pid
+    and the time the join hook returned."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.started_cv = threading.Condition(self.lock)
+        self.spawns = 0     # spawn hook calls, failed ones included
+        self.alive = {}     # pid -> None, in start order
+        self.gone = []      # (pid, time.monotonic()) joined, not yet marked
+        self.pos_of = {}    # pid -> its position, once stats() showed it
+        self.recycles = {}  # position -> its recycles by reason
+
+    def started(self, pid):
+        with self.lock:
+            self.spawns += 1
+            if pid > 0:
+                self.alive[pid] = None
+            self.started_cv.notify_all()
+
+    def left(self, pid):
+        now = time.monotonic()
+        with self.lock:
+            if pid in self.alive:
+                del self.alive[pid]
+                self.gone.append((pid, now))
+
+    def wait_started(self, n, timeout):
+        with self.lock:
+            self.started_cv.wait_for(lambda: self.spawns >= n, timeout)
+
+    def _attribute(self, pos, now):
+        """The joined worker a recycle at @pos was: the first one seen at
+        @pos, else one never seen at any (it died starting); and when it
+        left. (None, @now) if the join is not here."""
+        for mine in (lambda pid: self.pos_of.get(pid) == pos,
+                     lambda pid: pid not in self.pos_of):
+            for i, (pid, when) in enumerate(self.gone):
+                if mine(pid):
+                    del self.gone[i]
+                    self.pos_of.pop(pid, None)
+                    return pid, when
+        return None, now
+
+    def follow(self, pool):
+        """The pids to read now with their labels; marks the recycles
+        stats() shows since the last call on pool.memory."""
+        st = pool.stats()
+        now = time.monotonic()
+        marks = []
+        out = {pool._pid: "parent"}
+        with self.lock:
+            for pos, s in enumerate(st):
+                if s["pid"] > 0 and s["pid"] in self.alive:
+                    self.pos_of[s["pid"]] = pos
+                cur, prev = s["recycles"], self.recycles.get(pos)
+                self.recycles[pos] = cur
+                if prev is None:
+                    continue
+                for reason in REASONS:
+                    for _ in range(cur[reason] - prev[reason]):
+                        marks.append((reason,) + self._attribute(pos, now))
+            for pid in self.alive:
+                pos = self.pos_of.get(pid)
+                # Not ready yet: a replacement takes its position then.
+                out[pid] = "worker, not ready" if pos is None else f"worker {pos}"
+        mem = pool.memory
+        if mem is not None:
+            for reason, pid, when in sorted(marks, key=lambda m: m[2]):
+                mem.mark("recycle", pid, reason, when)
+        return out
+
+
+def _follow(ref):
+    """pool.memory's pids: the pool's processes, or none once it is gone."""
+    pool = ref()
+    return {} if pool is None else pool._book.follow(pool)
 
 
 # One pair for every pool, alive as long as the module.
