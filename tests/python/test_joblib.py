@@ -2,8 +2,8 @@
 1.2 apply_async path) and driven as joblib 1.5 drives it (submit and the
 retrieve callbacks); arrays as handles, the cache and its checks, worker
 deaths, aborts, timeouts, Ctrl-C, nesting, scikit-learn against loky."""
+import multiprocessing
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -20,6 +20,19 @@ import shoal
 import shoal.joblib as sj
 
 MiB = 2**20
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _pools_shut_down():
+    """The backend's pools (and loky's workers, started for the
+    comparison) do not outlive this module: later tests count children
+    and pool objects."""
+    yield
+    sj.shutdown()
+    from joblib.externals.loky import reusable_executor
+    if reusable_executor._executor is not None:
+        reusable_executor._executor.shutdown(wait=True)
+    assert not sj._pools and sj.cache_info()["entries"] == 0
 
 
 @pytest.fixture(autouse=True)
@@ -113,6 +126,13 @@ def test_registered_and_pool_reused():
     b = run(pid, [()] * 8)
     assert dict(sj._pools) == pools  # the same pool, not a new one
     assert len(set(a + b)) <= 2 and os.getpid() not in a + b
+    # A forked child starts with no pool of its own, and leaves the
+    # parent's alone when it exits.
+    p = multiprocessing.get_context("fork").Process(target=abs, args=(1,))
+    p.start()
+    p.join(30)
+    assert p.exitcode == 0
+    assert run(pid, [()] * 4) and dict(sj._pools) == pools
 
 
 def test_n_jobs():
@@ -137,6 +157,10 @@ def test_backend_args():
     with parallel_backend("shoal", n_jobs=2, max_tasks=1):
         pids = Parallel(batch_size=1)(delayed(pid)() for _ in range(6))
     assert len(set(pids)) >= 5
+    # A pool per configuration: the limits reach shoal.Pool.
+    with parallel_backend("shoal", n_jobs=2, max_private_memory="2 GiB"):
+        Parallel()(delayed(pid)() for _ in range(2))
+    assert any(("max_private_memory", "2 GiB") in key[1] for key in sj._pools)
 
 
 # ---- arrays ----------------------------------------------------------------

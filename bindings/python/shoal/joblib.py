@@ -47,6 +47,7 @@ import joblib
 from joblib._parallel_backends import (AutoBatchingMixin, FallbackToBackend,
                                        ParallelBackendBase, SequentialBackend,
                                        ThreadingBackend)
+from joblib.disk import memstr_to_bytes
 from joblib.externals import cloudpickle
 
 from . import _lib
@@ -91,7 +92,7 @@ def _worker_init(env):
     """In each worker as it starts: it is a shoal worker (a nested
     Parallel on "shoal" runs sequentially), and its native thread pools
     are limited as loky limits them (cpu_count // n_jobs by default)."""
-    global _in_worker
+    global _in_worker, _limits
     _in_worker = True
     os.environ.update(env)
     try:
@@ -100,7 +101,7 @@ def _worker_init(env):
         return
     n = env.get("OMP_NUM_THREADS")
     if n and n.isdigit():
-        global _limits
+        # Kept: the limits hold while the object lives.
         _limits = threadpoolctl.threadpool_limits(int(n))
 
 
@@ -145,6 +146,20 @@ def shutdown(wait: bool = True) -> None:
         _cache.clear()
     for e in entries:
         e.finalizer.detach()
+
+
+def _after_fork_in_child():
+    """A forked child (a multiprocessing "fork" Process, say) starts with
+    no pool and no cache of its own: the inherited ones are the parent's
+    (its pools' threads are not here, the copies' references are the
+    parent's), and shutting them down at the child's exit would tear down
+    the parent's pool."""
+    global _pools, _pools_lock, _cache, _cache_lock
+    _pools, _pools_lock = {}, threading.Lock()
+    _cache, _cache_lock = {}, threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # Before shoal.pool's own exit hook (threading's run last registered
@@ -431,6 +446,7 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
                          inner_max_num_threads=inner_max_num_threads)
         self._pool_args = {k: v for k, v in backend_args.items() if k in POOL_ARGS}
         self._own = {k: v for k, v in backend_args.items() if k in _OWN_ARGS}
+        self._call_args = dict(self._pool_args)
         if "mmap_mode" in self._own and self._own["mmap_mode"] not in _MMAP_MODES:
             raise ValueError(f"mmap_mode must be one of {_MMAP_MODES}")
         self._pool = None
@@ -459,23 +475,29 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
         return n_jobs
 
     def configure(self, n_jobs=1, parallel=None, prefer=None, require=None,
-                  max_nbytes=None, mmap_mode="r", temp_folder=None, **_ignored):
+                  max_nbytes=None, mmap_mode="r", temp_folder=None, **extra):
         """Pick (or start) the pool for @n_jobs and these limits; note the
         Parallel call's max_nbytes and mmap_mode (temp_folder is not used:
-        shared arrays live where shoal keeps its objects)."""
+        shared arrays live where shoal keeps its objects). Pool arguments
+        among @extra (joblib 1.5 passes Parallel's own keyword arguments
+        here) apply to this call; joblib's others (context, verbose...) are
+        not used."""
         n = self.effective_n_jobs(n_jobs)
         if n == 1:
             raise FallbackToBackend(SequentialBackend(nesting_level=self.nesting_level))
+        self._call_args = dict(self._pool_args)
+        self._call_args.update((k, v) for k, v in extra.items() if k in POOL_ARGS)
         mb = self._own.get("max_nbytes", max_nbytes)
+        # joblib's units: '1M' is 2**20 bytes.
         self._max_nbytes = None if mb is None else parse_size(
-            joblib.parallel.memstr_to_bytes(mb) if isinstance(mb, str) else mb)
+            memstr_to_bytes(mb) if isinstance(mb, str) else mb)
         mode = self._own.get("mmap_mode", mmap_mode)
         if mode not in _MMAP_MODES:
             raise ValueError(f"mmap_mode must be one of {_MMAP_MODES}")
         self._mmap_mode = mode
         self._n_jobs = n
         self.parallel = parallel
-        self._pool = _pool_for(n, self._pool_args, self._prepare_worker_env(n))
+        self._pool = _pool_for(n, self._call_args, self._prepare_worker_env(n))
         return n
 
     def start_call(self):
@@ -543,22 +565,25 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
         def done(f, keep=keep):
             with self._jobs_lock:
                 self._jobs.discard(f)
+            ok, value = False, None
             try:
                 if f.cancelled():
-                    job.set_exception(concurrent.futures.CancelledError())
-                    return
-                exc = f.exception()
-                if exc is not None:
-                    job.set_exception(exc)
+                    value = concurrent.futures.CancelledError()
+                elif f.exception() is not None:
+                    value = f.exception()
                 else:
                     # Attaching here, always, not when joblib asks: a
                     # result never taken must still drop its pins.
-                    job.set_result(pickle.loads(f.result()))
+                    ok, value = True, pickle.loads(f.result())
             except BaseException as e:  # noqa: B902 - the job must end
-                if not job.done():
-                    job.set_exception(e)
-            finally:
-                keep.clear()
+                ok, value = False, e
+            # The task's arrays go before the caller hears of the result:
+            # once it has them all, nothing of the call is left.
+            keep.clear()
+            if ok:
+                job.set_result(value)
+            else:
+                job.set_exception(value)
 
         inner.add_done_callback(done)
         return job
@@ -600,7 +625,7 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
             pool.terminate()
             self._pool = None
         if ensure_ready and self._pool is None and self._n_jobs:
-            self._pool = _pool_for(self._n_jobs, self._pool_args,
+            self._pool = _pool_for(self._n_jobs, self._call_args,
                                    self._prepare_worker_env(self._n_jobs))
 
 
