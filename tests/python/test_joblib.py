@@ -224,8 +224,13 @@ def test_shoal_arrays_travel_without_copy():
     x[:] = 2.0
     assert run(flags_of, [(x,)])[0][3] == 2.0 * x.size
     a = shoal.Array.zeros((300000,))
-    assert run(flags_of, [(a.numpy(),)])[0][3] == 0.0
+    v = a.numpy()
+    assert run(flags_of, [(v,)])[0][3] == 0.0
+    # Released by its only holder: its name is gone, so it is copied.
     a.release()
+    copies = sj.cache_info()["copies"]
+    assert run(flags_of, [(v,)])[0][3] == 0.0
+    assert sj.cache_info()["copies"] == copies + 1
 
 
 def test_result_arrays_come_back_shared():

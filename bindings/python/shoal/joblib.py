@@ -210,8 +210,9 @@ def _forget(key, entry):
 
 def _same(a, shared):
     """Whether caller array @a holds exactly the bytes of its C-ordered
-    shared copy @shared (memcmp, in blocks; a non-contiguous @a through a
-    scratch copy of one block at a time)."""
+    shared copy @shared: one memcmp (at memory bandwidth, no temporary)
+    for a C-contiguous @a, else through a scratch copy of 16 MiB of rows
+    at a time."""
     np = _np()
     if a.nbytes != shared.nbytes:
         return False
@@ -232,10 +233,12 @@ def _same(a, shared):
 
 
 def _shoal_base(a):
-    """(the C handle pointer of a shoal Array mapping, its data address)
-    when ndarray @a is a view of a shoal Array's memory, else None: its
-    base chain reaches the Array (np.asarray(arr)) or the memoryview that
-    Array.numpy() is made from."""
+    """(the C handle pointer of a shoal Array mapping, its data address,
+    its size) when ndarray @a is a view of a live shoal Array's memory,
+    else None: its base chain reaches the Array (np.asarray(arr)) or the
+    memoryview that Array.numpy() is made from. A view of an array already
+    freed (released by every holder, its mapping kept by the view) is
+    copied like any other array: its name is gone."""
     b = a
     for _ in range(64):
         b = getattr(b, "base", None) if not isinstance(b, memoryview) else b.obj
@@ -248,6 +251,8 @@ def _shoal_base(a):
         m = getattr(b, "mapping", None)
         if isinstance(m, _lib.Mapping) and m._closer is _array._close and m.ptr:
             ptr = m.ptr
+            if _array._is_freed(ptr):
+                return None
             return ptr, _array._data(ptr), _array._nbytes(ptr)
     return None
 
