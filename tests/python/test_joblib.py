@@ -76,6 +76,12 @@ def pid(_=None):
     return os.getpid()
 
 
+def threads(_=None):
+    import threadpoolctl
+    return (os.environ.get("OMP_NUM_THREADS"),
+            {i["num_threads"] for i in threadpoolctl.threadpool_info()})
+
+
 def boom(i):
     if i == 3:
         raise ValueError(f"boom {i}")
@@ -146,6 +152,10 @@ def test_n_jobs():
         assert Parallel()(delayed(pid)() for _ in range(2)) == [os.getpid()] * 2
     with parallel_backend("shoal", n_jobs=-1):
         assert sorted(Parallel()(delayed(abs)(-i) for i in range(5))) == list(range(5))
+    # Native thread pools in workers are limited, as loky limits them.
+    with parallel_backend("shoal", n_jobs=2, inner_max_num_threads=1):
+        env, counts = Parallel()(delayed(threads)() for _ in range(2))[0]
+    assert env == "1" and counts <= {1}  # every native pool threadpoolctl finds
 
 
 def test_backend_args():
