@@ -174,7 +174,11 @@ def main():
         "name": f"joblib.peak_pss.{label}", "value": round(low["shoal"]["peak"] / MiB),
         "unit": "MiB",
         "peers": {"loky": round(low["loky"]["peak"] / MiB),
-                  "shoal_copy": round(low["shoal_copy"]["peak"] / MiB)}, **ctx}))
+                  "shoal_copy": round(low["shoal_copy"]["peak"] / MiB),
+                  # Context (bench/run shows these, never as ratios).
+                  "idle_pool_plus_array": ctx["shoal_base"],
+                  "pss_ratio": ctx["shoal_ratio"], "loky_pss_ratio": ctx["loky_ratio"],
+                  "shoal_copy_pss_ratio": ctx["shoal_copy_ratio"]}, **ctx}))
 
 
 if __name__ == "__main__":
