@@ -1,0 +1,641 @@
+"""shoal.joblib: a joblib backend that runs ``Parallel`` on a shoal.Pool.
+
+``import shoal.joblib`` registers the backend "shoal"; then
+
+    with joblib.parallel_backend("shoal", n_jobs=4, max_private_memory="512 MiB"):
+        GridSearchCV(...).fit(X, y)
+
+runs every batch of the Parallel calls inside on a shoal.Pool: workers are
+recycled by private memory (and ``max_tasks``, ``max_age``...: any
+shoal.Pool limit, given as a backend argument), and a task whose worker
+dies runs again (``max_attempts``) instead of failing the call.
+
+This module owns the backend class (ShoalBackend), the pools it runs on
+(one per configuration, reused by every Parallel call, shut down at
+interpreter exit), the cache of caller arrays copied into shared memory,
+and how a task and its result travel:
+
+    caller: BatchedCalls -> _Pickler (cloudpickle; a large ndarray -> a
+            shoal array handle: the caller's own memory if it is a view of
+            a shoal Array, else a shared copy made once and kept while the
+            caller's array lives) -> bytes -> Pool.submit(_run, bytes)
+    worker: _run: unpickle (attach each handle: a view of the same pages,
+            read-only under mmap_mode "r") -> call -> pickle the result
+            (a large ndarray -> a new shoal array, pinned until the caller
+            attaches it) -> bytes
+    caller: results thread: unpickle (attach, unpin) -> the job's Future
+            -> joblib's callback; the task's arrays are let go
+
+Nothing here runs at ``import shoal``: joblib is imported only with this
+module.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import ctypes
+import io
+import multiprocessing
+import os
+import pickle
+import sys
+import threading
+import warnings
+import weakref
+from typing import Any, Dict, List, Optional
+
+import joblib
+from joblib._parallel_backends import (AutoBatchingMixin, FallbackToBackend,
+                                       ParallelBackendBase, SequentialBackend,
+                                       ThreadingBackend)
+from joblib.disk import memstr_to_bytes
+from joblib.externals import cloudpickle
+
+from . import _lib
+from . import array as _array
+from .array import Array
+from .pool import Pool, parse_size
+
+__all__ = ["ShoalBackend", "share", "shutdown", "cache_info"]
+
+# The shoal.Pool arguments a backend accepts (parallel_backend("shoal",
+# **backend_args)); each configuration gets a pool of its own.
+POOL_ARGS = frozenset(("max_tasks", "max_tasks_jitter", "max_private_memory",
+                       "hard_memory_limit", "max_age", "max_attempts", "start_method",
+                       "grace", "check_interval", "inline_bytes", "prefetch"))
+# joblib's memmapping arguments this backend also takes as backend
+# arguments (they then win over the Parallel call's).
+_OWN_ARGS = frozenset(("max_nbytes", "mmap_mode"))
+_MMAP_MODES = ("r", "r+", "w+", "c", None)
+
+_PROTO = pickle.HIGHEST_PROTOCOL
+# Arrays are compared in blocks of this size (a non-contiguous one through
+# a scratch copy of one block): no temporary the size of the array.
+_BLOCK = 16 << 20
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_memcmp = _libc.memcmp
+_memcmp.restype = ctypes.c_int
+_memcmp.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+
+
+def _np():
+    return sys.modules.get("numpy")
+
+
+# ---- the caller's side: pools ---------------------------------------------
+
+_pools: Dict[Any, Pool] = {}
+_pools_lock = threading.Lock()
+
+
+def _worker_init(env):
+    """In each worker as it starts: it is a shoal worker (a nested
+    Parallel on "shoal" runs sequentially), and its native thread pools
+    are limited as loky limits them (cpu_count // n_jobs by default)."""
+    global _in_worker, _limits
+    _in_worker = True
+    os.environ.update(env)
+    try:
+        import threadpoolctl
+    except ImportError:  # pragma: no cover - scikit-learn depends on it
+        return
+    n = env.get("OMP_NUM_THREADS")
+    if n and n.isdigit():
+        # Kept: the limits hold while the object lives.
+        _limits = threadpoolctl.threadpool_limits(int(n))
+
+
+_in_worker = False
+_limits = None
+
+
+def _pool_for(n_jobs, args, env):
+    """The pool of this configuration, made at its first use; a pool that
+    was terminated is replaced."""
+    key = (n_jobs, tuple(sorted(args.items())), tuple(sorted(env.items())))
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None or pool._shutdown:
+            pool = _pools[key] = Pool(n_jobs, initializer=_worker_init, initargs=(env,),
+                                      **args)
+        return pool
+
+
+def _drop_pool(pool):
+    with _pools_lock:
+        for k, p in list(_pools.items()):
+            if p is pool:
+                del _pools[k]
+
+
+def shutdown(wait: bool = True) -> None:
+    """Shut down every pool of this backend and let go of every cached
+    shared copy (those of arrays still alive are made again when next
+    passed). Runs at interpreter exit; a later Parallel call starts a new
+    pool."""
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for p in pools:
+        try:
+            p.shutdown(wait=wait)
+        except BaseException:  # noqa: B902 - interrupted: stop now
+            p.terminate()
+    with _cache_lock:
+        entries = list(_cache.values())
+        _cache.clear()
+    for e in entries:
+        e.finalizer.detach()
+
+
+def _after_fork_in_child():
+    """A forked child (a multiprocessing "fork" Process, say) starts with
+    no pool and no cache of its own: the inherited ones are the parent's
+    (its pools' threads are not here, the copies' references are the
+    parent's), and shutting them down at the child's exit would tear down
+    the parent's pool."""
+    global _pools, _pools_lock, _cache, _cache_lock
+    _pools, _pools_lock = {}, threading.Lock()
+    _cache, _cache_lock = {}, threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# Before shoal.pool's own exit hook (threading's run last registered
+# first): the pools finish their tasks, then the cache lets go, so nothing
+# is left in /dev/shm. multiprocessing's atexit hook comes later still.
+if hasattr(threading, "_register_atexit"):
+    threading._register_atexit(shutdown)
+else:  # pragma: no cover
+    import atexit
+    atexit.register(shutdown)
+
+
+# ---- the caller's side: arrays ----------------------------------------------
+
+class _Entry:
+    """A caller array's shared copy: ``arr`` (the shoal Array), ``checked``
+    (the Parallel call it was last found equal in), ``finalizer`` (drops
+    the entry when the caller's array goes)."""
+    __slots__ = ("arr", "checked", "finalizer", "__weakref__")
+
+
+_cache: Dict[int, _Entry] = {}
+# Re-entrant: a finalizer can run at any allocation, one under this lock
+# included.
+_cache_lock = threading.RLock()
+_calls = [0]  # bumped at each Parallel call's start: copies are checked again
+_stats = {"copies": 0, "checks": 0, "hits": 0, "zero_copy": 0, "pickled": 0}
+
+
+def cache_info() -> Dict[str, int]:
+    """What the array cache did so far: ``copies`` (shared copies made),
+    ``checks`` (copies compared with the caller's array), ``hits`` (a copy
+    reused), ``zero_copy`` (views of shoal Arrays sent as they are),
+    ``pickled`` (large arrays that could not be shared), ``entries``,
+    ``bytes`` (shared copies held)."""
+    with _cache_lock:
+        out = dict(_stats)
+        out["entries"] = len(_cache)
+        out["bytes"] = sum(e.arr.nbytes for e in _cache.values())
+    return out
+
+
+def _forget(key, entry):
+    with _cache_lock:
+        if _cache.get(key) is entry:
+            del _cache[key]
+
+
+def _same(a, shared):
+    """Whether caller array @a holds exactly the bytes of its C-ordered
+    shared copy @shared: one memcmp (at memory bandwidth, no temporary)
+    for a C-contiguous @a, else through a scratch copy of 16 MiB of rows
+    at a time."""
+    np = _np()
+    if a.nbytes != shared.nbytes:
+        return False
+    if a.size == 0:
+        return True
+    if a.flags.c_contiguous:
+        return _memcmp(a.ctypes.data, shared.ctypes.data, a.nbytes) == 0
+    rows = max(1, _BLOCK // max(1, a[0:1].nbytes))
+    scratch = None
+    for i in range(0, a.shape[0], rows):
+        blk = a[i:i + rows]
+        if scratch is None or scratch.shape != blk.shape:
+            scratch = np.empty(blk.shape, a.dtype)
+        np.copyto(scratch, blk)
+        if _memcmp(scratch.ctypes.data, shared[i:i + rows].ctypes.data, scratch.nbytes):
+            return False
+    return True
+
+
+def _shoal_base(a):
+    """(the C handle pointer of a shoal Array mapping, its data address,
+    its size) when ndarray @a is a view of a live shoal Array's memory,
+    else None: its base chain reaches the Array (np.asarray(arr)) or the
+    memoryview that Array.numpy() is made from. A view of an array already
+    freed (released by every holder, its mapping kept by the view) is
+    copied like any other array: its name is gone."""
+    b = a
+    for _ in range(64):
+        b = getattr(b, "base", None) if not isinstance(b, memoryview) else b.obj
+        if b is None:
+            return None
+        if isinstance(b, Array):
+            if b.released or b.inherited:
+                return None
+            return b._map.ptr, b._data, b._nbytes
+        m = getattr(b, "mapping", None)
+        if isinstance(m, _lib.Mapping) and m._closer is _array._close and m.ptr:
+            ptr = m.ptr
+            if _array._is_freed(ptr):
+                return None
+            return ptr, _array._data(ptr), _array._nbytes(ptr)
+    return None
+
+
+def _handle_of(ptr):
+    buf = ctypes.create_string_buffer(_array.HANDLE_MAX)
+    _array._handle(ptr, buf, _array.HANDLE_MAX)
+    return buf.value.decode("ascii", "surrogateescape")
+
+
+def _shareable(a):
+    np = _np()
+    dt = a.dtype
+    if dt.hasobject or dt.itemsize == 0 or a.ndim == 0 or a.size == 0:
+        return False
+    if dt.fields is None and not dt.isnative:
+        return False  # from_numpy would swap it: the worker must see the same dtype
+    if dt.subdtype is not None:
+        return False
+    try:
+        _array._code(dt)
+    except (TypeError, ValueError):
+        return False
+    return np is not None
+
+
+def _share_copy(a, keep):
+    """The shared copy of caller array @a: from the cache when it still
+    holds @a's bytes (compared once per Parallel call), else a new one."""
+    key = id(a)
+    with _cache_lock:
+        e = _cache.get(key)
+        if e is not None and e.checked == _calls[0]:
+            _stats["hits"] += 1
+            keep.append(e.arr)
+            return e.arr
+    if e is not None:
+        _stats["checks"] += 1
+        if _same(a, e.arr.numpy()):
+            with _cache_lock:
+                e.checked = _calls[0]
+                _stats["hits"] += 1
+            keep.append(e.arr)
+            return e.arr
+    # A new copy, never the old one written over: a task still running
+    # reads the old one (its job holds it until done).
+    arr = Array.from_numpy(a)
+    _stats["copies"] += 1
+    with _cache_lock:
+        old = _cache.get(key)
+        if old is not None:
+            old.finalizer.detach()
+        ne = _Entry()
+        ne.arr = arr
+        ne.checked = _calls[0]
+        ne.finalizer = weakref.finalize(a, _forget, key, ne)
+        ne.finalizer.atexit = False
+        _cache[key] = ne
+    keep.append(arr)
+    return arr
+
+
+def share(a: Any) -> Any:
+    """A numpy array in shared memory holding a copy of @a, for a caller
+    that keeps its data there: the backend sends it to workers as it is
+    (no copy, no comparison), and its memory is freed when the returned
+    array (and every view of it) is gone."""
+    np = _np() or __import__("numpy")
+    return np.asarray(Array.from_numpy(a))
+
+
+class _Pickler(cloudpickle.CloudPickler):
+    """cloudpickle, with large ndarrays sent as shoal handles. The arrays a
+    task names are kept in @keep until its result is in."""
+
+    def __init__(self, file, backend, keep):
+        super().__init__(file, protocol=_PROTO)
+        self._backend = backend
+        self._keep = keep
+
+    def reducer_override(self, obj):
+        np = _np()
+        if np is not None and type(obj) is np.ndarray:
+            r = self._backend._reduce(obj, self._keep)
+            if r is not None:
+                return r
+        return super().reducer_override(obj)
+
+
+# ---- the worker's side ------------------------------------------------------
+
+def _attach_view(handle, dtype, shape, strides, offset, mode):
+    """In a worker: a view of the shoal array @handle names. The worker
+    drops its reference at once (the caller holds one until this task's
+    result is in); the view keeps the mapping while the task uses it.
+    mode "r": read-only; "r+"/"w+": writable, shared with every task and
+    the caller; "c"/None: a private copy."""
+    np = _np() or __import__("numpy")
+    arr = Array.attach(handle, readonly=mode == "r")
+    try:
+        raw = _lib.view(arr._map, arr._data, arr._nbytes, arr.readonly)
+    finally:
+        arr.release()
+    v = np.ndarray(shape, dtype, raw, offset, strides)
+    if mode in ("c", None):
+        v = v.copy()
+    return v
+
+
+def _adopt(handle, dtype):
+    """In the caller: a result array a worker put in shared memory and
+    pinned. Attach it, then drop the pin: the caller's ndarray holds the
+    only reference, and its memory goes with it."""
+    np = _np() or __import__("numpy")
+    arr = Array.attach(handle, dtype=dtype)
+    _array._unpin(arr._map.ptr)
+    return np.asarray(arr)
+
+
+class _ResultPickler(cloudpickle.CloudPickler):
+    """In a worker: a large ndarray result goes into a new shoal array,
+    pinned so that it outlives the worker's reference until the caller
+    attaches it (_adopt)."""
+
+    def __init__(self, file, max_nbytes, made):
+        super().__init__(file, protocol=_PROTO)
+        self._max = max_nbytes
+        self._made = made
+
+    def reducer_override(self, obj):
+        np = _np()
+        if (np is not None and type(obj) is np.ndarray and self._max is not None
+                and obj.nbytes > self._max and _shareable(obj)):
+            arr = Array.from_numpy(obj)
+            _array._pin(arr._map.ptr)
+            self._made.append(arr)
+            return _adopt, (arr.handle, obj.dtype)
+        return super().reducer_override(obj)
+
+
+def _run(payload, max_nbytes):
+    """A task in a worker: unpickle the batch (attaching its arrays), run
+    it, pickle its result (large arrays into shared memory)."""
+    global _in_worker
+    _in_worker = True
+    func = pickle.loads(payload)
+    payload = None
+    res = func()
+    func = None
+    made: List[Array] = []
+    buf = io.BytesIO()
+    try:
+        _ResultPickler(buf, max_nbytes, made).dump(res)
+    except BaseException:
+        for arr in made:  # never handed over: the pins go
+            _array._unpin(arr._map.ptr)
+        raise
+    return buf.getvalue()
+
+
+# ---- the backend ------------------------------------------------------------
+
+class _Job(concurrent.futures.Future):
+    """What submit()/apply_async() return: a Future of the batch's result
+    list, with multiprocessing's get(timeout) (joblib 1.2)."""
+
+    def get(self, timeout: Optional[float] = None) -> Any:
+        try:
+            return self.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise multiprocessing.TimeoutError(
+                f"shoal backend: no result within {timeout} s") from None
+
+
+class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
+    """joblib's backend "shoal": Parallel on a shoal.Pool.
+
+    Backend arguments (``parallel_backend("shoal", n_jobs, **args)``): any
+    shoal.Pool limit (POOL_ARGS: ``max_private_memory``, ``max_tasks``,
+    ``hard_memory_limit``, ``max_age``, ``max_attempts``, ...), and
+    ``max_nbytes``/``mmap_mode``, which then win over the Parallel call's.
+    """
+
+    supports_timeout = True
+    supports_inner_max_num_threads = True
+    # joblib >= 1.5: results are handed over in the callback thread.
+    supports_retrieve_callback = True
+    supports_return_generator = True
+
+    def __init__(self, nesting_level=None, inner_max_num_threads=None, **backend_args):
+        bad = sorted(set(backend_args) - POOL_ARGS - _OWN_ARGS)
+        if bad:
+            raise TypeError(f"shoal backend: unknown argument(s) {', '.join(bad)} (it takes "
+                            f"{', '.join(sorted(POOL_ARGS | _OWN_ARGS))})")
+        super().__init__(nesting_level=nesting_level,
+                         inner_max_num_threads=inner_max_num_threads)
+        self._pool_args = {k: v for k, v in backend_args.items() if k in POOL_ARGS}
+        self._own = {k: v for k, v in backend_args.items() if k in _OWN_ARGS}
+        self._call_args = dict(self._pool_args)
+        if "mmap_mode" in self._own and self._own["mmap_mode"] not in _MMAP_MODES:
+            raise ValueError(f"mmap_mode must be one of {_MMAP_MODES}")
+        self._pool = None
+        self._n_jobs = None
+        self.parallel = None
+        self._max_nbytes = 1 << 20
+        self._mmap_mode = "r"
+        self._jobs = set()  # the pool futures of this backend still running
+        self._jobs_lock = threading.Lock()
+
+    # -- joblib's questions
+
+    def effective_n_jobs(self, n_jobs):
+        if n_jobs == 0:
+            raise ValueError("n_jobs == 0 in Parallel has no meaning")
+        if n_jobs is None:
+            return 1
+        if _in_worker:
+            # Inside a shoal worker: no pool of pools, as loky in loky.
+            if n_jobs != 1:
+                warnings.warn("shoal-backed parallel loops cannot be nested in a shoal "
+                              "worker, setting n_jobs=1", stacklevel=3)
+            return 1
+        if n_jobs < 0:
+            n_jobs = max(joblib.cpu_count() + 1 + n_jobs, 1)
+        return n_jobs
+
+    def configure(self, n_jobs=1, parallel=None, prefer=None, require=None,
+                  max_nbytes=None, mmap_mode="r", temp_folder=None, **extra):
+        """Pick (or start) the pool for @n_jobs and these limits; note the
+        Parallel call's max_nbytes and mmap_mode (temp_folder is not used:
+        shared arrays live where shoal keeps its objects). Pool arguments
+        among @extra (joblib 1.5 passes Parallel's own keyword arguments
+        here) apply to this call; joblib's others (context, verbose...) are
+        not used."""
+        n = self.effective_n_jobs(n_jobs)
+        if n == 1:
+            raise FallbackToBackend(SequentialBackend(nesting_level=self.nesting_level))
+        self._call_args = dict(self._pool_args)
+        self._call_args.update((k, v) for k, v in extra.items() if k in POOL_ARGS)
+        mb = self._own.get("max_nbytes", max_nbytes)
+        # joblib's units: '1M' is 2**20 bytes.
+        self._max_nbytes = None if mb is None else parse_size(
+            memstr_to_bytes(mb) if isinstance(mb, str) else mb)
+        mode = self._own.get("mmap_mode", mmap_mode)
+        if mode not in _MMAP_MODES:
+            raise ValueError(f"mmap_mode must be one of {_MMAP_MODES}")
+        self._mmap_mode = mode
+        self._n_jobs = n
+        self.parallel = parallel
+        self._pool = _pool_for(n, self._call_args, self._prepare_worker_env(n))
+        return n
+
+    def start_call(self):
+        with _cache_lock:
+            _calls[0] += 1
+
+    def stop_call(self):
+        pass
+
+    def terminate(self):
+        """End of a Parallel call: the pool stays for the next one (as
+        loky's executor does); arrays still held by jobs go with them."""
+        self.reset_batch_stats()
+
+    def get_nested_backend(self):
+        """Inside a worker: threads at the first level, then sequential,
+        as joblib's default (and loky) does."""
+        level = (self.nesting_level or 0) + 1
+        if level > 1:
+            return SequentialBackend(nesting_level=level), None
+        return ThreadingBackend(nesting_level=level), None
+
+    # -- tasks
+
+    def _reduce(self, a, keep):
+        """How _Pickler sends ndarray @a, or None for plain pickling."""
+        if self._max_nbytes is None or a.nbytes <= self._max_nbytes:
+            return None
+        if not _shareable(a):
+            _stats["pickled"] += 1
+            return None
+        base = _shoal_base(a)
+        if base is not None:
+            ptr, data, nbytes = base
+            off = a.ctypes.data - data
+            # The view must lie inside the array (numpy made it so; a
+            # negative stride starts it past its lowest byte).
+            _stats["zero_copy"] += 1
+            keep.append(a)
+            return _attach_view, (_handle_of(ptr), a.dtype, a.shape, a.strides, off,
+                                  self._mmap_mode)
+        arr = _share_copy(a, keep)
+        return _attach_view, (arr.handle, a.dtype, a.shape, None, 0, self._mmap_mode)
+
+    def _dumps(self, func, keep):
+        buf = io.BytesIO()
+        _Pickler(buf, self, keep).dump(func)
+        return buf.getvalue()
+
+    def _start(self, func):
+        """Pickle @func and submit it: a _Job that ends with its result
+        (arrays attached) or its exception. The job holds the arrays the
+        task names until the worker is done with them."""
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("shoal backend: configure() was not called")
+        keep: List[Any] = []
+        payload = self._dumps(func, keep)
+        job = _Job()
+        job.set_running_or_notify_cancel()
+        inner = pool.submit(_run, payload, self._max_nbytes)
+        with self._jobs_lock:
+            self._jobs.add(inner)
+
+        def done(f, keep=keep):
+            with self._jobs_lock:
+                self._jobs.discard(f)
+            ok, value = False, None
+            try:
+                if f.cancelled():
+                    value = concurrent.futures.CancelledError()
+                elif f.exception() is not None:
+                    value = f.exception()
+                else:
+                    # Attaching here, always, not when joblib asks: a
+                    # result never taken must still drop its pins.
+                    ok, value = True, pickle.loads(f.result())
+            except BaseException as e:  # noqa: B902 - the job must end
+                ok, value = False, e
+            # The task's arrays go before the caller hears of the result:
+            # once it has them all, nothing of the call is left.
+            keep.clear()
+            if ok:
+                job.set_result(value)
+            else:
+                job.set_exception(value)
+
+        inner.add_done_callback(done)
+        return job
+
+    def apply_async(self, func, callback=None):
+        """joblib < 1.5: run @func; @callback(result) once it succeeded."""
+        job = self._start(func)
+        if callback is not None:
+            job.add_done_callback(
+                lambda j: None if j.cancelled() or j.exception() is not None
+                else callback(j.result()))
+        return job
+
+    def submit(self, func, callback=None):
+        """joblib >= 1.5: run @func; @callback(job) once it ended, either
+        way (joblib then calls retrieve_result_callback(job))."""
+        job = self._start(func)
+        if callback is not None:
+            job.add_done_callback(callback)
+        return job
+
+    def retrieve_result_callback(self, out):
+        return out.result()
+
+    def retrieve_result(self, out, timeout=None):
+        return out.get(timeout=timeout)
+
+    def abort_everything(self, ensure_ready=True):
+        """A task raised (or the caller was interrupted): tasks not started
+        are cancelled; if any is still running, the pool is terminated (its
+        workers stop now, as loky kills its own) and, with @ensure_ready, a
+        new one is started for the next call."""
+        with self._jobs_lock:
+            jobs = list(self._jobs)
+        running = [f for f in jobs if not f.cancel() and not f.done()]
+        pool = self._pool
+        if running and pool is not None:
+            _drop_pool(pool)
+            pool.terminate()
+            self._pool = None
+        if ensure_ready and self._pool is None and self._n_jobs:
+            self._pool = _pool_for(self._n_jobs, self._call_args,
+                                   self._prepare_worker_env(self._n_jobs))
+
+
+def _register():
+    joblib.register_parallel_backend("shoal", ShoalBackend)
+
+
+_register()

@@ -1,0 +1,419 @@
+"""shoal.joblib: the joblib backend "shoal" under joblib's Parallel (the
+1.2 apply_async path) and driven as joblib 1.5 drives it (submit and the
+retrieve callbacks); arrays as handles, the cache and its checks, worker
+deaths, aborts, timeouts, Ctrl-C, nesting, scikit-learn against loky."""
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import joblib
+import numpy as np
+import pytest
+from joblib import Parallel, delayed, parallel_backend
+from joblib.parallel import BatchedCalls
+
+import shoal
+import shoal.joblib as sj
+
+MiB = 2**20
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _pools_shut_down():
+    """The backend's pools (and loky's workers, started for the
+    comparison) do not outlive this module: later tests count children
+    and pool objects."""
+    yield
+    sj.shutdown()
+    from joblib.externals.loky import reusable_executor
+    if reusable_executor._executor is not None:
+        reusable_executor._executor.shutdown(wait=True)
+    assert not sj._pools and sj.cache_info()["entries"] == 0
+
+
+@pytest.fixture(autouse=True)
+def _no_arrays_left():
+    """No shared array the test made is left once its arrays are gone
+    (the pools' boards stay: they are reused)."""
+    def arrays():
+        return {f for f in os.listdir(shoal.directory()) if f.startswith("shoal.a.")}
+    before = arrays()
+    yield
+    import gc
+    gc.collect()
+    left = arrays() - before
+    assert not left, f"left {left}"
+
+
+# ---- task functions (module level: workers import them) --------------------
+
+def row_sum(x, i):
+    return float(x[i].sum())
+
+
+def flags_of(x):
+    return (x.flags.writeable, x.flags.c_contiguous, x.shape, float(x.sum()))
+
+
+def try_write(x):
+    x.flat[0] = -1.0
+    return float(x.flat[0])
+
+
+def ident(x):
+    return x
+
+
+def make(n, v):
+    return np.full(n, v, dtype=np.float64)
+
+
+def pid(_=None):
+    return os.getpid()
+
+
+def threads(_=None):
+    import threadpoolctl
+    return (os.environ.get("OMP_NUM_THREADS"),
+            {i["num_threads"] for i in threadpoolctl.threadpool_info()})
+
+
+def boom(i):
+    if i == 3:
+        raise ValueError(f"boom {i}")
+    time.sleep(0.05)
+    return i
+
+
+def nap(s):
+    time.sleep(s)
+    return s
+
+
+def die_once(flag, i):
+    if i == 2 and not os.path.exists(flag):
+        open(flag, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return i * i
+
+
+def nested(i):
+    inner = Parallel(n_jobs=2)(delayed(pow)(i, k) for k in range(3))
+    backend = joblib.parallel.get_active_backend()[0]
+    return inner, type(backend).__name__
+
+
+def nested_shoal(i):
+    return Parallel(n_jobs=2, backend="shoal")(delayed(pid)() for _ in range(2))
+
+
+def run(fn, args, n_jobs=2, **kw):
+    with parallel_backend("shoal", n_jobs=n_jobs):
+        return Parallel(**kw)(delayed(fn)(*a) for a in args)
+
+
+# ---- registration, pools ---------------------------------------------------
+
+def test_import_shoal_does_not_import_joblib():
+    code = "import shoal, sys; print('joblib' in sys.modules, 'shoal.joblib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_registered_and_pool_reused():
+    assert joblib.parallel.BACKENDS["shoal"] is sj.ShoalBackend
+    a = run(pid, [()] * 8)
+    pools = dict(sj._pools)
+    b = run(pid, [()] * 8)
+    assert dict(sj._pools) == pools  # the same pool, not a new one
+    assert len(set(a + b)) <= 2 and os.getpid() not in a + b
+    # A forked child starts with no pool of its own, and leaves the
+    # parent's alone when it exits.
+    p = multiprocessing.get_context("fork").Process(target=abs, args=(1,))
+    p.start()
+    p.join(30)
+    assert p.exitcode == 0
+    assert run(pid, [()] * 4) and dict(sj._pools) == pools
+
+
+def test_n_jobs():
+    b = sj.ShoalBackend(nesting_level=0)
+    assert b.effective_n_jobs(-1) == joblib.cpu_count()
+    assert b.effective_n_jobs(None) == 1
+    with pytest.raises(ValueError):
+        b.effective_n_jobs(0)
+    # n_jobs=1 runs in the caller, as loky does.
+    with parallel_backend("shoal", n_jobs=1):
+        assert Parallel()(delayed(pid)() for _ in range(2)) == [os.getpid()] * 2
+    with parallel_backend("shoal", n_jobs=-1):
+        assert sorted(Parallel()(delayed(abs)(-i) for i in range(5))) == list(range(5))
+    # Native thread pools in workers are limited, as loky limits them.
+    with parallel_backend("shoal", n_jobs=2, inner_max_num_threads=1):
+        env, counts = Parallel()(delayed(threads)() for _ in range(2))[0]
+    assert env == "1" and counts <= {1}  # every native pool threadpoolctl finds
+
+
+def test_backend_args():
+    with pytest.raises(TypeError, match="unknown argument"):
+        sj.ShoalBackend(max_privat_memory="1 GiB")
+    with pytest.raises(ValueError, match="mmap_mode"):
+        sj.ShoalBackend(mmap_mode="x")
+    # max_tasks=1: a worker per task, through backend_args.
+    with parallel_backend("shoal", n_jobs=2, max_tasks=1):
+        pids = Parallel(batch_size=1)(delayed(pid)() for _ in range(6))
+    assert len(set(pids)) >= 5
+    # A pool per configuration: the limits reach shoal.Pool.
+    with parallel_backend("shoal", n_jobs=2, max_private_memory="2 GiB"):
+        Parallel()(delayed(pid)() for _ in range(2))
+    assert any(("max_private_memory", "2 GiB") in key[1] for key in sj._pools)
+
+
+# ---- arrays ----------------------------------------------------------------
+
+def test_array_shared_once_and_mutation_seen():
+    x = np.random.rand(300, 1000)
+    before = sj.cache_info()
+    assert run(row_sum, [(x, i) for i in range(40)]) == [float(x[i].sum()) for i in range(40)]
+    assert run(row_sum, [(x, i) for i in range(40)]) == [float(x[i].sum()) for i in range(40)]
+    info = sj.cache_info()
+    assert info["copies"] - before["copies"] == 1  # once, for 80 tasks and two calls
+    x[7] = 1.0  # in place, between two calls
+    assert run(row_sum, [(x, 7)])[0] == 1000.0
+    assert sj.cache_info()["copies"] - before["copies"] == 2
+    # The copy goes with the caller's array.
+    del x
+    assert sj.cache_info()["entries"] == before["entries"]
+
+
+def test_views_noncontiguous_and_readonly():
+    x = np.arange(600 * 1000, dtype=np.float64).reshape(600, 1000)
+    cases = [x, x[100:400], x[:, ::3], x.T, x[::-2]]
+    for v in cases:
+        w, c, shape, s = run(flags_of, [(v,)])[0]
+        # Read-only, as joblib's memmaps (mmap_mode="r"); a C-ordered copy
+        # when the caller's is not contiguous; the same values.
+        assert (w, shape, s) == (False, v.shape, float(v.sum()))
+    with pytest.raises(ValueError, match="read-only"):
+        run(try_write, [(x,)])
+    # "c": the worker's own copy, writable; the caller's is untouched.
+    assert Parallel(n_jobs=2, backend="shoal", mmap_mode="c")(
+        delayed(try_write)(x) for _ in range(2)) == [-1.0, -1.0]
+    assert x[0, 0] == 0.0
+
+
+def test_small_object_and_disabled_are_pickled():
+    small = np.ones(100)
+    objs = np.array([{"a": i} for i in range(200000)], dtype=object)
+    before = sj.cache_info()
+    assert run(ident, [(small,)])[0].tolist() == small.tolist()
+    out = run(ident, [(objs,)])[0]
+    assert out.dtype == object and out[5] == {"a": 5}
+    info = sj.cache_info()
+    assert info["copies"] == before["copies"] and info["pickled"] == before["pickled"] + 1
+    big = np.ones(300000)
+    assert Parallel(n_jobs=2, backend="shoal", max_nbytes=None)(
+        delayed(flags_of)(big) for _ in range(2))[0][0] is True  # a pickled copy
+    assert sj.cache_info()["copies"] == before["copies"]
+
+
+def test_shoal_arrays_travel_without_copy():
+    x = sj.share(np.arange(400000, dtype=np.float64))
+    before = sj.cache_info()
+    part = x[1000:300000]
+    assert run(flags_of, [(x,), (part,), (x[::-2],)]) == [
+        (False, True, x.shape, float(x.sum())), (False, True, part.shape, float(part.sum())),
+        (False, False, x[::-2].shape, float(x[::-2].sum()))]
+    info = sj.cache_info()
+    assert info["zero_copy"] - before["zero_copy"] == 3 and info["copies"] == before["copies"]
+    # The caller's own memory: a change is seen with no check at all.
+    x[:] = 2.0
+    assert run(flags_of, [(x,)])[0][3] == 2.0 * x.size
+    a = shoal.Array.zeros((300000,))
+    v = a.numpy()
+    assert run(flags_of, [(v,)])[0][3] == 0.0
+    # Released by its only holder: its name is gone, so it is copied.
+    a.release()
+    copies = sj.cache_info()["copies"]
+    assert run(flags_of, [(v,)])[0][3] == 0.0
+    assert sj.cache_info()["copies"] == copies + 1
+
+
+def test_result_arrays_come_back_shared():
+    out = run(make, [(300000, float(i)) for i in range(4)])
+    for i, o in enumerate(out):
+        assert isinstance(o.base, shoal.Array) and o.flags.writeable
+        assert o.shape == (300000,) and o[0] == i
+        assert o.base.refcount == 1  # the caller's alone: the worker's pin is gone
+    small = run(make, [(10, 1.0)])[0]
+    assert not isinstance(small.base, shoal.Array)
+
+
+# ---- errors, deaths, aborts ---------------------------------------------------
+
+def test_exception_aborts_and_pool_stays_usable():
+    t = time.monotonic()
+    with pytest.raises(ValueError, match="boom 3"):
+        run(boom, [(i,) for i in range(200)], batch_size=1)
+    assert time.monotonic() - t < 5  # the rest was cancelled
+    assert run(boom, [(i,) for i in (0, 1, 2)]) == [0, 1, 2]
+    # A task still running when another fails: the pool is rebuilt.
+    with pytest.raises(ValueError):
+        with parallel_backend("shoal", n_jobs=2):
+            Parallel(batch_size=1)(delayed(f)(a) for f, a in [(boom, 3), (nap, 30)])
+    assert time.monotonic() - t < 10
+    assert run(boom, [(i,) for i in (0, 1)]) == [0, 1]
+
+
+def test_dead_worker_task_runs_again(tmp_path):
+    flag = str(tmp_path / "flag")
+    assert run(die_once, [(flag, i) for i in range(5)], batch_size=1) == [0, 1, 4, 9, 16]
+    assert os.path.exists(flag)
+
+
+def test_timeout():
+    t = time.monotonic()
+    with pytest.raises(Exception) as ei:
+        run(nap, [(30,), (0.01,)], timeout=0.5, batch_size=1)
+    assert isinstance(ei.value, TimeoutError) or "Timeout" in type(ei.value).__name__
+    assert time.monotonic() - t < 8
+    assert run(nap, [(0.01,)]) == [0.01]
+
+
+def test_keyboard_interrupt():
+    main = threading.main_thread().ident
+    threading.Timer(0.5, signal.pthread_kill, (main, signal.SIGINT)).start()
+    t = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run(nap, [(30,)] * 4, batch_size=1)
+    assert time.monotonic() - t < 8
+    assert run(nap, [(0.01,)]) == [0.01]
+
+
+def test_nested():
+    out = run(nested, [(i,) for i in range(3)])
+    assert out == [([1, i, i * i], "ThreadingBackend") for i in range(3)]
+    # "shoal" inside a shoal worker runs in that worker, sequentially.
+    res = run(nested_shoal, [(0,), (1,)])
+    assert all(len(set(r)) == 1 for r in res)
+
+
+# ---- joblib >= 1.5's protocol, driven as its Parallel drives it -----------------
+
+class _FakeParallel:
+    n_jobs = 2
+    _id = "fake"
+
+
+def test_submit_protocol_of_joblib_1_5():
+    b = sj.ShoalBackend(nesting_level=0)
+    assert b.supports_retrieve_callback and b.supports_timeout
+    assert b.configure(n_jobs=2, parallel=_FakeParallel(), max_nbytes=MiB, mmap_mode="r") == 2
+    b.start_call()
+    x = np.random.rand(200, 1000)
+    done, results = threading.Semaphore(0), {}
+
+    def tracker(k):
+        def cb(out):
+            try:
+                results[k] = ("ok", b.retrieve_result_callback(out))
+            except BaseException as e:  # noqa: B902
+                results[k] = ("err", e)
+            done.release()
+        return cb
+
+    nb = b.get_nested_backend()
+    jobs = []
+    for k in range(4):
+        batch = BatchedCalls([(row_sum, (x, i), {}) for i in range(k * 5, k * 5 + 5)], nb)
+        jobs.append(b.submit(batch, callback=tracker(k)))
+    bad = BatchedCalls([(boom, (3,), {})], nb)
+    jobs.append(b.submit(bad, callback=tracker(4)))
+    for _ in range(5):
+        assert done.acquire(timeout=30)
+    for k in range(4):
+        assert results[k] == ("ok", [float(x[i].sum()) for i in range(k * 5, k * 5 + 5)])
+    assert results[4][0] == "err" and isinstance(results[4][1], ValueError)
+    # supports_retrieve_callback=False's path: retrieve_result in the caller.
+    assert b.retrieve_result(jobs[0], timeout=5) == results[0][1]
+    with pytest.raises(ValueError):
+        b.retrieve_result(jobs[4])
+    slow = b.submit(BatchedCalls([(nap, (30,), {})], nb))
+    with pytest.raises(Exception, match="no result within"):
+        b.retrieve_result(slow, timeout=0.2)
+    b.abort_everything(ensure_ready=True)
+    assert b.submit(BatchedCalls([(pid, (), {})], nb)).result(30)[0] != os.getpid()
+    b.stop_call()
+    b.terminate()
+
+
+# ---- scikit-learn, beside loky ------------------------------------------------
+
+def _sk():
+    """A Ridge whose first fit in a worker kills that worker, once (a flag
+    file says it happened)."""
+    from sklearn.base import BaseEstimator, RegressorMixin
+    from sklearn.linear_model import Ridge
+
+    class DieOnceRidge(BaseEstimator, RegressorMixin):
+        def __init__(self, alpha=1.0, flag=None):
+            self.alpha = alpha
+            self.flag = flag
+
+        def fit(self, X, y):
+            if self.flag and not os.path.exists(self.flag) and os.getpid() != _parent:
+                open(self.flag, "w").close()
+                os.kill(os.getpid(), signal.SIGKILL)
+            self.model_ = Ridge(alpha=self.alpha).fit(X, y)
+            return self
+
+        def predict(self, X):
+            return self.model_.predict(X)
+
+    return DieOnceRidge
+
+
+_parent = os.getpid()
+
+
+def test_sklearn_gridsearch_200mb_same_as_loky(tmp_path):
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+    rng = np.random.default_rng(0)
+    X = rng.random((1_000_000, 25))  # 200 MB
+    y = X[:, :5] @ np.arange(1.0, 6.0) + rng.normal(0, 0.1, X.shape[0])
+    grid = {"alpha": [0.1, 10.0]}
+    out = {}
+    for backend in ("loky", "shoal"):
+        est = _sk()(flag=str(tmp_path / "flag") if backend == "shoal" else None)
+        with parallel_backend(backend, n_jobs=2):
+            g = GridSearchCV(est, grid, cv=2).fit(X[:, :5], y)  # a 40 MB copy
+            s = cross_val_score(est, X, y, cv=2)
+        out[backend] = (list(g.cv_results_["mean_test_score"]), g.best_params_, list(s))
+    # The first shoal fit killed its worker: the search did not notice.
+    assert os.path.exists(tmp_path / "flag")
+    assert out["shoal"][1] == out["loky"][1]
+    np.testing.assert_allclose(out["shoal"][0], out["loky"][0], rtol=1e-12)
+    np.testing.assert_allclose(out["shoal"][2], out["loky"][2], rtol=1e-12)
+
+
+# ---- exit -----------------------------------------------------------------------
+
+def test_nothing_left_at_exit(tmp_path):
+    code = """if 1:
+        import os, numpy as np, joblib, shoal.joblib
+        def f(x, i): return np.full(300000, float(x[i].sum()))
+        X = np.random.rand(500, 1000)
+        with joblib.parallel_backend("shoal", n_jobs=2):
+            keep = joblib.Parallel()(joblib.delayed(f)(X, i) for i in range(6))
+        print(len(os.listdir(shoal.directory())))
+        """
+    before = set(os.listdir(shoal.directory()))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) > len(before)  # it had made objects
+    assert set(os.listdir(shoal.directory())) - before == set()
