@@ -63,11 +63,12 @@ def test_csv_and_picture_of_a_child_that_holds_memory(tmp_path):
         with mon:
             assert wait_for(lambda: len(mon.timeline) >= 3)
             ev = mon.mark("recycle", child.pid, "memory")
+            gone = mon.mark("recycle", None, "died", label="worker 3")  # never sampled
             time.sleep(0.05)
     finally:
         child.stdin.close()
         child.wait()
-    assert ev.t > 0 and mon.events == [ev]
+    assert ev.t > 0 and mon.events == [ev, gone]
 
     path = tmp_path / "mem.csv"
     mon.to_csv(path)
@@ -84,8 +85,8 @@ def test_csv_and_picture_of_a_child_that_holds_memory(tmp_path):
                int(r["rss"]) >= int(r["private"]) for r in readings)
     assert {r["label"] for r in rows if r["pid"] == str(me)} == {"test"}
     events = [r for r in rows if r["event"]]
-    assert [(r["pid"], r["event"], r["reason"], r["private"]) for r in events] == \
-        [(str(child.pid), "recycle", "memory", "")]
+    assert [(r["pid"], r["label"], r["event"], r["reason"], r["private"]) for r in events] == \
+        [(str(child.pid), "child", "recycle", "memory", ""), ("", "worker 3", "recycle", "died", "")]
     buf = io.StringIO()
     mon.to_csv(buf)  # a file object too
     assert buf.getvalue() == path.read_text()
@@ -103,8 +104,10 @@ def test_csv_and_picture_of_a_child_that_holds_memory(tmp_path):
     line = next(ln for ln in top.get_lines() if ln.get_label() == "child")
     assert max(line.get_ydata()) >= n
     assert list(line.get_xdata()) == [s.t for s in mon.timeline]
-    # The event: a marker where the child's line was at its time.
-    (marks,) = top.collections
+    # The events: a marker shape per reason; the child's where its line
+    # was at its time.
+    assert sorted(c.get_label() for c in top.collections) == ["recycle: died", "recycle: memory"]
+    marks = next(c for c in top.collections if c.get_label() == "recycle: memory")
     x, y = marks.get_offsets()[0]
     last = [s.readings[child.pid].private for s in mon.timeline if s.t <= ev.t][-1]
     assert (x, y) == (ev.t, last / MiB)

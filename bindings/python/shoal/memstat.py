@@ -103,11 +103,14 @@ class Event:
     since the start: ``kind`` ("recycle" for a pool's worker replaced), the
     ``pid`` it happened to (None if unknown) and a ``reason`` (for a
     recycle, one of shoal.pool.REASONS: "tasks", "memory", "hard", "age",
-    "died")."""
+    "died"), and a ``label`` of its own (a recycle's: the worker's
+    position, known even when the worker was never sampled or its pid is
+    not) that to_csv() writes instead of the pid's."""
     t: float
     kind: str
     pid: Optional[int] = None
     reason: Optional[str] = None
+    label: Optional[str] = None
 
 
 # to_csv()'s columns, in order.
@@ -245,13 +248,14 @@ class MemoryMonitor:
         return s
 
     def mark(self, kind: str, pid: Optional[int] = None, reason: Optional[str] = None,
-             when: Optional[float] = None) -> Event:
+             when: Optional[float] = None, label: Optional[str] = None) -> Event:
         """Record an event in the timeline: ``kind`` (a word, such as
         "recycle"), the ``pid`` it concerns, a ``reason``; ``when`` is a
-        time.monotonic() reading (default now). to_csv() writes it as a
-        row, plot() marks it on the pid's line."""
+        time.monotonic() reading (default now); ``label`` names who it
+        happened to when the pid's label would not (default: the pid's).
+        to_csv() writes it as a row, plot() marks it on the pid's line."""
         with self._lock:
-            ev = Event(self._since(when), str(kind), pid, reason)
+            ev = Event(self._since(when), str(kind), pid, reason, label)
             self.events.append(ev)
         return ev
 
@@ -317,7 +321,7 @@ class MemoryMonitor:
                                       r.private, r.rss, "" if r.pss is None else r.pss]))
         for e in events:
             rows.append((e.t, 1, [f"{e.t:.4f}", "" if e.pid is None else e.pid,
-                                  labels.get(e.pid, "") if e.pid is not None else "",
+                                  e.label or (labels.get(e.pid, "") if e.pid is not None else ""),
                                   e.kind, e.reason or "", "", "", ""]))
         rows.sort(key=lambda row: (row[0], row[1]))  # stable: a sample's rows stay together
         with _text_out(dest) as f:

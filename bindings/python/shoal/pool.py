@@ -883,15 +883,17 @@ class _MemoryBook:
                     continue
                 for reason in REASONS:
                     for _ in range(cur[reason] - prev[reason]):
-                        marks.append((reason,) + self._attribute(pos, now))
+                        marks.append((reason, pos) + self._attribute(pos, now))
             for pid in self.alive:
                 pos = self.pos_of.get(pid)
                 # Not ready yet: a replacement takes its position then.
                 out[pid] = "worker, not ready" if pos is None else f"worker {pos}"
         mem = pool.memory
         if mem is not None:
-            for reason, pid, when in sorted(marks, key=lambda m: m[2]):
-                mem.mark("recycle", pid, reason, when)
+            # Labelled by position: the worker may have come and gone
+            # between two samples, or its join may not be here yet.
+            for reason, pos, pid, when in sorted(marks, key=lambda m: m[3]):
+                mem.mark("recycle", pid, reason, when, label=f"worker {pos}")
         return out
 
 
