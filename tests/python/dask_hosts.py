@@ -3,7 +3,7 @@ and mount namespaces (unshare --net --mount) with its own /dev/shm.
 
 Talks to the test over stdin/stdout, one line each way per step:
   A (scheduler + 2 workers): ready -> go -> addr <scheduler> -> run ->
-    result <json> -> close -> left <json>
+    result <json> (B's workers retired by then) -> close -> left <json>
   B (2 workers):            ready -> go -> workers <scheduler> -> up ->
     stop -> left <json>
 Its argv: role, its address, the link it owns, the name prefix its
@@ -69,6 +69,10 @@ def main():
             ok = all(np.array_equal(s, np.full(N, want)) for s in client.gather(sums))
             stats = client.run(lambda: __import__("shoal.dask").dask.stats())
             del blocks, sums
+            # Retired while the link is up: comms to them close now rather
+            # than time out once B's namespace (and its end of the link) is gone.
+            client.retire_workers([w for w in workers if f"//{ip}:" not in w],
+                                  close_workers=True)
             say("result", json.dumps({"ok": ok, "stats": stats}))
             hear("close")
         say("left", json.dumps(left(prefix)))
