@@ -233,6 +233,26 @@ def test_task_mutating_a_shared_input_fails(client):
     del b, other, same, s
 
 
+def test_install_through_the_client(client):
+    # register_worker_plugin replaces the preloaded plugins of the same
+    # names: the old ones step back (running workers keep their values),
+    # the new ones step in, and transfers still go as handles.
+    sd.install(client)
+
+    def installed(dask_worker):
+        return (dask_worker.monitor.get_process_memory is sd._private_memory
+                and dask_worker.handlers["get_data"].__qualname__.startswith("ShoalWorkerPlugin")
+                and "shoal-reap" in dask_worker.periodic_callbacks)
+    assert all(client.run(installed).values())
+    test_nanny_reads_private_memory(client)
+    w = sorted(client.scheduler_info()["workers"])
+    before = sum(s["received_handles"] for s in client.run(sd.stats).values())
+    b = client.submit(make, 4, workers=[w[0]], pure=False)
+    assert client.submit(touch, b, workers=[w[2]], pure=False).result() == [4.0 * N / 512]
+    assert sum(s["received_handles"] for s in client.run(sd.stats).values()) == before + 1
+    del b
+
+
 def test_worker_killed_mid_graph(client):
     workers = sorted(client.scheduler_info()["workers"])
     pids = client.run(os.getpid)
