@@ -3,6 +3,7 @@
 tests that need one (start-up is seconds); the last of them closes it and
 checks that nothing it made is left. The two-host test runs two network
 namespaces, each with its own /dev/shm (tests/python/dask_hosts.py)."""
+import errno
 import json
 import os
 import random
@@ -153,6 +154,18 @@ def test_gone_array_is_an_oserror(local):
     del v
     with pytest.raises(FileNotFoundError, match="gone"):
         sd._deserialize(header, [])
+
+
+def test_no_room_keeps_the_value_private(local, monkeypatch):
+    def full(shape, dtype, name):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(sd.Array, "empty", full)
+
+    class Worker:
+        data = {"k": np.ones(N)}
+    x = Worker.data["k"]
+    sd._share_keys(Worker, ["k", "absent"])  # no error: the value goes as bytes
+    assert Worker.data["k"] is x
 
 
 def test_sizeof_counts_private_bytes_only(local):

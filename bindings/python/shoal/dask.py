@@ -128,7 +128,8 @@ def same_host_token() -> str:
     return _token
 
 
-_handshake_info = Comm.handshake_info  # the staticmethod's function
+# Dask's own (the staticmethod's function), also if this module is loaded again.
+_handshake_info = getattr(Comm.handshake_info, "_dask", Comm.handshake_info)
 
 
 def _shoal_handshake_info(comm: Any = None) -> Dict[str, Any]:
@@ -144,6 +145,7 @@ def _shoal_handshake_info(comm: Any = None) -> Dict[str, Any]:
 
 # A plain function, so comm.handshake_info() passes the comm; Comm.handshake_info()
 # (no instance) still works.
+_shoal_handshake_info._dask = _handshake_info  # type: ignore[attr-defined]
 Comm.handshake_info = _shoal_handshake_info  # type: ignore[assignment]
 
 
@@ -291,7 +293,14 @@ def _share_keys(worker: Any, keys: Any) -> None:
         except (KeyError, TypeError):
             continue
         if _shareable(v) and shared_base(v) is None:
-            data[k] = _to_shared(v)
+            try:
+                shared = _to_shared(v)
+            except OSError as e:
+                # /dev/shm full, say: this value stays private and goes as
+                # Dask's bytes; failing here would fail the task that waits.
+                logger.warning("shoal.dask: %r stays private: %s", k, e)
+                continue
+            data[k] = shared
             _stats["shared"] += 1
 
 
