@@ -266,6 +266,25 @@ def test_install_through_the_client(client):
     del b
 
 
+def test_removed_array_goes_as_bytes(client):
+    # The object is removed from the directory under its live holders
+    # (shoal rm): a holder can no longer send a handle that attaches, so
+    # it sends bytes from its mapping (a receiver's failed attach, the
+    # unit test above, makes Dask ask again, and this is what it gets).
+    w = sorted(client.scheduler_info()["workers"])
+    b = client.submit(make, 6, workers=[w[0]], allow_other_workers=True, pure=False)
+    assert client.submit(touch, b, workers=[w[1]], pure=False).result() == [6.0 * N / 512]
+    gone = _ours()
+    assert gone
+    for f in gone:
+        os.unlink(os.path.join(shoal.directory(), f))
+    before = sum(s["received_handles"] for s in client.run(sd.stats).values())
+    again = client.submit(total_is, 6.0, b, workers=[w[2]], pure=False)
+    assert again.result(timeout=60) is True
+    assert sum(s["received_handles"] for s in client.run(sd.stats).values()) == before
+    del b, again
+
+
 def test_worker_killed_mid_graph(client):
     workers = sorted(client.scheduler_info()["workers"])
     pids = client.run(os.getpid)

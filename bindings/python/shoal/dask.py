@@ -203,6 +203,15 @@ def _to_shared(x: np.ndarray) -> np.ndarray:
     return v
 
 
+def _named(a: Array) -> bool:
+    """Whether the object is still in the directory, so a receiver can
+    attach it. Someone may have removed it (``shoal rm``) under a live
+    holder, who still reads its mapping: that holder sends bytes, and a
+    receiver whose attach failed (Dask then asks the holder again) gets
+    them on the next try rather than failing for ever."""
+    return os.path.exists(os.path.join(directory(), "shoal." + a.name))
+
+
 def _dtype_header(dt: np.dtype, context: Any) -> Tuple[int, Any]:
     # Dask's rule (distributed.protocol.numpy): str() for simple dtypes,
     # pickled for records and other void dtypes.
@@ -216,7 +225,7 @@ def _serialize(x: np.ndarray, context: Optional[Dict[str, Any]] = None):
     sent to this host is its handle, with where x lies in it."""
     if _same_host(context) and type(x) is np.ndarray and x.nbytes >= threshold():
         share = shared_base(x)
-        if share is not None:
+        if share is not None and _named(share[0]):
             a, off = share
             header = {_KEY: a.handle, "offset": off, "dtype": _dtype_header(x.dtype, context),
                       "shape": list(x.shape), "strides": list(x.strides)}
