@@ -230,6 +230,47 @@ def test_nanny_reads_private_memory(client):
     assert set(names.values()) == {"_nanny_memory_monitor"}
 
 
+def test_nanny_monitor_acts_on_private_memory(local):
+    # This process maps a large shared array (in its RSS) and holds little
+    # private memory: a limit between the two keeps it; one under its
+    # private memory terminates it (Dask's own check, on RSS, would
+    # terminate it at both).
+    from distributed.core import Status
+    a = shoal.Array.zeros((256 * MiB,), "u1", name=f"{PREFIX}.n")
+    np.asarray(a)[::4096] = 1  # every page touched: in RSS, not private
+    m = shoal.memstat()
+    assert m.rss - m.private > 200 * MiB
+
+    class Proc:
+        pid = os.getpid()
+        signals = []
+
+        def terminate(self):
+            self.signals.append("TERM")
+
+        def kill(self):
+            self.signals.append("KILL")
+
+    class MM:
+        memory_terminate_fraction = 1.0
+        _last_terminated_pid = None
+        logger = sd.logger
+
+    class Nanny:
+        status = Status.running
+        process = type("WorkerProcess", (), {"process": Proc()})()
+        worker_address = "tcp://test"
+    MM.memory_limit = m.private + 128 * MiB
+    assert m.rss > MM.memory_limit
+    sd._nanny_memory_monitor(MM, Nanny)
+    assert Proc.signals == []
+    MM.memory_limit = m.private // 2
+    sd._nanny_memory_monitor(MM, Nanny)
+    sd._nanny_memory_monitor(MM, Nanny)  # still there: killed
+    assert Proc.signals == ["TERM", "KILL"]
+    a.release()
+
+
 def test_task_mutating_a_shared_input_fails(client):
     w = sorted(client.scheduler_info()["workers"])
     b = client.submit(make, 3, workers=[w[0]], pure=False)
