@@ -3,6 +3,7 @@
 tests that need one (start-up is seconds); the last of them closes it and
 checks that nothing it made is left. The two-host test runs two network
 namespaces, each with its own /dev/shm (tests/python/dask_hosts.py)."""
+import asyncio
 import errno
 import json
 import os
@@ -166,6 +167,48 @@ def test_no_room_keeps_the_value_private(local, monkeypatch):
     x = Worker.data["k"]
     sd._share_keys(Worker, ["k", "absent"])  # no error: the value goes as bytes
     assert Worker.data["k"] is x
+
+
+class FakeWorker:
+    """What ShoalWorkerPlugin.setup touches of a worker."""
+
+    def __init__(self, data):
+        self.data = data
+        self.got = {}
+        self.monitor = type("Monitor", (), {"get_process_memory": staticmethod(lambda: 0)})()
+        self.periodic_callbacks = {}
+
+        async def get_data(comm, keys=None, who=None, serializers=None, max_connections=None):
+            self.got = {"keys": keys, "serializers": serializers}
+            return {"status": "OK"}
+        self.handlers = {"get_data": get_data}
+
+
+@pytest.fixture
+def fake_worker(local):
+    made = []
+
+    def make_worker(data):
+        w = FakeWorker(data)
+        with dask.config.set({"shoal.dask.reap-interval": 0}):
+            sd.ShoalWorkerPlugin().setup(w)
+        made.append(w)
+        return w
+    yield make_worker
+    for w in made:
+        sd._release_all(w)
+
+
+def test_get_data_wrapper_passes_serializers(fake_worker):
+    from distributed.core import _expects_comm
+    from distributed.utils import has_keyword
+    w = fake_worker({})
+    h = w.handlers["get_data"]
+    # distributed.core.Server._handle_comm passes serializers only to a
+    # handler that names it, and the comm as the first argument.
+    assert has_keyword(h, "serializers") and _expects_comm(h)
+    assert asyncio.run(h(None, keys=["k"], serializers=["msgpack"])) == {"status": "OK"}
+    assert w.got == {"keys": ["k"], "serializers": ["msgpack"]}
 
 
 def test_sizeof_counts_private_bytes_only(local):

@@ -346,10 +346,13 @@ class ShoalWorkerPlugin(WorkerPlugin):
             return  # installed already (a preload and register_worker_plugin)
         orig = worker.handlers["get_data"]
 
-        async def get_data(comm: Any = None, keys: Any = None, **kwargs: Any) -> Any:
+        # serializers named: the server passes it only to a handler whose
+        # signature has it (distributed.core.Server._handle_comm).
+        async def get_data(comm: Any = None, keys: Any = None, serializers: Any = None,
+                           **kwargs: Any) -> Any:
             if comm is not None and keys and _comm_same_host(comm):
                 _share_keys(worker, keys)
-            return await orig(comm, keys=keys, **kwargs)
+            return await orig(comm, keys=keys, serializers=serializers, **kwargs)
 
         orig_mem = worker.monitor.get_process_memory
         worker.handlers["get_data"] = get_data
