@@ -199,6 +199,32 @@ def fake_worker(local):
         sd._release_all(w)
 
 
+def test_writable_shared_value_is_copied_before_a_handle(local):
+    # A task returned a writable view of a shoal Array: sent as its handle,
+    # a later write on the sender would change the receiver's input.
+    a = shoal.Array.from_numpy(np.full(N, 2.0), name=f"{PREFIX}.w")
+    mine = np.asarray(a)
+    assert mine.flags.writeable and sd.shared_base(mine) is not None
+    ctx = _ctx(sd.same_host_token())
+    header, frames = sd._serialize(mine, context=ctx)
+    assert "shoal" not in header and sum(memoryview(f).nbytes for f in frames) == N * 8
+
+    class Worker:
+        data = {"k": mine}
+    sd._share_keys(Worker, ["k"])
+    v = Worker.data["k"]
+    assert not v.flags.writeable and sd.shared_base(v)[0] is not a  # an Array of its own
+    header, frames = sd._serialize(v, context=ctx)
+    assert header["shoal"] != a.handle and frames == []
+    got = sd._deserialize(header, frames)
+    mine[:] = -1.0  # the sender's task writes its old object in place
+    assert np.array_equal(got, np.full(N, 2.0))
+    sd._share_keys(Worker, ["k"])  # read-only now: shared as it is
+    assert Worker.data["k"] is v
+    del got, v, mine, Worker.data
+    a.release()
+
+
 def test_get_data_wrapper_passes_serializers(fake_worker):
     from distributed.core import _expects_comm
     from distributed.utils import has_keyword

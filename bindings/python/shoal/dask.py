@@ -6,17 +6,17 @@ This module owns everything shoal does inside Dask (docs/dask.md):
 - the same-host token (uid, boot id, the shoal directory's device and inode,
   the IPC and pid namespaces) that every comm whose process deserializes
   adds to Dask's handshake (``Comm.handshake_info``);
-- the numpy serializer and deserializer: an array of at least the threshold
-  (``shoal.dask.threshold``, 1 MiB) that lives in a shoal Array travels as
-  its handle when both ends of the comm carry this host's token, read-only
-  at the receiver; anything else (another host, a small array, spilling,
-  which serializes with ``context=None``) goes through Dask's own numpy
-  serializer untouched;
+- the numpy serializer and deserializer: a read-only array of at least the
+  threshold (``shoal.dask.threshold``, 1 MiB) that lives in a shoal Array
+  travels as its handle when both ends of the comm carry this host's
+  token, read-only at the receiver; anything else (another host, a small
+  array, a writable one, spilling, which serializes with ``context=None``)
+  goes through Dask's own numpy serializer untouched;
 - the worker's ``get_data`` handler, wrapped: before a same-host peer is
   sent a key whose value is a private numpy array of at least the
-  threshold, the value is copied once into a shoal Array and the worker's
-  stored value becomes a read-only view of it (so the private copy is
-  freed and every later send is a handle);
+  threshold (or a writable view of a shoal Array), the value is copied once
+  into a shoal Array and the worker's stored value becomes a read-only view
+  of it (so the private copy is freed and every later send is a handle);
 - ``dask.sizeof`` of a view of shared pages: the view's object, not the
   pages, which are not this worker's memory;
 - the memory manager: the worker's spill/pause decisions and the nanny's
@@ -221,9 +221,12 @@ def _dtype_header(dt: np.dtype, context: Any) -> Tuple[int, Any]:
 
 
 def _serialize(x: np.ndarray, context: Optional[Dict[str, Any]] = None):
-    """Dask's numpy serializer, but a shared array of at least the threshold
-    sent to this host is its handle, with where x lies in it."""
-    if _same_host(context) and type(x) is np.ndarray and x.nbytes >= threshold():
+    """Dask's numpy serializer, but a read-only shared array of at least the
+    threshold sent to this host is its handle, with where x lies in it. A
+    writable one goes as bytes: the sender could write the pages under the
+    receiver (the get_data wrapper copies such a value first)."""
+    if (_same_host(context) and type(x) is np.ndarray and not x.flags.writeable
+            and x.nbytes >= threshold()):
         share = shared_base(x)
         if share is not None and _named(share[0]):
             a, off = share
@@ -293,7 +296,10 @@ def _share_keys(worker: Any, keys: Any) -> None:
     """Move the values of ``keys`` that are private numpy arrays of at
     least the threshold into shoal Arrays, and store read-only views in
     their place: the private copy goes, and the send that follows is a
-    handle. Values held by the spill buffer's disk stay there."""
+    handle. A writable view of a shoal Array (a task returned
+    ``np.asarray(array)``) is copied the same way: a later write through
+    it, or through any other view of that Array, must not reach the
+    receivers. Values held by the spill buffer's disk stay there."""
     data = worker.data
     fast = getattr(data, "fast", data)
     for k in keys:
@@ -301,7 +307,7 @@ def _share_keys(worker: Any, keys: Any) -> None:
             v = fast[k]
         except (KeyError, TypeError):
             continue
-        if _shareable(v) and shared_base(v) is None:
+        if _shareable(v) and (v.flags.writeable or shared_base(v) is None):
             try:
                 shared = _to_shared(v)
             except OSError as e:
