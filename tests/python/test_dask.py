@@ -225,6 +225,25 @@ def test_writable_shared_value_is_copied_before_a_handle(local):
     a.release()
 
 
+def test_spill_buffer_keeps_shared_views(fake_worker, tmp_path):
+    from distributed.spill import SpillBuffer
+    data = SpillBuffer(str(tmp_path), target=12 * MiB)
+    w = fake_worker(data)
+    data["shared"] = sd._to_shared(np.ones(N))
+    data["p1"] = np.ones(N)
+    data["p2"] = np.ones(N)  # over the target: the LRU evicts, skipping the older view
+    assert set(data.fast) == {"shared", "p2"} and set(data.slow) == {"p1"}
+    # The memory manager over its spill threshold evicts until evict()
+    # fails: the private value goes, the shared view stays.
+    assert data.evict() >= N * 8 and data.evict() == -1
+    assert set(data.fast) == {"shared"} and sd.shared_base(data["shared"]) is not None
+    assert not os.path.exists(tmp_path / "shared")
+    # Removed from a running worker: Dask's own evictions again.
+    w.status = None
+    sd.ShoalWorkerPlugin.teardown(w._shoal_dask[0], w)
+    assert data.evict() > 0 and "shared" in data.slow
+
+
 def test_get_data_wrapper_passes_serializers(fake_worker):
     from distributed.core import _expects_comm
     from distributed.utils import has_keyword
@@ -338,6 +357,30 @@ def test_nanny_monitor_acts_on_private_memory(local):
     sd._nanny_memory_monitor(MM, Nanny)  # still there: killed
     assert Proc.signals == ["TERM", "KILL"]
     a.release()
+
+
+def test_worker_over_its_target_keeps_shared_views(client):
+    w = sorted(client.scheduler_info()["workers"])
+    b = client.submit(make, 7, workers=[w[0]], pure=False)
+    assert client.submit(touch, b, workers=[w[1]], pure=False).result() == [7.0 * N / 512]
+    p = client.submit(make, 8, workers=[w[0]], pure=False)  # never sent: private
+    p.result()
+
+    async def spill(dask_worker):
+        # Dask's memory manager with the worker over its spill threshold
+        # for as long as it spills.
+        mm = dask_worker.memory_manager
+        orig = dask_worker.monitor.get_process_memory
+        dask_worker.monitor.get_process_memory = lambda: mm.memory_limit
+        try:
+            await mm._maybe_spill(dask_worker, mm.memory_limit)
+        finally:
+            dask_worker.monitor.get_process_memory = orig
+        return list(dask_worker.data.fast), list(dask_worker.data.slow)
+    fast, slow = client.run(spill, workers=[w[0]])[w[0]]
+    assert b.key in fast and b.key not in slow and p.key in slow
+    assert client.submit(total_is, 7.0, b, workers=[w[2]], pure=False).result() is True
+    del b, p
 
 
 def test_task_mutating_a_shared_input_fails(client):

@@ -17,6 +17,8 @@ This module owns everything shoal does inside Dask (docs/dask.md):
   threshold (or a writable view of a shoal Array), the value is copied once
   into a shoal Array and the worker's stored value becomes a read-only view
   of it (so the private copy is freed and every later send is a handle);
+- the spill buffer's eviction skips shared views: spilling one would write
+  the whole array to disk and free no private memory;
 - ``dask.sizeof`` of a view of shared pages: the view's object, not the
   pages, which are not this worker's memory;
 - the memory manager: the worker's spill/pause decisions and the nanny's
@@ -319,6 +321,61 @@ def _share_keys(worker: Any, keys: Any) -> None:
             _stats["shared"] += 1
 
 
+def _is_shared_view(v: Any) -> bool:
+    return isinstance(v, np.ndarray) and shared_base(v) is not None
+
+
+def _keep_shared_in_memory(data: Any) -> Optional[Tuple[Any, Any]]:
+    """Keep shared views out of the spill buffer's eviction; return what to
+    put back (the buffer's evict, its LRU's evict), or None if ``data`` is
+    not a zict spill buffer. Evicting a shared view would write the whole
+    array to disk (spilling serializes with context=None), free no private
+    memory (the pages are the host's, still mapped by the other holders)
+    and bring it back as a private copy. Both ways to evict go through the
+    LRU's evict: the memory manager's (``data.evict()``) and the buffer's
+    own when its total weight passes its target (``LRU.__setitem__``)."""
+    lru = getattr(data, "fast", None)
+    if not (callable(getattr(data, "evict", None)) and hasattr(lru, "heap")
+            and hasattr(lru, "d") and callable(getattr(lru, "evict", None))):
+        return None
+    buffer_evict, lru_evict = data.evict, lru.evict
+
+    def evict_private() -> Any:
+        # The least recently used value that is not a shared view: the
+        # shared ones ahead of it are set aside and put back in their
+        # places, so their order is kept.
+        heap, skipped = lru.heap, []
+        try:
+            while heap:
+                k, prio = heap.popitem()
+                skipped.append((k, prio))
+                if not _is_shared_view(lru.d[k]):
+                    heap[k] = skipped.pop()[1]
+                    return lru_evict()
+        finally:
+            for k, prio in skipped:
+                heap[k] = prio
+        # Only shared views: the buffer's weight passed its target on views
+        # of ~100 bytes each (a target of a few KiB). Dask's behaviour then.
+        return lru_evict()
+
+    def evict() -> int:
+        # ManualEvictProto: -1 when nothing can be evicted; the memory
+        # manager stops spilling.
+        if not any(not _is_shared_view(v) for v in lru.d.values()):
+            return -1
+        return buffer_evict()
+
+    lru.evict = evict_private
+    data.evict = evict
+    return buffer_evict, lru_evict
+
+
+def _restore_evict(data: Any, saved: Optional[Tuple[Any, Any]]) -> None:
+    if saved is not None:
+        data.evict, data.fast.evict = saved
+
+
 def _release_all(worker: Any) -> None:
     """A closing worker lets go of every shoal Array its values hold (views
     stay readable: the mapping outlives the reference)."""
@@ -371,7 +428,8 @@ class ShoalWorkerPlugin(WorkerPlugin):
             pc = PeriodicCallback(_reap, interval * 1000)
             worker.periodic_callbacks["shoal-reap"] = pc
             pc.start()
-        worker._shoal_dask = (self, orig, orig_mem)
+        evicts = _keep_shared_in_memory(worker.data)
+        worker._shoal_dask = (self, orig, orig_mem, evicts)
         _reap()  # what a worker this one replaces held
 
     def teardown(self, worker: Any) -> None:
@@ -386,6 +444,7 @@ class ShoalWorkerPlugin(WorkerPlugin):
             # Removed from a running worker: the values keep their arrays.
             worker.handlers["get_data"] = state[1]
             worker.monitor.get_process_memory = state[2]
+            _restore_evict(worker.data, state[3])
         pc = worker.periodic_callbacks.pop("shoal-reap", None)
         if pc is not None:
             pc.stop()
