@@ -3,6 +3,7 @@
 tests that need one (start-up is seconds); the last of them closes it and
 checks that nothing it made is left. The two-host test runs two network
 namespaces, each with its own /dev/shm (tests/python/dask_hosts.py)."""
+import asyncio
 import errno
 import json
 import os
@@ -168,6 +169,93 @@ def test_no_room_keeps_the_value_private(local, monkeypatch):
     assert Worker.data["k"] is x
 
 
+class FakeWorker:
+    """What ShoalWorkerPlugin.setup touches of a worker."""
+
+    def __init__(self, data):
+        self.data = data
+        self.got = {}
+        self.monitor = type("Monitor", (), {"get_process_memory": staticmethod(lambda: 0)})()
+        self.periodic_callbacks = {}
+
+        async def get_data(comm, keys=None, who=None, serializers=None, max_connections=None):
+            self.got = {"keys": keys, "serializers": serializers}
+            return {"status": "OK"}
+        self.handlers = {"get_data": get_data}
+
+
+@pytest.fixture
+def fake_worker(local):
+    made = []
+
+    def make_worker(data):
+        w = FakeWorker(data)
+        with dask.config.set({"shoal.dask.reap-interval": 0}):
+            sd.ShoalWorkerPlugin().setup(w)
+        made.append(w)
+        return w
+    yield make_worker
+    for w in made:
+        sd._release_all(w)
+
+
+def test_writable_shared_value_is_copied_before_a_handle(local):
+    # A task returned a writable view of a shoal Array: sent as its handle,
+    # a later write on the sender would change the receiver's input.
+    a = shoal.Array.from_numpy(np.full(N, 2.0), name=f"{PREFIX}.w")
+    mine = np.asarray(a)
+    assert mine.flags.writeable and sd.shared_base(mine) is not None
+    ctx = _ctx(sd.same_host_token())
+    header, frames = sd._serialize(mine, context=ctx)
+    assert "shoal" not in header and sum(memoryview(f).nbytes for f in frames) == N * 8
+
+    class Worker:
+        data = {"k": mine}
+    sd._share_keys(Worker, ["k"])
+    v = Worker.data["k"]
+    assert not v.flags.writeable and sd.shared_base(v)[0] is not a  # an Array of its own
+    header, frames = sd._serialize(v, context=ctx)
+    assert header["shoal"] != a.handle and frames == []
+    got = sd._deserialize(header, frames)
+    mine[:] = -1.0  # the sender's task writes its old object in place
+    assert np.array_equal(got, np.full(N, 2.0))
+    sd._share_keys(Worker, ["k"])  # read-only now: shared as it is
+    assert Worker.data["k"] is v
+    del got, v, mine, Worker.data
+    a.release()
+
+
+def test_spill_buffer_keeps_shared_views(fake_worker, tmp_path):
+    from distributed.spill import SpillBuffer
+    data = SpillBuffer(str(tmp_path), target=12 * MiB)
+    w = fake_worker(data)
+    data["shared"] = sd._to_shared(np.ones(N))
+    data["p1"] = np.ones(N)
+    data["p2"] = np.ones(N)  # over the target: the LRU evicts, skipping the older view
+    assert set(data.fast) == {"shared", "p2"} and set(data.slow) == {"p1"}
+    # The memory manager over its spill threshold evicts until evict()
+    # fails: the private value goes, the shared view stays.
+    assert data.evict() >= N * 8 and data.evict() == -1
+    assert set(data.fast) == {"shared"} and sd.shared_base(data["shared"]) is not None
+    assert not os.path.exists(tmp_path / "shared")
+    # Removed from a running worker: Dask's own evictions again.
+    w.status = None
+    sd.ShoalWorkerPlugin.teardown(w._shoal_dask[0], w)
+    assert data.evict() > 0 and "shared" in data.slow
+
+
+def test_get_data_wrapper_passes_serializers(fake_worker):
+    from distributed.core import _expects_comm
+    from distributed.utils import has_keyword
+    w = fake_worker({})
+    h = w.handlers["get_data"]
+    # distributed.core.Server._handle_comm passes serializers only to a
+    # handler that names it, and the comm as the first argument.
+    assert has_keyword(h, "serializers") and _expects_comm(h)
+    assert asyncio.run(h(None, keys=["k"], serializers=["msgpack"])) == {"status": "OK"}
+    assert w.got == {"keys": ["k"], "serializers": ["msgpack"]}
+
+
 def test_sizeof_counts_private_bytes_only(local):
     x = np.ones(N)
     v = sd._to_shared(x)
@@ -228,6 +316,71 @@ def test_nanny_reads_private_memory(client):
     names = client.run(lambda dask_worker: dask_worker.periodic_callbacks[
         "memory_monitor"].callback.func.__name__, nanny=True)
     assert set(names.values()) == {"_nanny_memory_monitor"}
+
+
+def test_nanny_monitor_acts_on_private_memory(local):
+    # This process maps a large shared array (in its RSS) and holds little
+    # private memory: a limit between the two keeps it; one under its
+    # private memory terminates it (Dask's own check, on RSS, would
+    # terminate it at both).
+    from distributed.core import Status
+    a = shoal.Array.zeros((256 * MiB,), "u1", name=f"{PREFIX}.n")
+    np.asarray(a)[::4096] = 1  # every page touched: in RSS, not private
+    m = shoal.memstat()
+    assert m.rss - m.private > 200 * MiB
+
+    class Proc:
+        pid = os.getpid()
+        signals = []
+
+        def terminate(self):
+            self.signals.append("TERM")
+
+        def kill(self):
+            self.signals.append("KILL")
+
+    class MM:
+        memory_terminate_fraction = 1.0
+        _last_terminated_pid = None
+        logger = sd.logger
+
+    class Nanny:
+        status = Status.running
+        process = type("WorkerProcess", (), {"process": Proc()})()
+        worker_address = "tcp://test"
+    MM.memory_limit = m.private + 128 * MiB
+    assert m.rss > MM.memory_limit
+    sd._nanny_memory_monitor(MM, Nanny)
+    assert Proc.signals == []
+    MM.memory_limit = m.private // 2
+    sd._nanny_memory_monitor(MM, Nanny)
+    sd._nanny_memory_monitor(MM, Nanny)  # still there: killed
+    assert Proc.signals == ["TERM", "KILL"]
+    a.release()
+
+
+def test_worker_over_its_target_keeps_shared_views(client):
+    w = sorted(client.scheduler_info()["workers"])
+    b = client.submit(make, 7, workers=[w[0]], pure=False)
+    assert client.submit(touch, b, workers=[w[1]], pure=False).result() == [7.0 * N / 512]
+    p = client.submit(make, 8, workers=[w[0]], pure=False)  # never sent: private
+    p.result()
+
+    async def spill(dask_worker):
+        # Dask's memory manager with the worker over its spill threshold
+        # for as long as it spills.
+        mm = dask_worker.memory_manager
+        orig = dask_worker.monitor.get_process_memory
+        dask_worker.monitor.get_process_memory = lambda: mm.memory_limit
+        try:
+            await mm._maybe_spill(dask_worker, mm.memory_limit)
+        finally:
+            dask_worker.monitor.get_process_memory = orig
+        return list(dask_worker.data.fast), list(dask_worker.data.slow)
+    fast, slow = client.run(spill, workers=[w[0]])[w[0]]
+    assert b.key in fast and b.key not in slow and p.key in slow
+    assert client.submit(total_is, 7.0, b, workers=[w[2]], pure=False).result() is True
+    del b, p
 
 
 def test_task_mutating_a_shared_input_fails(client):

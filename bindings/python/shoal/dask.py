@@ -6,17 +6,19 @@ This module owns everything shoal does inside Dask (docs/dask.md):
 - the same-host token (uid, boot id, the shoal directory's device and inode,
   the IPC and pid namespaces) that every comm whose process deserializes
   adds to Dask's handshake (``Comm.handshake_info``);
-- the numpy serializer and deserializer: an array of at least the threshold
-  (``shoal.dask.threshold``, 1 MiB) that lives in a shoal Array travels as
-  its handle when both ends of the comm carry this host's token, read-only
-  at the receiver; anything else (another host, a small array, spilling,
-  which serializes with ``context=None``) goes through Dask's own numpy
-  serializer untouched;
+- the numpy serializer and deserializer: a read-only array of at least the
+  threshold (``shoal.dask.threshold``, 1 MiB) that lives in a shoal Array
+  travels as its handle when both ends of the comm carry this host's
+  token, read-only at the receiver; anything else (another host, a small
+  array, a writable one, spilling, which serializes with ``context=None``)
+  goes through Dask's own numpy serializer untouched;
 - the worker's ``get_data`` handler, wrapped: before a same-host peer is
   sent a key whose value is a private numpy array of at least the
-  threshold, the value is copied once into a shoal Array and the worker's
-  stored value becomes a read-only view of it (so the private copy is
-  freed and every later send is a handle);
+  threshold (or a writable view of a shoal Array), the value is copied once
+  into a shoal Array and the worker's stored value becomes a read-only view
+  of it (so the private copy is freed and every later send is a handle);
+- the spill buffer's eviction skips shared views: spilling one would write
+  the whole array to disk and free no private memory;
 - ``dask.sizeof`` of a view of shared pages: the view's object, not the
   pages, which are not this worker's memory;
 - the memory manager: the worker's spill/pause decisions and the nanny's
@@ -221,9 +223,12 @@ def _dtype_header(dt: np.dtype, context: Any) -> Tuple[int, Any]:
 
 
 def _serialize(x: np.ndarray, context: Optional[Dict[str, Any]] = None):
-    """Dask's numpy serializer, but a shared array of at least the threshold
-    sent to this host is its handle, with where x lies in it."""
-    if _same_host(context) and type(x) is np.ndarray and x.nbytes >= threshold():
+    """Dask's numpy serializer, but a read-only shared array of at least the
+    threshold sent to this host is its handle, with where x lies in it. A
+    writable one goes as bytes: the sender could write the pages under the
+    receiver (the get_data wrapper copies such a value first)."""
+    if (_same_host(context) and type(x) is np.ndarray and not x.flags.writeable
+            and x.nbytes >= threshold()):
         share = shared_base(x)
         if share is not None and _named(share[0]):
             a, off = share
@@ -293,7 +298,10 @@ def _share_keys(worker: Any, keys: Any) -> None:
     """Move the values of ``keys`` that are private numpy arrays of at
     least the threshold into shoal Arrays, and store read-only views in
     their place: the private copy goes, and the send that follows is a
-    handle. Values held by the spill buffer's disk stay there."""
+    handle. A writable view of a shoal Array (a task returned
+    ``np.asarray(array)``) is copied the same way: a later write through
+    it, or through any other view of that Array, must not reach the
+    receivers. Values held by the spill buffer's disk stay there."""
     data = worker.data
     fast = getattr(data, "fast", data)
     for k in keys:
@@ -301,7 +309,7 @@ def _share_keys(worker: Any, keys: Any) -> None:
             v = fast[k]
         except (KeyError, TypeError):
             continue
-        if _shareable(v) and shared_base(v) is None:
+        if _shareable(v) and (v.flags.writeable or shared_base(v) is None):
             try:
                 shared = _to_shared(v)
             except OSError as e:
@@ -311,6 +319,61 @@ def _share_keys(worker: Any, keys: Any) -> None:
                 continue
             data[k] = shared
             _stats["shared"] += 1
+
+
+def _is_shared_view(v: Any) -> bool:
+    return isinstance(v, np.ndarray) and shared_base(v) is not None
+
+
+def _keep_shared_in_memory(data: Any) -> Optional[Tuple[Any, Any]]:
+    """Keep shared views out of the spill buffer's eviction; return what to
+    put back (the buffer's evict, its LRU's evict), or None if ``data`` is
+    not a zict spill buffer. Evicting a shared view would write the whole
+    array to disk (spilling serializes with context=None), free no private
+    memory (the pages are the host's, still mapped by the other holders)
+    and bring it back as a private copy. Both ways to evict go through the
+    LRU's evict: the memory manager's (``data.evict()``) and the buffer's
+    own when its total weight passes its target (``LRU.__setitem__``)."""
+    lru = getattr(data, "fast", None)
+    if not (callable(getattr(data, "evict", None)) and hasattr(lru, "heap")
+            and hasattr(lru, "d") and callable(getattr(lru, "evict", None))):
+        return None
+    buffer_evict, lru_evict = data.evict, lru.evict
+
+    def evict_private() -> Any:
+        # The least recently used value that is not a shared view: the
+        # shared ones ahead of it are set aside and put back in their
+        # places, so their order is kept.
+        heap, skipped = lru.heap, []
+        try:
+            while heap:
+                k, prio = heap.popitem()
+                skipped.append((k, prio))
+                if not _is_shared_view(lru.d[k]):
+                    heap[k] = skipped.pop()[1]
+                    return lru_evict()
+        finally:
+            for k, prio in skipped:
+                heap[k] = prio
+        # Only shared views: the buffer's weight passed its target on views
+        # of ~100 bytes each (a target of a few KiB). Dask's behaviour then.
+        return lru_evict()
+
+    def evict() -> int:
+        # ManualEvictProto: -1 when nothing can be evicted; the memory
+        # manager stops spilling.
+        if not any(not _is_shared_view(v) for v in lru.d.values()):
+            return -1
+        return buffer_evict()
+
+    lru.evict = evict_private
+    data.evict = evict
+    return buffer_evict, lru_evict
+
+
+def _restore_evict(data: Any, saved: Optional[Tuple[Any, Any]]) -> None:
+    if saved is not None:
+        data.evict, data.fast.evict = saved
 
 
 def _release_all(worker: Any) -> None:
@@ -346,10 +409,13 @@ class ShoalWorkerPlugin(WorkerPlugin):
             return  # installed already (a preload and register_worker_plugin)
         orig = worker.handlers["get_data"]
 
-        async def get_data(comm: Any = None, keys: Any = None, **kwargs: Any) -> Any:
+        # serializers named: the server passes it only to a handler whose
+        # signature has it (distributed.core.Server._handle_comm).
+        async def get_data(comm: Any = None, keys: Any = None, serializers: Any = None,
+                           **kwargs: Any) -> Any:
             if comm is not None and keys and _comm_same_host(comm):
                 _share_keys(worker, keys)
-            return await orig(comm, keys=keys, **kwargs)
+            return await orig(comm, keys=keys, serializers=serializers, **kwargs)
 
         orig_mem = worker.monitor.get_process_memory
         worker.handlers["get_data"] = get_data
@@ -362,7 +428,8 @@ class ShoalWorkerPlugin(WorkerPlugin):
             pc = PeriodicCallback(_reap, interval * 1000)
             worker.periodic_callbacks["shoal-reap"] = pc
             pc.start()
-        worker._shoal_dask = (self, orig, orig_mem)
+        evicts = _keep_shared_in_memory(worker.data)
+        worker._shoal_dask = (self, orig, orig_mem, evicts)
         _reap()  # what a worker this one replaces held
 
     def teardown(self, worker: Any) -> None:
@@ -377,6 +444,7 @@ class ShoalWorkerPlugin(WorkerPlugin):
             # Removed from a running worker: the values keep their arrays.
             worker.handlers["get_data"] = state[1]
             worker.monitor.get_process_memory = state[2]
+            _restore_evict(worker.data, state[3])
         pc = worker.periodic_callbacks.pop("shoal-reap", None)
         if pc is not None:
             pc.stop()
