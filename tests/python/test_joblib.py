@@ -44,6 +44,9 @@ def _no_arrays_left():
     before = arrays()
     yield
     import gc
+    # Twice: a finalizer run by the first collection (a copy's, when its
+    # caller array was in a cycle) leaves its entry for the next.
+    gc.collect()
     gc.collect()
     left = arrays() - before
     assert not left, f"left {left}"
@@ -538,8 +541,9 @@ def test_apply_async_protocol_of_joblib_1_3_and_1_4(monkeypatch):
                   callback=lambda out: (seen.append(out), got.release()))
     bad = b.apply_async(BatchedCalls([(boom, (3,), {})], nb), callback=seen.append)
     assert got.acquire(timeout=30) and seen == [[2]]
-    with pytest.raises(ValueError):
-        bad.get(30)
+    # Not raised here: its traceback would hold this frame (and x below)
+    # in a cycle, past the fixture's check.
+    assert isinstance(bad.exception(30), ValueError)
     assert seen == [[2]]
     # joblib 1.3/1.4 (they read supports_retrieve_callback): apply_async,
     # then their BatchCompletionCallBack gets the job, on success and on

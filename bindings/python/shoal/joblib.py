@@ -21,8 +21,9 @@ and how a task and its result travel:
             caller's array lives) -> bytes -> Pool.submit(_run, bytes)
     worker: _run: unpickle (attach each handle: a view of the same pages,
             read-only under mmap_mode "r") -> call -> pickle the result
-            (a large ndarray -> a new shoal array, pinned until the caller
-            attaches it) -> bytes
+            (a large ndarray -> a new shoal array named under the
+            caller's prefix, pinned until the caller attaches it; what
+            never reaches the caller is swept by name) -> bytes
     caller: results thread: unpickle (attach, unpin) -> the job's Future
             -> joblib's callback; the task's arrays are let go
 
