@@ -40,13 +40,22 @@ def _no_arrays_left():
     """No shared array the test made is left once its arrays are gone
     (the pools' boards stay: they are reused)."""
     def arrays():
-        return {f for f in os.listdir(shoal.directory()) if f.startswith("shoal.a.")}
+        return _arrays()
     before = arrays()
     yield
     import gc
+    # Twice: a finalizer run by the first collection (a copy's, when its
+    # caller array was in a cycle) leaves its entry for the next.
+    gc.collect()
     gc.collect()
     left = arrays() - before
     assert not left, f"left {left}"
+
+
+def _arrays():
+    """The shared arrays in the directory: anonymous ones and result arrays."""
+    return {f for f in os.listdir(shoal.directory())
+            if f.startswith("shoal.a.") or f.startswith("shoal.jl.")}
 
 
 # ---- task functions (module level: workers import them) --------------------
@@ -92,6 +101,39 @@ def boom(i):
 def nap(s):
     time.sleep(s)
     return s
+
+
+def boom_later(s):
+    time.sleep(s)
+    raise ValueError("boom later")
+
+
+class SlowPickle:
+    """Pickled in a worker, it takes 30 s: the worker is stuck between
+    pinning a result array and handing its result over."""
+
+    def __reduce__(self):
+        time.sleep(30)
+        return (int, (0,))
+
+
+def pinned_then_stuck(n):
+    return [np.full(n, 1.0), SlowPickle()]
+
+
+def _fail_in_caller():
+    if os.getpid() == _parent:
+        raise RuntimeError("cannot unpickle here")
+    return 0
+
+
+class FailsInCaller:
+    def __reduce__(self):
+        return (_fail_in_caller, ())
+
+
+def half_unpicklable(n):
+    return [np.full(n, 1.0), FailsInCaller(), np.full(n, 2.0)]
 
 
 def die_once(flag, i):
@@ -197,7 +239,7 @@ def test_views_noncontiguous_and_readonly():
         w, c, shape, s = run(flags_of, [(v,)])[0]
         # Read-only, as joblib's memmaps (mmap_mode="r"); a C-ordered copy
         # when the caller's is not contiguous; the same values.
-        assert (w, shape, s) == (False, v.shape, float(v.sum()))
+        assert (w, c, shape, s) == (False, True, v.shape, float(v.sum()))
     with pytest.raises(ValueError, match="read-only"):
         run(try_write, [(x,)])
     # "c": the worker's own copy, writable; the caller's is untouched.
@@ -294,6 +336,146 @@ def test_keyboard_interrupt():
     assert run(nap, [(0.01,)]) == [0.01]
 
 
+def _in_thread(fn, limit=30):
+    """fn() in a thread: its result or exception, or a failure when it is
+    still running after @limit seconds (it hung)."""
+    out = {}
+
+    def body():
+        try:
+            out["r"] = fn()
+        except BaseException as e:  # noqa: B902
+            out["e"] = e
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    t.join(limit)
+    assert not t.is_alive(), "hung"
+    return out
+
+
+def test_failed_dispatch_in_results_thread_raises():
+    # Past pre_dispatch, joblib dispatches from the pool's results thread:
+    # an argument that cannot be pickled there fails the call, no hang.
+    calls = [(nap, 0.05)] * 6 + [(ident, threading.Lock())]
+
+    def call():
+        with parallel_backend("shoal", n_jobs=2):
+            return Parallel(batch_size=1, pre_dispatch=2)(delayed(f)(a) for f, a in calls)
+    out = _in_thread(call)
+    assert isinstance(out.get("e"), TypeError), out
+    assert run(nap, [(0.01,)]) == [0.01]
+
+
+def test_no_room_for_a_shared_copy_pickles(monkeypatch):
+    import errno
+
+    def full(a, keep):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(sj, "_share_copy", full)
+    x = np.random.rand(300, 1000)
+    before = sj.cache_info()
+    assert run(row_sum, [(x, i) for i in range(4)]) == [float(x[i].sum()) for i in range(4)]
+    info = sj.cache_info()
+    assert info["pickled"] == before["pickled"] + 4 and info["copies"] == before["copies"]
+
+
+def test_results_pinned_but_not_handed_over_are_freed():
+    before = _arrays()
+    # Abort: a worker pinned an 8 MB result and is stuck before handing it
+    # over; another task fails, the pool is terminated.
+    t = time.monotonic()
+    with pytest.raises(ValueError, match="boom later"):
+        with parallel_backend("shoal", n_jobs=2):
+            Parallel(batch_size=1)(delayed(f)(a) for f, a in
+                                   [(boom_later, 0.5), (pinned_then_stuck, MiB)])
+    assert _arrays() - before == set()
+    # Timeout: the same, the call ends by joblib's timeout.
+    with pytest.raises(Exception) as ei:
+        with parallel_backend("shoal", n_jobs=2):
+            Parallel(batch_size=1, timeout=1)(delayed(pinned_then_stuck)(MiB) for _ in range(2))
+    assert isinstance(ei.value, TimeoutError) or "Timeout" in type(ei.value).__name__
+    assert _arrays() - before == set()
+    # Ctrl-C, likewise.
+    main = threading.main_thread().ident
+    threading.Timer(0.8, signal.pthread_kill, (main, signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        run(pinned_then_stuck, [(MiB,)] * 2, batch_size=1)
+    assert _arrays() - before == set()
+    # A result that fails to unpickle after its first array was attached:
+    # the second array's pin goes too.
+    with pytest.raises(RuntimeError, match="cannot unpickle here"):
+        run(half_unpicklable, [(MiB,)])
+    import gc
+    gc.collect()
+    assert _arrays() - before == set()
+    assert time.monotonic() - t < 12
+
+
+def test_dead_callers_results_are_freed_when_a_pool_starts():
+    p = subprocess.Popen(["true"])
+    p.wait()
+    dead = f"jl.{p.pid}.1.0000.0.dead"
+    live = os.getppid()
+    reused = f"jl.{live}.1.0000.0.reused"  # a live pid, another start time
+    with open(f"/proc/{live}/stat") as f:
+        start = f.read().rsplit(")", 1)[1].split()[19]  # field 22
+    alive = f"jl.{live}.{start}.0000.0.alive"
+    made = []
+    for name in (dead, reused, alive):
+        a = shoal.Array.zeros(1000, name=name)
+        shoal.array._pin(a._map.ptr)
+        a.release()
+        made.append("shoal." + name)
+    sj.shutdown()  # the next call starts a pool
+    assert run(pid, [()] * 2)
+    left = set(os.listdir(shoal.directory()))
+    assert "shoal." + dead not in left and "shoal." + reused not in left
+    assert "shoal." + alive in left  # its caller lives: left alone
+    a = shoal.Array.open(alive)
+    shoal.array._unpin(a._map.ptr)
+    a.release()
+    del a
+    assert "shoal." + alive not in set(os.listdir(shoal.directory()))
+
+
+def test_abort_leaves_other_calls_on_the_pool_alone():
+    # Two threads on one pool (one configuration): one call fails while
+    # one of its tasks runs; the other call goes on.
+    def long_call():
+        with parallel_backend("shoal", n_jobs=3):
+            return Parallel(batch_size=1)(delayed(nap)(0.3) for _ in range(10))
+
+    def failing_call():
+        time.sleep(0.1)
+        with parallel_backend("shoal", n_jobs=3):
+            return Parallel(batch_size=1)(delayed(f)(a) for f, a in
+                                          [(boom_later, 0.2), (nap, 1.5)])
+    run(pid, [()] * 3, n_jobs=3)  # the pool is up
+    out = {}
+    t = threading.Thread(target=lambda: out.update(_in_thread(failing_call)))
+    t.start()
+    res = _in_thread(long_call)
+    t.join(30)
+    assert res.get("r") == [0.3] * 10, res
+    assert isinstance(out.get("e"), ValueError), out
+    assert run(pid, [()] * 3, n_jobs=3)
+
+
+def test_view_of_an_array_released_here_is_held_by_the_task():
+    a = shoal.Array.zeros((300000,))
+    other = shoal.Array.attach(a.handle)  # another holder
+    v = a.numpy()
+    a.release()
+    # The third task waits for a worker; meanwhile the other holder lets
+    # go: the task's own reference keeps the array.
+    timer = threading.Timer(0.2, other.release)
+    timer.start()
+    res = Parallel(n_jobs=2, backend="shoal", batch_size=1)(
+        delayed(f)(x) for f, x in [(nap, 0.6), (nap, 0.6), (flags_of, v)])
+    timer.join()
+    assert res[2][3] == 0.0 and other.released
+
+
 def test_nested():
     out = run(nested, [(i,) for i in range(3)])
     assert out == [([1, i, i * i], "ThreadingBackend") for i in range(3)]
@@ -347,6 +529,54 @@ def test_submit_protocol_of_joblib_1_5():
         b.retrieve_result(slow, timeout=0.2)
     b.abort_everything(ensure_ready=True)
     assert b.submit(BatchedCalls([(pid, (), {})], nb)).result(30)[0] != os.getpid()
+    b.stop_call()
+    b.terminate()
+
+
+def test_apply_async_protocol_of_joblib_1_3_and_1_4(monkeypatch):
+    # joblib 1.2 (installed): callback(result list), on success only.
+    assert sj._CALLBACK_GETS_JOB is hasattr(joblib.parallel, "TASK_PENDING")
+    b = sj.ShoalBackend(nesting_level=0)
+    b.configure(n_jobs=2, parallel=_FakeParallel(), max_nbytes=MiB, mmap_mode="r")
+    b.start_call()
+    nb = b.get_nested_backend()
+    got = threading.Semaphore(0)
+    seen = []
+    monkeypatch.setattr(sj, "_CALLBACK_GETS_JOB", False)
+    b.apply_async(BatchedCalls([(abs, (-2,), {})], nb),
+                  callback=lambda out: (seen.append(out), got.release()))
+    bad = b.apply_async(BatchedCalls([(boom, (3,), {})], nb), callback=seen.append)
+    assert got.acquire(timeout=30) and seen == [[2]]
+    # Not raised here: its traceback would hold this frame (and x below)
+    # in a cycle, past the fixture's check.
+    assert isinstance(bad.exception(30), ValueError)
+    assert seen == [[2]]
+    # joblib 1.3/1.4 (they read supports_retrieve_callback): apply_async,
+    # then their BatchCompletionCallBack gets the job, on success and on
+    # failure, and calls retrieve_result_callback(job) in that thread.
+    monkeypatch.setattr(sj, "_CALLBACK_GETS_JOB", True)
+    results = {}
+
+    def tracker(k):
+        def cb(out):
+            try:
+                results[k] = ("ok", b.retrieve_result_callback(out))
+            except BaseException as e:  # noqa: B902
+                results[k] = ("err", e)
+            got.release()
+        return cb
+    x = np.random.rand(200, 1000)
+    jobs = [b.apply_async(BatchedCalls([(row_sum, (x, i), {}) for i in range(3)], nb),
+                          callback=tracker(0)),
+            b.apply_async(BatchedCalls([(boom, (3,), {})], nb), callback=tracker(1)),
+            # A batch that cannot be pickled: the callback still comes.
+            b.apply_async(BatchedCalls([(ident, (threading.Lock(),), {})], nb),
+                          callback=tracker(2))]
+    for _ in jobs:
+        assert got.acquire(timeout=30)
+    assert results[0] == ("ok", [float(x[i].sum()) for i in range(3)])
+    assert results[1][0] == "err" and isinstance(results[1][1], ValueError)
+    assert results[2][0] == "err" and isinstance(results[2][1], TypeError)
     b.stop_call()
     b.terminate()
 

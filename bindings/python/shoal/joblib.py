@@ -21,8 +21,9 @@ and how a task and its result travel:
             caller's array lives) -> bytes -> Pool.submit(_run, bytes)
     worker: _run: unpickle (attach each handle: a view of the same pages,
             read-only under mmap_mode "r") -> call -> pickle the result
-            (a large ndarray -> a new shoal array, pinned until the caller
-            attaches it) -> bytes
+            (a large ndarray -> a new shoal array named under the
+            caller's prefix, pinned until the caller attaches it; what
+            never reaches the caller is swept by name) -> bytes
     caller: results thread: unpickle (attach, unpin) -> the job's Future
             -> joblib's callback; the task's arrays are let go
 
@@ -33,6 +34,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import ctypes
+import errno
+import itertools
 import io
 import multiprocessing
 import os
@@ -52,6 +55,7 @@ from joblib.externals import cloudpickle
 
 from . import _lib
 from . import array as _array
+from . import segment as _segment
 from .array import Array
 from .pool import Pool, parse_size
 
@@ -111,8 +115,14 @@ _limits = None
 
 def _pool_for(n_jobs, args, env):
     """The pool of this configuration, made at its first use; a pool that
-    was terminated is replaced."""
+    was terminated is replaced. A new pool first frees what callers that
+    died left pinned (_sweep_dead)."""
     key = (n_jobs, tuple(sorted(args.items())), tuple(sorted(env.items())))
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is not None and not pool._shutdown:
+            return pool
+    _sweep_dead()
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None or pool._shutdown:
@@ -121,11 +131,10 @@ def _pool_for(n_jobs, args, env):
         return pool
 
 
-def _drop_pool(pool):
-    with _pools_lock:
-        for k, p in list(_pools.items()):
-            if p is pool:
-                del _pools[k]
+# How many backends (Parallel calls between configure() and terminate())
+# use each pool, by id: an abort terminates a pool only when its call is
+# the pool's only user.
+_users: Dict[int, int] = {}
 
 
 def shutdown(wait: bool = True) -> None:
@@ -146,6 +155,9 @@ def shutdown(wait: bool = True) -> None:
         _cache.clear()
     for e in entries:
         e.finalizer.detach()
+    # Every task has ended (or its pool was terminated): what is still
+    # pinned under this process's prefix reached nobody.
+    _sweep(_owner())
 
 
 def _after_fork_in_child():
@@ -154,9 +166,11 @@ def _after_fork_in_child():
     (its pools' threads are not here, the copies' references are the
     parent's), and shutting them down at the child's exit would tear down
     the parent's pool."""
-    global _pools, _pools_lock, _cache, _cache_lock
+    global _pools, _pools_lock, _cache, _cache_lock, _users, _adopted
     _pools, _pools_lock = {}, threading.Lock()
     _cache, _cache_lock = {}, threading.RLock()
+    _users, _adopted = {}, set()
+    _owner_cache.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -234,11 +248,12 @@ def _same(a, shared):
 
 def _shoal_base(a):
     """(the C handle pointer of a shoal Array mapping, its data address,
-    its size) when ndarray @a is a view of a live shoal Array's memory,
-    else None: its base chain reaches the Array (np.asarray(arr)) or the
-    memoryview that Array.numpy() is made from. A view of an array already
-    freed (released by every holder, its mapping kept by the view) is
-    copied like any other array: its name is gone."""
+    its size, whether @a holds a reference) when ndarray @a is a view of a
+    live shoal Array's memory, else None: its base chain reaches the Array
+    (np.asarray(arr): held) or the memoryview that Array.numpy() is made
+    from (not held: that Array may be released). A view of an array
+    already freed (released by every holder, its mapping kept by the view)
+    is copied like any other array: its name is gone."""
     b = a
     for _ in range(64):
         b = getattr(b, "base", None) if not isinstance(b, memoryview) else b.obj
@@ -247,13 +262,13 @@ def _shoal_base(a):
         if isinstance(b, Array):
             if b.released or b.inherited:
                 return None
-            return b._map.ptr, b._data, b._nbytes
+            return b._map.ptr, b._data, b._nbytes, True
         m = getattr(b, "mapping", None)
         if isinstance(m, _lib.Mapping) and m._closer is _array._close and m.ptr:
             ptr = m.ptr
             if _array._is_freed(ptr):
                 return None
-            return ptr, _array._data(ptr), _array._nbytes(ptr)
+            return ptr, _array._data(ptr), _array._nbytes(ptr), False
     return None
 
 
@@ -324,6 +339,101 @@ def share(a: Any) -> Any:
     return np.asarray(Array.from_numpy(a))
 
 
+# ---- the caller's side: result arrays' names -------------------------------
+#
+# A worker pins each result array it makes (the name holds a reference
+# while no process does) and the caller drops the pin when it attaches it
+# (_adopt). A pin belongs to no process, so no reap frees an array whose
+# result never reached the caller (a terminated pool, a worker killed
+# between pin and result, a result that failed to unpickle). So each result
+# array is named under its caller's prefix, "jl.<pid>.<start time>.", then
+# the call's token and the task's number: the caller frees its own
+# (_sweep), and a later caller frees those of callers that died
+# (_sweep_dead). The start time (/proc/<pid>/stat field 22) tells a reused
+# pid from the caller.
+
+_owner_cache: Dict[int, str] = {}
+# Names of result arrays this process attached (their pin is gone, or
+# about to go in _adopt): a sweep leaves them alone.
+_adopted: set = set()
+_DIR_PREFIX = "shoal."
+
+
+def _start_time(pid):
+    """Process @pid's start time (in clock ticks since boot, as text), or
+    None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses.
+    fields = stat.rsplit(b")", 1)[-1].split()
+    return fields[19].decode() if len(fields) > 19 else None
+
+
+def _owner():
+    """This process's prefix of result array names."""
+    pid = os.getpid()
+    o = _owner_cache.get(pid)
+    if o is None:
+        o = _owner_cache[pid] = f"jl.{pid}.{_start_time(pid) or 0}."
+    return o
+
+
+def _sweep(prefix, names=None):
+    """Free every result array named under @prefix that is still pinned and
+    was not attached here: open it by name, drop the pin, let go. Only when
+    no task of @prefix can still hand its result over. Returns how many."""
+    if names is None:
+        try:
+            names = os.listdir(_segment.directory())
+        except OSError:
+            return 0
+    full = _DIR_PREFIX + prefix
+    n = 0
+    for f in names:
+        if not f.startswith(full):
+            continue
+        name = f[len(_DIR_PREFIX):]
+        if name in _adopted:
+            continue
+        try:
+            arr = Array.open(name)
+        except (OSError, ValueError):
+            continue  # gone meanwhile (ENOENT), or not an array
+        try:
+            if any(pid is None for pid, _, _ in arr.holders()):
+                _array._unpin(arr._map.ptr)
+                n += 1
+        except OSError:
+            pass  # unpinned meanwhile
+        finally:
+            arr.release()
+    return n
+
+
+def _sweep_dead():
+    """Free what callers that died left pinned: one directory listing; a
+    caller is dead when its pid is gone or now has another start time."""
+    try:
+        names = os.listdir(_segment.directory())
+    except OSError:
+        return 0
+    me, owners = _owner(), set()
+    for f in names:
+        if f.startswith(_DIR_PREFIX + "jl."):
+            parts = f.split(".", 4)
+            if len(parts) == 5 and parts[2].isdigit():
+                owners.add((parts[2], parts[3]))
+    n = 0
+    for pid, start in owners:
+        owner = f"jl.{pid}.{start}."
+        if owner != me and _start_time(int(pid)) != start:
+            n += _sweep(owner, names)
+    return n
+
+
 class _Pickler(cloudpickle.CloudPickler):
     """cloudpickle, with large ndarrays sent as shoal handles. The arrays a
     task names are kept in @keep until its result is in."""
@@ -365,35 +475,50 @@ def _attach_view(handle, dtype, shape, strides, offset, mode):
 def _adopt(handle, dtype):
     """In the caller: a result array a worker put in shared memory and
     pinned. Attach it, then drop the pin: the caller's ndarray holds the
-    only reference, and its memory goes with it."""
+    only reference, and its memory goes with it. Its name is in _adopted
+    while it lives, so a sweep leaves it alone."""
     np = _np() or __import__("numpy")
-    arr = Array.attach(handle, dtype=dtype)
+    name = handle[len("shoal:array:"):].rpartition("@")[0]
+    _adopted.add(name)
+    try:
+        arr = Array.attach(handle, dtype=dtype)
+    except BaseException:
+        _adopted.discard(name)
+        raise
+    weakref.finalize(arr, _adopted.discard, name).atexit = False
     _array._unpin(arr._map.ptr)
     return np.asarray(arr)
 
 
 class _ResultPickler(cloudpickle.CloudPickler):
-    """In a worker: a large ndarray result goes into a new shoal array,
-    pinned so that it outlives the worker's reference until the caller
-    attaches it (_adopt)."""
+    """In a worker: a large ndarray result goes into a new shoal array
+    named under the task's @prefix (its caller's), pinned so that it
+    outlives the worker's reference until the caller attaches it (_adopt).
+    No room in shared memory (ENOSPC): it is pickled instead."""
 
-    def __init__(self, file, max_nbytes, made):
+    def __init__(self, file, max_nbytes, made, prefix):
         super().__init__(file, protocol=_PROTO)
         self._max = max_nbytes
         self._made = made
+        self._prefix = prefix
 
     def reducer_override(self, obj):
         np = _np()
         if (np is not None and type(obj) is np.ndarray and self._max is not None
                 and obj.nbytes > self._max and _shareable(obj)):
-            arr = Array.from_numpy(obj)
+            try:
+                arr = Array.from_numpy(obj, name=self._prefix + os.urandom(8).hex())
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                return super().reducer_override(obj)
             _array._pin(arr._map.ptr)
             self._made.append(arr)
             return _adopt, (arr.handle, obj.dtype)
         return super().reducer_override(obj)
 
 
-def _run(payload, max_nbytes):
+def _run(payload, max_nbytes, prefix):
     """A task in a worker: unpickle the batch (attaching its arrays), run
     it, pickle its result (large arrays into shared memory)."""
     global _in_worker
@@ -405,7 +530,7 @@ def _run(payload, max_nbytes):
     made: List[Array] = []
     buf = io.BytesIO()
     try:
-        _ResultPickler(buf, max_nbytes, made).dump(res)
+        _ResultPickler(buf, max_nbytes, made, prefix).dump(res)
     except BaseException:
         for arr in made:  # never handed over: the pins go
             _array._unpin(arr._map.ptr)
@@ -438,7 +563,9 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
 
     supports_timeout = True
     supports_inner_max_num_threads = True
-    # joblib >= 1.5: results are handed over in the callback thread.
+    # joblib >= 1.3 reads it: results are handed over in the callback
+    # thread (callback(job), then retrieve_result_callback(job)); 1.2 does
+    # not (apply_async's callback gets the result list).
     supports_retrieve_callback = True
     supports_return_generator = True
 
@@ -461,6 +588,32 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
         self._mmap_mode = "r"
         self._jobs = set()  # the pool futures of this backend still running
         self._jobs_lock = threading.Lock()
+        # This call's part of its result arrays' names, and the tasks' count.
+        self._token = os.urandom(4).hex()
+        self._tasks = itertools.count()
+
+    # -- the pool this backend uses, counted in _users
+
+    def _use(self, pool):
+        with _pools_lock:
+            if self._pool is pool:
+                return
+            self._unuse_locked()
+            _users[id(pool)] = _users.get(id(pool), 0) + 1
+            self._pool = pool
+
+    def _unuse_locked(self):
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            n = _users.get(id(pool), 0) - 1
+            if n > 0:
+                _users[id(pool)] = n
+            else:
+                _users.pop(id(pool), None)
+
+    def _new_pool(self):
+        self._use(_pool_for(self._n_jobs, self._call_args,
+                            self._prepare_worker_env(self._n_jobs)))
 
     # -- joblib's questions
 
@@ -502,7 +655,8 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
         self._mmap_mode = mode
         self._n_jobs = n
         self.parallel = parallel
-        self._pool = _pool_for(n, self._call_args, self._prepare_worker_env(n))
+        self._token = os.urandom(4).hex()
+        self._new_pool()
         return n
 
     def start_call(self):
@@ -514,8 +668,15 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
 
     def terminate(self):
         """End of a Parallel call: the pool stays for the next one (as
-        loky's executor does); arrays still held by jobs go with them."""
+        loky's executor does); arrays still held by jobs go with them. A
+        result array still pinned under this call's names (its worker was
+        killed after pinning it, and the task ran again) is freed."""
         self.reset_batch_stats()
+        with _pools_lock:
+            used = self._pool is not None
+            self._unuse_locked()
+        if used and self._max_nbytes is not None:
+            _sweep(self._prefix())
 
     def get_nested_backend(self):
         """Inside a worker: threads at the first level, then sequential,
@@ -535,17 +696,40 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
             _stats["pickled"] += 1
             return None
         base = _shoal_base(a)
+        ref = None
         if base is not None:
-            ptr, data, nbytes = base
+            ptr, data, nbytes, held = base
+            handle = _handle_of(ptr)
+            if not held:
+                # The Array @a views may be released here while others
+                # hold it: the task holds a reference of its own, or the
+                # others' last release would free it under the worker.
+                try:
+                    ref = Array.attach(handle, readonly=True)
+                except FileNotFoundError:
+                    base = None  # freed meanwhile: copied below
+        if base is not None:
             off = a.ctypes.data - data
             # The view must lie inside the array (numpy made it so; a
             # negative stride starts it past its lowest byte).
             _stats["zero_copy"] += 1
             keep.append(a)
-            return _attach_view, (_handle_of(ptr), a.dtype, a.shape, a.strides, off,
+            if ref is not None:
+                keep.append(ref)
+            return _attach_view, (handle, a.dtype, a.shape, a.strides, off,
                                   self._mmap_mode)
-        arr = _share_copy(a, keep)
+        try:
+            arr = _share_copy(a, keep)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            # No room in shared memory: the bytes travel in the task.
+            _stats["pickled"] += 1
+            return None
         return _attach_view, (arr.handle, a.dtype, a.shape, None, 0, self._mmap_mode)
+
+    def _prefix(self):
+        return f"{_owner()}{self._token}."
 
     def _dumps(self, func, keep):
         buf = io.BytesIO()
@@ -555,15 +739,27 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
     def _start(self, func):
         """Pickle @func and submit it: a _Job that ends with its result
         (arrays attached) or its exception. The job holds the arrays the
-        task names until the worker is done with them."""
-        pool = self._pool
-        if pool is None:
-            raise RuntimeError("shoal backend: configure() was not called")
-        keep: List[Any] = []
-        payload = self._dumps(func, keep)
+        task names until the worker is done with them. A failure to pickle
+        or submit ends the job with it: joblib (1.2 and later) dispatches
+        from the results thread, where an exception raised would be logged
+        and lost, and Parallel would wait for ever."""
         job = _Job()
         job.set_running_or_notify_cancel()
-        inner = pool.submit(_run, payload, self._max_nbytes)
+        keep: List[Any] = []
+        prefix = f"{self._prefix()}{next(self._tasks)}."
+        try:
+            pool = self._pool
+            if pool is None:
+                raise RuntimeError("shoal backend: configure() was not called")
+            if pool._shutdown:  # terminated, or shut down by shutdown()
+                self._new_pool()
+                pool = self._pool
+            payload = self._dumps(func, keep)
+            inner = pool.submit(_run, payload, self._max_nbytes, prefix)
+        except BaseException as e:  # noqa: B902 - the job must end
+            keep.clear()
+            job.set_exception(e)
+            return job
         with self._jobs_lock:
             self._jobs.add(inner)
 
@@ -579,7 +775,13 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
                 else:
                     # Attaching here, always, not when joblib asks: a
                     # result never taken must still drop its pins.
-                    ok, value = True, pickle.loads(f.result())
+                    try:
+                        ok, value = True, pickle.loads(f.result())
+                    except BaseException:
+                        # The result arrays not attached yet keep their
+                        # pins: free them (a retried task's too).
+                        _sweep(prefix)
+                        raise
             except BaseException as e:  # noqa: B902 - the job must end
                 ok, value = False, e
             # The task's arrays go before the caller hears of the result:
@@ -594,12 +796,18 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
         return job
 
     def apply_async(self, func, callback=None):
-        """joblib < 1.5: run @func; @callback(result) once it succeeded."""
+        """joblib < 1.5: run @func. joblib 1.3 and 1.4 (they read
+        supports_retrieve_callback): @callback(job) once it ended, either
+        way, as submit(). joblib 1.2: @callback(result) once it succeeded
+        (a failure reaches it through job.get())."""
         job = self._start(func)
         if callback is not None:
-            job.add_done_callback(
-                lambda j: None if j.cancelled() or j.exception() is not None
-                else callback(j.result()))
+            if _CALLBACK_GETS_JOB:
+                job.add_done_callback(callback)
+            else:
+                job.add_done_callback(
+                    lambda j: None if j.cancelled() or j.exception() is not None
+                    else callback(j.result()))
         return job
 
     def submit(self, func, callback=None):
@@ -626,12 +834,30 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
         running = [f for f in jobs if not f.cancel() and not f.done()]
         pool = self._pool
         if running and pool is not None:
-            _drop_pool(pool)
-            pool.terminate()
-            self._pool = None
+            with _pools_lock:
+                # Only a pool no other call uses: theirs would fail with
+                # CancelledError. Else this call's running tasks end on
+                # their own (their results are attached, then dropped).
+                alone = _users.get(id(pool), 0) <= 1
+                if alone:
+                    for k, p in list(_pools.items()):
+                        if p is pool:
+                            del _pools[k]
+                    self._unuse_locked()
+            if alone:
+                pool.terminate()
+                # Its workers are gone and its results thread joined: what
+                # they pinned under this call's names reached nobody.
+                _sweep(self._prefix())
         if ensure_ready and self._pool is None and self._n_jobs:
-            self._pool = _pool_for(self._n_jobs, self._call_args,
-                                   self._prepare_worker_env(self._n_jobs))
+            self._new_pool()
+
+
+# joblib 1.3 and 1.4 call apply_async(batch, callback) and, as the backend
+# supports_retrieve_callback, expect callback(job) on success and failure
+# (their BatchCompletionCallBack then calls retrieve_result_callback(job));
+# 1.2 expects callback(result list) on success. TASK_PENDING came with 1.3.
+_CALLBACK_GETS_JOB = hasattr(joblib.parallel, "TASK_PENDING")
 
 
 def _register():
