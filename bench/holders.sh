@@ -5,9 +5,5 @@
 # `make bench/holders_bench`; forks up to 4096 small processes for a moment.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-: "${SHOAL_BUILDDIR:=$here/../_build/release}"
-: "${PYTHON:=/usr/bin/python3}"
-: "${SHOAL_LIBRARY:=$SHOAL_BUILDDIR/lib/.libs/libshoal.so}"
-PYTHONPATH="$here/../bindings/python${PYTHONPATH:+:$PYTHONPATH}"
-export SHOAL_BUILDDIR SHOAL_LIBRARY PYTHONPATH
+. "$here/python-env.sh"
 exec "$PYTHON" "$here/holders_bench.py" "$@"

@@ -8,9 +8,5 @@
 # alone after a build too.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-: "${SHOAL_BUILDDIR:=$here/../_build/release}"
-: "${PYTHON:=/usr/bin/python3}"
-: "${SHOAL_LIBRARY:=$SHOAL_BUILDDIR/lib/.libs/libshoal.so}"
-PYTHONPATH="$here/../bindings/python${PYTHONPATH:+:$PYTHONPATH}"
-export SHOAL_LIBRARY PYTHONPATH
+. "$here/python-env.sh"
 exec "$PYTHON" "$here/joblib_bench.py" "$@"

@@ -11,11 +11,7 @@
 # Run by bench/run (which sets SHOAL_BUILDDIR, PYTHON, PYTHONPATH).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-: "${SHOAL_BUILDDIR:=$here/../_build/release}"
-: "${PYTHON:=/usr/bin/python3}"
-: "${SHOAL_LIBRARY:=$SHOAL_BUILDDIR/lib/.libs/libshoal.so}"
-PYTHONPATH="${PYTHONPATH:-$here/../bindings/python}"
-export SHOAL_LIBRARY PYTHONPATH
+. "$here/python-env.sh"
 bin="$SHOAL_BUILDDIR/bench/pool_bench"
 if [ ! -x "$bin" ]; then
 	make -C "$SHOAL_BUILDDIR" bench/pool_bench >/dev/null

@@ -13,11 +13,7 @@
 # 541 MB (258 seats of 128 cells of 16 KiB).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-: "${SHOAL_BUILDDIR:=$here/../_build/release}"
-: "${PYTHON:=/usr/bin/python3}"
-: "${SHOAL_LIBRARY:=$SHOAL_BUILDDIR/lib/.libs/libshoal.so}"
-PYTHONPATH="${PYTHONPATH:-$here/../bindings/python}"
-export SHOAL_LIBRARY PYTHONPATH
+. "$here/python-env.sh"
 if [ ! -x "$SHOAL_BUILDDIR/bench/pool_scale" ]; then
 	make -C "$SHOAL_BUILDDIR" bench/pool_scale >/dev/null
 fi
