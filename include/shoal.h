@@ -1464,8 +1464,9 @@ struct shoal_leak {
  * in the directory. Thread-safe.
  *
  * Return: the number of leaks found (may exceed @cap); -EINVAL for NULL
- * @out with @cap > 0; -EACCES or -ENOENT if the directory cannot be read
- * (or SHOAL_DIR was refused, shoal_dir()); -ENOMEM.
+ * @out with @cap > 0; -EACCES or -ENOENT if the directory cannot be read;
+ * an error of shoal_dir() (-ENOTDIR, -EINVAL, ...) if SHOAL_DIR was
+ * refused; -ENOMEM.
  */
 SHOAL_API int shoal_leaks(uint64_t min_age_ns, struct shoal_leak *out, size_t cap);
 

@@ -176,6 +176,13 @@ int shoal__each_object(int (*fn)(const char *file, void *arg), void *arg);
  * a zombie not yet joined), or another process may by then own the pid and
  * its files. shoal__tmp_reap() is the same for any pid seen dead. */
 int shoal__unlink_tmp_of(pid_t pid);
+/* The creator pid in a temporary file's name ("shoal..tmp.<pid>.*"), or 0
+ * if @file is not one: the one parse the reaper, shoal_leaks() and the CLI
+ * share. */
+pid_t shoal__tmp_pid(const char *file);
+/* Replace in @s every byte a terminal could take for control (below 0x20,
+ * 0x7f and up) with '?': for names anyone could have made. */
+void shoal__printable(char *s);
 
 /* Overflow-safe "off + len <= size". */
 static inline bool shoal__range_ok(uint64_t off, uint64_t len, uint64_t size)

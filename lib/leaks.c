@@ -155,6 +155,7 @@ static struct shoal_leak *add(struct ctx *c, const char *name, int reason,
 		l = &c->out[c->n];
 		memset(l, 0, sizeof(*l));
 		snprintf(l->name, sizeof(l->name), "%s", name);
+		shoal__printable(l->name); /* a temporary file's: any bytes */
 		l->reason = reason;
 		if (h) {
 			l->creator.pid = h->creator_pid;
@@ -250,8 +251,9 @@ SHOAL_API int shoal_leaks(uint64_t min_age_ns, struct shoal_leak *out, size_t ca
 	long hz = sysconf(_SC_CLK_TCK);
 	int rc;
 
+	shoal__detail_clear();
 	if (!out && cap)
-		return -EINVAL;
+		return shoal__fail(-EINVAL, "leaks: out is NULL with cap %zu", cap);
 	rc = shoal__each_object(collect, &l);
 	if (rc < 0 || l.err) {
 		rc = rc < 0 ? rc : l.err;
@@ -278,10 +280,14 @@ SHOAL_API int shoal_leaks(uint64_t min_age_ns, struct shoal_leak *out, size_t ca
 		struct shoal__hdr h;
 
 		if (shoal__name_check(name) || shoal__segment_peek(name, &h) ||
-		    h.kind != SHOAL__KIND_QUEUE || shoal_queue_observe(name, &v, NULL, 0) < 0)
+		    h.kind != SHOAL__KIND_QUEUE)
 			continue;
-		c.queues[c.nqueues].id = v.generation & SHOAL__HOLDER_ID_MASK;
-		c.queues[c.nqueues++].live = v.live;
+		/* A queue this cannot observe (a layout of another library,
+		 * no memory, no fd) still holds its arrays, as the reaper
+		 * counts it: taken to be read, so nothing it holds is called
+		 * a leak. */
+		c.queues[c.nqueues].id = h.generation & SHOAL__HOLDER_ID_MASK;
+		c.queues[c.nqueues++].live = shoal_queue_observe(name, &v, NULL, 0) < 0 ? 1 : v.live;
 	}
 	if (c.nqueues)
 		qsort(c.queues, c.nqueues, sizeof(*c.queues), by_id);
@@ -291,10 +297,12 @@ SHOAL_API int shoal_leaks(uint64_t min_age_ns, struct shoal_leak *out, size_t ca
 		struct shoal__hdr h;
 
 		if (strncmp(file, SHOAL__TMP_PREFIX, strlen(SHOAL__TMP_PREFIX)) == 0) {
-			long pid = strtol(file + strlen(SHOAL__TMP_PREFIX), NULL, 10);
+			pid_t pid = shoal__tmp_pid(file);
+			struct shoal_proc pr;
 
-			/* Only a pid that no longer exists: the reaper's rule. */
-			if (pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
+			/* The reaper's rule (shoal__tmp_reap()): a creator
+			 * certainly gone, a zombie included. */
+			if (pid > 0 && shoal_proc_get(pid, &pr) == -ESRCH) {
 				struct shoal_leak *lk = add(&c, name, SHOAL_LEAK_DEAD_CREATE, NULL,
 							    blocks_of(file));
 

@@ -839,11 +839,10 @@ int shoal__unlink_tmp_of(pid_t pid)
 	return n < 0 ? 0 : n;
 }
 
-int shoal__tmp_reap(const char *file)
+pid_t shoal__tmp_pid(const char *file)
 {
 	const char *p = file + strlen(SHOAL__TMP_PREFIX);
-	char path[SHOAL__PATH_MAX], *end;
-	struct shoal_proc pr;
+	char *end;
 	long pid;
 
 	if (strncmp(file, SHOAL__TMP_PREFIX, strlen(SHOAL__TMP_PREFIX)) != 0)
@@ -852,7 +851,25 @@ int shoal__tmp_reap(const char *file)
 	pid = strtol(p, &end, 10);
 	if (errno || end == p || *end != '.' || pid <= 0 || pid > INT32_MAX)
 		return 0;
-	if (shoal_proc_get((pid_t)pid, &pr) != -ESRCH)
+	return (pid_t)pid;
+}
+
+void shoal__printable(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+			*s = '?';
+}
+
+int shoal__tmp_reap(const char *file)
+{
+	char path[SHOAL__PATH_MAX];
+	struct shoal_proc pr;
+	pid_t pid = shoal__tmp_pid(file);
+
+	if (pid <= 0)
+		return 0;
+	if (shoal_proc_get(pid, &pr) != -ESRCH)
 		return 0; /* alive (or a new process with its pid: wait) */
 	if (shoal__path(path, sizeof(path), file) != 0)
 		return 0;

@@ -25,6 +25,9 @@ def cli(*args, env=None):
                           env=env)
 
 
+_HDR_SIZE = 128  # every object's common header (SHOAL__HDR_SIZE, lib/internal.h)
+
+
 def mine(name, found):
     return [l for l in found if l.name == name or l.name.startswith(name + ".")]
 
@@ -94,6 +97,33 @@ def test_array_held_only_by_an_unread_queue(name):
     finally:
         shoal.unlink(qname)
         shoal.reap()                 # the queue is gone: so is its reference
+    assert not os.path.exists(f"/dev/shm/shoal.{aname}")
+
+
+def test_a_queue_that_cannot_be_observed_still_holds_its_arrays(name):
+    """A queue whose header fails observe (another library's layout, a
+    corrupt line) is counted as a holder, as the reaper counts it: the
+    arrays it holds are not called dead-holders leaks that `shoal gc`
+    would then not free."""
+    qname, aname = name + ".q", name + ".a"
+
+    def send():
+        q = shoal.Queue(qname, capacity=4, max_msg=512)
+        a = shoal.Array.zeros(1000, "int64", name=aname)
+        q.put_obj(a)
+        a.release()
+    _in_child(send)
+    try:
+        with open(f"/dev/shm/shoal.{qname}", "r+b") as f:
+            f.seek(_HDR_SIZE + 4)         # the queue header's capacity
+            f.write((3).to_bytes(4, "little"))  # not a power of two
+        reasons = {l.name: l.reason for l in mine(name, shoal.leaks())}
+        assert reasons.get(aname) != "dead-holders", reasons
+        shoal.reap()
+        assert os.path.exists(f"/dev/shm/shoal.{aname}")  # the reaper agrees
+    finally:
+        shoal.unlink(qname)
+        shoal.reap()
     assert not os.path.exists(f"/dev/shm/shoal.{aname}")
 
 
