@@ -198,13 +198,16 @@ static void probe_array(struct obj *o)
 			o->nholders = got;
 	}
 	o->stale = shoal_array_is_freed(o->arr) || o->nholders == 0;
+	o->whole = true; /* until a live process, a queue or a pin holds it */
 	for (int i = 0; i < o->nholders; i++) {
 		const struct shoal_array_holder *h = &o->holders[i];
 
 		if (h->key & SHOAL__HOLDER_NONPROC) {
 			pinned |= shoal__holder_kind_of(h->key) == SHOAL__HOLDER_PIN;
+			o->whole = false;
 			continue;
 		}
+		o->whole &= !h->alive;
 		o->stale |= !h->alive;
 		if (h->alive)
 			o->live++;
@@ -274,6 +277,7 @@ static void probe_pool(struct obj *o)
 	/* A board is its supervisor's: stale once that is certainly dead, as
 	 * shoal_reap() judges it. */
 	o->stale = !o->pv.supervisor_alive;
+	o->whole = o->stale;
 }
 
 void obj_probe(struct obj *o)
@@ -306,13 +310,17 @@ void obj_probe(struct obj *o)
 static void probe_tmp(struct obj *o, const char *file)
 {
 	struct shoal_proc p;
-	long pid = strtol(file + strlen(SHOAL__TMP_PREFIX), NULL, 10);
+	pid_t pid = shoal__tmp_pid(file);
 
+	/* Any user may make such a file, with any bytes in its name: what a
+	 * terminal would take for a control sequence is shown as '?'. */
 	snprintf(o->name, sizeof(o->name), "%s", file + strlen(SHOAL_PREFIX));
+	shoal__printable(o->name);
 	o->tmp = true;
 	o->hdr.creator_pid = (int32_t)pid;
-	o->creator_alive = pid > 0 && shoal_proc_get((pid_t)pid, &p) == 0;
+	o->creator_alive = pid > 0 && shoal_proc_get(pid, &p) != -ESRCH;
 	o->stale = !o->creator_alive;
+	o->whole = o->stale;
 }
 
 void obj_done(struct obj *o)

@@ -21,6 +21,7 @@ struct obj {
 	struct shoal__hdr hdr;       /* valid when !err && !tmp */
 	bool creator_alive;
 	bool stale;                  /* what `shoal gc` would take back */
+	bool whole;                  /* stale, and gc frees it all (no live holder left) */
 	uint32_t live, dead;         /* holders: processes (and queues) */
 	/* arrays: opened with SHOAL_ARRAY_NOREF (no reference taken) */
 	struct shoal_array *arr;

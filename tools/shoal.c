@@ -531,9 +531,11 @@ int main(int argc, char **argv)
 			   i + 1 < argc) {
 			bool is_age = argv[i][2] == 'a';
 
-			if (seconds(argv[i + 1], is_age ? &age : &interval)) {
-				fprintf(stderr, "shoal: %s wants a number of seconds, not '%s'\n", argv[i],
-					argv[i + 1]);
+			/* A refresh at most every 0.1 s, at least once a day. */
+			if (seconds(argv[i + 1], is_age ? &age : &interval) ||
+			    (!is_age && (interval < 0.1 || interval > 86400))) {
+				fprintf(stderr, "shoal: %s wants a number of seconds%s, not '%s'\n",
+					argv[i], is_age ? "" : " from 0.1 to 86400", argv[i + 1]);
 				return 2;
 			}
 			have_age |= is_age;

@@ -38,7 +38,9 @@
 
 /* ---- the terminal ---------------------------------------------------------- */
 
-static struct termios saved_tio;
+static struct termios saved_tio, raw_tio;
+static const char leave_screen[] = "\x1b[0m\x1b[?25h\x1b[?1049l";
+static const char enter_screen[] = "\x1b[?1049h\x1b[?25l\x1b[H\x1b[2J";
 static bool tio_saved, screen_on;
 static volatile sig_atomic_t quit_signal;
 
@@ -46,7 +48,7 @@ static void term_restore(void)
 {
 	if (screen_on) {
 		/* Show the cursor, leave the alternate screen. */
-		fputs("\x1b[0m\x1b[?25h\x1b[?1049l", stdout);
+		fputs(leave_screen, stdout);
 		fflush(stdout);
 		screen_on = false;
 	}
@@ -61,9 +63,47 @@ static void on_signal(int sig)
 	quit_signal = sig;
 }
 
+
+/* Ctrl-Z: give the shell its terminal back (only async-signal-safe calls:
+ * tcsetattr, write, raise), stop; on SIGCONT take it again. */
+static void on_stop(int sig)
+{
+	int saved = errno;
+
+	(void)sig;
+	if (tio_saved)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved_tio);
+	if (screen_on && write(STDOUT_FILENO, leave_screen, sizeof(leave_screen) - 1) < 0)
+		saved = errno;
+	signal(SIGTSTP, SIG_DFL);
+	raise(SIGTSTP);
+	errno = saved;
+}
+
+static void on_cont(int sig)
+{
+	struct sigaction sa;
+	int saved = errno;
+
+	(void)sig;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigaction(SIGTSTP, &sa, NULL);
+	if (tio_saved)
+		tcsetattr(STDIN_FILENO, TCSANOW, &raw_tio);
+	if (screen_on && write(STDOUT_FILENO, enter_screen, sizeof(enter_screen) - 1) < 0)
+		saved = errno;
+	errno = saved;
+}
+
+/*
+ * The terminal is given back on every way out: q, exit (atexit), SIGINT,
+ * SIGTERM, SIGHUP and SIGQUIT (each ends the loop), a reader gone (SIGPIPE
+ * ignored: the write fails and the loop ends), and across Ctrl-Z. Raw
+ * input only when both ends are a terminal.
+ */
 static void term_setup(bool screen)
 {
-	struct termios t;
 	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
@@ -71,20 +111,26 @@ static void term_setup(bool screen)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGQUIT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	atexit(term_restore);
-	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved_tio) == 0) {
-		t = saved_tio;
-		t.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
-		t.c_cc[VMIN] = 0;
-		t.c_cc[VTIME] = 0;
-		if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &t) == 0)
+	if (screen && isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved_tio) == 0) {
+		raw_tio = saved_tio;
+		raw_tio.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+		raw_tio.c_cc[VMIN] = 0;
+		raw_tio.c_cc[VTIME] = 0;
+		if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw_tio) == 0)
 			tio_saved = true;
 	}
 	if (!screen)
 		return;
-	fputs("\x1b[?1049h\x1b[?25l\x1b[H\x1b[2J", stdout);
+	fputs(enter_screen, stdout);
 	fflush(stdout);
 	screen_on = true;
+	sa.sa_handler = on_stop;
+	sigaction(SIGTSTP, &sa, NULL);
+	sa.sa_handler = on_cont;
+	sigaction(SIGCONT, &sa, NULL);
 }
 
 static void term_size(int *rows, int *cols)
@@ -397,7 +443,9 @@ static int frame_build(struct frame *f)
 		f->total_bytes += obj_size(&f->l.v[i]);
 		if (f->l.v[i].stale) {
 			f->nstale++;
-			f->stale_bytes += obj_size(&f->l.v[i]);
+			/* What gc frees: not an array a live holder keeps. */
+			if (f->l.v[i].whole)
+				f->stale_bytes += obj_size(&f->l.v[i]);
 		}
 	}
 	rates(f, shoal__now_ns());
@@ -597,8 +645,8 @@ static void draw(const struct frame *f, bool tty)
 	if (s.hidden)
 		line(&s, NULL, "... %zu more objects (shoal ls lists them all)", s.hidden);
 	if (f->nstale)
-		line(&s, tty ? "\x1b[1;31m" : NULL, "%zu stale object%s (%s): reclaim with `shoal gc`",
-		     f->nstale, f->nstale == 1 ? "" : "s", human_bytes(f->stale_bytes, hb, sizeof(hb)));
+		line(&s, tty ? "\x1b[1;31m" : NULL, "%zu stale object%s: `shoal gc` reclaims %s, freeing %s",
+		     f->nstale, f->nstale == 1 ? "" : "s", f->nstale == 1 ? "it" : "them", human_bytes(f->stale_bytes, hb, sizeof(hb)));
 	else
 		line(&s, NULL, "no stale objects");
 	if (tty)
@@ -729,7 +777,12 @@ int top_main(bool once, bool json, double interval)
 		else
 			draw(&f, tty);
 		frame_free(&f);
-		if (once || wait_quit((int)(wait_s * 1000), tio_saved))
+		/* A reader gone (a pipe closed: SIGPIPE is ignored) ends it. */
+		if (fflush(stdout) != 0 || ferror(stdout)) {
+			status = 1;
+			break;
+		}
+		if (once || wait_quit((int)(wait_s * 1000 + 0.999), tio_saved))
 			break;
 	}
 	term_restore();

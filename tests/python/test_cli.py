@@ -131,6 +131,36 @@ def test_version_and_help():
     assert run("info", "--once", "x")[0] == 2          # an option of top only
     assert run("ls", "--age", "5")[0] == 2             # an option of leaks only
     assert run("top", "--interval", "zero")[0] == 2
+    # Refreshes back to back, or an interval past what a poll() can wait.
+    for bad in ("0.01", "100000"):
+        rc, _, err = run("top", "--interval", bad)
+        assert rc == 2 and "0.1 to 86400" in err
+
+
+def test_a_made_up_temporary_name_cannot_drive_the_terminal():
+    """Anyone may create "shoal..tmp.<pid>.*" in /dev/shm, with escape
+    sequences in its name: ls, leaks and top show those bytes as '?'."""
+    path = "/dev/shm/shoal..tmp.999999.\x1b]0;x\x07\x1b[2J"
+    open(path, "w").close()
+    try:
+        outs = [run("ls")[1], run("leaks", "--age", "1")[1], run("top", "--once")[1]]
+        for out in outs:
+            assert "tmp.999999." in out
+            assert "\x1b]0;x" not in out and "\x07" not in out
+        assert "tmp.999999.?]0;x??[2J" in outs[0] and "tmp.999999.?]0;x??[2J" in outs[1]
+    finally:
+        os.unlink(path)
+
+
+def test_top_ends_when_its_reader_goes():
+    """`shoal top | head -3`: once the pipe's reader has gone, top ends
+    (SIGPIPE ignored, the failed write stops it) instead of dying by a
+    signal with the terminal left raw."""
+    p = subprocess.Popen([SHOAL, "top", "--interval", "0.1"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    p.stdout.readline()
+    p.stdout.close()
+    assert p.wait(timeout=20) == 1
 
 
 def test_info_by_file_name_and_handle(name):
