@@ -498,14 +498,11 @@ class _FakeParallel:
     _id = "fake"
 
 
-def test_submit_protocol_of_joblib_1_5():
-    b = sj.ShoalBackend(nesting_level=0)
-    assert b.supports_retrieve_callback and b.supports_timeout
-    assert b.configure(n_jobs=2, parallel=_FakeParallel(), max_nbytes=MiB, mmap_mode="r") == 2
-    b.start_call()
-    x = np.random.rand(200, 1000)
-    done, results = threading.Semaphore(0), {}
-
+def _tracker(b, results, done):
+    """Task k's completion callback as joblib 1.3+ gives it: the job, on
+    success and on failure; it records ("ok", result) or ("err", exc) from
+    backend @b's retrieve_result_callback in @results[k], then releases
+    @done."""
     def tracker(k):
         def cb(out):
             try:
@@ -514,6 +511,17 @@ def test_submit_protocol_of_joblib_1_5():
                 results[k] = ("err", e)
             done.release()
         return cb
+    return tracker
+
+
+def test_submit_protocol_of_joblib_1_5():
+    b = sj.ShoalBackend(nesting_level=0)
+    assert b.supports_retrieve_callback and b.supports_timeout
+    assert b.configure(n_jobs=2, parallel=_FakeParallel(), max_nbytes=MiB, mmap_mode="r") == 2
+    b.start_call()
+    x = np.random.rand(200, 1000)
+    done, results = threading.Semaphore(0), {}
+    tracker = _tracker(b, results, done)
 
     nb = b.get_nested_backend()
     jobs = []
@@ -563,15 +571,7 @@ def test_apply_async_protocol_of_joblib_1_3_and_1_4(monkeypatch):
     # failure, and calls retrieve_result_callback(job) in that thread.
     monkeypatch.setattr(sj, "_CALLBACK_GETS_JOB", True)
     results = {}
-
-    def tracker(k):
-        def cb(out):
-            try:
-                results[k] = ("ok", b.retrieve_result_callback(out))
-            except BaseException as e:  # noqa: B902
-                results[k] = ("err", e)
-            got.release()
-        return cb
+    tracker = _tracker(b, results, got)
     x = np.random.rand(200, 1000)
     jobs = [b.apply_async(BatchedCalls([(row_sum, (x, i), {}) for i in range(3)], nb),
                           callback=tracker(0)),
