@@ -2104,6 +2104,36 @@ SHOAL_API const char *shoal_pool_name(const struct shoal_pool *p);
  */
 SHOAL_API int shoal_pool_destroy(struct shoal_pool *p);
 
+/**
+ * shoal_pool_hooks_hold() - hold back every pool's spawn and join hook
+ * calls in this process, for a host about to fork().
+ *
+ * Waits for the hook calls under way to return, then makes the pools'
+ * threads wait before their next hook call until
+ * shoal_pool_hooks_release(). A host whose hooks enter an interpreter
+ * calls it just before fork(): Python's ctypes makes a thread state for
+ * each call from a pool thread under the interpreter's own lock, and a
+ * child forked while another thread held that lock waits for it forever
+ * (CPython 3.11). The caller must not hold what a hook waits for (the
+ * GIL: call it through a handle that lets the GIL go), or it waits for
+ * itself. Holds from several threads take turns.
+ *
+ * Return: 0; -EDEADLK, and nothing held, when called from a spawn or join
+ * hook, or from the thread that holds it already.
+ */
+SHOAL_API int shoal_pool_hooks_hold(void);
+
+/**
+ * shoal_pool_hooks_release() - let the pools' hook calls go on again.
+ *
+ * Call it from the thread that called shoal_pool_hooks_hold(), after
+ * fork(): in the parent, and in the child (where it makes the hold anew,
+ * for the child's own pools).
+ *
+ * Return: 0; -EPERM if nothing is held.
+ */
+SHOAL_API int shoal_pool_hooks_release(void);
+
 /* Worker side: for hosts that start their own workers (spawn hook). */
 
 /**

@@ -26,6 +26,18 @@
  * Deaths: if the supervisor's process dies, the server kills the workers
  * (EOF on its socket); any worker also sees it between tasks or when its
  * wait times out, and leaves (pool_worker.c).
+ *
+ * The hook gate (shoal_pool_hooks_hold()): a host's spawn and join hooks
+ * run on these threads, and may enter an interpreter. Python's ctypes
+ * makes a thread state for each call from a thread the interpreter does
+ * not know, under the interpreter's own lock, before it takes the GIL; a
+ * fork() in another thread at that instant leaves the child that lock
+ * held, and CPython 3.11's child takes it before making it anew
+ * (PyOS_AfterFork_Child -> _PyThreadState_DeleteExcept): the child waits
+ * forever. So every hook call read-holds one process-wide gate, and a host
+ * that forks write-holds it around fork(), waiting meanwhile without what
+ * a hook needs (the GIL). Writers go first: hooks called back to back
+ * never keep a fork waiting.
  */
 #include "pool.h"
 
@@ -58,6 +70,65 @@ int pool_start_forkserver(struct shoal_pool *p)
 	return shoal__forkserver_start(&p->fs, p->nseats, pool_child, p);
 }
 
+static const pthread_rwlock_t hook_gate_init = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+static pthread_rwlock_t hook_gate = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+static pid_t hook_gate_pid; /* the process whose thread write-holds it; 0: none */
+static __thread bool in_hook;
+
+int shoal_pool_hooks_hold(void)
+{
+	int rc;
+
+	if (in_hook)
+		return -EDEADLK;
+	rc = pthread_rwlock_wrlock(&hook_gate);
+	if (rc)
+		return -rc; /* EDEADLK: this thread holds it already */
+	__atomic_store_n(&hook_gate_pid, getpid(), __ATOMIC_RELAXED);
+	return 0;
+}
+
+int shoal_pool_hooks_release(void)
+{
+	pid_t holder = __atomic_load_n(&hook_gate_pid, __ATOMIC_RELAXED);
+
+	if (holder == 0)
+		return -EPERM;
+	__atomic_store_n(&hook_gate_pid, 0, __ATOMIC_RELAXED);
+	if (holder != getpid()) {
+		/* The child of the fork it was held for: one thread, and the
+		 * lock names its writer by the parent's thread id. */
+		memcpy(&hook_gate, &hook_gate_init, sizeof(hook_gate));
+		return 0;
+	}
+	pthread_rwlock_unlock(&hook_gate);
+	return 0;
+}
+
+static pid_t hook_spawn(struct shoal_pool *p, uint32_t seat, uint64_t gen)
+{
+	pid_t pid;
+
+	pthread_rwlock_rdlock(&hook_gate);
+	in_hook = true;
+	pid = p->cfg.spawn(p->cfg.hook_arg, p->name, seat, gen);
+	in_hook = false;
+	pthread_rwlock_unlock(&hook_gate);
+	return pid;
+}
+
+static int hook_join(struct shoal_pool *p, pid_t pid)
+{
+	int st;
+
+	pthread_rwlock_rdlock(&hook_gate);
+	in_hook = true;
+	st = p->cfg.join(p->cfg.hook_arg, pid);
+	in_hook = false;
+	pthread_rwlock_unlock(&hook_gate);
+	return st;
+}
+
 /* The exit status of worker @pid, whose pidfd said it has exited: from
  * the fork server (C pools) or the join hook. A hook's worker may be our
  * own child (multiprocessing's): if it was killed, it may have died inside
@@ -73,7 +144,7 @@ static int join_worker(struct shoal_pool *p, int pidfd, pid_t pid)
 	if (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOWAIT | WNOHANG) == 0 &&
 	    si.si_pid == pid && si.si_code != CLD_EXITED)
 		shoal__unlink_tmp_of(pid);
-	return p->cfg.join(p->cfg.hook_arg, pid);
+	return hook_join(p, pid);
 }
 
 static int pidfd_open(pid_t pid)
@@ -163,7 +234,7 @@ int pool_start_worker(struct shoal_pool *p, int pos)
 	/* Never a fork here: this process has threads (see forkserver.c). */
 	pthread_mutex_unlock(&p->mu);
 	if (p->cfg.spawn)
-		pid = p->cfg.spawn(p->cfg.hook_arg, p->name, (uint32_t)i, gen);
+		pid = hook_spawn(p, (uint32_t)i, gen);
 	else
 		pid = shoal__forkserver_spawn(&p->fs, (uint32_t)i, gen);
 	pthread_mutex_lock(&p->mu);
@@ -189,7 +260,7 @@ int pool_start_worker(struct shoal_pool *p, int pos)
 			kill(pid, SIGKILL);
 		pthread_mutex_unlock(&p->mu);
 		if (p->cfg.join)
-			st = p->cfg.join(p->cfg.hook_arg, pid);
+			st = hook_join(p, pid);
 		else
 			st = shoal__forkserver_join(&p->fs, pid);
 		pthread_mutex_lock(&p->mu);

@@ -1680,6 +1680,64 @@ START_TEST(destroy_from_a_hook_is_refused)
 }
 END_TEST
 
+/* shoal_pool_hooks_hold(): no hook is called while it is held (a host
+ * forks meanwhile); the calls wait and go on after the release. A hook may
+ * not hold it, nor a thread twice; a release without a hold is refused; a
+ * child forked under the hold makes it anew. */
+struct gate_probe {
+	_Atomic int calls;
+	_Atomic int hold_rc; /* 1: not tried yet */
+};
+
+static pid_t probing_spawn(void *arg, const char *board, uint32_t seat, uint64_t gen)
+{
+	struct gate_probe *g = arg;
+
+	if (atomic_load(&g->hold_rc) == 1)
+		atomic_store(&g->hold_rc, shoal_pool_hooks_hold());
+	atomic_fetch_add(&g->calls, 1);
+	return hand_spawn(NULL, board, seat, gen);
+}
+
+static int child_remakes_the_hold(void)
+{
+	return shoal_pool_hooks_release() == 0 && shoal_pool_hooks_hold() == 0 &&
+	       shoal_pool_hooks_release() == 0 && shoal_pool_hooks_release() == -EPERM;
+}
+
+START_TEST(hooks_hold_gates_hook_calls)
+{
+	struct shoal_pool_config c = conf(1);
+	struct gate_probe g = { .hold_rc = 1 };
+	struct shoal_pool *p;
+	pid_t kid;
+	int st;
+
+	ck_assert_int_eq(shoal_pool_hooks_release(), -EPERM);
+	ck_assert_int_eq(shoal_pool_hooks_hold(), 0);
+	ck_assert_int_eq(shoal_pool_hooks_hold(), -EDEADLK);
+	c.spawn = probing_spawn;
+	c.join = join_pid;
+	c.hook_arg = &g;
+	ck_assert_int_eq(shoal_pool_create(&c, &p), 0);
+	usleep(300000);
+	ck_assert_int_eq(atomic_load(&g.calls), 0);
+	kid = fork();
+	if (kid == 0)
+		_exit(child_remakes_the_hold() ? 0 : 1);
+	ck_assert_int_eq(waitpid(kid, &st, 0), kid);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ck_assert_int_eq(atomic_load(&g.calls), 0);
+	ck_assert_int_eq(shoal_pool_hooks_release(), 0);
+	run_expect(p, "abc", "hand:abc:1");
+	ck_assert_int_ge(atomic_load(&g.calls), 1);
+	ck_assert_int_eq(atomic_load(&g.hold_rc), -EDEADLK);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+	ck_assert_int_eq(shoal_pool_hooks_release(), -EPERM);
+	ck_assert_int_eq(count_zombies(), 0);
+}
+END_TEST
+
 /* The same by shoal_pool_worker_step(): one call hands back a result and
  * takes the next task. Its errors are checked in the worker (exit 3). */
 static pid_t step_spawn(void *arg, const char *board, uint32_t seat, uint64_t gen)
@@ -2529,6 +2587,7 @@ static Suite *suite(void)
 	ADD(spawn_that_always_fails_breaks_the_pool);
 	ADD(host_spawned_workers);
 	ADD(destroy_from_a_hook_is_refused);
+	ADD(hooks_hold_gates_hook_calls);
 	ADD(worker_step_and_wait_into);
 	ADD(results_in_place_and_not);
 	ADD(reap_takes_a_dead_supervisors_board);

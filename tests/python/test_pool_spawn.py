@@ -127,6 +127,70 @@ def test_subprocesses_do_not_block_while_workers_recycle():
     assert max(times) < max(0.8, 10 * max(plain)), (times, plain)
 
 
+FORK_WINDOW = r"""
+import os, threading, time
+calls, window, armed = [], [], []
+
+def slow_fork_window():
+    # Registered before shoal's own hook, so it runs after it (last
+    # registered first): a fork() that takes 0.3 s to happen. Only the
+    # test's own (not the pool's, nor its fork server's, which inherits
+    # the hook).
+    if not armed:
+        return
+    window.append(time.monotonic())
+    time.sleep(0.3)
+    window.append(time.monotonic())
+
+os.register_at_fork(before=slow_fork_window)
+import shoal, shoal.pool
+real = shoal.pool._spawn
+
+def counted(*a):
+    calls.append(time.monotonic())
+    return real(*a)
+
+shoal.pool._spawn = counted
+stop = threading.Event()
+
+def churn():
+    with shoal.Pool(2, max_tasks=1, max_tasks_jitter=0) as p:
+        while not stop.is_set():
+            list(p.map(abs, range(8)))
+
+t = threading.Thread(target=churn)
+t.start()
+while len(calls) < 10:
+    time.sleep(0.01)
+armed.append(1)
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+armed.clear()
+os.waitpid(pid, 0)
+n = len(calls)
+while len(calls) < n + 5:  # the hooks go on after the fork
+    time.sleep(0.01)
+stop.set()
+t.join()
+print(sum(window[0] <= c <= window[1] for c in calls), len(calls), flush=True)
+"""
+
+
+def test_no_spawn_hook_runs_while_the_process_forks():
+    """A pool thread entering a hook makes its Python thread state under
+    the interpreter's lock; a child forked then would wait for it forever
+    (CPython 3.11's PyOS_AfterFork_Child). So no hook call may start while
+    another thread forks: with a worker replaced after every task (a spawn
+    hook every few ms), none falls in a fork's 0.3 s window, and the calls
+    go on after it."""
+    out = subprocess.run([sys.executable, "-c", FORK_WINDOW], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    inside, total = map(int, out.stdout.split())
+    assert inside == 0 and total >= 15, out.stdout
+
+
 SCRIPT = r"""
 import sys, time, shoal
 

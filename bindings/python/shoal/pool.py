@@ -67,7 +67,8 @@ from ._lib import ShoalError, declare  # noqa: F401 - shoal.pool's names
 # shoal.pool's public names, defined where their idea lives: REASONS,
 # SHOAL_EWORKERLOST, AsyncResult, WorkerLost, RemoteTraceback.
 from ._pool_abi import (_JOIN, _SPAWN, REASONS, SHOAL_EWORKERLOST,  # noqa: F401
-                        _cancel, _Config, _create, _destroy, _Info, _info,
+                        _cancel, _Config, _create, _destroy, _hooks_hold, _hooks_release,
+                        _Info, _info,
                         _name, _stats, _Stats, _submit_many, _task_state, _u64, _vp)
 from ._pool_results import (AsyncResult, WorkerLost,  # noqa: F401
                             _FIRST_BATCH, _LAST_BATCH, _Calls, _collect, _failure, _fmt,
@@ -906,3 +907,26 @@ def _follow(ref):
 # One pair for every pool, alive as long as the module.
 _spawn_hook = _SPAWN(_hook(lambda ref, board, seat, gen: _spawn(ref, board, seat, gen)))
 _join_hook = _JOIN(_hook(lambda ref, pid: _join(ref, pid)))
+
+# A fork in this process (a new pool's fork server, multiprocessing's
+# "fork", os.fork()) waits for the hook calls under way and holds back the
+# next ones until it is done: a pool thread entering a hook makes its
+# Python thread state under the interpreter's lock, and a child forked
+# meanwhile would wait for that lock forever (shoal_pool_hooks_hold()).
+# The wait lets the GIL go, which a hook under way may need. A hook that
+# forks does not wait: it would wait for itself.
+_fork = threading.local()
+
+
+def _before_fork():
+    if not getattr(_in_hook, "on", False) and _hooks_hold() == 0:
+        _fork.held = True
+
+
+def _after_fork():
+    if getattr(_fork, "held", False):
+        _fork.held = False
+        _hooks_release()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork)
