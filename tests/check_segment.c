@@ -609,8 +609,14 @@ START_TEST(errdetail_says_which_check_failed)
 }
 END_TEST
 
+static const char *t_dir(const char *tag, mode_t mode);
+
+/* In a directory of its own (SHOAL_DIR): its fake queue holders name
+ * queues that do not exist, which a reap run by another test program at
+ * the same time (make -j check) would rightly drop. */
 START_TEST(errdetail_queue_and_array)
 {
+	const char *dir = t_dir("qd", 0700);
 	const char *name = t_name("qd");
 	size_t shape[2] = { SIZE_MAX / 2, 4 };
 	struct shoal_queue *q = NULL;
@@ -621,6 +627,7 @@ START_TEST(errdetail_queue_and_array)
 	uint32_t i;
 	pid_t pid;
 
+	ck_assert_int_eq(setenv("SHOAL_DIR", dir, 1), 0);
 	ck_assert_int_eq(shoal_queue_create(name, 1000, 64, NULL, &q), -EINVAL);
 	ck_detail(-EINVAL, name, "capacity 1000", "power of two", "2..16777216");
 	ck_assert_int_eq(shoal_queue_create(name, 8, 0, NULL, &q), -EINVAL);
@@ -672,6 +679,7 @@ START_TEST(errdetail_queue_and_array)
 	ck_assert_int_eq(shoal_array_attach(handle, 0, &b), -ENOENT);
 	ck_detail(-ENOENT, name);
 	ck_assert_ptr_null(b);
+	ck_assert_int_eq(rmdir(dir), 0);
 }
 END_TEST
 
