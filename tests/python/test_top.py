@@ -194,3 +194,57 @@ def test_top_once_and_json_rates(world):
     assert procs[owner]["shared_bytes"] >= 8 << 20 and procs[owner]["pss"] > 0
     a = [o for o in second["objects"] if o["name"] == "top.a"][0]
     assert a["live"] == 2 and a["dead"] == 1 and a["stale"] and a["kind"] == "array"
+
+
+def _wait_for(pred, what, sock):
+    for _ in range(200):
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: " + _tmux(sock, "capture-pane", "-p", "-t", "sh").stdout)
+
+
+def test_top_ctrl_z_fg_and_ctrl_backslash(tmp_path):
+    """In a job-control shell: Ctrl-Z gives the shell its terminal back
+    (main screen, canonical input with echo), fg takes it again, and
+    Ctrl-\\ (SIGQUIT) ends top with the terminal restored."""
+    d = tempfile.mkdtemp(prefix="shoal-top-", dir="/dev/shm")
+    os.chmod(d, 0o700)
+    sock = str(tmp_path / "tmux.sock")
+    stty = [tmp_path / "stty1.txt", tmp_path / "stty2.txt"]
+    env = dict(os.environ, TERM="xterm", SHOAL_DIR=d, PS1="$ ")
+    r = subprocess.run(["tmux", "-S", sock, "-f", "/dev/null", "new-session", "-d", "-x", "120",
+                        "-y", "30", "-s", "sh", "bash --norc --noprofile -i"], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+
+    def alt():
+        return _tmux(sock, "display-message", "-p", "-t", "sh", "#{alternate_on}").stdout.strip()
+
+    def pane():
+        return _tmux(sock, "capture-pane", "-p", "-t", "sh").stdout
+
+    try:
+        _tmux(sock, "send-keys", "-t", "sh", f"{SHOAL} top --interval 0.2", "Enter")
+        _wait_for(lambda: alt() == "1" and "shoal top - " in pane(), "top never drew", sock)
+        _tmux(sock, "send-keys", "-t", "sh", "C-z")
+        _wait_for(lambda: alt() == "0" and "Stopped" in pane(), "Ctrl-Z did not stop top", sock)
+        _tmux(sock, "send-keys", "-t", "sh", f"stty -a > {stty[0]}.tmp; mv {stty[0]}.tmp {stty[0]}", "Enter")
+        _wait_for(stty[0].exists, "no stty after Ctrl-Z", sock)
+        _tmux(sock, "send-keys", "-t", "sh", "fg", "Enter")
+        _wait_for(lambda: alt() == "1" and "shoal top - " in pane(), "fg did not bring top back",
+                  sock)
+        _tmux(sock, "send-keys", "-t", "sh", "C-\\")
+        _wait_for(lambda: alt() == "0", "Ctrl-\\ did not end top", sock)
+        _tmux(sock, "send-keys", "-t", "sh", f"echo rc=$? > {stty[1]}.rc; stty -a > {stty[1]}.tmp; mv {stty[1]}.tmp {stty[1]}",
+              "Enter")
+        _wait_for(stty[1].exists, "no stty after Ctrl-\\", sock)
+        for f in stty:
+            text = f.read_text()
+            assert re.search(r"(^|\s)icanon(\s|$)", text) and re.search(r"(^|\s)echo(\s|$)", text), text
+        # Ended by the signal's own way out: the loop ends and top exits.
+        assert open(f"{stty[1]}.rc").read().strip() in ("rc=0", "rc=131"), pane()
+        assert "shoal top" not in pane().splitlines()[-1]
+    finally:
+        _tmux(sock, "kill-server")
+        shutil.rmtree(d)
