@@ -2107,6 +2107,8 @@ SHOAL_API int shoal_pool_destroy(struct shoal_pool *p);
 /**
  * shoal_pool_hooks_hold() - hold back every pool's spawn and join hook
  * calls in this process, for a host about to fork().
+ * @timeout_ns: how long to wait for the hook calls under way; < 0: as
+ *         long as they take.
  *
  * Waits for the hook calls under way to return, then makes the pools'
  * threads wait before their next hook call until
@@ -2116,12 +2118,17 @@ SHOAL_API int shoal_pool_destroy(struct shoal_pool *p);
  * child forked while another thread held that lock waits for it forever
  * (CPython 3.11). The caller must not hold what a hook waits for (the
  * GIL: call it through a handle that lets the GIL go), or it waits for
- * itself. Holds from several threads take turns.
+ * itself; a bounded @timeout_ns keeps a hook that waits for something the
+ * caller holds (a lock another fork handler took) from stopping the fork.
+ * Holds from several threads take turns. While it holds, the holder must
+ * not destroy a pool (the pool's threads may wait at the hold).
  *
- * Return: 0; -EDEADLK, and nothing held, when called from a spawn or join
- * hook, or from the thread that holds it already.
+ * Return: 0; -ETIMEDOUT, and nothing held, if the calls under way (or
+ * another thread's hold) outlast @timeout_ns; -EDEADLK, and nothing held,
+ * when called from a spawn or join hook, or from the thread that holds it
+ * already.
  */
-SHOAL_API int shoal_pool_hooks_hold(void);
+SHOAL_API int shoal_pool_hooks_hold(int64_t timeout_ns);
 
 /**
  * shoal_pool_hooks_release() - let the pools' hook calls go on again.

@@ -49,6 +49,7 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* What a C pool's worker runs, in a child of the fork server: @arg is the
@@ -75,15 +76,24 @@ static pthread_rwlock_t hook_gate = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZ
 static pid_t hook_gate_pid; /* the process whose thread write-holds it; 0: none */
 static __thread bool in_hook;
 
-int shoal_pool_hooks_hold(void)
+int shoal_pool_hooks_hold(int64_t timeout_ns)
 {
+	struct timespec until;
+	uint64_t t;
 	int rc;
 
 	if (in_hook)
 		return -EDEADLK;
-	rc = pthread_rwlock_wrlock(&hook_gate);
+	if (timeout_ns < 0) {
+		rc = pthread_rwlock_wrlock(&hook_gate);
+	} else {
+		t = shoal__now_ns() + (uint64_t)timeout_ns;
+		until.tv_sec = (time_t)(t / 1000000000u);
+		until.tv_nsec = (long)(t % 1000000000u);
+		rc = pthread_rwlock_clockwrlock(&hook_gate, CLOCK_MONOTONIC, &until);
+	}
 	if (rc)
-		return -rc; /* EDEADLK: this thread holds it already */
+		return -rc; /* EDEADLK: this thread holds it; ETIMEDOUT */
 	__atomic_store_n(&hook_gate_pid, getpid(), __ATOMIC_RELAXED);
 	return 0;
 }

@@ -1680,13 +1680,15 @@ START_TEST(destroy_from_a_hook_is_refused)
 }
 END_TEST
 
-/* shoal_pool_hooks_hold(): no hook is called while it is held (a host
+/* shoal_pool_hooks_hold(): a hook call under way outlasts a bounded hold
+ * (-ETIMEDOUT, nothing held); no hook is called while it is held (a host
  * forks meanwhile); the calls wait and go on after the release. A hook may
  * not hold it, nor a thread twice; a release without a hold is refused; a
  * child forked under the hold makes it anew. */
 struct gate_probe {
 	_Atomic int calls;
 	_Atomic int hold_rc; /* 1: not tried yet */
+	_Atomic int linger;  /* 1: the next call waits until it is 0 */
 };
 
 static pid_t probing_spawn(void *arg, const char *board, uint32_t seat, uint64_t gen)
@@ -1694,14 +1696,16 @@ static pid_t probing_spawn(void *arg, const char *board, uint32_t seat, uint64_t
 	struct gate_probe *g = arg;
 
 	if (atomic_load(&g->hold_rc) == 1)
-		atomic_store(&g->hold_rc, shoal_pool_hooks_hold());
+		atomic_store(&g->hold_rc, shoal_pool_hooks_hold(-1));
 	atomic_fetch_add(&g->calls, 1);
+	while (atomic_load(&g->linger))
+		usleep(1000);
 	return hand_spawn(NULL, board, seat, gen);
 }
 
 static int child_remakes_the_hold(void)
 {
-	return shoal_pool_hooks_release() == 0 && shoal_pool_hooks_hold() == 0 &&
+	return shoal_pool_hooks_release() == 0 && shoal_pool_hooks_hold(0) == 0 &&
 	       shoal_pool_hooks_release() == 0 && shoal_pool_hooks_release() == -EPERM;
 }
 
@@ -1714,11 +1718,25 @@ START_TEST(hooks_hold_gates_hook_calls)
 	int st;
 
 	ck_assert_int_eq(shoal_pool_hooks_release(), -EPERM);
-	ck_assert_int_eq(shoal_pool_hooks_hold(), 0);
-	ck_assert_int_eq(shoal_pool_hooks_hold(), -EDEADLK);
 	c.spawn = probing_spawn;
 	c.join = join_pid;
 	c.hook_arg = &g;
+	/* A hook under way outlasts a bounded hold. */
+	g.linger = 1;
+	g.hold_rc = 0;
+	ck_assert_int_eq(shoal_pool_create(&c, &p), 0);
+	while (atomic_load(&g.calls) == 0)
+		usleep(1000);
+	ck_assert_int_eq(shoal_pool_hooks_hold(100000000), -ETIMEDOUT);
+	ck_assert_int_eq(shoal_pool_hooks_release(), -EPERM);
+	atomic_store(&g.linger, 0);
+	ck_assert_int_eq(shoal_pool_hooks_hold(-1), 0);
+	ck_assert_int_eq(shoal_pool_hooks_hold(0), -EDEADLK);
+	ck_assert_int_eq(shoal_pool_hooks_release(), 0);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+	atomic_store(&g.calls, 0);
+	atomic_store(&g.hold_rc, 1);
+	ck_assert_int_eq(shoal_pool_hooks_hold(-1), 0);
 	ck_assert_int_eq(shoal_pool_create(&c, &p), 0);
 	usleep(300000);
 	ck_assert_int_eq(atomic_load(&g.calls), 0);

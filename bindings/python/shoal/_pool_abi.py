@@ -96,7 +96,7 @@ _info = declare("shoal_pool_info", ctypes.c_int, _vp, ctypes.POINTER(_Info))
 _name = declare("shoal_pool_name", ctypes.c_char_p, _vp, check=False)
 _destroy = declare("shoal_pool_destroy", ctypes.c_int, _vp, check=False)
 # Without the GIL (a plain declaration): a hold waits for hooks that need it.
-_hooks_hold = declare("shoal_pool_hooks_hold", ctypes.c_int, check=False)
+_hooks_hold = declare("shoal_pool_hooks_hold", ctypes.c_int, ctypes.c_int64, check=False)
 _hooks_release = declare("shoal_pool_hooks_release", ctypes.c_int, check=False)
 _wopen = declare("shoal_pool_worker_open", ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32, _u64,
                  ctypes.POINTER(_vp))

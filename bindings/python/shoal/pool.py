@@ -914,12 +914,16 @@ _join_hook = _JOIN(_hook(lambda ref, pid: _join(ref, pid)))
 # Python thread state under the interpreter's lock, and a child forked
 # meanwhile would wait for that lock forever (shoal_pool_hooks_hold()).
 # The wait lets the GIL go, which a hook under way may need. A hook that
-# forks does not wait: it would wait for itself.
+# forks does not wait: it would wait for itself. Nor does a fork wait more
+# than 2 s (a hook then waits for what this thread holds: the logging lock,
+# taken by logging's own fork handler when it runs first); it forks as if
+# no hook could be under way, the chance this gate exists to remove.
 _fork = threading.local()
+_HOLD_NS = 2_000_000_000
 
 
 def _before_fork():
-    if not getattr(_in_hook, "on", False) and _hooks_hold() == 0:
+    if not getattr(_in_hook, "on", False) and _hooks_hold(_HOLD_NS) == 0:
         _fork.held = True
 
 
