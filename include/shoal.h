@@ -2107,37 +2107,39 @@ SHOAL_API int shoal_pool_destroy(struct shoal_pool *p);
 /**
  * shoal_pool_hooks_hold() - hold back every pool's spawn and join hook
  * calls in this process, for a host about to fork().
- * @timeout_ns: how long to wait for the hook calls under way; < 0: as
- *         long as they take.
+ * @timeout_ns: how long to wait for the hook calls under way; 0: try once;
+ *         < 0: as long as they take.
  *
  * Waits for the hook calls under way to return, then makes the pools'
- * threads wait before their next hook call until
+ * threads wait before their next hook call until this thread calls
  * shoal_pool_hooks_release(). A host whose hooks enter an interpreter
  * calls it just before fork(): Python's ctypes makes a thread state for
  * each call from a pool thread under the interpreter's own lock, and a
  * child forked while another thread held that lock waits for it forever
  * (CPython 3.11). The caller must not hold what a hook waits for (the
  * GIL: call it through a handle that lets the GIL go), or it waits for
- * itself; a bounded @timeout_ns keeps a hook that waits for something the
- * caller holds (a lock another fork handler took) from stopping the fork.
- * Holds from several threads take turns. While it holds, the holder must
- * not destroy a pool (the pool's threads may wait at the hold).
+ * itself; a bounded @timeout_ns keeps such a hook from stopping the fork.
+ * A hook that waits for another pool's hook calls (as destroying another
+ * pool does) can wait for a hold that waits for it: hooks should not. While
+ * it holds, the holder must not destroy a pool (the pool's threads may
+ * wait at the hold). Holds from several threads take turns. The child of a
+ * fork() starts with nothing held: the library makes the gate anew there,
+ * so only the parent releases.
  *
  * Return: 0; -ETIMEDOUT, and nothing held, if the calls under way (or
  * another thread's hold) outlast @timeout_ns; -EDEADLK, and nothing held,
- * when called from a spawn or join hook, or from the thread that holds it
- * already.
+ * when called from a spawn or join hook, or by the thread that holds it.
  */
 SHOAL_API int shoal_pool_hooks_hold(int64_t timeout_ns);
 
 /**
  * shoal_pool_hooks_release() - let the pools' hook calls go on again.
  *
- * Call it from the thread that called shoal_pool_hooks_hold(), after
- * fork(): in the parent, and in the child (where it makes the hold anew,
- * for the child's own pools).
+ * Call it after fork(), in the parent, from the thread that called
+ * shoal_pool_hooks_hold().
  *
- * Return: 0; -EPERM if nothing is held.
+ * Return: 0; -EPERM if this thread holds nothing (in the child of a fork,
+ * too).
  */
 SHOAL_API int shoal_pool_hooks_release(void);
 

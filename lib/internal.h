@@ -267,6 +267,8 @@ uint64_t shoal__now_ns(void);      /* CLOCK_MONOTONIC */
 uint64_t shoal__realtime_ns(void); /* CLOCK_REALTIME */
 /* A deadline for a shoal timeout: 0 = try once, < 0 = forever (UINT64_MAX). */
 uint64_t shoal__deadline(int64_t timeout_ns);
+/* lib/pool_spawn.c: the hooks gate made anew in a fork's child (proc.c). */
+void shoal__pool_hooks_forked(void);
 
 /*
  * Sleep while *@addr == @val, until woken, until the absolute

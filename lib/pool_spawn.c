@@ -73,8 +73,9 @@ int pool_start_forkserver(struct shoal_pool *p)
 
 static const pthread_rwlock_t hook_gate_init = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
 static pthread_rwlock_t hook_gate = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
-static pid_t hook_gate_pid; /* the process whose thread write-holds it; 0: none */
-static __thread bool in_hook;
+static __thread bool holding; /* this thread write-holds the gate */
+static __thread bool in_hook; /* this thread runs a hook */
+static __thread bool reading; /* ... and read-holds the gate for it */
 
 int shoal_pool_hooks_hold(int64_t timeout_ns)
 {
@@ -82,48 +83,66 @@ int shoal_pool_hooks_hold(int64_t timeout_ns)
 	uint64_t t;
 	int rc;
 
-	if (in_hook)
+	if (in_hook || holding)
 		return -EDEADLK;
 	if (timeout_ns < 0) {
 		rc = pthread_rwlock_wrlock(&hook_gate);
 	} else {
-		t = shoal__now_ns() + (uint64_t)timeout_ns;
+		t = shoal__now_ns() + (uint64_t)timeout_ns; /* < 2^64: both < 2^63 */
 		until.tv_sec = (time_t)(t / 1000000000u);
 		until.tv_nsec = (long)(t % 1000000000u);
 		rc = pthread_rwlock_clockwrlock(&hook_gate, CLOCK_MONOTONIC, &until);
 	}
 	if (rc)
-		return -rc; /* EDEADLK: this thread holds it; ETIMEDOUT */
-	__atomic_store_n(&hook_gate_pid, getpid(), __ATOMIC_RELAXED);
+		return -rc; /* ETIMEDOUT */
+	holding = true;
 	return 0;
 }
 
 int shoal_pool_hooks_release(void)
 {
-	pid_t holder = __atomic_load_n(&hook_gate_pid, __ATOMIC_RELAXED);
-
-	if (holder == 0)
+	if (!holding)
 		return -EPERM;
-	__atomic_store_n(&hook_gate_pid, 0, __ATOMIC_RELAXED);
-	if (holder != getpid()) {
-		/* The child of the fork it was held for: one thread, and the
-		 * lock names its writer by the parent's thread id. */
-		memcpy(&hook_gate, &hook_gate_init, sizeof(hook_gate));
-		return 0;
-	}
+	holding = false;
 	pthread_rwlock_unlock(&hook_gate);
 	return 0;
+}
+
+/* In the child of every fork() (lib/proc.c): one thread, whatever the
+ * parent's threads held or waited for, and the lock names its writer by
+ * the parent's thread id. A child forked from inside a hook read-holds it
+ * again, so the hook's unlock on return matches. */
+void shoal__pool_hooks_forked(void)
+{
+	memcpy(&hook_gate, &hook_gate_init, sizeof(hook_gate));
+	holding = false;
+	if (reading)
+		reading = pthread_rwlock_rdlock(&hook_gate) == 0;
+}
+
+static void hook_enter(void)
+{
+	/* Fails only past 2^30 readers; the hook then runs ungated. */
+	reading = pthread_rwlock_rdlock(&hook_gate) == 0;
+	in_hook = true;
+}
+
+static void hook_leave(void)
+{
+	in_hook = false;
+	if (reading) {
+		reading = false;
+		pthread_rwlock_unlock(&hook_gate);
+	}
 }
 
 static pid_t hook_spawn(struct shoal_pool *p, uint32_t seat, uint64_t gen)
 {
 	pid_t pid;
 
-	pthread_rwlock_rdlock(&hook_gate);
-	in_hook = true;
+	hook_enter();
 	pid = p->cfg.spawn(p->cfg.hook_arg, p->name, seat, gen);
-	in_hook = false;
-	pthread_rwlock_unlock(&hook_gate);
+	hook_leave();
 	return pid;
 }
 
@@ -131,11 +150,9 @@ static int hook_join(struct shoal_pool *p, pid_t pid)
 {
 	int st;
 
-	pthread_rwlock_rdlock(&hook_gate);
-	in_hook = true;
+	hook_enter();
 	st = p->cfg.join(p->cfg.hook_arg, pid);
-	in_hook = false;
-	pthread_rwlock_unlock(&hook_gate);
+	hook_leave();
 	return st;
 }
 

@@ -32,6 +32,7 @@ static void on_fork_child(void)
 {
 	atomic_store_explicit(&self_key, 0, memory_order_relaxed);
 	atomic_fetch_add_explicit(&shoal__fork_gen, 1, memory_order_relaxed);
+	shoal__pool_hooks_forked();
 }
 
 __attribute__((constructor)) static void proc_init(void)

@@ -1683,8 +1683,9 @@ END_TEST
 /* shoal_pool_hooks_hold(): a hook call under way outlasts a bounded hold
  * (-ETIMEDOUT, nothing held); no hook is called while it is held (a host
  * forks meanwhile); the calls wait and go on after the release. A hook may
- * not hold it, nor a thread twice; a release without a hold is refused; a
- * child forked under the hold makes it anew. */
+ * not hold it, nor a thread twice; a release by a thread that holds
+ * nothing is refused; a child forked under the hold starts with the gate
+ * anew. */
 struct gate_probe {
 	_Atomic int calls;
 	_Atomic int hold_rc; /* 1: not tried yet */
@@ -1703,10 +1704,16 @@ static pid_t probing_spawn(void *arg, const char *board, uint32_t seat, uint64_t
 	return hand_spawn(NULL, board, seat, gen);
 }
 
-static int child_remakes_the_hold(void)
+static int child_has_the_gate_anew(void)
 {
-	return shoal_pool_hooks_release() == 0 && shoal_pool_hooks_hold(0) == 0 &&
+	return shoal_pool_hooks_release() == -EPERM && shoal_pool_hooks_hold(0) == 0 &&
 	       shoal_pool_hooks_release() == 0 && shoal_pool_hooks_release() == -EPERM;
+}
+
+static void *release_elsewhere(void *arg)
+{
+	*(int *)arg = shoal_pool_hooks_release();
+	return NULL;
 }
 
 START_TEST(hooks_hold_gates_hook_calls)
@@ -1714,8 +1721,9 @@ START_TEST(hooks_hold_gates_hook_calls)
 	struct shoal_pool_config c = conf(1);
 	struct gate_probe g = { .hold_rc = 1 };
 	struct shoal_pool *p;
+	pthread_t t;
 	pid_t kid;
-	int st;
+	int st, rc = 1;
 
 	ck_assert_int_eq(shoal_pool_hooks_release(), -EPERM);
 	c.spawn = probing_spawn;
@@ -1742,10 +1750,14 @@ START_TEST(hooks_hold_gates_hook_calls)
 	ck_assert_int_eq(atomic_load(&g.calls), 0);
 	kid = fork();
 	if (kid == 0)
-		_exit(child_remakes_the_hold() ? 0 : 1);
+		_exit(child_has_the_gate_anew() ? 0 : 1);
 	ck_assert_int_eq(waitpid(kid, &st, 0), kid);
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	ck_assert_int_eq(atomic_load(&g.calls), 0);
+	/* Only the holder releases. */
+	ck_assert_int_eq(pthread_create(&t, NULL, release_elsewhere, &rc), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(rc, -EPERM);
 	ck_assert_int_eq(shoal_pool_hooks_release(), 0);
 	run_expect(p, "abc", "hand:abc:1");
 	ck_assert_int_ge(atomic_load(&g.calls), 1);

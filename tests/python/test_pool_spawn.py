@@ -128,8 +128,8 @@ def test_subprocesses_do_not_block_while_workers_recycle():
 
 
 FORK_WINDOW = r"""
-import os, threading, time
-calls, window, armed = [], [], []
+import errno, os, threading, time
+calls, window, armed, held = [], [], [], []
 
 def slow_fork_window():
     # Registered before shoal's own hook, so it runs after it (last
@@ -138,6 +138,9 @@ def slow_fork_window():
     # the hook).
     if not armed:
         return
+    # Held by this thread (the hold did not time out): another hold here
+    # is refused as this thread's own.
+    held.append(shoal.pool._hooks_hold(0) == -errno.EDEADLK)
     window.append(time.monotonic())
     time.sleep(0.3)
     window.append(time.monotonic())
@@ -162,18 +165,23 @@ t = threading.Thread(target=churn)
 t.start()
 while len(calls) < 10:
     time.sleep(0.01)
-armed.append(1)
-pid = os.fork()
-if pid == 0:
-    os._exit(0)
-armed.clear()
-os.waitpid(pid, 0)
+for _ in range(3):  # a hold that timed out (a slow hook under way) forks ungated
+    window.clear()
+    held.clear()
+    armed.append(1)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    armed.clear()
+    os.waitpid(pid, 0)
+    if held == [True]:
+        break
 n = len(calls)
 while len(calls) < n + 5:  # the hooks go on after the fork
     time.sleep(0.01)
 stop.set()
 t.join()
-print(sum(window[0] <= c <= window[1] for c in calls), len(calls), flush=True)
+print(sum(window[0] <= c <= window[1] for c in calls), len(calls), held, flush=True)
 """
 
 
@@ -187,8 +195,9 @@ def test_no_spawn_hook_runs_while_the_process_forks():
     out = subprocess.run([sys.executable, "-c", FORK_WINDOW], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
-    inside, total = map(int, out.stdout.split())
-    assert inside == 0 and total >= 15, out.stdout
+    inside, total, held = out.stdout.split(maxsplit=2)
+    assert held.strip() == "[True]", out.stdout
+    assert int(inside) == 0 and int(total) >= 15, out.stdout
 
 
 SCRIPT = r"""

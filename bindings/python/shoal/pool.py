@@ -49,6 +49,7 @@ import bisect
 import concurrent.futures
 import ctypes
 import errno
+import functools
 import itertools
 import multiprocessing
 import os
@@ -913,24 +914,13 @@ _join_hook = _JOIN(_hook(lambda ref, pid: _join(ref, pid)))
 # next ones until it is done: a pool thread entering a hook makes its
 # Python thread state under the interpreter's lock, and a child forked
 # meanwhile would wait for that lock forever (shoal_pool_hooks_hold()).
-# The wait lets the GIL go, which a hook under way may need. A hook that
-# forks does not wait: it would wait for itself. Nor does a fork wait more
-# than 2 s (a hook then waits for what this thread holds: the logging lock,
-# taken by logging's own fork handler when it runs first); it forks as if
-# no hook could be under way, the chance this gate exists to remove.
-_fork = threading.local()
+# The wait lets the GIL go, which a hook under way may need. The handlers
+# are the C calls themselves: no Python frame between them where a Ctrl-C
+# could leave the hold taken and never released. A hook that forks is
+# refused the hold (it would wait for itself), and no fork waits more than
+# 2 s (a hook waiting for a lock that a fork handler registered after this
+# one took first); either forks as if no hook could be under way, the
+# chance the gate exists to remove. The child starts with the gate anew.
 _HOLD_NS = 2_000_000_000
-
-
-def _before_fork():
-    if not getattr(_in_hook, "on", False) and _hooks_hold(_HOLD_NS) == 0:
-        _fork.held = True
-
-
-def _after_fork():
-    if getattr(_fork, "held", False):
-        _fork.held = False
-        _hooks_release()
-
-
-os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork)
+os.register_at_fork(before=functools.partial(_hooks_hold, _HOLD_NS),
+                    after_in_parent=_hooks_release)
