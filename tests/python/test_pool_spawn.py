@@ -297,6 +297,22 @@ def test_a_dead_fork_server_breaks_the_pool_not_the_caller():
         assert p.info()["spawn_error"] == os.strerror(errno.EPIPE)
 
 
+def test_a_stuck_fork_server_breaks_the_pool_not_the_caller(monkeypatch):
+    """A server that stops answering (SIGSTOP here; a deadlock in it once)
+    is killed after the reply timeout: the pool breaks with ETIMEDOUT
+    instead of its supervisor waiting for ever."""
+    monkeypatch.setattr(_forkserver, "_REPLY_TIMEOUT", 1.0)
+    with shoal.Pool(1, max_tasks=1, max_tasks_jitter=0) as p:
+        assert p.submit(nap, 0).result(timeout=30) > 0
+        server = p._server.pid
+        os.kill(server, signal.SIGSTOP)
+        with pytest.raises(concurrent.futures.process.BrokenProcessPool):
+            for _ in range(5):
+                p.submit(nap, 0).result(timeout=30)
+        assert p.info()["spawn_error"] == os.strerror(errno.ETIMEDOUT)
+        assert gone_within(server, 10)
+
+
 def test_spawn_start_method_keeps_multiprocessing():
     """"spawn" starts fresh interpreters through multiprocessing, with no
     fork server: what they inherit is what exec() keeps."""

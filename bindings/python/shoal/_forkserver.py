@@ -42,6 +42,11 @@ import threading
 import traceback
 
 _SPAWN, _JOIN, _EXIT = 1, 2, 3
+# A reply later than this means the server is stuck (a fork takes
+# milliseconds, a join of an exited worker less): it is killed, and every
+# later request fails with ETIMEDOUT, which breaks the pool instead of
+# leaving its supervisor waiting for ever.
+_REPLY_TIMEOUT = 60.0
 _REQ = struct.Struct("=IIQiI")  # op, seat, gen, pid, 0; then the board name
 _REP = struct.Struct("=i")
 _PR_SET_PDEATHSIG = 1
@@ -81,15 +86,30 @@ class ForkServer:
             finally:
                 os._exit(code)
         theirs.close()
+        ours.settimeout(_REPLY_TIMEOUT)
         self.pid = pid
         self._sock = ours
+        self._stuck = False
         self._lock = threading.Lock()
 
     def _call(self, msg):
         with self._lock:
+            if self._stuck:
+                return -errno.ETIMEDOUT
+            if self._sock is None:
+                return -errno.EPIPE
             try:
                 self._sock.send(msg)
                 rep = self._sock.recv(_REP.size)
+            except TimeoutError:
+                # A late reply would answer the next request: the server
+                # cannot be trusted any more. Its workers die with it.
+                self._stuck = True
+                try:
+                    os.kill(self.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                return -errno.ETIMEDOUT
             except OSError as e:
                 return -(e.errno or errno.EPIPE)
             if len(rep) != _REP.size:
