@@ -218,6 +218,9 @@ def hugetlb(n, label, peer):
     free lists, so the balloon cannot report them to the host); then the C
     floor (file_threads) on the same pool, twice."""
     pages = -(-n // (2 << 20)) + 4  # the data, shoal's header page, its ledger tail
+    if os.geteuid() != 0:
+        return [{"name": f"bigarray.create_fill.{label}.hugetlb_pool", "value": None,
+                 "unit": "s", "peers": {}, "skipped": "BIGARRAY_HUGETLB needs root"}]
     old = int(open("/proc/sys/vm/nr_hugepages").read())
     mnt = tempfile.mkdtemp(prefix="shoal-hugetlb-")
     mounted = False
@@ -254,7 +257,7 @@ def hugetlb(n, label, peer):
             "create_s": round(again[0], 4), "fill_s": round(again[1], 4),
             "cpu_s": round(again[2], 4), "first_create_s": round(first[0], 4),
             "first_fill_s": round(first[1], 4), "dir": child["dir"], "mount": "hugetlbfs 2M"})
-        runs = floor("file_threads", n, os.path.join(mnt, "floor"))
+        runs = floor_bin() and floor("file_threads", n, os.path.join(mnt, "floor"))
         if runs:
             lines.append(floor_line(f"bigarray.floor.{label}.hugetlb_pool", runs, peer))
     finally:
