@@ -905,6 +905,99 @@ SHOAL_API ssize_t shoal_queue_port_send_many(int port, const void *data, const s
 					     int n);
 
 /**
+ * shoal_queue_port_gather() - how shoal_queue_port_put_many() walks a
+ * sequence of the caller's objects.
+ * @port: from shoal_queue_port_open().
+ * @count: returns how many objects the sequence holds (< 0: not a
+ *         sequence). NULL: unbind (put_many then fails with -EINVAL).
+ * @item: returns the object at index i (0 <= i < count), or NULL. Both run
+ *        inside put_many and must not change the sequence.
+ * @type: the one type put_many takes: the pointer-sized word at @type_at
+ *        bytes from each object must equal it.
+ * @type_at: from an object to its type word (CPython: ob_type, 8).
+ * @data_at: from an object to its first byte (CPython's bytes: ob_sval,
+ *           32); the length is at shoal_queue_port_length_at()'s offset
+ *           from there.
+ *
+ * For a runtime whose lists of strings lay each string's type, length and
+ * bytes out at fixed offsets (Python's list of bytes: PyList_Size,
+ * PyList_GetItem, &PyBytes_Type): put_many then copies each message from
+ * its object straight into the queue, with no joined buffer and no
+ * lengths array built by the caller. The caller answers for the layout
+ * (a wrong offset is a wild read), so a binding checks it once on probes.
+ *
+ * Return: 0; -EBADF if @port is not an open port; -EINVAL if only one of
+ * @count and @item is NULL, or @type is NULL with @count set.
+ */
+SHOAL_API int shoal_queue_port_gather(int port, ssize_t (*count)(void *seq),
+				      void *(*item)(void *seq, ssize_t i), const void *type,
+				      ptrdiff_t type_at, ptrdiff_t data_at);
+
+/**
+ * shoal_queue_port_put_many() - shoal_queue_push_many() of every object of
+ * @seq, each copied from where it lies.
+ * @port: from shoal_queue_port_open(), with shoal_queue_port_length_at()
+ *        and shoal_queue_port_gather() set.
+ * @seq: the caller's sequence (a Python list of bytes).
+ *
+ * Every object is checked first: if one is not of the bound type or is
+ * longer than max_msg, nothing is pushed. Then the objects go in order, up
+ * to 64 per claim of a span, each batch whole or not at all (as
+ * shoal_queue_push_many()); the port's timeout is the whole call's for each
+ * claim. Not for objects another thread may change meanwhile (Python: call
+ * it holding the GIL, through a PyDLL handle).
+ *
+ * Return: how many were pushed, the first that many of @seq: all of them,
+ * or fewer when the queue filled (or the timeout passed) after some went;
+ * 0 for an empty @seq. Else nothing was pushed and: -EBADF if @port is not
+ * an open port, or is unbound; -EINVAL if the port has no length offset or
+ * no gather functions, @seq is NULL, @count returned < 0, @item returned
+ * NULL, an object is not of the bound type or its length is negative;
+ * -EMSGSIZE if one is longer than max_msg; else shoal_queue_push_many()'s
+ * errors (-EAGAIN, -ETIMEDOUT, -EPIPE, ...).
+ */
+SHOAL_API ssize_t shoal_queue_port_put_many(int port, void *seq);
+
+/**
+ * shoal_queue_port_collect() - how shoal_queue_port_take_many() gathers the
+ * objects the port's deliver function makes.
+ * @port: from shoal_queue_port_open(), with a buffer.
+ * @collect: makes a collection of n slots (Python's PyList_New), or NULL
+ *           on failure. NULL for all three: unbind.
+ * @add: puts the object in slot i, taking it over even when it fails
+ *       (PyList_SetItem); < 0 on failure.
+ * @drop: frees a collection and what it holds (Py_DecRef).
+ *
+ * Return: 0; -EBADF if @port is not an open port; -EINVAL if some of the
+ * three are NULL and others not, or the port has no buffer.
+ */
+SHOAL_API int shoal_queue_port_collect(int port, void *(*collect)(ssize_t n),
+				       int (*add)(void *coll, ssize_t i, void *obj),
+				       void (*drop)(void *coll));
+
+/**
+ * shoal_queue_port_take_many() - shoal_queue_port_pop_many(), then one
+ * collection of the deliver function's objects, oldest first.
+ * @port: from shoal_queue_port_open(), with shoal_queue_port_deliver() and
+ *        shoal_queue_port_collect() set.
+ * @n: at most this many messages (and at most the port's @nlens), >= 1.
+ *
+ * The messages are the caller's from the pop (as in shoal_queue_port_take()):
+ * if @collect, @deliver or @add fails, they are gone with that failure
+ * (the collection so far is dropped; the runtime's own error stands, for
+ * Python a MemoryError). One thread at a time per port.
+ *
+ * Return: the collection, >= 1 objects; when nothing was popped, what the
+ * port's fail function returned (or NULL without one): the error is
+ * -EINVAL for @n < 1, -EBADF for an unbound port, else
+ * shoal_queue_pop_many()'s (-EAGAIN, -EPIPE, -EMSGSIZE with the size
+ * needed in the port's @lens[0], ...), and shoal_queue_port_error() gives
+ * it too. NULL if @port is not an open port, has no deliver or no collect
+ * function, or a runtime call failed after the pop.
+ */
+SHOAL_API void *shoal_queue_port_take_many(int port, int n);
+
+/**
  * shoal_queue_port_unbind() - let go of the port's queue, keeping its number.
  * @port: from shoal_queue_port_open().
  *
@@ -966,8 +1059,9 @@ SHOAL_API void *shoal_queue_port_take(int port);
  * shoal_queue_port_error() - why the port's last take or put failed.
  * @port: from shoal_queue_port_open().
  *
- * Return: the error of the last shoal_queue_port_take() that popped
- * nothing or shoal_queue_port_put() that pushed nothing (0 if none did);
+ * Return: the error of the last shoal_queue_port_take() or _take_many()
+ * that popped nothing, or shoal_queue_port_put() that pushed nothing (0 if
+ * none did);
  * -EBADF if @port is not an open port.
  */
 SHOAL_API int shoal_queue_port_error(int port);

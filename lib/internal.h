@@ -345,6 +345,11 @@ int shoal__queue_create(const char *name, uint32_t capacity, uint32_t max_msg,
  * queue held, lib/queue_arrays.c): open, unlink, detach. As shoal_unlink(),
  * and as shoal_queue_open() when @name is not a queue. */
 int shoal__queue_unlink(const char *name);
+/* shoal_queue_push_many() of @n messages each at its own address, @msgs[i]
+ * (a gather: copied straight into the claimed slots). Same errors; NULL
+ * entries are read only when their length is not 0. */
+ssize_t shoal__queue_push_gather(struct shoal_queue *q, const void *const *msgs,
+				 const size_t *lens, size_t n, int64_t timeout_ns);
 
 /* Test hook: when set, called at the named points inside push, pop, the
  * batch calls, claim, ack, nack and recovery, so tests can kill a process exactly there. NULL in production. */

@@ -884,8 +884,11 @@ static int push_try(struct shoal_queue *q, uint32_t me, const void *msg, size_t 
  * consumer sees the batch all at once. Returns how many were pushed
  * (>= 1), or push_try()'s errors.
  */
+/* Pushes up to n messages with one claim of a span: back to back at @data,
+ * or, with @msgs, each where @msgs[i] points (a gather: no staging copy). */
 static ssize_t push_batch_try(struct shoal_queue *q, uint32_t me, const unsigned char *data,
-			      const size_t *lens, size_t n, uint64_t *blocker)
+			      const unsigned char *const *msgs, const size_t *lens, size_t n,
+			      uint64_t *blocker)
 {
 	shoal__atomic_u64 *tail = &q->h->tail;
 	uint64_t pos = atomic_load_explicit(tail, memory_order_relaxed);
@@ -939,7 +942,7 @@ static ssize_t push_batch_try(struct shoal_queue *q, uint32_t me, const unsigned
 		}
 		atomic_store_explicit(&sl->len, (uint32_t)lens[i], memory_order_relaxed);
 		if (lens[i])
-			memcpy(sl->data, data, lens[i]);
+			memcpy(sl->data, msgs ? msgs[i] : data, lens[i]);
 		data += lens[i];
 		if (i == k / 2)
 			HOOK(SHOAL__QP_PUSH_WRITTEN);
@@ -1608,6 +1611,7 @@ static ssize_t pop_attempt(struct shoal_queue *q, uint32_t me, void *ctx, uint64
 
 struct many_ctx {
 	const unsigned char *data;
+	const unsigned char *const *msgs;
 	unsigned char *buf;
 	size_t cap;
 	size_t *lens;
@@ -1619,7 +1623,7 @@ static ssize_t push_many_attempt(struct shoal_queue *q, uint32_t me, void *ctx, 
 {
 	struct many_ctx *c = ctx;
 
-	return push_batch_try(q, me, c->data, c->clens, c->n, blocker);
+	return push_batch_try(q, me, c->data, c->msgs, c->clens, c->n, blocker);
 }
 
 static ssize_t pop_many_attempt(struct shoal_queue *q, uint32_t me, void *ctx, uint64_t *blocker)
@@ -1681,8 +1685,11 @@ SHOAL_API int shoal_queue_pop(struct shoal_queue *q, void *buf, size_t cap, size
 	return (int)wait_for(q, me, &a, true, timeout_ns);
 }
 
-SHOAL_API ssize_t shoal_queue_push_many(struct shoal_queue *q, const void *data,
-					const size_t *lens, size_t n, int64_t timeout_ns)
+/* shoal_queue_push_many() of messages back to back at @data, or (with
+ * @msgs) each at its own address. */
+static ssize_t push_many(struct shoal_queue *q, const unsigned char *data,
+			 const unsigned char *const *msgs, const size_t *lens, size_t n,
+			 int64_t timeout_ns)
 {
 	struct many_ctx c = { 0 };
 	struct attempt a = { push_many_attempt, &c };
@@ -1693,7 +1700,7 @@ SHOAL_API ssize_t shoal_queue_push_many(struct shoal_queue *q, const void *data,
 	int rc;
 
 	shoal__detail_clear();
-	if (!q || (n && (!lens || !data)))
+	if (!q || (n && (!lens || (!data && !msgs))))
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++)
 		if (lens[i] > q->max_msg)
@@ -1711,9 +1718,10 @@ SHOAL_API ssize_t shoal_queue_push_many(struct shoal_queue *q, const void *data,
 		ssize_t k;
 
 		c.data = p;
+		c.msgs = msgs ? msgs + done : NULL;
 		c.clens = lens + done;
 		c.n = n - done;
-		k = push_batch_try(q, me, p, lens + done, n - done, &blocker);
+		k = push_batch_try(q, me, p, c.msgs, lens + done, n - done, &blocker);
 		if (k == -EAGAIN) {
 			if (timeout_ns > 0) {
 				uint64_t now = shoal__now_ns();
@@ -1727,11 +1735,24 @@ SHOAL_API ssize_t shoal_queue_push_many(struct shoal_queue *q, const void *data,
 		}
 		if (k < 0)
 			return done ? (ssize_t)done : k;
-		for (ssize_t i = 0; i < k; i++)
-			p += lens[done + (size_t)i];
+		if (!msgs)
+			for (ssize_t i = 0; i < k; i++)
+				p += lens[done + (size_t)i];
 		done += (size_t)k;
 	}
 	return (ssize_t)done;
+}
+
+SHOAL_API ssize_t shoal_queue_push_many(struct shoal_queue *q, const void *data,
+					const size_t *lens, size_t n, int64_t timeout_ns)
+{
+	return push_many(q, data, NULL, lens, n, timeout_ns);
+}
+
+ssize_t shoal__queue_push_gather(struct shoal_queue *q, const void *const *msgs,
+				 const size_t *lens, size_t n, int64_t timeout_ns)
+{
+	return push_many(q, NULL, (const unsigned char *const *)msgs, lens, n, timeout_ns);
 }
 
 SHOAL_API ssize_t shoal_queue_pop_many(struct shoal_queue *q, void *buf, size_t cap,

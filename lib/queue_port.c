@@ -40,6 +40,7 @@
 #define INDEX_BITS 16
 #define INDEX_MASK ((1u << INDEX_BITS) - 1)
 #define GEN_MASK 0x7fffu /* the number stays a positive int */
+#define BATCH 64u /* put_many gathers this many objects per claim */
 _Static_assert(NCHUNKS * CHUNK == 1u << INDEX_BITS, "an index names every entry");
 
 struct port {
@@ -54,6 +55,15 @@ struct port {
 	void *(*fail)(void *arg);
 	void *fail_arg;
 	ptrdiff_t len_at; /* put's length cell, from the message; 0: none bound */
+	/* put_many's sequence of objects (shoal_queue_port_gather()). */
+	ssize_t (*count)(void *seq);
+	void *(*item)(void *seq, ssize_t i);
+	const void *type;
+	ptrdiff_t type_at, data_at;
+	/* take_many's collection (shoal_queue_port_collect()). */
+	void *(*collect)(ssize_t n);
+	int (*add)(void *coll, ssize_t i, void *obj);
+	void (*drop)(void *coll);
 	int err; /* the last failed take's or put's code */
 	int id;
 };
@@ -131,7 +141,8 @@ SHOAL_API int shoal_queue_port_open(struct shoal_queue *q, void *buf, size_t cap
 	p = malloc(sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	*p = (struct port){ q, buf, cap, lens, nlens, timeout_ns, st.max_msg, NULL, NULL, NULL, 0, 0, 0 };
+	*p = (struct port){ .q = q, .buf = buf, .cap = cap, .lens = lens, .nlens = nlens,
+			    .timeout_ns = timeout_ns, .max_msg = st.max_msg };
 	start = atomic_load_explicit(&next_free, memory_order_relaxed);
 	for (uint32_t k = 0; k < NCHUNKS * CHUNK; k++) {
 		uint32_t i = (start + k) & INDEX_MASK;
@@ -282,6 +293,139 @@ SHOAL_API ssize_t shoal_queue_port_send_many(int port, const void *data, const s
 	if (SHOAL__UNLIKELY(n < 0))
 		return -EINVAL;
 	return shoal_queue_push_many(p->q, data, lens, (size_t)n, p->timeout_ns);
+}
+
+SHOAL_API int shoal_queue_port_gather(int port, ssize_t (*count)(void *seq),
+				      void *(*item)(void *seq, ssize_t i), const void *type,
+				      ptrdiff_t type_at, ptrdiff_t data_at)
+{
+	struct port *p = lookup(port);
+
+	if (!p)
+		return -EBADF;
+	if (!count != !item || (count && !type))
+		return -EINVAL;
+	p->count = count;
+	p->item = item;
+	p->type = type;
+	p->type_at = type_at;
+	p->data_at = data_at;
+	return 0;
+}
+
+/* Where put_many finds the object's bytes, or NULL if it is not of the
+ * bound type or its length cell says less than nothing. */
+static inline const unsigned char *gathered(const struct port *p, const unsigned char *obj,
+					    size_t *len)
+{
+	const void *type;
+	ssize_t n;
+
+	if (SHOAL__UNLIKELY(!obj))
+		return NULL;
+	memcpy(&type, obj + p->type_at, sizeof(type));
+	if (SHOAL__UNLIKELY(type != p->type))
+		return NULL;
+	memcpy(&n, obj + p->data_at + p->len_at, sizeof(n));
+	if (SHOAL__UNLIKELY(n < 0))
+		return NULL;
+	*len = (size_t)n;
+	return obj + p->data_at;
+}
+
+SHOAL_API ssize_t shoal_queue_port_put_many(int port, void *seq)
+{
+	const void *msgs[BATCH];
+	size_t lens[BATCH];
+	struct port *p = bound(port);
+	ssize_t n, done = 0;
+
+	if (SHOAL__UNLIKELY(!p))
+		return -EBADF;
+	if (SHOAL__UNLIKELY(!p->count || !p->len_at || !seq))
+		return -EINVAL;
+	n = p->count(seq);
+	if (SHOAL__UNLIKELY(n < 0))
+		return -EINVAL;
+	/* Every object is checked before any is pushed: a wrong one or one
+	 * too long leaves the queue as it was. */
+	for (ssize_t i = 0; i < n; i++) {
+		size_t len;
+
+		if (SHOAL__UNLIKELY(!gathered(p, p->item(seq, i), &len)))
+			return -EINVAL;
+		if (SHOAL__UNLIKELY(len > p->max_msg))
+			return -EMSGSIZE;
+	}
+	while (done < n) {
+		ssize_t m = n - done < (ssize_t)BATCH ? n - done : (ssize_t)BATCH, k;
+
+		for (ssize_t i = 0; i < m; i++)
+			msgs[i] = gathered(p, p->item(seq, done + i), &lens[i]);
+		k = shoal__queue_push_gather(p->q, msgs, lens, (size_t)m, p->timeout_ns);
+		if (k < 0)
+			return done ? done : k;
+		done += k;
+		if (k < m)
+			break; /* full, or out of time: the rest stays the caller's */
+	}
+	return done;
+}
+
+SHOAL_API int shoal_queue_port_collect(int port, void *(*collect)(ssize_t n),
+				       int (*add)(void *coll, ssize_t i, void *obj),
+				       void (*drop)(void *coll))
+{
+	struct port *p = lookup(port);
+
+	if (!p)
+		return -EBADF;
+	if (!collect != !add || !collect != !drop || (collect && p->cap == 0))
+		return -EINVAL;
+	p->collect = collect;
+	p->add = add;
+	p->drop = drop;
+	return 0;
+}
+
+SHOAL_API void *shoal_queue_port_take_many(int port, int n)
+{
+	struct port *p = lookup(port);
+	const unsigned char *at;
+	ssize_t rc = -EBADF;
+	void *coll;
+
+	if (SHOAL__UNLIKELY(!p || !p->deliver || !p->collect))
+		return NULL;
+	if (SHOAL__UNLIKELY(n < 1))
+		rc = -EINVAL;
+	else if (SHOAL__LIKELY(p->q != NULL))
+		rc = shoal_queue_pop_many(p->q, p->buf, p->cap, p->lens,
+					  (size_t)n < p->nlens ? (size_t)n : p->nlens,
+					  p->timeout_ns);
+	if (SHOAL__UNLIKELY(rc <= 0)) {
+		p->err = (int)rc;
+		if (!p->fail)
+			return NULL;
+		errno = (int)-rc; /* as in take */
+		return p->fail(p->fail_arg);
+	}
+	/* The messages are the caller's from the pop on (as in take): a
+	 * failure below loses them with it. */
+	coll = p->collect(rc);
+	if (SHOAL__UNLIKELY(!coll))
+		return NULL;
+	at = p->buf;
+	for (ssize_t i = 0; i < rc; i++) {
+		void *obj = p->deliver(at, (ssize_t)p->lens[i]);
+
+		if (SHOAL__UNLIKELY(!obj || p->add(coll, i, obj) < 0)) {
+			p->drop(coll);
+			return NULL;
+		}
+		at += p->lens[i];
+	}
+	return coll;
 }
 
 SHOAL_API int shoal_queue_port_unbind(int port)

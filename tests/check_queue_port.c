@@ -3,7 +3,9 @@
  * every port call, the bound buffer and length cells in both directions,
  * numbers refused after close (and a reused entry's new number), the table
  * running out, a forked child using the ports it inherited, take's
- * deliver and fail functions, and put's length read beside the message.
+ * deliver and fail functions, put's length read beside the message, and
+ * the batch calls that walk the caller's objects (put_many's gather,
+ * take_many's collection).
  */
 #define _GNU_SOURCE /* unshare(), in testutil.h */
 #include "testutil.h"
@@ -63,6 +65,10 @@ START_TEST(bad_numbers_are_ebadf)
 		ck_assert_int_eq(shoal_queue_port_length_at(bad[i], -8), -EBADF);
 		ck_assert_int_eq(shoal_queue_port_pop_many(bad[i], 1), -EBADF);
 		ck_assert_int_eq(shoal_queue_port_send_many(bad[i], "", (size_t[]){ 0 }, 1), -EBADF);
+		ck_assert_int_eq(shoal_queue_port_gather(bad[i], NULL, NULL, NULL, 0, 0), -EBADF);
+		ck_assert_int_eq(shoal_queue_port_put_many(bad[i], NULL), -EBADF);
+		ck_assert_int_eq(shoal_queue_port_collect(bad[i], NULL, NULL, NULL), -EBADF);
+		ck_assert_ptr_null(shoal_queue_port_take_many(bad[i], 1));
 	}
 }
 END_TEST
@@ -391,6 +397,263 @@ START_TEST(put_reads_the_length_beside_the_message)
 }
 END_TEST
 
+/* An object with its type and length in a header before its bytes, as
+ * CPython's bytes objects have, and a list of them. */
+struct obj {
+	const void *type;
+	ssize_t len;
+	char data[24];
+};
+
+static const char obj_type[] = "obj", other_type[] = "other";
+
+struct seq {
+	struct obj **items;
+	ssize_t n;
+};
+
+static ssize_t seq_count(void *s)
+{
+	return ((struct seq *)s)->n;
+}
+
+static void *seq_item(void *s, ssize_t i)
+{
+	return ((struct seq *)s)->items[i];
+}
+
+START_TEST(put_many_gathers_objects)
+{
+	const char *name = t_name("pgather");
+	struct shoal_queue *q = mkq(name, 128, 16);
+	char buf[16 * 64];
+	size_t lens[64];
+	int port = shoal_queue_port_open(q, NULL, 0, lens, 1, 0);
+	int rx = shoal_queue_port_open(q, buf, sizeof(buf), lens, 64, 0);
+	const ptrdiff_t type_at = offsetof(struct obj, type), data_at = offsetof(struct obj, data);
+	const ptrdiff_t len_at = (ptrdiff_t)offsetof(struct obj, len) - data_at;
+	struct obj o[100];
+	struct obj *items[100];
+	struct seq sq = { items, 3 };
+
+	for (int i = 0; i < 100; i++) {
+		o[i] = (struct obj){ obj_type, 3, "" };
+		snprintf(o[i].data, sizeof(o[i].data), "%02d", i); /* 3 bytes: the NUL too */
+		items[i] = &o[i];
+	}
+	ck_assert_int_gt(port, 0);
+	/* Nothing bound yet, then half a binding. */
+	ck_assert_int_eq(shoal_queue_port_put_many(port, &sq), -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_gather(port, seq_count, NULL, obj_type, type_at, data_at),
+			 -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_gather(port, NULL, seq_item, obj_type, type_at, data_at),
+			 -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_gather(port, seq_count, seq_item, NULL, type_at, data_at),
+			 -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_gather(port, seq_count, seq_item, obj_type, type_at, data_at),
+			 0);
+	ck_assert_int_eq(shoal_queue_port_put_many(port, &sq), -EINVAL); /* no length offset */
+	ck_assert_int_eq(shoal_queue_port_length_at(port, len_at), 0);
+	ck_assert_int_eq(shoal_queue_port_put_many(port, NULL), -EINVAL);
+	sq.n = -1;
+	ck_assert_int_eq(shoal_queue_port_put_many(port, &sq), -EINVAL);
+	sq.n = 0;
+	ck_assert_int_eq(shoal_queue_port_put_many(port, &sq), 0);
+	/* One bad object in the middle: nothing goes in. */
+	sq.n = 3;
+	items[1] = NULL;
+	ck_assert_int_eq(shoal_queue_port_put_many(port, &sq), -EINVAL);
+	items[1] = &o[1];
+	o[1].type = other_type;
+	ck_assert_int_eq(shoal_queue_port_put_many(port, &sq), -EINVAL);
+	o[1].type = obj_type;
+	o[1].len = -1;
+	ck_assert_int_eq(shoal_queue_port_put_many(port, &sq), -EINVAL);
+	o[1].len = 17;
+	ck_assert_int_eq(shoal_queue_port_put_many(port, &sq), -EMSGSIZE);
+	ck_assert_int_eq(shoal_queue_port_pop(rx), -EAGAIN);
+	o[1].len = 0;
+	ck_assert_int_eq(shoal_queue_port_put_many(port, &sq), 3);
+	ck_assert_int_eq(shoal_queue_port_pop_many(rx, 64), 3);
+	ck_assert_uint_eq(lens[0], 3);
+	ck_assert_uint_eq(lens[1], 0);
+	ck_assert_uint_eq(lens[2], 3);
+	ck_assert_mem_eq(buf, "00\0" "02\0", 6);
+	o[1].len = 3;
+	/* More than one span (64 a claim), in order. */
+	sq.n = 100;
+	ck_assert_int_eq(shoal_queue_port_put_many(port, &sq), 100);
+	for (int i = 0; i < 100;) {
+		ssize_t k = shoal_queue_port_pop_many(rx, 64);
+
+		ck_assert_int_gt(k, 0);
+		for (ssize_t j = 0; j < k; j++, i++) {
+			ck_assert_uint_eq(lens[j], 3);
+			ck_assert_mem_eq(buf + 3 * j, o[i].data, 3);
+		}
+	}
+	/* The queue fills after some went: how many; then -EAGAIN. */
+	for (int i = 0; i < 120; i++)
+		ck_assert_int_eq(shoal_queue_port_send(port, "f", 1), 0);
+	sq.n = 10;
+	ck_assert_int_eq(shoal_queue_port_put_many(port, &sq), 8);
+	ck_assert_int_eq(shoal_queue_port_put_many(port, &sq), -EAGAIN);
+	ck_assert_int_eq(shoal_queue_close(q), 0);
+	ck_assert_int_eq(shoal_queue_port_put_many(port, &sq), -EPIPE);
+	ck_assert_int_eq(shoal_queue_port_unbind(port), 0);
+	ck_assert_int_eq(shoal_queue_port_put_many(port, &sq), -EBADF);
+	ck_assert_int_eq(shoal_queue_port_gather(port, NULL, NULL, NULL, 0, 0), 0); /* unbinds */
+	ck_assert_int_eq(shoal_queue_port_close(port), 0);
+	ck_assert_int_eq(shoal_queue_port_put_many(port, &sq), -EBADF);
+	ck_assert_int_eq(shoal_queue_port_close(rx), 0);
+	done(q, name);
+}
+END_TEST
+
+/* A collection of up to 8 strings, as take_many's caller sees a list. */
+struct coll {
+	ssize_t n;
+	char *items[8];
+};
+
+static int collected, dropped, add_fails_at = -1, deliver_fails;
+
+static void *coll_new(ssize_t n)
+{
+	struct coll *c;
+
+	if (n > 8)
+		return NULL;
+	c = calloc(1, sizeof(*c));
+	c->n = n;
+	collected++;
+	return c;
+}
+
+static int coll_add(void *coll, ssize_t i, void *obj)
+{
+	struct coll *c = coll;
+
+	if (i == add_fails_at) {
+		free(obj); /* taken over even on failure */
+		return -1;
+	}
+	c->items[i] = obj;
+	return 0;
+}
+
+static void coll_drop(void *coll)
+{
+	struct coll *c = coll;
+
+	for (int i = 0; i < 8; i++)
+		free(c->items[i]);
+	free(c);
+	dropped++;
+}
+
+static void *copy_or_fail(const void *msg, ssize_t len)
+{
+	if (len == 1 && *(const char *)msg == 'X') {
+		deliver_fails++;
+		return NULL;
+	}
+	return copy_out(msg, len);
+}
+
+START_TEST(take_many_collects)
+{
+	const char *name = t_name("pcollect");
+	struct shoal_queue *q = mkq(name, 16, 16);
+	char buf[12];
+	size_t lens[4];
+	int port = shoal_queue_port_open(q, buf, sizeof(buf), lens, 4, 0);
+	int sendonly = shoal_queue_port_open(q, NULL, 0, lens, 1, 0);
+	struct coll *c;
+
+	fail_token = 'M';
+	ck_assert_int_gt(port, 0);
+	ck_assert_int_eq(shoal_queue_port_collect(sendonly, coll_new, coll_add, coll_drop), -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_collect(port, coll_new, NULL, coll_drop), -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_collect(port, coll_new, coll_add, NULL), -EINVAL);
+	ck_assert_int_eq(shoal_queue_port_collect(sendonly, NULL, NULL, NULL), 0);
+	/* Neither deliver nor collect yet, then deliver alone: NULL. */
+	ck_assert_ptr_null(shoal_queue_port_take_many(port, 1));
+	ck_assert_int_eq(shoal_queue_port_deliver(port, copy_or_fail, failed, &fail_token), 0);
+	ck_assert_ptr_null(shoal_queue_port_take_many(port, 1));
+	ck_assert_int_eq(shoal_queue_port_collect(port, coll_new, coll_add, coll_drop), 0);
+	ck_assert_str_eq(shoal_queue_port_take_many(port, 1), "M11"); /* EAGAIN */
+	ck_assert_int_eq(shoal_queue_port_error(port), -EAGAIN);
+	ck_assert_str_eq(shoal_queue_port_take_many(port, 0), "M22"); /* EINVAL */
+	ck_assert_int_eq(shoal_queue_port_error(port), -EINVAL);
+	for (int i = 0; i < 6; i++)
+		ck_assert_int_eq(shoal_queue_port_send(port, "abcdef", (i % 3) + 1), 0);
+	/* At most n, and at most the port's 4 cells. */
+	c = shoal_queue_port_take_many(port, 2);
+	ck_assert_int_eq(c->n, 2);
+	ck_assert_str_eq(c->items[0], "a");
+	ck_assert_str_eq(c->items[1], "ab");
+	coll_drop(c);
+	c = shoal_queue_port_take_many(port, 100);
+	ck_assert_int_eq(c->n, 4);
+	ck_assert_str_eq(c->items[0], "abc");
+	ck_assert_str_eq(c->items[3], "abc");
+	coll_drop(c);
+	ck_assert_int_eq(collected, 2);
+	/* A message longer than the buffer stays, its size in lens[0]. */
+	ck_assert_int_eq(shoal_queue_port_send(port, "0123456789abcdef", 16), 0);
+	ck_assert_str_eq(shoal_queue_port_take_many(port, 4), "M90"); /* EMSGSIZE */
+	ck_assert_uint_eq(lens[0], 16);
+	ck_assert_int_eq(shoal_queue_port_pop(sendonly), -EMSGSIZE);
+	char big[16];
+	size_t lb[1];
+	int pbig = shoal_queue_port_open(q, big, sizeof(big), lb, 1, 0);
+
+	ck_assert_int_eq(shoal_queue_port_pop(pbig), 16);
+	/* After the pop a failure loses the messages, and drops the collection. */
+	dropped = 0;
+	ck_assert_int_eq(shoal_queue_port_send(port, "a", 1), 0);
+	ck_assert_int_eq(shoal_queue_port_send(port, "X", 1), 0);
+	ck_assert_ptr_null(shoal_queue_port_take_many(port, 4)); /* deliver fails */
+	ck_assert_int_eq(deliver_fails, 1);
+	ck_assert_int_eq(dropped, 1);
+	add_fails_at = 1;
+	ck_assert_int_eq(shoal_queue_port_send(port, "a", 1), 0);
+	ck_assert_int_eq(shoal_queue_port_send(port, "b", 1), 0);
+	ck_assert_ptr_null(shoal_queue_port_take_many(port, 4)); /* add fails */
+	ck_assert_int_eq(dropped, 2);
+	add_fails_at = -1;
+	for (int i = 0; i < 9; i++)
+		ck_assert_int_eq(shoal_queue_port_send(port, "z", 1), 0);
+	ck_assert_int_eq(shoal_queue_port_pop(pbig), 1); /* 8 left: */
+	ck_assert_int_eq(shoal_queue_port_close(pbig), 0);
+	ck_assert_int_eq(shoal_queue_port_collect(port, coll_new, coll_add, coll_drop), 0);
+	{
+		/* collect fails (more than 8): NULL, the messages gone. */
+		size_t l8[9];
+		int p8 = shoal_queue_port_open(q, buf, sizeof(buf), l8, 9, 0);
+
+		ck_assert_int_eq(shoal_queue_port_deliver(p8, copy_out, failed, &fail_token), 0);
+		ck_assert_int_eq(shoal_queue_port_collect(p8, coll_new, coll_add, coll_drop), 0);
+		ck_assert_int_eq(shoal_queue_port_send(port, "z", 1), 0);
+		ck_assert_ptr_null(shoal_queue_port_take_many(p8, 9));
+		ck_assert_str_eq(shoal_queue_port_take_many(p8, 9), "M11");
+		ck_assert_int_eq(shoal_queue_port_close(p8), 0);
+	}
+	/* Closed and drained: -EPIPE; unbound: -EBADF; closed number: NULL. */
+	ck_assert_int_eq(shoal_queue_close(q), 0);
+	ck_assert_str_eq(shoal_queue_port_take_many(port, 4), "M32");
+	ck_assert_int_eq(shoal_queue_port_unbind(port), 0);
+	ck_assert_str_eq(shoal_queue_port_take_many(port, 4), "M9");
+	ck_assert_int_eq(shoal_queue_port_collect(port, NULL, NULL, NULL), 0);
+	ck_assert_ptr_null(shoal_queue_port_take_many(port, 4)); /* unbound collect */
+	ck_assert_int_eq(shoal_queue_port_close(port), 0);
+	ck_assert_ptr_null(shoal_queue_port_take_many(port, 4));
+	ck_assert_int_eq(shoal_queue_port_close(sendonly), 0);
+	done(q, name);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("queue_port");
@@ -406,6 +669,8 @@ static Suite *suite(void)
 	tcase_add_test(unit, fork_inherits_ports);
 	tcase_add_test(unit, take_delivers_or_fails);
 	tcase_add_test(unit, put_reads_the_length_beside_the_message);
+	tcase_add_test(unit, put_many_gathers_objects);
+	tcase_add_test(unit, take_many_collects);
 	suite_add_tcase(s, unit);
 	return s;
 }

@@ -890,3 +890,122 @@ def test_bytes_layout_probe_finds_cpython_here():
     # This interpreter is CPython: the fast put is the one in use.
     assert _q._BYTES_LENGTH_AT is not None and _q._BYTES_LENGTH_AT < 0
     assert shoal.Queue.put.__name__ == "put"
+
+
+
+def test_put_many_in_one_call_and_its_fallbacks(q):
+    # Exact bytes in a list go in one C call; anything else converts
+    # first, with the same results and errors.
+    assert q.put_many((b"t1", b"t2")) == 2  # not a list
+    assert q.put_many(bytes([i]) for i in range(2)) == 2  # a generator
+    assert q.get_many(8) == [b"t1", b"t2", b"\x00", b"\x01"]
+
+    class Sub(bytes):
+        pass
+    mixed = [b"a", bytearray(b"b"), b"c", memoryview(b"d"), Sub(b"e")]
+    assert q.put_many(mixed) == 5
+    got = q.get_many(8)
+    assert got == [b"a", b"b", b"c", b"d", b"e"] and all(type(b) is bytes for b in got)
+    # One too long in the middle: ValueError, and nothing goes in, whether
+    # the rest are bytes (the C check) or not (the conversion).
+    for items in ([b"a", b"x" * 65, b"c"], [bytearray(b"a"), b"x" * 65, b"c"]):
+        with pytest.raises(ValueError, match="^a message is longer than max_msg=64$"):
+            q.put_many(items)
+        assert q.empty()
+    with pytest.raises(TypeError) as e:
+        q.put_many([b"a", "text", b"c"])
+    assert str(e.value) == ("put_many() takes bytes-like objects (bytes, bytearray, memoryview, "
+                            "a numpy array), not str; put_obj() sends any picklable object")
+    assert q.empty()
+    # The queue fills part way: what went is counted, the rest stays out.
+    for _ in range(6):
+        q.put(b"f")
+    assert q.put_many([b"1", b"2", b"3", b"4"], block=False) == 2
+    with pytest.raises(queue.Full):  # none fits in time
+        q.put_many([b"3", b"4"], timeout=0.02)
+    assert q.get_many(8) == [b"f"] * 6 + [b"1", b"2"]
+    # Part way, then room comes: the rest waits for it, in order.
+    for _ in range(6):
+        q.put(b"f")
+    t = threading.Timer(0.1, lambda: [q.get() for _ in range(4)])
+    t.start()
+    assert q.put_many([b"1", b"2", b"3", b"4"], timeout=5) == 4
+    t.join()
+    assert q.get_many(8) == [b"f"] * 2 + [b"1", b"2", b"3", b"4"]
+    q.close()
+    for items in ([b"x"], [bytearray(b"x")]):
+        with pytest.raises(BrokenPipeError) as e:
+            q.put_many(items)
+        assert e.value.errno == errno.EPIPE
+
+
+def test_get_many_in_one_call_and_its_errors(q):
+    q.put_many([b"a", b"bb"])
+    got = q.get_many(4)
+    assert got == [b"a", b"bb"] and type(got) is list
+    with pytest.raises(queue.Empty):
+        q.get_many(4, block=False)
+    with pytest.raises(ValueError, match="at least 1"):
+        q.get_many(0)
+    q.put(b"last")
+    q.close()
+    assert q.get_many(4) == [b"last"]
+    with pytest.raises(BrokenPipeError) as e:
+        q.get_many(4)
+    assert e.value.errno == errno.EPIPE
+
+
+def test_batch_ports_after_unbind_and_close(q):
+    import ctypes
+    from shoal import queue as _q
+    q.put_many([b"x"])
+    assert q.get_many(2) == [b"x"]
+    p = q._local.rxm
+    # A closed number: put_many refuses it. (take_many would have nobody to
+    # fail through and return NULL, which ctypes cannot take: get_many
+    # holds its port for the whole call, so it never meets a closed one.)
+    port = _q._Port(q._txport._map, 0, 1)
+    num = port.id
+    _q._port_length_at(num, _q._BYTES_LENGTH_AT)
+    _q._port_gather(num, *_q._PYSEQ, id(bytes), _q._BYTES_TYPE_AT, _q._BYTES_DATA_AT)
+    assert _q._port_put_many(num, ctypes.py_object([b"x"])) == 1
+    assert q.get() == b"x"
+    del port
+    assert _q._port_put_many(num, ctypes.py_object([b"x"])) == -errno.EBADF
+    # Unbound: -EBADF, and take_many raises it through the fail function.
+    q.put(b"kept")
+    tx = q._tx
+    q.detach()
+    assert _q._port_put_many(tx, ctypes.py_object([b"x"])) == -errno.EBADF
+    _q._port_unbind(p.id)
+    with pytest.raises(OSError) as e:
+        _q._port_take_many(p.id, 4)
+    assert e.value.errno == errno.EBADF
+    with pytest.raises(ValueError, match="detached"):
+        q.get_many(2)
+    with shoal.Queue.open(q.name) as q2:
+        assert q2.get_many(4) == [b"kept"]  # the unbound ports took nothing
+
+
+def test_threads_share_put_many_and_get_many(name):
+    # Producers' batches meet a full queue (partial puts, then waits); one
+    # consumer sees each producer's messages whole, once, in its order.
+    with shoal.Queue(name, capacity=16, max_msg=64) as q:
+        per, out = 600, []
+
+        def producer(k):
+            msgs = [b"%d:%d" % (k, i) for i in range(per)]
+            for i in range(0, per, 25):
+                assert q.put_many(msgs[i:i + 25]) == 25
+
+        ps = [threading.Thread(target=producer, args=(k,)) for k in range(3)]
+        for t in ps:
+            t.start()
+        while len(out) < 3 * per:
+            out.extend(q.get_many(7, timeout=10))
+        for t in ps:
+            t.join()
+        for k in range(3):
+            assert [m for m in out if m.startswith(b"%d:" % k)] == [b"%d:%d" % (k, i)
+                                                                    for i in range(per)]
+        q.unlink()

@@ -64,7 +64,6 @@ _port_open = declare("shoal_queue_port_open", ctypes.c_int, _vp, _vp, ctypes.c_s
 _port_close = declare("shoal_queue_port_close", ctypes.c_int, hot=True, gil=True)
 _port_pop = declare("shoal_queue_port_pop", ctypes.c_ssize_t, hot=True, gil=True)
 _port_send = declare("shoal_queue_port_send", ctypes.c_int, hot=True, gil=True)
-_port_pop_many = declare("shoal_queue_port_pop_many", ctypes.c_ssize_t, hot=True, gil=True)
 _port_send_many = declare("shoal_queue_port_send_many", ctypes.c_ssize_t, hot=True, gil=True)
 # get(): one call pops into the port's buffer and makes the bytes object
 # with Python's own constructor, under the GIL, so no Python code runs
@@ -87,6 +86,20 @@ _port_error = declare("shoal_queue_port_error", ctypes.c_int, ctypes.c_int, chec
 _port_length_at = declare("shoal_queue_port_length_at", ctypes.c_int, ctypes.c_int,
                           ctypes.c_ssize_t)
 _port_put = declare("shoal_queue_port_put", ctypes.c_int, hot=True, gil=True)
+# put_many(): one call with the list itself (as a py_object): the port
+# walks it with PyList_Size/PyList_GetItem and copies each bytes object
+# from where it lies into the queue (shoal_queue_port_gather()); the type
+# and data offsets are checked here, once, as put's. It returns a count or
+# a code, never raises: a list with anything but exact bytes in it comes
+# back -EINVAL before anything is pushed, and takes the path that converts.
+_port_gather = declare("shoal_queue_port_gather", ctypes.c_int, ctypes.c_int, _vp, _vp, _vp,
+                       ctypes.c_ssize_t, ctypes.c_ssize_t)
+_port_put_many = declare("shoal_queue_port_put_many", ctypes.c_ssize_t, hot=True, gil=True)
+# get_many(): one call pops into the port's buffer and returns a new list
+# of bytes (PyList_New, then take's PyBytes_FromStringAndSize for each,
+# PyList_SetItem), raising through the fail function as take does.
+_port_collect = declare("shoal_queue_port_collect", ctypes.c_int, ctypes.c_int, _vp, _vp, _vp)
+_port_take_many = declare("shoal_queue_port_take_many", ctypes.py_object, hot=True, gil=True)
 
 
 def _bytes_length_at() -> Optional[int]:
@@ -104,9 +117,29 @@ def _bytes_length_at() -> Optional[int]:
 
 
 _BYTES_LENGTH_AT = _bytes_length_at()
+
+
+def _bytes_type_at() -> Optional[int]:
+    """From an object to its type pointer (ob_type: PyObject's last
+    member), checked on probes; None where objects are laid out otherwise
+    (then put_many() joins the messages itself)."""
+    at = object.__basicsize__ - ctypes.sizeof(_vp)
+    for probe in (b"", b"ab", 5, "s", []):
+        if _vp.from_address(id(probe) + at).value != id(type(probe)):
+            return None
+    return at
+
+
+_BYTES_TYPE_AT = _bytes_type_at() if _BYTES_LENGTH_AT is not None else None
+_BYTES_DATA_AT = bytes.__basicsize__ - 1  # ob_sval: checked by _bytes_length_at()
+_py_object = ctypes.py_object
 _PYBYTES = ctypes.cast(ctypes.pythonapi.PyBytes_FromStringAndSize, _vp).value
 _PYRAISE = ctypes.cast(ctypes.pythonapi.PyErr_SetFromErrno, _vp).value
 _OSERROR = id(OSError)  # the exception type's address: a builtin, never freed
+_api = ctypes.pythonapi
+_PYLIST = tuple(ctypes.cast(f, _vp).value for f in (_api.PyList_New, _api.PyList_SetItem,
+                                                     _api.Py_DecRef))
+_PYSEQ = tuple(ctypes.cast(f, _vp).value for f in (_api.PyList_Size, _api.PyList_GetItem))
 # Batches (length, count) whose unpacker is kept, and counts whose packer
 # is, per process.
 _UNPACKERS: Dict[Any, Any] = {}
@@ -293,6 +326,8 @@ class Queue:
         self._tx = self._txport.id
         if _BYTES_LENGTH_AT is not None:
             _port_length_at(self._tx, _BYTES_LENGTH_AT)
+            if _BYTES_TYPE_AT is not None:
+                _port_gather(self._tx, *_PYSEQ, id(bytes), _BYTES_TYPE_AT, _BYTES_DATA_AT)
         _port_deliver(self._tx, None, _PYRAISE, _OSERROR)
         # get()'s port, every thread's (take() uses its buffer only while
         # it holds the GIL). Its number stays valid while this object
@@ -484,24 +519,41 @@ class Queue:
         BrokenPipeError if the queue is closed before any was put."""
         if type(items) is not list:
             items = list(items)
+        # Exact bytes, CPython's layout: one call copies each from its
+        # object (-EINVAL if any is not bytes: the conversions below).
+        k = _port_put_many(self._tx, _py_object(items))
         n = len(items)
+        if k == n:
+            return n
+        if k == _EMSGSIZE:  # C checked every length: none was put
+            raise ValueError(f"a message is longer than max_msg={self._max_msg}")
         if n == 0:
             if self._map is None:
                 raise ValueError("queue handle is detached")
             return 0
+        before = 0
+        if k > 0:  # the first k went in, then the queue filled: wait for room
+            before, items, k = k, items[k:], _EAGAIN
+        elif k != _EAGAIN:
+            k = None  # not all exact bytes, or no fast path: convert
         if not _BYTES.issuperset(map(type, items)):
             items = [i if type(i) is bytes else _bytes_of(i, "put_many") for i in items]
-        lens = _packer(n).pack(*map(len, items))  # the C size_t array, as bytes
+        m = len(items)
+        lens = _packer(m).pack(*map(len, items))  # the C size_t array, as bytes
         data = b"".join(items)
-        try:
-            rc = _port_send_many(self._tx, data, lens, n)
-        except (ctypes.ArgumentError, OverflowError):
-            rc = _EAGAIN
-        if rc == n:
-            return n
-        return self._put_many_slow(data, array.array(_SZ, lens), n, rc, block, timeout)
+        if k is None:
+            try:
+                k = _port_send_many(self._tx, data, lens, m)
+            except (ctypes.ArgumentError, OverflowError):
+                k = _EAGAIN
+            if k == m:
+                return n
+        return before + self._put_many_slow(data, array.array(_SZ, lens), m, k, block, timeout,
+                                            before)
 
-    def _put_many_slow(self, data, lens, n, rc, block, timeout):
+    def _put_many_slow(self, data, lens, n, rc, block, timeout, before=0):
+        # ``before``: messages of this put_many already in the queue, so
+        # running out of room or time returns what went instead of raising.
         m, q = self._map, self._handle()  # m: held for the whole call
         lens_addr = lens.buffer_info()[0]
         size = lens.itemsize
@@ -516,7 +568,7 @@ class Queue:
                 rc = _push_many(q, data[off:], lens_addr + done * size, n - done, t)
                 continue
             if rc not in (_EAGAIN, _ETIMEDOUT, _EINTR):
-                if done:
+                if done or before:
                     return done
                 if rc == _EMSGSIZE:  # C checked every length: none was put
                     raise ValueError(f"a message is longer than max_msg={self._max_msg}")
@@ -526,7 +578,7 @@ class Queue:
             self._live()
             t = _slice(deadline)
             if t == 0 and rc != _EINTR:
-                if done:
+                if done or before:
                     return done
                 raise _queue.Full
             rc = _push_many(q, data[off:] if off else data, lens_addr + done * size, n - done, t)
@@ -544,9 +596,10 @@ class Queue:
             if max_items < 1:
                 raise ValueError("max_items must be at least 1")
             p = self._rxm(0, max_items)
-        k = _port_pop_many(p.id, max_items)
-        if k <= 0:
-            p, k = self._get_many_slow(p, k, max_items, block, timeout)
+        try:
+            return _port_take_many(p.id, max_items)
+        except OSError as e:  # nothing popped (the slow path finds out why)
+            p, k = self._get_many_slow(p, -e.errno, max_items, block, timeout)
         lens = p.lens
         n = lens[0]
         if k == 1:
@@ -573,6 +626,8 @@ class Queue:
             raise ValueError("max_items must be at least 1")
         nlens = max(max_items, 64)
         p = _Port(m, max(need, min(self._max_msg * nlens, _BATCH_BYTES), 1), nlens)
+        _port_deliver(p.id, _PYBYTES, _PYRAISE, _OSERROR)
+        _port_collect(p.id, *_PYLIST)
         self._local.rxm = p
         return p
 
