@@ -943,9 +943,9 @@ SHOAL_API int shoal_queue_port_gather(int port, ssize_t (*count)(void *seq),
  * Every object is checked first: if one is not of the bound type or is
  * longer than max_msg, nothing is pushed. Then the objects go in order, up
  * to 64 per claim of a span, each batch whole or not at all (as
- * shoal_queue_push_many()); the port's timeout is the whole call's for each
- * claim. Not for objects another thread may change meanwhile (Python: call
- * it holding the GIL, through a PyDLL handle).
+ * shoal_queue_push_many()); the port's timeout applies to each group of
+ * 64 in turn. Not for objects another thread may change meanwhile
+ * (Python: call it holding the GIL, through a PyDLL handle).
  *
  * Return: how many were pushed, the first that many of @seq: all of them,
  * or fewer when the queue filled (or the timeout passed) after some went;
