@@ -71,7 +71,7 @@ struct pool_hdr {
 	uint64_t seat_size;
 	uint64_t sup_key;              /* the supervisor's identity */
 	shoal__atomic_u32 event;       /* futex: bumped on anything for the supervisor */
-	shoal__atomic_u32 sup_waiting; /* 1 while the supervisor sleeps on event */
+	shoal__atomic_u32 sup_waiting; /* while the supervisor sleeps on event: its tag */
 	shoal__atomic_u32 res_waiting; /* threads asleep in shoal_pool_wait() */
 	/* POOL_OBSERVED: the supervisor keeps each seat's figures for
 	 * observers (below); 0 on a board an older library made. */
@@ -87,7 +87,7 @@ struct pool_seat {
 	shoal__atomic_u32 bell;           /* futex: bumped by the supervisor */
 	shoal__atomic_u32 cmd;            /* CMD_RETIRE | trim sequence */
 	shoal__atomic_u32 trim_ack;       /* trim sequence the worker finished */
-	shoal__atomic_u32 worker_waiting; /* 1 while the worker sleeps on bell */
+	shoal__atomic_u32 worker_waiting; /* while the worker sleeps on bell: its tag */
 	shoal__atomic_u32 ready;          /* 1 once the worker has opened */
 	/* For observers only (shoal_pool_observe(), pool_observe.c), written
 	 * by the supervisor from its books, never read back by the pool:
@@ -158,6 +158,21 @@ static inline char *cell_res(const struct pool_hdr *l, struct pool_cell *c)
  * other side announced that it sleeps. Wait-free otherwise. */
 void pool_ring_supervisor(struct pool_hdr *h);
 void pool_ring_worker(struct pool_seat *seat);
+
+/* A sleep's announcement in sup_waiting or worker_waiting: never 0, and
+ * another for each count slept on (see ring() in pool_board.c). */
+static inline uint32_t pool_sleep_tag(uint32_t seen)
+{
+	return seen + 1 ? seen + 1 : 1;
+}
+
+/* After the sleep: withdraw our own announcement, unless a ringer took it
+ * (or a later sleep's stands). */
+static inline void pool_sleep_over(shoal__atomic_u32 *waiting, uint32_t tag)
+{
+	atomic_compare_exchange_strong_explicit(waiting, &tag, 0, memory_order_relaxed,
+						memory_order_relaxed);
+}
 /* The layout of a board of @nseats seats of @prefetch cells that carry
  * @inline_bytes each way: fills @l's sizes; the data size is
  * l->nseats * l->seat_size. */

@@ -53,6 +53,7 @@ int pool_board_check(const struct pool_hdr *l, uint64_t data_size)
 
 	if (l->nseats == 0 || l->nseats > 2 * POOL_MAX_WORKERS + 2 || l->prefetch == 0 ||
 	    l->prefetch > POOL_MAX_PREFETCH || l->inline_bytes > SHOAL_POOL_INLINE_BYTES_MAX ||
+	    l->inline_bytes % 64 != 0 /* else the cells' atomics are misaligned */ ||
 	    l->cell_size != need || l->seat_size != sizeof(struct pool_seat) + l->prefetch * need ||
 	    l->seat_size * l->nseats > data_size)
 		return -EBADMSG;
@@ -60,30 +61,40 @@ int pool_board_check(const struct pool_hdr *l, uint64_t data_size)
 }
 
 /*
- * Wake the supervisor: pairs with the sup_waiting store in
- * pool_supervisor_main(). The ringer that takes the flag makes the one system
- * call; the rings after it, before the supervisor has run, find it taken
- * and cost nothing (the supervisor looks at everything once it runs). A
- * load first: while the supervisor is awake, a ring writes the event
- * count only, never the flag.
+ * Wake a sleeper that announced its sleep in @waiting with a tag made from
+ * the count it sleeps on (pool_sleep_tag()). The ringer that takes the tag
+ * makes the one system call; the rings after it, before the sleeper has
+ * run, find it taken and cost nothing (the sleeper looks at everything once
+ * it runs). A load first: while the sleeper is awake, a ring writes the
+ * count only. The tag, not a bare flag: a ringer that read one sleep's
+ * announcement and was preempted before taking it must not take the next
+ * sleep's, whose count already includes its ring (it would wake nobody and
+ * leave that sleep unannounced, deaf to every later ring).
  */
+static void ring(shoal__atomic_u32 *count, shoal__atomic_u32 *waiting)
+{
+	uint32_t tag;
+
+	atomic_fetch_add_explicit(count, 1, memory_order_seq_cst);
+	tag = atomic_load_explicit(waiting, memory_order_seq_cst);
+	if (tag && atomic_compare_exchange_strong_explicit(waiting, &tag, 0, memory_order_seq_cst,
+							   memory_order_relaxed))
+		shoal__futex_wake(count, INT32_MAX);
+}
+
+/* Wake the supervisor: pairs with the sup_waiting store in
+ * pool_supervisor_main(). */
 void pool_ring_supervisor(struct pool_hdr *h)
 {
-	atomic_fetch_add_explicit(&h->event, 1, memory_order_seq_cst);
-	if (atomic_load_explicit(&h->sup_waiting, memory_order_seq_cst) &&
-	    atomic_exchange_explicit(&h->sup_waiting, 0, memory_order_seq_cst))
-		shoal__futex_wake(&h->event, INT32_MAX);
+	ring(&h->event, &h->sup_waiting);
 }
 
 /* Wake a worker: pairs with the worker_waiting store in
- * shoal_pool_worker_next();
- * as above, one system call per sleep, not one per task handed out. */
+ * shoal_pool_worker_next(); as above, one system call per sleep, not one
+ * per task handed out. */
 void pool_ring_worker(struct pool_seat *seat)
 {
-	atomic_fetch_add_explicit(&seat->bell, 1, memory_order_seq_cst);
-	if (atomic_load_explicit(&seat->worker_waiting, memory_order_seq_cst) &&
-	    atomic_exchange_explicit(&seat->worker_waiting, 0, memory_order_seq_cst))
-		shoal__futex_wake(&seat->bell, INT32_MAX);
+	ring(&seat->bell, &seat->worker_waiting);
 }
 
 /* Large tasks and results: one segment each. */

@@ -38,6 +38,9 @@
 #include <string.h>
 #include <sys/wait.h>
 
+/* The supervisor's longest sleep (see pool_supervisor_main()). */
+#define SUP_SLEEP_MAX_NS 1000000000ull
+
 /* Remove the segment that holds a large task's bytes. */
 static void task_unspill(struct shoal_pool *p, struct task *t)
 {
@@ -778,7 +781,7 @@ void *pool_supervisor_main(void *arg)
 {
 	struct shoal_pool *p = arg;
 	uint64_t kill_all_at = 0;
-	uint32_t nring;
+	uint32_t nring, tag;
 
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
@@ -818,11 +821,18 @@ void *pool_supervisor_main(void *arg)
 		for (uint32_t k = 0; k < nring; k++)
 			pool_ring_worker(sup_seat(p, p->ring[k]));
 		/* Announce the sleep, then look again (pairs with
-		 * pool_ring_supervisor()): an event after the look wakes us. */
-		atomic_store_explicit(&p->hdr->sup_waiting, 1, memory_order_seq_cst);
-		if (atomic_load_explicit(&p->hdr->event, memory_order_seq_cst) == seen)
-			shoal__futex_wait(&p->hdr->event, seen, next);
-		atomic_store_explicit(&p->hdr->sup_waiting, 0, memory_order_relaxed);
+		 * pool_ring_supervisor()): an event after the look wakes us.
+		 * Never longer than a second: a worker maps the board
+		 * writable, and one that clears the announcement must not
+		 * make the supervisor deaf for good. */
+		tag = pool_sleep_tag(seen);
+		atomic_store_explicit(&p->hdr->sup_waiting, tag, memory_order_seq_cst);
+		if (atomic_load_explicit(&p->hdr->event, memory_order_seq_cst) == seen) {
+			uint64_t cap = shoal__now_ns() + SUP_SLEEP_MAX_NS;
+
+			shoal__futex_wait(&p->hdr->event, seen, next < cap ? next : cap);
+		}
+		pool_sleep_over(&p->hdr->sup_waiting, tag);
 		pthread_mutex_lock(&p->mu);
 	}
 	pthread_mutex_unlock(&p->mu);

@@ -117,7 +117,7 @@ SHOAL_API int shoal_pool_worker_next(struct shoal_pool_worker *w, int64_t timeou
 	for (;;) {
 		struct pool_cell *c = cell_in(w->seat, &w->hdr, w->head);
 		uint32_t bell = atomic_load_explicit(&w->seat->bell, memory_order_seq_cst);
-		uint32_t cmd, expect = CELL_ASSIGNED;
+		uint32_t cmd, tag, expect = CELL_ASSIGNED;
 		uint64_t wake;
 		int rc;
 
@@ -164,18 +164,19 @@ SHOAL_API int shoal_pool_worker_next(struct shoal_pool_worker *w, int64_t timeou
 		wake = shoal__deadline(1000000000);
 		if (deadline < wake)
 			wake = deadline;
-		atomic_store_explicit(&w->seat->worker_waiting, 1, memory_order_seq_cst);
+		tag = pool_sleep_tag(bell);
+		atomic_store_explicit(&w->seat->worker_waiting, tag, memory_order_seq_cst);
 		expect = atomic_load_explicit(&c->state, memory_order_seq_cst);
 		cmd = atomic_load_explicit(&w->seat->cmd, memory_order_seq_cst);
 		if (expect != CELL_ASSIGNED && !(cmd & CMD_RETIRE) &&
 		    (!(cmd & CMD_TRIM_MASK) || (cmd & CMD_TRIM_MASK) == w->trim_seen)) {
 			rc = shoal__futex_wait(&w->seat->bell, bell, wake);
 			if (rc == -ETIMEDOUT && !supervisor_alive(w)) {
-				atomic_store_explicit(&w->seat->worker_waiting, 0, memory_order_relaxed);
+				pool_sleep_over(&w->seat->worker_waiting, tag);
 				return -EPIPE;
 			}
 		}
-		atomic_store_explicit(&w->seat->worker_waiting, 0, memory_order_relaxed);
+		pool_sleep_over(&w->seat->worker_waiting, tag);
 	}
 }
 

@@ -2540,6 +2540,23 @@ START_TEST(observe_errors_and_hostile_board)
 		memcpy(work + SHOAL__HDR_SIZE, &bad, 4);
 		t_plant(copy, work, len, 0600);
 		ck_assert_int_eq(shoal_pool_observe(copy, &v, wv, 8), -EBADMSG);
+		/* Cells of 60 more bytes than a multiple of 64, in a geometry
+		 * otherwise consistent: the cells' atomics would be
+		 * misaligned. */
+		{
+			uint64_t g[4]; /* inline_bytes, cell_size, seat_size; prefetch */
+			uint32_t pf;
+
+			memcpy(work, img, len);
+			memcpy(&pf, work + SHOAL__HDR_SIZE + 4, 4);
+			memcpy(g, work + SHOAL__HDR_SIZE + 8, 24);
+			g[0] -= 4;
+			g[1] -= 8;
+			g[2] -= 8 * (uint64_t)pf;
+			memcpy(work + SHOAL__HDR_SIZE + 8, g, 24);
+			t_plant(copy, work, len, 0600);
+			ck_assert_int_eq(shoal_pool_observe(copy, &v, wv, 8), -EBADMSG);
+		}
 		/* Truncated. */
 		t_plant(copy, img, len / 2, 0600);
 		ck_assert_int_eq(shoal_pool_observe(copy, &v, wv, 8), -EBADMSG);
