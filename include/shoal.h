@@ -985,11 +985,14 @@ SHOAL_API int shoal_queue_port_collect(int port, void *(*collect)(ssize_t n),
  * The messages are the caller's from the pop (as in shoal_queue_port_take()):
  * if @collect, @deliver or @add fails, they are gone with that failure
  * (the collection so far is dropped; the runtime's own error stands, for
- * Python a MemoryError). One thread at a time per port.
+ * Python a MemoryError). One thread at a time per port; a call made from
+ * inside it on the same port (code @collect ran: in Python a finalizer a
+ * collection can start) pops nothing and fails with -EBUSY.
  *
  * Return: the collection, >= 1 objects; when nothing was popped, what the
  * port's fail function returned (or NULL without one): the error is
- * -EINVAL for @n < 1, -EBADF for an unbound port, else
+ * -EINVAL for @n < 1, -EBADF for an unbound port, -EBUSY for a call
+ * from inside another on @port, else
  * shoal_queue_pop_many()'s (-EAGAIN, -EPIPE, -EMSGSIZE with the size
  * needed in the port's @lens[0], ...), and shoal_queue_port_error() gives
  * it too. NULL if @port is not an open port, has no deliver or no collect

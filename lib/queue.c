@@ -943,7 +943,8 @@ static ssize_t push_batch_try(struct shoal_queue *q, uint32_t me, const unsigned
 		atomic_store_explicit(&sl->len, (uint32_t)lens[i], memory_order_relaxed);
 		if (lens[i])
 			memcpy(sl->data, msgs ? msgs[i] : data, lens[i]);
-		data += lens[i];
+		if (!msgs) /* NULL with msgs: no arithmetic on it */
+			data += lens[i];
 		if (i == k / 2)
 			HOOK(SHOAL__QP_PUSH_WRITTEN);
 	}

@@ -64,7 +64,8 @@ struct port {
 	void *(*collect)(ssize_t n);
 	int (*add)(void *coll, ssize_t i, void *obj);
 	void (*drop)(void *coll);
-	int err; /* the last failed take's or put's code */
+	bool busy; /* take_many between its pop and its return */
+	int err;   /* the last failed take's or put's code */
 	int id;
 };
 
@@ -399,6 +400,11 @@ SHOAL_API void *shoal_queue_port_take_many(int port, int n)
 		return NULL;
 	if (SHOAL__UNLIKELY(n < 1))
 		rc = -EINVAL;
+	else if (SHOAL__UNLIKELY(p->busy))
+		/* Re-entered from code @collect ran (Python: a finalizer run by
+		 * the collection PyList_New may start): the buffer and lengths
+		 * are the outer call's, not to be popped over. */
+		rc = -EBUSY;
 	else if (SHOAL__LIKELY(p->q != NULL))
 		rc = shoal_queue_pop_many(p->q, p->buf, p->cap, p->lens,
 					  (size_t)n < p->nlens ? (size_t)n : p->nlens,
@@ -412,19 +418,24 @@ SHOAL_API void *shoal_queue_port_take_many(int port, int n)
 	}
 	/* The messages are the caller's from the pop on (as in take): a
 	 * failure below loses them with it. */
+	p->busy = true;
 	coll = p->collect(rc);
-	if (SHOAL__UNLIKELY(!coll))
+	if (SHOAL__UNLIKELY(!coll)) {
+		p->busy = false;
 		return NULL;
+	}
 	at = p->buf;
 	for (ssize_t i = 0; i < rc; i++) {
 		void *obj = p->deliver(at, (ssize_t)p->lens[i]);
 
 		if (SHOAL__UNLIKELY(!obj || p->add(coll, i, obj) < 0)) {
 			p->drop(coll);
+			p->busy = false;
 			return NULL;
 		}
 		at += p->lens[i];
 	}
+	p->busy = false;
 	return coll;
 }
 

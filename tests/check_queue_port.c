@@ -517,11 +517,19 @@ struct coll {
 };
 
 static int collected, dropped, add_fails_at = -1, deliver_fails;
+static int reenter_port;          /* > 0: coll_new calls take_many on it */
+static const char *reentered_got; /* ... and keeps what it returned */
 
 static void *coll_new(ssize_t n)
 {
 	struct coll *c;
 
+	if (reenter_port > 0) {
+		int port = reenter_port;
+
+		reenter_port = 0;
+		reentered_got = shoal_queue_port_take_many(port, 1);
+	}
 	if (n > 8)
 		return NULL;
 	c = calloc(1, sizeof(*c));
@@ -600,6 +608,18 @@ START_TEST(take_many_collects)
 	ck_assert_str_eq(c->items[3], "abc");
 	coll_drop(c);
 	ck_assert_int_eq(collected, 2);
+	/* A call from inside (Python: a finalizer PyList_New started) pops
+	 * nothing over the outer call's buffer: -EBUSY. */
+	ck_assert_int_eq(shoal_queue_port_send(port, "uv", 2), 0);
+	ck_assert_int_eq(shoal_queue_port_send(port, "w", 1), 0);
+	reenter_port = port;
+	c = shoal_queue_port_take_many(port, 4);
+	ck_assert_str_eq(reentered_got, "M16"); /* EBUSY */
+	ck_assert_int_eq(c->n, 2);
+	ck_assert_str_eq(c->items[0], "uv");
+	ck_assert_str_eq(c->items[1], "w");
+	coll_drop(c);
+	collected = 2;
 	/* A message longer than the buffer stays, its size in lens[0]. */
 	ck_assert_int_eq(shoal_queue_port_send(port, "0123456789abcdef", 16), 0);
 	ck_assert_str_eq(shoal_queue_port_take_many(port, 4), "M90"); /* EMSGSIZE */
