@@ -7,6 +7,7 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 #include <dirent.h>
@@ -2307,6 +2308,36 @@ END_TEST
 
 /* The pool as any process sees it: the figures the owner's stats give,
  * read from the board without changing a byte of it. */
+/* The prefetch a board gets when its caller leaves it to the pool: deeper
+ * with no more workers than CPUs the caller may run on, the usual one
+ * with more, and never in place of one the caller gives. */
+static uint32_t board_prefetch(unsigned workers, unsigned prefetch)
+{
+	struct shoal_pool_config c = conf(workers);
+	struct shoal_pool *p = NULL;
+	struct shoal_pool_view v;
+
+	c.prefetch = prefetch;
+	ck_assert_int_eq(shoal_pool_create(&c, &p), 0);
+	ck_assert_int_ge(shoal_pool_observe(shoal_pool_name(p), &v, NULL, 0), 0);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+	return v.prefetch;
+}
+
+START_TEST(prefetch_default_follows_the_cpus)
+{
+	cpu_set_t set;
+	unsigned cpus;
+
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(set), &set), 0);
+	cpus = (unsigned)CPU_COUNT(&set);
+	ck_assert_uint_eq(board_prefetch(1, 0), SHOAL_POOL_PREFETCH_FEW_DEFAULT);
+	ck_assert_uint_eq(board_prefetch(cpus, 0), SHOAL_POOL_PREFETCH_FEW_DEFAULT);
+	ck_assert_uint_eq(board_prefetch(cpus + 1, 0), SHOAL_POOL_PREFETCH_DEFAULT);
+	ck_assert_uint_eq(board_prefetch(1, 5), 5);
+}
+END_TEST
+
 START_TEST(observe_sees_workers_and_recycles)
 {
 	struct shoal_pool_config c = conf(2);
@@ -2540,6 +2571,7 @@ static Suite *suite(void)
 	ADD(forked_child_holds_the_server_socket);
 	ADD(killed_workers_tmp_files_removed);
 	ADD(fork_server_without_fds);
+	ADD(prefetch_default_follows_the_cpus);
 	ADD(observe_sees_workers_and_recycles);
 	ADD(observe_sees_a_death);
 	ADD(observe_errors_and_hostile_board);
