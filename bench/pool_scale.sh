@@ -11,9 +11,9 @@
 #   with each: CPU time and context switches per task (bench/README.md)
 # Run by bench/run (which sets SHOAL_BUILDDIR, PYTHON, PYTHONPATH;
 # POOL_SCALE_ROUNDS, default 5, rounds in which the counts take turns).
-# Needs about 1 GiB of /dev/shm: one Python pool of each count lives for
-# the whole part, 730 MB of boards (541 MB of them the 128 workers', 258
-# seats of 128 cells of 16 KiB).
+# Needs about 512 MiB of /dev/shm: one Python pool of each count lives
+# for the whole part, 370 MB of boards (273 MB of them the 128 workers',
+# 258 seats of 128 cells of 8 KiB).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/python-env.sh"

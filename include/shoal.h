@@ -2170,7 +2170,9 @@ SHOAL_API int shoal_pool_worker_next(struct shoal_pool_worker *w, int64_t timeou
  * shoal_pool_worker_done() - hand back the current task's result.
  * @w: the worker.
  * @err: 0 or the task's error code.
- * @data: the result bytes (copied), NULL if @len is 0.
+ * @data: the result bytes (copied), NULL if @len is 0; they may lie among
+ *         the task's own bytes (the task's @data), which the result is
+ *         written over.
  * @len: how many; more than the board's inline space go through a segment.
  *
  * The result is written before the task is marked done, so a worker that

@@ -172,6 +172,7 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
 	h->seat_size = p->layout.seat_size;
 	h->sup_key = shoal__self_key();
 	h->observed = POOL_OBSERVED;
+	h->layout = POOL_LAYOUT;
 	p->hdr = h;
 	rc = shoal__segment_publish(p->seg);
 	if (rc) {

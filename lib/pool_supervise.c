@@ -241,7 +241,7 @@ static void collect(struct shoal_pool *p, int i)
 			 * will not run again. */
 			data = !t->spilled && len <= t->len ? t->data : malloc(len);
 			if (data)
-				memcpy(data, cell_res(&p->layout, c), len);
+				memcpy(data, cell_res(c), len);
 			else
 				err = -ENOMEM;
 		}

@@ -2483,6 +2483,14 @@ START_TEST(observe_errors_and_hostile_board)
 		memcpy(work + SHOAL__HDR_SIZE, &bad, 4);
 		t_plant(copy, work, len, 0600);
 		ck_assert_int_eq(shoal_pool_observe(copy, &v, wv, 8), -EBADMSG);
+		/* A board of the older layout (its cells held the result
+		 * after the task): -EBADMSG, as to a worker. */
+		memcpy(work, img, len);
+		bad = 0;
+		/* The pool header's layout word: offset 56 (lib/pool.h). */
+		memcpy(work + SHOAL__HDR_SIZE + 56, &bad, 4);
+		t_plant(copy, work, len, 0600);
+		ck_assert_int_eq(shoal_pool_observe(copy, &v, wv, 8), -EBADMSG);
 		/* Truncated. */
 		t_plant(copy, img, len / 2, 0600);
 		ck_assert_int_eq(shoal_pool_observe(copy, &v, wv, 8), -EBADMSG);
