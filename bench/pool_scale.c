@@ -1,25 +1,35 @@
 /*
  * pool_scale.c - pool.scale for forked C workers: the rate of tiny tasks
- * (an 8-byte task that returns itself) at a given number of workers, on
- * however many cores the machine has. The tasks are submitted in batches
- * of 1024 while results are taken, up to twice what the workers' cells
- * hold (at least 4096) ahead of the results, as a caller feeding a pool
- * would. The time runs from the first submit to the last result, after a
- * warm-up run of a tenth of the tasks on the same pool (the workers are
- * forked and have run). Every result must come back once, with its bytes.
+ * (an 8-byte task that returns itself) at several counts of workers, on
+ * however many cores the machine has. One pool per count lives for the
+ * whole run, each warmed by a run of a tenth of the tasks (its workers are
+ * forked and have run); then the counts take turns, round after round (in
+ * ascending order, then descending), so that a swing of the machine's speed
+ * falls on every count alike rather than on whichever ran at that minute.
+ * The idle pools sleep (a worker wakes once a second to look at its
+ * supervisor). The tasks are submitted in batches of 1024 while results are
+ * taken, up to twice what the workers' cells hold (at least 4096) ahead of
+ * the results, as a caller feeding a pool would. The time runs from the
+ * first submit to the last result. Every result must come back once, with
+ * its bytes.
  *
- *   pool_scale workers [tasks [rounds [prefetch]]]
- *                      default 200000 tasks, 1 round, the pool's prefetch
+ *   pool_scale [-p prefetch] [-i inline_bytes] tasks rounds workers...
  *
- * Prints one line per round: workers, tasks, tasks per second, and the CPU
- * time per task in microseconds, the caller's threads and the workers'
- * together (the caller's CPU clock, each worker's /proc/<pid>/schedstat):
- * that moves far less than the rate with what else the machine runs.
+ * Prints one line per count and round: round, workers, tasks, tasks per
+ * second, the CPU time per task in microseconds (the caller's threads and
+ * the workers together: the caller's CPU clock, each worker's
+ * /proc/<pid>/schedstat; that moves far less than the rate with what else
+ * the machine runs), then per task the workers' voluntary and involuntary
+ * context switches and the caller's threads' (supervisor, submitting and
+ * waiting thread), from /proc/.../status, and the CPU time per task of
+ * the caller's threads and of the workers apart.
  */
 #include <shoal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -53,19 +63,66 @@ static double worker_cpu_ns(pid_t pid)
 	return ns;
 }
 
-/* CPU nanoseconds of this process (every thread) and of @p's workers. */
-static double cpu_ns(struct shoal_pool *p, struct shoal_pool_stats *st, int workers)
+/* Add the voluntary and involuntary context switches in status file
+ * @path to @sw[0], @sw[1]. */
+static void add_switches(const char *path, double sw[2])
+{
+	char line[128];
+	double v;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "voluntary_ctxt_switches: %lf", &v) == 1)
+			sw[0] += v;
+		else if (sscanf(line, "nonvoluntary_ctxt_switches: %lf", &v) == 1)
+			sw[1] += v;
+	}
+	fclose(f);
+}
+
+/* Context switches of @p's workers (@sw[0..1]) and of this process's
+ * threads (@sw[2..3]). */
+static void switches(struct shoal_pool *p, struct shoal_pool_stats *st, int workers, double sw[4])
+{
+	char path[300];
+	int n = shoal_pool_stats(p, st, (size_t)workers);
+	DIR *d;
+	struct dirent *e;
+
+	memset(sw, 0, 4 * sizeof(*sw));
+	for (int i = 0; i < n && i < workers; i++) {
+		if (st[i].pid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/status", (int)st[i].pid);
+		add_switches(path, sw);
+	}
+	d = opendir("/proc/self/task");
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
+		add_switches(path, sw + 2);
+	}
+	closedir(d);
+}
+
+/* CPU nanoseconds of this process (every thread: @cpu[0]) and of @p's
+ * workers (@cpu[1]). */
+static void cpu_ns(struct shoal_pool *p, struct shoal_pool_stats *st, int workers, double cpu[2])
 {
 	struct timespec ts;
-	double ns;
 	int n = shoal_pool_stats(p, st, (size_t)workers);
 
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	ns = (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+	cpu[0] = (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+	cpu[1] = 0;
 	for (int i = 0; i < n && i < workers; i++)
 		if (st[i].pid > 0)
-			ns += worker_cpu_ns(st[i].pid);
-	return ns;
+			cpu[1] += worker_cpu_ns(st[i].pid);
 }
 
 static double now(void)
@@ -133,54 +190,101 @@ static int run(struct shoal_pool *p, long n, long window)
 	return 0;
 }
 
+struct scale {
+	int workers;
+	long window;
+	struct shoal_pool *p;
+	struct shoal_pool_stats *st;
+};
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: pool_scale [-p prefetch] [-i inline_bytes] tasks rounds workers...\n");
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
-	int workers = argc > 1 ? atoi(argv[1]) : 2;
-	long n = argc > 2 ? atol(argv[2]) : 200000;
-	int rounds = argc > 3 ? atoi(argv[3]) : 1;
-	uint32_t prefetch = argc > 4 ? (uint32_t)atoi(argv[4]) : 0;
-	long window;
-	struct shoal_pool_config c;
-	struct shoal_pool_stats *st;
-	struct shoal_pool *p;
-	int rc;
+	uint32_t prefetch = 0, inline_bytes = 0;
+	struct scale *s;
+	long n;
+	int rounds, ns, opt, rc = 0;
 
-	if (workers < 1 || n < 1 || rounds < 1) {
-		fprintf(stderr, "usage: pool_scale workers [tasks [rounds [prefetch]]]\n");
-		return 2;
+	while ((opt = getopt(argc, argv, "p:i:")) != -1) {
+		if (opt == 'p')
+			prefetch = (uint32_t)atoi(optarg);
+		else if (opt == 'i')
+			inline_bytes = (uint32_t)atoi(optarg);
+		else
+			return usage();
 	}
-	st = calloc((size_t)workers, sizeof(*st));
-	if (!st)
+	if (argc - optind < 3)
+		return usage();
+	n = atol(argv[optind]);
+	rounds = atoi(argv[optind + 1]);
+	ns = argc - optind - 2;
+	if (n < 1 || rounds < 1)
+		return usage();
+	s = calloc((size_t)ns, sizeof(*s));
+	if (!s)
 		return 1;
-	memset(&c, 0, sizeof(c));
-	c.workers = (uint32_t)workers;
-	c.fn = echo;
-	c.prefetch = prefetch;
-	window = 2L * workers * (prefetch ? prefetch : SHOAL_POOL_PREFETCH_DEFAULT);
-	if (window < 4 * BATCH)
-		window = 4 * BATCH;
-	rc = shoal_pool_create(&c, &p);
-	if (rc) {
-		fprintf(stderr, "pool_scale: %s\n", shoal_strerror(rc));
-		return 1;
-	}
-	if (run(p, n / 10 > 0 ? n / 10 : 1, window)) {
-		shoal_pool_destroy(p);
-		return 1;
-	}
-	for (int k = 0; k < rounds; k++) {
-		double c0 = cpu_ns(p, st, workers), t0 = now(), t1;
+	for (int k = 0; k < ns && !rc; k++) {
+		struct shoal_pool_config c;
 
-		if (run(p, n, window)) {
-			shoal_pool_destroy(p);
-			return 1;
+		s[k].workers = atoi(argv[optind + 2 + k]);
+		if (s[k].workers < 1) {
+			rc = usage();
+			break;
 		}
-		t1 = now();
-		printf("%d %ld %.0f %.3f\n", workers, n, (double)n / (t1 - t0),
-		       (cpu_ns(p, st, workers) - c0) / 1e3 / (double)n);
-		fflush(stdout);
+		s[k].st = calloc((size_t)s[k].workers, sizeof(*s[k].st));
+		if (!s[k].st) {
+			rc = 1;
+			break;
+		}
+		memset(&c, 0, sizeof(c));
+		c.workers = (uint32_t)s[k].workers;
+		c.fn = echo;
+		c.prefetch = prefetch;
+		c.inline_bytes = inline_bytes;
+		s[k].window = 2L * s[k].workers * (prefetch ? prefetch : SHOAL_POOL_PREFETCH_DEFAULT);
+		if (s[k].window < 4 * BATCH)
+			s[k].window = 4 * BATCH;
+		rc = shoal_pool_create(&c, &s[k].p);
+		if (rc) {
+			fprintf(stderr, "pool_scale: %s\n", shoal_strerror(rc));
+			rc = 1;
+			break;
+		}
+		rc = run(s[k].p, n / 10 > 0 ? n / 10 : 1, s[k].window);
 	}
-	shoal_pool_destroy(p);
-	free(st);
-	return 0;
+	for (int r = 0; r < rounds && !rc; r++) {
+		for (int j = 0; j < ns && !rc; j++) {
+			struct scale *x = &s[r % 2 ? ns - 1 - j : j];
+			double sw0[4], sw1[4], c0[2], c1[2], t0, t1;
+
+			switches(x->p, x->st, x->workers, sw0);
+			cpu_ns(x->p, x->st, x->workers, c0);
+			t0 = now();
+			rc = run(x->p, n, x->window);
+			t1 = now();
+			if (rc)
+				break;
+			cpu_ns(x->p, x->st, x->workers, c1);
+			switches(x->p, x->st, x->workers, sw1);
+			printf("%d %d %ld %.0f %.3f %.4f %.4f %.4f %.4f %.3f %.3f\n", r, x->workers, n,
+			       (double)n / (t1 - t0),
+			       (c1[0] + c1[1] - c0[0] - c0[1]) / 1e3 / (double)n,
+			       (sw1[0] - sw0[0]) / (double)n, (sw1[1] - sw0[1]) / (double)n,
+			       (sw1[2] - sw0[2]) / (double)n, (sw1[3] - sw0[3]) / (double)n,
+			       (c1[0] - c0[0]) / 1e3 / (double)n, (c1[1] - c0[1]) / 1e3 / (double)n);
+			fflush(stdout);
+		}
+	}
+	for (int k = 0; k < ns; k++) {
+		if (s[k].p)
+			shoal_pool_destroy(s[k].p);
+		free(s[k].st);
+	}
+	free(s);
+	return rc;
 }

@@ -8,13 +8,16 @@
 #   pool.scale_c_worst, pool.scale_python_worst
 #                            the worst count's rate over the best count's,
 #                            beside multiprocessing.Pool's own
-# Run by bench/run (which sets SHOAL_BUILDDIR, PYTHON, PYTHONPATH). Needs
-# about 1 GiB of /dev/shm: the Python pool's board at 128 workers is
-# 541 MB (258 seats of 128 cells of 16 KiB).
+#   with each: CPU time and context switches per task (bench/README.md)
+# Run by bench/run (which sets SHOAL_BUILDDIR, PYTHON, PYTHONPATH;
+# POOL_SCALE_ROUNDS, default 5, rounds in which the counts take turns).
+# Needs about 512 MiB of /dev/shm: one Python pool of each count lives
+# for the whole part, 370 MB of boards (273 MB of them the 128 workers',
+# 258 seats of 128 cells of 8 KiB).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/python-env.sh"
 if [ ! -x "$SHOAL_BUILDDIR/bench/pool_scale" ]; then
 	make -C "$SHOAL_BUILDDIR" bench/pool_scale >/dev/null
 fi
-"$PYTHON" "$here/pool_scale.py" "$SHOAL_BUILDDIR" "${POOL_SCALE_ROUNDS:-3}"
+"$PYTHON" "$here/pool_scale.py" "$SHOAL_BUILDDIR" "${POOL_SCALE_ROUNDS:-5}"

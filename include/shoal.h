@@ -1778,6 +1778,12 @@ enum shoal_pool_reason {
 #define SHOAL_POOL_INLINE_BYTES_DEFAULT 4096
 #define SHOAL_POOL_PREFETCH_DEFAULT 32
 /**
+ * @prefetch for @fn workers when there are no more of them than CPUs the
+ * caller may run on: a worker that runs out of cells then leaves its CPU
+ * idle until the supervisor refills them, so it is handed more ahead.
+ */
+#define SHOAL_POOL_PREFETCH_FEW_DEFAULT 64
+/**
  * @inline_bytes and @prefetch for workers a @spawn hook starts: a host's
  * worker (an interpreter) pays far more per task taken from the board than
  * a C worker, so it is handed more tasks ahead and reads larger pickles in
@@ -1812,7 +1818,9 @@ enum shoal_pool_reason {
  *         SHOAL_POOL_INLINE_BYTES_DEFAULT (4096) with @fn,
  *         SHOAL_POOL_HOSTED_INLINE_BYTES_DEFAULT (8192) with @spawn.
  * @prefetch: tasks handed to one worker ahead of time, 1..256; default
- *         SHOAL_POOL_PREFETCH_DEFAULT (32) with @fn,
+ *         SHOAL_POOL_PREFETCH_DEFAULT (32) with @fn, or
+ *         SHOAL_POOL_PREFETCH_FEW_DEFAULT (64) when @workers is at most the
+ *         CPUs the caller may run on (sched_getaffinity());
  *         SHOAL_POOL_HOSTED_PREFETCH_DEFAULT (128) with @spawn.
  * @fn: what C workers run, forked by the pool's fork server (a child of
  *         the caller forked at shoal_pool_create(), before the pool's
@@ -2298,7 +2306,9 @@ SHOAL_API int shoal_pool_worker_next(struct shoal_pool_worker *w, int64_t timeou
  * shoal_pool_worker_done() - hand back the current task's result.
  * @w: the worker.
  * @err: 0 or the task's error code.
- * @data: the result bytes (copied), NULL if @len is 0.
+ * @data: the result bytes (copied), NULL if @len is 0; they may lie among
+ *         the task's own bytes (the task's @data), which the result is
+ *         written over.
  * @len: how many; more than the board's inline space go through a segment.
  *
  * The result is written before the task is marked done, so a worker that

@@ -11,7 +11,7 @@
  *
  *     board:  struct pool_hdr | seat 0 | seat 1 | ... | seat nseats-1
  *     seat:   struct pool_seat | cell 0 | ... | cell prefetch-1
- *     cell:   struct pool_cell | task bytes [inline_bytes] | result [inline_bytes]
+ *     cell:   struct pool_cell | task bytes, then its result over them [inline_bytes]
  *
  * Each cell has one writer at a time, handed over by its state word:
  *
@@ -76,10 +76,23 @@ struct pool_hdr {
 	/* POOL_OBSERVED: the supervisor keeps each seat's figures for
 	 * observers (below); 0 on a board an older library made. */
 	uint32_t observed;
-	uint32_t reserved[2];
+	/* POOL_LAYOUT; 0 on a board an older library made, whose cells held
+	 * the result after the task rather than over it. */
+	uint32_t layout;
+	uint32_t reserved[1];
 };
 _Static_assert(sizeof(struct pool_hdr) == 64, "pool header layout is ABI");
 _Static_assert(offsetof(struct pool_hdr, event) == 40, "pool header layout is ABI");
+_Static_assert(offsetof(struct pool_hdr, layout) == 56, "pool header layout is ABI");
+/*
+ * 1: a cell carries its task's bytes, then its result written over them
+ * (the worker is done with the task when it writes the result; the
+ * supervisor keeps its own copy to run it again), so a tiny task and its
+ * result share one page: with 4 KiB cells the two on separate pages made
+ * every task two TLB misses for a worker that 127 others had just
+ * displaced, and the board twice its size.
+ */
+#define POOL_LAYOUT 1u
 
 struct pool_seat {
 	shoal__atomic_u64 gen;            /* incarnation; written before spawn */
@@ -112,7 +125,7 @@ struct pool_cell {
 	uint64_t res_len;
 	uint32_t res_spill; /* 1: in segment "<board>.r<id>.<attempt>" */
 	uint32_t reserved[5];
-	/* then inline_bytes of task, inline_bytes of result */
+	/* then inline_bytes: the task, then its result over it */
 };
 _Static_assert(sizeof(struct pool_cell) == 64, "pool cell layout is ABI");
 _Static_assert(offsetof(struct pool_cell, res_len) == 32, "pool cell layout is ABI");
@@ -145,9 +158,10 @@ static inline char *cell_args(struct pool_cell *c)
 	return (char *)(c + 1);
 }
 
-static inline char *cell_res(const struct pool_hdr *l, struct pool_cell *c)
+/* Where the result goes: over the task, which is no longer needed. */
+static inline char *cell_res(struct pool_cell *c)
 {
-	return (char *)(c + 1) + l->inline_bytes;
+	return (char *)(c + 1);
 }
 
 /*
@@ -174,7 +188,8 @@ static inline void pool_sleep_over(shoal__atomic_u32 *waiting, uint32_t tag)
 						memory_order_relaxed);
 }
 /* The layout of a board of @nseats seats of @prefetch cells that carry
- * @inline_bytes each way: fills @l's sizes; the data size is
+ * @inline_bytes (a task, then its result over it): fills @l's sizes; the
+ * data size is
  * l->nseats * l->seat_size. */
 void pool_board_layout(struct pool_hdr *l, uint32_t nseats, uint32_t prefetch,
 		       uint64_t inline_bytes);

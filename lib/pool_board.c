@@ -40,18 +40,19 @@ void pool_board_layout(struct pool_hdr *l, uint32_t nseats, uint32_t prefetch,
 		       uint64_t inline_bytes)
 {
 	l->nseats = nseats;
+	l->layout = POOL_LAYOUT;
 	l->prefetch = prefetch;
 	l->inline_bytes = inline_bytes;
-	l->cell_size = sizeof(struct pool_cell) + 2 * inline_bytes;
+	l->cell_size = sizeof(struct pool_cell) + inline_bytes;
 	l->seat_size = sizeof(struct pool_seat) + prefetch * l->cell_size;
 }
 
 /* The geometry is read once (into @l) and checked against the object. */
 int pool_board_check(const struct pool_hdr *l, uint64_t data_size)
 {
-	uint64_t need = sizeof(struct pool_cell) + 2 * l->inline_bytes;
+	uint64_t need = sizeof(struct pool_cell) + l->inline_bytes;
 
-	if (l->nseats == 0 || l->nseats > 2 * POOL_MAX_WORKERS + 2 || l->prefetch == 0 ||
+	if (l->layout != POOL_LAYOUT || l->nseats == 0 || l->nseats > 2 * POOL_MAX_WORKERS + 2 || l->prefetch == 0 ||
 	    l->prefetch > POOL_MAX_PREFETCH || l->inline_bytes > SHOAL_POOL_INLINE_BYTES_MAX ||
 	    l->inline_bytes % 64 != 0 /* else the cells' atomics are misaligned */ ||
 	    l->cell_size != need || l->seat_size != sizeof(struct pool_seat) + l->prefetch * need ||

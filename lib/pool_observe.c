@@ -8,7 +8,7 @@
  * figures of each seat into words of the seat that were reserved: the
  * tasks its worker finished, the position it serves, and that position's
  * replacements by reason. It writes them with relaxed stores under its own
- * lock (one store per task on the hot path; the rest when a worker starts
+ * lock (one store per collection of results; the rest when a worker starts
  * or ends) and never reads them back, so a stray write there changes what
  * an observer sees, nothing else.
  *

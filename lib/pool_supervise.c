@@ -210,6 +210,7 @@ static void send_retire(struct shoal_pool *p, int i)
 static void collect(struct shoal_pool *p, int i)
 {
 	struct wseat *w = &p->seats[i];
+	uint64_t before = w->tasks;
 
 	while (w->collected < w->assigned) {
 		struct pool_cell *c = sup_cell(p, (uint32_t)i, w->collected);
@@ -243,7 +244,7 @@ static void collect(struct shoal_pool *p, int i)
 			 * will not run again. */
 			data = !t->spilled && len <= t->len ? t->data : malloc(len);
 			if (data)
-				memcpy(data, cell_res(&p->layout, c), len);
+				memcpy(data, cell_res(c), len);
 			else
 				err = -ENOMEM;
 		}
@@ -253,12 +254,17 @@ static void collect(struct shoal_pool *p, int i)
 		w->fresh = false;
 		w->tasks++;
 		p->nrunning--;
-		pool_seat_publish_tasks(p, (uint32_t)i, w->tasks);
 		p->pos[w->pos].st.tasks_total++;
 		if (p->pos[w->pos].seat == i)
 			p->pos[w->pos].st.tasks = w->tasks;
 		deliver(p, t, err, 0, 0, data, data ? len : 0);
 	}
+	/* For observers, once per call: the seat's first line also holds
+	 * the bell and the command word the worker reads before every task,
+	 * and a store per task collected moved that line away from it each
+	 * time. */
+	if (w->tasks != before)
+		pool_seat_publish_tasks(p, (uint32_t)i, w->tasks);
 }
 
 /* Collect every live seat's DONE cells; true if any was. */

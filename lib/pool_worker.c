@@ -203,7 +203,8 @@ SHOAL_API int shoal_pool_worker_done(struct shoal_pool_worker *w, int err, const
 			c->res_spill = 1;
 		}
 	} else if (len) {
-		memcpy(cell_res(&w->hdr, c), data, len);
+		/* Over the task's bytes: @data may be among them. */
+		memmove(cell_res(c), data, len);
 	}
 	c->res_len = len;
 	c->err = err;

@@ -7,6 +7,7 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 #include <dirent.h>
@@ -2395,6 +2396,41 @@ END_TEST
 
 /* The pool as any process sees it: the figures the owner's stats give,
  * read from the board without changing a byte of it. */
+/* The prefetch a board gets when its caller leaves it to the pool: deeper
+ * with no more workers than CPUs the caller may run on, the usual one
+ * with more, and never in place of one the caller gives. */
+static uint32_t board_prefetch(unsigned workers, unsigned prefetch)
+{
+	struct shoal_pool_config c = conf(workers);
+	struct shoal_pool *p = NULL;
+	struct shoal_pool_view v;
+
+	c.prefetch = prefetch;
+	ck_assert_int_eq(shoal_pool_create(&c, &p), 0);
+	ck_assert_int_ge(shoal_pool_observe(shoal_pool_name(p), &v, NULL, 0), 0);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+	return v.prefetch;
+}
+
+START_TEST(prefetch_default_follows_the_cpus)
+{
+	cpu_set_t set;
+	int cpu;
+
+	/* On one CPU whatever the host has (this test runs in a process of
+	 * its own): 1 worker is "few", 2 are not. */
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(set), &set), 0);
+	for (cpu = 0; !CPU_ISSET(cpu, &set); cpu++)
+		;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	ck_assert_int_eq(sched_setaffinity(0, sizeof(set), &set), 0);
+	ck_assert_uint_eq(board_prefetch(1, 0), SHOAL_POOL_PREFETCH_FEW_DEFAULT);
+	ck_assert_uint_eq(board_prefetch(2, 0), SHOAL_POOL_PREFETCH_DEFAULT);
+	ck_assert_uint_eq(board_prefetch(1, 5), 5);
+}
+END_TEST
+
 START_TEST(observe_sees_workers_and_recycles)
 {
 	struct shoal_pool_config c = conf(2);
@@ -2551,12 +2587,20 @@ START_TEST(observe_errors_and_hostile_board)
 			memcpy(&pf, work + SHOAL__HDR_SIZE + 4, 4);
 			memcpy(g, work + SHOAL__HDR_SIZE + 8, 24);
 			g[0] -= 4;
-			g[1] -= 8;
-			g[2] -= 8 * (uint64_t)pf;
+			g[1] -= 4; /* a cell: 64 + inline_bytes */
+			g[2] -= 4 * (uint64_t)pf;
 			memcpy(work + SHOAL__HDR_SIZE + 8, g, 24);
 			t_plant(copy, work, len, 0600);
 			ck_assert_int_eq(shoal_pool_observe(copy, &v, wv, 8), -EBADMSG);
 		}
+		/* A board of the older layout (its cells held the result
+		 * after the task): -EBADMSG, as to a worker. */
+		memcpy(work, img, len);
+		bad = 0;
+		/* The pool header's layout word: offset 56 (lib/pool.h). */
+		memcpy(work + SHOAL__HDR_SIZE + 56, &bad, 4);
+		t_plant(copy, work, len, 0600);
+		ck_assert_int_eq(shoal_pool_observe(copy, &v, wv, 8), -EBADMSG);
 		/* Truncated. */
 		t_plant(copy, img, len / 2, 0600);
 		ck_assert_int_eq(shoal_pool_observe(copy, &v, wv, 8), -EBADMSG);
@@ -2646,6 +2690,7 @@ static Suite *suite(void)
 	ADD(forked_child_holds_the_server_socket);
 	ADD(killed_workers_tmp_files_removed);
 	ADD(fork_server_without_fds);
+	ADD(prefetch_default_follows_the_cpus);
 	ADD(observe_sees_workers_and_recycles);
 	ADD(observe_sees_a_death);
 	ADD(observe_errors_and_hostile_board);
