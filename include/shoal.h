@@ -226,7 +226,8 @@ struct shoal_segment;
  * mode with group or world write bits or without owner read and write;
  * -EOVERFLOW if @size plus the header overflows; -EEXIST if the name is
  * taken; -ENOSPC if the directory's mount has no room (the detail names the
- * size asked, the directory and its free space); -ENOMEM if the mapping
+ * size asked, the directory and its free space; on a hugetlbfs, the free
+ * huge pages of the system's pool); -ENOMEM if the mapping
  * cannot be made; -EMFILE, -ENFILE; -EACCES if the directory refuses us;
  * -EIO if /proc cannot tell who we are; the errors of shoal_dir() when
  * SHOAL_DIR is refused.

@@ -282,6 +282,57 @@ static const char *human(char *buf, size_t cap, uint64_t v)
 	return buf;
 }
 
+/* Whether a create's failure @rc means the directory has no room: a
+ * tmpfs says -ENOSPC (or -EFBIG past its size), a hugetlbfs whose pool is
+ * empty -ENOMEM. */
+static bool no_room_code(int rc)
+{
+	return rc == -ENOSPC || rc == -EFBIG || (rc == -ENOMEM && dir_align);
+}
+
+/* One number from the kernel's pool of huge pages of @page bytes; 0 when
+ * it cannot be read. */
+static unsigned long long hugepages(uint64_t page, const char *what)
+{
+	char path[96];
+	unsigned long long n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%llukB/%s",
+		 (unsigned long long)(page >> 10), what);
+	f = fopen(path, "re");
+	if (f) {
+		if (fscanf(f, "%llu", &n) != 1)
+			n = 0;
+		fclose(f);
+	}
+	return n;
+}
+
+/*
+ * no_room() on a hugetlbfs: its pages come from the system's pool of huge
+ * pages (vm.nr_hugepages), not from the mount, whose statvfs says 0 of 0
+ * unless it was mounted with size=; so the detail names the pool, and the
+ * mount's own limit when it has one.
+ */
+static int no_huge_pages(enum shoal__kind kind, const char *name, uint64_t data_size)
+{
+	char want[32], page[32], limit[96] = "";
+	struct statvfs sv;
+
+	if (statvfs(dir_path, &sv) == 0 && sv.f_blocks > 0)
+		snprintf(limit, sizeof(limit), "; the mount (size=) has %llu of its %llu left",
+			 (unsigned long long)sv.f_bavail, (unsigned long long)sv.f_blocks);
+	return shoal__fail(-ENOSPC,
+			   "%s '%s': no room for %s (%llu bytes) in %s, a hugetlbfs of %s pages: "
+			   "%llu free of %llu in the system's pool%s; reserve more (sysctl "
+			   "vm.nr_hugepages) or set SHOAL_DIR to a tmpfs",
+			   shoal__kind_name(kind), name, human(want, sizeof(want), data_size),
+			   (unsigned long long)data_size, dir_shown,
+			   human(page, sizeof(page), dir_align), hugepages(dir_align, "free_hugepages"),
+			   hugepages(dir_align, "nr_hugepages"), limit);
+}
+
 /*
  * The -ENOSPC of a create that found no room for @data_size bytes of data
  * (and its headers): the detail names the object, the size asked, the
@@ -294,6 +345,8 @@ static int no_room(enum shoal__kind kind, const char *name, uint64_t data_size)
 	char want[32], avail[32], size[32];
 	struct statvfs sv;
 
+	if (dir_align)
+		return no_huge_pages(kind, name, data_size);
 	if (statvfs(dir_path, &sv) != 0)
 		return shoal__fail(-ENOSPC,
 				   "%s '%s': no room for %s (%llu bytes) in %s; set SHOAL_DIR to a "
@@ -519,7 +572,7 @@ int shoal__segment_create_tail(const char *name, enum shoal__kind kind, size_t k
 	if (!rc && (big || total != reserved) && ftruncate(fd, (off_t)total) != 0)
 		rc = -errno;
 	if (rc) {
-		if (rc == -EFBIG || rc == -ENOSPC)
+		if (no_room_code(rc))
 			rc = no_room(kind, name, data_size);
 		goto fail;
 	}
@@ -530,6 +583,8 @@ int shoal__segment_create_tail(const char *name, enum shoal__kind kind, size_t k
 	if (s->base == MAP_FAILED) {
 		s->base = NULL;
 		rc = -errno;
+		if (no_room_code(rc)) /* hugetlbfs: the pages are reserved here */
+			rc = no_room(kind, name, data_size);
 		goto fail;
 	}
 	if (big) {
@@ -542,7 +597,7 @@ int shoal__segment_create_tail(const char *name, enum shoal__kind kind, size_t k
 		if (populate(s->base, reserved) != 0) {
 			rc = -posix_fallocate(fd, 0, (off_t)reserved);
 			if (rc) {
-				if (rc == -EFBIG || rc == -ENOSPC)
+				if (no_room_code(rc))
 					rc = no_room(kind, name, data_size);
 				goto fail;
 			}

@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 
 static struct shoal_segment *make(const char *name, size_t size)
@@ -990,6 +991,54 @@ START_TEST(enospc_names_the_mount)
 }
 END_TEST
 
+/* A hugetlbfs SHOAL_DIR whose huge pages run out (a mount of one page,
+ * whatever the system's pool): -ENOSPC whose detail names the hugetlbfs,
+ * its page size, the pool and the mount's limit, not a tmpfs's "0 bytes
+ * free of 0 bytes"; no file left. Needs root for the mount. */
+START_TEST(enospc_names_the_hugetlbfs)
+{
+	const char *dir;
+	pid_t pid;
+
+	ck_assert_msg(geteuid() == 0, "this test needs root to mount a hugetlbfs");
+	dir = t_dir("huge", 0700);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_array *a = NULL;
+		struct statfs sf;
+		size_t shape[1];
+		const char *d;
+		int rc;
+
+		if (unshare(CLONE_NEWNS) != 0 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+		    mount("none", dir, "hugetlbfs", 0, "mode=0700") != 0 || statfs(dir, &sf) != 0 ||
+		    umount(dir) != 0)
+			_exit(10);
+		char opts[64];
+
+		snprintf(opts, sizeof(opts), "size=%lu,mode=0700", (unsigned long)sf.f_bsize);
+		if (mount("none", dir, "hugetlbfs", 0, opts) != 0 || setenv("SHOAL_DIR", dir, 1) != 0)
+			_exit(11);
+		shape[0] = 3 * (size_t)sf.f_bsize;
+		rc = shoal_array_create("big", SHOAL_DTYPE_UINT8, 0, 1, shape, NULL, &a);
+		d = shoal_errdetail(rc);
+		if (rc != -ENOSPC || a)
+			_exit(1);
+		if (!strstr(d, "array 'big'") || !strstr(d, dir) || !strstr(d, "a hugetlbfs of") ||
+		    !strstr(d, "in the system's pool") || !strstr(d, "of its 1 left") ||
+		    !strstr(d, "vm.nr_hugepages"))
+			_exit(2);
+		if (t_count(dir, SHOAL_PREFIX) != 0)
+			_exit(3);
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 /* Make the calling process's @nr fail with @err from now on. */
 static int t_deny_syscall(long nr, int err)
 {
@@ -1127,6 +1176,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, dir_objects_live_there);
 	tcase_add_test(tc, dir_refused);
 	tcase_add_test(tc, enospc_names_the_mount);
+	tcase_add_test(tc, enospc_names_the_hugetlbfs);
 	tcase_add_test(tc, populate_falls_back_to_fallocate);
 	tcase_add_test(tc, big_objects_are_populated);
 	suite_add_tcase(s, tc);
