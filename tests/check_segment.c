@@ -933,15 +933,22 @@ END_TEST
 
 /* Mount a @size tmpfs on a fresh directory in a mount namespace of this
  * (child) process's own and point SHOAL_DIR at it: 0, or -1. */
+/* Mount a @type file system with @opts on @dir, in a mount namespace of
+ * this process's own, and make it SHOAL_DIR. */
+static int t_private_mount(const char *dir, const char *type, const char *opts)
+{
+	if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+	    mount(type, dir, type, 0, opts) != 0)
+		return -1;
+	return setenv("SHOAL_DIR", dir, 1);
+}
+
 static int t_small_tmpfs(const char *dir, const char *size)
 {
 	char opts[64];
 
 	snprintf(opts, sizeof(opts), "size=%s,mode=0700", size);
-	if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
-	    mount("tmpfs", dir, "tmpfs", 0, opts) != 0)
-		return -1;
-	return setenv("SHOAL_DIR", dir, 1);
+	return t_private_mount(dir, "tmpfs", opts);
 }
 
 /* A 64 MiB mount, as Docker gives /dev/shm: -ENOSPC whose detail names
@@ -1009,17 +1016,15 @@ START_TEST(enospc_names_the_hugetlbfs)
 		struct statfs sf;
 		size_t shape[1];
 		const char *d;
+		char opts[64];
 		int rc;
 
-		if (unshare(CLONE_NEWNS) != 0 ||
-		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
-		    mount("none", dir, "hugetlbfs", 0, "mode=0700") != 0 || statfs(dir, &sf) != 0 ||
+		/* Its page size first, then a mount of one such page. */
+		if (t_private_mount(dir, "hugetlbfs", "mode=0700") != 0 || statfs(dir, &sf) != 0 ||
 		    umount(dir) != 0)
 			_exit(10);
-		char opts[64];
-
 		snprintf(opts, sizeof(opts), "size=%lu,mode=0700", (unsigned long)sf.f_bsize);
-		if (mount("none", dir, "hugetlbfs", 0, opts) != 0 || setenv("SHOAL_DIR", dir, 1) != 0)
+		if (mount("hugetlbfs", dir, "hugetlbfs", 0, opts) != 0)
 			_exit(11);
 		shape[0] = 3 * (size_t)sf.f_bsize;
 		rc = shoal_array_create("big", SHOAL_DTYPE_UINT8, 0, 1, shape, NULL, &a);
