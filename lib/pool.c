@@ -173,6 +173,7 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
 	h->sup_key = shoal__self_key();
 	h->observed = POOL_OBSERVED;
 	h->layout = POOL_LAYOUT;
+	h->yield_first = !cfg->spawn && cfg->workers > pool_cores();
 	p->hdr = h;
 	rc = shoal__segment_publish(p->seg);
 	if (rc) {

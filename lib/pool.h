@@ -79,7 +79,11 @@ struct pool_hdr {
 	/* POOL_LAYOUT; 0 on a board an older library made, whose cells held
 	 * the result after the task rather than over it. */
 	uint32_t layout;
-	uint32_t reserved[1];
+	/* Nonzero: a worker that finds no task yields its CPU once before it
+	 * sleeps (pool_worker.c, "Yield once"). Set by the supervisor for C
+	 * workers when the pool has more of them than CPUs; 0 on a board an
+	 * older library made. Any nonzero value means one yield, no more. */
+	uint32_t yield_first;
 };
 _Static_assert(sizeof(struct pool_hdr) == 64, "pool header layout is ABI");
 _Static_assert(offsetof(struct pool_hdr, event) == 40, "pool header layout is ABI");

@@ -25,6 +25,8 @@
 #include "pool.h"
 
 #include <errno.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,9 +104,11 @@ SHOAL_API int shoal_pool_worker_next(struct shoal_pool_worker *w, int64_t timeou
 				     struct shoal_pool_task *t)
 {
 	uint64_t deadline = shoal__deadline(timeout_ns), now;
+	bool yielded;
 
 	if (!w || !t || w->cur)
 		return -EINVAL;
+	yielded = !w->hdr.yield_first;
 	/* Between tasks too, not only when a wait times out: prefetched tasks
 	 * would keep an orphan busy for as long as they last. A clock read
 	 * (vDSO) per task; /proc at most twice a second. */
@@ -160,6 +164,19 @@ SHOAL_API int shoal_pool_worker_next(struct shoal_pool_worker *w, int64_t timeou
 			return SHOAL_POOL_EXIT;
 		if (shoal__now_ns() >= deadline)
 			return -ETIMEDOUT;
+		/* Yield once: with more C workers than CPUs, one that runs out
+		 * of cells has most often just rung the supervisor (a quarter
+		 * left), which has not run yet: the CPU goes to another thread,
+		 * the supervisor among them, and the refill is mostly there
+		 * when this worker runs again. A sleep instead costs the
+		 * supervisor a futex wake (a cross-CPU interrupt on a VM) and
+		 * this worker a wake-up. Once only, then sleep: nothing spins
+		 * on an idle pool. */
+		if (!yielded) {
+			yielded = true;
+			sched_yield();
+			continue;
+		}
 		/* Sleep at most a second at a time, to notice a dead supervisor. */
 		wake = shoal__deadline(1000000000);
 		if (deadline < wake)

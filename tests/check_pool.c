@@ -2431,6 +2431,95 @@ START_TEST(prefetch_default_follows_the_cpus)
 }
 END_TEST
 
+/* Nanoseconds process @pid has run (/proc/<pid>/schedstat). */
+static uint64_t cpu_ns(pid_t pid)
+{
+	char path[64];
+	unsigned long long ns = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%llu", &ns), 1);
+	fclose(f);
+	return ns;
+}
+
+/* @n tasks "sq <i>", each result checked once. */
+static void run_squares(struct shoal_pool *p, int n)
+{
+	char *seen = calloc((size_t)n, 1);
+	uint64_t first = 0;
+
+	ck_assert_ptr_nonnull(seen);
+	for (long i = 0; i < n; i++) {
+		char cmd[32];
+		uint64_t id;
+
+		snprintf(cmd, sizeof(cmd), "sq %ld", i);
+		id = submit(p, cmd);
+		if (i == 0)
+			first = id;
+		ck_assert_uint_eq(id, first + (uint64_t)i);
+	}
+	for (int k = 0; k < n; k++) {
+		struct shoal_pool_result r = one(p);
+		long i = (long)(r.id - first), got;
+
+		ck_assert_int_eq(r.err, 0);
+		ck_assert(i >= 0 && i < n && !seen[i]);
+		seen[i] = 1;
+		ck_assert_int_eq(sscanf(text(&r), "%ld", &got), 1);
+		ck_assert_int_eq(got, i * i);
+		shoal_pool_result_free(&r);
+	}
+	free(seen);
+}
+
+/*
+ * More C workers than CPUs: a worker out of tasks yields its CPU once
+ * before it sleeps (pool_worker.c). Once: an idle pool of 16 workers on
+ * one CPU uses next to no CPU (a yield in a loop would take all of it),
+ * and the tasks before and after the idle time all come back.
+ */
+START_TEST(oversubscribed_workers_sleep_when_idle)
+{
+	enum { W = 16, N = 4000 };
+	struct shoal_pool_config c = conf(W);
+	struct shoal_pool_stats st[W];
+	struct shoal_pool *p;
+	uint64_t before = 0, after = 0;
+	cpu_set_t set;
+	int cpu;
+
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(set), &set), 0);
+	for (cpu = 0; !CPU_ISSET(cpu, &set); cpu++)
+		;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	ck_assert_int_eq(sched_setaffinity(0, sizeof(set), &set), 0);
+	p = make(&c);
+	for (int round = 0; round < 2; round++) {
+		run_squares(p, N);
+		if (round)
+			break;
+		usleep(100000); /* every worker has run dry and settled */
+		ck_assert_int_eq(shoal_pool_stats(p, st, W), W);
+		for (int i = 0; i < W; i++)
+			before += cpu_ns(st[i].pid);
+		usleep(400000);
+		for (int i = 0; i < W; i++)
+			after += cpu_ns(st[i].pid);
+		/* Each worker looks at its supervisor once a second: a few
+		 * microseconds. Spinning would be 400 ms. */
+		ck_assert_msg(after - before < 20000000ull, "%d idle workers ran %llu ns in 400 ms", W,
+			      (unsigned long long)(after - before));
+	}
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
 START_TEST(observe_sees_workers_and_recycles)
 {
 	struct shoal_pool_config c = conf(2);
@@ -2452,12 +2541,17 @@ START_TEST(observe_sees_workers_and_recycles)
 		shoal_pool_result_free(&r);
 	}
 	wait_recycles(p, SHOAL_POOL_TASKS, 4);
-	/* Until the replacements are ready and the retired seats freed. */
+	/* Until the replacements are ready and the retired seats freed, and
+	 * the supervisor's books name the replacements too (a position's pid
+	 * is 0 from its old worker's exit until its next pass staffs it). */
 	for (int i = 0; i < 2000; i++) {
 		n = shoal_pool_observe(shoal_pool_name(p), &v, wv, 8);
+		stats(p, st, 2);
 		if (n == 2 && wv[0].state == SHOAL_POOL_SEAT_READY &&
 		    wv[1].state == SHOAL_POOL_SEAT_READY && v.recycles[SHOAL_POOL_TASKS] ==
-		    recycles(p, SHOAL_POOL_TASKS))
+		    recycles(p, SHOAL_POOL_TASKS) && wv[0].position >= 0 && wv[0].position <= 1 &&
+		    wv[1].position >= 0 && wv[1].position <= 1 &&
+		    st[wv[0].position].pid == wv[0].pid && st[wv[1].position].pid == wv[1].pid)
 			break;
 		usleep(1000);
 	}
@@ -2691,6 +2785,7 @@ static Suite *suite(void)
 	ADD(killed_workers_tmp_files_removed);
 	ADD(fork_server_without_fds);
 	ADD(prefetch_default_follows_the_cpus);
+	ADD(oversubscribed_workers_sleep_when_idle);
 	ADD(observe_sees_workers_and_recycles);
 	ADD(observe_sees_a_death);
 	ADD(observe_errors_and_hostile_board);
