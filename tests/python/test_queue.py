@@ -1009,3 +1009,106 @@ def test_threads_share_put_many_and_get_many(name):
             assert [m for m in out if m.startswith(b"%d:" % k)] == [b"%d:%d" % (k, i)
                                                                     for i in range(per)]
         q.unlink()
+
+
+# Without the GIL (a free-threaded CPython, which this machine's Python is
+# not, so the test makes it look like one before shoal is imported): the
+# Queue keeps to the plain calls, never a port call that reads Python
+# objects, and behaves as with the GIL. The same script runs both ways; the
+# outputs must match.
+_GIL_SCRIPT = r'''
+import queue, sys, threading
+if sys.argv[1] == "nogil":
+    sys._is_gil_enabled = lambda: False
+import shoal, shoal.queue as Q
+if sys.argv[1] == "nogil":
+    def trap(*a):
+        raise AssertionError("a port call that needs the GIL ran")
+    for f in ("_port_take", "_port_put", "_port_put_many", "_port_take_many",
+              "_port_send", "_port_send_many", "_port_pop"):
+        setattr(Q, f, trap)
+    assert Q.Queue.put is Q.Queue._put_plain and Q.Queue.get_many is Q.Queue._get_many_plain
+out = []
+q = shoal.Queue.create(sys.argv[2], capacity=64, max_msg=32)
+try:
+    q.put(b"a"); q.put(bytearray(b"bc")); q.put(memoryview(b"def"))
+    out.append(q.put_many([b"g", bytearray(b"hi"), b""]))
+    out.append([q.get(), q.get(), q.get()])
+    out.append(q.get_many(8))
+    for bad in (lambda: q.put(b"x" * 33), lambda: q.put_many([b"ok", b"x" * 33]),
+                lambda: q.put(5), lambda: q.get(timeout=0.01), lambda: q.get_many(0)):
+        try:
+            bad()
+            out.append("no error")
+        except Exception as e:
+            out.append(type(e).__name__)
+    out.append(q.put_many([b"f"] * 100, timeout=0.01))  # fills, then time runs out
+    try:
+        q.put(b"full", timeout=0.01)
+    except queue.Full:
+        out.append("Full")
+    out.append(len(q.get_many(100)))
+    # Threads at once: every message once.
+    N, T = 2000, 4
+    got, lock = [], threading.Lock()
+    def produce(t):
+        for i in range(0, N, 10):
+            if i % 20:
+                q.put_many([b"%d.%d" % (t, i + k) for k in range(10)])
+            else:
+                for k in range(10):
+                    q.put(b"%d.%d" % (t, i + k))
+    def consume():
+        mine = []
+        while True:
+            try:
+                xs = q.get_many(16, timeout=2)
+            except queue.Empty:
+                break
+            if b"end" in xs:  # one each: hand back the others'
+                q.put_many([b"end"] * (xs.count(b"end") - 1))
+                mine += [x for x in xs if x != b"end"]
+                break
+            mine += xs
+        with lock:
+            got.extend(mine)
+    ps = [threading.Thread(target=produce, args=(t,)) for t in range(T)]
+    cs = [threading.Thread(target=consume) for _ in range(T)]
+    for th in ps + cs:
+        th.start()
+    for th in ps:
+        th.join()
+    for _ in range(T):
+        q.put(b"end")
+    for th in cs:
+        th.join()
+    got += q.get_many(64, block=False) if q.qsize() else []
+    got = [x for x in got if x != b"end"]
+    out.append((len(got), len(set(got)), sorted(got) == sorted(b"%d.%d" % (t, i) for t in range(T) for i in range(N))))
+    q.close()
+    try:
+        q.put(b"z")
+    except BrokenPipeError:
+        out.append("BrokenPipeError")
+    q.detach()
+    for f in (lambda: q.put(b"z"), q.get, lambda: q.put_many([b"z"]), q.get_many):
+        try:
+            f()
+        except ValueError:
+            out.append("ValueError")
+finally:
+    shoal.queue.unlink(sys.argv[2])
+print(out)
+'''
+
+
+def test_queue_without_the_gil_keeps_to_plain_calls(name):
+    outs = []
+    for mode in ("gil", "nogil"):
+        r = subprocess.run([sys.executable, "-c", _GIL_SCRIPT, mode, f"{name}.{mode}"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        outs.append(r.stdout)
+    assert outs[0] == outs[1]
+    assert "(8000, 8000, True)" in outs[0], outs[0]
+    assert outs[0].count("ValueError") == 7, outs[0]

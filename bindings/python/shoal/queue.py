@@ -15,6 +15,7 @@ import operator
 import pickle
 import queue as _queue
 import struct
+import sys
 import threading
 import time
 from typing import Any, Dict, Iterable, List, Optional
@@ -600,6 +601,10 @@ class Queue:
             return _port_take_many(p.id, max_items)
         except OSError as e:  # nothing popped (the slow path finds out why)
             p, k = self._get_many_slow(p, -e.errno, max_items, block, timeout)
+        return self._cut(p, k)
+
+    def _cut(self, p, k):
+        # The @k messages port @p popped, as a list of bytes.
         lens = p.lens
         n = lens[0]
         if k == 1:
@@ -652,6 +657,54 @@ class Queue:
                 raise _lib.error(rc, detail=True)
             rc = _pop_many(q, p.addr, p.cap, p.lens_addr, max_items, t)
         return p, rc
+
+    # ---- without the GIL
+    #
+    # A free-threaded CPython runs Python threads at once, so the port
+    # calls above lose what they stand on: take() and take_many() fill the
+    # port buffer every thread shares, put_many()'s call walks a list
+    # another thread may change, and no call is whole against another
+    # thread's detach(). There the methods are these (swapped in below,
+    # at import): the plain calls, each thread with buffers of its own and
+    # the mapping held for the whole call, as the slow paths always are.
+
+    def _put_plain(self, data: Any, block: bool = True, timeout: Optional[float] = None) -> None:
+        self._put_slow(data, block, timeout, None)
+
+    def _get_plain(self, block: bool = True, timeout: Optional[float] = None) -> bytes:
+        return self._get_slow(block, timeout)
+
+    def _put_many_plain(self, items: Iterable[Any], block: bool = True,
+                        timeout: Optional[float] = None) -> int:
+        items = [i if type(i) is bytes else _bytes_of(i, "put_many") for i in items]
+        n = len(items)
+        m = self._map  # held for the whole call: see _live()
+        if m is None:
+            raise ValueError("queue handle is detached")
+        if n == 0:
+            return 0
+        lens = array.array(_SZ, map(len, items))
+        data = b"".join(items)
+        rc = _push_many(self._q, data, lens.buffer_info()[0], n, 0)
+        if rc == n:
+            return n
+        return self._put_many_slow(data, lens, n, rc, block, timeout)
+
+    def _get_many_plain(self, max_items: int = 64, block: bool = True,
+                        timeout: Optional[float] = None) -> List[bytes]:
+        m = self._map  # held for the whole call: see _live()
+        if m is None:
+            raise ValueError("queue handle is detached")
+        try:
+            p = self._local.rxm
+        except AttributeError:
+            p = self._rxm(0, max_items)
+        if len(p.lens) < max_items:
+            p = self._rxm(0, max_items)
+        rc = _pop_many(self._q, p.addr, p.cap, p.lens_addr, max_items, 0)
+        if rc <= 0:
+            p, rc = self._get_many_slow(p, rc, max_items, block, timeout)
+        return self._cut(p, rc)
 
     # ---- acknowledged delivery
 
@@ -801,10 +854,22 @@ class Queue:
         return f"<shoal.Queue {self._name!r} capacity={self._capacity} max_msg={self._max_msg}>"
 
 
+def _swap(name: str, plain: str) -> None:
+    # Queue.<name> becomes Queue.<plain>, with <name>'s documentation.
+    f = getattr(Queue, plain)
+    f.__doc__ = getattr(Queue, name).__doc__
+    setattr(Queue, name, f)
+
+
 if _BYTES_LENGTH_AT is None:  # not CPython's bytes layout: pass the length
-    _put_with_len = Queue._put_with_len
-    _put_with_len.__doc__ = Queue.put.__doc__
-    Queue.put = _put_with_len  # type: ignore[method-assign]
+    _swap("put", "_put_with_len")
+# sys._is_gil_enabled(): 3.13 and later; False on a free-threaded build
+# running without the GIL. (One that enables it later keeps these: correct,
+# only slower.)
+if not getattr(sys, "_is_gil_enabled", lambda: True)():
+    for _name_, _plain_ in (("put", "_put_plain"), ("get", "_get_plain"),
+                            ("put_many", "_put_many_plain"), ("get_many", "_get_many_plain")):
+        _swap(_name_, _plain_)
 
 
 def _reopen(name):
