@@ -80,14 +80,16 @@ struct pool_hdr {
 	 * the result after the task rather than over it. */
 	uint32_t layout;
 	/* Nonzero: a worker that finds no task yields its CPU once before it
-	 * sleeps (pool_worker.c, "Yield once"). Set by the supervisor for C
-	 * workers when the pool has more of them than CPUs; 0 on a board an
-	 * older library made. Any nonzero value means one yield, no more. */
+	 * sleeps (pool_worker.c, "Yield once"). Set at create for a pool
+	 * without a spawn hook (the fork server's C workers) that has more
+	 * workers than CPUs; 0 on a board an older library made. Any nonzero
+	 * value means one yield, no more. */
 	uint32_t yield_first;
 };
 _Static_assert(sizeof(struct pool_hdr) == 64, "pool header layout is ABI");
 _Static_assert(offsetof(struct pool_hdr, event) == 40, "pool header layout is ABI");
 _Static_assert(offsetof(struct pool_hdr, layout) == 56, "pool header layout is ABI");
+_Static_assert(offsetof(struct pool_hdr, yield_first) == 60, "pool header layout is ABI");
 /*
  * 1: a cell carries its task's bytes, then its result written over them
  * (the worker is done with the task when it writes the result; the

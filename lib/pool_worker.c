@@ -25,9 +25,8 @@
 #include "pool.h"
 
 #include <errno.h>
-#include <sched.h>
-#include <stdbool.h>
 #include <malloc.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
