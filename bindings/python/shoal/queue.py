@@ -16,6 +16,7 @@ import pickle
 import queue as _queue
 import struct
 import sys
+import sysconfig
 import threading
 import time
 from typing import Any, Dict, Iterable, List, Optional
@@ -552,10 +553,12 @@ class Queue:
         return before + self._put_many_slow(data, array.array(_SZ, lens), m, k, block, timeout,
                                             before)
 
-    def _put_many_slow(self, data, lens, n, rc, block, timeout, before=0):
+    def _put_many_slow(self, data, lens, n, rc, block, timeout, before=0, q=None):
         # ``before``: messages of this put_many already in the queue, so
         # running out of room or time returns what went instead of raising.
-        m, q = self._map, self._handle()  # m: held for the whole call
+        # ``q``: the handle, from a caller that holds its mapping (a
+        # detach() since then must not turn what went into an error).
+        m, q = self._map, q or self._handle()  # m: held for the whole call
         lens_addr = lens.buffer_info()[0]
         size = lens.itemsize
         done, off, t = 0, 0, 0
@@ -685,16 +688,19 @@ class Queue:
             return 0
         lens = array.array(_SZ, map(len, items))
         data = b"".join(items)
-        rc = _push_many(self._q, data, lens.buffer_info()[0], n, 0)
+        q = self._q
+        rc = _push_many(q, data, lens.buffer_info()[0], n, 0)
         if rc == n:
             return n
-        return self._put_many_slow(data, lens, n, rc, block, timeout)
+        return self._put_many_slow(data, lens, n, rc, block, timeout, q=q)
 
     def _get_many_plain(self, max_items: int = 64, block: bool = True,
                         timeout: Optional[float] = None) -> List[bytes]:
         m = self._map  # held for the whole call: see _live()
         if m is None:
             raise ValueError("queue handle is detached")
+        if max_items < 1:
+            raise ValueError("max_items must be at least 1")
         try:
             p = self._local.rxm
         except AttributeError:
@@ -863,13 +869,16 @@ def _swap(name: str, plain: str) -> None:
 
 if _BYTES_LENGTH_AT is None:  # not CPython's bytes layout: pass the length
     _swap("put", "_put_with_len")
-# sys._is_gil_enabled(): 3.13 and later; False on a free-threaded build
-# running without the GIL. (One that enables it later keeps these: correct,
-# only slower.)
-if not getattr(sys, "_is_gil_enabled", lambda: True)():
-    for _name_, _plain_ in (("put", "_put_plain"), ("get", "_get_plain"),
-                            ("put_many", "_put_many_plain"), ("get_many", "_get_many_plain")):
-        _swap(_name_, _plain_)
+# A free-threaded build (Py_GIL_DISABLED), whether or not it runs with the
+# GIL now: it can turn the GIL on for a while (an extension module that
+# needs it, as it is imported) and off again. sys._is_gil_enabled(): 3.13
+# and later, False while running without it.
+if (sysconfig.get_config_var("Py_GIL_DISABLED")
+        or not getattr(sys, "_is_gil_enabled", lambda: True)()):
+    for _pair in (("put", "_put_plain"), ("get", "_get_plain"),
+                  ("put_many", "_put_many_plain"), ("get_many", "_get_many_plain")):
+        _swap(*_pair)
+    del _pair
 
 
 def _reopen(name):
