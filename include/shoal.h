@@ -2047,6 +2047,30 @@ SHOAL_API void shoal_pool_result_free(struct shoal_pool_result *r);
 SHOAL_API int shoal_pool_cancel(struct shoal_pool *p, uint64_t id);
 
 /**
+ * shoal_pool_cancel_range() - drop every task of a range that no worker
+ * has started.
+ * @p: the pool.
+ * @first: the range's first task id.
+ * @count: how many ids, from @first.
+ * @cancelled: NULL, or @count bytes: byte k is set to 1 if task
+ *             @first + k was cancelled, else to 0.
+ *
+ * shoal_pool_cancel() for each id in [@first, @first + @count), in one
+ * call under one hold of the pool's lock: one walk of the cells and one of
+ * the backlog (up to its first id past the range), however long the
+ * range, where a call per task costs a foreign caller a million calls for
+ * a map of a million tasks. Ids in the range that are running, done,
+ * unknown or cancelled before are left as they are. Thread-safe; blocking
+ * (the pool's lock).
+ *
+ * Return: how many tasks were cancelled (0 or more); -EINVAL for a NULL
+ * @p or a range past the largest id (@first + @count over 2^64 - 1, or
+ * @count over INT64_MAX).
+ */
+SHOAL_API int64_t shoal_pool_cancel_range(struct shoal_pool *p, uint64_t first, uint64_t count,
+					  uint8_t *cancelled);
+
+/**
  * enum shoal_pool_task_state - where a task is (shoal_pool_task_state()).
  */
 enum shoal_pool_task_state {

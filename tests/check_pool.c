@@ -1252,6 +1252,113 @@ START_TEST(cancel_prefetched)
 }
 END_TEST
 
+/*
+ * A range, under one hold of the lock: a running task stays (its result
+ * comes), done ones and ids outside the range are untouched, prefetched
+ * ones and the backlog's go; the cells after a taken-back one that are
+ * outside the range go back and still run. Then a range of 100,000 in the
+ * backlog goes in one call.
+ */
+START_TEST(cancel_range)
+{
+	struct shoal_pool_config c = conf(1);
+	struct shoal_pool *p;
+	struct shoal_pool_info info;
+	struct shoal_pool_result r;
+	uint64_t done, a, id[8], first;
+	uint8_t got[8];
+	static char many[100000 * 5];
+	static size_t lens[100000];
+
+	c.prefetch = 4;
+	p = make(&c);
+	done = submit(p, "echo done");
+	r = one(p);
+	ck_assert_uint_eq(r.id, done);
+	shoal_pool_result_free(&r);
+	a = submit(p, "sleep 1000");
+	for (int i = 0; i < 8; i++) {
+		char cmd[16];
+
+		snprintf(cmd, sizeof(cmd), "echo %d", i);
+		id[i] = submit(p, cmd);
+	}
+	/* a and id[0..2] in the cells (a started), id[3..7] in the backlog. */
+	for (int i = 0; i < 2000; i++) {
+		ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+		if (info.running == 4)
+			break;
+		usleep(1000);
+	}
+	usleep(300000); /* a claimed, as in cancel */
+	ck_assert_uint_eq(id[0], a + 1);
+	/* done, a, id[0..5]: id[6], id[7] stay; so does a (started). */
+	ck_assert_int_eq(shoal_pool_cancel_range(p, done, id[5] - done + 1, NULL), 6);
+	ck_assert_int_eq(shoal_pool_cancel_range(p, id[0], 6, got), 0); /* gone before */
+	for (int i = 0; i < 6; i++)
+		ck_assert_int_eq(got[i], 0);
+	ck_assert_int_eq(shoal_pool_cancel(p, id[7]), 0);
+	ck_assert_int_eq(shoal_pool_cancel_range(p, id[7], 100, got), 0);
+	r = one(p);
+	ck_assert_uint_eq(r.id, a);
+	shoal_pool_result_free(&r);
+	r = one(p);
+	ck_assert_uint_eq(r.id, id[6]);
+	ck_assert_str_eq(text(&r), "6");
+	shoal_pool_result_free(&r);
+	ck_assert_int_eq(shoal_pool_wait(p, 100000000, &r, 1), -ETIMEDOUT);
+	/* The bytes say which: a range over the backlog, every other one
+	 * cancelled before. */
+	for (int i = 0; i < 8; i++) {
+		char cmd[16];
+
+		snprintf(cmd, sizeof(cmd), "sleep %d", i ? 0 : 500);
+		id[i] = submit(p, cmd);
+	}
+	for (int i = 0; i < 2000; i++) {
+		ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+		if (info.running == 4)
+			break;
+		usleep(1000);
+	}
+	usleep(200000);
+	ck_assert_int_eq(shoal_pool_cancel(p, id[2]), 0);
+	ck_assert_int_eq(shoal_pool_cancel(p, id[5]), 0);
+	ck_assert_int_eq(shoal_pool_cancel_range(p, id[0], 8, got), 5);
+	for (int i = 0; i < 8; i++)
+		ck_assert_int_eq(got[i], i != 0 && i != 2 && i != 5);
+	r = one(p);
+	ck_assert_uint_eq(r.id, id[0]);
+	shoal_pool_result_free(&r);
+	/* 100,000 in the backlog, behind a running task. */
+	a = submit(p, "sleep 300");
+	for (int i = 0; i < 100000; i++) {
+		memcpy(many + 5 * i, "sq 1 ", 5);
+		lens[i] = 5;
+	}
+	ck_assert_int_eq(shoal_pool_submit_many(p, many, lens, 100000, &first), 0);
+	for (int i = 0; i < 2000; i++) { /* three of them in the cells */
+		ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+		if (info.running == 4)
+			break;
+		usleep(1000);
+	}
+	ck_assert_int_eq(shoal_pool_cancel_range(p, first, 100000, NULL), 100000);
+	r = one(p);
+	ck_assert_uint_eq(r.id, a);
+	shoal_pool_result_free(&r);
+	ck_assert_int_eq(shoal_pool_wait(p, 50000000, &r, 1), -ETIMEDOUT);
+	ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+	ck_assert_uint_eq(info.running + info.pending, 0);
+	/* Errors. */
+	ck_assert_int_eq(shoal_pool_cancel_range(NULL, 1, 1, NULL), -EINVAL);
+	ck_assert_int_eq(shoal_pool_cancel_range(p, UINT64_MAX, 2, NULL), -EINVAL);
+	ck_assert_int_eq(shoal_pool_cancel_range(p, 0, (uint64_t)INT64_MAX + 1, NULL), -EINVAL);
+	ck_assert_int_eq(shoal_pool_cancel_range(p, 1, 0, NULL), 0);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+}
+END_TEST
+
 /* A worker that exits (no signal) in the task: the result says its exit
  * status, and that no memory limit was the cause. */
 START_TEST(lost_worker_exit_code)
@@ -2764,6 +2871,7 @@ static Suite *suite(void)
 	ADD(destroy_with_pending);
 	ADD(cancel);
 	ADD(cancel_prefetched);
+	ADD(cancel_range);
 	ADD(cancel_tasks_put_back_by_deaths);
 	ADD(errors);
 	ADD(lost_worker_exit_code);

@@ -844,3 +844,17 @@ def test_many_recycles_leave_nothing_behind():
     gc.collect()
     assert len(os.listdir("/proc/self/fd")) <= fds + 1
     assert not multiprocessing.active_children()
+
+
+def test_closing_a_long_map_cancels_the_rest_at_once():
+    """Closing a map() iterator cancels every task no worker has started
+    in one C call per batch (shoal_pool_cancel_range): nothing is left
+    pending, prefetched tasks included, and only those started ran."""
+    with shoal.Pool(4) as p:
+        it = p.map(nap, [0.002] * 20000)
+        assert next(it) == 0.002
+        it.close()
+        info = p.info()
+        assert info["pending"] == 0, info
+        assert info["running"] <= 4, info
+        assert info["completed"] < 20000 - 4, info

@@ -282,11 +282,11 @@ class _Calls:
         """Cancel the tasks no worker has started (the caller stopped
         reading)."""
         self.src = None
-        out = self.out
-        for first, at, n in self.segs:
-            for i in range(n):
-                if out[at + i] is None:
-                    self.pool._cancel(first + i)
+        # One C call per batch, whatever it holds (those done or started
+        # stay as they are): looking for what is left in Python first
+        # cost more than the calls.
+        for first, _, n in self.segs:
+            self.pool._cancel_run(first, n)
 
     def ordered(self, end):
         """The results in order, each task's values one by one."""
