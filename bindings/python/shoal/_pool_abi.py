@@ -89,7 +89,6 @@ _submit_many = declare("shoal_pool_submit_many", ctypes.c_int, _vp, ctypes.c_cha
                        check=False)
 _wait_into = declare("shoal_pool_wait_into", ctypes.c_int, _vp, ctypes.c_int64,
                      ctypes.POINTER(_Result), ctypes.c_size_t, _vp, ctypes.c_size_t, check=False)
-_cancel = declare("shoal_pool_cancel", ctypes.c_int, _vp, _u64, check=False)
 _cancel_range = declare("shoal_pool_cancel_range", ctypes.c_int64, _vp, _u64, _u64, _vp,
                         check=False)
 _task_state = declare("shoal_pool_task_state", ctypes.c_int, _vp, _u64, check=False)

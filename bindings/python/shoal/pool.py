@@ -68,9 +68,8 @@ from ._lib import ShoalError, declare  # noqa: F401 - shoal.pool's names
 # shoal.pool's public names, defined where their idea lives: REASONS,
 # SHOAL_EWORKERLOST, AsyncResult, WorkerLost, RemoteTraceback.
 from ._pool_abi import (_JOIN, _SPAWN, REASONS, SHOAL_EWORKERLOST,  # noqa: F401
-                        _cancel, _cancel_range, _Config, _create, _destroy, _hooks_hold,
-                        _hooks_release,
-                        _Info, _info,
+                        _cancel_range, _Config, _create, _destroy, _hooks_hold,
+                        _hooks_release, _Info, _info,
                         _name, _stats, _Stats, _submit_many, _task_state, _u64, _vp)
 from ._pool_results import (AsyncResult, WorkerLost,  # noqa: F401
                             _FIRST_BATCH, _LAST_BATCH, _Calls, _collect, _failure, _fmt,
@@ -338,21 +337,30 @@ class Pool(concurrent.futures.Executor):
         pre = _task_prefix(fn, kind)
         data = pre.join(itertools.chain((b"",), blobs))
         lens = array.array("Q", map(len(pre).__add__, map(len, blobs)))
-        first = _u64()
+        first = _u64()  # ids start at 1: 0 until the C call has queued them
+        rc = 0
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            rc = _submit_many(self._ptr, data, (ctypes.c_size_t * len(lens)).from_buffer(lens),
-                              len(lens), ctypes.byref(first))
+            # A Ctrl-C raised as the call returns (or anywhere before the
+            # tasks are counted) must not leave tasks queued in C that no
+            # run counts: the pool's drain would wait for them for ever.
+            # So they are counted in a finally, on the C call's own word.
+            try:
+                rc = _submit_many(self._ptr, data,
+                                  (ctypes.c_size_t * len(lens)).from_buffer(lens), len(lens),
+                                  ctypes.byref(first))
+            finally:
+                if first.value:
+                    # Under the lock: the results thread finds the run only
+                    # with its target told (results may already be waiting).
+                    run = _Run(first.value, len(lens), target)
+                    self._runs[run.first] = run
+                    self._firsts.append(run.first)
+                    self._pending += len(lens)
+                    _busy[id(self)] = self
             if rc < 0:
                 raise _failure(rc, 0, 0, 0, self)
-            # Under the lock: the results thread finds the run only with
-            # its target told (results may already be waiting).
-            run = _Run(first.value, len(lens), target)
-            self._runs[run.first] = run
-            self._firsts.append(run.first)
-            self._pending += len(lens)
-            _busy[id(self)] = self
         return first.value
 
     def _run_of(self, tid):
@@ -382,30 +390,31 @@ class Pool(concurrent.futures.Executor):
 
     def _cancel(self, tid):
         """Drop task @tid if no worker has started it: True if dropped."""
-        with self._lock:
-            if not self._ptr or _cancel(self._ptr, tid) != 0:
-                return False
-            run = self._run_of(tid)
-            if run is not None:
-                self._settled(run, 1)
-            return True
+        return self._cancel_run(tid, 1) == 1
 
     def _cancel_run(self, first, n, which=None):
         """Drop every task of ids first .. first + n - 1 (all of one run)
-        that no worker has started, in one C call: how many. @which: a
-        bytearray of @n, where the call marks the ones it dropped. Task by
-        task, a map of a million tasks took seconds to cancel, and a
-        second Ctrl-C in the middle left the rest to run."""
+        that no worker has started, in one C call: how many. @which: None,
+        or a bytearray of @n, where the call marks the ones it dropped.
+        Task by task, a map of a million tasks took seconds to cancel, and
+        a second Ctrl-C in the middle left the rest to run."""
+        if which is None:
+            which = bytearray(n)
         with self._lock:
             if not self._ptr:
                 return 0
-            k = _cancel_range(self._ptr, first, n,
-                              None if which is None else (ctypes.c_char * n).from_buffer(which))
-            if k > 0:
-                run = self._run_of(first)
-                if run is not None:
-                    self._settled(run, k)
-            return max(k, 0)
+            # Counted from the marks, in a finally: a Ctrl-C raised as the
+            # call returns must not leave cancelled tasks counted as due
+            # (the pool's drain would wait for them for ever).
+            try:
+                _cancel_range(self._ptr, first, n, (ctypes.c_char * n).from_buffer(which))
+            finally:
+                k = which.count(1)
+                if k:
+                    run = self._run_of(first)
+                    if run is not None:
+                        self._settled(run, k)
+            return k
 
     def _task_state(self, tid):
         """Where task @tid is (enum shoal_pool_task_state), -ENOENT, or
