@@ -79,7 +79,7 @@ SHOAL_API const char *shoal_strerror(int err);
  * never returned. The calls that can record one clear the record on entry,
  * so right after one of them it describes that call or is empty: create,
  * open, attach and unlink of segments, queues and arrays; queue push and pop
- * (single and batch); array retain, release, pin and unpin;
+ * (single and batch); array retain, release, pin, unpin and hold_for;
  * shoal_queue_hold_array(), shoal_queue_unhold_array() and
  * shoal_queue_attach_array(). Other calls leave it as it was.
  * Thread-local: other threads' calls do not touch it. Never fails.
@@ -1212,7 +1212,10 @@ SHOAL_API int shoal_array_handle(const struct shoal_array *a, char *buf, size_t 
  * @out: the array.
  *
  * The object is untrusted input; every field is checked against the file.
- * Blocking (takes the ledger lock briefly). Thread-safe.
+ * A reference another process gave the caller (shoal_array_hold_for()) is
+ * taken over rather than one more added (so too by shoal_array_open() and
+ * shoal_array_retain()). Blocking (takes the ledger lock briefly).
+ * Thread-safe.
  *
  * Return: 0; -EINVAL for a malformed handle, unknown flags or NULL @out;
  * -ENOENT if the array is gone (freed, or its name now belongs to another
@@ -1472,6 +1475,36 @@ SHOAL_API int shoal_array_pin(struct shoal_array *a);
  * SHOAL_ARRAY_NOREF struct; -ENOENT if the array holds no pin; -EDEADLK.
  */
 SHOAL_API int shoal_array_unpin(struct shoal_array *a);
+
+/**
+ * shoal_array_hold_for() - take a reference that belongs to another process.
+ * @a: the array (any struct mapping it, holding references or not, except
+ *     a SHOAL_ARRAY_NOREF one).
+ * @p: the process the reference is for: from shoal_proc_get() (a pid and
+ *     its start time, so a pid reused by a later process is not taken for
+ *     it), shoal_proc_self(), or handed over by that process itself.
+ *
+ * Adds one reference to @p's line of the ledger, as though @p had
+ * attached, and notes it as given. The first reference a struct of @p then
+ * takes on this array (shoal_array_attach(), shoal_array_open(),
+ * shoal_array_retain(); not shoal_queue_pop_array(), which takes the
+ * queue's) takes a given one over instead of adding one, so @p's release
+ * drops it and nothing is left behind. If @p dies first, the reference is
+ * a dead holder's: shoal_reap() (and `shoal gc`, and the last live
+ * holder's release) drops it, and the array is freed when nothing else
+ * holds it. This is how a process hands an array it made to one that has
+ * not attached it yet (a worker's result to its caller) without a pin,
+ * which nothing reaps. @p may be the caller. The caller's own references
+ * are not changed. Blocking (ledger lock). Thread-safe.
+ *
+ * Return: 0; -EINVAL for NULL @a or @p, a SHOAL_ARRAY_NOREF struct, or a
+ * pid or start time no process can have; -ESRCH if @p is not alive (exited,
+ * a zombie, or its pid now another process's); -EIO if /proc could not be
+ * read; -ENOENT if the array has been freed; -EUSERS; -ENOSPC and -ENOMEM
+ * as shoal_array_attach(); -EOVERFLOW if @p's count would overflow;
+ * -EDEADLK.
+ */
+SHOAL_API int shoal_array_hold_for(struct shoal_array *a, const struct shoal_proc *p);
 
 /* ---- the reaper (lib/reap.c) ---------------------------------------- */
 

@@ -17,7 +17,11 @@
  *   more:         count := c + 1
  *   fewer:        count := c - 1; at zero the key is cleared afterwards
  * A process that dies before the commit store changed nothing; after it,
- * the change is complete. Either way the ledger is consistent, so the next
+ * the change is complete. (A line's @given, the references another process
+ * put there for its holder, is written before the count for a new line and
+ * after it for an old one, so a death in between leaves one reference too
+ * many on the holder's line, held until the holder dies, never a given one
+ * the count does not back.) Either way the ledger is consistent, so the next
  * locker, which takes the lock over from the dead owner (acquire returns
  * 1), finishes the one thing a dead locker can leave undone: a ledger whose
  * total is zero while the state still says ALIVE gets freed.
@@ -47,6 +51,15 @@
  * time. Of the holders that are not processes (internal.h's holder keys),
  * queues come from lib/queue_arrays.c and pins from shoal_array_pin(); this
  * file counts their lines and never judges them.
+ *
+ * Holding for another process: shoal_array_hold_for() adds a reference to
+ * the line of a named live process (pid + start time, so a reused pid is
+ * not it) and counts it in that line's @given. The first reference a
+ * struct of that process then takes (attach, open, retain) takes a given
+ * one over instead of adding one, so its release drops the line and no
+ * reference is left behind; if the process dies first, its line is a dead
+ * holder's like any other, dropped by a reap or by the last live holder's
+ * release.
  *
  * Handles are "shoal:array:<name>@<generation>". The generation is the
  * common header's random 64-bit value, so a handle to a freed array whose
@@ -216,8 +229,28 @@ static void line_set(struct shoal__array_entry *e, uint64_t key, uint32_t count)
 	/* R1: the key is in memory before the count makes the line count. */
 	atomic_store_explicit(&e->count, count, memory_order_release);
 	HOOK(SHOAL__HOOK_COUNT_WRITTEN);
+	/* Given references are some of the count's: never more (at 0, none). */
+	if (atomic_load_explicit(&e->given, memory_order_relaxed) > count)
+		atomic_store_explicit(&e->given, count, memory_order_relaxed);
 	if (count == 0)
 		atomic_store_explicit(&e->key, 0, memory_order_relaxed);
+}
+
+/*
+ * The commit of a line taken for a new holder: key and @given first (the
+ * line does not count yet, so nobody reads them), then the count. @given
+ * is written whatever it was: a line left by a holder of an older version
+ * (which never writes it) or by a locker that died before its commit may
+ * hold anything there.
+ */
+static void line_claim(struct shoal__array_entry *e, uint64_t key, uint32_t count, uint32_t given)
+{
+	atomic_store_explicit(&e->key, key, memory_order_relaxed);
+	atomic_store_explicit(&e->given, given, memory_order_relaxed);
+	HOOK(SHOAL__HOOK_KEY_WRITTEN);
+	/* R1 (as in line_set). */
+	atomic_store_explicit(&e->count, count, memory_order_release);
+	HOOK(SHOAL__HOOK_COUNT_WRITTEN);
 }
 
 /* @key's line, or NULL; *@first_free (if not NULL) gets the first line not
@@ -422,12 +455,20 @@ static void own_refs(struct shoal_array *a)
 	}
 }
 
-/* Under the lock: +n for @holder. */
-static int hold_locked(struct shoal_array *a, uint64_t holder, uint32_t n)
+/* How a reference comes to a holder's line (hold_mode_locked). */
+enum hold_mode {
+	HOLD_PLAIN, /* one more (a queue's, a pin, a transfer's receiver) */
+	HOLD_TAKE,  /* a struct of the holder's own: a given one if any, else one more */
+	HOLD_GIVE,  /* one more, given by another process (shoal_array_hold_for) */
+};
+
+/* Under the lock: +n for @holder (n is 1 for HOLD_TAKE and HOLD_GIVE). */
+static int hold_mode_locked(struct shoal_array *a, uint64_t holder, uint32_t n,
+			    enum hold_mode mode)
 {
 	struct shoal__array_entry *e, *free_e = NULL;
 	uint64_t k;
-	uint32_t c;
+	uint32_t c, g;
 	int rc;
 
 	if (state_of(a) != SHOAL__ARRAY_ALIVE)
@@ -436,16 +477,33 @@ static int hold_locked(struct shoal_array *a, uint64_t holder, uint32_t n)
 	e = line_find_or_free(a, holder, &free_e);
 	if (e) {
 		c = line_count(e, &k);
+		g = atomic_load_explicit(&e->given, memory_order_relaxed);
+		if (mode == HOLD_TAKE && g && g <= c) {
+			/* Taken over: the count stays, the struct owns it now.
+			 * A death after this store owned it with the process. */
+			atomic_store_explicit(&e->given, g - 1, memory_order_relaxed);
+			return 0;
+		}
 		if (c > UINT32_MAX - n)
 			return -EOVERFLOW;
 		line_set(e, holder, c + n);
+		/* After the commit: a death between the two leaves one
+		 * reference too many on the line (held until its holder
+		 * dies), never a given one that the count does not back. */
+		if (mode == HOLD_GIVE)
+			atomic_store_explicit(&e->given, (g < c ? g : c) + 1, memory_order_relaxed);
 		return 0;
 	}
 	e = free_e ? free_e : line_free(a, true, &rc);
 	if (!e)
 		return rc;
-	line_set(e, holder, n);
+	line_claim(e, holder, n, mode == HOLD_GIVE ? n : 0);
 	return 0;
+}
+
+static int hold_locked(struct shoal_array *a, uint64_t holder, uint32_t n)
+{
+	return hold_mode_locked(a, holder, n, HOLD_PLAIN);
 }
 
 /* Under the lock: -n for @holder; *freed when that made the total zero. */
@@ -539,6 +597,20 @@ uint32_t shoal__array_count_of(const struct shoal_array *a, uint64_t holder)
 
 		if (c && k == holder)
 			return c;
+	}
+	return 0;
+}
+
+uint32_t shoal__array_given_of(const struct shoal_array *a, uint64_t holder)
+{
+	uint32_t n = lines(a);
+	uint64_t k;
+
+	for (uint32_t i = 0; i < n; i++) {
+		const struct shoal__array_entry *e = line_at(a, i);
+
+		if (line_count(e, &k) && k == holder)
+			return atomic_load_explicit(&e->given, memory_order_relaxed);
 	}
 	return 0;
 }
@@ -680,7 +752,7 @@ static int array_open(const char *name, uint64_t gen, uint64_t from, unsigned in
 		if (from && from != self && line_find(a, from))
 			rc = transfer_locked(a, from, self);
 		else
-			rc = hold_locked(a, self, 1);
+			rc = hold_mode_locked(a, self, 1, HOLD_TAKE);
 		ledger_unlock(a, freed);
 		if (rc) {
 			array_free(a);
@@ -899,7 +971,7 @@ SHOAL_API int shoal_array_retain(struct shoal_array *a)
 	if (a->refs == UINT32_MAX)
 		rc = -EOVERFLOW;
 	else
-		rc = hold_locked(a, self, 1);
+		rc = hold_mode_locked(a, self, 1, HOLD_TAKE);
 	if (!rc) {
 		a->holder = self;
 		a->refs++;
@@ -918,6 +990,36 @@ SHOAL_API int shoal_array_unpin(struct shoal_array *a)
 {
 	shoal__detail_clear();
 	return shoal__array_unhold(a, SHOAL__HOLDER_PIN_KEY);
+}
+
+SHOAL_API int shoal_array_hold_for(struct shoal_array *a, const struct shoal_proc *p)
+{
+	struct shoal_proc now;
+	bool freed;
+	int rc;
+
+	shoal__detail_clear();
+	if (!a || a->noref || !p)
+		return -EINVAL;
+	/* What a process key can hold: bit 63 stays 0 (internal.h). */
+	if (p->pid <= 0 || p->pid >= (1 << SHOAL__PID_BITS) ||
+	    p->start_time >= (UINT64_C(1) << (63 - SHOAL__PID_BITS)))
+		return shoal__fail(-EINVAL, "array '%s': no process has pid %d and start time "
+				   "%" PRIu64, a->seg->name, (int)p->pid, p->start_time);
+	/* Dead now is refused; dying after this is what the reaper is for:
+	 * the line then names a dead holder and is dropped. */
+	rc = shoal_proc_get(p->pid, &now);
+	if (rc == -ESRCH || (rc == 0 && now.start_time != p->start_time))
+		return shoal__fail(-ESRCH, "array '%s': process %d (start time %" PRIu64 ") "
+				   "is not alive", a->seg->name, (int)p->pid, p->start_time);
+	if (rc)
+		return rc;
+	rc = ledger_lock(a, &freed);
+	if (rc)
+		return rc;
+	rc = hold_mode_locked(a, shoal__proc_key(p), 1, HOLD_GIVE);
+	ledger_unlock(a, freed); /* a hold frees nothing: nothing to report */
+	return rc;
 }
 
 /*

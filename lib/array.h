@@ -12,12 +12,19 @@
 
 /* ---- the shared layout ----------------------------------------------- */
 
-/* One ledger line. In use iff key != 0 && count != 0; the count store is
- * each operation's single commit point (see array.c). */
+/*
+ * One ledger line. In use iff key != 0 && count != 0; the count store is
+ * each operation's single commit point (see array.c). @given, of a process
+ * holder's line: how many of its @count references another process put
+ * there for it (shoal_array_hold_for()) and no struct of the holder has
+ * taken yet; at most @count. It was padding before (0 in every line older
+ * versions took: they zero nothing but what they use, so a line is
+ * given a fresh 0 whenever it is taken).
+ */
 struct shoal__array_entry {
 	shoal__atomic_u64 key;
 	shoal__atomic_u32 count;
-	uint32_t pad;
+	shoal__atomic_u32 given;
 };
 _Static_assert(sizeof(struct shoal__array_entry) == 16, "ledger layout is ABI");
 
@@ -138,6 +145,9 @@ int shoal__array_attach_from(const char *handle, uint64_t from, unsigned int fla
 			     struct shoal_array **out);
 /* References @holder holds (0 if none); a snapshot. */
 uint32_t shoal__array_count_of(const struct shoal_array *a, uint64_t holder);
+/* Of them, how many were given to it (shoal_array_hold_for()) and not yet
+ * taken by a struct of its own; a snapshot. */
+uint32_t shoal__array_given_of(const struct shoal_array *a, uint64_t holder);
 
 /*
  * Test hook: when set, called at numbered points inside the ledger's

@@ -1009,6 +1009,252 @@ START_TEST(attach_from_without_transit_reference)
 END_TEST
 
 /* A pin (a SharedMemory name) is never reaped; dropping it frees. */
+/* ---- holding for another process (shoal_array_hold_for) ---------------- */
+
+/* A child that lives until its pipe's write end closes or it is killed. */
+static pid_t idle_child(int fds[2])
+{
+	pid_t pid;
+	char c;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(fds[1]);
+		(void)!read(fds[0], &c, 1);
+		_exit(0);
+	}
+	close(fds[0]);
+	return pid;
+}
+
+static struct shoal_proc proc_of(pid_t pid)
+{
+	struct shoal_proc p;
+
+	ck_assert_int_eq(shoal_proc_get(pid, &p), 0);
+	return p;
+}
+
+START_TEST(hold_for_dead_holder_is_reaped)
+{
+	const char *name = t_name("hfr");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_FLOAT64, 2, shape34);
+	struct shoal_array_holder hs[4];
+	int fds[2];
+	pid_t pid = idle_child(fds);
+	struct shoal_proc p = proc_of(pid);
+
+	ck_assert_int_eq(shoal_array_hold_for(a, &p), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 2);
+	ck_assert_uint_eq(shoal_array_refs(a), 1);  /* the caller's own are unchanged */
+	ck_assert_int_eq(shoal_array_holders(a, hs, 4), 2);
+	ck_assert_int_eq(hs[1].pid, pid);
+	ck_assert(hs[1].alive);
+	/* The maker lets go: the child's line alone keeps the array. */
+	ck_assert_int_eq(shoal_array_close(a), 0);
+	ck_assert(exists(name));
+	ck_assert_int_ge(shoal_reap(), 0);
+	ck_assert(exists(name)); /* a live holder's line stays */
+	kill(pid, SIGKILL);
+	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+	ck_assert_int_ge(shoal_reap(), 1);
+	ck_assert(!exists(name));
+	close(fds[1]);
+}
+END_TEST
+
+START_TEST(hold_for_errors)
+{
+	const char *name = t_name("hfe");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34), *b = NULL, *n = NULL;
+	struct shoal_proc p, self;
+	int fds[2];
+	pid_t pid;
+
+	ck_assert_int_eq(shoal_proc_self(&self), 0);
+	ck_assert_int_eq(shoal_array_hold_for(NULL, &self), -EINVAL);
+	ck_assert_int_eq(shoal_array_hold_for(a, NULL), -EINVAL);
+	p = self;
+	p.pid = 0;
+	ck_assert_int_eq(shoal_array_hold_for(a, &p), -EINVAL);
+	p.pid = 1 << 22;
+	ck_assert_int_eq(shoal_array_hold_for(a, &p), -EINVAL);
+	p = self;
+	p.start_time = UINT64_C(1) << 41;
+	ck_assert_int_eq(shoal_array_hold_for(a, &p), -EINVAL);
+	ck_assert_int_eq(shoal_array_open(name, SHOAL_ARRAY_NOREF, &n), 0);
+	ck_assert_int_eq(shoal_array_hold_for(n, &self), -EINVAL);
+	shoal_array_close(n);
+	/* A live pid with another start time: a later process on a reused pid. */
+	p = self;
+	p.start_time++;
+	ck_assert_int_eq(shoal_array_hold_for(a, &p), -ESRCH);
+	ck_assert_ptr_nonnull(strstr(shoal_errdetail(-ESRCH), "not alive"));
+	/* A zombie (killed, not waited for), then no process at all. */
+	pid = idle_child(fds);
+	p = proc_of(pid);
+	kill(pid, SIGKILL);
+	usleep(50000);
+	ck_assert_int_eq(shoal_array_hold_for(a, &p), -ESRCH);
+	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+	close(fds[1]);
+	ck_assert_int_eq(shoal_array_hold_for(a, &p), -ESRCH);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert_int_eq(shoal_array_holders(a, NULL, 0), 1);
+	/* A freed array. */
+	ck_assert_int_eq(shoal_array_open(name, 0, &b), 0);
+	ck_assert_int_eq(shoal_array_release(a), 0);
+	ck_assert_int_eq(shoal_array_release(b), 1);
+	ck_assert_int_eq(shoal_array_hold_for(a, &self), -ENOENT);
+	shoal_array_close(a);
+	shoal_array_close(b);
+}
+END_TEST
+
+START_TEST(hold_for_holder_attaches_and_releases)
+{
+	const char *name = t_name("hfa");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_INT32, 2, shape34);
+	const char *h = handle_of(a);
+	int go[2], done[2];
+	pid_t pid;
+	char c;
+
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(done), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_array *b, *b2;
+		uint64_t me = shoal__self_key();
+
+		if (read(go[0], &c, 1) != 1)
+			_exit(10);
+		/* The given reference is taken over: no second one. */
+		if (shoal_array_attach(h, 0, &b) || shoal_array_refcount(b) != 1 ||
+		    shoal_array_refs(b) != 1 || shoal__array_given_of(b, me) != 0 ||
+		    ((int32_t *)shoal_array_data(b))[5] != 42)
+			_exit(11);
+		/* A second struct adds one of its own. */
+		if (shoal_array_attach(h, 0, &b2) || shoal_array_refcount(b) != 2)
+			_exit(12);
+		if (shoal_array_close(b2) != 0 || shoal_array_refcount(b) != 1 ||
+		    shoal_array_holders(b, NULL, 0) != 1)
+			_exit(13);
+		/* The last reference: this release frees it, once. */
+		if (shoal_array_release(b) != 1 || !shoal_array_is_freed(b) ||
+		    shoal_array_refcount(b) != 0 || access(t_path(name), F_OK) == 0)
+			_exit(14);
+		if (shoal_array_release(b) != -EINVAL || shoal_array_close(b) != 0)
+			_exit(15);
+		_exit(0);
+	}
+	close(go[0]);
+	close(done[1]);
+	{
+		struct shoal_proc p = proc_of(pid);
+
+		((int32_t *)shoal_array_data(a))[5] = 42;
+		ck_assert_int_eq(shoal_array_hold_for(a, &p), 0);
+		ck_assert_uint_eq(shoal__array_given_of(a, shoal__proc_key(&p)), 1);
+		ck_assert_int_eq(shoal_array_close(a), 0);
+	}
+	ck_assert_int_eq(write(go[1], "x", 1), 1);
+	ck_assert_int_eq(t_wait(pid), 0);
+	ck_assert(!exists(name));
+	ck_assert_int_eq(shoal_reap(), 0);
+	close(go[1]);
+	close(done[0]);
+}
+END_TEST
+
+START_TEST(hold_for_self)
+{
+	const char *name = t_name("hfs");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34), *b = NULL;
+	uint64_t me = shoal__self_key();
+	struct shoal_proc self;
+
+	ck_assert_int_eq(shoal_proc_self(&self), 0);
+	ck_assert_int_eq(shoal_array_hold_for(a, &self), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 2);
+	ck_assert_uint_eq(shoal_array_refs(a), 1);
+	ck_assert_uint_eq(shoal__array_given_of(a, me), 1);
+	ck_assert_int_eq(shoal_array_holders(a, NULL, 0), 1); /* still one line */
+	/* An attach takes the given one over. */
+	ck_assert_int_eq(shoal_array_attach(handle_of(a), 0, &b), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 2);
+	ck_assert_uint_eq(shoal__array_given_of(a, me), 0);
+	/* So does a retain. */
+	ck_assert_int_eq(shoal_array_hold_for(a, &self), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 3);
+	ck_assert_int_eq(shoal_array_retain(a), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 3);
+	ck_assert_uint_eq(shoal_array_refs(a), 2);
+	ck_assert_uint_eq(shoal__array_given_of(a, me), 0);
+	/* A release never leaves a given count above the line's count. */
+	ck_assert_int_eq(shoal_array_hold_for(a, &self), 0);
+	ck_assert_int_eq(shoal_array_close(a), 0);
+	ck_assert_uint_eq(shoal_array_refcount(b), 2);
+	ck_assert_uint_eq(shoal__array_given_of(b, me), 1);
+	ck_assert_int_eq(shoal_array_release(b), 0);
+	ck_assert_uint_eq(shoal_array_refcount(b), 1);
+	ck_assert_uint_eq(shoal__array_given_of(b, me), 1);
+	ck_assert(exists(name));
+	/* The given one left is taken and dropped like any other: freed. */
+	ck_assert_int_eq(shoal_array_retain(b), 0);
+	ck_assert_uint_eq(shoal_array_refcount(b), 1);
+	ck_assert_int_eq(shoal_array_close(b), 1);
+	ck_assert(!exists(name));
+}
+END_TEST
+
+/* A giver killed between its commit and its given store leaves one
+ * reference too many on the holder's line, never a given one the count
+ * does not back: the holder's structs then own all they think. */
+static void kill_after_count(int point)
+{
+	if (point == SHOAL__HOOK_COUNT_WRITTEN)
+		raise(SIGKILL);
+}
+
+START_TEST(hold_for_giver_killed_after_commit)
+{
+	const char *name = t_name("hfk");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34), *b = NULL;
+	uint64_t me = shoal__self_key();
+	pid_t pid;
+
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_proc parent;
+
+		if (shoal_proc_get(getppid(), &parent))
+			_exit(1);
+		shoal__array_hook = kill_after_count;
+		shoal_array_hold_for(a, &parent);
+		_exit(2);
+	}
+	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
+	ck_assert_uint_eq(shoal_array_refcount(a), 2);
+	ck_assert_uint_eq(shoal__array_given_of(a, me), 0);
+	ck_assert_int_eq(shoal_array_attach(handle_of(a), 0, &b), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 3);
+	ck_assert_int_eq(shoal_array_close(b), 0);
+	ck_assert_int_eq(shoal_array_close(a), 0);
+	/* The extra one: held until this process dies (a child reaps it then). */
+	ck_assert(exists(name));
+	ck_assert_int_eq(shoal_array_open(name, 0, &b), 0);
+	ck_assert_uint_eq(shoal_array_refcount(b), 2);
+	ck_assert_int_eq(shoal__array_unhold(b, me), 0); /* the leftover, by hand */
+	ck_assert_int_eq(shoal_array_close(b), 1);
+	ck_assert(!exists(name));
+}
+END_TEST
+
 START_TEST(pin_is_not_reaped)
 {
 	const char *name = t_name("pin");
@@ -1988,6 +2234,11 @@ static Suite *suite(void)
 	tcase_add_test(tp, queue_holds_in_transit);
 	tcase_add_test(tp, attach_from_without_transit_reference);
 	tcase_add_test(tp, pin_is_not_reaped);
+	tcase_add_test(tp, hold_for_dead_holder_is_reaped);
+	tcase_add_test(tp, hold_for_errors);
+	tcase_add_test(tp, hold_for_holder_attaches_and_releases);
+	tcase_add_test(tp, hold_for_self);
+	tcase_add_test(tp, hold_for_giver_killed_after_commit);
 	tcase_add_test(tp, ledger_full);
 	tcase_add_test(tp, queue_keeps_array_alive);
 	tcase_add_test(tp, queue_unlink_drops_references);

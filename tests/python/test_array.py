@@ -271,6 +271,38 @@ def test_killed_holder_is_reaped(name):
     assert not _exists(name)
 
 
+def test_hold_for_another_process(name):
+    """A reference held for a process: its attach takes it over; a dead
+    one's is reaped; a dead or reused pid is refused."""
+    import subprocess
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        with open(f"/proc/{sleeper.pid}/stat") as f:
+            start = int(f.read().rsplit(")", 1)[1].split()[19])
+        with shoal.Array.zeros(100, name=name) as a:
+            a.hold_for(sleeper.pid)
+            with pytest.raises(ProcessLookupError, match="not alive"):
+                a.hold_for(sleeper.pid, start + 1)  # the pid, another process
+            assert a.refcount == 2 and len(a.holders()) == 2
+            # For this process: the next attach takes it over.
+            a.hold_for(os.getpid())
+            assert a.refcount == 3
+            b = shoal.Array.attach(a.handle)
+            assert a.refcount == 3
+            b.release()
+        assert a.refcount == 1 and _exists(name)  # the sleeper's
+        sleeper.kill()
+        sleeper.wait()
+        with pytest.raises(ProcessLookupError):
+            a.hold_for(sleeper.pid, start)
+        assert _exists(name)
+        assert shoal.reap() >= 1
+        assert not _exists(name)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 # ---- dtypes shoal holds as raw items: the dtype travels with the pickle
 
 RAW_DTYPES = ["float16", "datetime64[ns]", "timedelta64[s]", "<U5", "S3", ">f8", ">i2",

@@ -117,14 +117,14 @@ def boom_later(s):
 
 class SlowPickle:
     """Pickled in a worker, it takes 30 s: the worker is stuck between
-    pinning a result array and handing its result over."""
+    making a result array and handing its result over."""
 
     def __reduce__(self):
         time.sleep(30)
         return (int, (0,))
 
 
-def pinned_then_stuck(n):
+def made_then_stuck(n):
     return [np.full(n, 1.0), SlowPickle()]
 
 
@@ -297,7 +297,7 @@ def test_result_arrays_come_back_shared():
     for i, o in enumerate(out):
         assert isinstance(o.base, shoal.Array) and o.flags.writeable
         assert o.shape == (300000,) and o[0] == i
-        assert o.base.refcount == 1  # the caller's alone: the worker's pin is gone
+        assert o.base.refcount == 1  # the caller's alone: the worker's is gone
     small = run(make, [(10, 1.0)])[0]
     assert not isinstance(small.base, shoal.Array)
 
@@ -386,30 +386,30 @@ def test_no_room_for_a_shared_copy_pickles(monkeypatch):
     assert info["pickled"] == before["pickled"] + 4 and info["copies"] == before["copies"]
 
 
-def test_results_pinned_but_not_handed_over_are_freed():
+def test_results_made_but_not_handed_over_are_freed():
     before = _arrays()
-    # Abort: a worker pinned an 8 MB result and is stuck before handing it
+    # Abort: a worker made an 8 MB result and is stuck before handing it
     # over; another task fails, the pool is terminated.
     t = time.monotonic()
     with pytest.raises(ValueError, match="boom later"):
         with parallel_backend("shoal", n_jobs=2):
             Parallel(batch_size=1)(delayed(f)(a) for f, a in
-                                   [(boom_later, 0.5), (pinned_then_stuck, MiB)])
+                                   [(boom_later, 0.5), (made_then_stuck, MiB)])
     assert _arrays() - before == set()
     # Timeout: the same, the call ends by joblib's timeout.
     with pytest.raises(Exception) as ei:
         with parallel_backend("shoal", n_jobs=2):
-            Parallel(batch_size=1, timeout=1)(delayed(pinned_then_stuck)(MiB) for _ in range(2))
+            Parallel(batch_size=1, timeout=1)(delayed(made_then_stuck)(MiB) for _ in range(2))
     assert isinstance(ei.value, TimeoutError) or "Timeout" in type(ei.value).__name__
     assert _arrays() - before == set()
     # Ctrl-C, likewise.
     main = threading.main_thread().ident
     threading.Timer(0.8, signal.pthread_kill, (main, signal.SIGINT)).start()
     with pytest.raises(KeyboardInterrupt):
-        run(pinned_then_stuck, [(MiB,)] * 2, batch_size=1)
+        run(made_then_stuck, [(MiB,)] * 2, batch_size=1)
     assert _arrays() - before == set()
     # A result that fails to unpickle after its first array was attached:
-    # the second array's pin goes too.
+    # the second array, held for this process, goes too.
     with pytest.raises(RuntimeError, match="cannot unpickle here"):
         run(half_unpicklable, [(MiB,)])
     import gc
@@ -418,31 +418,31 @@ def test_results_pinned_but_not_handed_over_are_freed():
     assert time.monotonic() - t < 12
 
 
-def test_dead_callers_results_are_freed_when_a_pool_starts():
-    p = subprocess.Popen(["true"])
-    p.wait()
-    dead = f"jl.{p.pid}.1.0000.0.dead"
-    live = os.getppid()
-    reused = f"jl.{live}.1.0000.0.reused"  # a live pid, another start time
-    with open(f"/proc/{live}/stat") as f:
-        start = f.read().rsplit(")", 1)[1].split()[19]  # field 22
-    alive = f"jl.{live}.{start}.0000.0.alive"
-    made = []
-    for name in (dead, reused, alive):
-        a = shoal.Array.zeros(1000, name=name)
-        shoal.array._pin(a._map.ptr)
-        a.release()
-        made.append("shoal." + name)
-    sj.shutdown()  # the next call starts a pool
-    assert run(pid, [()] * 2)
-    left = set(os.listdir(shoal.directory()))
-    assert "shoal." + dead not in left and "shoal." + reused not in left
-    assert "shoal." + alive in left  # its caller lives: left alone
-    a = shoal.Array.open(alive)
-    shoal.array._unpin(a._map.ptr)
-    a.release()
-    del a
-    assert "shoal." + alive not in set(os.listdir(shoal.directory()))
+def test_dead_callers_result_is_reaped():
+    # The caller is SIGKILLed when its result's array arrives, before it
+    # attaches it: the worker made it and held it for the caller. A reap
+    # (no pool started) frees it; a pin would have kept it.
+    code = """if 1:
+        import os, signal, sys, numpy as np, joblib, shoal.joblib as sj
+        def f(n): return np.full(n, 3.0)
+        def adopt(handle, dtype):
+            print(handle, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+        sj._adopt = adopt
+        with joblib.parallel_backend("shoal", n_jobs=2):
+            joblib.Parallel()(joblib.delayed(f)(n) for n in [2**18])
+        """
+    before = _arrays()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    name = "shoal." + out.stdout.strip()[len("shoal:array:"):].rpartition("@")[0]
+    assert name.startswith("shoal.jl.")
+    # Held for the dead caller alone (attaching it here would free it too:
+    # the last live holder's release drops the dead holders' lines).
+    assert name in _arrays()
+    assert shoal.reap() >= 1
+    assert _arrays() - before == set()
 
 
 def test_abort_leaves_other_calls_on_the_pool_alone():

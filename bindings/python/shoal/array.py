@@ -101,6 +101,11 @@ class _Holder(ctypes.Structure):
                 ("alive", ctypes.c_bool)]
 
 
+@layout("shoal_proc")
+class _Proc(ctypes.Structure):
+    _fields_ = [("pid", ctypes.c_int), ("start_time", ctypes.c_uint64)]
+
+
 _sizes = ctypes.POINTER(ctypes.c_size_t)
 _create = declare("shoal_array_create", ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
                   ctypes.c_size_t, ctypes.c_int, _sizes, ctypes.POINTER(_Opts),
@@ -113,6 +118,9 @@ _retain = declare("shoal_array_retain", ctypes.c_int, _vp, detail=True)
 _release = declare("shoal_array_release", ctypes.c_int, _vp, detail=True)
 _pin = declare("shoal_array_pin", ctypes.c_int, _vp, detail=True)
 _unpin = declare("shoal_array_unpin", ctypes.c_int, _vp, detail=True)
+_hold_for = declare("shoal_array_hold_for", ctypes.c_int, _vp, ctypes.POINTER(_Proc),
+                    detail=True)
+_proc_get = declare("shoal_proc_get", ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Proc))
 # The closer runs from finalizers: it must not raise.
 _close = declare("shoal_array_close", ctypes.c_int, _vp, check=False)
 _handle = declare("shoal_array_handle", ctypes.c_int, _vp, ctypes.c_char_p, ctypes.c_size_t)
@@ -439,6 +447,22 @@ class Array:
         """Take one more reference (for this process)."""
         self._check()
         _retain(self._map.ptr)
+
+    def hold_for(self, pid: int, start_time: Optional[int] = None) -> None:
+        """Take one reference that belongs to process @pid, not to this
+        one (``shoal_array_hold_for``): the array stays alive for @pid
+        after this process lets go. @pid's first attach of the array takes
+        that reference over (so its release frees what it must, and no
+        reference is left behind); if @pid dies first, ``shoal.reap()``
+        (or ``shoal gc``) drops it. @start_time (clock ticks since boot,
+        field 22 of /proc/PID/stat) names the process exactly; by default
+        it is read now. ProcessLookupError if that process is not alive."""
+        p = _Proc()
+        if start_time is None:
+            _proc_get(int(pid), ctypes.byref(p))
+        else:
+            p.pid, p.start_time = int(pid), int(start_time)
+        _hold_for(self._map.ptr, ctypes.byref(p))
 
     def release(self) -> None:
         """Drop this object's reference (idempotent). The array is freed

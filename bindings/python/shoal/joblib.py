@@ -22,9 +22,11 @@ and how a task and its result travel:
     worker: _run: unpickle (attach each handle: a view of the same pages,
             read-only under mmap_mode "r") -> call -> pickle the result
             (a large ndarray -> a new shoal array named under the
-            caller's prefix, pinned until the caller attaches it; what
-            never reaches the caller is swept by name) -> bytes
-    caller: results thread: unpickle (attach, unpin) -> the job's Future
+            caller's prefix, held for the caller: a reference of the
+            caller's, which its attach takes over and a reap drops if the
+            caller dies; what never reaches a live caller is swept by
+            name) -> bytes
+    caller: results thread: unpickle (attach) -> the job's Future
             -> joblib's callback; the task's arrays are let go
 
 Nothing here runs at ``import shoal``: joblib is imported only with this
@@ -115,14 +117,8 @@ _limits = None
 
 def _pool_for(n_jobs, args, env):
     """The pool of this configuration, made at its first use; a pool that
-    was terminated is replaced. A new pool first frees what callers that
-    died left pinned (_sweep_dead)."""
+    was terminated is replaced."""
     key = (n_jobs, tuple(sorted(args.items())), tuple(sorted(env.items())))
-    with _pools_lock:
-        pool = _pools.get(key)
-        if pool is not None and not pool._shutdown:
-            return pool
-    _sweep_dead()
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None or pool._shutdown:
@@ -156,7 +152,7 @@ def shutdown(wait: bool = True) -> None:
     for e in entries:
         e.finalizer.detach()
     # Every task has ended (or its pool was terminated): what is still
-    # pinned under this process's prefix reached nobody.
+    # held for this process under its prefix reached nobody.
     _sweep(_owner())
 
 
@@ -341,20 +337,22 @@ def share(a: Any) -> Any:
 
 # ---- the caller's side: result arrays' names -------------------------------
 #
-# A worker pins each result array it makes (the name holds a reference
-# while no process does) and the caller drops the pin when it attaches it
-# (_adopt). A pin belongs to no process, so no reap frees an array whose
-# result never reached the caller (a terminated pool, a worker killed
-# between pin and result, a result that failed to unpickle). So each result
-# array is named under its caller's prefix, "jl.<pid>.<start time>.", then
-# the call's token and the task's number: the caller frees its own
-# (_sweep), and a later caller frees those of callers that died
-# (_sweep_dead). The start time (/proc/<pid>/stat field 22) tells a reused
-# pid from the caller.
+# A worker holds each result array it makes for its caller
+# (Array.hold_for: a reference on the caller's line of the ledger, given
+# by the worker) and the caller's attach takes that reference over
+# (_adopt). A caller that dies leaves a dead holder's reference, which a
+# reap (shoal.reap(), `shoal gc`, or the last live holder's release)
+# drops. What never reaches a caller that lives on (a terminated pool, a
+# worker killed between its hold and its result, a result that failed to
+# unpickle) is the caller's own reference, and no reap takes a live
+# process's: so each result array is named under its caller's prefix,
+# "jl.<pid>.<start time>.", then the call's token and the task's number,
+# and the caller frees its own by name (_sweep: open takes the given
+# reference over, release drops it).
 
 _owner_cache: Dict[int, str] = {}
-# Names of result arrays this process attached (their pin is gone, or
-# about to go in _adopt): a sweep leaves them alone.
+# Names of result arrays this process attached (the reference held for it
+# is its own struct's now): a sweep leaves them alone.
 _adopted: set = set()
 _DIR_PREFIX = "shoal."
 
@@ -381,10 +379,17 @@ def _owner():
     return o
 
 
+def _caller():
+    """(pid, start time) of this process: whom workers hold results for."""
+    pid = os.getpid()
+    return pid, int(_owner().split(".")[2])
+
+
 def _sweep(prefix, names=None):
-    """Free every result array named under @prefix that is still pinned and
-    was not attached here: open it by name, drop the pin, let go. Only when
-    no task of @prefix can still hand its result over. Returns how many."""
+    """Free every result array named under @prefix that was held for this
+    process and not attached here: open it by name (which takes the
+    reference held for this process over) and let go. Only when no task of
+    @prefix can still hand its result over. Returns how many it looked at."""
     if names is None:
         try:
             names = os.listdir(_segment.directory())
@@ -402,35 +407,10 @@ def _sweep(prefix, names=None):
             arr = Array.open(name)
         except (OSError, ValueError):
             continue  # gone meanwhile (ENOENT), or not an array
-        try:
-            if any(pid is None for pid, _, _ in arr.holders()):
-                _array._unpin(arr._map.ptr)
-                n += 1
-        except OSError:
-            pass  # unpinned meanwhile
-        finally:
-            arr.release()
-    return n
-
-
-def _sweep_dead():
-    """Free what callers that died left pinned: one directory listing; a
-    caller is dead when its pid is gone or now has another start time."""
-    try:
-        names = os.listdir(_segment.directory())
-    except OSError:
-        return 0
-    me, owners = _owner(), set()
-    for f in names:
-        if f.startswith(_DIR_PREFIX + "jl."):
-            parts = f.split(".", 4)
-            if len(parts) == 5 and parts[2].isdigit():
-                owners.add((parts[2], parts[3]))
-    n = 0
-    for pid, start in owners:
-        owner = f"jl.{pid}.{start}."
-        if owner != me and _start_time(int(pid)) != start:
-            n += _sweep(owner, names)
+        # Nothing held for us (the open added a reference): this release
+        # takes back only that.
+        arr.release()
+        n += 1
     return n
 
 
@@ -473,10 +453,10 @@ def _attach_view(handle, dtype, shape, strides, offset, mode):
 
 
 def _adopt(handle, dtype):
-    """In the caller: a result array a worker put in shared memory and
-    pinned. Attach it, then drop the pin: the caller's ndarray holds the
-    only reference, and its memory goes with it. Its name is in _adopted
-    while it lives, so a sweep leaves it alone."""
+    """In the caller: a result array a worker put in shared memory and held
+    for this process. Attaching takes that reference over: the caller's
+    ndarray holds the only reference, and its memory goes with it. Its
+    name is in _adopted while it lives, so a sweep leaves it alone."""
     np = _np() or __import__("numpy")
     name = handle[len("shoal:array:"):].rpartition("@")[0]
     _adopted.add(name)
@@ -486,15 +466,15 @@ def _adopt(handle, dtype):
         _adopted.discard(name)
         raise
     weakref.finalize(arr, _adopted.discard, name).atexit = False
-    _array._unpin(arr._map.ptr)
     return np.asarray(arr)
 
 
 class _ResultPickler(cloudpickle.CloudPickler):
     """In a worker: a large ndarray result goes into a new shoal array
-    named under the task's @prefix (its caller's), pinned so that it
-    outlives the worker's reference until the caller attaches it (_adopt).
-    No room in shared memory (ENOSPC): it is pickled instead."""
+    named under the task's @prefix (its caller's), to be held for the
+    caller once the whole result is pickled (_run), so that it outlives
+    the worker's reference until the caller attaches it (_adopt). No room
+    in shared memory (ENOSPC): it is pickled instead."""
 
     def __init__(self, file, max_nbytes, made, prefix):
         super().__init__(file, protocol=_PROTO)
@@ -512,15 +492,15 @@ class _ResultPickler(cloudpickle.CloudPickler):
                 if e.errno != errno.ENOSPC:
                     raise
                 return super().reducer_override(obj)
-            _array._pin(arr._map.ptr)
             self._made.append(arr)
             return _adopt, (arr.handle, obj.dtype)
         return super().reducer_override(obj)
 
 
-def _run(payload, max_nbytes, prefix):
+def _run(payload, max_nbytes, prefix, caller):
     """A task in a worker: unpickle the batch (attaching its arrays), run
-    it, pickle its result (large arrays into shared memory)."""
+    it, pickle its result (large arrays into shared memory, held for
+    @caller, its (pid, start time))."""
     global _in_worker
     _in_worker = True
     func = pickle.loads(payload)
@@ -531,10 +511,15 @@ def _run(payload, max_nbytes, prefix):
     buf = io.BytesIO()
     try:
         _ResultPickler(buf, max_nbytes, made, prefix).dump(res)
-    except BaseException:
-        for arr in made:  # never handed over: the pins go
-            _array._unpin(arr._map.ptr)
-        raise
+        # Held for the caller once nothing can fail before the hand-over
+        # but the hand-over: a failed pickling leaves no reference of the
+        # caller's behind. A caller that died meanwhile (or whose pid is
+        # now another process's) is ProcessLookupError: nobody waits.
+        for arr in made:
+            arr.hold_for(*caller)
+    finally:
+        for arr in made:  # the worker's own references go either way
+            arr.release()
     return buf.getvalue()
 
 
@@ -669,8 +654,9 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
     def terminate(self):
         """End of a Parallel call: the pool stays for the next one (as
         loky's executor does); arrays still held by jobs go with them. A
-        result array still pinned under this call's names (its worker was
-        killed after pinning it, and the task ran again) is freed."""
+        result array still held for this process under this call's names
+        (its worker was killed after holding it, and the task ran again) is
+        freed."""
         self.reset_batch_stats()
         with _pools_lock:
             used = self._pool is not None
@@ -755,7 +741,7 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
                 self._new_pool()
                 pool = self._pool
             payload = self._dumps(func, keep)
-            inner = pool.submit(_run, payload, self._max_nbytes, prefix)
+            inner = pool.submit(_run, payload, self._max_nbytes, prefix, _caller())
         except BaseException as e:  # noqa: B902 - the job must end
             keep.clear()
             job.set_exception(e)
@@ -774,12 +760,12 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
                     value = f.exception()
                 else:
                     # Attaching here, always, not when joblib asks: a
-                    # result never taken must still drop its pins.
+                    # result never taken must still let its arrays go.
                     try:
                         ok, value = True, pickle.loads(f.result())
                     except BaseException:
-                        # The result arrays not attached yet keep their
-                        # pins: free them (a retried task's too).
+                        # The result arrays not attached yet are still
+                        # held for us: free them (a retried task's too).
                         _sweep(prefix)
                         raise
             except BaseException as e:  # noqa: B902 - the job must end
@@ -847,7 +833,7 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
             if alone:
                 pool.terminate()
                 # Its workers are gone and its results thread joined: what
-                # they pinned under this call's names reached nobody.
+                # they held for us under this call's names reached nobody.
                 _sweep(self._prefix())
         if ensure_ready and self._pool is None and self._n_jobs:
             self._new_pool()

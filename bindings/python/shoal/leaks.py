@@ -13,6 +13,7 @@ from typing import List, Optional
 
 from . import _constants as C
 from ._lib import declare, layout
+from .array import _Proc
 
 REASONS = {
     C.SHOAL_LEAK_DEAD_HOLDERS: "dead-holders",
@@ -21,11 +22,6 @@ REASONS = {
     C.SHOAL_LEAK_DEAD_POOL: "dead-pool",
     C.SHOAL_LEAK_DEAD_CREATE: "dead-create",
 }
-
-
-@layout("shoal_proc")
-class _Proc(ctypes.Structure):
-    _fields_ = [("pid", ctypes.c_int), ("start_time", ctypes.c_uint64)]
 
 
 @layout("shoal_leak")
