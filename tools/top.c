@@ -530,7 +530,7 @@ static void detail_text(const struct frame *f, size_t i, char *buf, size_t cap)
 
 	buf[0] = '\0';
 	if (o->err) {
-		snprintf(buf, cap, "%s", shoal_strerror(o->err));
+		snprintf(buf, cap, "%s", obj_error(o));
 	} else if (o->tmp) {
 		snprintf(buf, cap, "creator %d %s", (int)o->hdr.creator_pid,
 			 o->creator_alive ? "creating" : "died creating");
