@@ -102,6 +102,9 @@ def test_a_truncated_object_is_named_and_the_others_listed(world, images, kind):
         assert rc == 0 and out == "", out     # nobody is dead: no leak, none made up
         rc, out, _ = run(d, "top", "--once")
         assert rc == 0 and name in out and ("too small" if cut == 0 else "truncated") in out, out
+        rc, out, _ = run(d, "top", "--once", "--json")
+        row = [o for o in json.loads(out)["objects"] if o["name"] == name][0]
+        assert rc == 0 and row["kind"] == "corrupt" and name in row["detail"], row
         with open(paths[kind], "r+b") as f:
             f.write(images[kind])
         assert ls(d)[name]["kind"] == kind
