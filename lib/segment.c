@@ -913,6 +913,7 @@ int shoal__segment_snapshot(const char *name, enum shoal__kind kind, size_t kind
 			    struct shoal_segment **out)
 {
 	struct shoal_segment *s;
+	struct shoal__hdr h;
 	struct stat st;
 	size_t len;
 	int fd, rc;
@@ -933,10 +934,13 @@ int shoal__segment_snapshot(const char *name, enum shoal__kind kind, size_t kind
 	strcpy(s->name, name);
 	s->hdr.kind = (uint32_t)kind;
 	s->hdr.total_size = (uint64_t)st.st_size;
-	/* One read of the header, as open's memcpy; only the copy is checked. */
-	rc = shoal__segment_pread(s, &s->hdr, sizeof(s->hdr), 0);
-	if (rc == 0)
+	/* One read of the header, as open's memcpy; only the copy is checked
+	 * (a short read leaves @s->hdr naming the kind asked for). */
+	rc = shoal__segment_pread(s, &h, sizeof(h), 0);
+	if (rc == 0) {
+		s->hdr = h;
 		rc = hdr_check(&s->hdr, (uint64_t)st.st_size, kind, kind_min, name);
+	}
 	if (rc == 0 && s->hdr.kind_size > SHOAL__SNAPSHOT_KIND_MAX)
 		rc = shoal__fail(-EBADMSG, CORRUPT "a kind header of %llu bytes",
 				 shoal__kind_name(kind), name, (unsigned long long)s->hdr.kind_size);
