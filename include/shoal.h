@@ -722,20 +722,26 @@ struct shoal_queue_view {
  *         @cap is 0.
  * @cap: entries in @parts.
  *
- * Maps the queue read-only and takes no participant entry, no lock, no
+ * Maps nothing: reads the queue's headers and its participant table with
+ * pread into private memory, and takes no participant entry, no lock, no
  * reference: nothing in the object changes, and a queue whose table is full
- * can still be observed. The object is untrusted input, checked as
- * shoal_queue_open() checks it; the counters and the table are then read
- * one by one while others work, so they agree only roughly. Costs one open
- * and mmap, a read of the table (8 bytes an entry), and a /proc read per
- * registered participant. Thread-safe.
+ * can still be observed. Safe against truncation: a queue its owner
+ * truncates (or rewrites) before or during the call cannot stop the caller
+ * with SIGBUS; a file that ends too soon is -EBADMSG, whose
+ * shoal_errdetail() names the queue and says it was truncated. The object
+ * is untrusted input, checked as shoal_queue_open() checks it; the
+ * counters and the table are read from that one copy, taken while others
+ * work, so they agree only roughly. Costs one open, two preads (the table
+ * is 8 bytes an entry), and a /proc read per registered participant.
+ * Thread-safe.
  *
  * Return: the number of registered participants (may exceed @cap); -EINVAL
  * for a bad name, NULL @out, or NULL @parts with @cap > 0; -ENOENT if there
  * is no such object; -EACCES if it belongs to another user or is group or
- * world writable; -EBADMSG for a corrupt queue or a file that is not one;
- * -EPROTO for a layout this library does not read; -EPROTOTYPE if @name is
- * another kind of object; -ENOMEM; -EMFILE, -ENFILE.
+ * world writable; -EBADMSG for a corrupt queue, a file that is not one, or
+ * one truncated before or while it was read; -EPROTO for a layout this
+ * library does not read; -EPROTOTYPE if @name is another kind of object;
+ * -ENOMEM; -EMFILE, -ENFILE; -EIO if the file cannot be read.
  */
 SHOAL_API int shoal_queue_observe(const char *name, struct shoal_queue_view *out,
 				  struct shoal_queue_participant *parts, size_t cap);
@@ -1239,7 +1245,10 @@ SHOAL_API int shoal_array_attach(const char *handle, unsigned int flags, struct 
  * @out: the array.
  *
  * As shoal_array_attach(), for callers that know a name rather than a
- * handle (shoal.SharedMemory, the shoal command).
+ * handle (shoal.SharedMemory). With SHOAL_ARRAY_NOREF the array is still
+ * mapped, so, as for any process that maps it, an owner that truncates its
+ * file can stop the caller with SIGBUS; the shoal command and
+ * shoal_leaks() read arrays with pread instead and are safe against that.
  *
  * Return: as shoal_array_attach(); -EINVAL for a bad name.
  */
@@ -1587,12 +1596,16 @@ struct shoal_leak {
  *        @cap is 0.
  * @cap: entries at @out.
  *
- * Looks, never changes: every object is opened as untrusted input (corrupt
- * or foreign ones are skipped), arrays without a reference, queues without
- * joining them (shoal_queue_observe()). Liveness is asked once per process.
- * One array is listed once, under the first reason that holds, in the
- * order of enum shoal_leak_reason. Blocking, bounded: linear in the objects
- * in the directory. Thread-safe.
+ * Looks, never changes, and maps nothing: every object is read with pread
+ * into private memory as untrusted input (corrupt or foreign ones are
+ * skipped), arrays without a reference (their headers and ledger), queues
+ * without joining them (shoal_queue_observe()). Safe against truncation:
+ * an object truncated or rewritten by its owner while the walk reads it
+ * cannot stop the caller with SIGBUS; it is skipped as a corrupt one is
+ * (`shoal ls` names it), and the walk goes on with the others. Liveness is
+ * asked once per process. One array is listed once, under the first
+ * reason that holds, in the order of enum shoal_leak_reason. Blocking,
+ * bounded: linear in the objects in the directory. Thread-safe.
  *
  * Return: the number of leaks found (may exceed @cap); -EINVAL for NULL
  * @out with @cap > 0; -EACCES or -ENOENT if the directory cannot be read;
@@ -2223,20 +2236,26 @@ struct shoal_pool_view {
  *         is 0.
  * @cap: entries in @workers.
  *
- * Any process may call it, not only the pool's owner: the board is mapped
- * read-only and nothing on it changes. The figures are those the
- * supervisor keeps for shoal_pool_stats(), as it last wrote them to the
- * board, plus each worker's private memory read now (a /proc read per
- * worker). The board is untrusted input, checked as a worker checks it
- * before reading anything. Thread-safe.
+ * Any process may call it, not only the pool's owner: nothing is mapped
+ * (the board's headers, each seat and its cells' state words are read with
+ * pread into private memory) and nothing on it changes. Safe against
+ * truncation: a board truncated (or rewritten) before or during the call
+ * cannot stop the caller with SIGBUS; a file that ends too soon is
+ * -EBADMSG, whose shoal_errdetail() names the board and says it was
+ * truncated. The figures are those the supervisor keeps for
+ * shoal_pool_stats(), as it last wrote them to the board, plus each
+ * worker's private memory read now (a /proc read per worker). The board is
+ * untrusted input, checked as a worker checks it before reading anything.
+ * Thread-safe.
  *
  * Return: the number of seats that hold a worker (may exceed @cap);
  * -EINVAL for a bad name, NULL @out, or NULL @workers with @cap > 0;
  * -ENOENT if there is no such object; -EACCES if it belongs to another
- * user or is group or world writable; -EBADMSG for a corrupt board or a
- * file that is not one; -EPROTO for a layout this library does not read;
- * -EPROTOTYPE if @board is another kind of object; -ENOMEM; -EMFILE,
- * -ENFILE.
+ * user or is group or world writable; -EBADMSG for a corrupt board, a file
+ * that is not one, or one truncated before or while it was read; -EPROTO
+ * for a layout this library does not read; -EPROTOTYPE if @board is
+ * another kind of object; -ENOMEM; -EMFILE, -ENFILE; -EIO if the file
+ * cannot be read.
  */
 SHOAL_API int shoal_pool_observe(const char *board, struct shoal_pool_view *out,
 				 struct shoal_pool_worker_view *workers, size_t cap);

@@ -619,6 +619,8 @@ uint32_t shoal__array_given_of(const struct shoal_array *a, uint64_t holder)
 
 static void array_free(struct shoal_array *a)
 {
+	if (a->snapshot)
+		free(a->ovf);
 	shoal_segment_close(a->seg);
 	free(a);
 }
@@ -830,6 +832,66 @@ SHOAL_API int shoal_array_open(const char *name, unsigned int flags, struct shoa
 {
 	shoal__detail_clear();
 	return array_open(name, 0, 0, flags, out);
+}
+
+int shoal__array_snapshot(const char *name, struct shoal_array **out)
+{
+	struct shoal_segment *s;
+	struct shoal_array *a;
+	uint32_t o;
+	int rc;
+
+	shoal__detail_clear();
+	if (!out)
+		return -EINVAL;
+	rc = shoal__segment_snapshot(name, SHOAL__KIND_ARRAY, sizeof(struct shoal__array_hdr), &s);
+	if (rc)
+		return rc;
+	a = calloc(1, sizeof(*a));
+	if (!a) {
+		shoal_segment_close(s);
+		return -ENOMEM;
+	}
+	rc = array_check(a, s);
+	if (rc) {
+		shoal__fail(rc, "array '%s' is corrupt: its array header fails a check (dtype, "
+			    "shape, strides or ledger)", name);
+		a->seg = s;
+		array_free(a);
+		return rc;
+	}
+	a->snapshot = true;
+	a->noref = true;
+	a->d.readonly = true;
+	a->d.data = NULL;
+	/* The overflow lines under the copy's mark (clamped as lines()
+	 * clamps it), read now: what lines() will scan. array_check() has
+	 * put the whole overflow inside the file. */
+	o = atomic_load_explicit(&a->hdr->ovf_used, memory_order_relaxed);
+	if (o > a->ovf_cap)
+		o = a->ovf_cap;
+	a->ovf = NULL;
+	if (a->ovf_cap) {
+		struct shoal__array_hdr h;
+
+		memcpy(&h, s->kind_hdr, offsetof(struct shoal__array_hdr, lock));
+		a->ovf = calloc(o ? o : 1, sizeof(*a->ovf));
+		if (!a->ovf) {
+			array_free(a);
+			return -ENOMEM;
+		}
+		if (o)
+			rc = shoal__segment_pread(s, a->ovf, (size_t)o * sizeof(*a->ovf), h.ovf_off);
+		/* Only the lines read count: the copy's mark says as much. */
+		a->ovf_cap = o;
+		if (rc) {
+			array_free(a);
+			return rc;
+		}
+	}
+	shoal__segment_snapshot_end(s);
+	*out = a;
+	return 0;
 }
 
 /* ---- creating -------------------------------------------------------- */

@@ -123,6 +123,8 @@ struct shoal_array {
 	uint64_t holder;                /* whose references @refs are */
 	bool readonly;
 	bool noref;
+	bool snapshot;                  /* shoal__array_snapshot(): @hdr and
+					   @ovf are private copies, no data */
 	char handle[SHOAL_HANDLE_MAX];
 };
 

@@ -88,6 +88,11 @@ struct shoal_segment {
 	void *data;             /* base + hdr.data_off */
 	unsigned int flags;     /* SHOAL_RDONLY, SHOAL_PREFAULT */
 	bool published;         /* false between create and publish */
+	/* A snapshot (shoal__segment_snapshot): @base is private memory
+	 * holding the headers read with pread, @data is NULL, and @fd stays
+	 * open until shoal__segment_snapshot_end() (-1 after it). */
+	bool snapshot;
+	int fd;
 	char tmp_name[64];      /* the private name before publish */
 	char name[SHOAL_NAME_MAX + 1];
 };
@@ -164,6 +169,42 @@ int shoal__segment_open(const char *name, enum shoal__kind kind, size_t kind_min
  * 128 bytes, a close. Returns as shoal__segment_open(), never -EPROTOTYPE.
  */
 int shoal__segment_peek(const char *name, struct shoal__hdr *out);
+/*
+ * An observer's look at array @name: its headers, first-page ledger and the
+ * overflow lines under its mark, read with pread into private memory (no
+ * mapping, no reference, no file kept open), so a file truncated or
+ * rewritten meanwhile cannot stop the caller with SIGBUS: that is -EBADMSG
+ * "truncated while read". Overflow pages that are holes read as zeros, so
+ * an overflow mark past the reserved pages cannot either. The accessors
+ * and shoal_array_holders() read the copy; shoal_array_data() is NULL;
+ * shoal_array_close() frees it. Returns as shoal_array_open(NOREF).
+ */
+int shoal__array_snapshot(const char *name, struct shoal_array **out);
+/*
+ * What observers read instead of a mapping: a copy, so a file truncated
+ * (or rewritten) under them cannot stop them with SIGBUS or change a field
+ * between two reads. Opens @name as shoal__segment_open() does (the same
+ * checks), reads the common and kind headers ([0, kind_off + kind_size),
+ * at most SHOAL__SNAPSHOT_KIND_MAX bytes) with pread into private memory,
+ * and keeps the file open for shoal__segment_pread() until
+ * shoal__segment_snapshot_end() or shoal_segment_close(). Returns as
+ * shoal__segment_open(); -EBADMSG also for a kind header bigger than that
+ * and for a file that ends before the headers do (truncated meanwhile).
+ */
+#define SHOAL__SNAPSHOT_KIND_MAX (1u << 20)
+/* Test hook: when set, called inside shoal__segment_snapshot() with 1 once
+ * the common header is read and checked, 2 once the kind header is read,
+ * so a test can truncate the file exactly there. */
+extern void (*shoal__snapshot_hook)(const char *name, int stage);
+int shoal__segment_snapshot(const char *name, enum shoal__kind kind, size_t kind_min,
+			    struct shoal_segment **out);
+/* Read @len bytes at file offset @off of a snapshot's object into @buf.
+ * 0; -EBADMSG (with a detail naming the object) if the range is outside
+ * what its header says or the file now ends before it: truncated since it
+ * was opened; -EBADF after shoal__segment_snapshot_end(); -errno of pread. */
+int shoal__segment_pread(struct shoal_segment *s, void *buf, size_t len, uint64_t off);
+/* Close a snapshot's file: its copy stays. */
+void shoal__segment_snapshot_end(struct shoal_segment *s);
 /*
  * Call @fn on every "shoal.*" entry of the directory (shoal__dir(); its
  * file name: prefix included, not yet validated) and add up what the calls

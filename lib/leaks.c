@@ -179,7 +179,7 @@ static void judge_array(struct ctx *c, const char *file, const char *name,
 	int n, got = 0;
 	struct shoal_leak *l;
 
-	if (shoal_array_open(name, SHOAL_ARRAY_NOREF, &a))
+	if (shoal__array_snapshot(name, &a))
 		return;
 	n = shoal__array_holders_judged(a, NULL, 0, alive_fn, &c->memo);
 	if (n > 0 && (hd = calloc((size_t)n, sizeof(*hd))) != NULL)

@@ -15,9 +15,13 @@
  *   supervisor --books--> seat.obs_* (relaxed) --> observer (read-only map)
  *   worker     --ready, worker_key-----------------^
  *
- * The observer maps the board read-only, copies its geometry once and
- * checks it as a worker does (pool_board_check()) before it computes any
- * address; every other word it reads may hold any value. A supervisor or
+ * The observer does not map the board: it reads its headers, then each
+ * seat and the state word of each of its cells, with pread into private
+ * memory (shoal__segment_snapshot), so a board truncated or rewritten
+ * meanwhile cannot stop it with SIGBUS: a file that ends too soon is
+ * -EBADMSG. It checks the geometry as a worker does (pool_board_check())
+ * before it computes any offset; every other word it reads may hold any
+ * value. A supervisor or
  * worker that dies leaves figures that are simply the last ones written;
  * liveness comes from the process keys, judged as the reaper judges them.
  */
@@ -110,8 +114,7 @@ SHOAL_API int shoal_pool_observe(const char *board, struct shoal_pool_view *out,
 	shoal__detail_clear();
 	if (!out || (!workers && cap))
 		return shoal__fail(-EINVAL, "pool observe: NULL out or workers");
-	rc = shoal__segment_open(board, SHOAL__KIND_POOL, sizeof(struct pool_hdr), SHOAL_RDONLY,
-				 &seg);
+	rc = shoal__segment_snapshot(board, SHOAL__KIND_POOL, sizeof(struct pool_hdr), &seg);
 	if (rc)
 		return rc;
 	memcpy(&l, seg->kind_hdr, sizeof(l));
@@ -133,17 +136,22 @@ SHOAL_API int shoal_pool_observe(const char *board, struct shoal_pool_view *out,
 	out->prefetch = l.prefetch;
 	out->inline_bytes = l.inline_bytes;
 	out->published = l.observed == POOL_OBSERVED;
-	for (uint32_t i = 0; i < l.nseats; i++) {
-		struct pool_seat *seat = seat_at(seg->data, &l, i);
+	for (uint32_t i = 0; i < l.nseats && rc == 0; i++) {
+		/* Offsets from the checked copy @l: inside the data. */
+		uint64_t at = seg->hdr.data_off + (uint64_t)i * l.seat_size;
+		struct pool_seat seat;
 		struct shoal_pool_worker_view v;
 
-		if (!seat_view(seat, out->published, i, &v))
+		rc = shoal__segment_pread(seg, &seat, sizeof(seat), at);
+		if (rc || !seat_view(&seat, out->published, i, &v))
 			continue;
-		for (uint32_t c = 0; c < l.prefetch; c++) {
-			uint32_t st = atomic_load_explicit(&cell_in(seat, &l, c)->state,
-							   memory_order_relaxed);
+		for (uint32_t c = 0; c < l.prefetch && rc == 0; c++) {
+			uint32_t st;
 
-			out->tasks_running += st == CELL_ASSIGNED || st == CELL_RUNNING;
+			rc = shoal__segment_pread(seg, &st, sizeof(st),
+						  at + sizeof(seat) + (uint64_t)c * l.cell_size +
+							  offsetof(struct pool_cell, state));
+			out->tasks_running += rc == 0 && (st == CELL_ASSIGNED || st == CELL_RUNNING);
 		}
 		out->tasks_done += v.tasks;
 		if (v.position >= 0 && v.position < (int)POOL_MAX_WORKERS)
@@ -153,6 +161,11 @@ SHOAL_API int shoal_pool_observe(const char *board, struct shoal_pool_view *out,
 		if (n < cap)
 			workers[n] = v;
 		n++;
+	}
+	if (rc) {
+		free(rec);
+		shoal_segment_close(seg);
+		return rc;
 	}
 	for (uint32_t k = 0; k < POOL_MAX_WORKERS; k++)
 		for (int r = 0; r < SHOAL_POOL_NREASONS; r++)

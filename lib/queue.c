@@ -2135,16 +2135,19 @@ SHOAL_API int shoal_queue_detach(struct shoal_queue *q)
 }
 
 /*
- * Observation: the queue as a stranger sees it. A read-only mapping (no
- * store can reach the object), no participant entry, no lock: the fixed
- * line is copied and checked as an open checks it, and everything else is
- * counters and table entries where any value is a legal reading.
+ * Observation: the queue as a stranger sees it. A snapshot, not a mapping
+ * (shoal__segment_snapshot: its headers, then its participant table, read
+ * with pread into private memory), so an owner that truncates or rewrites
+ * the file meanwhile cannot stop the observer with SIGBUS: a file that
+ * ends too soon is -EBADMSG. No participant entry, no lock: the fixed line
+ * is checked as an open checks it, and everything else is counters and
+ * table entries where any value is a legal reading.
  */
 SHOAL_API int shoal_queue_observe(const char *name, struct shoal_queue_view *out,
 				  struct shoal_queue_participant *parts, size_t cap)
 {
 	struct shoal_segment *seg;
-	struct shoal_queue *q;
+	struct shoal_queue q;
 	struct qhdr cfg;
 	uint32_t n = 0;
 	int rc;
@@ -2152,26 +2155,39 @@ SHOAL_API int shoal_queue_observe(const char *name, struct shoal_queue_view *out
 	shoal__detail_clear();
 	if (!out || (!parts && cap))
 		return shoal__fail(-EINVAL, "queue observe: NULL out or parts");
-	rc = shoal__segment_open(name, SHOAL__KIND_QUEUE, sizeof(struct qhdr), SHOAL_RDONLY, &seg);
+	rc = shoal__segment_snapshot(name, SHOAL__KIND_QUEUE, sizeof(struct qhdr), &seg);
 	if (rc)
 		return rc;
 	memcpy(&cfg, seg->kind_hdr, offsetof(struct qhdr, closed));
 	rc = qhdr_check(&cfg, seg);
-	if (rc == 0 && !(q = handle_new(seg, &cfg)))
+	if (rc == -EBADMSG)
+		shoal__fail(rc, "queue '%s' is corrupt: its queue header fails a check", name);
+	memset(&q, 0, sizeof(q));
+	q.seg = seg;
+	q.h = seg->kind_hdr;
+	q.cap = cfg.capacity;
+	q.max_msg = cfg.max_msg;
+	q.stride = cfg.stride;
+	q.nparts = cfg.nparts;
+	/* The table after the ring, as handle_new() places it; qhdr_check()
+	 * has checked that it fits the data. */
+	if (rc == 0 && !(q.parts = calloc(cfg.nparts, sizeof(*q.parts))))
 		rc = -ENOMEM;
+	if (rc == 0)
+		rc = shoal__segment_pread(seg, (void *)q.parts, (size_t)cfg.nparts * sizeof(*q.parts),
+					  seg->hdr.data_off + (uint64_t)cfg.capacity * cfg.stride);
 	if (rc) {
-		if (rc == -EBADMSG)
-			shoal__fail(rc, "queue '%s' is corrupt: its queue header fails a check", name);
+		free((void *)q.parts);
 		shoal_segment_close(seg);
 		return rc;
 	}
 	memset(out, 0, sizeof(*out));
-	shoal_queue_stats(q, &out->stats);
+	shoal_queue_stats(&q, &out->stats);
 	out->generation = seg->hdr.generation;
-	out->closed = atomic_load_explicit(&q->h->closed, memory_order_relaxed) != 0;
-	out->table = q->nparts - 1;
-	for (uint32_t i = 1; i < q->nparts; i++) {
-		uint64_t key = atomic_load_explicit(&q->parts[i], memory_order_relaxed);
+	out->closed = atomic_load_explicit(&q.h->closed, memory_order_relaxed) != 0;
+	out->table = q.nparts - 1;
+	for (uint32_t i = 1; i < q.nparts; i++) {
+		uint64_t key = atomic_load_explicit(&q.parts[i], memory_order_relaxed);
 		struct shoal_proc p;
 		bool alive;
 
@@ -2193,11 +2209,9 @@ SHOAL_API int shoal_queue_observe(const char *name, struct shoal_queue_view *out
 		}
 		n++;
 	}
-	/* The table may have changed between the two reads of it. */
 	out->stats.participants = n;
-	pthread_mutex_destroy(&q->reg_lock);
+	free((void *)q.parts);
 	shoal_segment_close(seg);
-	free(q);
 	return (int)n;
 }
 

@@ -262,8 +262,12 @@ static uint64_t round_up(uint64_t v, uint64_t align)
 
 static void segment_free(struct shoal_segment *s)
 {
-	if (s->base)
+	if (s->snapshot) {
+		shoal__segment_snapshot_end(s);
+		free(s->base);
+	} else if (s->base) {
 		munmap(s->base, s->map_size);
+	}
 	free(s);
 }
 
@@ -690,7 +694,8 @@ static int hdr_check(const struct shoal__hdr *h, uint64_t file_size, enum shoal_
 		return shoal__fail(-EBADMSG, CORRUPT "unknown object kind %u", want, name,
 				   h->kind);
 	if (h->total_size != file_size)
-		return shoal__fail(-EBADMSG, CORRUPT "header says %llu bytes, the file has %llu",
+		return shoal__fail(-EBADMSG, CORRUPT "header says %llu bytes, the file has %llu "
+				   "(truncated, or grown, since it was made)",
 				   want, name, (unsigned long long)h->total_size,
 				   (unsigned long long)file_size);
 	if (h->kind_off != SHOAL__HDR_SIZE ||
@@ -845,6 +850,126 @@ int shoal__segment_peek(const char *name, struct shoal__hdr *out)
 	if (rc)
 		return rc;
 	*out = h;
+	return 0;
+}
+
+/*
+ * Snapshots: what observers (shoal ls / info / top / leaks, the observe
+ * calls) read. A mapping of an object its same-user owner truncates stops
+ * the reader with SIGBUS at the first touch past the new end; pread comes
+ * back short instead, which is said as -EBADMSG "truncated". A copy also
+ * cannot change between two reads of a field.
+ */
+void (*shoal__snapshot_hook)(const char *name, int stage);
+
+static int truncated(struct shoal_segment *s, uint64_t need)
+{
+	struct stat st;
+	unsigned long long now = 0;
+
+	if (s->fd >= 0 && fstat(s->fd, &st) == 0)
+		now = (unsigned long long)st.st_size;
+	return shoal__fail(-EBADMSG, "%s '%s' was truncated while read: %llu bytes now, "
+			   "%llu needed (its header says %llu)", shoal__kind_name(s->hdr.kind),
+			   s->name, now, (unsigned long long)need,
+			   (unsigned long long)s->hdr.total_size);
+}
+
+int shoal__segment_pread(struct shoal_segment *s, void *buf, size_t len, uint64_t off)
+{
+	char *p = buf;
+
+	if (!s->snapshot || s->fd < 0)
+		return -EBADF;
+	if (!shoal__range_ok(off, len, s->hdr.total_size))
+		return shoal__fail(-EBADMSG, CORRUPT "a read of %zu bytes at %llu is past its "
+				   "%llu bytes", shoal__kind_name(s->hdr.kind), s->name, len,
+				   (unsigned long long)off, (unsigned long long)s->hdr.total_size);
+	while (len) {
+		ssize_t got = pread(s->fd, p, len, (off_t)off);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return -errno;
+		if (got == 0)
+			return truncated(s, off + len);
+		p += got;
+		off += (uint64_t)got;
+		len -= (size_t)got;
+	}
+	return 0;
+}
+
+void shoal__segment_snapshot_end(struct shoal_segment *s)
+{
+	if (s && s->snapshot && s->fd >= 0) {
+		close(s->fd);
+		s->fd = -1;
+	}
+}
+
+int shoal__segment_snapshot(const char *name, enum shoal__kind kind, size_t kind_min,
+			    struct shoal_segment **out)
+{
+	struct shoal_segment *s;
+	struct shoal__hdr h;
+	struct stat st;
+	size_t len;
+	int fd, rc;
+
+	if (!out)
+		return shoal__fail(-EINVAL, "%s observe: out is NULL", shoal__kind_name(kind));
+	rc = open_file(name, kind, true, &fd, &st);
+	if (rc)
+		return rc;
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		close(fd);
+		return -ENOMEM;
+	}
+	s->snapshot = true;
+	s->fd = fd;
+	s->flags = SHOAL_RDONLY;
+	strcpy(s->name, name);
+	s->hdr.kind = (uint32_t)kind;
+	s->hdr.total_size = (uint64_t)st.st_size;
+	/* One read of the header, as open's memcpy; only the copy is checked
+	 * (a short read leaves @s->hdr naming the kind asked for). */
+	rc = shoal__segment_pread(s, &h, sizeof(h), 0);
+	if (rc == 0) {
+		s->hdr = h;
+		rc = hdr_check(&s->hdr, (uint64_t)st.st_size, kind, kind_min, name);
+	}
+	if (rc == 0 && s->hdr.kind_size > SHOAL__SNAPSHOT_KIND_MAX)
+		rc = shoal__fail(-EBADMSG, CORRUPT "a kind header of %llu bytes",
+				 shoal__kind_name(kind), name, (unsigned long long)s->hdr.kind_size);
+	if (rc) {
+		segment_free(s);
+		return rc;
+	}
+	if (SHOAL__UNLIKELY(shoal__snapshot_hook))
+		shoal__snapshot_hook(name, 1);
+	len = (size_t)(s->hdr.kind_off + s->hdr.kind_size);
+	s->base = malloc(len);
+	if (!s->base) {
+		segment_free(s);
+		return -ENOMEM;
+	}
+	s->map_size = len;
+	memcpy(s->base, &s->hdr, sizeof(s->hdr));
+	rc = shoal__segment_pread(s, (char *)s->base + sizeof(s->hdr), len - sizeof(s->hdr),
+				  sizeof(s->hdr));
+	if (rc) {
+		segment_free(s);
+		return rc;
+	}
+	s->kind_hdr = (char *)s->base + s->hdr.kind_off;
+	s->data = NULL;
+	s->published = true;
+	if (SHOAL__UNLIKELY(shoal__snapshot_hook))
+		shoal__snapshot_hook(name, 2);
+	*out = s;
 	return 0;
 }
 

@@ -4,14 +4,18 @@
  * library's observation calls (docs/observe.md):
  *
  *   directory entry -> name check -> shoal__segment_peek (common header)
- *     array      -> shoal_array_open(NOREF) + shoal_array_holders()
+ *     array      -> shoal__array_snapshot() + shoal_array_holders()
  *     queue      -> shoal_queue_observe()     (read-only, no participant)
  *     pool board -> shoal_pool_observe()      (read-only)
  *     "shoal..tmp.<pid>.*" -> its creator's pid, from the name
  *
  * Every object is untrusted input: a corrupt or foreign one is reported as
- * "corrupt" with the error, never trusted. Nothing here takes a reference,
- * a participant entry or a lock.
+ * "corrupt" with the error, never trusted. Nothing is mapped: every call
+ * above reads what it looks at with pread into private memory, so an
+ * object its owner truncates while it is read is reported as "corrupt"
+ * (truncated while read) or "gone", and the walk goes on; it cannot stop
+ * the tool with SIGBUS. Nothing here takes a reference, a participant
+ * entry or a lock.
  */
 #include "objects.h"
 
@@ -174,7 +178,7 @@ static void probe_array(struct obj *o)
 {
 	bool pinned = false;
 
-	o->err = shoal_array_open(o->name, SHOAL_ARRAY_NOREF, &o->arr);
+	o->err = shoal__array_snapshot(o->name, &o->arr);
 	if (o->err)
 		return;
 	/* Every line, overflow included. The ledger may grow between the two
@@ -280,7 +284,7 @@ static void probe_pool(struct obj *o)
 	o->whole = o->stale;
 }
 
-void obj_probe(struct obj *o)
+static void obj_probe_kind(struct obj *o)
 {
 	struct shoal_proc p;
 
@@ -305,6 +309,22 @@ void obj_probe(struct obj *o)
 	default:
 		break;
 	}
+}
+
+void obj_probe(struct obj *o)
+{
+	obj_probe_kind(o);
+	/* The detail of the call that failed, which was the last one. */
+	if (o->err && shoal_errdetail(o->err)[0]) {
+		o->why = strdup(shoal_errdetail(o->err));
+		if (o->why)
+			shoal__printable(o->why);
+	}
+}
+
+const char *obj_error(const struct obj *o)
+{
+	return o->why ? o->why : shoal_strerror(o->err);
 }
 
 static void probe_tmp(struct obj *o, const char *file)
@@ -333,6 +353,8 @@ void obj_done(struct obj *o)
 	o->parts = NULL;
 	free(o->workers);
 	o->workers = NULL;
+	free(o->why);
+	o->why = NULL;
 }
 
 static int by_name(const void *a, const void *b)
@@ -409,6 +431,8 @@ const char *obj_kind(const struct obj *o)
 {
 	if (o->tmp)
 		return "tmp";
+	if (o->err == -ENOENT)
+		return "gone";
 	if (o->err)
 		return "corrupt";
 	if (o->shm)

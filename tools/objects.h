@@ -17,6 +17,7 @@
 struct obj {
 	char name[SHOAL_NAME_MAX + 1];
 	int err;                     /* 0, or why it could not be read */
+	char *why;                   /* the library's detail of @err, or NULL */
 	bool tmp;                    /* a creator's temporary file */
 	struct shoal__hdr hdr;       /* valid when !err && !tmp */
 	bool creator_alive;
@@ -55,8 +56,12 @@ struct objs {
 int objs_read(struct objs *l);
 void objs_free(struct objs *l);
 
-/* "array", "queue", "pool", "segment", "shm", "tmp" or "corrupt". */
+/* "array", "queue", "pool", "segment", "shm", "tmp", "corrupt" (it fails a
+ * check, or was truncated while read) or "gone" (removed while read). */
 const char *obj_kind(const struct obj *o);
+/* What is wrong with it: the library's detail (it names the object and
+ * says what failed), else the error's name. */
+const char *obj_error(const struct obj *o);
 /* The bytes it takes: an array's data, else the data size. */
 uint64_t obj_size(const struct obj *o);
 /* Seconds since it was created (0 if unknown). */

@@ -114,8 +114,10 @@ static void print_json(const struct obj *o, bool detail)
 	printf(",\"kind\":\"%s\",\"size\":%" PRIu64 ",\"creator_pid\":%d,\"creator_alive\":%s,\"stale\":%s",
 	       obj_kind(o), obj_size(o), (int)o->hdr.creator_pid, o->creator_alive ? "true" : "false",
 	       o->stale ? "true" : "false");
-	if (o->err)
-		printf(",\"error\":\"%s\"", shoal_strerror(o->err));
+	if (o->err) {
+		printf(",\"error\":\"%s\",\"detail\":", shoal_strerror(o->err));
+		jstr(stdout, obj_error(o));
+	}
 	if (o->arr) {
 		printf(",\"refcount\":%" PRIu64 ",\"holders\":", shoal_array_refcount(o->arr));
 		holders_json(o);
@@ -211,8 +213,12 @@ static void print_row(const struct obj *o)
 	} else if (!o->err && (o->is_queue || o->is_pool)) {
 		snprintf(refs, sizeof(refs), "%u live, %u dead", o->live, o->dead);
 	}
-	printf("%-32s %-8s %14" PRIu64 "  %-24s %8d%s  %s\n", o->name, obj_kind(o), obj_size(o), refs,
+	printf("%-32s %-8s %14" PRIu64 "  %-24s %8d%s  %s", o->name, obj_kind(o), obj_size(o), refs,
 	       (int)o->hdr.creator_pid, o->creator_alive ? " " : "†", o->stale ? "stale" : "-");
+	/* What is wrong with it, in words, at the end of its row. */
+	if (o->err && !o->tmp)
+		printf("  %s", obj_error(o));
+	printf("\n");
 }
 
 static int cmd_ls(void)
@@ -363,7 +369,7 @@ static int cmd_info(const char *arg)
 	if (json)
 		print_json(&o, true);
 	else if (o.err)
-		printf("name        %s\nkind        corrupt\nerror       %s\n", o.name, shoal_strerror(o.err));
+		printf("name        %s\nkind        %s\nerror       %s\n", o.name, obj_kind(&o), obj_error(&o));
 	else
 		info_text(&o);
 	rc = o.err ? 1 : 0;

@@ -530,7 +530,7 @@ static void detail_text(const struct frame *f, size_t i, char *buf, size_t cap)
 
 	buf[0] = '\0';
 	if (o->err) {
-		snprintf(buf, cap, "%s", shoal_strerror(o->err));
+		snprintf(buf, cap, "%s", obj_error(o));
 	} else if (o->tmp) {
 		snprintf(buf, cap, "creator %d %s", (int)o->hdr.creator_pid,
 			 o->creator_alive ? "creating" : "died creating");
@@ -688,6 +688,10 @@ static void draw_json(const struct frame *f)
 		printf(",\"kind\":\"%s\",\"size\":%" PRIu64 ",\"live\":%u,\"dead\":%u,\"age_s\":%" PRIu64
 		       ",\"stale\":%s",
 		       obj_kind(o), obj_size(o), o->live, o->dead, obj_age_s(o), o->stale ? "true" : "false");
+		if (o->err && !o->tmp) {
+			printf(",\"error\":\"%s\",\"detail\":", shoal_strerror(o->err));
+			jstr(stdout, obj_error(o));
+		}
 		if (o->is_queue && !o->err) {
 			const struct shoal_queue_stats *q = &o->qv.stats;
 

@@ -73,7 +73,9 @@ def leaks(age: float = 3600.0) -> List[Leak]:
 
     ``age``: seconds a live process must have held an array for its
     reference to be reported ("old-reference"); 0 reports none. Looks,
-    never changes anything. OSError if the directory cannot be read."""
+    never changes anything, and maps nothing: an object truncated by its
+    owner while it is read is skipped (as a corrupt one is), never a
+    SIGBUS. OSError if the directory cannot be read."""
     if age < 0:
         raise ValueError("age must be >= 0 seconds")
     min_age = int(age * 1e9)
