@@ -1212,14 +1212,19 @@ SHOAL_API int shoal_array_handle(const struct shoal_array *a, char *buf, size_t 
  * @out: the array.
  *
  * The object is untrusted input; every field is checked against the file.
- * Blocking (takes the ledger lock briefly). Thread-safe.
+ * Blocking (takes the ledger lock briefly). When every line of the ledger
+ * is in use, the lines of dead processes are taken: their holders are
+ * judged outside the lock, 64 at a time from where the last such sweep
+ * stopped, for at most one round of the ledger (a /proc read per process:
+ * about 0.5 s at SHOAL_ARRAY_HOLDERS_MAX live holders). Thread-safe.
  *
  * Return: 0; -EINVAL for a malformed handle, unknown flags or NULL @out;
  * -ENOENT if the array is gone (freed, or its name now belongs to another
- * array); -EBADMSG for a corrupt object; -EPROTO; -EPROTOTYPE if the name is
- * another kind of object; -EACCES; -EUSERS if its ledger is full of live
- * holders (SHOAL_ARRAY_HOLDERS_MAX); -ENOSPC if this holder needs a new page
- * of the overflow ledger and /dev/shm has no room for it (never SIGBUS);
+ * array); -EBADMSG for a corrupt object; -EPROTO (an older layout);
+ * -EPROTOTYPE if the name is another kind of object; -EACCES; -EUSERS if
+ * its ledger is full of live holders (SHOAL_ARRAY_HOLDERS_MAX; a round of
+ * the ledger found none dead); -ENOSPC if this holder needs a new page of
+ * the overflow ledger and /dev/shm has no room for it (never SIGBUS);
  * -EOVERFLOW if this process's count would overflow; -EDEADLK if
  * the ledger lock could not be taken in 10 s (a live process holds it: one
  * stopped inside it, or lock bytes that name a live process; a dead or
