@@ -193,17 +193,45 @@ static void ovf_ok_raise(struct shoal_array *a, uint32_t from, uint32_t to)
 		;
 }
 
+/* Whether every page of [start, end) is in the object's page cache (a
+ * hole is not; a page swapped out is not either, and is then faulted in).
+ * mincore() only looks: populating pages that are there anyway touches
+ * each one's LRU state, which thousands of holders doing it at once under
+ * the lock made a convoy of. */
+static bool pages_resident(uintptr_t start, uintptr_t end)
+{
+	const size_t pg = page_size();
+	unsigned char vec[64];
+
+	while (start < end) {
+		size_t n = (end - start) / pg;
+
+		if (n > sizeof(vec))
+			n = sizeof(vec);
+		if (mincore((void *)start, n * pg, vec) != 0)
+			return false;
+		for (size_t i = 0; i < n; i++)
+			if (!(vec[i] & 1))
+				return false;
+		start += n * pg;
+	}
+	return true;
+}
+
 /*
  * The overflow mark @o (clamped to the cap) is past the pages this mapping
  * has seen reserved. Every process that moves the mark reserves the page
  * first, so the pages are there, unless a same-user process wrote the mark
  * (or punched holes): then a scan would read holes, which on a full mount
- * is SIGBUS. So the pages are faulted in once per mapping, in one call,
- * before a scan reads them (a scan would fault them anyway): a hole is
- * allocated if the mount has room, and if it has none (EFAULT, where a
+ * is SIGBUS. So once per mapping, before a scan reads them, the pages are
+ * looked at (pages_resident), and if one is missing they are faulted in,
+ * in one call: a hole is allocated if the mount has room (a read fault on
+ * a shared tmpfs mapping allocates), and if it has none (EFAULT, where a
  * load would be SIGBUS) the scan stops at the last page found reserved,
  * whose lines are all a legal mark can cover there. Other errors (out of
  * memory, a signal) say nothing about holes: the scan goes on as before.
+ * (Populating every time, even pages that were there, made 4096 holders
+ * closing at once wait over 10 s for the lock: -EDEADLK.)
  */
 static uint32_t ovf_verify(struct shoal_array *a, uint32_t o)
 {
@@ -213,8 +241,8 @@ static uint32_t ovf_verify(struct shoal_array *a, uint32_t o)
 	uintptr_t start = (base + (uintptr_t)ok * line) & ~(uintptr_t)(pg - 1);
 	uintptr_t end = (base + (uintptr_t)o * line + pg - 1) & ~(uintptr_t)(pg - 1);
 
-	if (madvise((void *)start, end - start,
-		    a->noref ? MADV_POPULATE_READ : MADV_POPULATE_WRITE) == 0) {
+	if (pages_resident(start, end) ||
+	    madvise((void *)start, end - start, MADV_POPULATE_READ) == 0) {
 		ovf_ok_raise(a, (uint32_t)((start - base) / line), (uint32_t)((end - base) / line));
 		return o;
 	}
@@ -433,6 +461,11 @@ static int ledger_lock_within(struct shoal_array *a, int64_t timeout_ns, bool *m
 	int rc;
 
 	*must_free = false;
+	/* Check the overflow pages this mapping has not seen (ovf_verify)
+	 * before the lock, not at the first scan under it: a system call
+	 * there, in each of thousands of holders closing at once, was a
+	 * convoy. (Cheap when there is nothing new: two loads.) */
+	(void)lines(a);
 	rc = shoal__lock_acquire(&a->hdr->lock, timeout_ns);
 	if (rc == -ETIMEDOUT || rc == -EAGAIN)
 		return shoal__fail(-EDEADLK, "array '%s': ledger lock held by a live process for %lld ms",
