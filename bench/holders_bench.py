@@ -12,6 +12,19 @@ array.attach.holders_<K>   us per attach + close of one 1 MiB shoal array
                            median of 400 of each, each timed alone. Up to
                            204 holders the ledger is the first page; past
                            that, overflow lines (docs/array.md).
+array.attach.full_dead_lock_wait
+                           ms: the longest shoal_array_retain() + release()
+                           of a holder while another process attaches into
+                           a full ledger (16384 lines) of dead holders
+                           behind that live one, which stops release sweeps
+                           (bench/holders_bench.c --full-dead): how long the
+                           attach keeps the ledger lock from others. The
+                           worst of 5 attaches, the ledger refilled before
+                           each. No peer: a bound, kept from the version
+                           that judged every line under the lock.
+array.attach.full_dead     ms: that attach itself (median of the 5).
+
+Arguments: holder counts and/or "full"; none means 1 64 1024 4096 full.
 
 One JSON object per line: {"name", "value", "unit", "peers": {...}}.
 """
@@ -84,9 +97,13 @@ def run(helper, k, reps):
 def main():
     helper = os.path.join(os.environ.get("SHOAL_BUILDDIR", "_build/release"), "bench",
                           "holders_bench")
-    counts = [int(x) for x in sys.argv[1:]] or [1, 64, 1024, 4096]
-    for k in counts:
-        run(helper, k, 400)
+    args = sys.argv[1:] or ["1", "64", "1024", "4096", "full"]
+    for arg in args:
+        if arg == "full":
+            sys.stdout.flush()
+            subprocess.run([helper, "--full-dead", "5"], check=True)
+        else:
+            run(helper, int(arg), 400)
 
 
 if __name__ == "__main__":

@@ -1220,15 +1220,20 @@ SHOAL_API int shoal_array_handle(const struct shoal_array *a, char *buf, size_t 
  * The object is untrusted input; every field is checked against the file.
  * A reference another process gave the caller (shoal_array_hold_for()) is
  * taken over rather than one more added (so too by shoal_array_open() and
- * shoal_array_retain()). Blocking (takes the ledger lock briefly).
- * Thread-safe.
+ * shoal_array_retain()). Blocking (takes the ledger lock briefly). When
+ * every line of the ledger is in use, the lines of dead processes are
+ * taken: their holders are judged outside the lock, 64 at a time from
+ * where the last such sweep stopped, for at most one round of the ledger
+ * (a /proc read per process: about 0.5 s at SHOAL_ARRAY_HOLDERS_MAX live
+ * holders). Thread-safe.
  *
  * Return: 0; -EINVAL for a malformed handle, unknown flags or NULL @out;
  * -ENOENT if the array is gone (freed, or its name now belongs to another
- * array); -EBADMSG for a corrupt object; -EPROTO; -EPROTOTYPE if the name is
- * another kind of object; -EACCES; -EUSERS if its ledger is full of live
- * holders (SHOAL_ARRAY_HOLDERS_MAX); -ENOSPC if this holder needs a new page
- * of the overflow ledger and /dev/shm has no room for it (never SIGBUS);
+ * array); -EBADMSG for a corrupt object; -EPROTO (an older layout);
+ * -EPROTOTYPE if the name is another kind of object; -EACCES; -EUSERS if
+ * its ledger is full of live holders (SHOAL_ARRAY_HOLDERS_MAX; a round of
+ * the ledger found none dead); -ENOSPC if this holder needs a new page of
+ * the overflow ledger and /dev/shm has no room for it (never SIGBUS);
  * -EOVERFLOW if this process's count would overflow; -EDEADLK if
  * the ledger lock could not be taken in 10 s (a live process holds it: one
  * stopped inside it, or lock bytes that name a live process; a dead or
@@ -1494,10 +1499,11 @@ SHOAL_API int shoal_array_unpin(struct shoal_array *a);
  *     it), shoal_proc_self(), or handed over by that process itself.
  *
  * Adds one reference to @p's line of the ledger, as though @p had
- * attached, and notes it as given. The first reference a struct of @p then
- * takes on this array (shoal_array_attach(), shoal_array_open(),
- * shoal_array_retain(); not shoal_queue_pop_array(), which takes the
- * queue's) takes a given one over instead of adding one, so @p's release
+ * attached, and notes it as given. While one given reference is left, a
+ * reference a struct of @p takes on this array (shoal_array_attach(),
+ * shoal_array_open(), shoal_array_retain(); not shoal_queue_pop_array(),
+ * which takes the queue's) takes a given one over instead of adding one
+ * (the total stays as it was), so @p's release
  * drops it and nothing is left behind. If @p dies first, the reference is
  * a dead holder's: shoal_reap() (and `shoal gc`, and the last live
  * holder's release) drops it, and the array is freed when nothing else

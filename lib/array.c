@@ -43,20 +43,21 @@
  * mapping of them goes.
  *
  * Reaping: shoal_reap() (lib/reap.c) walks /dev/shm and hands each array
- * to shoal__array_reap(), which drops, under the lock, the lines of the
- * holders the reaper's judge calls gone (processes by pid + start time,
- * zombies dead; queues by whether one with that generation is still in
- * /dev/shm: the judge knows, this file does not), then frees what that
- * emptied as any locker would. No daemon: any process may reap, at any
+ * to shoal__array_reap(), which drops the lines of the holders the
+ * reaper's judge calls gone (processes by pid + start time, zombies dead;
+ * queues by whether one with that generation is still in /dev/shm: the
+ * judge knows, this file does not), judged outside the lock and dropped
+ * under it a chunk at a time, then frees what that emptied as any locker
+ * would. No daemon: any process may reap, at any
  * time. Of the holders that are not processes (internal.h's holder keys),
  * queues come from lib/queue_arrays.c and pins from shoal_array_pin(); this
  * file counts their lines and never judges them.
  *
  * Holding for another process: shoal_array_hold_for() adds a reference to
  * the line of a named live process (pid + start time, so a reused pid is
- * not it) and counts it in that line's @given. The first reference a
- * struct of that process then takes (attach, open, retain) takes a given
- * one over instead of adding one, so its release drops the line and no
+ * not it) and counts it in that line's @given. While one is left, a
+ * reference a struct of that process takes (attach, open, retain) takes a
+ * given one over instead of adding one, so its release drops the line and no
  * reference is left behind; if the process dies first, its line is a dead
  * holder's like any other, dropped by a reap or by the last live holder's
  * release.
@@ -177,13 +178,107 @@ static struct shoal__array_entry *line_at(const struct shoal_array *a, uint32_t 
 	return SHOAL__LIKELY(i < a->ledger_cap) ? &a->hdr->ledger[i] : &a->ovf[i - a->ledger_cap];
 }
 
+static size_t page_size(void)
+{
+	static _Atomic long page;
+	long pg = atomic_load_explicit(&page, memory_order_relaxed);
+
+	if (!pg) {
+		pg = sysconf(_SC_PAGESIZE);
+		if (pg <= 0)
+			pg = SHOAL__DATA_ALIGN;
+		atomic_store_explicit(&page, pg, memory_order_relaxed);
+	}
+	return (size_t)pg;
+}
+
+/* This mapping found overflow lines [from, to) on reserved pages: extend
+ * its verified prefix when that range starts inside it. */
+static void ovf_ok_raise(struct shoal_array *a, uint32_t from, uint32_t to)
+{
+	uint32_t cur = atomic_load_explicit(&a->ovf_ok, memory_order_relaxed);
+
+	if (to > a->ovf_cap)
+		to = a->ovf_cap;
+	while (from <= cur && cur < to &&
+	       !atomic_compare_exchange_weak_explicit(&a->ovf_ok, &cur, to, memory_order_relaxed,
+						      memory_order_relaxed))
+		;
+}
+
+/* Whether every page of [start, end) is in the object's page cache (a
+ * hole is not; a page swapped out is not either, and is then faulted in).
+ * mincore() only looks: populating pages that are there anyway touches
+ * each one's LRU state, which thousands of holders doing it at once under
+ * the lock made a convoy of. */
+static bool pages_resident(uintptr_t start, uintptr_t end)
+{
+	const size_t pg = page_size();
+	unsigned char vec[64];
+
+	while (start < end) {
+		size_t n = (end - start) / pg;
+
+		if (n > sizeof(vec))
+			n = sizeof(vec);
+		if (mincore((void *)start, n * pg, vec) != 0)
+			return false;
+		for (size_t i = 0; i < n; i++)
+			if (!(vec[i] & 1))
+				return false;
+		start += n * pg;
+	}
+	return true;
+}
+
+/*
+ * The overflow mark @o (clamped to the cap) is past the pages this mapping
+ * has seen reserved. Every process that moves the mark reserves the page
+ * first, so the pages are there, unless a same-user process wrote the mark
+ * (or punched holes): then a scan would read holes, which on a full mount
+ * is SIGBUS. So once per mapping, before a scan reads them, the pages are
+ * looked at (pages_resident), and if one is missing they are faulted in,
+ * in one call: a hole is allocated if the mount has room (a read fault on
+ * a shared tmpfs mapping allocates), and if it has none (EFAULT, where a
+ * load would be SIGBUS) the scan stops at the last page found reserved,
+ * whose lines are all a legal mark can cover there. Other errors (out of
+ * memory, a signal) say nothing about holes: the scan goes on as before.
+ * (Populating every time, even pages that were there, made 4096 holders
+ * closing at once wait over 10 s for the lock: -EDEADLK.)
+ */
+static uint32_t ovf_verify(struct shoal_array *a, uint32_t o)
+{
+	const size_t line = sizeof(struct shoal__array_entry), pg = page_size();
+	uint32_t ok = atomic_load_explicit(&a->ovf_ok, memory_order_relaxed);
+	uintptr_t base = (uintptr_t)a->ovf;
+	uintptr_t start = (base + (uintptr_t)ok * line) & ~(uintptr_t)(pg - 1);
+	uintptr_t end = (base + (uintptr_t)o * line + pg - 1) & ~(uintptr_t)(pg - 1);
+
+	if (pages_resident(start, end) ||
+	    madvise((void *)start, end - start, MADV_POPULATE_READ) == 0) {
+		ovf_ok_raise(a, (uint32_t)((start - base) / line), (uint32_t)((end - base) / line));
+		return o;
+	}
+	if (errno != EFAULT && errno != ENOSPC && errno != EINVAL && errno != EHWPOISON)
+		return o;
+	/* EINVAL: no MADV_POPULATE_* (before 5.14), where no process can
+	 * have reserved an overflow page: the mark was written by hand. The
+	 * call goes on over the pages that are there: its own error, if it
+	 * has one, is the detail to keep. */
+	if (!shoal__detail_code)
+		shoal__fail(-EBADMSG, "array '%s': its overflow mark (%u lines) covers pages "
+			    "that were never reserved and cannot be now: scans stop at line %u",
+			    a->seg->name, o, a->ledger_cap + ok);
+	return ok;
+}
+
 /*
  * Lines that may be in use: the first page's high-water mark; once the
  * overflow has a line, the whole first page and the overflow's mark. Both
- * hints are clamped to their validated caps, and the overflow's mark never
- * covers a page that was not reserved (line_free), so a scan touches only
- * pages that exist. While 204 or fewer hold the array, scans stay in the
- * first page.
+ * hints are clamped to their validated caps, and the overflow's mark to
+ * the pages this mapping finds reserved (ovf_verify), so a scan touches
+ * only pages that exist. While 204 or fewer hold the array, scans stay in
+ * the first page.
  */
 static uint32_t lines(const struct shoal_array *a)
 {
@@ -193,7 +288,11 @@ static uint32_t lines(const struct shoal_array *a)
 
 	if (SHOAL__LIKELY(o == 0 || a->ovf_cap == 0))
 		return n < a->ledger_cap ? n : a->ledger_cap;
-	return a->ledger_cap + (o < a->ovf_cap ? o : a->ovf_cap);
+	if (o > a->ovf_cap)
+		o = a->ovf_cap;
+	if (SHOAL__UNLIKELY(o > atomic_load_explicit(&a->ovf_ok, memory_order_relaxed)))
+		o = ovf_verify((struct shoal_array *)a, o); /* the struct is ours, not shared */
+	return a->ledger_cap + o;
 }
 
 static uint64_t ledger_total(const struct shoal_array *a)
@@ -280,10 +379,13 @@ static struct shoal__array_entry *line_find(struct shoal_array *a, uint64_t key)
 }
 
 static bool holder_alive(uint64_t key);
+static bool holder_gone_fast(uint64_t key);
+static void drop_dead(struct shoal_array *a, const uint32_t *at, const uint64_t *dead, size_t n);
 
 /*
- * Under the lock: reserve the page of overflow line @j if @j is the first
- * line on it (the pages of the lines below @j are reserved already). A
+ * Under the lock: reserve the page of overflow line @j unless this mapping
+ * has found it reserved (the scan that led here verified every page below
+ * the mark, so that is once per page: when @j is the first line on it). A
  * page is reserved by faulting it in for writing through the mapping
  * (MADV_POPULATE_WRITE): the object's file is not kept open, and this gives
  * a full /dev/shm as an error where a plain store would be SIGBUS. A death
@@ -292,22 +394,15 @@ static bool holder_alive(uint64_t key);
  */
 static int ovf_reserve(struct shoal_array *a, uint32_t j)
 {
-	static _Atomic long page;
-	long pg = atomic_load_explicit(&page, memory_order_relaxed);
-	uintptr_t addr = (uintptr_t)&a->ovf[j], start;
+	const size_t line = sizeof(struct shoal__array_entry), pg = page_size();
+	uintptr_t base = (uintptr_t)a->ovf, start;
 
-	if (!pg) {
-		pg = sysconf(_SC_PAGESIZE);
-		if (pg <= 0)
-			pg = SHOAL__DATA_ALIGN;
-		atomic_store_explicit(&page, pg, memory_order_relaxed);
-	}
-	start = addr & ~(uintptr_t)(pg - 1);
-	if (j != 0 && start != addr)
+	if (j < atomic_load_explicit(&a->ovf_ok, memory_order_relaxed))
 		return 0;
+	start = (base + (uintptr_t)j * line) & ~(uintptr_t)(pg - 1);
 	if (SHOAL__UNLIKELY(shoal__array_reserve_fail))
 		errno = shoal__array_reserve_fail;
-	else if (madvise((void *)start, (size_t)pg, MADV_POPULATE_WRITE) == 0)
+	else if (madvise((void *)start, pg, MADV_POPULATE_WRITE) == 0)
 		goto reserved;
 	switch (errno) {
 	case EFAULT:  /* the fault was SIGBUS: the mount is full */
@@ -326,57 +421,42 @@ static int ovf_reserve(struct shoal_array *a, uint32_t j)
 		return -errno;
 	}
 reserved:
+	ovf_ok_raise(a, (uint32_t)((start - base) / line), (uint32_t)((start + pg - base) / line));
 	HOOK(SHOAL__HOOK_OVF_RESERVED);
 	return 0;
 }
 
 /*
- * Under the lock: a line for a new holder. A free line inside the marks
- * first; else the next line of the first page; else the next overflow line
- * (its page reserved first); else the lines of dead processes are dropped
- * and the scan is made again. NULL with *@err: -EUSERS (full of live
- * holders), -ENOSPC, -ENOMEM.
+ * Under the lock, after a scan found no free line under the marks: a line
+ * for a new holder. The next line of the first page; else the next
+ * overflow line (its page reserved first). NULL with *@err: -EUSERS (every
+ * line in use: the caller sweeps the dead, see "Making room"), -ENOSPC,
+ * -ENOMEM.
  */
-static struct shoal__array_entry *line_free(struct shoal_array *a, bool scanned, int *err)
+static struct shoal__array_entry *line_free(struct shoal_array *a, int *err)
 {
-	uint64_t k;
 	uint32_t used, o;
 
-	for (int pass = 0; pass < 2; pass++) {
-		uint32_t n = lines(a);
-
-		/* (A caller that has just scanned, finding none, skips this.) */
-		for (uint32_t i = 0; i < n && !(scanned && pass == 0); i++) {
-			struct shoal__array_entry *e = line_at(a, i);
-
-			if (!line_count(e, &k))
-				return e;
-		}
-		used = atomic_load_explicit(&a->hdr->used, memory_order_relaxed);
-		if (used < a->ledger_cap) {
-			/* R3: the mark covers the line before the line is
-			 * written; a death here leaves an unused line inside
-			 * the mark, which costs a scan step, nothing more. */
-			atomic_store_explicit(&a->hdr->used, used + 1, memory_order_release);
-			return &a->hdr->ledger[used];
-		}
-		o = atomic_load_explicit(&a->hdr->ovf_used, memory_order_relaxed);
-		if (o < a->ovf_cap) {
-			*err = ovf_reserve(a, o);
-			if (*err)
-				return NULL;
-			/* R4: as R3, and the page under the mark is reserved
-			 * before the mark covers it (pairs with A4). */
-			atomic_store_explicit(&a->hdr->ovf_used, o + 1, memory_order_release);
-			return &a->ovf[o];
-		}
-		/* Full: make room by dropping the lines of dead processes. */
-		for (uint32_t i = 0; i < n; i++) {
-			struct shoal__array_entry *e = line_at(a, i);
-
-			if (line_count(e, &k) && !(k & SHOAL__HOLDER_NONPROC) && !holder_alive(k))
-				line_set(e, k, 0);
-		}
+	used = atomic_load_explicit(&a->hdr->used, memory_order_relaxed);
+	o = atomic_load_explicit(&a->hdr->ovf_used, memory_order_relaxed);
+	/* Once the overflow has a line, scans cover the whole first page
+	 * (lines()), so the line at @used is not known free: a mark written
+	 * by hand could have it in use. Only the overflow is past them. */
+	if (used < a->ledger_cap && (o == 0 || a->ovf_cap == 0)) {
+		/* R3: the mark covers the line before the line is written; a
+		 * death here leaves an unused line inside the mark, which
+		 * costs a scan step, nothing more. */
+		atomic_store_explicit(&a->hdr->used, used + 1, memory_order_release);
+		return &a->hdr->ledger[used];
+	}
+	if (o < a->ovf_cap) {
+		*err = ovf_reserve(a, o);
+		if (*err)
+			return NULL;
+		/* R4: as R3, and the page under the mark is reserved before
+		 * the mark covers it (pairs with A4). */
+		atomic_store_explicit(&a->hdr->ovf_used, o + 1, memory_order_release);
+		return &a->ovf[o];
 	}
 	*err = shoal__fail(-EUSERS, "array '%s': holder ledger full (%u live holders, the most "
 			   "one array can have)", a->seg->name, a->ledger_cap + a->ovf_cap);
@@ -414,6 +494,11 @@ static int ledger_lock_within(struct shoal_array *a, int64_t timeout_ns, bool *m
 	int rc;
 
 	*must_free = false;
+	/* Check the overflow pages this mapping has not seen (ovf_verify)
+	 * before the lock, not at the first scan under it: a system call
+	 * there, in each of thousands of holders closing at once, was a
+	 * convoy. (Cheap when there is nothing new: two loads.) */
+	(void)lines(a);
 	rc = shoal__lock_acquire(&a->hdr->lock, timeout_ns);
 	if (rc == -ETIMEDOUT || rc == -EAGAIN)
 		return shoal__fail(-EDEADLK, "array '%s': ledger lock held by a live process for %lld ms",
@@ -494,7 +579,7 @@ static int hold_mode_locked(struct shoal_array *a, uint64_t holder, uint32_t n,
 			atomic_store_explicit(&e->given, (g < c ? g : c) + 1, memory_order_relaxed);
 		return 0;
 	}
-	e = free_e ? free_e : line_free(a, true, &rc);
+	e = free_e ? free_e : line_free(a, &rc);
 	if (!e)
 		return rc;
 	line_claim(e, holder, n, mode == HOLD_GIVE ? n : 0);
@@ -524,19 +609,111 @@ static int unhold_locked(struct shoal_array *a, uint64_t holder, uint32_t n, boo
 	return 0;
 }
 
-int shoal__array_hold(struct shoal_array *a, uint64_t holder)
+/*
+ * Making room. A new holder that finds every line in use (-EUSERS from
+ * line_free, or -ENOSPC: no room for a new overflow page) takes the lines
+ * of dead processes. Judging a process is a /proc read, and a full ledger
+ * has 16384 lines: judged under the lock that was most of a second during
+ * which every attach and release of the array waited. So the judging is
+ * done outside the lock (dead is forever: a key is never reused, so a line
+ * seen dead may be dropped later if it still holds that key), in chunks of
+ * SHOAL__ARRAY_SWEEP_CHECKS processes, each followed by one hold of the
+ * lock that drops the chunk's dead (at their lines, no search) and tries
+ * again. The chunks start where the last sweep stopped (@sweep_next, as
+ * the queue's participant sweep), so repeated attaches go round the whole
+ * ledger rather than judging its live head again each time. One round
+ * with nothing reclaimed (or reclaimed and taken by others) ends in the
+ * error. Lines of holders that are not processes are never judged here
+ * (the reaper judges queues); this process's own line is alive.
+ */
+struct room {
+	uint32_t n;      /* lines in the round; 0: not started */
+	uint32_t pos;    /* next line to judge */
+	uint32_t walked; /* lines judged or passed this round */
+	uint32_t ndead;  /* found in the last chunk */
+	uint32_t line[SHOAL__ARRAY_SWEEP_CHECKS];
+	uint64_t key[SHOAL__ARRAY_SWEEP_CHECKS];
+};
+
+/* Outside the lock: judge the next chunk, from @sweep_next at first. */
+static void room_judge(struct shoal_array *a, struct room *r)
 {
+	uint32_t n = lines(a), checks = 0;
+	uint64_t self = shoal__self_key(), k;
+
+	if (!r->n) {
+		/* Untrusted: a cursor out of range starts at line 0. */
+		uint32_t c = atomic_load_explicit(&a->hdr->sweep_next, memory_order_relaxed);
+
+		r->n = n ? n : 1;
+		r->walked = n ? 0 : 1;
+		r->pos = c < n ? c : 0;
+	}
+	r->ndead = 0;
+	while (r->walked < r->n && checks < SHOAL__ARRAY_SWEEP_CHECKS) {
+		if (r->pos >= n)
+			r->pos = 0;
+		if (line_count(line_at(a, r->pos), &k) && !(k & SHOAL__HOLDER_NONPROC) && k != self) {
+			checks++;
+			if (holder_gone_fast(k) || !holder_alive(k)) {
+				r->line[r->ndead] = r->pos;
+				r->key[r->ndead++] = k;
+			}
+		}
+		r->pos++;
+		r->walked++;
+	}
+	atomic_store_explicit(&a->hdr->sweep_next, r->pos < n ? r->pos : 0, memory_order_relaxed);
+}
+
+/*
+ * Run @op (a hold of some kind) under the ledger lock; while it finds no
+ * line, sweep a chunk outside the lock and try again, for one round at
+ * most. Returns @op's result (a hold frees nothing, so there is no freed
+ * to report).
+ */
+static int locked_with_room(struct shoal_array *a, int (*op)(struct shoal_array *, void *),
+			    void *arg)
+{
+	struct room r = { 0 };
 	bool freed;
 	int rc;
 
-	if (!a || a->noref || !holder)
-		return -EINVAL;
 	rc = ledger_lock(a, &freed);
 	if (rc)
 		return rc;
-	rc = hold_locked(a, holder, 1);
-	ledger_unlock(a, freed); /* a hold frees nothing: nothing to report */
+	rc = op(a, arg);
+	while ((rc == -EUSERS || rc == -ENOSPC) && (!r.n || r.walked < r.n)) {
+		ledger_unlock(a, freed);
+		do
+			room_judge(a, &r);
+		while (!r.ndead && r.walked < r.n);
+		rc = ledger_lock(a, &freed);
+		if (rc)
+			return rc;
+		drop_dead(a, r.line, r.key, r.ndead);
+		rc = op(a, arg);
+	}
+	if (rc == -EUSERS && lines(a) == a->ledger_cap + a->ovf_cap)
+		rc = shoal__fail(-EUSERS, "array '%s': holder ledger full (%u live holders, the "
+				 "most one array can have): a sweep of every line found none "
+				 "dead", a->seg->name, a->ledger_cap + a->ovf_cap);
+	if (rc && free_if_unheld(a)) /* all it dropped, and then no line for us */
+		freed = true;
+	ledger_unlock(a, freed);
 	return rc;
+}
+
+static int op_hold(struct shoal_array *a, void *holder)
+{
+	return hold_locked(a, *(const uint64_t *)holder, 1);
+}
+
+int shoal__array_hold(struct shoal_array *a, uint64_t holder)
+{
+	if (!a || a->noref || !holder)
+		return -EINVAL;
+	return locked_with_room(a, op_hold, &holder);
 }
 
 int shoal__array_unhold(struct shoal_array *a, uint64_t holder)
@@ -572,19 +749,20 @@ static int transfer_locked(struct shoal_array *a, uint64_t from, uint64_t to)
 	return unhold_locked(a, from, 1, &freed); /* the total stays > 0 */
 }
 
+static int op_transfer(struct shoal_array *a, void *keys)
+{
+	const uint64_t *k = keys;
+
+	return transfer_locked(a, k[0], k[1]);
+}
+
 int shoal__array_transfer(struct shoal_array *a, uint64_t from, uint64_t to)
 {
-	bool freed;
-	int rc;
+	uint64_t keys[2] = { from, to };
 
 	if (!a || a->noref || !from || !to || from == to)
 		return -EINVAL;
-	rc = ledger_lock(a, &freed);
-	if (rc)
-		return rc;
-	rc = transfer_locked(a, from, to);
-	ledger_unlock(a, freed);
-	return rc;
+	return locked_with_room(a, op_transfer, keys);
 }
 
 uint32_t shoal__array_count_of(const struct shoal_array *a, uint64_t holder)
@@ -648,7 +826,7 @@ static int array_check(struct shoal_array *a, struct shoal_segment *s)
 	/* One read of the immutable part; only the copy is looked at. */
 	memcpy(&h, s->kind_hdr, offsetof(struct shoal__array_hdr, lock));
 	if (h.layout < SHOAL__ARRAY_LAYOUT)
-		return -EPROTO; /* 0: a glibc mutex, never lock it; 1: no overflow */
+		return -EPROTO; /* 0: a glibc mutex; 1: no overflow; 2: sweeps under the lock */
 	rc = layout(h.dtype, h.itemsize, h.ndim, h.shape, strides, &nbytes);
 	if (rc)
 		return -EBADMSG;
@@ -686,6 +864,17 @@ static int array_check(struct shoal_array *a, struct shoal_segment *s)
 	return 0;
 }
 
+/* Under the lock: this process's reference, over from keys[0] when it
+ * holds one, else a fresh one (keys[1] is this process). */
+static int op_open(struct shoal_array *a, void *keys)
+{
+	const uint64_t *k = keys;
+
+	if (k[0] && k[0] != k[1] && line_find(a, k[0]))
+		return transfer_locked(a, k[0], k[1]);
+	return hold_mode_locked(a, k[1], 1, HOLD_TAKE);
+}
+
 /*
  * Open @name, check the generation if @gen is not 0, and take a reference:
  * over from @from when it holds one (0: none), else a fresh one.
@@ -693,10 +882,10 @@ static int array_check(struct shoal_array *a, struct shoal_segment *s)
 static int array_open(const char *name, uint64_t gen, uint64_t from, unsigned int flags,
 		      struct shoal_array **out)
 {
-	bool noref = flags & SHOAL_ARRAY_NOREF, rdonly = flags & SHOAL_RDONLY, freed;
+	bool noref = flags & SHOAL_ARRAY_NOREF, rdonly = flags & SHOAL_RDONLY;
 	struct shoal_segment *s;
 	struct shoal_array *a;
-	uint64_t self;
+	uint64_t keys[2];
 	int rc;
 
 	if (!out || (flags & ~(SHOAL_RDONLY | SHOAL_PREFAULT | SHOAL_ARRAY_NOREF)))
@@ -741,26 +930,18 @@ static int array_open(const char *name, uint64_t gen, uint64_t from, unsigned in
 		}
 	}
 	if (!noref) {
-		self = shoal__self_key();
-		if (!self) {
+		keys[0] = from;
+		keys[1] = shoal__self_key();
+		if (!keys[1]) {
 			array_free(a);
 			return -EIO;
 		}
-		rc = ledger_lock(a, &freed);
+		rc = locked_with_room(a, op_open, keys);
 		if (rc) {
 			array_free(a);
 			return rc;
 		}
-		if (from && from != self && line_find(a, from))
-			rc = transfer_locked(a, from, self);
-		else
-			rc = hold_mode_locked(a, self, 1, HOLD_TAKE);
-		ledger_unlock(a, freed);
-		if (rc) {
-			array_free(a);
-			return rc;
-		}
-		a->holder = self;
+		a->holder = keys[1];
 		a->refs = 1;
 	}
 	*out = a;
@@ -1015,31 +1196,33 @@ SHOAL_API int shoal_array_create(const char *name, int dtype, size_t itemsize, i
 
 /* ---- references ------------------------------------------------------ */
 
+/* Under the lock: one more reference for this struct (@self's). */
+static int op_retain(struct shoal_array *a, void *self)
+{
+	uint64_t key = *(const uint64_t *)self;
+	int rc;
+
+	own_refs(a);
+	if (a->refs == UINT32_MAX)
+		return -EOVERFLOW;
+	rc = hold_mode_locked(a, key, 1, HOLD_TAKE);
+	if (!rc) {
+		a->holder = key;
+		a->refs++;
+	}
+	return rc;
+}
+
 SHOAL_API int shoal_array_retain(struct shoal_array *a)
 {
 	uint64_t self = shoal__self_key();
-	bool freed;
-	int rc;
 
 	shoal__detail_clear();
 	if (!a || a->noref)
 		return -EINVAL;
 	if (!self)
 		return -EIO;
-	rc = ledger_lock(a, &freed);
-	if (rc)
-		return rc;
-	own_refs(a);
-	if (a->refs == UINT32_MAX)
-		rc = -EOVERFLOW;
-	else
-		rc = hold_mode_locked(a, self, 1, HOLD_TAKE);
-	if (!rc) {
-		a->holder = self;
-		a->refs++;
-	}
-	ledger_unlock(a, freed);
-	return rc;
+	return locked_with_room(a, op_retain, &self);
 }
 
 SHOAL_API int shoal_array_pin(struct shoal_array *a)
@@ -1054,10 +1237,16 @@ SHOAL_API int shoal_array_unpin(struct shoal_array *a)
 	return shoal__array_unhold(a, SHOAL__HOLDER_PIN_KEY);
 }
 
+/* Under the lock: a reference given to the process of key *@holder. */
+static int op_give(struct shoal_array *a, void *holder)
+{
+	return hold_mode_locked(a, *(const uint64_t *)holder, 1, HOLD_GIVE);
+}
+
 SHOAL_API int shoal_array_hold_for(struct shoal_array *a, const struct shoal_proc *p)
 {
 	struct shoal_proc now;
-	bool freed;
+	uint64_t key;
 	int rc;
 
 	shoal__detail_clear();
@@ -1076,12 +1265,8 @@ SHOAL_API int shoal_array_hold_for(struct shoal_array *a, const struct shoal_pro
 				   "is not alive", a->seg->name, (int)p->pid, p->start_time);
 	if (rc)
 		return rc;
-	rc = ledger_lock(a, &freed);
-	if (rc)
-		return rc;
-	rc = hold_mode_locked(a, shoal__proc_key(p), 1, HOLD_GIVE);
-	ledger_unlock(a, freed); /* a hold frees nothing: nothing to report */
-	return rc;
+	key = shoal__proc_key(p);
+	return locked_with_room(a, op_give, &key);
 }
 
 /*
@@ -1099,14 +1284,22 @@ static bool holder_gone_fast(uint64_t key)
 	return kill(pid, 0) != 0 && errno == ESRCH;
 }
 
-/* Under the lock: drop the lines of @n holders seen dead. */
-static void drop_dead(struct shoal_array *a, const uint64_t *dead, size_t n)
+/* Under the lock: drop lines @at[i] if they still hold the keys @dead[i]
+ * seen dead there (at their lines: no search per key, so a batch costs 64
+ * line reads, not 64 scans of the ledger). */
+static void drop_dead(struct shoal_array *a, const uint32_t *at, const uint64_t *dead, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		struct shoal__array_entry *e = line_find(a, dead[i]);
+	uint32_t used = lines(a);
+	uint64_t k;
 
-		if (e)
-			line_set(e, dead[i], 0);
+	for (size_t i = 0; i < n; i++) {
+		struct shoal__array_entry *e;
+
+		if (at[i] >= used)
+			continue;
+		e = line_at(a, at[i]);
+		if (line_count(e, &k) && k == dead[i])
+			line_set(e, k, 0);
 	}
 }
 
@@ -1124,6 +1317,7 @@ static void drop_dead(struct shoal_array *a, const uint64_t *dead, size_t n)
 static int sweep_dead(struct shoal_array *a)
 {
 	uint64_t dead[64], k;
+	uint32_t at[64];
 	uint32_t used = lines(a);
 	bool freed, any = false;
 	size_t n = 0;
@@ -1133,8 +1327,10 @@ static int sweep_dead(struct shoal_array *a)
 		bool stop = i == used;
 
 		if (!stop && line_count(line_at(a, i), &k)) {
-			if (holder_gone_fast(k))
+			if (holder_gone_fast(k)) {
+				at[n] = i;
 				dead[n++] = k;
+			}
 			else
 				stop = true;
 		}
@@ -1142,7 +1338,7 @@ static int sweep_dead(struct shoal_array *a)
 			rc = ledger_lock_within(a, REAP_TIMEOUT_NS, &freed);
 			if (rc)
 				return 0; /* shoal_reap() will do it */
-			drop_dead(a, dead, n);
+			drop_dead(a, at, dead, n);
 			n = 0;
 			any = true;
 			if (stop || freed) {
@@ -1347,50 +1543,72 @@ int shoal__array_holders_judged(const struct shoal_array *a, struct shoal_array_
 
 /* ---- reaping (called by lib/reap.c) ---------------------------------- */
 
+/*
+ * The judge reads /proc for each process holder, so it runs outside the
+ * lock (what it calls gone is gone for good: a dead process, a queue
+ * generation no longer in the directory), and the lines it condemns are
+ * dropped under the lock a chunk at a time, each only if it still holds
+ * the key judged: a full ledger judged under the lock held it for most of
+ * a second. Then the last hold frees what that emptied, or claims the
+ * unlink of a freer that died.
+ */
 int shoal__array_reap(const char *name, shoal__judge_fn judge, void *arg, bool *ask_again)
 {
 	struct shoal_segment *s;
 	struct shoal_array a = { 0 };
-	bool freed = false, noted = false;
-	uint64_t freer, k;
-	int rc;
+	uint32_t at[SHOAL__ARRAY_SWEEP_CHECKS], n = 0;
+	uint64_t gone[SHOAL__ARRAY_SWEEP_CHECKS], freer, k;
+	bool freed, noted = false;
+	int rc = 0;
 
 	*ask_again = false;
-	rc = shoal__segment_open(name, SHOAL__KIND_ARRAY, sizeof(struct shoal__array_hdr), 0, &s);
-	if (rc)
+	if (shoal__segment_open(name, SHOAL__KIND_ARRAY, sizeof(struct shoal__array_hdr), 0, &s))
 		return 0;
-	if (array_check(&a, s) != 0 || ledger_lock_within(&a, REAP_TIMEOUT_NS, &freed) != 0) {
+	if (array_check(&a, s) != 0) {
 		shoal_segment_close(s);
 		return 0;
 	}
-	for (uint32_t i = 0, n = lines(&a); i < n; i++) {
-		struct shoal__array_entry *e = line_at(&a, i);
+	for (uint32_t i = 0, used = lines(&a); i <= used; i++) {
+		bool end = i == used;
 
-		if (!line_count(e, &k))
+		if (!end && line_count(line_at(&a, i), &k)) {
+			switch (judge(k, arg)) {
+			case SHOAL__GONE:
+				at[n] = i;
+				gone[n++] = k;
+				break;
+			case SHOAL__ASK_AGAIN:
+				noted = true;
+				break;
+			case SHOAL__KEEP:
+				break;
+			}
+		}
+		if (n < SHOAL__ARRAY_SWEEP_CHECKS && !end)
 			continue;
-		switch (judge(k, arg)) {
-		case SHOAL__GONE:
-			line_set(e, k, 0);
-			break;
-		case SHOAL__ASK_AGAIN:
-			noted = true;
-			break;
-		case SHOAL__KEEP:
-			break;
+		if (ledger_lock_within(&a, REAP_TIMEOUT_NS, &freed) != 0)
+			break; /* a live process keeps it locked: the next walk */
+		drop_dead(&a, at, gone, n);
+		n = 0;
+		if (!end && !freed) {
+			ledger_unlock(&a, false);
+			continue;
 		}
-	}
-	if (free_if_unheld(&a)) {
-		freed = true;
-	} else if (state_of(&a) == SHOAL__ARRAY_FREED && !freed) {
-		/* A freer that died before unlinking: claim its unlink. */
-		freer = atomic_load_explicit(&a.hdr->freer, memory_order_relaxed);
-		if (freer != shoal__self_key() && (!freer || !holder_alive(freer))) {
-			atomic_store_explicit(&a.hdr->freer, shoal__self_key(), memory_order_relaxed);
+		if (free_if_unheld(&a)) {
 			freed = true;
+		} else if (state_of(&a) == SHOAL__ARRAY_FREED && !freed) {
+			/* A freer that died before unlinking: claim its unlink. */
+			freer = atomic_load_explicit(&a.hdr->freer, memory_order_relaxed);
+			if (freer != shoal__self_key() && (!freer || !holder_alive(freer))) {
+				atomic_store_explicit(&a.hdr->freer, shoal__self_key(),
+						      memory_order_relaxed);
+				freed = true;
+			}
 		}
+		rc = ledger_unlock(&a, freed);
+		*ask_again = noted && !rc;
+		break;
 	}
-	rc = ledger_unlock(&a, freed);
-	*ask_again = noted && !rc;
 	shoal_segment_close(s);
 	return rc;
 }

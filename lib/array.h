@@ -39,9 +39,13 @@ enum shoal__array_state {
  * word would name a dead owner while a process of that layout held it, so
  * such an object is refused (-EPROTO), never locked. 1 had the first-page
  * ledger only: a process of that version would not see overflow lines, so
- * it is refused too (-EPROTO). 2 adds the overflow ledger past the data.
+ * it is refused too (-EPROTO). 2 added the overflow ledger past the data;
+ * its processes sweep a full ledger under the lock, a /proc read per line
+ * (most of a second at 16384 lines, while every other holder waits), so it
+ * is refused as well (-EPROTO). 3 adds @sweep_next: a full ledger is swept
+ * in bounded chunks from where the last sweep stopped.
  */
-#define SHOAL__ARRAY_LAYOUT 2u
+#define SHOAL__ARRAY_LAYOUT 3u
 
 /*
  * The kind header, at offset 128 of an array object. The fields above
@@ -72,8 +76,12 @@ struct shoal__array_hdr {
 	shoal__atomic_u64 freer;                /* key of who set FREED: it unlinks */
 	shoal__atomic_u32 ovf_used;             /* as @used, for the overflow;
 						   its pages below this are
-						   reserved (clamped to ovf_cap) */
-	uint32_t reserved2;
+						   reserved (clamped to ovf_cap,
+						   and to the pages a process
+						   finds reserved) */
+	shoal__atomic_u32 sweep_next;           /* line where the next sweep of a
+						   full ledger starts (a hint:
+						   out of range reads as 0) */
 	uint64_t reserved3[5];
 	struct shoal__array_entry ledger[];
 };
@@ -89,6 +97,8 @@ _Static_assert(offsetof(struct shoal__array_hdr, freer) == 648, "array layout is
 _Static_assert(offsetof(struct shoal__array_hdr, ovf_cap) == 540, "array layout is ABI");
 _Static_assert(offsetof(struct shoal__array_hdr, ovf_off) == 544, "array layout is ABI");
 _Static_assert(offsetof(struct shoal__array_hdr, ovf_used) == 656, "array layout is ABI");
+_Static_assert(offsetof(struct shoal__array_hdr, sweep_next) == 660, "array layout is ABI");
+_Static_assert(SHOAL__ARRAY_LAYOUT == 3, "a change of the array header bumps its layout");
 _Static_assert(offsetof(struct shoal__array_hdr, ledger) % 16 == 0, "ledger aligned");
 _Static_assert(sizeof(struct shoal__array_hdr) == 704, "array layout is ABI");
 
@@ -118,6 +128,9 @@ struct shoal_array {
 	uint32_t ledger_cap;            /* validated copy */
 	uint32_t ovf_cap;               /* validated copy; 0: no overflow */
 	struct shoal__array_entry *ovf; /* the overflow ledger (shared) */
+	shoal__atomic_u32 ovf_ok;       /* overflow lines on pages this mapping
+					   has found reserved (a prefix, whole
+					   pages): scans past it check first */
 	uint32_t refs;                  /* held by this struct; under the lock */
 	uint32_t fork_gen;              /* shoal__fork_gen when @refs was last right */
 	uint64_t holder;                /* whose references @refs are */
@@ -159,6 +172,9 @@ extern void (*shoal__array_hook)(int point);
 /* Test hook: when not 0, reserving an overflow page fails with this errno
  * instead of asking the kernel (a full /dev/shm without filling one). */
 extern int shoal__array_reserve_fail;
+/* Lines of processes a sweep of a full ledger judges per chunk: the most
+ * it drops in one hold of the lock (array.c, "Making room"). */
+#define SHOAL__ARRAY_SWEEP_CHECKS 64
 enum shoal__array_hook_point {
 	SHOAL__HOOK_LOCKED = 1,     /* lock taken, nothing written */
 	SHOAL__HOOK_KEY_WRITTEN,    /* a new line's key written, count not */

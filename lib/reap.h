@@ -42,8 +42,11 @@ typedef enum shoal__verdict (*shoal__judge_fn)(uint64_t holder, void *arg);
 
 /*
  * shoal__array_reap - take back from array @name what gone holders held.
- * @judge: called under the array's ledger lock, once for each holder key
- *         with references; the lines it calls GONE are dropped.
+ * @judge: called once for each holder key with references, outside the
+ *         array's ledger lock (it reads /proc); the lines it calls GONE
+ *         are dropped under the lock, 64 at a time, if they still hold
+ *         that key. GONE must be forever (a dead process, a queue
+ *         generation no longer in the directory).
  * @ask_again: out: true when @judge said ASK_AGAIN of a line and the array
  *         still stands.
  *

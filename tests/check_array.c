@@ -414,6 +414,9 @@ START_TEST(corrupt_headers)
 	/* Layout 1 had no overflow ledger: its processes would not see it. */
 	FRESH(); KH(b)->layout = 1;
 	ck_assert_int_eq(open_planted(b, len), -EPROTO);
+	/* Layout 2 swept a full ledger under the lock. */
+	FRESH(); KH(b)->layout = 2;
+	ck_assert_int_eq(open_planted(b, len), -EPROTO);
 	/* The overflow ledger: whole pages past the data, inside the file. */
 	ck_assert_uint_eq(KH(b)->ovf_cap, SHOAL__ARRAY_OVF_CAP);
 	ck_assert_uint_eq(KH(b)->ovf_off, 2 * SHOAL__DATA_ALIGN);
@@ -441,6 +444,8 @@ START_TEST(corrupt_headers)
 	FRESH(); atomic_store(&KH(b)->ovf_used, UINT32_MAX);
 	ck_assert_int_eq(open_planted(b, len), 0);
 	FRESH(); atomic_store(&KH(b)->used, UINT32_MAX); atomic_store(&KH(b)->ovf_used, 7);
+	ck_assert_int_eq(open_planted(b, len), 0);
+	FRESH(); atomic_store(&KH(b)->sweep_next, UINT32_MAX);
 	ck_assert_int_eq(open_planted(b, len), 0);
 	free(b);
 	free(good);
@@ -1096,7 +1101,12 @@ START_TEST(hold_for_errors)
 	pid = idle_child(fds);
 	p = proc_of(pid);
 	kill(pid, SIGKILL);
-	usleep(50000);
+	{
+		siginfo_t si;
+
+		/* A zombie now: exited, not reaped (WNOWAIT). */
+		ck_assert_int_eq(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
+	}
 	ck_assert_int_eq(shoal_array_hold_for(a, &p), -ESRCH);
 	ck_assert_int_eq(t_wait(pid), 128 + SIGKILL);
 	close(fds[1]);
@@ -1987,6 +1997,289 @@ START_TEST(full_shm_is_enospc_not_sigbus)
 }
 END_TEST
 
+/* ---- a full ledger: bounded sweeps, hostile marks ---------------------------- */
+
+/* Fill every free line of @a by hand, as 16383 holders would: key(i) on
+ * line i (line 0 is the creator's). Writing the overflow through the
+ * mapping allocates its pages, as reserving them would. */
+static void fill_ledger(struct shoal_array *a, uint64_t (*key)(uint32_t i, uint64_t arg),
+			uint64_t arg)
+{
+	const uint32_t cap0 = a->ledger_cap;
+
+	for (uint32_t i = 1; i < cap0 + a->ovf_cap; i++) {
+		struct shoal__array_entry *e = i < cap0 ? &a->hdr->ledger[i] : &a->ovf[i - cap0];
+
+		atomic_store(&e->key, key(i, arg));
+		atomic_store(&e->count, 1);
+	}
+	atomic_store(&a->hdr->used, cap0);
+	atomic_store(&a->hdr->ovf_used, a->ovf_cap);
+}
+
+/* A process key that is dead while @self lives: its pid with another start
+ * time, so judging it is a real /proc read (a pid that was reused). */
+static uint64_t reused_pid_key(uint32_t i, uint64_t self)
+{
+	return self + ((uint64_t)(i + 1) * 1000 << SHOAL__PID_BITS);
+}
+
+static uint64_t same_key(uint32_t i SHOAL__UNUSED, uint64_t key)
+{
+	return key;
+}
+
+/* The longest hold of the ledger lock in this process, from the hook. */
+static uint64_t hold_started, hold_max;
+static void time_holds(int point)
+{
+	if (point == SHOAL__HOOK_LOCKED) {
+		hold_started = shoal__now_ns();
+	} else if (point == SHOAL__HOOK_UNLOCKED && hold_started) {
+		uint64_t d = shoal__now_ns() - hold_started;
+
+		if (d > hold_max)
+			hold_max = d;
+		hold_started = 0;
+	}
+}
+
+/* What a child's attach saw: its result, the longest lock hold, how long
+ * it took in all. */
+struct attach_seen {
+	int rc;
+	uint64_t hold_max_ns, took_ns;
+	char detail[200];
+};
+
+static struct attach_seen attach_in_child(const char *handle)
+{
+	struct attach_seen seen = { 0 };
+	int p[2];
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_array *b = NULL;
+		uint64_t t0 = shoal__now_ns();
+
+		shoal__array_hook = time_holds;
+		seen.rc = shoal_array_attach(handle, 0, &b);
+		seen.took_ns = shoal__now_ns() - t0;
+		shoal__array_hook = NULL;
+		seen.hold_max_ns = hold_max;
+		snprintf(seen.detail, sizeof(seen.detail), "%s", shoal_errdetail(seen.rc));
+		if (write(p[1], &seen, sizeof(seen)) != (ssize_t)sizeof(seen))
+			_exit(2);
+		_exit(seen.rc == 0 && shoal_array_close(b) != 0);
+	}
+	close(p[1]);
+	ck_assert_int_eq(read(p[0], &seen, sizeof(seen)), (ssize_t)sizeof(seen));
+	close(p[0]);
+	ck_assert_int_eq(t_wait(pid), 0);
+	return seen;
+}
+
+static uint32_t lines_in_use(const struct shoal_array *a)
+{
+	return (uint32_t)shoal_array_holders(a, NULL, 0);
+}
+
+/* 16383 dead holders behind the live creator on line 0 (which stops a
+ * release's sweep): an attach judges them outside the lock, a chunk at a
+ * time, and holds the lock only to drop a chunk's dead and take a line.
+ * Sweeping all of them under the lock, a /proc read each, held it for
+ * 0.2-0.9 s. Later holders continue from the stored cursor. */
+START_TEST(full_of_dead_sweeps_in_bounded_holds)
+{
+	const char *name = t_name("fdead");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34);
+	const uint32_t max = SHOAL_ARRAY_HOLDERS_MAX, chunk = SHOAL__ARRAY_SWEEP_CHECKS;
+	struct attach_seen seen;
+
+	fill_ledger(a, reused_pid_key, shoal__self_key());
+	ck_assert_uint_eq(lines_in_use(a), max);
+	seen = attach_in_child(handle_of(a));
+	ck_assert_int_eq(seen.rc, 0);
+	/* Generous (the sweep under the lock took 200 ms and more), but a
+	 * hold is a scan of the lines and one chunk's drops: well under. */
+	ck_assert_msg(seen.hold_max_ns < 100000000, "longest lock hold %llu us",
+		      (unsigned long long)(seen.hold_max_ns / 1000));
+	/* One chunk judged: the creator (alive) and 63 dead, dropped; the
+	 * child's line is given back by its close. */
+	ck_assert_uint_eq(atomic_load(&a->hdr->sweep_next), chunk);
+	ck_assert_uint_eq(lines_in_use(a), max - (chunk - 1));
+	/* Holders after it take the freed lines, then sweep on from the
+	 * cursor (this process's own line 0 is passed, not judged). */
+	for (uint32_t i = 0; i < 2 * chunk; i++)
+		ck_assert_int_eq(shoal__array_hold(a, kept_key(i + 1)), 0);
+	ck_assert_uint_eq(atomic_load(&a->hdr->sweep_next), 3 * chunk);
+	ck_assert_uint_eq(lines_in_use(a), max - chunk + 1);
+	for (uint32_t i = 1; i < 3 * chunk; i++)
+		ck_assert_uint_eq(shoal__array_count_of(a, reused_pid_key(i, shoal__self_key())), 0);
+	ck_assert_uint_eq(shoal__array_count_of(a, reused_pid_key(3 * chunk, shoal__self_key())), 1);
+	/* A cursor out of range is not followed: the sweep starts at line 0,
+	 * passes the lines that are not processes' and drops the next dead. */
+	atomic_store(&a->hdr->sweep_next, UINT32_MAX);
+	for (uint32_t i = 0; i < chunk; i++)
+		ck_assert_int_eq(shoal__array_hold(a, kept_key(1000 + i)), 0);
+	ck_assert_uint_eq(atomic_load(&a->hdr->sweep_next), 4 * chunk);
+	ck_assert_uint_eq(shoal__array_count_of(a, reused_pid_key(4 * chunk - 1, shoal__self_key())), 0);
+	ck_assert_uint_eq(shoal__array_count_of(a, reused_pid_key(4 * chunk, shoal__self_key())), 1);
+	ck_assert_uint_eq(shoal_array_refcount(a), max - chunk + 1);
+	/* A reap judges them outside the lock too, and drops them in chunks. */
+	hold_max = 0;
+	shoal__array_hook = time_holds;
+	ck_assert_int_ge(shoal_reap(), 0); /* the dead go; the kept keys stay */
+	shoal__array_hook = NULL;
+	ck_assert_msg(hold_max < 100000000, "longest lock hold in reap %llu us",
+		      (unsigned long long)(hold_max / 1000));
+	ck_assert_uint_eq(lines_in_use(a), 1 + 3 * chunk);
+	ck_assert_int_eq(shoal_array_close(a), 0); /* the kept keys hold it */
+	shoal_unlink(name);
+}
+END_TEST
+
+/* Full of live holders: one round of sweeps finds none dead and the attach
+ * is -EUSERS, naming the array and its holders; the lock is never held for
+ * the round, only for each chunk's try. */
+START_TEST(full_of_live_is_eusers_after_one_round)
+{
+	const char *name = t_name("flive");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34);
+	char want[128];
+	struct attach_seen seen;
+	int up[2];
+	pid_t live;
+	char c;
+
+	/* One live process's key on every line: each is a /proc read, as
+	 * 16383 live workers would be. */
+	ck_assert_int_eq(pipe(up), 0);
+	live = fork();
+	ck_assert_int_ge(live, 0);
+	if (live == 0) {
+		close(up[1]);
+		while (read(up[0], &c, 1) > 0)
+			;
+		_exit(0);
+	}
+	close(up[0]);
+	{
+		struct shoal_proc p;
+
+		ck_assert_int_eq(shoal_proc_get(live, &p), 0);
+		fill_ledger(a, same_key, shoal__proc_key(&p));
+	}
+	seen = attach_in_child(handle_of(a));
+	ck_assert_int_eq(seen.rc, -EUSERS);
+	snprintf(want, sizeof(want), "array '%s': holder ledger full (%d live holders", name,
+		 SHOAL_ARRAY_HOLDERS_MAX);
+	ck_assert_msg(strstr(seen.detail, want), "detail: %s", seen.detail);
+	ck_assert_ptr_nonnull(strstr(seen.detail, "none dead"));
+	ck_assert_msg(seen.hold_max_ns < 100000000, "longest lock hold %llu us",
+		      (unsigned long long)(seen.hold_max_ns / 1000));
+	ck_assert_uint_eq(lines_in_use(a), SHOAL_ARRAY_HOLDERS_MAX);
+	/* Holders that are not processes are never judged: as full. */
+	ck_assert_int_eq(shoal__array_hold(a, kept_key(1)), -EUSERS);
+	ck_assert_ptr_nonnull(strstr(shoal_errdetail(-EUSERS), want));
+	/* Once it has died, the next holder finds room. */
+	close(up[1]);
+	ck_assert_int_eq(t_wait(live), 0);
+	ck_assert_int_eq(shoal__array_hold(a, kept_key(1)), 0);
+	ck_assert_uint_eq(lines_in_use(a), SHOAL_ARRAY_HOLDERS_MAX - SHOAL__ARRAY_SWEEP_CHECKS + 1);
+	ck_assert_int_eq(shoal__array_unhold(a, kept_key(1)), 0);
+	ck_assert_int_eq(shoal_array_close(a), 1); /* our release sweeps the rest */
+	ck_assert(!exists(name));
+}
+END_TEST
+
+/* A same-user process wrote the overflow mark past the reserved pages.
+ * With room on the mount the holes are allocated as a scan reaches them;
+ * on a full mount every scan stops at the last reserved page and a new
+ * line is -ENOSPC: no SIGBUS in any call. Runs in a child with a private
+ * 64 KiB tmpfs on /dev/shm (needs root). */
+START_TEST(ovf_mark_past_reserved_pages)
+{
+	const char *name = t_name("ovfmark");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34), *b = NULL;
+	pid_t pid;
+
+	/* Room: the pages under the mark are reserved by the first scan. */
+	atomic_store(&a->hdr->ovf_used, 5000);
+	ck_assert_int_eq(shoal_array_attach(handle_of(a), 0, &b), 0);
+	ck_assert_uint_eq(shoal_array_refcount(b), 2);
+	ck_assert_uint_eq(allocated(name), 2 * SHOAL__DATA_ALIGN + (5000 * 16 / SHOAL__DATA_ALIGN + 1) *
+			  SHOAL__DATA_ALIGN);
+	ck_assert_int_eq(shoal_array_close(b), 0);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+
+	ck_assert_msg(geteuid() == 0, "this test needs root for a private tmpfs");
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		static const char fill[4096];
+		struct shoal_array_holder hs[8];
+		const size_t one[] = { 4096 };
+		char h[SHOAL_HANDLE_MAX];
+		int fd;
+		pid_t kid;
+
+		if (unshare(CLONE_NEWNS) != 0 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+		    mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=64k") != 0)
+			_exit(10);
+		if (shoal_array_create("m", SHOAL_DTYPE_UINT8, 0, 1, one, NULL, &a) != 0)
+			_exit(11);
+		fd = open("/dev/shm/filler", O_RDWR | O_CREAT | O_EXCL, 0600);
+		while (write(fd, fill, sizeof(fill)) == (ssize_t)sizeof(fill))
+			;
+		if (errno != ENOSPC)
+			_exit(12);
+		shoal_array_handle(a, h, sizeof(h));
+		atomic_store(&a->hdr->ovf_used, 1000); /* four pages of holes */
+		kid = fork();
+		if (kid == 0) {
+			/* A fresh mapping: attach (a line on the first page),
+			 * count, list, release. */
+			if (shoal_array_attach(h, 0, &b) != 0 || shoal_array_refcount(b) != 2 ||
+			    shoal_array_holders(b, hs, 8) != 2 || shoal_array_release(b) != 0)
+				_exit(1);
+			if (!strstr(shoal_errdetail(-EBADMSG), "never reserved"))
+				_exit(2);
+			shoal_array_close(b);
+			/* An inspection maps it read-only: the same. */
+			if (shoal_array_open("m", SHOAL_ARRAY_NOREF, &b) != 0 ||
+			    shoal_array_refcount(b) != 1 || shoal_array_holders(b, hs, 8) != 1)
+				_exit(3);
+			shoal_array_close(b);
+			_exit(0);
+		}
+		if (t_wait(kid) != 0)
+			_exit(13);
+		/* The first page full: the next line is past the mark, on a
+		 * page there is no room for. */
+		for (uint32_t i = 1; i < SHOAL__ARRAY_LEDGER_CAP; i++)
+			if (shoal__array_hold(a, kept_key(i)) != 0)
+				_exit(14);
+		kid = fork();
+		if (kid == 0) {
+			int rc = shoal_array_attach(h, 0, &b);
+			_exit(rc == -ENOSPC &&
+			      strstr(shoal_errdetail(-ENOSPC), "overflow ledger") ? 0 : 1);
+		}
+		if (t_wait(kid) != 0)
+			_exit(15);
+		if (shoal_reap() < 0 || shoal_array_refcount(a) != SHOAL__ARRAY_LEDGER_CAP)
+			_exit(16);
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+}
+END_TEST
+
 /* Thousands of real processes hold one array at once; their lines are
  * counted, listed and, for the half that is killed, swept by the last live
  * release, which frees the array. */
@@ -2254,6 +2547,9 @@ static Suite *suite(void)
 	tcase_add_test(th, thousands_of_holders);
 	tcase_add_test(th, overflow_reserve_fails);
 	tcase_add_test(th, full_shm_is_enospc_not_sigbus);
+	tcase_add_test(th, full_of_dead_sweeps_in_bounded_holds);
+	tcase_add_test(th, full_of_live_is_eusers_after_one_round);
+	tcase_add_test(th, ovf_mark_past_reserved_pages);
 	tcase_add_test(th, thousands_of_processes);
 	tcase_add_test(th, killed_inside_overflow_line);
 	tcase_add_test(th, queue_transfer_on_overflow_line);

@@ -291,10 +291,15 @@ def test_hold_for_another_process(name):
             assert a.refcount == 3
             b.release()
         assert a.refcount == 1 and _exists(name)  # the sleeper's
+        with pytest.raises(ValueError, match="released"):
+            a.hold_for(os.getpid())
         sleeper.kill()
         sleeper.wait()
-        with pytest.raises(ProcessLookupError):
-            a.hold_for(sleeper.pid, start)
+        with shoal.Array.zeros(1, name=name + "t") as t:
+            with pytest.raises(ProcessLookupError):
+                t.hold_for(sleeper.pid, start)
+            with pytest.raises(ValueError, match="no process has pid"):
+                t.hold_for(2**32 + 1)
         assert _exists(name)
         assert shoal.reap() >= 1
         assert not _exists(name)

@@ -451,17 +451,21 @@ class Array:
     def hold_for(self, pid: int, start_time: Optional[int] = None) -> None:
         """Take one reference that belongs to process @pid, not to this
         one (``shoal_array_hold_for``): the array stays alive for @pid
-        after this process lets go. @pid's first attach of the array takes
-        that reference over (so its release frees what it must, and no
+        after this process lets go. @pid's attach (or retain) of the array
+        takes that reference over while one is left (so its release frees what it must, and no
         reference is left behind); if @pid dies first, ``shoal.reap()``
         (or ``shoal gc``) drops it. @start_time (clock ticks since boot,
         field 22 of /proc/PID/stat) names the process exactly; by default
         it is read now. ProcessLookupError if that process is not alive."""
+        self._check()
+        pid = int(pid)
+        if not 0 < pid < 2**31:
+            raise ValueError(f"array {self.name!r}: no process has pid {pid}")
         p = _Proc()
         if start_time is None:
-            _proc_get(int(pid), ctypes.byref(p))
+            _proc_get(pid, ctypes.byref(p))
         else:
-            p.pid, p.start_time = int(pid), int(start_time)
+            p.pid, p.start_time = pid, int(start_time)
         _hold_for(self._map.ptr, ctypes.byref(p))
 
     def release(self) -> None:

@@ -58,7 +58,7 @@ from joblib.externals import cloudpickle
 from . import _lib
 from . import array as _array
 from . import segment as _segment
-from .array import Array
+from .array import Array, reap
 from .pool import Pool, parse_size
 
 __all__ = ["ShoalBackend", "share", "shutdown", "cache_info"]
@@ -117,8 +117,14 @@ _limits = None
 
 def _pool_for(n_jobs, args, env):
     """The pool of this configuration, made at its first use; a pool that
-    was terminated is replaced."""
+    was terminated is replaced. Before a pool is made, what callers that
+    died left is freed (_reap_dead_callers)."""
     key = (n_jobs, tuple(sorted(args.items())), tuple(sorted(env.items())))
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is not None and not pool._shutdown:
+            return pool
+    _reap_dead_callers()
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None or pool._shutdown:
@@ -341,8 +347,8 @@ def share(a: Any) -> Any:
 # (Array.hold_for: a reference on the caller's line of the ledger, given
 # by the worker) and the caller's attach takes that reference over
 # (_adopt). A caller that dies leaves a dead holder's reference, which a
-# reap (shoal.reap(), `shoal gc`, or the last live holder's release)
-# drops. What never reaches a caller that lives on (a terminated pool, a
+# reap drops: shoal.reap() or `shoal gc`, and the next pool of this backend
+# made anywhere on the machine (_reap_dead_callers). What never reaches a caller that lives on (a terminated pool, a
 # worker killed between its hold and its result, a result that failed to
 # unpickle) is the caller's own reference, and no reap takes a live
 # process's: so each result array is named under its caller's prefix,
@@ -412,6 +418,30 @@ def _sweep(prefix, names=None):
         arr.release()
         n += 1
     return n
+
+
+def _reap_dead_callers():
+    """Free what callers that died left: a result array held for a caller
+    that died before taking it has only that dead holder's reference, which
+    a reap drops (and nothing else would: its worker let go of its own).
+    One directory listing says whether any caller named there is dead (its
+    pid gone, or now with another start time); only then one reap, of
+    everything (shoal.reap()). True if it reaped."""
+    try:
+        names = os.listdir(_segment.directory())
+    except OSError:
+        return False
+    me, owners = _owner(), set()
+    for f in names:
+        if f.startswith(_DIR_PREFIX + "jl."):
+            parts = f.split(".", 4)
+            if len(parts) == 5 and parts[2].isdigit():
+                owners.add((parts[2], parts[3]))
+    for pid, start in owners:
+        if f"jl.{pid}.{start}." != me and _start_time(int(pid)) != start:
+            reap()
+            return True
+    return False
 
 
 class _Pickler(cloudpickle.CloudPickler):
