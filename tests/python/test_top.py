@@ -163,23 +163,33 @@ def test_top_once_and_json_rates(world):
     assert r.returncode == 0, r.stderr
     assert "\x1b" not in r.stdout and "`shoal gc` reclaims it" in r.stdout
     assert "in -/s" in r.stdout         # one frame: no rate yet
-    # Two refreshes 0.5 s apart while 40 messages go through: the second
-    # frame's rates are the counters' differences over that time.
-    p = subprocess.Popen([SHOAL, "top", "--json", "--interval", "0.5"], env=env,
-                         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    # Two refreshes 0.5 s apart while messages go through: the second
+    # frame's rates are the counters' differences over that time. The
+    # pusher runs from before the first frame until after the second (a
+    # fixed count of messages could all go before the first frame on a
+    # loaded machine).
     pusher = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
-        import shoal, time
+        import shoal, sys, time
         q = shoal.Queue.open("top.q")
-        for _ in range(40):
+        q.put(b"x"); q.get()
+        print("go", flush=True)
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
             q.put(b"x"); q.get(); time.sleep(0.01)
-        """)], env=env)
+        """)], env=env, stdout=subprocess.PIPE, text=True)
+    p = None
     try:
+        assert pusher.stdout.readline() == "go\n"
+        p = subprocess.Popen([SHOAL, "top", "--json", "--interval", "0.5"], env=env,
+                             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         first = json.loads(p.stdout.readline())
-        pusher.wait(30)
         second = json.loads(p.stdout.readline())
     finally:
-        p.send_signal(signal.SIGINT)
-        assert p.wait(30) == 0
+        pusher.kill()
+        pusher.wait(30)
+        if p is not None:
+            p.send_signal(signal.SIGINT)
+            assert p.wait(30) == 0
     q1 = [o for o in first["objects"] if o["name"] == "top.q"][0]
     q2 = [o for o in second["objects"] if o["name"] == "top.q"][0]
     assert q1["push_rate"] is None
