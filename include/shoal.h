@@ -1510,7 +1510,9 @@ SHOAL_API int shoal_array_unpin(struct shoal_array *a);
  * holds it. This is how a process hands an array it made to one that has
  * not attached it yet (a worker's result to its caller) without a pin,
  * which nothing reaps. @p may be the caller. The caller's own references
- * are not changed. Blocking (ledger lock). Thread-safe.
+ * are not changed. Blocking (ledger lock); in a full ledger it makes room
+ * as shoal_array_attach() does (up to a round of /proc reads before
+ * -EUSERS). Thread-safe.
  *
  * Return: 0; -EINVAL for NULL @a or @p, a SHOAL_ARRAY_NOREF struct, or a
  * pid or start time no process can have; -ESRCH if @p is not alive (exited,

@@ -256,7 +256,10 @@ static uint32_t ovf_verify(struct shoal_array *a, uint32_t o)
 
 	if (pages_resident(start, end) ||
 	    madvise((void *)start, end - start, MADV_POPULATE_READ) == 0) {
-		ovf_ok_raise(a, (uint32_t)((start - base) / line), (uint32_t)((end - base) / line));
+		/* The overflow need not start on a page (64 KiB pages, 4 KiB
+		 * aligned offsets): the first page may begin before it. */
+		ovf_ok_raise(a, start > base ? (uint32_t)((start - base) / line) : 0,
+			     (uint32_t)((end - base) / line));
 		return o;
 	}
 	if (errno != EFAULT && errno != ENOSPC && errno != EINVAL && errno != EHWPOISON)
@@ -421,7 +424,8 @@ static int ovf_reserve(struct shoal_array *a, uint32_t j)
 		return -errno;
 	}
 reserved:
-	ovf_ok_raise(a, (uint32_t)((start - base) / line), (uint32_t)((start + pg - base) / line));
+	ovf_ok_raise(a, start > base ? (uint32_t)((start - base) / line) : 0,
+		     (uint32_t)((start + pg - base) / line));
 	HOOK(SHOAL__HOOK_OVF_RESERVED);
 	return 0;
 }
@@ -563,7 +567,16 @@ static int hold_mode_locked(struct shoal_array *a, uint64_t holder, uint32_t n,
 	if (e) {
 		c = line_count(e, &k);
 		g = atomic_load_explicit(&e->given, memory_order_relaxed);
-		if (mode == HOLD_TAKE && g && g <= c) {
+		if (g > c) {
+			/* Never stored so (the count store lowers it): written by
+			 * hand. Trusted, a take-over would make the struct's own
+			 * new reference a given one, and its release could free
+			 * what it still holds. Read as none given: at worst one
+			 * reference too many. */
+			atomic_store_explicit(&e->given, 0, memory_order_relaxed);
+			g = 0;
+		}
+		if (mode == HOLD_TAKE && g) {
 			/* Taken over: the count stays, the struct owns it now.
 			 * A death after this store owned it with the process. */
 			atomic_store_explicit(&e->given, g - 1, memory_order_relaxed);
@@ -1063,8 +1076,11 @@ int shoal__array_snapshot(const char *name, struct shoal_array **out)
 		}
 		if (o)
 			rc = shoal__segment_pread(s, a->ovf, (size_t)o * sizeof(*a->ovf), h.ovf_off);
-		/* Only the lines read count: the copy's mark says as much. */
+		/* Only the lines read count: the copy's mark says as much.
+		 * The copy has no holes (pread reads one as zeros): every line
+		 * of it is verified, so no scan of it calls ovf_verify(). */
 		a->ovf_cap = o;
+		atomic_store_explicit(&a->ovf_ok, o, memory_order_relaxed);
 		if (rc) {
 			array_free(a);
 			return rc;
