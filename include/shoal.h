@@ -729,10 +729,12 @@ struct shoal_queue_view {
  * truncates (or rewrites) before or during the call cannot stop the caller
  * with SIGBUS; a file that ends too soon is -EBADMSG, whose
  * shoal_errdetail() names the queue and says it was truncated. The object
- * is untrusted input, checked as shoal_queue_open() checks it; the
- * counters and the table are read from that one copy, taken while others
- * work, so they agree only roughly. Costs one open, two preads (the table
- * is 8 bytes an entry), and a /proc read per registered participant.
+ * is untrusted input, checked as shoal_queue_open() checks it (but for
+ * the cursors' distance, which a copy taken while others push and pop
+ * cannot show whole: the depth is clamped instead); the counters and the
+ * table are read in separate copies, taken while others work, so they
+ * agree only roughly. Costs one open, three preads (the table is 8 bytes
+ * an entry), and a /proc read per registered participant.
  * Thread-safe.
  *
  * Return: the number of registered participants (may exceed @cap); -EINVAL

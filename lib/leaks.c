@@ -13,8 +13,8 @@
  *            none of which has a live participant        -> UNREAD_QUEUE
  *     array, a live process has held it >= min_age       -> OLD_REFERENCE
  *
- * It only looks: arrays are opened with SHOAL_ARRAY_NOREF, queues observed
- * without joining, every object is untrusted input (what fails its checks
+ * It only looks: arrays are read into private copies (pread, no mapping,
+ * no reference), queues observed without joining, every object is untrusted input (what fails its checks
  * is skipped: `shoal ls` reports it as corrupt). Liveness is the reaper's
  * (shoal__key_dead(): only a certain death counts), asked once per process
  * key per call. The first three reasons are what shoal_reap() takes back;

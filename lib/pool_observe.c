@@ -12,7 +12,7 @@
  * or ends) and never reads them back, so a stray write there changes what
  * an observer sees, nothing else.
  *
- *   supervisor --books--> seat.obs_* (relaxed) --> observer (read-only map)
+ *   supervisor --books--> seat.obs_* (relaxed) --> observer (pread copy)
  *   worker     --ready, worker_key-----------------^
  *
  * The observer does not map the board: it reads its headers, then each

@@ -2040,7 +2040,11 @@ SHOAL_API int shoal_queue_create(const char *name, uint32_t capacity, uint32_t m
 
 /* Every field of a queue header from another process, checked once from a
  * copy. */
-static int qhdr_check(const struct qhdr *c, const struct shoal_segment *seg)
+/* @live: @seg maps the queue, whose cursors are read here as they move.
+ * A copy (an observer's pread) is not checked for them: the copy of tail
+ * and the later copy of head may straddle a push and a pop, and no retry
+ * can tell that from corruption; what reads them there clamps. */
+static int qhdr_check(const struct qhdr *c, const struct shoal_segment *seg, bool live)
 {
 	uint64_t head, tail, h2;
 
@@ -2059,7 +2063,7 @@ static int qhdr_check(const struct qhdr *c, const struct shoal_segment *seg)
 		return -EBADMSG;
 	/* The cursors move while we look; read head, tail, head until the
 	 * head holds still, then they must be within a ring of each other. */
-	for (int i = 0; i < 100; i++) {
+	for (int i = 0; live && i < 100; i++) {
 		const struct qhdr *h = seg->kind_hdr;
 
 		head = atomic_load_explicit(&h->head, memory_order_acquire);
@@ -2086,7 +2090,7 @@ SHOAL_API int shoal_queue_open(const char *name, unsigned int flags, struct shoa
 		return rc;
 	/* One read of the fixed line; only the copy is trusted from here. */
 	memcpy(&cfg, seg->kind_hdr, offsetof(struct qhdr, closed));
-	rc = qhdr_check(&cfg, seg);
+	rc = qhdr_check(&cfg, seg, true);
 	if (rc == -EPROTO)
 		shoal__fail(-EPROTO, "queue '%s' has layout %u (%s), made by an older libshoal; "
 			    "this one reads layout %u", name, cfg.flags,
@@ -2159,7 +2163,7 @@ SHOAL_API int shoal_queue_observe(const char *name, struct shoal_queue_view *out
 	if (rc)
 		return rc;
 	memcpy(&cfg, seg->kind_hdr, offsetof(struct qhdr, closed));
-	rc = qhdr_check(&cfg, seg);
+	rc = qhdr_check(&cfg, seg, false);
 	if (rc == -EBADMSG)
 		shoal__fail(rc, "queue '%s' is corrupt: its queue header fails a check", name);
 	memset(&q, 0, sizeof(q));

@@ -24,7 +24,7 @@ struct obj {
 	bool stale;                  /* what `shoal gc` would take back */
 	bool whole;                  /* stale, and gc frees it all (no live holder left) */
 	uint32_t live, dead;         /* holders: processes (and queues) */
-	/* arrays: opened with SHOAL_ARRAY_NOREF (no reference taken) */
+	/* arrays: a private copy (pread; no mapping, no reference) */
 	struct shoal_array *arr;
 	struct shoal_array_holder *holders;
 	int nholders;
