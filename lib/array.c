@@ -888,6 +888,29 @@ static int op_open(struct shoal_array *a, void *keys)
 	return hold_mode_locked(a, k[1], 1, HOLD_TAKE);
 }
 
+/* A struct for segment @s (which it owns from here, closing it on any
+ * error), once the header passes array_check(); the detail names @name. */
+static int array_of(const char *name, struct shoal_segment *s, struct shoal_array **out)
+{
+	struct shoal_array *a = calloc(1, sizeof(*a));
+	int rc;
+
+	if (!a) {
+		shoal_segment_close(s);
+		return -ENOMEM;
+	}
+	rc = array_check(a, s);
+	if (rc) {
+		shoal__fail(rc, "array '%s' is corrupt: its array header fails a check (dtype, "
+			    "shape, strides or ledger)", name);
+		a->seg = s;
+		array_free(a);
+		return rc;
+	}
+	*out = a;
+	return 0;
+}
+
 /*
  * Open @name, check the generation if @gen is not 0, and take a reference:
  * over from @from when it holds one (0: none), else a fresh one.
@@ -909,19 +932,9 @@ static int array_open(const char *name, uint64_t gen, uint64_t from, unsigned in
 				 (flags & SHOAL_PREFAULT) | (noref ? SHOAL_RDONLY : 0), &s);
 	if (rc)
 		return rc;
-	a = calloc(1, sizeof(*a));
-	if (!a) {
-		shoal_segment_close(s);
-		return -ENOMEM;
-	}
-	rc = array_check(a, s);
-	if (rc) {
-		shoal__fail(rc, "array '%s' is corrupt: its array header fails a check (dtype, "
-			    "shape, strides or ledger)", name);
-		a->seg = s;
-		array_free(a);
+	rc = array_of(name, s, &a);
+	if (rc)
 		return rc;
-	}
 	if (gen && s->hdr.generation != gen) {
 		rc = shoal__fail(-ENOENT, "array '%s' of generation %016" PRIx64 " is gone (the "
 				 "name now belongs to a newer array)", name, gen);
@@ -1041,19 +1054,9 @@ int shoal__array_snapshot(const char *name, struct shoal_array **out)
 	rc = shoal__segment_snapshot(name, SHOAL__KIND_ARRAY, sizeof(struct shoal__array_hdr), &s);
 	if (rc)
 		return rc;
-	a = calloc(1, sizeof(*a));
-	if (!a) {
-		shoal_segment_close(s);
-		return -ENOMEM;
-	}
-	rc = array_check(a, s);
-	if (rc) {
-		shoal__fail(rc, "array '%s' is corrupt: its array header fails a check (dtype, "
-			    "shape, strides or ledger)", name);
-		a->seg = s;
-		array_free(a);
+	rc = array_of(name, s, &a);
+	if (rc)
 		return rc;
-	}
 	a->snapshot = true;
 	a->noref = true;
 	a->d.readonly = true;

@@ -2519,19 +2519,26 @@ static uint32_t board_prefetch(unsigned workers, unsigned prefetch)
 	return v.prefetch;
 }
 
-START_TEST(prefetch_default_follows_the_cpus)
+/* Run this process on one of the CPUs it may use (a test runs in a
+ * process of its own). */
+static void pin_to_one_cpu(void)
 {
 	cpu_set_t set;
 	int cpu;
 
-	/* On one CPU whatever the host has (this test runs in a process of
-	 * its own): 1 worker is "few", 2 are not. */
 	ck_assert_int_eq(sched_getaffinity(0, sizeof(set), &set), 0);
 	for (cpu = 0; !CPU_ISSET(cpu, &set); cpu++)
 		;
 	CPU_ZERO(&set);
 	CPU_SET(cpu, &set);
 	ck_assert_int_eq(sched_setaffinity(0, sizeof(set), &set), 0);
+}
+
+START_TEST(prefetch_default_follows_the_cpus)
+{
+	/* On one CPU whatever the host has (this test runs in a process of
+	 * its own): 1 worker is "few", 2 are not. */
+	pin_to_one_cpu();
 	ck_assert_uint_eq(board_prefetch(1, 0), SHOAL_POOL_PREFETCH_FEW_DEFAULT);
 	ck_assert_uint_eq(board_prefetch(2, 0), SHOAL_POOL_PREFETCH_DEFAULT);
 	ck_assert_uint_eq(board_prefetch(1, 5), 5);
@@ -2597,15 +2604,8 @@ START_TEST(oversubscribed_workers_sleep_when_idle)
 	struct shoal_pool_stats st[W];
 	struct shoal_pool *p;
 	uint64_t before = 0, after = 0;
-	cpu_set_t set;
-	int cpu;
 
-	ck_assert_int_eq(sched_getaffinity(0, sizeof(set), &set), 0);
-	for (cpu = 0; !CPU_ISSET(cpu, &set); cpu++)
-		;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	ck_assert_int_eq(sched_setaffinity(0, sizeof(set), &set), 0);
+	pin_to_one_cpu();
 	p = make(&c);
 	for (int round = 0; round < 2; round++) {
 		run_squares(p, N);
