@@ -1252,6 +1252,20 @@ START_TEST(cancel_prefetched)
 }
 END_TEST
 
+/* Until @n tasks are handed to workers (prefetched ones included), 2 s at
+ * most. */
+static void wait_running(struct shoal_pool *p, uint64_t n)
+{
+	struct shoal_pool_info info;
+
+	for (int i = 0; i < 2000; i++) {
+		ck_assert_int_eq(shoal_pool_info(p, &info), 0);
+		if (info.running == n)
+			return;
+		usleep(1000);
+	}
+}
+
 /*
  * A range, under one hold of the lock: a running task stays (its result
  * comes), done ones and ids outside the range are untouched, prefetched
@@ -1284,12 +1298,7 @@ START_TEST(cancel_range)
 		id[i] = submit(p, cmd);
 	}
 	/* a and id[0..2] in the cells (a started), id[3..7] in the backlog. */
-	for (int i = 0; i < 2000; i++) {
-		ck_assert_int_eq(shoal_pool_info(p, &info), 0);
-		if (info.running == 4)
-			break;
-		usleep(1000);
-	}
+	wait_running(p, 4);
 	usleep(300000); /* a claimed, as in cancel */
 	ck_assert_uint_eq(id[0], a + 1);
 	/* done, a, id[0..5]: id[6], id[7] stay; so does a (started). */
@@ -1315,12 +1324,7 @@ START_TEST(cancel_range)
 		snprintf(cmd, sizeof(cmd), "sleep %d", i ? 0 : 500);
 		id[i] = submit(p, cmd);
 	}
-	for (int i = 0; i < 2000; i++) {
-		ck_assert_int_eq(shoal_pool_info(p, &info), 0);
-		if (info.running == 4)
-			break;
-		usleep(1000);
-	}
+	wait_running(p, 4);
 	usleep(200000);
 	ck_assert_int_eq(shoal_pool_cancel(p, id[2]), 0);
 	ck_assert_int_eq(shoal_pool_cancel(p, id[5]), 0);
@@ -1337,12 +1341,7 @@ START_TEST(cancel_range)
 		lens[i] = 5;
 	}
 	ck_assert_int_eq(shoal_pool_submit_many(p, many, lens, 100000, &first), 0);
-	for (int i = 0; i < 2000; i++) { /* three of them in the cells */
-		ck_assert_int_eq(shoal_pool_info(p, &info), 0);
-		if (info.running == 4)
-			break;
-		usleep(1000);
-	}
+	wait_running(p, 4); /* three of them in the cells */
 	ck_assert_int_eq(shoal_pool_cancel_range(p, first, 100000, NULL), 100000);
 	r = one(p);
 	ck_assert_uint_eq(r.id, a);
