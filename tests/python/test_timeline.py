@@ -121,6 +121,17 @@ def test_import_shoal_does_not_import_matplotlib():
     assert out.stdout == "False\n", out.stderr
 
 
+def _wait_marked(pool, pids, timeout):
+    """Until each of @pids that no longer holds a position of @pool has
+    its recycle marked in pool.memory (at most @timeout seconds)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        current = {s["pid"] for s in pool.stats()}
+        if pids - current <= {e.pid for e in list(pool.memory.events)}:
+            return
+        time.sleep(0.02)
+
+
 def test_pool_records_its_workers_and_why_each_was_replaced(tmp_path):
     # A worker forked now starts with about this process's private memory
     # (its pages counted in both until written); two leaks cross the limit.
@@ -133,6 +144,12 @@ def test_pool_records_its_workers_and_why_each_was_replaced(tmp_path):
         first = mon.timeline[0]
         assert len(first.readings) == 3 and os.getpid() in first.readings
         pids = set(p.map(leak_nap, [leak] * 10))
+        # A replaced worker is counted, and so marked, once the pool has
+        # joined it, which can come after map returned: under load a
+        # replacement runs tasks before its predecessor has left. The
+        # shutdown below ends the workers at the positions; every other
+        # one that ran a task must have been marked first.
+        _wait_marked(p, pids, 60)
         st = p.stats()
     assert mon._thread is None  # stopped with the pool
     n = sum(sum(s["recycles"].values()) for s in st)
