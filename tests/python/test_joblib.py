@@ -117,15 +117,33 @@ def boom_later(s):
 
 class SlowPickle:
     """Pickled in a worker, it takes 30 s: the worker is stuck between
-    making a result array and handing its result over."""
+    making a result array and handing its result over. With @stuck (a
+    directory), it says so there first, by a file named for its pid."""
+
+    def __init__(self, stuck=None):
+        self.stuck = stuck
 
     def __reduce__(self):
+        if self.stuck:
+            open(os.path.join(self.stuck, str(os.getpid())), "w").close()
         time.sleep(30)
         return (int, (0,))
 
 
-def made_then_stuck(n):
-    return [np.full(n, 1.0), SlowPickle()]
+def made_then_stuck(n, stuck=None):
+    return [np.full(n, 1.0), SlowPickle(stuck)]
+
+
+def _wait_stuck(stuck, n):
+    """Until @n workers are stuck in SlowPickle(@stuck) (at most 60 s)."""
+    end = time.monotonic() + 60
+    while len(os.listdir(stuck)) < n and time.monotonic() < end:
+        time.sleep(0.01)
+
+
+def boom_when_stuck(stuck):
+    _wait_stuck(stuck, 1)
+    raise ValueError("boom later")
 
 
 def _fail_in_caller():
@@ -386,27 +404,41 @@ def test_no_room_for_a_shared_copy_pickles(monkeypatch):
     assert info["pickled"] == before["pickled"] + 4 and info["copies"] == before["copies"]
 
 
-def test_results_made_but_not_handed_over_are_freed():
+def test_results_made_but_not_handed_over_are_freed(tmp_path):
     before = _arrays()
+    # The stuck workers are killed by the terminations below after the
+    # grace time: theirs is short, as nothing they could finish is lost.
+    # One task per worker at a time: the two of a call run side by side.
+    quick = {"n_jobs": 2, "grace": 0.05, "prefetch": 1}
+    stuck = [tmp_path / s for s in ("abort", "timeout", "ctrl-c")]
+    for d in stuck:
+        d.mkdir()
     # Abort: a worker made an 8 MB result and is stuck before handing it
-    # over; another task fails, the pool is terminated.
+    # over; another task fails once it is, the pool is terminated.
     t = time.monotonic()
     with pytest.raises(ValueError, match="boom later"):
-        with parallel_backend("shoal", n_jobs=2):
-            Parallel(batch_size=1)(delayed(f)(a) for f, a in
-                                   [(boom_later, 0.5), (made_then_stuck, MiB)])
+        with parallel_backend("shoal", **quick):
+            Parallel(batch_size=1)([delayed(boom_when_stuck)(str(stuck[0])),
+                                    delayed(made_then_stuck)(MiB, str(stuck[0]))])
+    assert os.listdir(stuck[0])
     assert _arrays() - before == set()
     # Timeout: the same, the call ends by joblib's timeout.
     with pytest.raises(Exception) as ei:
-        with parallel_backend("shoal", n_jobs=2):
-            Parallel(batch_size=1, timeout=1)(delayed(made_then_stuck)(MiB) for _ in range(2))
+        with parallel_backend("shoal", **quick):
+            Parallel(batch_size=1, timeout=1)(delayed(made_then_stuck)(MiB, str(stuck[1]))
+                                              for _ in range(2))
     assert isinstance(ei.value, TimeoutError) or "Timeout" in type(ei.value).__name__
     assert _arrays() - before == set()
-    # Ctrl-C, likewise.
+    # Ctrl-C, likewise, once both are stuck.
     main = threading.main_thread().ident
-    threading.Timer(0.8, signal.pthread_kill, (main, signal.SIGINT)).start()
+    threading.Thread(target=lambda: (_wait_stuck(str(stuck[2]), 2),
+                                     signal.pthread_kill(main, signal.SIGINT)),
+                     daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
-        run(made_then_stuck, [(MiB,)] * 2, batch_size=1)
+        with parallel_backend("shoal", **quick):
+            Parallel(batch_size=1)(delayed(made_then_stuck)(MiB, str(stuck[2]))
+                                   for _ in range(2))
+    assert len(os.listdir(stuck[2])) == 2
     assert _arrays() - before == set()
     # A result that fails to unpickle after its first array was attached:
     # the second array, held for this process, goes too.
