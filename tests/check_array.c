@@ -1803,24 +1803,88 @@ START_TEST(hostile_lock_bytes)
 }
 END_TEST
 
+/* Every other call that takes the ledger lock, each run by a child of its
+ * own (holding a reference of its own, so that release and close reach
+ * the lock): they wait out their bound side by side with the parent's
+ * attach, so the lot costs one bound. */
+enum { LOCKED_OPS = 9 };
+static const char *const locked_op_name[LOCKED_OPS] = {
+	"retain", "release", "close", "pin", "unpin", "hold_for",
+	"queue_hold_array", "queue_unhold_array", "queue_pop_array",
+};
+
+static int locked_op(int i, struct shoal_array *b, struct shoal_queue *q)
+{
+	struct shoal_array *c = NULL;
+	struct shoal_proc self;
+
+	switch (i) {
+	case 0: return shoal_array_retain(b);
+	case 1: return shoal_array_release(b);
+	case 2: return shoal_array_close(b);
+	case 3: return shoal_array_pin(b);
+	case 4: return shoal_array_unpin(b);
+	case 5: return shoal_proc_self(&self) ? -EIO : shoal_array_hold_for(b, &self);
+	case 6: return shoal_queue_hold_array(q, b);
+	case 7: return shoal_queue_unhold_array(q, b);
+	default: return shoal_queue_pop_array(q, 0, &c, 0);  /* its attach */
+	}
+}
+
+/* Fork the children: each attaches @handle, says so on @ready, and runs
+ * its call once @go is written; its exit code is 0 if that was -EDEADLK. */
+static void locked_op_children(const char *handle, struct shoal_queue *q, pid_t *pids, int go[2])
+{
+	int ready[2];
+	char c;
+
+	ck_assert_int_eq(pipe(ready), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	for (int i = 0; i < LOCKED_OPS; i++) {
+		pids[i] = fork();
+		ck_assert_int_ge(pids[i], 0);
+		if (pids[i] == 0) {
+			struct shoal_array *b = NULL;
+
+			close(go[1]);
+			if (shoal_array_attach(handle, 0, &b) || write(ready[1], "r", 1) != 1 ||
+			    read(go[0], &c, 1) != 1)
+				_exit(2);
+			_exit(locked_op(i, b, q) == -EDEADLK ? 0 : 1);
+		}
+	}
+	close(go[0]);
+	for (int i = 0; i < LOCKED_OPS; i++)
+		ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	close(ready[0]);
+	close(ready[1]);
+}
+
 /* Lock bytes naming a live process that never lets go (a stopped holder,
  * or garbage that happens to be a live key): the reaper and `shoal gc`
- * skip the array after a short wait and finish, attach gives -EDEADLK
- * after its bound, and once the process is gone everything proceeds. */
+ * skip the array after a short wait and finish, attach and every other
+ * call that takes the lock give -EDEADLK after its bound, and once the
+ * process is gone everything proceeds. */
 START_TEST(live_lock_holder_is_bounded)
 {
 	struct shoal_array *a[3], *b;
-	const char *names[3];
-	pid_t kid = live_child();
+	const char *names[3], *qn = t_name("heldq");
+	struct shoal_queue *q = make_queue(qn, 4);
+	pid_t kid = live_child(), ops[LOCKED_OPS];
 	uint64_t k = key_of(kid), dead = dead_key(), t0;
+	int go[2];
 
 	for (int i = 0; i < 3; i++) {
 		names[i] = t_name("held");
 		a[i] = make(names[i], SHOAL_DTYPE_INT32, 2, shape34);
 		/* A dead holder's line, for the reaper to (not) drop. */
 		ck_assert_int_eq(shoal__array_hold(a[i], dead), 0);
-		atomic_store(&a[i]->hdr->lock.owner, k);
 	}
+	/* A handle to pop, a queue reference to give back. */
+	ck_assert_int_eq(shoal_queue_push_array(q, a[0], 0), 0);
+	locked_op_children(handle_of(a[0]), q, ops, go);
+	for (int i = 0; i < 3; i++)
+		atomic_store(&a[i]->hdr->lock.owner, k);
 	t0 = shoal__now_ns();
 	ck_assert_int_ge(shoal_reap(), 0);
 	/* 3 x 10 ms and the walk; generous for a loaded machine. */
@@ -1833,13 +1897,21 @@ START_TEST(live_lock_holder_is_bounded)
 		ck_assert_uint_eq(atomic_load(&a[i]->hdr->lock.owner), k);
 	}
 	t0 = shoal__now_ns();
+	ck_assert_int_eq(write(go[1], "ggggggggg", LOCKED_OPS), LOCKED_OPS);  /* a byte each */
+	close(go[1]);
 	ck_assert_int_eq(shoal_array_attach(handle_of(a[0]), 0, &b), -EDEADLK);
 	ck_assert_uint_ge(secs_since(t0), 9);
 	ck_assert_uint_lt(secs_since(t0), 60);
+	for (int i = 0; i < LOCKED_OPS; i++)
+		ck_assert_msg(t_wait(ops[i]) == 0, "shoal_%s: not -EDEADLK", locked_op_name[i]);
+	ck_assert_uint_lt(secs_since(t0), 60);
+	ck_assert_uint_eq(shoal__array_count_of(a[0], shoal__holder_queue(shoal__queue_generation(q))), 1);
 
 	kill(kid, SIGKILL);
 	ck_assert_int_eq(t_wait(kid), 128 + SIGKILL);
-	ck_assert_int_ge(shoal_reap(), 0);
+	ck_assert_int_ge(shoal_reap(), 0);  /* the children's references too */
+	shoal_queue_detach(q);
+	ck_assert_int_eq(shoal_queue_unlink(qn), 0);
 	for (int i = 0; i < 3; i++) {
 		ck_assert_uint_eq(shoal__array_count_of(a[i], dead), 0);
 		ck_assert_uint_eq(atomic_load(&a[i]->hdr->lock.owner), 0);
@@ -2454,6 +2526,346 @@ START_TEST(queue_transfer_on_overflow_line)
 }
 END_TEST
 
+/* ---- every error of taking a reference, hold_for's above all ----------------- */
+
+/* A key of this kind is never judged (kept_key), one per line from @i. */
+static uint64_t kept_line(uint32_t i, uint64_t arg SHOAL__UNUSED)
+{
+	return kept_key(i);
+}
+
+/*
+ * A ledger with no line to spare, each way it can lack one: every line a
+ * holder's that no sweep may take (-EUSERS), or the first page full and
+ * the next overflow page not to be had (-ENOSPC, -ENOMEM: the hook stands
+ * in for the kernel). Each call that takes a line for a new holder fails
+ * with the code and leaves the ledger as it was: shoal_array_hold_for()
+ * for a live process, a pin, a queue's hold, a forked child's retain,
+ * attach and pop_array (the handle is consumed, the queue keeps its
+ * reference).
+ */
+static int new_holder_calls(struct shoal_array *a, struct shoal_queue *q, struct shoal_queue *q2,
+			    const struct shoal_proc *p, int want)
+{
+	struct shoal_array *b = NULL;
+	uint64_t total = shoal_array_refcount(a);
+	pid_t pid;
+
+	ck_assert_int_eq(shoal_array_hold_for(a, p), want);
+	ck_assert_ptr_nonnull(strstr(shoal_errdetail(want), shoal_array_name(a)));
+	ck_assert_int_eq(shoal_array_pin(a), want);
+	ck_assert_int_eq(shoal_queue_hold_array(q2, a), want);  /* a queue without a line */
+	ck_assert_uint_eq(shoal_array_refcount(a), total);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (shoal_array_retain(a) != want)
+			_exit(1);
+		if (shoal_array_attach(handle_of(a), 0, &b) != want || b)
+			_exit(2);
+		/* A handle the queue holds a reference for: consumed. */
+		if (shoal_queue_pop_array(q, 0, &b, 0) != want || b)
+			_exit(3);
+		_exit(0);
+	}
+	return t_wait(pid);
+}
+
+static uint64_t depth_of(const struct shoal_queue *q)
+{
+	struct shoal_queue_stats st;
+
+	ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+	return st.depth;
+}
+
+START_TEST(no_line_for_a_new_holder)
+{
+	const char *name = t_name("noline"), *qn = t_name("nolineq"), *qn2 = t_name("nolineq2");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34);
+	struct shoal_queue *q = make_queue(qn, 4), *q2 = make_queue(qn2, 4);
+	static const struct { int err, rc; } cases[] = {
+		{ ENOSPC, -ENOSPC }, { EFAULT, -ENOSPC }, { ENOMEM, -ENOMEM },
+	};
+	int fds[2];
+	pid_t kid = idle_child(fds);
+	struct shoal_proc p = proc_of(kid);
+
+	/* Line 1: the queue's, for the handles the consumers pop below. */
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(shoal_queue_push_array(q, a, 0), 0);
+	for (uint32_t i = 2; i < SHOAL__ARRAY_LEDGER_CAP; i++)
+		ck_assert_int_eq(shoal__array_hold(a, kept_key(i)), 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		shoal__array_reserve_fail = cases[i].err;
+		ck_assert_int_eq(new_holder_calls(a, q, q2, &p, cases[i].rc), 0);
+		shoal__array_reserve_fail = 0;
+		ck_assert_uint_eq(ovf_mark(a), 0);
+		ck_assert_uint_eq(depth_of(q), 3 - i);
+		ck_assert_uint_eq(queue_count(a, q), 4);
+	}
+	/* Every line taken by a holder no sweep judges: -EUSERS. */
+	fill_ledger(a, kept_line, 0);
+	atomic_store(&a->hdr->ledger[1].key, shoal__holder_queue(shoal__queue_generation(q)));
+	atomic_store(&a->hdr->ledger[1].count, 4);
+	ck_assert_uint_eq(queue_count(a, q), 4);
+	ck_assert_int_eq(new_holder_calls(a, q, q2, &p, -EUSERS), 0);
+	ck_assert_uint_eq(depth_of(q), 0);
+	ck_assert_ptr_nonnull(strstr(shoal_errdetail(-EUSERS), "holder ledger full"));
+	ck_assert_uint_eq(shoal__array_count_of(a, shoal__proc_key(&p)), 0);
+	/* Holders that have a line take more without one to spare. */
+	ck_assert_int_eq(shoal_array_retain(a), 0);
+	ck_assert_int_eq(shoal_array_release(a), 0);
+	/* Made room for, the same calls go through. */
+	ck_assert_int_eq(shoal__array_unhold(a, kept_key(7)), 0);
+	ck_assert_int_eq(shoal_array_hold_for(a, &p), 0);
+	ck_assert_uint_eq(shoal__array_given_of(a, shoal__proc_key(&p)), 1);
+	kill(kid, SIGKILL);
+	ck_assert_int_eq(t_wait(kid), 128 + SIGKILL);
+	close(fds[1]);
+	shoal_queue_detach(q);
+	ck_assert_int_eq(shoal_queue_unlink(qn), 0); /* drops the queue's 4 */
+	shoal_queue_detach(q2);
+	ck_assert_int_eq(shoal_queue_unlink(qn2), 0);
+	ck_assert_int_ge(shoal_reap(), 0);
+	ck_assert_uint_eq(shoal__array_count_of(a, shoal__proc_key(&p)), 0);
+	ck_assert_int_eq(shoal_array_close(a), 0); /* the kept keys hold it */
+	shoal_unlink(name);
+}
+END_TEST
+
+/*
+ * A count at its most, written by hand (four billion references are not
+ * taken in a test): one more for that holder is -EOVERFLOW, from every
+ * call that adds one to a line, and the line is as it was.
+ */
+START_TEST(counts_that_would_overflow)
+{
+	const char *name = t_name("ovfl"), *qn = t_name("ovflq");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34), *b = NULL;
+	struct shoal_queue *q = make_queue(qn, 4);
+	struct shoal_proc self;
+
+	ck_assert_int_eq(shoal_proc_self(&self), 0);
+	atomic_store(&a->hdr->ledger[0].count, UINT32_MAX);
+	ck_assert_int_eq(shoal_array_hold_for(a, &self), -EOVERFLOW);
+	ck_assert_int_eq(shoal_array_retain(a), -EOVERFLOW);
+	ck_assert_int_eq(shoal_array_attach(handle_of(a), 0, &b), -EOVERFLOW);
+	ck_assert_ptr_null(b);
+	ck_assert_uint_eq(atomic_load(&a->hdr->ledger[0].count), UINT32_MAX);
+	ck_assert_uint_eq(shoal__array_given_of(a, shoal__self_key()), 0);
+	atomic_store(&a->hdr->ledger[0].count, 1);
+	/* The pin's line and a queue's. */
+	ck_assert_int_eq(shoal_array_pin(a), 0);
+	ck_assert_int_eq(shoal_queue_hold_array(q, a), 0);
+	atomic_store(&a->hdr->ledger[1].count, UINT32_MAX);
+	atomic_store(&a->hdr->ledger[2].count, UINT32_MAX);
+	ck_assert_int_eq(shoal_array_pin(a), -EOVERFLOW);
+	ck_assert_int_eq(shoal_queue_hold_array(q, a), -EOVERFLOW);
+	atomic_store(&a->hdr->ledger[1].count, 1);
+	atomic_store(&a->hdr->ledger[2].count, 1);
+	ck_assert_int_eq(shoal_array_unpin(a), 0);
+	ck_assert_int_eq(shoal_queue_unhold_array(q, a), 0);
+	shoal_queue_detach(q);
+	ck_assert_int_eq(shoal_queue_unlink(qn), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	ck_assert(!exists(name));
+}
+END_TEST
+
+/*
+ * A giver killed after writing a new line's key and @given, before its
+ * count: the line is free, with the stale @given of a reference never
+ * committed. The holder it named then claims that line by attaching: its
+ * @given must start at 0. Left at 1, the attach would take the phantom
+ * over on its retain, two structs would own one counted reference, and
+ * the first close would free the array under the second.
+ */
+static void kill_after_key(int point)
+{
+	if (point == SHOAL__HOOK_KEY_WRITTEN)
+		raise(SIGKILL);
+}
+
+START_TEST(line_claimed_after_a_giver_died_mid_claim)
+{
+	const char *name = t_name("hfclaim");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_INT32, 2, shape34);
+	const char *h = handle_of(a);
+	int go[2];
+	pid_t holder, giver;
+	char c;
+
+	ck_assert_int_eq(pipe(go), 0);
+	holder = fork();
+	ck_assert_int_ge(holder, 0);
+	if (holder == 0) {
+		struct shoal_array *b, *b2;
+		uint64_t me = shoal__self_key();
+
+		close(go[1]);
+		if (read(go[0], &c, 1) != 1)
+			_exit(10);
+		if (shoal_array_attach(h, 0, &b) || shoal__array_given_of(b, me) != 0 ||
+		    shoal__array_count_of(b, me) != 1)
+			_exit(11);
+		if (shoal_array_retain(b) || shoal__array_count_of(b, me) != 2)
+			_exit(12);
+		if (shoal_array_attach(h, 0, &b2) || shoal__array_count_of(b, me) != 3)
+			_exit(13);
+		/* Each struct owns what it thinks: none frees under another. */
+		if (shoal_array_close(b) != 0 || shoal_array_is_freed(b2) ||
+		    shoal__array_count_of(b2, me) != 1)
+			_exit(14);
+		_exit(shoal_array_close(b2) == 0 ? 0 : 15);
+	}
+	close(go[0]);
+	giver = fork();
+	ck_assert_int_ge(giver, 0);
+	if (giver == 0) {
+		struct shoal_proc p;
+
+		if (shoal_proc_get(holder, &p))
+			_exit(1);
+		shoal__array_hook = kill_after_key;
+		shoal_array_hold_for(a, &p);
+		_exit(2);
+	}
+	ck_assert_int_eq(t_wait(giver), 128 + SIGKILL);
+	/* Line 1: the holder's key and a given reference, no count. */
+	ck_assert_uint_eq(atomic_load(&a->hdr->used), 2);
+	ck_assert_uint_eq(atomic_load(&a->hdr->ledger[1].count), 0);
+	ck_assert_uint_eq(atomic_load(&a->hdr->ledger[1].given), 1);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert_int_eq(write(go[1], "x", 1), 1);
+	ck_assert_int_eq(t_wait(holder), 0);
+	close(go[1]);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	ck_assert(!exists(name));
+}
+END_TEST
+
+/*
+ * A full ledger whose lines are dead holders', each with given references
+ * left (a worker handed results to callers that died): hold_for for a
+ * live process sweeps them as an attach does, and the line it takes
+ * carries exactly its one given reference, none of the dead line's.
+ */
+START_TEST(hold_for_into_a_full_ledger_of_dead_givers)
+{
+	const char *name = t_name("hfdead");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34);
+	const uint32_t max = SHOAL_ARRAY_HOLDERS_MAX, chunk = SHOAL__ARRAY_SWEEP_CHECKS;
+	int fds[2];
+	pid_t kid = idle_child(fds);
+	struct shoal_proc p = proc_of(kid);
+	uint64_t k = shoal__proc_key(&p);
+	struct shoal__array_entry *e;
+
+	fill_ledger(a, reused_pid_key, shoal__self_key());
+	for (uint32_t i = 1; i < max; i++) {
+		e = i < a->ledger_cap ? &a->hdr->ledger[i] : &a->ovf[i - a->ledger_cap];
+		atomic_store(&e->count, 3);
+		atomic_store(&e->given, 2);
+	}
+	ck_assert_int_eq(shoal_array_holders(a, NULL, 0), (int)max);
+	ck_assert_int_eq(shoal_array_hold_for(a, &p), 0);
+	/* One chunk swept (the caller's own line passed, not judged): 64
+	 * dead dropped, with their given ones, and the first line taken. */
+	ck_assert_int_eq(shoal_array_holders(a, NULL, 0), (int)(max - chunk + 1));
+	ck_assert_uint_eq(atomic_load(&a->hdr->ledger[1].key), k);
+	ck_assert_uint_eq(shoal__array_count_of(a, k), 1);
+	ck_assert_uint_eq(shoal__array_given_of(a, k), 1);
+	for (uint32_t i = 2; i <= chunk; i++)
+		ck_assert_uint_eq(atomic_load(&a->hdr->ledger[i].given), 0);
+	ck_assert_uint_eq(atomic_load(&a->hdr->ledger[chunk + 1].given), 2);
+	/* A second one for it goes on its line, still no room needed. */
+	ck_assert_int_eq(shoal_array_hold_for(a, &p), 0);
+	ck_assert_uint_eq(shoal__array_count_of(a, k), 2);
+	ck_assert_uint_eq(shoal__array_given_of(a, k), 2);
+	ck_assert_int_eq(shoal_array_holders(a, NULL, 0), (int)(max - chunk + 1));
+	/* Once it is dead too, a reap leaves the creator alone. */
+	kill(kid, SIGKILL);
+	ck_assert_int_eq(t_wait(kid), 128 + SIGKILL);
+	close(fds[1]);
+	ck_assert_int_ge(shoal_reap(), 0);
+	ck_assert_int_eq(shoal_array_holders(a, NULL, 0), 1);
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	ck_assert(!exists(name));
+}
+END_TEST
+
+/* hold_for for a process this one cannot look at (its stat in /proc
+ * garbled): -EIO, nothing held. Needs a mount namespace of its
+ * own, so root (CI runs as root). */
+START_TEST(hold_for_unreadable_proc_is_eio)
+{
+	const char *name = t_name("hfeio");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34);
+	pid_t pid;
+
+	ck_assert_msg(geteuid() == 0, "this test needs root for a private /proc");
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_proc p = { .pid = 4242, .start_time = 7 };
+		FILE *f;
+
+		if (shoal_array_retain(a) != 0)  /* a reference of its own first */
+			_exit(10);
+		if (t_private_proc() != 0)
+			_exit(11);
+		mkdir("/proc/4242", 0755);
+		f = fopen("/proc/4242/stat", "w");
+		fputs("4242 (x) R not numbers at all", f);
+		fclose(f);
+		if (shoal_array_hold_for(a, &p) != -EIO)
+			_exit(2);
+		if (shoal__array_count_of(a, shoal__proc_key(&p)) != 0 ||
+		    shoal_array_refcount(a) != 2)
+			_exit(3);
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	ck_assert_int_ge(shoal_reap(), 0);  /* the child's reference */
+	ck_assert_uint_eq(shoal_array_refcount(a), 1);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	ck_assert(!exists(name));
+}
+END_TEST
+
+START_TEST(pin_and_holders_errors)
+{
+	const char *name = t_name("pinerr");
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34), *n = NULL, *b = NULL;
+	struct shoal_array_holder h;
+
+	ck_assert_int_eq(shoal_array_pin(NULL), -EINVAL);
+	ck_assert_int_eq(shoal_array_unpin(NULL), -EINVAL);
+	ck_assert_int_eq(shoal_array_holders(NULL, &h, 1), -EINVAL);
+	ck_assert_int_eq(shoal_array_holders(a, NULL, 1), -EINVAL);
+	ck_assert_int_eq(shoal_array_open(name, SHOAL_ARRAY_NOREF, &n), 0);
+	ck_assert_int_eq(shoal_array_pin(n), -EINVAL);
+	ck_assert_int_eq(shoal_array_unpin(n), -EINVAL);
+	ck_assert_int_eq(shoal_array_unpin(a), -ENOENT);  /* no pin */
+	ck_assert_int_eq(shoal_array_pin(a), 0);
+	ck_assert_int_eq(shoal_array_unpin(a), 0);
+	ck_assert_int_eq(shoal_array_unpin(a), -ENOENT);
+	ck_assert_int_eq(shoal_array_open(name, 0, &b), 0);
+	ck_assert_int_eq(shoal_array_close(b), 0);
+	ck_assert_int_eq(shoal_array_release(a), 1);
+	ck_assert_int_eq(shoal_array_pin(n), -EINVAL);
+	ck_assert_int_eq(shoal_array_pin(a), -ENOENT);  /* freed */
+	ck_assert_ptr_nonnull(strstr(shoal_errdetail(-ENOENT), "was freed"));
+	ck_assert_int_eq(shoal_array_unpin(a), -ENOENT);
+	shoal_array_close(n);
+	shoal_array_close(a);
+}
+END_TEST
+
 /* shoal_leaks(): a holder killed holding an array makes it a dead-holders
  * leak, with its creator and bytes; an array held by this live process is
  * an old reference only past the age asked; the reap takes the first. */
@@ -2580,6 +2992,12 @@ static Suite *suite(void)
 	tcase_add_test(th, thousands_of_processes);
 	tcase_add_test(th, killed_inside_overflow_line);
 	tcase_add_test(th, queue_transfer_on_overflow_line);
+	tcase_add_test(th, no_line_for_a_new_holder);
+	tcase_add_test(th, counts_that_would_overflow);
+	tcase_add_test(th, line_claimed_after_a_giver_died_mid_claim);
+	tcase_add_test(th, hold_for_into_a_full_ledger_of_dead_givers);
+	tcase_add_test(th, hold_for_unreadable_proc_is_eio);
+	tcase_add_test(th, pin_and_holders_errors);
 	suite_add_tcase(s, th);
 
 	tcase_set_timeout(tl, 120);
