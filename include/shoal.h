@@ -636,8 +636,7 @@ SHOAL_API int shoal_queue_ack(struct shoal_queue *q, const struct shoal_queue_ti
  *
  * Return: 0; -ENOENT if the claim is no longer open; -EINVAL as
  * shoal_queue_ack(); -EDEADLK if the recovery lock was held by a live
- * process for 2 s (the claim is still open: ack or nack it again); -EIO if
- * /proc cannot be read.
+ * process for 2 s (the claim is still open: ack or nack it again).
  */
 SHOAL_API int shoal_queue_nack(struct shoal_queue *q, const struct shoal_queue_ticket *ticket);
 
@@ -1477,7 +1476,7 @@ SHOAL_API bool shoal_array_is_freed(const struct shoal_array *a);
  *
  * Return: 0; -EINVAL for NULL or a SHOAL_ARRAY_NOREF struct; -ENOENT if the
  * array has been freed; -EUSERS; -ENOSPC and -ENOMEM as shoal_array_attach();
- * -EOVERFLOW; -EDEADLK.
+ * -EOVERFLOW; -EDEADLK; -EIO if /proc could not tell the caller's identity.
  */
 SHOAL_API int shoal_array_pin(struct shoal_array *a);
 
@@ -1488,7 +1487,8 @@ SHOAL_API int shoal_array_pin(struct shoal_array *a);
  *     a SHOAL_ARRAY_NOREF one).
  *
  * Return: 0; 1 if this freed the array; -EINVAL for NULL or a
- * SHOAL_ARRAY_NOREF struct; -ENOENT if the array holds no pin; -EDEADLK.
+ * SHOAL_ARRAY_NOREF struct; -ENOENT if the array holds no pin; -EDEADLK;
+ * -EIO if /proc could not tell the caller's identity.
  */
 SHOAL_API int shoal_array_unpin(struct shoal_array *a);
 
@@ -1647,8 +1647,9 @@ SHOAL_API int shoal_leaks(uint64_t min_age_ns, struct shoal_leak *out, size_t ca
  *
  * Return: 0; -EINVAL for NULL arguments; -ENOENT if @a was freed; -EUSERS
  * if the array's ledger has no free line; -ENOSPC and -ENOMEM as
- * shoal_array_attach() (a new page of the overflow ledger); -EDEADLK if the
- * ledger lock could not be had in 10 s.
+ * shoal_array_attach() (a new page of the overflow ledger); -EOVERFLOW if
+ * the queue's count would overflow; -EDEADLK if the ledger lock could not
+ * be had in 10 s; -EIO if /proc could not tell the caller's identity.
  */
 SHOAL_API int shoal_queue_hold_array(struct shoal_queue *q, struct shoal_array *a);
 
@@ -1661,7 +1662,7 @@ SHOAL_API int shoal_queue_hold_array(struct shoal_queue *q, struct shoal_array *
  * reference, the array is freed. Blocking, briefly; any thread.
  *
  * Return: 0; -EINVAL for NULL arguments; -ENOENT if @q holds no reference
- * to @a; -EDEADLK.
+ * to @a; -EDEADLK; -EIO if /proc could not tell the caller's identity.
  */
 SHOAL_API int shoal_queue_unhold_array(struct shoal_queue *q, struct shoal_array *a);
 

@@ -2798,23 +2798,52 @@ START_TEST(hold_for_into_a_full_ledger_of_dead_givers)
 }
 END_TEST
 
-/* hold_for for a process this one cannot look at (its stat in /proc
- * garbled): -EIO, nothing held. Needs a mount namespace of its
- * own, so root (CI runs as root). */
-START_TEST(hold_for_unreadable_proc_is_eio)
+/*
+ * A process that cannot read /proc: a fresh child cannot tell who it is,
+ * so no call that takes the ledger lock or a line can be made for it
+ * (-EIO, nothing held); and hold_for, for a process whose stat is garbled,
+ * cannot tell whether it lives (-EIO). Needs a mount namespace of its own,
+ * so root (CI runs as root).
+ */
+START_TEST(unreadable_proc_is_eio)
 {
-	const char *name = t_name("hfeio");
+	const char *name = t_name("eio"), *qn = t_name("eioq");
 	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 2, shape34);
+	struct shoal_queue *q = make_queue(qn, 4);
+	const char *h = handle_of(a);
 	pid_t pid;
 
 	ck_assert_msg(geteuid() == 0, "this test needs root for a private /proc");
+	ck_assert_int_eq(shoal_queue_hold_array(q, a), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_array *b = NULL;
+
+		if (t_private_proc() != 0)
+			_exit(10);
+		if (shoal_array_retain(a) != -EIO)
+			_exit(1);
+		if (shoal_array_attach(h, 0, &b) != -EIO || b)
+			_exit(2);
+		if (shoal_array_create(NULL, SHOAL_DTYPE_UINT8, 0, 2, shape34, NULL, &b) != -EIO || b)
+			_exit(3);
+		if (shoal_array_pin(a) != -EIO || shoal_array_unpin(a) != -EIO)
+			_exit(4);
+		if (shoal_queue_hold_array(q, a) != -EIO || shoal_queue_unhold_array(q, a) != -EIO)
+			_exit(5);
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	ck_assert_uint_eq(shoal_array_refcount(a), 2);
+	ck_assert_uint_eq(queue_count(a, q), 1);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		struct shoal_proc p = { .pid = 4242, .start_time = 7 };
 		FILE *f;
 
-		if (shoal_array_retain(a) != 0)  /* a reference of its own first */
+		if (shoal_array_retain(a) != 0)  /* knows itself, holds one */
 			_exit(10);
 		if (t_private_proc() != 0)
 			_exit(11);
@@ -2823,14 +2852,17 @@ START_TEST(hold_for_unreadable_proc_is_eio)
 		fputs("4242 (x) R not numbers at all", f);
 		fclose(f);
 		if (shoal_array_hold_for(a, &p) != -EIO)
-			_exit(2);
+			_exit(1);
 		if (shoal__array_count_of(a, shoal__proc_key(&p)) != 0 ||
-		    shoal_array_refcount(a) != 2)
-			_exit(3);
+		    shoal_array_refcount(a) != 3)
+			_exit(2);
 		_exit(0);
 	}
 	ck_assert_int_eq(t_wait(pid), 0);
 	ck_assert_int_ge(shoal_reap(), 0);  /* the child's reference */
+	ck_assert_int_eq(shoal_queue_unhold_array(q, a), 0);
+	shoal_queue_detach(q);
+	ck_assert_int_eq(shoal_queue_unlink(qn), 0);
 	ck_assert_uint_eq(shoal_array_refcount(a), 1);
 	ck_assert_int_eq(shoal_array_close(a), 1);
 	ck_assert(!exists(name));
@@ -2996,7 +3028,7 @@ static Suite *suite(void)
 	tcase_add_test(th, counts_that_would_overflow);
 	tcase_add_test(th, line_claimed_after_a_giver_died_mid_claim);
 	tcase_add_test(th, hold_for_into_a_full_ledger_of_dead_givers);
-	tcase_add_test(th, hold_for_unreadable_proc_is_eio);
+	tcase_add_test(th, unreadable_proc_is_eio);
 	tcase_add_test(th, pin_and_holders_errors);
 	suite_add_tcase(s, th);
 
