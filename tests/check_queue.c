@@ -381,41 +381,73 @@ static void on_usr1(int sig)
 	(void)sig;
 }
 
+/* A blocking call of kind @op on @q (empty for the takers, full for the
+ * pushers), as a child would make it: its result. */
+static int blocking_call(int op, struct shoal_queue *q)
+{
+	struct shoal_queue_ticket t;
+	char buf[8];
+	size_t len = 1;
+
+	switch (op) {
+	case 0: return shoal_queue_pop(q, buf, 8, &len, -1);
+	case 1: return shoal_queue_push(q, "x", 1, -1);
+	case 2: return shoal_queue_claim(q, buf, 8, &len, -1, &t);
+	case 3: return (int)shoal_queue_push_many(q, "x", &len, 1, -1);
+	default: return (int)shoal_queue_pop_many(q, buf, 8, &len, 1, -1);
+	}
+}
+
+/* Every blocking call returns -EINTR when a signal interrupts its sleep
+ * (nothing pushed or taken). */
 START_TEST(signal_interrupts_wait)
 {
-	const char *name = t_name("intr");
-	struct shoal_queue *q = mkq(name, 2, 8);
-	int ready[2], st = 0;
-	bool reaped = false;
-	pid_t kid;
-	char c;
+	static const char *const calls[] = { "pop", "push", "claim", "push_many", "pop_many" };
+	const char *name = t_name("intr"), *fname = t_name("intrfull");
+	struct shoal_queue *q = mkq(name, 2, 8), *full = mkq(fname, 2, 8);
+	struct shoal_queue_stats st;
 
-	ck_assert_int_eq(pipe(ready), 0);
-	kid = fork();
-	if (kid == 0) {
-		struct sigaction sa = { .sa_handler = on_usr1 }; /* no SA_RESTART */
-		char buf[8];
-		size_t len;
+	ck_assert_int_eq(shoal_queue_push(full, "a", 1, 0), 0);
+	ck_assert_int_eq(shoal_queue_push(full, "b", 1, 0), 0);
+	for (int op = 0; op < 5; op++) {
+		struct shoal_queue *on = op == 1 || op == 3 ? full : q;
+		int ready[2], status = 0;
+		bool reaped = false;
+		pid_t kid;
+		char c;
 
-		sigaction(SIGUSR1, &sa, NULL);
-		(void)!write(ready[1], "r", 1);
-		_exit(shoal_queue_pop(q, buf, 8, &len, -1) == -EINTR ? 0 : 1);
+		ck_assert_int_eq(pipe(ready), 0);
+		kid = fork();
+		if (kid == 0) {
+			struct sigaction sa = { .sa_handler = on_usr1 }; /* no SA_RESTART */
+
+			sigaction(SIGUSR1, &sa, NULL);
+			(void)!write(ready[1], "r", 1);
+			_exit(blocking_call(op, on) == -EINTR ? 0 : 1);
+		}
+		ck_assert_int_eq(read(ready[0], &c, 1), 1);
+		/* A signal that lands before the child sleeps is handled and
+		 * forgotten (only a sleep is interrupted), so keep sending
+		 * until it returns. */
+		for (int i = 0; i < 200 && !reaped; i++) {
+			kill(kid, SIGUSR1);
+			usleep(20000);
+			reaped = waitpid(kid, &status, WNOHANG) == kid;
+		}
+		if (!reaped)
+			kill(kid, SIGKILL);
+		ck_assert_msg(reaped, "the %s was not interrupted", calls[op]);
+		ck_assert(WIFEXITED(status));
+		ck_assert_msg(WEXITSTATUS(status) == 0, "the %s: not -EINTR", calls[op]);
+		close(ready[0]);
+		close(ready[1]);
 	}
-	ck_assert_int_eq(read(ready[0], &c, 1), 1);
-	/* A signal that lands before the child sleeps is handled and forgotten
-	 * (only a sleep is interrupted), so keep sending until it returns. */
-	for (int i = 0; i < 200 && !reaped; i++) {
-		kill(kid, SIGUSR1);
-		usleep(20000);
-		reaped = waitpid(kid, &st, WNOHANG) == kid;
-	}
-	if (!reaped)
-		kill(kid, SIGKILL);
-	ck_assert_msg(reaped, "the pop was not interrupted");
-	ck_assert(WIFEXITED(st));
-	ck_assert_int_eq(WEXITSTATUS(st), 0);
-	close(ready[0]);
-	close(ready[1]);
+	ck_assert_int_eq(shoal_queue_stats(q, &st), 0);
+	ck_assert_uint_eq(st.depth, 0);
+	ck_assert_int_eq(shoal_queue_stats(full, &st), 0);
+	ck_assert_uint_eq(st.depth, 2);
+	ck_assert_uint_eq(st.pushes, 2);
+	done(full, fname);
 	done(q, name);
 }
 END_TEST
@@ -507,9 +539,17 @@ START_TEST(participants_sized_at_create)
 	{
 		struct shoal_queue *more;
 
+		struct shoal_queue_ticket t;
+		size_t one = 1;
+
 		ck_assert_int_eq(shoal_queue_open(name, 0, &more), 0);
 		ck_assert_int_eq(shoal_queue_push(more, "y", 1, 0), -EUSERS);
 		ck_assert_ptr_nonnull(strstr(shoal_errdetail(-EUSERS), "table full (3 handles"));
+		/* Every call that needs an entry. */
+		ck_assert_int_eq(shoal_queue_pop(more, buf, 8, &len, 0), -EUSERS);
+		ck_assert_int_eq(shoal_queue_push_many(more, "y", &one, 1, 0), -EUSERS);
+		ck_assert_int_eq(shoal_queue_pop_many(more, buf, 8, &len, 1, 0), -EUSERS);
+		ck_assert_int_eq(shoal_queue_claim(more, buf, 8, &len, 0, &t), -EUSERS);
 		ck_assert_int_eq(shoal_queue_detach(more), 0);
 	}
 	ck_assert_int_eq(shoal_queue_detach(h[0]), 0);
@@ -712,6 +752,11 @@ START_TEST(corrupt_while_open)
 	ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 0), -EBADMSG);
 	ck_assert_int_eq(shoal_queue_pop(q, buf, 1u << 31, &len, 0), -EBADMSG);
 	ck_assert_int_eq(shoal_queue_pop_many(q, buf, sizeof(buf), &len, 1, 0), -EBADMSG);
+	{
+		struct shoal_queue_ticket t;
+
+		ck_assert_int_eq(shoal_queue_claim(q, buf, sizeof(buf), &len, 0, &t), -EBADMSG);
+	}
 	poke32(name, (off_t)doff + 8, 2);
 	ck_assert_int_eq(shoal_queue_pop(q, buf, sizeof(buf), &len, 0), 0);
 	/* A tail cursor far from every slot's position. */
@@ -2511,10 +2556,19 @@ START_TEST(unreadable_proc_is_eio)
 		/* A forked child must register anew, and cannot. */
 		if (t_private_proc() != 0)
 			_exit(10);
+		struct shoal_queue_ticket t;
+		size_t one = 1;
+
 		if (shoal_queue_push(q, "x", 1, 0) != -EIO)
 			_exit(1);
 		if (shoal_queue_pop(q, buf, sizeof(buf), &len, 0) != -EIO)
 			_exit(2);
+		if (shoal_queue_push_many(q, "x", &one, 1, 0) != -EIO)
+			_exit(3);
+		if (shoal_queue_pop_many(q, buf, sizeof(buf), &len, 1, 0) != -EIO)
+			_exit(4);
+		if (shoal_queue_claim(q, buf, sizeof(buf), &len, 0, &t) != -EIO)
+			_exit(5);
 		_exit(0);
 	}
 	ck_assert_int_eq(t_wait(pid), 0);
