@@ -439,7 +439,8 @@ SHOAL_API int shoal_queue_detach(struct shoal_queue *q);
  *
  * Return: 0; -EINVAL for a bad name; -ENOENT; -EPROTOTYPE if @name is not a
  * queue; -EBADMSG if it is corrupt (shoal_unlink() removes it anyway);
- * -EACCES, -EPERM.
+ * -EACCES if it belongs to another user (it is opened first, as
+ * shoal_queue_open() does) or the directory may not be written.
  */
 SHOAL_API int shoal_queue_unlink(const char *name);
 

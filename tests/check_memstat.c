@@ -171,6 +171,50 @@ START_TEST(errors)
 }
 END_TEST
 
+/* What /proc refuses or garbles: another user's smaps_rollup is -EACCES
+ * (a process of another uid asks about this root one), and one without
+ * the fields it must have is -EIO (a private /proc of files written by
+ * hand). Needs root. */
+START_TEST(proc_refused_or_garbled)
+{
+	pid_t parent = getpid(), pid;
+
+	ck_assert_msg(geteuid() == 0, "this test needs root to be another user");
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_memstat m;
+
+		if (setgid(65534) || setuid(65534))
+			_exit(10);
+		if (shoal_memstat(parent, 0, &m) != 0)  /* status: anyone may read it */
+			_exit(1);
+		_exit(shoal_memstat(parent, SHOAL_MEMSTAT_SMAPS, &m) == -EACCES ? 0 : 2);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_memstat m;
+		FILE *f;
+
+		if (t_private_proc() != 0)
+			_exit(10);
+		mkdir("/proc/4242", 0755);
+		f = fopen("/proc/4242/status", "w");
+		fputs("Name:\tx\nState:\tS (sleeping)\nVmRSS:\t  100 kB\n", f);
+		fclose(f);
+		f = fopen("/proc/4242/smaps_rollup", "w");
+		fputs("not what the kernel writes\n", f);
+		fclose(f);
+		if (shoal_memstat(4242, 0, &m) != 0 || m.rss != 100 * 1024)
+			_exit(1);
+		_exit(shoal_memstat(4242, SHOAL_MEMSTAT_SMAPS, &m) == -EIO ? 0 : 2);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("memstat");
@@ -183,6 +227,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, shared_is_not_private);
 	tcase_add_test(tc, other_process);
 	tcase_add_test(tc, errors);
+	tcase_add_test(tc, proc_refused_or_garbled);
 	suite_add_tcase(s, tc);
 	return s;
 }

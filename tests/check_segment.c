@@ -919,6 +919,13 @@ START_TEST(dir_refused)
 			    shoal_array_create(NULL, SHOAL_DTYPE_UINT8, 0, 1, shape, NULL, &a) != rc ||
 			    shoal_reap() != rc)
 				_exit(5);
+			{
+				struct shoal_queue *q = NULL;
+
+				if (shoal_queue_create("x", 2, 8, NULL, &q) != rc || q ||
+				    shoal_queue_unlink("x") != rc || shoal_leaks(0, NULL, 0) != rc)
+					_exit(6);
+			}
 			_exit(0);
 		}
 		int got = t_wait(pid);
@@ -928,6 +935,78 @@ START_TEST(dir_refused)
 	unlink(file);
 	rmdir(sticky);
 	rmdir(open_dir);
+}
+END_TEST
+
+/*
+ * Objects of another user, in a directory that refuses us: a process of
+ * another uid gets -EACCES creating in a directory it may not write,
+ * unlinking from it, and opening a queue or an array that is not its
+ * user's (shoal_queue_unlink() opens the queue first: -EACCES in either
+ * directory); and -EPERM unlinking another user's object from a sticky
+ * directory. Needs
+ * root (to be the other user: CI runs as root).
+ */
+START_TEST(another_users_objects)
+{
+	const char *dirs[2] = { t_dir("mine", 0755), t_dir("shared", 01777) };
+
+	ck_assert_msg(geteuid() == 0, "this test needs root to be another user");
+	for (int i = 0; i < 2; i++) {
+		pid_t pid = fork();
+
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			const struct shoal_opts readable = { .mode = 0644 };
+			const size_t shape[1] = { 16 };
+			struct shoal_segment *s = NULL;
+			struct shoal_queue *q = NULL;
+			struct shoal_array *a = NULL;
+			char h[SHOAL_HANDLE_MAX];
+			int rc = i == 0 ? -EACCES : -EPERM;
+			pid_t kid;
+
+			setenv("SHOAL_DIR", dirs[i], 1);
+			if (shoal_segment_create("s", 4096, &readable, &s) ||
+			    shoal_queue_create("q", 2, 8, &readable, &q) ||
+			    shoal_array_create("a", SHOAL_DTYPE_UINT8, 0, 1, shape, &readable, &a) ||
+			    shoal_array_handle(a, h, sizeof(h)) < 0)
+				_exit(10);
+			kid = fork();
+			if (kid == 0) {
+				struct shoal_segment *t = NULL;
+				struct shoal_queue *r = NULL;
+				struct shoal_array *b = NULL;
+
+				if (setgid(65534) || setuid(65534))
+					_exit(20);
+				if (i == 0 && (shoal_segment_create("n", 4096, NULL, &t) != -EACCES ||
+					       shoal_queue_create("n", 2, 8, NULL, &r) != -EACCES ||
+					       shoal_array_create("n", SHOAL_DTYPE_UINT8, 0, 1, shape, NULL,
+								  &b) != -EACCES || t || r || b))
+					_exit(1);
+				if (shoal_unlink("s") != rc)
+					_exit(2);
+				/* It opens the queue first: refused as another's. */
+				if (shoal_queue_unlink("q") != -EACCES)
+					_exit(3);
+				if (shoal_array_attach(h, 0, &b) != -EACCES || b)
+					_exit(4);
+				_exit(0);
+			}
+			rc = t_wait(kid);
+			shoal_segment_close(s);
+			shoal_queue_detach(q);
+			shoal_array_close(a);
+			shoal_unlink("s");
+			shoal_unlink("q");
+			_exit(rc);
+		}
+		int got = t_wait(pid);
+
+		ck_assert_msg(got == 0, "in %s: step %d failed", dirs[i], got);
+		ck_assert_int_eq(rmdir(dirs[i]), 0);
+	}
 }
 END_TEST
 
@@ -1180,6 +1259,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, dir_default_is_dev_shm);
 	tcase_add_test(tc, dir_objects_live_there);
 	tcase_add_test(tc, dir_refused);
+	tcase_add_test(tc, another_users_objects);
 	tcase_add_test(tc, enospc_names_the_mount);
 	tcase_add_test(tc, enospc_names_the_hugetlbfs);
 	tcase_add_test(tc, populate_falls_back_to_fallocate);
