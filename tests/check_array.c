@@ -2526,6 +2526,61 @@ START_TEST(queue_transfer_on_overflow_line)
 }
 END_TEST
 
+/*
+ * What the system refuses an array: an address space too small to map it
+ * (-ENOMEM from create and attach, in a child whose address space is
+ * capped), no file descriptor left (-EMFILE from create, attach and
+ * pop_array, whose handle is then consumed and whose reference the queue
+ * keeps). Nothing is held for the child.
+ */
+START_TEST(system_refusals)
+{
+	const char *name = t_name("sysref"), *qn = t_name("sysrefq"), *none = t_name("sysnone");
+	const size_t big[1] = { 48u << 20 };
+	struct shoal_array *a = make(name, SHOAL_DTYPE_UINT8, 1, big);
+	struct shoal_queue *q = make_queue(qn, 4);
+	const char *h = handle_of(a);
+	pid_t pid;
+
+	ck_assert_int_eq(shoal_queue_push_array(q, a, 0), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_array *b = NULL;
+
+		/* Known to itself and registered with the queue first (its
+		 * message goes behind the handle). */
+		if (shoal_queue_push(q, "r", 1, 0) || t_cap_address_space(16u << 20))
+			_exit(10);
+		if (shoal_array_create(none, SHOAL_DTYPE_UINT8, 0, 1, big, NULL, &b) != -ENOMEM || b)
+			_exit(1);
+		if (shoal_array_attach(h, 0, &b) != -ENOMEM || b)
+			_exit(2);
+		if (t_no_more_fds())
+			_exit(11);
+		if (shoal_array_create(none, SHOAL_DTYPE_UINT8, 0, 2, shape34, NULL, &b) != -EMFILE || b)
+			_exit(3);
+		if (shoal_array_attach(h, 0, &b) != -EMFILE || b)
+			_exit(4);
+		if (shoal_queue_pop_array(q, 0, &b, 0) != -EMFILE || b)
+			_exit(5);
+		if (shoal_queue_pop_array(q, 0, &b, 0) != -EINVAL)  /* its own "r" */
+			_exit(6);
+		if (shoal_queue_pop_array(q, 0, &b, 0) != -EAGAIN)
+			_exit(7);
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	ck_assert(!exists(none));
+	ck_assert_uint_eq(shoal_array_refcount(a), 2);  /* ours and the queue's */
+	ck_assert_uint_eq(queue_count(a, q), 1);
+	shoal_queue_detach(q);
+	ck_assert_int_eq(shoal_queue_unlink(qn), 0);
+	ck_assert_int_eq(shoal_array_close(a), 1);
+	ck_assert(!exists(name));
+}
+END_TEST
+
 /* ---- every error of taking a reference, hold_for's above all ----------------- */
 
 /* A key of this kind is never judged (kept_key), one per line from @i. */
@@ -3011,6 +3066,7 @@ static Suite *suite(void)
 	tcase_add_test(tp, popped_handle_with_nul);
 	tcase_add_test(tp, queue_unlink_frees_many);
 	tcase_add_test(tp, reap_without_fds_keeps_queue_references);
+	tcase_add_test(tp, system_refusals);
 	suite_add_tcase(s, tp);
 
 	th = tcase_create("holders");

@@ -2723,6 +2723,52 @@ START_TEST(observe_counts_without_joining)
 }
 END_TEST
 
+/*
+ * What the system refuses a queue: a mount without room (-ENOSPC: a ring
+ * of a terabyte), an address space too small to map the ring (-ENOMEM,
+ * in a child whose address space is capped), no file descriptor left
+ * (-EMFILE). Each an error from create, open and observe, nothing left.
+ */
+START_TEST(system_refusals)
+{
+	const char *name = t_name("sysref"), *big = t_name("sysbig"), *none = t_name("sysnone");
+	struct shoal_queue *q = NULL, *b = mkq(big, 1024, 65520); /* 64 MiB of slots */
+	pid_t pid;
+
+	ck_assert_int_eq(shoal_queue_create(name, 1u << 24, 1u << 16, NULL, &q), -ENOSPC);
+	ck_assert_ptr_nonnull(strstr(shoal_errdetail(-ENOSPC), "no room"));
+	ck_assert_ptr_null(q);
+	q = mkq(name, 2, 8);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_queue_view v;
+		struct shoal_queue *o = NULL;
+		struct shoal_proc me;
+
+		if (shoal_proc_self(&me) || t_cap_address_space(16u << 20))
+			_exit(10);
+		if (shoal_queue_create(none, 1024, 65520, NULL, &o) != -ENOMEM || o)
+			_exit(1);
+		if (shoal_queue_open(big, 0, &o) != -ENOMEM || o)
+			_exit(2);
+		if (t_no_more_fds())
+			_exit(11);
+		if (shoal_queue_create(none, 2, 8, NULL, &o) != -EMFILE || o)
+			_exit(3);
+		if (shoal_queue_open(name, 0, &o) != -EMFILE || o)
+			_exit(4);
+		if (shoal_queue_observe(name, &v, NULL, 0) != -EMFILE)
+			_exit(5);
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	ck_assert_int_eq(access(t_path(none), F_OK), -1);
+	done(b, big);
+	done(q, name);
+}
+END_TEST
+
 START_TEST(observe_errors)
 {
 	const char *name = t_name("obserr");
@@ -2850,6 +2896,7 @@ static Suite *suite(void)
 	tcase_set_timeout(observe, 30);
 	tcase_add_test(observe, observe_counts_without_joining);
 	tcase_add_test(observe, observe_errors);
+	tcase_add_test(observe, system_refusals);
 	tcase_add_test(observe, observe_hostile_bytes);
 	suite_add_tcase(s, observe);
 

@@ -70,6 +70,38 @@ static inline int t_wait(pid_t pid)
 }
 
 /*
+ * In a forked child: cap this process's address space at what it maps now
+ * plus @room bytes, so a mapping larger than that is ENOMEM. Relative, not
+ * absolute: under ASan the process already maps terabytes of shadow. 0, or
+ * -1.
+ */
+static inline int t_cap_address_space(size_t room)
+{
+	struct rlimit cap;
+	unsigned long pages = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (!f || fscanf(f, "%lu", &pages) != 1) {
+		if (f)
+			fclose(f);
+		return -1;
+	}
+	fclose(f);
+	getrlimit(RLIMIT_AS, &cap);
+	cap.rlim_cur = pages * (rlim_t)sysconf(_SC_PAGESIZE) + room;
+	return setrlimit(RLIMIT_AS, &cap);
+}
+
+/* In a forked child: no file descriptor beyond 0, 1 and 2 may be opened
+ * (those above stay open). 0, or -1. */
+static inline int t_no_more_fds(void)
+{
+	struct rlimit few = { 3, 3 };
+
+	return setrlimit(RLIMIT_NOFILE, &few);
+}
+
+/*
  * In a forked child: give this process a /proc of its own, an empty tmpfs,
  * so shoal cannot tell who anyone is. 0, or -1 if that needs root we lack.
  */
