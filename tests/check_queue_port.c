@@ -52,6 +52,45 @@ START_TEST(open_bad_arguments)
 }
 END_TEST
 
+#if !defined(__SANITIZE_ADDRESS__)
+/* Out of memory for a port: -ENOMEM, and a port once there is memory. In
+ * a child whose heap is used up under a capped address space; ASan's
+ * allocator lives in a reservation made at start-up that a cap does not
+ * reach, so this runs without it. */
+START_TEST(open_out_of_memory)
+{
+	const char *name = t_name("pnomem");
+	struct shoal_queue *q = mkq(name, 8, 64);
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		size_t lens[1];
+		void *last = NULL, *p;
+		int port;
+
+		if (t_cap_address_space(1u << 20))
+			_exit(10);
+		while ((p = malloc(32)) != NULL) {
+			*(void **)p = last;  /* a list, to give them back */
+			last = p;
+		}
+		if (shoal_queue_port_open(q, NULL, 0, lens, 1, 0) != -ENOMEM)
+			_exit(1);
+		while (last) {
+			p = *(void **)last;
+			free(last);
+			last = p;
+		}
+		port = shoal_queue_port_open(q, NULL, 0, lens, 1, 0);
+		_exit(port > 0 && shoal_queue_port_send(port, "x", 1) == 0 ? 0 : 2);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	done(q, name);
+}
+END_TEST
+#endif
+
 START_TEST(bad_numbers_are_ebadf)
 {
 	static const int bad[] = { 0, -1, INT32_MIN, 1, 0x7fff0000, 0x10000, INT32_MAX };
@@ -314,6 +353,16 @@ START_TEST(take_delivers_or_fails)
 	ck_assert_int_eq(shoal_queue_port_pop(pbig), 1);   /* the unbound port took nothing */
 	ck_assert_int_eq(shoal_queue_port_close(pbig), 0);
 	ck_assert_int_eq(shoal_queue_port_close(sendonly), 0);
+	{
+		/* Closed and drained: -EPIPE through fail(). */
+		int p2 = shoal_queue_port_open(q, buf, sizeof(buf), lens, 1, -1);
+
+		ck_assert_int_eq(shoal_queue_port_deliver(p2, copy_out, failed, &fail_token), 0);
+		ck_assert_int_eq(shoal_queue_close(q), 0);
+		ck_assert_str_eq(shoal_queue_port_take(p2), "E32"); /* EPIPE */
+		ck_assert_int_eq(shoal_queue_port_error(p2), -EPIPE);
+		ck_assert_int_eq(shoal_queue_port_close(p2), 0);
+	}
 	done(q, name);
 }
 END_TEST
@@ -375,6 +424,15 @@ START_TEST(put_reads_the_length_beside_the_message)
 	ck_assert_int_eq(seen, EAGAIN);
 	ck_assert_int_eq(put_fails, 1);
 	ck_assert_int_eq(shoal_queue_port_error(port), -EAGAIN);
+	{
+		/* A port that waits: its timeout runs out. */
+		int timed = shoal_queue_port_open(q, NULL, 0, lens, 1, 10 * 1000000ll);
+
+		ck_assert_int_eq(shoal_queue_port_length_at(timed, at), 0);
+		ck_assert_int_eq(shoal_queue_port_put(timed, m.data), -ETIMEDOUT);
+		ck_assert_int_eq(shoal_queue_port_error(timed), -ETIMEDOUT);
+		ck_assert_int_eq(shoal_queue_port_close(timed), 0);
+	}
 	ck_assert_int_eq(shoal_queue_port_pop(rx), 0);
 	ck_assert_int_eq(shoal_queue_port_pop(rx), 0);
 	ck_assert_int_eq(shoal_queue_close(q), 0);
@@ -498,6 +556,16 @@ START_TEST(put_many_gathers_objects)
 	sq.n = 10;
 	ck_assert_int_eq(shoal_queue_port_put_many(port, &sq), 8);
 	ck_assert_int_eq(shoal_queue_port_put_many(port, &sq), -EAGAIN);
+	{
+		/* A port that waits: its timeout runs out. */
+		int timed = shoal_queue_port_open(q, NULL, 0, lens, 1, 10 * 1000000ll);
+
+		ck_assert_int_eq(shoal_queue_port_gather(timed, seq_count, seq_item, obj_type, type_at,
+							 data_at), 0);
+		ck_assert_int_eq(shoal_queue_port_length_at(timed, len_at), 0);
+		ck_assert_int_eq(shoal_queue_port_put_many(timed, &sq), -ETIMEDOUT);
+		ck_assert_int_eq(shoal_queue_port_close(timed), 0);
+	}
 	ck_assert_int_eq(shoal_queue_close(q), 0);
 	ck_assert_int_eq(shoal_queue_port_put_many(port, &sq), -EPIPE);
 	ck_assert_int_eq(shoal_queue_port_unbind(port), 0);
@@ -681,6 +749,9 @@ static Suite *suite(void)
 
 	tcase_set_timeout(unit, 30);
 	tcase_add_test(unit, open_bad_arguments);
+#if !defined(__SANITIZE_ADDRESS__)
+	tcase_add_test(unit, open_out_of_memory);
+#endif
 	tcase_add_test(unit, bad_numbers_are_ebadf);
 	tcase_add_test(unit, push_pop_through_the_buffer);
 	tcase_add_test(unit, bound_timeout_waits);
