@@ -2021,9 +2021,11 @@ SHOAL_API int shoal_pool_create(const struct shoal_pool_config *cfg, struct shoa
  * Never blocks on workers. Thread-safe.
  *
  * Return: 0; -EINVAL for a NULL @p or @id, or NULL @data with @len > 0;
- * -ENOMEM; -ENOSPC if a large task's segment did not fit; -EPIPE if the pool
- * is being destroyed; -ECHILD if workers keep failing to start (five in a
- * row: the spawn fails, or they die before they are ready).
+ * -ENOMEM; -ENOSPC if a large task's segment did not fit, or another error
+ * of shoal_segment_create() for it (-EEXIST if its name was taken, -EMFILE,
+ * ...); -EPIPE if the pool is being destroyed (a call from its join hook
+ * then); -ECHILD if workers keep failing to start (five in a row: the spawn
+ * fails, or they die before they are ready).
  */
 SHOAL_API int shoal_pool_submit(struct shoal_pool *p, const void *data, size_t len, uint64_t *id);
 
@@ -2038,9 +2040,10 @@ SHOAL_API int shoal_pool_submit(struct shoal_pool *p, const void *data, size_t l
  * All or nothing. Thread-safe.
  *
  * Return: 0; -EINVAL for NULL arguments or lengths that overflow; -ENOMEM;
- * -ENOSPC if a large task's segment did not fit; -EPIPE if the pool is
- * being destroyed; -ECHILD if workers keep failing to start (five in a
- * row: the spawn fails, or they die before they are ready).
+ * -ENOSPC or another error of shoal_segment_create() for a large task's
+ * segment, as shoal_pool_submit(); -EPIPE if the pool is being destroyed;
+ * -ECHILD if workers keep failing to start (five in a row: the spawn
+ * fails, or they die before they are ready).
  */
 SHOAL_API int shoal_pool_submit_many(struct shoal_pool *p, const void *data, const size_t *lens,
 				     size_t n, uint64_t *first_id);
@@ -2403,8 +2406,9 @@ SHOAL_API int shoal_pool_worker_next(struct shoal_pool_worker *w, int64_t timeou
  * The result is written before the task is marked done, so a worker that
  * dies in between leaves a task that runs again, never a torn result.
  *
- * Return: 0; -EINVAL if no task is open; -ENOSPC or -ENOMEM if a large
- * result could not be stored (the task is then done with that error).
+ * Return: 0; -EINVAL if no task is open; -ENOSPC, -ENOMEM or another error
+ * of shoal_segment_create() if a large result could not be stored (the
+ * task is then done with that error).
  */
 SHOAL_API int shoal_pool_worker_done(struct shoal_pool_worker *w, int err, const void *data,
 				     size_t len);

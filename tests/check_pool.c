@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <malloc.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 
 #define MiB (1024u * 1024u)
 
@@ -1548,6 +1549,7 @@ static void expect_broken(struct shoal_pool *p)
 		free(r.data);
 	}
 	ck_assert_int_eq(shoal_pool_submit(p, "x", 1, &(uint64_t){ 0 }), -ECHILD);
+	ck_assert_int_eq(shoal_pool_submit_many(p, "x", &(size_t){ 1 }, 1, &(uint64_t){ 0 }), -ECHILD);
 }
 
 /* A spawn hook that starts the pool's first workers and refuses the
@@ -1784,6 +1786,217 @@ START_TEST(destroy_from_a_hook_is_refused)
 	run_expect(p, "abc", "hand:abc:1");
 	ck_assert_int_eq(shoal_pool_destroy(p), 0);
 	ck_assert_int_eq(count_zombies(), 0);
+}
+END_TEST
+
+/* Submissions while the pool is being destroyed (made from its join hook,
+ * which destroy runs as its workers leave): -EPIPE, nothing queued. */
+struct late_submit {
+	struct shoal_pool *_Atomic p;
+	_Atomic int one_rc, many_rc; /* 1: not tried yet */
+};
+
+static int submitting_join(void *arg, pid_t pid)
+{
+	struct late_submit *l = arg;
+	struct shoal_pool *p = atomic_load(&l->p);
+
+	if (p && atomic_load(&l->one_rc) == 1) {
+		atomic_store(&l->one_rc, shoal_pool_submit(p, "x", 1, &(uint64_t){ 0 }));
+		atomic_store(&l->many_rc, shoal_pool_submit_many(p, "x", &(size_t){ 1 }, 1,
+								  &(uint64_t){ 0 }));
+	}
+	return join_pid(NULL, pid);
+}
+
+START_TEST(submit_while_destroyed_is_epipe)
+{
+	struct shoal_pool_config c = conf(2);
+	struct late_submit l = { .one_rc = 1, .many_rc = 1 };
+	struct shoal_pool *p;
+
+	c.spawn = hand_spawn;
+	c.join = submitting_join;
+	c.hook_arg = &l;
+	p = make(&c);
+	run_expect(p, "abc", "hand:abc:1");
+	atomic_store(&l.p, p);
+	ck_assert_int_eq(shoal_pool_destroy(p), 0);
+	ck_assert_int_eq(atomic_load(&l.one_rc), -EPIPE);
+	ck_assert_int_eq(atomic_load(&l.many_rc), -EPIPE);
+	ck_assert_int_eq(count_zombies(), 0);
+}
+END_TEST
+
+/* A large task whose segment the mount has no room for: -ENOSPC from
+ * submit and submit_many, nothing queued, and the pool goes on. In a
+ * child with a private 256 KiB tmpfs on /dev/shm (needs root). */
+START_TEST(submit_spill_without_room)
+{
+	pid_t pid;
+
+	ck_assert_msg(geteuid() == 0, "this test needs root for a private tmpfs");
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_pool_config c = conf(1);
+		struct shoal_pool_info info;
+		struct shoal_pool *p = NULL;
+		size_t len = 1u << 20;
+		char *big = calloc(1, len);
+		uint64_t id = 0;
+
+		if (!big || unshare(CLONE_NEWNS) != 0 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+		    mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=256k") != 0)
+			_exit(10);
+		c.inline_bytes = 64;
+		c.prefetch = 1;
+		if (shoal_pool_create(&c, &p) != 0)
+			_exit(11);
+		if (shoal_pool_submit(p, big, len, &id) != -ENOSPC)
+			_exit(1);
+		if (shoal_pool_submit_many(p, big, &len, 1, &id) != -ENOSPC)
+			_exit(2);
+		if (shoal_pool_info(p, &info) || info.pending + info.running + info.completed)
+			_exit(3);
+		if (shoal_pool_submit(p, "sq 3", 4, &id) != 0 || id != 1)
+			_exit(4);
+		_exit(shoal_pool_destroy(p) == 0 ? 0 : 5);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+}
+END_TEST
+
+/*
+ * The worker side's errors, in a worker a spawn hook starts and that runs
+ * a script: a poll with nothing to do (-ETIMEDOUT); a large task it
+ * cannot map (its address space capped) is finished with -ENOMEM as its
+ * result and the next task returned; a large result it cannot map
+ * (-ENOMEM) or find room for (-ENOSPC, a private 64 KiB tmpfs of its own)
+ * is its task's error; and once its supervisor's process is killed,
+ * shoal_pool_worker_next() and _run() give -EPIPE. The pool lives in a
+ * child (the supervisor to kill); this process becomes the worker's
+ * reaper.
+ */
+struct wseen {
+	int open, poll, next, done_nomem, next2, done_nospc, next_orphan, run_orphan;
+	size_t len;
+};
+static int wpipe[2], polled[2];
+static _Atomic int scripted;
+
+static void scripted_worker(const char *board, uint32_t seat, uint64_t gen)
+{
+	const size_t big = 32u << 20;
+	struct wseen s = { 1, 1, 1, 1, 1, 1, 1, 1, 0 };
+	struct shoal_pool_worker *w = NULL;
+	struct shoal_pool_task t;
+	struct rlimit saved;
+	void *res = mmap(NULL, big, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	s.open = shoal_pool_worker_open(board, seat, gen, &w);
+	if (s.open || res == MAP_FAILED)
+		goto out;
+	s.poll = shoal_pool_worker_next(w, 0, &t);
+	(void)!write(polled[1], "p", 1);
+	getrlimit(RLIMIT_AS, &saved);
+	if (t_cap_address_space(16u << 20))
+		goto out;
+	s.next = shoal_pool_worker_next(w, -1, &t);
+	s.len = t.len;
+	s.done_nomem = shoal_pool_worker_done(w, 0, res, big);
+	setrlimit(RLIMIT_AS, &saved);
+	s.next2 = shoal_pool_worker_next(w, -1, &t);
+	if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+	    mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=64k") != 0)
+		goto out;
+	s.done_nospc = shoal_pool_worker_done(w, 0, res, big);
+	s.next_orphan = shoal_pool_worker_next(w, -1, &t);
+	s.run_orphan = shoal_pool_worker_run(w, task_fn, NULL);
+out:
+	(void)!write(wpipe[1], &s, sizeof(s));
+	_exit(0);
+}
+
+static pid_t scripted_spawn(void *arg, const char *board, uint32_t seat, uint64_t gen)
+{
+	pid_t pid;
+
+	(void)arg;
+	if (atomic_fetch_add(&scripted, 1))
+		return -EAGAIN;  /* one worker, once */
+	pid = fork();
+	if (pid == 0)
+		scripted_worker(board, seat, gen);
+	return pid;
+}
+
+START_TEST(worker_side_errors)
+{
+	int up[2];
+	struct wseen s;
+	int errs[3];
+	pid_t sup;
+	char c;
+
+	ck_assert_msg(geteuid() == 0, "this test needs root for a private tmpfs");
+	ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	ck_assert_int_eq(pipe(wpipe), 0);
+	ck_assert_int_eq(pipe(polled), 0);
+	ck_assert_int_eq(pipe(up), 0);
+	sup = fork();
+	ck_assert_int_ge(sup, 0);
+	if (sup == 0) {
+		struct shoal_pool_config cf = conf(1);
+		struct shoal_pool *p = NULL;
+		struct shoal_pool_result r;
+		size_t len = 32u << 20;
+		char *task = calloc(1, len);
+		uint64_t id;
+
+		cf.spawn = scripted_spawn;
+		cf.join = join_pid;
+		cf.inline_bytes = 64;
+		if (!task || shoal_pool_create(&cf, &p) != 0 || read(polled[0], &c, 1) != 1)
+			_exit(10);
+		if (shoal_pool_submit(p, task, len, &id) || shoal_pool_submit(p, "b", 1, &id) ||
+		    shoal_pool_submit(p, "c", 1, &id))
+			_exit(11);
+		for (int i = 0; i < 3; i++) {
+			if (shoal_pool_wait(p, 60 * 1000000000ll, &r, 1) != 1 || r.id < 1 || r.id > 3)
+				_exit(12);
+			errs[r.id - 1] = r.err;
+			shoal_pool_result_free(&r);
+		}
+		(void)!write(up[1], errs, sizeof(errs));
+		pause();
+		_exit(13);
+	}
+	ck_assert_int_eq(read(up[0], errs, sizeof(errs)), (ssize_t)sizeof(errs));
+	ck_assert_int_eq(errs[0], -ENOMEM); /* the task it could not map */
+	ck_assert_int_eq(errs[1], -ENOMEM); /* the result it could not map */
+	ck_assert_int_eq(errs[2], -ENOSPC); /* the result it had no room for */
+	kill(sup, SIGKILL);
+	ck_assert_int_eq(t_wait(sup), 128 + SIGKILL);
+	ck_assert_int_eq(read(wpipe[0], &s, sizeof(s)), (ssize_t)sizeof(s));
+	ck_assert_int_eq(s.open, 0);
+	ck_assert_int_eq(s.poll, -ETIMEDOUT);
+	ck_assert_int_eq(s.next, SHOAL_POOL_TASK);
+	ck_assert_uint_eq(s.len, 1);
+	ck_assert_int_eq(s.done_nomem, -ENOMEM);
+	ck_assert_int_eq(s.next2, SHOAL_POOL_TASK);
+	ck_assert_int_eq(s.done_nospc, -ENOSPC);
+	ck_assert_int_eq(s.next_orphan, -EPIPE);
+	ck_assert_int_eq(s.run_orphan, -EPIPE);
+	while (wait(NULL) > 0 || errno == EINTR)
+		;  /* the worker, reparented here */
+	ck_assert_int_ge(shoal_reap(), 1);  /* the dead supervisor's board */
+	for (int i = 0; i < 2; i++) {
+		close(wpipe[i]);
+		close(polled[i]);
+		close(up[i]);
+	}
 }
 END_TEST
 
@@ -2792,6 +3005,13 @@ START_TEST(observe_errors_and_hostile_board)
 			memcpy(work + SHOAL__HDR_SIZE + 8, g, 24);
 			t_plant(copy, work, len, 0600);
 			ck_assert_int_eq(shoal_pool_observe(copy, &v, wv, 8), -EBADMSG);
+			/* A worker refuses it as well. */
+			{
+				struct shoal_pool_worker *w = NULL;
+
+				ck_assert_int_eq(shoal_pool_worker_open(copy, 0, 1, &w), -EBADMSG);
+				ck_assert_ptr_null(w);
+			}
 		}
 		/* A board of the older layout (its cells held the result
 		 * after the task): -EBADMSG, as to a worker. */
@@ -2813,6 +3033,16 @@ START_TEST(observe_errors_and_hostile_board)
 		/* The intact copy reads; then random bytes in the seats. */
 		t_plant(copy, img, len, 0600);
 		ck_assert_int_ge(shoal_pool_observe(copy, &v, wv, 8), 0);
+		{
+			/* Without a descriptor to read it with: -EMFILE. */
+			pid_t kid = fork();
+
+			ck_assert_int_ge(kid, 0);
+			if (kid == 0)
+				_exit(t_no_more_fds() == 0 &&
+				      shoal_pool_observe(copy, &v, wv, 8) == -EMFILE ? 0 : 1);
+			ck_assert_int_eq(t_wait(kid), 0);
+		}
 		for (int i = 0; i < 200; i++) {
 			size_t off;
 			int rc;
@@ -2879,6 +3109,9 @@ static Suite *suite(void)
 	ADD(spawn_that_always_fails_breaks_the_pool);
 	ADD(host_spawned_workers);
 	ADD(destroy_from_a_hook_is_refused);
+	ADD(submit_while_destroyed_is_epipe);
+	ADD(submit_spill_without_room);
+	ADD(worker_side_errors);
 	ADD(hooks_hold_gates_hook_calls);
 	ADD(worker_step_and_wait_into);
 	ADD(results_in_place_and_not);
