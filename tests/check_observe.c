@@ -160,6 +160,56 @@ static void says(int rc, const char *name, const char *what)
 /* Each kind intact, then cut to 0, to half, and to one byte short of the
  * last field its observer reads: -EBADMSG that says so, and shoal_leaks()
  * goes on with the others. */
+#if !defined(__SANITIZE_ADDRESS__)
+/* Out of memory for their private copies: -ENOMEM from each observer, the
+ * reaper and shoal_leaks(), in a child whose heap is used up under a
+ * capped address space (not under ASan, whose allocator a cap does not
+ * reach); with memory again, each reads. */
+START_TEST(out_of_memory)
+{
+	struct kinds k;
+	pid_t pid;
+
+	kinds_make(&k);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_queue_view qv;
+		struct shoal_pool_view pv;
+		struct shoal_leak l;
+		void *last = NULL, *p;
+
+		/* Known to itself first: that needs memory too. */
+		if (shoal_leaks(0, &l, 1) < 0 || t_cap_address_space(1u << 20))
+			_exit(10);
+		while ((p = malloc(32)) != NULL) {
+			*(void **)p = last;
+			last = p;
+		}
+		if (shoal_queue_observe(k.queue, &qv, NULL, 0) != -ENOMEM)
+			_exit(1);
+		if (shoal_pool_observe(k.board, &pv, NULL, 0) != -ENOMEM)
+			_exit(2);
+		if (shoal_leaks(0, &l, 1) != -ENOMEM)
+			_exit(3);
+		if (shoal_reap() != -ENOMEM)
+			_exit(4);
+		while (last) {
+			p = *(void **)last;
+			free(last);
+			last = p;
+		}
+		if (shoal_queue_observe(k.queue, &qv, NULL, 0) != 1 ||
+		    shoal_pool_observe(k.board, &pv, NULL, 0) != 1 || shoal_leaks(0, &l, 1) < 0)
+			_exit(5);
+		_exit(0);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+	kinds_done(&k);
+}
+END_TEST
+#endif
+
 START_TEST(truncated_before)
 {
 	struct kinds k;
@@ -355,6 +405,11 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, truncated_racing);
 	suite_add_tcase(s, tc);
+#if !defined(__SANITIZE_ADDRESS__)
+	tc = tcase_create("out_of_memory");
+	tcase_add_test(tc, out_of_memory);
+	suite_add_tcase(s, tc);
+#endif
 	return s;
 }
 
