@@ -2666,6 +2666,70 @@ START_TEST(fork_server_without_fds)
 }
 END_TEST
 
+/*
+ * A pool the system will not start: no process or thread may be made
+ * (another user, its RLIMIT_NPROC reached) is -EAGAIN, from the fork
+ * server's fork and from the threads of a pool without one; no memory
+ * (the heap used up under a capped address space; not under ASan, whose
+ * allocator a cap does not reach) is -ENOMEM. Nothing is left behind.
+ * Needs root (to be another user).
+ */
+START_TEST(create_refused_by_the_system)
+{
+	pid_t pid;
+
+	ck_assert_msg(geteuid() == 0, "this test needs root to be another user");
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_pool_config c = conf(1), h = conf(1);
+		struct rlimit one = { 1, 1 };
+		struct shoal_pool *p = NULL;
+		char pfx[64];
+
+		h.fn = NULL;
+		h.spawn = hand_spawn;
+		h.join = join_pid;
+		if (setgid(65534) || setuid(65534) || setrlimit(RLIMIT_NPROC, &one))
+			_exit(10);
+		if (shoal_pool_create(&c, &p) != -EAGAIN || p)
+			_exit(1);
+		if (shoal_pool_create(&h, &p) != -EAGAIN || p)
+			_exit(2);
+		snprintf(pfx, sizeof(pfx), "shoal.pool.%d.", (int)getpid());
+		_exit(count_shm(pfx) == 0 ? 0 : 3);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+#if !defined(__SANITIZE_ADDRESS__)
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shoal_pool_config c = conf(1);
+		struct shoal_pool *p = NULL;
+		void *last = NULL, *q;
+		char pfx[64];
+
+		if (t_cap_address_space(1u << 20))
+			_exit(10);
+		while ((q = malloc(32)) != NULL) {
+			*(void **)q = last;
+			last = q;
+		}
+		if (shoal_pool_create(&c, &p) != -ENOMEM || p)
+			_exit(1);
+		while (last) {
+			q = *(void **)last;
+			free(last);
+			last = q;
+		}
+		snprintf(pfx, sizeof(pfx), "shoal.pool.%d.", (int)getpid());
+		_exit(count_shm(pfx) == 0 ? 0 : 3);
+	}
+	ck_assert_int_eq(t_wait(pid), 0);
+#endif
+}
+END_TEST
+
 /* Kill seat 0's worker, which holds a planted "shoal..tmp.<pid>.*" (what
  * a worker killed inside a create leaves), and wait for its replacement. */
 static void kill_with_tmp(struct shoal_pool *p, char *tmp, size_t cap)
@@ -3112,6 +3176,7 @@ static Suite *suite(void)
 	ADD(submit_while_destroyed_is_epipe);
 	ADD(submit_spill_without_room);
 	ADD(worker_side_errors);
+	ADD(create_refused_by_the_system);
 	ADD(hooks_hold_gates_hook_calls);
 	ADD(worker_step_and_wait_into);
 	ADD(results_in_place_and_not);
