@@ -4,6 +4,7 @@ retrieve callbacks); arrays as handles, the cache and its checks, worker
 deaths, aborts, timeouts, Ctrl-C, nesting, scikit-learn against loky."""
 import multiprocessing
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -318,6 +319,75 @@ def test_exception_aborts_and_pool_stays_usable():
     assert run(boom, [(i,) for i in (0, 1)]) == [0, 1]
 
 
+class FinickyError(Exception):
+    """An exception whose __init__ takes four arguments (joblib's test)."""
+
+    def __init__(self, a, b, c, d):
+        pass
+
+
+def interrupted(i):
+    if i == 1:
+        raise KeyboardInterrupt
+    return i
+
+
+def finicky(i):
+    if i == 7:
+        raise FinickyError("a", "b", "c", "d")
+    return i
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise RuntimeError("123")
+
+
+def test_errors_reach_the_caller_as_with_loky():
+    # What joblib's test_error_capture checks, but for its pool restart: a
+    # KeyboardInterrupt in a task is the worker's, not the caller's own
+    # Ctrl-C (joblib's WorkerInterrupt, as loky); a task that cannot be
+    # pickled is loky's PicklingError, caused by what failed; an exception
+    # with a finicky __init__ arrives as itself; a managed Parallel goes on.
+    from joblib.my_exceptions import WorkerInterrupt
+    got = None
+    try:  # a KeyboardInterrupt here would stop pytest itself: caught
+        run(interrupted, [(0,), (1,)])
+    except BaseException as e:  # noqa: B902
+        got = e
+    assert isinstance(got, WorkerInterrupt), repr(got)
+    assert "KeyboardInterrupt" in str(got.__cause__)  # the worker's traceback
+    with pytest.raises(pickle.PicklingError, match="the task to send") as ei:
+        run(id, [(Unpicklable(),)] * 10)
+    assert isinstance(ei.value.__cause__, RuntimeError)
+    with pytest.raises(FinickyError):
+        run(finicky, [(i,) for i in range(30)])
+    with parallel_backend("shoal", n_jobs=2):
+        with Parallel() as p:
+            for f in (interrupted, finicky):
+                with pytest.raises((WorkerInterrupt, FinickyError)):
+                    p(delayed(f)(i) for i in range(10))
+                assert p(delayed(pow)(i, 2) for i in range(10)) == [i * i for i in range(10)]
+
+
+def _float_arrays(n):
+    for i in range(n):
+        yield np.ones(10, dtype=np.float32) * i
+
+
+def test_arrays_from_a_generator_as_joblib():
+    # joblib's test_auto_memmap_on_arrays_from_generator without its
+    # np.memmap check: arrays made by the generator die during dispatch and
+    # their ids are reused by the next ones; each task must still get its
+    # own array's values, not a cached copy of a dead array's.
+    for n_jobs in (2, 4):
+        with parallel_backend("shoal", n_jobs=n_jobs):
+            out = Parallel(max_nbytes=1)(delayed(ident)(a) for a in _float_arrays(100))
+        for got, want in zip(out, _float_arrays(100)):
+            np.testing.assert_array_equal(got, want)
+        assert len(out) == 100
+
+
 def test_dead_worker_task_runs_again(tmp_path):
     flag = str(tmp_path / "flag")
     assert run(die_once, [(flag, i) for i in range(5)], batch_size=1) == [0, 1, 4, 9, 16]
@@ -369,7 +439,9 @@ def test_failed_dispatch_in_results_thread_raises():
         with parallel_backend("shoal", n_jobs=2):
             return Parallel(batch_size=1, pre_dispatch=2)(delayed(f)(a) for f, a in calls)
     out = _in_thread(call)
-    assert isinstance(out.get("e"), TypeError), out
+    # loky's error: a PicklingError caused by what failed.
+    e = out.get("e")
+    assert isinstance(e, pickle.PicklingError) and isinstance(e.__cause__, TypeError), out
     assert run(nap, [(0.01,)]) == [0.01]
 
 
@@ -593,7 +665,8 @@ def test_apply_async_protocol_of_joblib_1_3_and_1_4(monkeypatch):
         assert got.acquire(timeout=30)
     assert results[0] == ("ok", [float(x[i].sum()) for i in range(3)])
     assert results[1][0] == "err" and isinstance(results[1][1], ValueError)
-    assert results[2][0] == "err" and isinstance(results[2][1], TypeError)
+    assert results[2][0] == "err" and isinstance(results[2][1], pickle.PicklingError)
+    assert isinstance(results[2][1].__cause__, TypeError)
     b.stop_call()
     b.terminate()
 

@@ -55,6 +55,14 @@ from joblib._parallel_backends import (AutoBatchingMixin, FallbackToBackend,
 from joblib.disk import memstr_to_bytes
 from joblib.externals import cloudpickle
 
+try:
+    # joblib's wrapper of a batch in loky's and multiprocessing's workers:
+    # a KeyboardInterrupt raised by a task reaches the caller as
+    # WorkerInterrupt, not as the caller's own Ctrl-C.
+    from joblib._parallel_backends import SafeFunction as _SafeFunction
+except ImportError:  # pragma: no cover - joblib without it
+    _SafeFunction = None
+
 from . import _lib
 from . import array as _array
 from . import segment as _segment
@@ -756,7 +764,8 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
         """Pickle @func and submit it: a _Job that ends with its result
         (arrays attached) or its exception. The job holds the arrays the
         task names until the worker is done with them. A failure to pickle
-        or submit ends the job with it: joblib (1.2 and later) dispatches
+        (a PicklingError, caused by what failed, as loky's) or submit ends
+        the job with it: joblib (1.2 and later) dispatches
         from the results thread, where an exception raised would be logged
         and lost, and Parallel would wait for ever."""
         job = _Job()
@@ -770,7 +779,14 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
             if pool._shutdown:  # terminated, or shut down by shutdown()
                 self._new_pool()
                 pool = self._pool
-            payload = self._dumps(func, keep)
+            if _SafeFunction is not None:
+                func = _SafeFunction(func)
+            try:
+                payload = self._dumps(func, keep)
+            except Exception as e:
+                # loky's words and type: the cause says what failed.
+                raise pickle.PicklingError(
+                    "Could not pickle the task to send it to the workers.") from e
             inner = pool.submit(_run, payload, self._max_nbytes, prefix, _caller())
         except BaseException as e:  # noqa: B902 - the job must end
             keep.clear()
