@@ -370,6 +370,26 @@ def test_errors_reach_the_caller_as_with_loky():
                 assert p(delayed(pow)(i, 2) for i in range(10)) == [i * i for i in range(10)]
 
 
+def fails_at_1(i):
+    if i == 1:
+        raise ValueError(i)
+    return i
+
+
+def test_managed_parallel_after_an_error_returns_its_own_results():
+    # joblib 1.2 leaves batches it sliced ahead of an aborted call in its
+    # Parallel, and a result arriving after the abort dispatches more:
+    # the next call of a managed Parallel returned them with its own
+    # (loky: 16 rounds in 20 here; shoal before the backend dropped them:
+    # 10 in 20). Every round must give exactly its own results.
+    with parallel_backend("shoal", n_jobs=2):
+        with Parallel() as p:
+            for _ in range(20):
+                with pytest.raises(ValueError):
+                    p(delayed(fails_at_1)(i) for i in range(10))
+                assert p(delayed(pow)(i, 2) for i in range(10)) == [i * i for i in range(10)]
+
+
 def _float_arrays(n):
     for i in range(n):
         yield np.ones(10, dtype=np.float32) * i

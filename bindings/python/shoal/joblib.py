@@ -35,6 +35,7 @@ module.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import ctypes
 import errno
 import itertools
@@ -42,6 +43,7 @@ import io
 import multiprocessing
 import os
 import pickle
+import queue
 import sys
 import threading
 import warnings
@@ -611,6 +613,8 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
         self._mmap_mode = "r"
         self._jobs = set()  # the pool futures of this backend still running
         self._jobs_lock = threading.Lock()
+        # Bumped at each abort: a job's callback runs only in its epoch.
+        self._epoch = 0
         # This call's part of its result arrays' names, and the tasks' count.
         self._token = os.urandom(4).hex()
         self._tasks = itertools.count()
@@ -835,11 +839,11 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
         job = self._start(func)
         if callback is not None:
             if _CALLBACK_GETS_JOB:
-                job.add_done_callback(callback)
+                job.add_done_callback(self._of_this_call(callback))
             else:
-                job.add_done_callback(
+                job.add_done_callback(self._of_this_call(
                     lambda j: None if j.cancelled() or j.exception() is not None
-                    else callback(j.result()))
+                    else callback(j.result())))
         return job
 
     def submit(self, func, callback=None):
@@ -847,8 +851,22 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
         way (joblib then calls retrieve_result_callback(job))."""
         job = self._start(func)
         if callback is not None:
-            job.add_done_callback(callback)
+            job.add_done_callback(self._of_this_call(callback))
         return job
+
+    def _of_this_call(self, callback):
+        """@callback, called only if no abort came between the job's start
+        and its end. joblib's callback dispatches the next batch of the
+        Parallel object, which after an abort may be running its next call
+        (a managed Parallel): a late result of the aborted call would be
+        dispatched into, and returned by, that next call (loky kills its
+        workers at an abort, so no late result reaches joblib)."""
+        epoch = self._epoch
+
+        def call(job):
+            if self._epoch == epoch:
+                callback(job)
+        return call
 
     def retrieve_result_callback(self, out):
         return out.result()
@@ -856,13 +874,38 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
     def retrieve_result(self, out, timeout=None):
         return out.get(timeout=timeout)
 
+    def _drop_ready_batches(self):
+        """joblib 1.2 slices batches ahead of dispatch into its Parallel's
+        _ready_batches and leaves them there at an abort: the Parallel's
+        next call (a managed one) would run them first and return their
+        results with its own (loky too: 39 runs in 40 of such a call get
+        extra results). They belong to the aborted call: dropped, under
+        the Parallel's lock, after any callback already dispatching."""
+        p = self.parallel
+        ready = getattr(p, "_ready_batches", None)
+        if ready is None or not hasattr(ready, "get_nowait"):
+            return
+        # joblib's is an RLock, taken again if this thread holds it; any
+        # other lock is left alone (the queue is thread-safe).
+        lock = getattr(p, "_lock", None)
+        if not isinstance(lock, type(threading.RLock())):
+            lock = contextlib.nullcontext()
+        with lock:
+            while True:
+                try:
+                    ready.get_nowait()
+                except queue.Empty:
+                    return
+
     def abort_everything(self, ensure_ready=True):
         """A task raised (or the caller was interrupted): tasks not started
         are cancelled; if any is still running, the pool is terminated (its
         workers stop now, as loky kills its own) and, with @ensure_ready, a
         new one is started for the next call."""
         with self._jobs_lock:
+            self._epoch += 1  # no callback of this call from now on
             jobs = list(self._jobs)
+        self._drop_ready_batches()
         running = [f for f in jobs if not f.cancel() and not f.done()]
         pool = self._pool
         if running and pool is not None:
