@@ -372,6 +372,25 @@ def test_errors_reach_the_caller_as_with_loky():
                 assert p(delayed(pow)(i, 2) for i in range(10)) == [i * i for i in range(10)]
 
 
+def says(i):
+    print("task", i, flush=True)
+    print("task", i, file=sys.stderr, flush=True)
+    return i
+
+
+def test_print_in_a_task_when_the_callers_stdout_is_another_file(tmp_path):
+    # A pool made while sys.stdout and sys.stderr are files on other fds
+    # (pytest's capture; here redirect_stdout/redirect_stderr): its
+    # workers' copies of them name fds the fork server closed, and print()
+    # raised OSError (EBADF). Workers write to fds 1 and 2, as loky's.
+    import contextlib
+    with open(tmp_path / "out", "w") as out, contextlib.redirect_stdout(out), \
+            contextlib.redirect_stderr(out):
+        # max_age: a pool of its own, made here.
+        with parallel_backend("shoal", n_jobs=2, max_age=3600):
+            assert Parallel()(delayed(says)(i) for i in range(4)) == [0, 1, 2, 3]
+
+
 def fails_at_1(i):
     if i == 1:
         raise ValueError(i)
