@@ -1,8 +1,7 @@
 #!/bin/sh
 # tests/joblib-suite.sh - joblib's own tests on shoal's joblib backend.
 # Runs Debian's python3-joblib test_parallel.py, whole, and the tests of
-# its test_memmapping.py that run Parallel (TESTS_MEMMAPPING below; the
-# others test joblib's memmapping pools, not a backend), with "shoal" as
+# its other files that run Parallel, with "shoal" as
 # joblib's default backend and in loky's place in every backend list
 # (tests/joblib-suite/joblib_suite_plugin.py). The tests left out, each
 # with its reason, are in tests/joblib-suite/excluded.txt. Fails on any
@@ -24,14 +23,13 @@ export SHOAL_LIBRARY PYTHONPATH PYTHONDONTWRITEBYTECODE
 
 jt=$("$PYTHON" -c 'import os, joblib.test; print(os.path.dirname(joblib.test.__file__))') || {
 	echo "FAIL: $PYTHON has no joblib.test (Debian: python3-joblib)"; exit 1; }
-TESTS_MEMMAPPING="test_permission_error_windows_reference_cycle
-	test_permission_error_windows_memmap_sent_to_parent
-	test_parallel_isolated_temp_folders test_managed_backend_reuse_temp_folder
-	test_many_parallel_calls_on_same_object test_memmap_returned_as_regular_array
-	test_resource_tracker_silent_when_reference_cycles
-	test_child_raises_parent_exits_cleanly test_numpy_arrays_use_different_memory"
-args="$jt/test_parallel.py"
-for t in $TESTS_MEMMAPPING; do args="$args $jt/test_memmapping.py::$t"; done
+# test_parallel.py runs whole; of the other files, the plugin keeps the
+# tests that run Parallel (its SELECTED).
+args=""
+for f in test_parallel test_memmapping test_memory test_func_inspect test_store_backends \
+		test_backports; do
+	args="$args $jt/$f.py"
+done
 
 # pytest's rootdir is a scratch directory: nothing is written beside the
 # installed tests, and no ini file of theirs applies. shoal's objects live
