@@ -35,6 +35,7 @@ module.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import ctypes
 import errno
 import itertools
@@ -42,6 +43,7 @@ import io
 import multiprocessing
 import os
 import pickle
+import queue
 import sys
 import threading
 import warnings
@@ -54,6 +56,14 @@ from joblib._parallel_backends import (AutoBatchingMixin, FallbackToBackend,
                                        ThreadingBackend)
 from joblib.disk import memstr_to_bytes
 from joblib.externals import cloudpickle
+
+try:
+    # joblib's wrapper of a batch in loky's and multiprocessing's workers:
+    # a KeyboardInterrupt raised by a task reaches the caller as
+    # WorkerInterrupt, not as the caller's own Ctrl-C.
+    from joblib._parallel_backends import SafeFunction as _SafeFunction
+except ImportError:  # pragma: no cover - joblib without it
+    _SafeFunction = None
 
 from . import _lib
 from . import array as _array
@@ -94,12 +104,35 @@ _pools: Dict[Any, Pool] = {}
 _pools_lock = threading.Lock()
 
 
+def _std_streams():
+    """In a worker: sys.stdout and sys.stderr write to fds 1 and 2, as in
+    loky's workers (new processes). The caller's may be objects on other
+    fds (pytest's capture, contextlib.redirect_stdout to a file), which
+    the fork server closed: a task's print() would raise OSError (EBADF);
+    or objects with no fd (Jupyter's), whose output a worker loses."""
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        f = getattr(sys, name)
+        try:
+            if f is not None and f.fileno() == fd:
+                continue
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation too
+            pass
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue  # no such fd in this worker either
+        setattr(sys, name, open(fd, "w", buffering=1, closefd=False,
+                                errors="backslashreplace"))
+
+
 def _worker_init(env):
     """In each worker as it starts: it is a shoal worker (a nested
-    Parallel on "shoal" runs sequentially), and its native thread pools
-    are limited as loky limits them (cpu_count // n_jobs by default)."""
+    Parallel on "shoal" runs sequentially), its print() reaches fds 1 and
+    2 (_std_streams), and its native thread pools are limited as loky
+    limits them (cpu_count // n_jobs by default)."""
     global _in_worker, _limits
     _in_worker = True
+    _std_streams()
     os.environ.update(env)
     try:
         import threadpoolctl
@@ -603,6 +636,8 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
         self._mmap_mode = "r"
         self._jobs = set()  # the pool futures of this backend still running
         self._jobs_lock = threading.Lock()
+        # Bumped at each abort: a job's callback runs only in its epoch.
+        self._epoch = 0
         # This call's part of its result arrays' names, and the tasks' count.
         self._token = os.urandom(4).hex()
         self._tasks = itertools.count()
@@ -756,7 +791,8 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
         """Pickle @func and submit it: a _Job that ends with its result
         (arrays attached) or its exception. The job holds the arrays the
         task names until the worker is done with them. A failure to pickle
-        or submit ends the job with it: joblib (1.2 and later) dispatches
+        (a PicklingError, caused by what failed, as loky's) or submit ends
+        the job with it: joblib (1.2 and later) dispatches
         from the results thread, where an exception raised would be logged
         and lost, and Parallel would wait for ever."""
         job = _Job()
@@ -770,7 +806,14 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
             if pool._shutdown:  # terminated, or shut down by shutdown()
                 self._new_pool()
                 pool = self._pool
-            payload = self._dumps(func, keep)
+            if _SafeFunction is not None:
+                func = _SafeFunction(func)
+            try:
+                payload = self._dumps(func, keep)
+            except Exception as e:
+                # loky's words and type: the cause says what failed.
+                raise pickle.PicklingError(
+                    "Could not pickle the task to send it to the workers.") from e
             inner = pool.submit(_run, payload, self._max_nbytes, prefix, _caller())
         except BaseException as e:  # noqa: B902 - the job must end
             keep.clear()
@@ -819,11 +862,11 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
         job = self._start(func)
         if callback is not None:
             if _CALLBACK_GETS_JOB:
-                job.add_done_callback(callback)
+                job.add_done_callback(self._of_this_call(callback))
             else:
-                job.add_done_callback(
+                job.add_done_callback(self._of_this_call(
                     lambda j: None if j.cancelled() or j.exception() is not None
-                    else callback(j.result()))
+                    else callback(j.result())))
         return job
 
     def submit(self, func, callback=None):
@@ -831,8 +874,22 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
         way (joblib then calls retrieve_result_callback(job))."""
         job = self._start(func)
         if callback is not None:
-            job.add_done_callback(callback)
+            job.add_done_callback(self._of_this_call(callback))
         return job
+
+    def _of_this_call(self, callback):
+        """@callback, called only if no abort came between the job's start
+        and its end. joblib's callback dispatches the next batch of the
+        Parallel object, which after an abort may be running its next call
+        (a managed Parallel): a late result of the aborted call would be
+        dispatched into, and returned by, that next call (loky kills its
+        workers at an abort, so no late result reaches joblib)."""
+        epoch = self._epoch
+
+        def call(job):
+            if self._epoch == epoch:
+                callback(job)
+        return call
 
     def retrieve_result_callback(self, out):
         return out.result()
@@ -840,13 +897,38 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
     def retrieve_result(self, out, timeout=None):
         return out.get(timeout=timeout)
 
+    def _drop_ready_batches(self):
+        """joblib 1.2 slices batches ahead of dispatch into its Parallel's
+        _ready_batches and leaves them there at an abort: the Parallel's
+        next call (a managed one) would run them first and return their
+        results with its own (loky too: 39 runs in 40 of such a call get
+        extra results). They belong to the aborted call: dropped, under
+        the Parallel's lock, after any callback already dispatching."""
+        p = self.parallel
+        ready = getattr(p, "_ready_batches", None)
+        if ready is None or not hasattr(ready, "get_nowait"):
+            return
+        # joblib's is an RLock, taken again if this thread holds it; any
+        # other lock is left alone (the queue is thread-safe).
+        lock = getattr(p, "_lock", None)
+        if not isinstance(lock, type(threading.RLock())):
+            lock = contextlib.nullcontext()
+        with lock:
+            while True:
+                try:
+                    ready.get_nowait()
+                except queue.Empty:
+                    return
+
     def abort_everything(self, ensure_ready=True):
         """A task raised (or the caller was interrupted): tasks not started
         are cancelled; if any is still running, the pool is terminated (its
         workers stop now, as loky kills its own) and, with @ensure_ready, a
         new one is started for the next call."""
         with self._jobs_lock:
+            self._epoch += 1  # no callback of this call from now on
             jobs = list(self._jobs)
+        self._drop_ready_batches()
         running = [f for f in jobs if not f.cancel() and not f.done()]
         pool = self._pool
         if running and pool is not None:
