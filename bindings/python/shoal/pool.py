@@ -244,6 +244,9 @@ class Pool(concurrent.futures.Executor):
         # and its cleanup (cancelling what is left) takes it too.
         self._lock = threading.RLock()
         self._idle = threading.Condition(self._lock)
+        # Told when tasks come to an idle pool, and when it is destroyed:
+        # the results thread waits on it while nothing is due.
+        self._work = threading.Condition(self._lock)
         self._shutdown = False
         self._config_warned = False
         self._spawn_exc = None  # the last exception of starting a worker
@@ -358,6 +361,8 @@ class Pool(concurrent.futures.Executor):
                     self._runs[run.first] = run
                     self._firsts.append(run.first)
                     self._pending += len(lens)
+                    if self._pending == len(lens):
+                        self._work.notify()  # the results thread waits for work
                     _busy[id(self)] = self
             if rc < 0:
                 raise _failure(rc, 0, 0, 0, self)
@@ -702,12 +707,15 @@ class Pool(concurrent.futures.Executor):
         with self._lock:
             ptr, self._ptr = self._ptr, None
         if ptr:
-            # The results thread leaves within one wait slice (200 ms), so
-            # it is never inside, or about to enter, shoal_pool_wait() on a
-            # freed pool: it is joined first, unless the last reference
-            # went in that thread itself (it then sees the event before it
-            # would wait again).
-            self._stopping.set()
+            # The results thread leaves at once if it waits for work (the
+            # notify below), else within one wait slice (200 ms), so it is
+            # never inside, or about to enter, shoal_pool_wait() on a freed
+            # pool: it is joined first, unless the last reference went in
+            # that thread itself (it then sees the event before it would
+            # wait again).
+            with self._lock:
+                self._stopping.set()
+                self._work.notify()
             # Until destroyed, the hooks find the pool even once it is
             # otherwise gone (collected in a cycle): they join its workers.
             _hooked[self._hook_key] = lambda: self
