@@ -391,13 +391,14 @@ def test_standard_keyword_names():
     for cls, kw in ((shoal.Pool, {"processes": 2, "maxtasksperchild": 1}),
                     (multiprocessing.Pool, {"processes": 2, "maxtasksperchild": 1}),
                     (shoal.Pool, {"max_workers": 2, "mp_context": fork}),
+                    (shoal.Pool, {"max_workers": 2, "max_tasks_per_child": 1}),
                     (concurrent.futures.ProcessPoolExecutor, {"max_workers": 2,
                                                               "mp_context": fork})):
         with cls(**kw) as p:
             assert sorted(p.map(sq, range(20))) == [x * x for x in range(20)]
             if cls is shoal.Pool:
                 assert p._workers == 2
-                if "maxtasksperchild" in kw:
+                if "maxtasksperchild" in kw or "max_tasks_per_child" in kw:
                     # One task per worker: 20 tasks, at least 18 recycles.
                     assert wait_for(lambda: sum(s["recycles"]["tasks"]
                                                 for s in p.stats()) >= 18, 30)
@@ -413,6 +414,7 @@ def test_mp_context_gives_the_start_method():
 @pytest.mark.parametrize("kw", [{"workers": 2, "processes": 2}, {"workers": 2, "max_workers": 2},
                                 {"max_workers": 2, "processes": 2},
                                 {"max_tasks": 2, "maxtasksperchild": 2},
+                                {"maxtasksperchild": 2, "max_tasks_per_child": 2},
                                 {"start_method": "fork",
                                  "mp_context": multiprocessing.get_context("fork")}])
 def test_two_names_for_one_argument_is_a_type_error(kw):

@@ -48,12 +48,16 @@ def _signal_name(sig):
 
 
 
-class WorkerLost(ShoalError):
+class WorkerLost(ShoalError, BrokenProcessPool):
     """The worker running a task died every time it ran (``attempts``
     times): killed by a signal (``signal``, 0 if it exited), the OOM killer,
     a crash, or the pool's hard memory limit (``hard_limit``: True if that
     limit killed the last one), or it exited (``exit_code``, its status).
-    ``last_private`` is its last private memory reading in bytes."""
+    ``last_private`` is its last private memory reading in bytes.
+
+    A BrokenProcessPool too, the error ProcessPoolExecutor gives a task
+    whose process "terminated abruptly", so code written for it catches
+    this; only the task fails, the pool goes on."""
 
     signal: int
     attempts: int
