@@ -420,3 +420,28 @@ def test_mp_context_gives_the_start_method():
 def test_two_names_for_one_argument_is_a_type_error(kw):
     with pytest.raises(TypeError, match="name the same argument"):
         shoal.Pool(**kw)
+
+
+# ---- close() and join(), as multiprocessing.Pool's ----
+
+def test_close_returns_at_once_and_imap_runs_its_whole_input():
+    # multiprocessing.Pool's pattern: close() returns at once (join()
+    # waits), and an imap() given before close() runs its whole input,
+    # its results read before or after join(). close() used to be
+    # shutdown(): it waited, and the imap's input left unread then raised
+    # RuntimeError at the next batch.
+    for cls in (shoal.Pool, multiprocessing.Pool):
+        p = cls(2)
+        slow = p.apply_async(time.sleep, (0.3,))
+        ordered = p.imap(sq, range(20000))
+        unordered = p.imap_unordered(sq, range(3000), chunksize=7)
+        t = time.monotonic()
+        p.close()
+        assert time.monotonic() - t < 0.2, cls
+        assert next(ordered) == 0
+        with pytest.raises(ValueError):
+            p.apply_async(sq, (1,))
+        p.join()
+        assert slow.ready()
+        assert sum(1 for _ in ordered) == 19999
+        assert sorted(unordered) == [x * x for x in range(3000)]

@@ -205,7 +205,8 @@ class _Calls:
     for a caller that takes them as they come), and wakes the caller only
     once the result it waits for has come."""
 
-    __slots__ = ("pool", "segs", "out", "order", "cond", "ready", "src", "k", "window", "error")
+    __slots__ = ("pool", "segs", "out", "order", "cond", "ready", "src", "k", "window", "error",
+                 "feeding", "__weakref__")
 
     def __init__(self, pool, unordered=False):
         self.pool = pool
@@ -219,6 +220,9 @@ class _Calls:
         # next batch's size, the most tasks in flight, and the input's
         # error, raised in its place once the results before it are out.
         self.src, self.k, self.window, self.error = None, 0, 0, None
+        # Held while tasks are submitted from src: by the caller as it
+        # reads, or by join() or shutdown() finishing the input (finish()).
+        self.feeding = threading.Lock()
 
     def add(self, first, n):
         """Tasks first .. first + n - 1 were submitted (Pool._submit, under
@@ -271,16 +275,29 @@ class _Calls:
         """imap()'s refill: submit the next batch if fewer than the window
         are in flight (submitted, not yet @taken by the caller). True if
         it submitted any."""
-        src, out = self.src, self.out
-        room = self.window - (len(out) - taken)
-        if src is None or room <= 0:
-            return False
-        k = min(self.k, room)
-        n, self.error = src(k)
-        if n < k or self.error is not None:
-            self.src = None  # the input is at its end (or failed)
-        self.k = min(4 * self.k, _LAST_BATCH)
-        return n > 0
+        with self.feeding:
+            src, out = self.src, self.out
+            room = self.window - (len(out) - taken)
+            if src is None or room <= 0:
+                return False
+            k = min(self.k, room)
+            n, self.error = src(k)
+            if n < k or self.error is not None:
+                self.src = None  # the input is at its end (or failed)
+            self.k = min(4 * self.k, _LAST_BATCH)
+            return n > 0
+
+    def finish(self):
+        """Submit the rest of the input, whatever the window (join() and
+        shutdown(): multiprocessing.Pool runs an imap()'s whole input
+        after close(), and its results stay to be read after join())."""
+        while self.src is not None:
+            self._more(len(self.out))
+
+    def stop(self):
+        """Submit nothing more (shutdown(cancel_futures=True))."""
+        with self.feeding:
+            self.src = None
 
     def _drop(self):
         """Cancel the tasks no worker has started (the caller stopped

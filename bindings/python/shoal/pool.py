@@ -258,6 +258,9 @@ class Pool(concurrent.futures.Executor):
         # the results thread waits on it while nothing is due.
         self._work = threading.Condition(self._lock)
         self._shutdown = False
+        # The imap() calls whose input is not all submitted yet: join()
+        # and shutdown() submit the rest (_Calls.finish).
+        self._open_inputs = weakref.WeakSet()
         self._config_warned = False
         self._spawn_exc = None  # the last exception of starting a worker
         self._ptr = None
@@ -342,18 +345,19 @@ class Pool(concurrent.futures.Executor):
 
     # ---- submitting ----
 
-    def _submit(self, fn, kind, blobs, target):
+    def _submit(self, fn, kind, blobs, target, feeding=False):
         """Queue one task per pickled calls of @kind in @blobs, all in one
         C call; the results thread hands each result to @target, told of
         their ids (``add``) before the results thread can see them. Returns
-        the first id."""
+        the first id. @feeding: the rest of an imap() given before close(),
+        which a closed pool still takes until it is destroyed."""
         pre = _task_prefix(fn, kind)
         data = pre.join(itertools.chain((b"",), blobs))
         lens = array.array("Q", map(len(pre).__add__, map(len, blobs)))
         first = _u64()  # ids start at 1: 0 until the C call has queued them
         rc = 0
         with self._lock:
-            if self._shutdown:
+            if (self._shutdown and not feeding) or not self._ptr:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             # A Ctrl-C raised as the call returns (or anywhere before the
             # tasks are counted) must not leave tasks queued in C that no
@@ -529,7 +533,7 @@ class Pool(concurrent.futures.Executor):
                     del items[len(items) - len(items) % chunksize:]
                 blobs = batch(k, items)
                 if blobs:
-                    self._submit(fn, kind, blobs, calls)
+                    self._submit(fn, kind, blobs, calls, feeding=True)
                 return len(blobs), err
 
             # The window holds two of the largest batches, and the
@@ -537,6 +541,7 @@ class Pool(concurrent.futures.Executor):
             # worth of tasks runs as fast through imap().
             calls.src, calls.k = src, k
             calls.window = max(2 * _LAST_BATCH, 4 * self._workers * self._prefetch)
+            self._open_inputs.add(calls)
             try:
                 calls._more(0)
             except BaseException:
@@ -716,6 +721,8 @@ class Pool(concurrent.futures.Executor):
             self._shutdown = True
             pending = list(self._runs.values())
         if cancel_futures:
+            for calls in list(self._open_inputs):
+                calls.stop()
             exc = concurrent.futures.CancelledError()
             for run in pending:
                 which = bytearray(run.end - run.first)
@@ -729,7 +736,12 @@ class Pool(concurrent.futures.Executor):
             threading.Thread(target=lambda: (self._drain(), self._destroy(wait=False)),
                              daemon=True).start()
 
-    close = shutdown
+    def close(self) -> None:
+        """As multiprocessing.Pool.close: no new tasks (ValueError for
+        its methods, RuntimeError for submit()); what was given runs, an
+        imap()'s whole input included. Returns at once; join() waits."""
+        with self._lock:
+            self._shutdown = True
 
     def _results_failed(self, exc):
         """The results thread failed with @exc: every task still waited for
@@ -772,6 +784,16 @@ class Pool(concurrent.futures.Executor):
         self._destroy()
 
     def join(self) -> None:
+        """As multiprocessing.Pool.join, after close() or terminate():
+        returns once every task given has run (the rest of an open
+        imap()'s input is submitted first) and the workers have left.
+        Without close() first it closes the pool too. (shutdown(), as
+        Executor's, waits only for the tasks submitted: an endless imap()
+        input still open does not hold it.)"""
+        with self._lock:
+            self._shutdown = True
+        for calls in list(self._open_inputs):
+            calls.finish()
         self.shutdown(wait=True)
 
     def _destroy(self, wait=True):
