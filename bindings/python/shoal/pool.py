@@ -171,9 +171,10 @@ class Pool(concurrent.futures.Executor):
     multiprocessing.
 
     The standard pools' names are accepted too: ``max_workers`` and
-    ``processes`` for ``workers``, ``maxtasksperchild`` for ``max_tasks``,
-    ``mp_context`` (a multiprocessing context, whose start method is used)
-    for ``start_method``; giving both names of one is a TypeError.
+    ``processes`` for ``workers``, ``maxtasksperchild`` and
+    ``max_tasks_per_child`` for ``max_tasks``, ``mp_context`` (a
+    multiprocessing context, whose start method is used) for
+    ``start_method``; giving both names of one is a TypeError.
 
     ``record_memory=True`` records the pool's memory timeline in
     ``pool.memory``, a MemoryMonitor started once the first workers are
