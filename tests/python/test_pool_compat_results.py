@@ -433,7 +433,7 @@ def test_close_returns_at_once_and_imap_runs_its_whole_input():
     for cls in (shoal.Pool, multiprocessing.Pool):
         p = cls(2)
         slow = p.apply_async(time.sleep, (0.3,))
-        ordered = p.imap(sq, range(20000))
+        ordered = p.imap(sq, range(3000))
         unordered = p.imap_unordered(sq, range(3000), chunksize=7)
         t = time.monotonic()
         p.close()
@@ -443,5 +443,5 @@ def test_close_returns_at_once_and_imap_runs_its_whole_input():
             p.apply_async(sq, (1,))
         p.join()
         assert slow.ready()
-        assert sum(1 for _ in ordered) == 19999
+        assert sum(1 for _ in ordered) == 2999
         assert sorted(unordered) == [x * x for x in range(3000)]
