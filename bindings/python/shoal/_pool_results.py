@@ -221,7 +221,7 @@ class _Calls:
         # error, raised in its place once the results before it are out.
         self.src, self.k, self.window, self.error = None, 0, 0, None
         # Held while tasks are submitted from src: by the caller as it
-        # reads, or by join() or shutdown() finishing the input (finish()).
+        # reads, or by join() finishing the input (finish()).
         self.feeding = threading.Lock()
 
     def add(self, first, n):
@@ -288,9 +288,9 @@ class _Calls:
             return n > 0
 
     def finish(self):
-        """Submit the rest of the input, whatever the window (join() and
-        shutdown(): multiprocessing.Pool runs an imap()'s whole input
-        after close(), and its results stay to be read after join())."""
+        """Submit the rest of the input, whatever the window (join():
+        multiprocessing.Pool runs an imap()'s whole input after close(),
+        and its results stay to be read after join())."""
         while self.src is not None:
             self._more(len(self.out))
 

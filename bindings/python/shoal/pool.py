@@ -206,11 +206,10 @@ class Pool(concurrent.futures.Executor):
                  mp_context: Optional[multiprocessing.context.BaseContext] = None,
                  record_memory: bool = False, memory_interval: float = 0.1,
                  memory_smaps: Union[bool, float] = False) -> None:
-        given = _one_of(workers=workers, max_workers=max_workers, processes=processes)
+        workers = _one_of(workers=workers, max_workers=max_workers, processes=processes)
         # The message names the argument as given, as each standard pool's does.
         wname = ("max_workers" if max_workers is not None else
                  "processes" if processes is not None else "workers")
-        workers = given
         max_tasks = _one_of(max_tasks=max_tasks, maxtasksperchild=maxtasksperchild,
                             max_tasks_per_child=max_tasks_per_child)
         if mp_context is not None:
@@ -259,8 +258,9 @@ class Pool(concurrent.futures.Executor):
         # the results thread waits on it while nothing is due.
         self._work = threading.Condition(self._lock)
         self._shutdown = False
-        # The imap() calls whose input is not all submitted yet: join()
-        # and shutdown() submit the rest (_Calls.finish).
+        # The imap() calls whose input may not be all submitted yet:
+        # join() submits the rest (_Calls.finish), and
+        # shutdown(cancel_futures=True) stops them (_Calls.stop).
         self._open_inputs = weakref.WeakSet()
         self._config_warned = False
         self._spawn_exc = None  # the last exception of starting a worker
