@@ -19,6 +19,9 @@ top=$(pwd)
 
 pkgs="build-essential autoconf automake libtool pkg-config check python3 python3-numpy python3-pytest python3-pytest-timeout libboost-dev python3-zmq man-db groff-base"
 pkgs="$pkgs python3-joblib python3-sklearn python3-distributed python3-matplotlib tmux iproute2"
+# CPython's own test suites (test_concurrent_futures, _test_multiprocessing),
+# which tests/stdlib-suites.py runs against shoal.Pool.
+pkgs="$pkgs libpython3.11-testsuite"
 missing=
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

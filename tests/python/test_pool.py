@@ -572,6 +572,20 @@ def test_a_failing_results_thread_fails_the_waiters_instead_of_hanging(monkeypat
 
 # ---- shutting down ----
 
+def test_an_idle_pool_shuts_down_at_once():
+    # While nothing is due the results thread waits on the pool's
+    # condition, which shutdown() notifies; it used to wait in the C pool
+    # and leave only at the end of its 200 ms slice, every shutdown.
+    took = []
+    for _ in range(3):
+        p = shoal.Pool(1)
+        assert p.submit(sq, 2).result(timeout=10) == 4
+        t = time.monotonic()
+        p.shutdown(wait=True)
+        took.append(time.monotonic() - t)
+    assert min(took) < 0.15, took
+
+
 def test_shutdown_waits_and_refuses_new_work():
     p = shoal.Pool(2)
     fs = [p.submit(nap, 0.05) for _ in range(6)]

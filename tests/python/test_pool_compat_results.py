@@ -391,13 +391,14 @@ def test_standard_keyword_names():
     for cls, kw in ((shoal.Pool, {"processes": 2, "maxtasksperchild": 1}),
                     (multiprocessing.Pool, {"processes": 2, "maxtasksperchild": 1}),
                     (shoal.Pool, {"max_workers": 2, "mp_context": fork}),
+                    (shoal.Pool, {"max_workers": 2, "max_tasks_per_child": 1}),
                     (concurrent.futures.ProcessPoolExecutor, {"max_workers": 2,
                                                               "mp_context": fork})):
         with cls(**kw) as p:
             assert sorted(p.map(sq, range(20))) == [x * x for x in range(20)]
             if cls is shoal.Pool:
                 assert p._workers == 2
-                if "maxtasksperchild" in kw:
+                if "maxtasksperchild" in kw or "max_tasks_per_child" in kw:
                     # One task per worker: 20 tasks, at least 18 recycles.
                     assert wait_for(lambda: sum(s["recycles"]["tasks"]
                                                 for s in p.stats()) >= 18, 30)
@@ -413,8 +414,34 @@ def test_mp_context_gives_the_start_method():
 @pytest.mark.parametrize("kw", [{"workers": 2, "processes": 2}, {"workers": 2, "max_workers": 2},
                                 {"max_workers": 2, "processes": 2},
                                 {"max_tasks": 2, "maxtasksperchild": 2},
+                                {"maxtasksperchild": 2, "max_tasks_per_child": 2},
                                 {"start_method": "fork",
                                  "mp_context": multiprocessing.get_context("fork")}])
 def test_two_names_for_one_argument_is_a_type_error(kw):
     with pytest.raises(TypeError, match="name the same argument"):
         shoal.Pool(**kw)
+
+
+# ---- close() and join(), as multiprocessing.Pool's ----
+
+def test_close_returns_at_once_and_imap_runs_its_whole_input():
+    # multiprocessing.Pool's pattern: close() returns at once (join()
+    # waits), and an imap() given before close() runs its whole input,
+    # its results read before or after join(). close() used to be
+    # shutdown(): it waited, and the imap's input left unread then raised
+    # RuntimeError at the next batch.
+    for cls in (shoal.Pool, multiprocessing.Pool):
+        p = cls(2)
+        slow = p.apply_async(time.sleep, (0.3,))
+        ordered = p.imap(sq, range(3000))
+        unordered = p.imap_unordered(sq, range(3000), chunksize=7)
+        t = time.monotonic()
+        p.close()
+        assert time.monotonic() - t < 0.2, cls
+        assert next(ordered) == 0
+        with pytest.raises(ValueError):
+            p.apply_async(sq, (1,))
+        p.join()
+        assert slow.ready()
+        assert sum(1 for _ in ordered) == 2999
+        assert sorted(unordered) == [x * x for x in range(3000)]

@@ -48,12 +48,16 @@ def _signal_name(sig):
 
 
 
-class WorkerLost(ShoalError):
+class WorkerLost(ShoalError, BrokenProcessPool):
     """The worker running a task died every time it ran (``attempts``
     times): killed by a signal (``signal``, 0 if it exited), the OOM killer,
     a crash, or the pool's hard memory limit (``hard_limit``: True if that
     limit killed the last one), or it exited (``exit_code``, its status).
-    ``last_private`` is its last private memory reading in bytes."""
+    ``last_private`` is its last private memory reading in bytes.
+
+    A BrokenProcessPool too, the error ProcessPoolExecutor gives a task
+    whose process "terminated abruptly", so code written for it catches
+    this; only the task fails, the pool goes on."""
 
     signal: int
     attempts: int
@@ -201,7 +205,8 @@ class _Calls:
     for a caller that takes them as they come), and wakes the caller only
     once the result it waits for has come."""
 
-    __slots__ = ("pool", "segs", "out", "order", "cond", "ready", "src", "k", "window", "error")
+    __slots__ = ("pool", "segs", "out", "order", "cond", "ready", "src", "k", "window", "error",
+                 "feeding", "__weakref__")
 
     def __init__(self, pool, unordered=False):
         self.pool = pool
@@ -215,6 +220,9 @@ class _Calls:
         # next batch's size, the most tasks in flight, and the input's
         # error, raised in its place once the results before it are out.
         self.src, self.k, self.window, self.error = None, 0, 0, None
+        # Held while tasks are submitted from src: by the caller as it
+        # reads, or by join() finishing the input (finish()).
+        self.feeding = threading.Lock()
 
     def add(self, first, n):
         """Tasks first .. first + n - 1 were submitted (Pool._submit, under
@@ -267,16 +275,29 @@ class _Calls:
         """imap()'s refill: submit the next batch if fewer than the window
         are in flight (submitted, not yet @taken by the caller). True if
         it submitted any."""
-        src, out = self.src, self.out
-        room = self.window - (len(out) - taken)
-        if src is None or room <= 0:
-            return False
-        k = min(self.k, room)
-        n, self.error = src(k)
-        if n < k or self.error is not None:
-            self.src = None  # the input is at its end (or failed)
-        self.k = min(4 * self.k, _LAST_BATCH)
-        return n > 0
+        with self.feeding:
+            src, out = self.src, self.out
+            room = self.window - (len(out) - taken)
+            if src is None or room <= 0:
+                return False
+            k = min(self.k, room)
+            n, self.error = src(k)
+            if n < k or self.error is not None:
+                self.src = None  # the input is at its end (or failed)
+            self.k = min(4 * self.k, _LAST_BATCH)
+            return n > 0
+
+    def finish(self):
+        """Submit the rest of the input, whatever the window (join():
+        multiprocessing.Pool runs an imap()'s whole input after close(),
+        and its results stay to be read after join())."""
+        while self.src is not None:
+            self._more(len(self.out))
+
+    def stop(self):
+        """Submit nothing more (shutdown(cancel_futures=True))."""
+        with self.feeding:
+            self.src = None
 
     def _drop(self):
         """Cancel the tasks no worker has started (the caller stopped
@@ -482,7 +503,31 @@ def _collect_loop(ref, ptr, stopping):
     rows = memoryview(results).cast("B")
     buf = ctypes.create_string_buffer(1 << 20)
     loads = pickle.loads
+
+    def asleep():
+        pool = ref()
+        return pool is not None and not pool._pending and not stopping.is_set()
+
     while not stopping.is_set():
+        pool = ref()
+        if pool is None:
+            return
+        if not pool._pending:
+            # Nothing due: wait on the pool's condition, not in the C
+            # pool, so that shutdown() wakes this thread at once (a
+            # submit or _destroy() notifies it) instead of waiting out a
+            # wait slice: every pool's shutdown took 200 ms more. Only
+            # the condition is held while waiting, not the pool.
+            work, pool = pool._work, None
+            with work:
+                if work.wait_for(lambda: not asleep(), 0.2):
+                    continue
+            pool = ref()
+            if pool is not None:
+                pool._check_config()  # as after a wait slice with no results
+            pool = None
+            continue
+        pool = None
         n = _wait_into(ptr, 200_000_000, results, len(results), buf, len(buf))
         if n == -errno.EPIPE:
             return

@@ -17,6 +17,7 @@ pickled exception carrying its remote traceback.
 
 The bytes cross nothing but libshoal's board; the C pool never reads them.
 """
+import multiprocessing.pool
 import pickle
 import struct
 import traceback
@@ -56,19 +57,10 @@ def _function(data):
     return pre, fn, kind
 
 
-class RemoteTraceback(Exception):
-    """The traceback of an exception raised in a worker (its __cause__)."""
-
-    def __init__(self, tb):
-        super().__init__(tb)
-        self.tb = tb
-
-    def __str__(self):
-        return self.tb
-
-
-# Public since shoal.pool defined it: named there in tracebacks and pickles.
-RemoteTraceback.__module__ = "shoal.pool"
+# The traceback of an exception raised in a worker (its __cause__):
+# multiprocessing.pool's own class, so code that checks for the standard
+# pool's type finds it (shoal.pool.RemoteTraceback is the same class).
+RemoteTraceback = multiprocessing.pool.RemoteTraceback
 
 
 def _rebuild_exc(exc, tb):

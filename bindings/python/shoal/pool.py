@@ -171,9 +171,10 @@ class Pool(concurrent.futures.Executor):
     multiprocessing.
 
     The standard pools' names are accepted too: ``max_workers`` and
-    ``processes`` for ``workers``, ``maxtasksperchild`` for ``max_tasks``,
-    ``mp_context`` (a multiprocessing context, whose start method is used)
-    for ``start_method``; giving both names of one is a TypeError.
+    ``processes`` for ``workers``, ``maxtasksperchild`` and
+    ``max_tasks_per_child`` for ``max_tasks``, ``mp_context`` (a
+    multiprocessing context, whose start method is used) for
+    ``start_method``; giving both names of one is a TypeError.
 
     ``record_memory=True`` records the pool's memory timeline in
     ``pool.memory``, a MemoryMonitor started once the first workers are
@@ -201,11 +202,16 @@ class Pool(concurrent.futures.Executor):
                  prefetch: Optional[int] = None,
                  max_workers: Optional[int] = None, processes: Optional[int] = None,
                  maxtasksperchild: Optional[int] = None,
+                 max_tasks_per_child: Optional[int] = None,
                  mp_context: Optional[multiprocessing.context.BaseContext] = None,
                  record_memory: bool = False, memory_interval: float = 0.1,
                  memory_smaps: Union[bool, float] = False) -> None:
         workers = _one_of(workers=workers, max_workers=max_workers, processes=processes)
-        max_tasks = _one_of(max_tasks=max_tasks, maxtasksperchild=maxtasksperchild)
+        # The message names the argument as given, as each standard pool's does.
+        wname = ("max_workers" if max_workers is not None else
+                 "processes" if processes is not None else "workers")
+        max_tasks = _one_of(max_tasks=max_tasks, maxtasksperchild=maxtasksperchild,
+                            max_tasks_per_child=max_tasks_per_child)
         if mp_context is not None:
             _one_of(start_method=start_method, mp_context=mp_context)
             start_method = mp_context.get_start_method()
@@ -213,14 +219,18 @@ class Pool(concurrent.futures.Executor):
             start_method = "fork"
         if workers is None:
             workers = os.cpu_count() or 1
-        if not 1 <= workers <= C.SHOAL_POOL_WORKERS_MAX:
-            raise ValueError(f"workers must be between 1 and {C.SHOAL_POOL_WORKERS_MAX}")
+        if workers < 1:
+            raise ValueError(f"{wname} must be greater than 0")
+        if workers > C.SHOAL_POOL_WORKERS_MAX:
+            raise ValueError(f"{wname} must be between 1 and {C.SHOAL_POOL_WORKERS_MAX}")
         if start_method not in multiprocessing.get_all_start_methods():
             raise ValueError(f"unknown start method {start_method!r}")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be callable")
-        if max_tasks is not None and max_tasks < 1:
-            raise ValueError("max_tasks must be at least 1")
+        # A ValueError for any but a positive int, as multiprocessing.Pool's
+        # maxtasksperchild (0.5 and "12" included).
+        if max_tasks is not None and (not isinstance(max_tasks, int) or max_tasks < 1):
+            raise ValueError("max_tasks must be a positive int or None")
         if max_attempts is not None and max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if record_memory and not memory_interval > 0:
@@ -244,7 +254,14 @@ class Pool(concurrent.futures.Executor):
         # and its cleanup (cancelling what is left) takes it too.
         self._lock = threading.RLock()
         self._idle = threading.Condition(self._lock)
+        # Told when tasks come to an idle pool, and when it is destroyed:
+        # the results thread waits on it while nothing is due.
+        self._work = threading.Condition(self._lock)
         self._shutdown = False
+        # The imap() calls whose input may not be all submitted yet:
+        # join() submits the rest (_Calls.finish), and
+        # shutdown(cancel_futures=True) stops them (_Calls.stop).
+        self._open_inputs = weakref.WeakSet()
         self._config_warned = False
         self._spawn_exc = None  # the last exception of starting a worker
         self._ptr = None
@@ -329,18 +346,19 @@ class Pool(concurrent.futures.Executor):
 
     # ---- submitting ----
 
-    def _submit(self, fn, kind, blobs, target):
+    def _submit(self, fn, kind, blobs, target, feeding=False):
         """Queue one task per pickled calls of @kind in @blobs, all in one
         C call; the results thread hands each result to @target, told of
         their ids (``add``) before the results thread can see them. Returns
-        the first id."""
+        the first id. @feeding: the rest of an imap() given before close(),
+        which a closed pool still takes until it is destroyed."""
         pre = _task_prefix(fn, kind)
         data = pre.join(itertools.chain((b"",), blobs))
         lens = array.array("Q", map(len(pre).__add__, map(len, blobs)))
         first = _u64()  # ids start at 1: 0 until the C call has queued them
         rc = 0
         with self._lock:
-            if self._shutdown:
+            if (self._shutdown and not feeding) or not self._ptr:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             # A Ctrl-C raised as the call returns (or anywhere before the
             # tasks are counted) must not leave tasks queued in C that no
@@ -358,6 +376,8 @@ class Pool(concurrent.futures.Executor):
                     self._runs[run.first] = run
                     self._firsts.append(run.first)
                     self._pending += len(lens)
+                    if self._pending == len(lens):
+                        self._work.notify()  # the results thread waits for work
                     _busy[id(self)] = self
             if rc < 0:
                 raise _failure(rc, 0, 0, 0, self)
@@ -425,10 +445,28 @@ class Pool(concurrent.futures.Executor):
             return _task_state(self._ptr, tid)
 
     def _future(self, fn, args, kwargs):
+        try:
+            blob = pickle.dumps(([args], kwargs or None), pickle.HIGHEST_PROTOCOL)
+        except Exception as e:  # noqa: B902 - the task's error, as below
+            # Arguments that cannot be pickled fail the task, not the call:
+            # both standard pools pickle in a thread of their own and give
+            # the error through the Future (or AsyncResult.get() and
+            # error_callback). A pool shut down still refuses first.
+            with self._lock:
+                if self._shutdown:
+                    raise RuntimeError("cannot schedule new futures after shutdown") from None
+            f = concurrent.futures.Future()
+            f.set_exception(e)
+            return f
         f = _Future(self)
-        f._tid = self._submit(fn, 0, [pickle.dumps(([args], kwargs or None),
-                                                   pickle.HIGHEST_PROTOCOL)], _One(f))
+        f._tid = self._submit(fn, 0, [blob], _One(f))
         return f
+
+    def _check_running(self):
+        """multiprocessing.Pool's methods on a pool closed or terminated
+        raise ValueError, as its own do (the Executor's, RuntimeError)."""
+        if self._shutdown:
+            raise ValueError("Pool not running")
 
     def submit(self, fn: Callable[..., Any], /, *args: Any,
                **kwargs: Any) -> concurrent.futures.Future[Any]:
@@ -443,6 +481,8 @@ class Pool(concurrent.futures.Executor):
         Executor.map, and Pool.map, which take the whole input first), or,
         if @lazy (imap), the first batch now and the rest as results are
         taken, a window of tasks in flight."""
+        if chunksize is None:  # multiprocessing.Pool's default: batching is the pool's
+            chunksize = 1
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1")
         if len(iterables) == 1 and not star:
@@ -488,9 +528,13 @@ class Pool(concurrent.futures.Executor):
                     items.extend(itertools.islice(it, k * chunksize))
                 except Exception as e:  # noqa: B902 - raised in its place
                     err = e
+                    # The items of a chunk the error cut short are not
+                    # run: multiprocessing.Pool.imap raises at the start
+                    # of that chunk's results.
+                    del items[len(items) - len(items) % chunksize:]
                 blobs = batch(k, items)
                 if blobs:
-                    self._submit(fn, kind, blobs, calls)
+                    self._submit(fn, kind, blobs, calls, feeding=True)
                 return len(blobs), err
 
             # The window holds two of the largest batches, and the
@@ -498,6 +542,7 @@ class Pool(concurrent.futures.Executor):
             # worth of tasks runs as fast through imap().
             calls.src, calls.k = src, k
             calls.window = max(2 * _LAST_BATCH, 4 * self._workers * self._prefetch)
+            self._open_inputs.add(calls)
             try:
                 calls._more(0)
             except BaseException:
@@ -524,6 +569,10 @@ class Pool(concurrent.futures.Executor):
         whole first, and an error it raises comes out of map() itself,
         before any result; ``timeout`` counts from this call. Closing the
         iterator, or dropping it, cancels the tasks not started."""
+        if len(iterables) == 2 and isinstance(iterables[1], int):
+            # multiprocessing.Pool.map(func, iterable, chunksize): an int
+            # is never an iterable to zip, so it is the chunk size.
+            chunksize, iterables = iterables[1], iterables[:1]
         end = None if timeout is None else time.monotonic() + timeout
         return self._calls(fn, iterables, chunksize).ordered(end)
 
@@ -533,6 +582,7 @@ class Pool(concurrent.futures.Executor):
         The input is read as results are taken, a bounded number of tasks
         in flight, so an endless generator works; an error the input
         raises comes after the results of the items before it."""
+        self._check_running()
         return self._calls(func, (iterable,), chunksize, lazy=True).lazy()
 
     def imap_unordered(self, func: Callable[[Any], Any], iterable: Iterable[Any],
@@ -540,12 +590,52 @@ class Pool(concurrent.futures.Executor):
         """As multiprocessing.Pool.imap_unordered: results as they come,
         the input read as imap() reads it; its error comes after the
         results of the items before it."""
+        self._check_running()
         return self._calls(func, (iterable,), chunksize, unordered=True, lazy=True).unordered()
 
     def starmap(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]],
                 chunksize: int = 1) -> List[Any]:
         """As multiprocessing.Pool.starmap: a list."""
+        self._check_running()
         return list(self._calls(func, (iterable,), chunksize, star=True).ordered(None))
+
+    def _list_async(self, func, iterable, chunksize, star, callback, error_callback):
+        """map_async() and starmap_async(): the tasks are submitted now (the
+        input read whole, its error raised here, as map() does); a thread
+        of the call's own gathers the list, so get(), wait(), ready() and
+        the callbacks behave as multiprocessing.Pool's."""
+        self._check_running()
+        results = self._calls(func, (iterable,), chunksize, star=star).ordered(None)
+        f = concurrent.futures.Future()
+        f.set_running_or_notify_cancel()
+
+        def gather():
+            try:
+                value = list(results)
+            except BaseException as e:  # noqa: B902 - the call's error, for get()
+                f.set_exception(e)
+            else:
+                f.set_result(value)
+
+        out = AsyncResult(f, callback, error_callback)
+        threading.Thread(target=gather, name="shoal-pool-map-async", daemon=True).start()
+        return out
+
+    def map_async(self, func: Callable[[Any], Any], iterable: Iterable[Any],
+                  chunksize: Optional[int] = None,
+                  callback: Optional[Callable[[Any], Any]] = None,
+                  error_callback: Optional[Callable[[BaseException], Any]] = None
+                  ) -> "AsyncResult":
+        """As multiprocessing.Pool.map_async: an AsyncResult of the list."""
+        return self._list_async(func, iterable, chunksize, False, callback, error_callback)
+
+    def starmap_async(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]],
+                      chunksize: Optional[int] = None,
+                      callback: Optional[Callable[[Any], Any]] = None,
+                      error_callback: Optional[Callable[[BaseException], Any]] = None
+                      ) -> "AsyncResult":
+        """As multiprocessing.Pool.starmap_async: an AsyncResult of the list."""
+        return self._list_async(func, iterable, chunksize, True, callback, error_callback)
 
     def apply_async(self, func: Callable[..., Any], args: Iterable[Any] = (),
                     kwds: Optional[Mapping[str, Any]] = None,
@@ -553,6 +643,7 @@ class Pool(concurrent.futures.Executor):
                     error_callback: Optional[Callable[[BaseException], Any]] = None
                     ) -> "AsyncResult":
         """As multiprocessing.Pool.apply_async: an AsyncResult."""
+        self._check_running()
         return AsyncResult(self._future(func, tuple(args), dict(kwds or {})), callback,
                            error_callback)
 
@@ -631,6 +722,8 @@ class Pool(concurrent.futures.Executor):
             self._shutdown = True
             pending = list(self._runs.values())
         if cancel_futures:
+            for calls in list(self._open_inputs):
+                calls.stop()
             exc = concurrent.futures.CancelledError()
             for run in pending:
                 which = bytearray(run.end - run.first)
@@ -644,7 +737,12 @@ class Pool(concurrent.futures.Executor):
             threading.Thread(target=lambda: (self._drain(), self._destroy(wait=False)),
                              daemon=True).start()
 
-    close = shutdown
+    def close(self) -> None:
+        """As multiprocessing.Pool.close: no new tasks (ValueError for
+        its methods, RuntimeError for submit()); what was given runs, an
+        imap()'s whole input included. Returns at once; join() waits."""
+        with self._lock:
+            self._shutdown = True
 
     def _results_failed(self, exc):
         """The results thread failed with @exc: every task still waited for
@@ -687,6 +785,16 @@ class Pool(concurrent.futures.Executor):
         self._destroy()
 
     def join(self) -> None:
+        """As multiprocessing.Pool.join, after close() or terminate():
+        returns once every task given has run (the rest of an open
+        imap()'s input is submitted first) and the workers have left.
+        Without close() first it closes the pool too. (shutdown(), as
+        Executor's, waits only for the tasks submitted: an endless imap()
+        input still open does not hold it.)"""
+        with self._lock:
+            self._shutdown = True
+        for calls in list(self._open_inputs):
+            calls.finish()
         self.shutdown(wait=True)
 
     def _destroy(self, wait=True):
@@ -702,12 +810,15 @@ class Pool(concurrent.futures.Executor):
         with self._lock:
             ptr, self._ptr = self._ptr, None
         if ptr:
-            # The results thread leaves within one wait slice (200 ms), so
-            # it is never inside, or about to enter, shoal_pool_wait() on a
-            # freed pool: it is joined first, unless the last reference
-            # went in that thread itself (it then sees the event before it
-            # would wait again).
-            self._stopping.set()
+            # The results thread leaves at once if it waits for work (the
+            # notify below), else within one wait slice (200 ms), so it is
+            # never inside, or about to enter, shoal_pool_wait() on a freed
+            # pool: it is joined first, unless the last reference went in
+            # that thread itself (it then sees the event before it would
+            # wait again).
+            with self._lock:
+                self._stopping.set()
+                self._work.notify()
             # Until destroyed, the hooks find the pool even once it is
             # otherwise gone (collected in a cycle): they join its workers.
             _hooked[self._hook_key] = lambda: self
@@ -731,6 +842,12 @@ class Pool(concurrent.futures.Executor):
             self._end_waiting(concurrent.futures.CancelledError("the pool was terminated"))
             self._gone.set()
             _live_pools.discard(self)
+
+    def __enter__(self) -> "Pool":
+        # As multiprocessing.Pool's (bpo-35477): a pool shut down is not
+        # entered again.
+        self._check_running()
+        return self
 
     def __exit__(self, exc_type: Optional[Type[BaseException]],
                  exc: Optional[BaseException], tb: Optional[types.TracebackType]) -> bool:
