@@ -929,3 +929,21 @@ def test_ctrl_c_as_a_submit_returns_leaves_nothing_behind(monkeypatch):
         assert p.info()["pending"] == 0  # cancelled by the map's cleanup
     finally:
         assert _shuts_down(p)
+
+
+def shout(i):
+    print(f"task-{i}")
+    return i
+
+
+def test_a_task_prints_to_fd_1_when_sys_stdout_is_another_file(tmp_path, capfd):
+    # A pool made while sys.stdout is a file on another fd (pytest's
+    # capture, redirect_stdout): the fork server closed that fd, and a
+    # task's print() raised OSError (EBADF). Workers write to fds 1 and 2,
+    # as ProcessPoolExecutor's spawned workers and loky's do.
+    import contextlib
+    with open(tmp_path / "out", "w") as f, contextlib.redirect_stdout(f):
+        with shoal.Pool(2) as p:
+            assert list(p.map(shout, range(4))) == [0, 1, 2, 3]
+    assert sorted(capfd.readouterr().out.split()) == [f"task-{i}" for i in range(4)]
+    assert (tmp_path / "out").read_text() == ""

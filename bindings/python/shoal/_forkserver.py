@@ -145,9 +145,32 @@ class ForkServer:
             pass  # collected by someone's waitpid(-1)
 
 
+def _std_streams():
+    """sys.stdout and sys.stderr write to fds 1 and 2, as in
+    ProcessPoolExecutor's spawned and loky's workers. The caller's may be
+    objects on other fds (pytest's capture, contextlib.redirect_stdout to a
+    file), which _close_all_but left as placeholders: a task's print()
+    would raise OSError (EBADF); or objects with no fd (Jupyter's), whose
+    output a worker would lose."""
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        f = getattr(sys, name)
+        try:
+            if f is not None and f.fileno() == fd:
+                continue
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation too
+            pass
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue  # no such fd in this process either
+        setattr(sys, name, open(fd, "w", buffering=1, closefd=False,
+                                errors="backslashreplace"))
+
+
 def _serve(sock, target, directory):
     """The server's loop, in the child of Pool()'s fork."""
     _close_all_but(sock.fileno())
+    _std_streams()
     # SIGINT reaches the whole foreground group; the server leaves with its
     # pool process (EOF), never before. A handler inherited for SIGCHLD
     # (or SIG_IGN, which discards exit statuses) would take the zombies.

@@ -104,35 +104,14 @@ _pools: Dict[Any, Pool] = {}
 _pools_lock = threading.Lock()
 
 
-def _std_streams():
-    """In a worker: sys.stdout and sys.stderr write to fds 1 and 2, as in
-    loky's workers (new processes). The caller's may be objects on other
-    fds (pytest's capture, contextlib.redirect_stdout to a file), which
-    the fork server closed: a task's print() would raise OSError (EBADF);
-    or objects with no fd (Jupyter's), whose output a worker loses."""
-    for name, fd in (("stdout", 1), ("stderr", 2)):
-        f = getattr(sys, name)
-        try:
-            if f is not None and f.fileno() == fd:
-                continue
-        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation too
-            pass
-        try:
-            os.fstat(fd)
-        except OSError:
-            continue  # no such fd in this worker either
-        setattr(sys, name, open(fd, "w", buffering=1, closefd=False,
-                                errors="backslashreplace"))
-
-
 def _worker_init(env):
     """In each worker as it starts: it is a shoal worker (a nested
-    Parallel on "shoal" runs sequentially), its print() reaches fds 1 and
-    2 (_std_streams), and its native thread pools are limited as loky
-    limits them (cpu_count // n_jobs by default)."""
+    Parallel on "shoal" runs sequentially) and its native thread pools
+    are limited as loky limits them (cpu_count // n_jobs by default). Its
+    print() reaches fds 1 and 2 as in loky's: the fork server sees to it
+    (_forkserver._std_streams)."""
     global _in_worker, _limits
     _in_worker = True
-    _std_streams()
     os.environ.update(env)
     try:
         import threadpoolctl
