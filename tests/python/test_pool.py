@@ -6,6 +6,7 @@ import gc
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -947,3 +948,25 @@ def test_a_task_prints_to_fd_1_when_sys_stdout_is_another_file(tmp_path, capfd):
             assert list(p.map(shout, range(4))) == [0, 1, 2, 3]
     assert sorted(capfd.readouterr().out.split()) == [f"task-{i}" for i in range(4)]
     assert (tmp_path / "out").read_text() == ""
+
+
+def test_a_task_prints_nothing_when_the_callers_stdout_is_none(monkeypatch, capfd):
+    # sys.stdout None (fd 1 closed at start): fd 1 may be a file the
+    # caller opened since, and a task's print() must not write into it.
+    monkeypatch.setattr(sys, "stdout", None)
+    with shoal.Pool(2) as p:
+        assert list(p.map(shout, range(4))) == [0, 1, 2, 3]
+    monkeypatch.undo()
+    assert capfd.readouterr().out == ""
+
+
+def err_is_stdout(i):
+    return sys.stdout is sys.stderr
+
+
+def test_a_stream_on_fd_2_stays_where_the_caller_put_it(monkeypatch):
+    # sys.stdout = sys.stderr is the caller's choice: workers keep it.
+    monkeypatch.setattr(sys, "stdout", sys.__stderr__)
+    monkeypatch.setattr(sys, "stderr", sys.__stderr__)
+    with shoal.Pool(1) as p:
+        assert list(p.map(err_is_stdout, range(2))) == [True, True]

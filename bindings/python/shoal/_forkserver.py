@@ -151,19 +151,27 @@ def _std_streams():
     objects on other fds (pytest's capture, contextlib.redirect_stdout to a
     file), which _close_all_but left as placeholders: a task's print()
     would raise OSError (EBADF); or objects with no fd (Jupyter's), whose
-    output a worker would lose."""
+    output a worker would lose. A stream on fd 1 or 2 stays (sys.stdout =
+    sys.stderr is the caller's choice), and so does None: with fd 1 closed
+    in the caller, fd 1 may be a file the caller opened since, which a
+    task's print() must not write into."""
     for name, fd in (("stdout", 1), ("stderr", 2)):
         f = getattr(sys, name)
+        if f is None:
+            continue
         try:
-            if f is not None and f.fileno() == fd:
+            if f.fileno() in (1, 2):
                 continue
         except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation too
             pass
         try:
             os.fstat(fd)
         except OSError:
-            continue  # no such fd in this process either
+            setattr(sys, name, None)  # print() then writes nothing, as there
+            continue
+        enc = getattr(f, "encoding", None)
         setattr(sys, name, open(fd, "w", buffering=1, closefd=False,
+                                encoding=enc if isinstance(enc, str) else None,
                                 errors="backslashreplace"))
 
 
