@@ -429,6 +429,85 @@ def test_managed_parallel_after_an_error_returns_its_own_results():
                 assert p(delayed(pow)(i, 2) for i in range(10)) == [i * i for i in range(10)]
 
 
+def fails_at_0(i, flag):
+    if i == 0:
+        raise ValueError(i)
+    if i == 1:
+        # Ends once the caller has the failure: its callback dispatches
+        # the next batch then.
+        end = time.monotonic() + 30
+        while not os.path.exists(flag) and time.monotonic() < end:
+            time.sleep(0.01)
+    if i == 2:
+        time.sleep(0.2)  # still to come when the abort has returned
+    return ("old", i)
+
+
+@pytest.mark.parametrize("stall", ["_dumps", "batch_completed"])
+def test_abort_while_the_results_thread_dispatches(monkeypatch, tmp_path, stall):
+    # The results thread is about to dispatch a batch of a call while the
+    # caller aborts that call: past Parallel's _aborting check, pickling
+    # the batch in _start ("_dumps"); or in joblib's callback, past the
+    # backend's epoch check, before it takes the Parallel's lock to
+    # dispatch ("batch_completed"). The abort took its list of jobs and
+    # bumped its epoch without that lock: the batch being pickled, missing
+    # from the list, was never cancelled and its callback was of the new
+    # epoch; the callback went on. Either dispatched more of the aborted
+    # call's input into _ready_batches after the abort dropped what was
+    # there, and the managed Parallel's next call returned it first.
+    # Forced here: task 1 ends once the caller has task 0's failure, the
+    # caller raises it only once the results thread is at @stall, and that
+    # goes on 0.2 s after the abort began (each failed every run before
+    # the abort and the epoch check took the Parallel's lock).
+    flag = str(tmp_path / "failed")
+    stalled, aborting = threading.Event(), threading.Event()
+    armed, ended, jobs = [True], threading.Semaphore(0), []
+    get, abort = sj._Job.get, sj.ShoalBackend.abort_everything
+    orig = getattr(sj.ShoalBackend, stall)
+
+    def slow(self, *args):
+        if armed and threading.current_thread() is not threading.main_thread():
+            armed.clear()
+            stalled.set()
+            aborting.wait(10)
+            time.sleep(0.2)
+        return orig(self, *args)
+
+    def late_get(self, timeout=None):
+        try:
+            return get(self, timeout)
+        except ValueError:
+            open(flag, "w").close()
+            stalled.wait(10)
+            raise
+
+    def signalled_abort(self, ensure_ready=True):
+        aborting.set()
+        return abort(self, ensure_ready)
+
+    def counted(dispatch):
+        # Each job's end, after joblib's callback (added before this one).
+        def wrapper(self, func, callback=None):
+            job = dispatch(self, func, callback)
+            jobs.append(job)
+            job.add_done_callback(lambda j: ended.release())
+            return job
+        return wrapper
+    monkeypatch.setattr(sj.ShoalBackend, stall, slow)
+    monkeypatch.setattr(sj._Job, "get", late_get)
+    monkeypatch.setattr(sj.ShoalBackend, "abort_everything", signalled_abort)
+    monkeypatch.setattr(sj.ShoalBackend, "apply_async", counted(sj.ShoalBackend.apply_async))
+    monkeypatch.setattr(sj.ShoalBackend, "submit", counted(sj.ShoalBackend.submit))
+    with parallel_backend("shoal", n_jobs=2):
+        with Parallel(batch_size=1, pre_dispatch=2) as p:
+            with pytest.raises(ValueError):
+                p(delayed(fails_at_0)(i, flag) for i in range(10))
+            assert not armed  # the results thread did stall
+            for _ in range(len(jobs)):  # every job of that call has ended
+                assert ended.acquire(timeout=30)
+            assert p(delayed(pow)(i, 2) for i in range(10)) == [i * i for i in range(10)]
+
+
 def _float_arrays(n):
     for i in range(n):
         yield np.ones(10, dtype=np.float32) * i

@@ -862,12 +862,20 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
         Parallel object, which after an abort may be running its next call
         (a managed Parallel): a late result of the aborted call would be
         dispatched into, and returned by, that next call (loky kills its
-        workers at an abort, so no late result reaches joblib)."""
+        workers at an abort, so no late result reaches joblib). The epoch
+        is read, and @callback run, under the Parallel's lock, which
+        abort_everything holds to bump it: a callback that read it before
+        the abort and then waited for that lock (joblib's takes it to
+        dispatch) would dispatch the aborted call's next batches after the
+        abort dropped the others (test_joblib.py forces both this and
+        the abort's own race: test_abort_while_the_results_thread_dispatches)."""
         epoch = self._epoch
+        lock = self._parallel_lock()
 
         def call(job):
-            if self._epoch == epoch:
-                callback(job)
+            with lock:
+                if self._epoch == epoch:
+                    callback(job)
         return call
 
     def retrieve_result_callback(self, out):
@@ -876,38 +884,54 @@ class ShoalBackend(AutoBatchingMixin, ParallelBackendBase):
     def retrieve_result(self, out, timeout=None):
         return out.get(timeout=timeout)
 
+    def _parallel_lock(self):
+        """The lock of the Parallel this call runs for: joblib's RLock,
+        which its dispatch holds from slicing a batch to apply_async() or
+        submit() returning (taken again if this thread holds it); none for
+        any other object (the queue is thread-safe)."""
+        lock = getattr(self.parallel, "_lock", None)
+        if not isinstance(lock, type(threading.RLock())):
+            return contextlib.nullcontext()
+        return lock
+
     def _drop_ready_batches(self):
         """joblib 1.2 slices batches ahead of dispatch into its Parallel's
         _ready_batches and leaves them there at an abort: the Parallel's
         next call (a managed one) would run them first and return their
         results with its own (loky too: 39 runs in 40 of such a call get
-        extra results). They belong to the aborted call: dropped, under
-        the Parallel's lock, after any callback already dispatching."""
-        p = self.parallel
-        ready = getattr(p, "_ready_batches", None)
+        extra results). They belong to the aborted call: dropped. Called
+        under the Parallel's lock (abort_everything)."""
+        ready = getattr(self.parallel, "_ready_batches", None)
         if ready is None or not hasattr(ready, "get_nowait"):
             return
-        # joblib's is an RLock, taken again if this thread holds it; any
-        # other lock is left alone (the queue is thread-safe).
-        lock = getattr(p, "_lock", None)
-        if not isinstance(lock, type(threading.RLock())):
-            lock = contextlib.nullcontext()
-        with lock:
-            while True:
-                try:
-                    ready.get_nowait()
-                except queue.Empty:
-                    return
+        while True:
+            try:
+                ready.get_nowait()
+            except queue.Empty:
+                return
 
     def abort_everything(self, ensure_ready=True):
         """A task raised (or the caller was interrupted): tasks not started
         are cancelled; if any is still running, the pool is terminated (its
         workers stop now, as loky kills its own) and, with @ensure_ready, a
         new one is started for the next call."""
-        with self._jobs_lock:
-            self._epoch += 1  # no callback of this call from now on
-            jobs = list(self._jobs)
-        self._drop_ready_batches()
+        # All three under the Parallel's lock, which joblib's results
+        # thread holds while it dispatches a batch (past Parallel's
+        # _aborting check, pickling it in _start): that batch is then
+        # either dispatched before, its job in the list and its callback
+        # of the old epoch, or not at all. Taken without it, a batch
+        # dispatched meanwhile got the new epoch (a live callback) and was
+        # missing from the list (never cancelled): its result dispatched
+        # more of the aborted call's input into _ready_batches after they
+        # were dropped, and the next call returned them. Lock order as on
+        # the dispatch path: the Parallel's, then _jobs_lock. Released
+        # before the pool is terminated: that joins the results thread,
+        # which may be waiting for it in a callback.
+        with self._parallel_lock():
+            with self._jobs_lock:
+                self._epoch += 1  # no callback of this call from now on
+                jobs = list(self._jobs)
+            self._drop_ready_batches()
         running = [f for f in jobs if not f.cancel() and not f.done()]
         pool = self._pool
         if running and pool is not None:
