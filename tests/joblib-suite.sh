@@ -13,8 +13,15 @@ set -u
 top=${srcdir:-$(dirname "$0")/..}
 top=$(cd "$top" && pwd)
 build=${SHOAL_TEST_BUILDDIR:-$PWD}
-# The interpreter configure found (it has numpy, pytest and joblib).
-PYTHON=${PYTHON:-$(sed -n 's/^PYTHON = //p' "$build/Makefile")}
+# The interpreter configure found (it has numpy, pytest and joblib), as
+# run-pytest takes it; never one from the environment (a PYTHON exported
+# for other tools may be a python3 without joblib).
+PYTHON=$(sed -n 's/^PYTHON = //p' "$build/Makefile" 2>/dev/null)
+if [ -z "$PYTHON" ]; then
+	echo "FAIL: no PYTHON in $build/Makefile: run this from a configured build" \
+		"directory (or give it in SHOAL_TEST_BUILDDIR)"
+	exit 1
+fi
 SHOAL_LIBRARY="$build/lib/.libs/libshoal.so"
 PYTHONPATH="$top/bindings/python:$top/tests/joblib-suite${PYTHONPATH:+:$PYTHONPATH}"
 # pytest writes no bytecode beside joblib's tests.
@@ -36,18 +43,34 @@ done
 # in a directory of their own (SHOAL_DIR, on /dev/shm's tmpfs): the tests
 # that run beside this one in `make -j check` neither see them nor are
 # counted as ours, and what is left in it at the end is a leak.
+# The traps come first: a second mktemp that fails leaves the first's
+# directory to them. dash runs no EXIT trap for a signal that kills it, so
+# INT, TERM and HUP (make's Ctrl-C, a CI job's end) exit through it.
+root="" shm=""
+trap 'rm -rf ${root:+"$root"} ${shm:+"$shm"}' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
 root=$(mktemp -d) || exit 1
 shm=$(mktemp -d /dev/shm/joblib-suite.XXXXXX) || exit 1
-trap 'rm -rf "$root" "$shm"' EXIT
 SHOAL_DIR=$shm
 export SHOAL_DIR
 touch "$root/pytest.ini"
 cd "$root" || exit 1
-# A hang is stopped (joblib's own tests allow a test 20 s at most).
+# A hang is stopped (joblib's own tests allow a test 20 s at most): at
+# 60 s a test's stacks are dumped, at 120 s it fails, and after 10 minutes
+# the run is stopped, SIGUSR1 first (the plugin dumps every thread's stack
+# then), SIGKILL 30 s later. timeout runs in a process group of its own,
+# which a Ctrl-C or a CI job's TERM does not reach: it runs in the
+# background, and the traps hand the signal on (timeout passes it to
+# pytest) and wait for it before the directories go.
 # shellcheck disable=SC2086
 timeout -s USR1 -k 30 600 "$PYTHON" -X faulthandler -m pytest -c "$root/pytest.ini" \
 	--rootdir="$root" -p no:cacheprovider -p joblib_suite_plugin -q -rfEsxX \
-	-o faulthandler_timeout=60 --timeout=120 --durations=10 $args "$@"
+	-o faulthandler_timeout=60 --timeout=120 --durations=10 $args "$@" &
+pid=$!
+trap 'kill -INT $pid 2>/dev/null; wait $pid; exit 130' INT
+trap 'kill -TERM $pid 2>/dev/null; wait $pid; exit 143' TERM HUP
+wait $pid
 rc=$?
 left=$(ls -A "$shm")
 if [ -n "$left" ]; then

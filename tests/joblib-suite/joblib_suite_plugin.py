@@ -20,11 +20,16 @@ It owns how joblib's tests are pointed at "shoal", without editing them:
   must pass;
 - excluded.txt names the tests left out, each with its reason; an entry
   that matches no collected test is an error (a stale list hides nothing);
+- a test that reads its output through capfd (or capsys) gets pools made
+  under its capture (_pools_under_capture);
 - no test may be skipped or xfail (a skip in CI is a failed promise), and
   the run must leave no shoal object behind.
 """
+import faulthandler
 import os
+import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -35,6 +40,14 @@ import shoal.joblib
 from shoal.joblib import ShoalBackend
 
 joblib.register_parallel_backend("shoal", ShoalBackend, make_default=True)
+
+# tests/joblib-suite.sh's last resort (timeout -s USR1) shows where every
+# thread is, in the log, before the run is killed. On a copy of fd 2 made
+# now, as pytest's faulthandler_timeout does: -p plugins are imported
+# before pytest's capture starts, which then points fd 2 (and so
+# sys.__stderr__) at the running test's capture, lost with the run.
+_STDERR = os.fdopen(os.dup(sys.__stderr__.fileno()), "w")
+faulthandler.register(signal.SIGUSR1, file=_STDERR, all_threads=True)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXCLUDED = os.path.join(HERE, "excluded.txt")
@@ -265,6 +278,23 @@ def pytest_collection_modifyitems(session, config, items):
         reporter.write_line(f"shoal: {len(kept)} of joblib's tests run, {len(dropped)} left "
                             f"out by excluded.txt, {len(other)} of other files run no "
                             "Parallel")
+
+
+_CAPTURES = {"capfd", "capfdbinary", "capsys", "capsysbinary"}
+
+
+@pytest.fixture(autouse=True)
+def _pools_under_capture(request):
+    """A test that reads what its tasks print (test_memory's race tests
+    look for "Exception while loading results" on capfd) needs workers
+    that write into its capture: a pool's workers write to the fds 1 and
+    2 its fork server got when the pool was made, which for a pool made
+    by an earlier test are the run's own, and the check could not fail.
+    So the backend's pools are shut down first, and the test's Parallel
+    makes them again under its capture."""
+    if _CAPTURES & set(request.fixturenames):
+        shoal.joblib.shutdown()
+    yield
 
 
 def _shm():
