@@ -528,6 +528,12 @@ def _collect_loop(ref, ptr, stopping):
             pool = None
             continue
         pool = None
+        # That may have been the last reference (another thread cancelled
+        # or dropped what was due meanwhile): the pool's __del__ then ran
+        # here, and its C pool may be freed already. Looked at again, so
+        # that this thread never waits on it.
+        if stopping.is_set():
+            return
         n = _wait_into(ptr, 200_000_000, results, len(results), buf, len(buf))
         if n == -errno.EPIPE:
             return

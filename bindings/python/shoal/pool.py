@@ -813,25 +813,28 @@ class Pool(concurrent.futures.Executor):
             # The results thread leaves at once if it waits for work (the
             # notify below), else within one wait slice (200 ms), so it is
             # never inside, or about to enter, shoal_pool_wait() on a freed
-            # pool: it is joined first, unless the last reference went in
-            # that thread itself (it then sees the event before it would
-            # wait again).
+            # pool: the destroying thread joins it first, even when the
+            # last reference went in the results thread itself (it sees
+            # the event before it would wait again, and leaves).
             with self._lock:
                 self._stopping.set()
                 self._work.notify()
             # Until destroyed, the hooks find the pool even once it is
             # otherwise gone (collected in a cycle): they join its workers.
             _hooked[self._hook_key] = lambda: self
-            threading.Thread(target=self._destroy_now, args=(ptr, threading.current_thread()),
+            threading.Thread(target=self._destroy_now, args=(ptr,),
                              name="shoal-pool-destroy").start()
         if wait and threading.current_thread() is not self._collector and \
                 not getattr(_in_hook, "on", False):
             self._gone.wait()
 
-    def _destroy_now(self, ptr, caller):
+    def _destroy_now(self, ptr):
         try:
-            if caller is not self._collector:
-                self._collector.join()
+            # Always: a thread of its own, never the results thread. Not
+            # joined when the pool was dropped in the results thread, a
+            # garbage collection there at any allocation (the call into
+            # shoal_pool_wait_into() included) could free the C pool under it.
+            self._collector.join()
             _destroy(ptr)
         finally:
             # The join hook asks the server until the C pool's exit
