@@ -1,12 +1,23 @@
-"""shoal.Pool's results thread and the calls it finishes: a pool whose
-last reference goes in the results thread itself."""
+"""shoal.Pool's results thread and the calls it finishes, against what
+multiprocessing.Pool does: an imap() input at terminate() and with an
+item that cannot be pickled, and a pool whose last reference goes in the
+results thread itself."""
+import concurrent.futures
+import itertools
+import pickle
 import sys
 import threading
 import time
 
+import pytest
+
 import shoal
 import shoal._pool_results as pr
 import shoal.pool as sp
+
+
+def _sq(x):
+    return x * x
 
 
 def test_last_reference_dropped_in_results_thread(monkeypatch):
@@ -73,3 +84,51 @@ def test_last_reference_dropped_in_results_thread(monkeypatch):
     assert box["ptr"] in destroyed
     assert box["del"] == "shoal-pool-results"  # the case under test did happen
     assert True not in waits, "the results thread waited on its pool once it was destroyed"
+
+
+def test_terminate_with_an_open_imap_input():
+    """multiprocessing.Pool: terminate(); join() returns, with an endless
+    imap() input still open; and the input is read no further."""
+    p = shoal.Pool(2)
+    it = p.imap(_sq, itertools.count())
+    assert next(it) == 0
+    p.terminate()
+    t = time.monotonic()
+    p.join()
+    assert time.monotonic() - t < 5
+    read = []
+
+    def src():
+        for i in range(100_000):
+            read.append(i)
+            yield i
+
+    p = shoal.Pool(2)
+    it = p.imap(_sq, src())
+    assert next(it) == 0
+    n = len(read)
+    p.terminate()
+    p.join()
+    assert len(read) == n
+    with pytest.raises(concurrent.futures.CancelledError):
+        list(it)  # what was submitted and not run was cancelled
+
+
+@pytest.mark.parametrize("unordered", [False, True])
+def test_imap_item_that_cannot_be_pickled(unordered):
+    """As multiprocessing.Pool's imap: join() after close() succeeds, the
+    pool is gone, and the iterator raises at that item, every result
+    before it given first (the item is in imap()'s second batch, past
+    what the first submits)."""
+    bad = 300
+    items = [(lambda: 0) if i == bad else i for i in range(400)]
+    p = shoal.Pool(2)
+    it = (p.imap_unordered if unordered else p.imap)(_sq, items)
+    p.close()
+    p.join()
+    assert not p._ptr
+    got = []
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        for x in it:
+            got.append(x)
+    assert sorted(got) == [i * i for i in range(bad)]

@@ -281,7 +281,16 @@ class _Calls:
             if src is None or room <= 0:
                 return False
             k = min(self.k, room)
-            n, self.error = src(k)
+            try:
+                n, self.error = src(k)
+            except Exception as e:  # noqa: B902 - raised in its place
+                # Not the input's own error (src catches that): an item
+                # that cannot be pickled, or the pool gone. The input ends
+                # there, its error in its place, as multiprocessing.Pool's
+                # imap raises at that item: never out of join(), nor a
+                # batch silently left out.
+                self.src, self.error = None, e
+                return False
             if n < k or self.error is not None:
                 self.src = None  # the input is at its end (or failed)
             self.k = min(4 * self.k, _LAST_BATCH)
@@ -290,12 +299,18 @@ class _Calls:
     def finish(self):
         """Submit the rest of the input, whatever the window (join():
         multiprocessing.Pool runs an imap()'s whole input after close(),
-        and its results stay to be read after join())."""
-        while self.src is not None:
+        and its results stay to be read after join()). Returns at once
+        once the pool is being destroyed (terminate()): nothing more runs."""
+        while self.src is not None and self.pool._ptr:
             self._more(len(self.out))
 
-    def stop(self):
-        """Submit nothing more (shutdown(cancel_futures=True))."""
+    def stop(self, wait=True):
+        """Submit nothing more (shutdown(cancel_futures=True)). Without
+        @wait (terminate()), not even a batch being read now is waited
+        for: its submission fails on the pool destroyed."""
+        if not wait:
+            self.src = None
+            return
         with self.feeding:
             self.src = None
 

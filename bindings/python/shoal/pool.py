@@ -491,11 +491,7 @@ class Pool(concurrent.futures.Executor):
             kind = 0
             it = map(tuple, iterables[0]) if star else zip(*iterables)
 
-        def batch(k, items=None):
-            """The next @k tasks (or those of @items), pickled (fewer at the
-            end; none past it): no Python code runs per call or per task."""
-            if items is None:
-                items = list(itertools.islice(it, k * chunksize))
+        def chunks_of(items):
             # Chunks are tuples cut by zip() from one iterator (a tuple
             # pickles and unpickles a little faster than a list, and zip
             # cuts them faster than slices); a short last chunk is cut on
@@ -506,6 +502,14 @@ class Pool(concurrent.futures.Executor):
                 chunks = itertools.chain(chunks, (tuple(items[full:]),))
             if kind != _ONE:
                 chunks = zip(chunks, itertools.repeat(None))  # (calls, kwargs)
+            return chunks
+
+        def batch(k, items=None):
+            """The next @k tasks (or those of @items), pickled (fewer at the
+            end; none past it): no Python code runs per call or per task."""
+            if items is None:
+                items = list(itertools.islice(it, k * chunksize))
+            chunks = chunks_of(items)
             # Pickled _LAST_BATCH at a time: one call holds the GIL
             # throughout, and the results thread waits for it.
             blobs, proto = [], itertools.repeat(pickle.HIGHEST_PROTOCOL)
@@ -532,7 +536,19 @@ class Pool(concurrent.futures.Executor):
                     # run: multiprocessing.Pool.imap raises at the start
                     # of that chunk's results.
                     del items[len(items) - len(items) % chunksize:]
-                blobs = batch(k, items)
+                try:
+                    blobs = batch(k, items)
+                except Exception:  # noqa: B902 - found again below, in its place
+                    # A task that cannot be pickled ends the input there,
+                    # as the input's own error does: the tasks before it
+                    # still go.
+                    blobs = []
+                    for chunk in chunks_of(items):
+                        try:
+                            blobs.append(pickle.dumps(chunk, pickle.HIGHEST_PROTOCOL))
+                        except Exception as e:  # noqa: B902
+                            err = e
+                            break
                 if blobs:
                     self._submit(fn, kind, blobs, calls, feeding=True)
                 return len(blobs), err
@@ -542,7 +558,8 @@ class Pool(concurrent.futures.Executor):
             # worth of tasks runs as fast through imap().
             calls.src, calls.k = src, k
             calls.window = max(2 * _LAST_BATCH, 4 * self._workers * self._prefetch)
-            self._open_inputs.add(calls)
+            with self._lock:  # join() and terminate() copy the set under it
+                self._open_inputs.add(calls)
             try:
                 calls._more(0)
             except BaseException:
@@ -777,12 +794,21 @@ class Pool(concurrent.futures.Executor):
                 self._idle.wait()
 
     def terminate(self) -> None:
-        """Stop now: unfinished tasks are cancelled, workers leave or are
-        killed after the grace time. Interrupted (Ctrl-C), the pool is still
-        destroyed, by its own thread, before the interpreter exits."""
+        """Stop now: unfinished tasks are cancelled, an open imap()
+        input is read no further, workers leave or are killed after the
+        grace time. Interrupted (Ctrl-C), the pool is still destroyed, by
+        its own thread, before the interpreter exits."""
         with self._lock:
             self._shutdown = True
+        self._stop_inputs()
         self._destroy()
+
+    def _stop_inputs(self, wait=False):
+        """Submit nothing more from any open imap() input (_Calls.stop)."""
+        with self._lock:  # a WeakSet is not safe to copy while another thread adds
+            inputs = list(self._open_inputs)
+        for calls in inputs:
+            calls.stop(wait)
 
     def join(self) -> None:
         """As multiprocessing.Pool.join, after close() or terminate():
@@ -842,6 +868,7 @@ class Pool(concurrent.futures.Executor):
             if self._server is not None:
                 self._server.close()
             _hooked.pop(self._hook_key, None)
+            self._stop_inputs()
             self._end_waiting(concurrent.futures.CancelledError("the pool was terminated"))
             self._gone.set()
             _live_pools.discard(self)
