@@ -1,7 +1,9 @@
 """shoal.Pool's results thread and the calls it finishes, against what
-multiprocessing.Pool does: an imap() input at terminate() and with an
-item that cannot be pickled, and a pool whose last reference goes in the
-results thread itself."""
+multiprocessing.Pool does: apply_async()'s and map_async()'s callbacks
+(run before the result is ready, on the results thread, waited for by
+join(); join() inside one raises), an imap() input at terminate() and
+with an item that cannot be pickled, and a pool whose last reference
+goes in the results thread itself."""
 import concurrent.futures
 import itertools
 import pickle
@@ -18,6 +20,10 @@ import shoal.pool as sp
 
 def _sq(x):
     return x * x
+
+
+def _fail(x):
+    raise ValueError(x)
 
 
 def test_last_reference_dropped_in_results_thread(monkeypatch):
@@ -132,3 +138,78 @@ def test_imap_item_that_cannot_be_pickled(unordered):
         for x in it:
             got.append(x)
     assert sorted(got) == [i * i for i in range(bad)]
+
+
+def test_callbacks_run_before_the_result_is_ready_and_join_waits():
+    """multiprocessing.Pool runs a callback before it makes the result
+    ready, on its result handler thread (no thread per call), and join()
+    returns once every callback has run."""
+    p = shoal.Pool(2)
+    seen = []
+
+    def slow(r):
+        time.sleep(0.05)
+        seen.append(r)
+
+    r = p.map_async(_sq, [1, 2], callback=slow)
+    assert r.get(10) == [1, 4]
+    assert seen == [[1, 4]]
+    r = p.apply_async(_sq, (3,), callback=slow)
+    r.wait(10)
+    assert seen == [[1, 4], 9]
+    errs = []
+    r = p.map_async(_fail, [1, 2], error_callback=errs.append)
+    with pytest.raises(ValueError):
+        r.get(10)
+    assert len(errs) == 1 and isinstance(errs[0], ValueError)
+    r = p.apply_async(_fail, (5,), error_callback=errs.append)
+    r.wait(10)
+    assert len(errs) == 2 and errs[1].args == (5,)
+    # Many calls, no thread of their own; join() waits for their callbacks.
+    out = []
+    before = threading.active_count()
+    for i in range(200):
+        p.map_async(_sq, range(i, i + 3), callback=lambda v: (time.sleep(0.001), out.extend(v)))
+        assert threading.active_count() <= before
+    p.close()
+    p.join()
+    assert len(out) == 600
+
+
+def test_no_callback_for_calls_cancelled_by_terminate():
+    """multiprocessing.Pool's terminate() calls no callback of the calls
+    it drops: neither apply_async()'s nor map_async()'s."""
+    p = shoal.Pool(1, initializer=time.sleep, initargs=(0.5,))
+    called = []
+    a = p.apply_async(_sq, (2,), callback=called.append, error_callback=called.append)
+    m = p.map_async(_sq, range(5), callback=called.append, error_callback=called.append)
+    p.terminate()
+    p.join()
+    assert not a.successful() and not m.successful()
+    assert called == []
+
+
+@pytest.mark.parametrize("how", ["apply_async", "map_async"])
+def test_join_in_a_callback_raises(how):
+    """A callback runs on the results thread: join() there would wait for
+    itself for ever (at exit too). It raises RuntimeError, as
+    multiprocessing.Pool's join() does there."""
+    p = shoal.Pool(2)
+    got = []
+
+    def cb(r):
+        for wait in (p.join, lambda: p.shutdown(wait=True)):
+            try:
+                wait()
+            except RuntimeError as e:
+                got.append(str(e))
+
+    if how == "apply_async":
+        r = p.apply_async(_sq, (3,), callback=cb)
+    else:
+        r = p.map_async(_sq, range(3), callback=cb)
+    r.wait(10)
+    assert len(got) == 2 and all("results thread" in m for m in got)
+    assert r.successful()
+    p.close()
+    p.join()

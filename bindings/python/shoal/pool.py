@@ -72,8 +72,8 @@ from ._pool_abi import (_JOIN, _SPAWN, REASONS, SHOAL_EWORKERLOST,  # noqa: F401
                         _hooks_release, _Info, _info,
                         _name, _stats, _Stats, _submit_many, _task_state, _u64, _vp)
 from ._pool_results import (AsyncResult, WorkerLost,  # noqa: F401
-                            _FIRST_BATCH, _LAST_BATCH, _Calls, _collect, _failure, _fmt,
-                            _Future, _One, _Run)
+                            _FIRST_BATCH, _LAST_BATCH, _call_back, _Calls, _collect,
+                            _failure, _fmt, _Future, _One, _Run)
 from ._pool_wire import RemoteTraceback, _ONE, _task_prefix  # noqa: F401
 from ._pool_worker import _worker_main
 from .memstat import MemoryMonitor
@@ -444,7 +444,8 @@ class Pool(concurrent.futures.Executor):
                 return None
             return _task_state(self._ptr, tid)
 
-    def _future(self, fn, args, kwargs):
+    def _future(self, fn, args, kwargs, before=None):
+        """A Future of fn(*args, **kwargs); @before: a _Future's _before."""
         try:
             blob = pickle.dumps(([args], kwargs or None), pickle.HIGHEST_PROTOCOL)
         except Exception as e:  # noqa: B902 - the task's error, as below
@@ -455,10 +456,12 @@ class Pool(concurrent.futures.Executor):
             with self._lock:
                 if self._shutdown:
                     raise RuntimeError("cannot schedule new futures after shutdown") from None
+            if before is not None:
+                before(False, e)
             f = concurrent.futures.Future()
             f.set_exception(e)
             return f
-        f = _Future(self)
+        f = _Future(self, before)
         f._tid = self._submit(fn, 0, [blob], _One(f))
         return f
 
@@ -473,14 +476,16 @@ class Pool(concurrent.futures.Executor):
         """Run fn(*args, **kwargs) in a worker; a Future of its result."""
         return self._future(fn, args, kwargs)
 
-    def _calls(self, fn, iterables, chunksize, star=False, unordered=False, lazy=False):
+    def _calls(self, fn, iterables, chunksize, star=False, unordered=False, lazy=False,
+               done=None):
         """Submit fn(*args) for the argument tuples zip(*@iterables) gives
         (or, with @star, the one iterable's items), ``chunksize`` calls per
         task: a _Calls that holds their results. Over one iterable, the
         tasks carry the bare arguments (kind _ONE). All at once (as
         Executor.map, and Pool.map, which take the whole input first), or,
         if @lazy (imap), the first batch now and the rest as results are
-        taken, a window of tasks in flight."""
+        taken, a window of tasks in flight. @done: the _Calls' done
+        (map_async()), told once every task has its result."""
         if chunksize is None:  # multiprocessing.Pool's default: batching is the pool's
             chunksize = 1
         if chunksize < 1:
@@ -522,6 +527,7 @@ class Pool(concurrent.futures.Executor):
         # Submitted in batches growing from a small one, so that workers
         # start while the caller still pickles the rest.
         calls, k = _Calls(self, unordered), _FIRST_BATCH
+        calls.done = done  # before the first result can come
         if lazy:
             def src(k):
                 """Submit the next @k tasks: how many, and the input's
@@ -571,12 +577,15 @@ class Pool(concurrent.futures.Executor):
             while True:
                 blobs = batch(k)
                 if not blobs:
-                    return calls
+                    break
                 self._submit(fn, kind, blobs, calls)
                 k = min(4 * k, self._last_batch)
         except BaseException:
+            calls.done = None  # the call raises: it has no result to give
             calls._drop()
             raise
+        calls.seal()
+        return calls
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
             timeout: Optional[float] = None, chunksize: int = 1) -> Iterator[Any]:
@@ -618,25 +627,27 @@ class Pool(concurrent.futures.Executor):
 
     def _list_async(self, func, iterable, chunksize, star, callback, error_callback):
         """map_async() and starmap_async(): the tasks are submitted now (the
-        input read whole, its error raised here, as map() does); a thread
-        of the call's own gathers the list, so get(), wait(), ready() and
-        the callbacks behave as multiprocessing.Pool's."""
+        input read whole, its error raised here, as map() does). No thread
+        of its own: the thread that hands over the last result (the
+        results thread) makes the list, runs the callback (or, with the
+        first error in task order, error_callback), then makes it ready, so
+        get(), wait(), ready(), the callbacks and join() behave as
+        multiprocessing.Pool's."""
         self._check_running()
-        results = self._calls(func, (iterable,), chunksize, star=star).ordered(None)
         f = concurrent.futures.Future()
         f.set_running_or_notify_cancel()
 
-        def gather():
-            try:
-                value = list(results)
-            except BaseException as e:  # noqa: B902 - the call's error, for get()
-                f.set_exception(e)
+        def done(calls):
+            values, exc = calls.values()
+            _call_back(callback, error_callback, exc is None,
+                       values if exc is None else exc)
+            if exc is None:
+                f.set_result(values)
             else:
-                f.set_result(value)
+                f.set_exception(exc)
 
-        out = AsyncResult(f, callback, error_callback)
-        threading.Thread(target=gather, name="shoal-pool-map-async", daemon=True).start()
-        return out
+        self._calls(func, (iterable,), chunksize, star=star, done=done)
+        return AsyncResult(f)
 
     def map_async(self, func: Callable[[Any], Any], iterable: Iterable[Any],
                   chunksize: Optional[int] = None,
@@ -661,8 +672,11 @@ class Pool(concurrent.futures.Executor):
                     ) -> "AsyncResult":
         """As multiprocessing.Pool.apply_async: an AsyncResult."""
         self._check_running()
-        return AsyncResult(self._future(func, tuple(args), dict(kwds or {})), callback,
-                           error_callback)
+        out = AsyncResult(None, callback, error_callback)
+        # Its callbacks are the Future's _before: run before it is resolved.
+        out._f = self._future(func, tuple(args), dict(kwds or {}),
+                              out._before if callback or error_callback else None)
+        return out
 
     def apply(self, func: Callable[..., Any], args: Iterable[Any] = (),
               kwds: Optional[Mapping[str, Any]] = None) -> Any:
@@ -734,13 +748,16 @@ class Pool(concurrent.futures.Executor):
         """As Executor.shutdown. With ``cancel_futures``, tasks no worker
         has started are cancelled, those handed to a worker ahead of time
         (prefetched) included. With ``wait``, returns when every task
-        has finished and every worker has left."""
+        has finished and every worker has left. Not with ``wait`` in a
+        callback of apply_async() or map_async() (RuntimeError): it runs
+        on the pool's results thread, which would wait for itself."""
+        if wait:
+            self._check_not_results_thread("shutdown(wait=True)")
         with self._lock:
             self._shutdown = True
             pending = list(self._runs.values())
         if cancel_futures:
-            for calls in list(self._open_inputs):
-                calls.stop()
+            self._stop_inputs(wait=True)
             exc = concurrent.futures.CancelledError()
             for run in pending:
                 which = bytearray(run.end - run.first)
@@ -753,6 +770,18 @@ class Pool(concurrent.futures.Executor):
         else:
             threading.Thread(target=lambda: (self._drain(), self._destroy(wait=False)),
                              daemon=True).start()
+
+    def _check_not_results_thread(self, what):
+        """Waiting for the pool's tasks on its results thread (a callback
+        runs there) would wait for ever: the thread would wait for itself
+        to hand over the results. A RuntimeError instead, as
+        multiprocessing.Pool's join() raises there ("cannot join current
+        thread")."""
+        if threading.current_thread() is getattr(self, "_collector", None):
+            raise RuntimeError(
+                f"shoal.Pool.{what} called on the pool's results thread (in a callback "
+                f"of apply_async() or map_async()): it would wait for itself; call "
+                f"close() or shutdown(wait=False) there, and join() elsewhere")
 
     def close(self) -> None:
         """As multiprocessing.Pool.close: no new tasks (ValueError for
@@ -816,12 +845,18 @@ class Pool(concurrent.futures.Executor):
         imap()'s input is submitted first) and the workers have left.
         Without close() first it closes the pool too. (shutdown(), as
         Executor's, waits only for the tasks submitted: an endless imap()
-        input still open does not hold it.)"""
+        input still open does not hold it.) Not in a callback of
+        apply_async() or map_async() (RuntimeError): see shutdown()."""
+        self._check_not_results_thread("join()")
         with self._lock:
             self._shutdown = True
-        for calls in list(self._open_inputs):
-            calls.finish()
-        self.shutdown(wait=True)
+            inputs = list(self._open_inputs)
+        try:
+            for calls in inputs:
+                calls.finish()
+        finally:
+            # Whatever finishing an input raised (a Ctrl-C), the pool shuts down.
+            self.shutdown(wait=True)
 
     def _destroy(self, wait=True):
         """Destroy the C pool in a thread of its own (not a daemon: the
