@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 
 import shoal
@@ -213,3 +214,34 @@ def test_join_in_a_callback_raises(how):
     assert r.successful()
     p.close()
     p.join()
+
+
+def test_a_function_or_item_that_cannot_be_pickled():
+    """As the standard pools: submit(), apply_async() and map_async() give
+    the error through the Future or AsyncResult (and error_callback), not
+    at the call; imap() raises it at its item; map() at the call."""
+    def bad():
+        return 0
+
+    errs = []
+    with shoal.Pool(1, max_tasks=np.int64(3)) as p:  # an integer-like is taken
+        f = p.submit(bad)
+        assert isinstance(f.exception(10), (pickle.PicklingError, AttributeError))
+        r = p.apply_async(bad, error_callback=errs.append)
+        with pytest.raises((pickle.PicklingError, AttributeError)):
+            r.get(10)
+        r = p.map_async(_sq, [1, bad], error_callback=errs.append)
+        with pytest.raises((pickle.PicklingError, AttributeError)):
+            r.get(10)
+        r = p.map_async(bad, [1], error_callback=errs.append)
+        assert not r.successful()
+        assert len(errs) == 3
+        it = p.imap(bad, [1, 2])
+        with pytest.raises((pickle.PicklingError, AttributeError)):
+            next(it)
+        with pytest.raises((pickle.PicklingError, AttributeError)):
+            p.map(_sq, [1, bad])
+        assert p.apply_async(_sq, (4,)).get(10) == 16
+    for v in (0, 0.5, "12", np.float64(2.0)):
+        with pytest.raises(ValueError):
+            shoal.Pool(1, max_tasks=v)

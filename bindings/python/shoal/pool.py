@@ -52,6 +52,7 @@ import errno
 import functools
 import itertools
 import multiprocessing
+import operator
 import os
 import pickle
 import re
@@ -227,10 +228,16 @@ class Pool(concurrent.futures.Executor):
             raise ValueError(f"unknown start method {start_method!r}")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be callable")
-        # A ValueError for any but a positive int, as multiprocessing.Pool's
-        # maxtasksperchild (0.5 and "12" included).
-        if max_tasks is not None and (not isinstance(max_tasks, int) or max_tasks < 1):
-            raise ValueError("max_tasks must be a positive int or None")
+        # A ValueError for any but a positive integer, as multiprocessing.
+        # Pool's maxtasksperchild (0.5 and "12" included); an integer-like
+        # (numpy.int64: operator.index) is taken.
+        if max_tasks is not None:
+            try:
+                max_tasks = operator.index(max_tasks)
+            except TypeError:
+                max_tasks = 0
+            if max_tasks < 1:
+                raise ValueError("max_tasks must be a positive int or None")
         if max_attempts is not None and max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if record_memory and not memory_interval > 0:
@@ -346,13 +353,15 @@ class Pool(concurrent.futures.Executor):
 
     # ---- submitting ----
 
-    def _submit(self, fn, kind, blobs, target, feeding=False):
+    def _submit(self, fn, kind, blobs, target, feeding=False, pre=None):
         """Queue one task per pickled calls of @kind in @blobs, all in one
         C call; the results thread hands each result to @target, told of
         their ids (``add``) before the results thread can see them. Returns
         the first id. @feeding: the rest of an imap() given before close(),
-        which a closed pool still takes until it is destroyed."""
-        pre = _task_prefix(fn, kind)
+        which a closed pool still takes until it is destroyed. @pre: the
+        tasks' prefix (_task_prefix(@fn, @kind)), if made already."""
+        if pre is None:
+            pre = _task_prefix(fn, kind)
         data = pre.join(itertools.chain((b"",), blobs))
         lens = array.array("Q", map(len(pre).__add__, map(len, blobs)))
         first = _u64()  # ids start at 1: 0 until the C call has queued them
@@ -447,9 +456,11 @@ class Pool(concurrent.futures.Executor):
     def _future(self, fn, args, kwargs, before=None):
         """A Future of fn(*args, **kwargs); @before: a _Future's _before."""
         try:
+            pre = _task_prefix(fn, 0)
             blob = pickle.dumps(([args], kwargs or None), pickle.HIGHEST_PROTOCOL)
         except Exception as e:  # noqa: B902 - the task's error, as below
-            # Arguments that cannot be pickled fail the task, not the call:
+            # A function or arguments that cannot be pickled fail the
+            # task, not the call:
             # both standard pools pickle in a thread of their own and give
             # the error through the Future (or AsyncResult.get() and
             # error_callback). A pool shut down still refuses first.
@@ -462,7 +473,7 @@ class Pool(concurrent.futures.Executor):
             f.set_exception(e)
             return f
         f = _Future(self, before)
-        f._tid = self._submit(fn, 0, [blob], _One(f))
+        f._tid = self._submit(fn, 0, [blob], _One(f), pre=pre)
         return f
 
     def _check_running(self):
@@ -634,6 +645,11 @@ class Pool(concurrent.futures.Executor):
         get(), wait(), ready(), the callbacks and join() behave as
         multiprocessing.Pool's."""
         self._check_running()
+        if chunksize is not None and chunksize < 1:
+            raise ValueError("chunksize must be >= 1")
+        # Read whole first, as multiprocessing.Pool.map_async reads it: its
+        # error is raised here, and any error after it is one of pickling.
+        items = iterable if isinstance(iterable, (list, tuple)) else list(iterable)
         f = concurrent.futures.Future()
         f.set_running_or_notify_cancel()
 
@@ -646,7 +662,17 @@ class Pool(concurrent.futures.Executor):
             else:
                 f.set_exception(exc)
 
-        self._calls(func, (iterable,), chunksize, star=star, done=done)
+        try:
+            self._calls(func, (items,), chunksize, star=star, done=done)
+        except Exception as e:  # noqa: B902 - the call's error, for get()
+            with self._lock:
+                if self._shutdown:
+                    raise  # closed meanwhile: refused, as at the call
+            # A function or an item that cannot be pickled fails the
+            # call, not map_async(): multiprocessing.Pool pickles in a
+            # thread of its own and gives it to error_callback and get().
+            _call_back(callback, error_callback, False, e)
+            f.set_exception(e)
         return AsyncResult(f)
 
     def map_async(self, func: Callable[[Any], Any], iterable: Iterable[Any],
