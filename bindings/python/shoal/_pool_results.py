@@ -98,10 +98,14 @@ class _Future(concurrent.futures.Future):
     """A submit()'s Future: cancel() drops its task if no worker has started
     it, and refuses (False) once one has: its result is coming."""
 
-    def __init__(self, pool):
+    def __init__(self, pool, before=None):
         super().__init__()
         self._pool = weakref.ref(pool)
         self._tid = None  # set by Pool._future(), before anyone sees it
+        # apply_async()'s callbacks: run with (ok, result or exception)
+        # before the Future is resolved, so that get() and wait() return
+        # only once they have run, as multiprocessing.Pool's do.
+        self._before = before
 
     def cancel(self):
         pool = self._pool()
@@ -154,7 +158,16 @@ class _One:
         if not f.set_running_or_notify_cancel():
             return  # cancelled: nobody wants it
         if ok:
-            f.set_result(value[0])
+            value = value[0]
+        self._resolve(ok, value)
+
+    def _resolve(self, ok, value):
+        f = self.f
+        before, f._before = f._before, None  # it holds the Future: no cycle left
+        if before is not None:
+            before(ok, value)
+        if ok:
+            f.set_result(value)
         else:
             f.set_exception(value)
 
@@ -166,9 +179,10 @@ class _One:
         thread failed): cancelled if it can be and @exc says so, else it
         fails with @exc."""
         if isinstance(exc, concurrent.futures.CancelledError) and self.f._cancel_here():
+            self.f._before = None
             return
         if not self.f.done():
-            self.f.set_exception(exc)
+            self._resolve(False, exc)
 
 
 _GONE = (True, ())  # a result already handed to the caller
@@ -206,7 +220,7 @@ class _Calls:
     once the result it waits for has come."""
 
     __slots__ = ("pool", "segs", "out", "order", "cond", "ready", "src", "k", "window", "error",
-                 "feeding", "__weakref__")
+                 "feeding", "done", "sealed", "scan", "__weakref__")
 
     def __init__(self, pool, unordered=False):
         self.pool = pool
@@ -223,6 +237,12 @@ class _Calls:
         # Held while tasks are submitted from src: by the caller as it
         # reads, or by join() finishing the input (finish()).
         self.feeding = threading.Lock()
+        # map_async()'s: called once with this _Calls when every task has
+        # its result (or its error), by the thread that put the last one
+        # (the results thread, unless all came before the last batch was
+        # submitted: then by seal()); sealed once the input is all
+        # submitted; results before index scan are all in.
+        self.done, self.sealed, self.scan = None, False, 0
 
     def add(self, first, n):
         """Tasks first .. first + n - 1 were submitted (Pool._submit, under
@@ -242,6 +262,42 @@ class _Calls:
         if ready is not None and ready():
             with self.cond:
                 self.cond.notify_all()
+        if self.done is not None:
+            self._finish_if_done()
+
+    def seal(self):
+        """Every task of the call is submitted: the call is done once
+        each has its result (map_async())."""
+        with self.cond:
+            self.sealed = True
+        self._finish_if_done()
+
+    def _finish_if_done(self):
+        out = self.out
+        with self.cond:
+            if self.done is None or not self.sealed:
+                return
+            # Results come nearly in order: scan moves on from where it
+            # stopped, so a call's checks cost its length in all.
+            i, n = self.scan, len(out)
+            while i < n and out[i] is not None:
+                i += 1
+            self.scan = i
+            if i < n:
+                return
+            done, self.done = self.done, None
+        done(self)
+
+    def values(self):
+        """Every task's values in one list, and the first error in
+        task order (None if none): once done."""
+        values, loads = [], pickle.loads
+        try:
+            for res in self.out:
+                values += loads(res) if type(res) is bytes else _value(res)
+        except Exception as e:  # noqa: B902 - the call's error, for get()
+            return values, e
+        return values, None
 
     def end(self, first, n, exc):
         """No result will come for tasks first .. first + n - 1 (of one
@@ -281,7 +337,16 @@ class _Calls:
             if src is None or room <= 0:
                 return False
             k = min(self.k, room)
-            n, self.error = src(k)
+            try:
+                n, self.error = src(k)
+            except Exception as e:  # noqa: B902 - raised in its place
+                # Not the input's own error (src catches that): an item
+                # that cannot be pickled, or the pool gone. The input ends
+                # there, its error in its place, as multiprocessing.Pool's
+                # imap raises at that item: never out of join(), nor a
+                # batch silently left out.
+                self.src, self.error = None, e
+                return False
             if n < k or self.error is not None:
                 self.src = None  # the input is at its end (or failed)
             self.k = min(4 * self.k, _LAST_BATCH)
@@ -290,12 +355,18 @@ class _Calls:
     def finish(self):
         """Submit the rest of the input, whatever the window (join():
         multiprocessing.Pool runs an imap()'s whole input after close(),
-        and its results stay to be read after join())."""
-        while self.src is not None:
+        and its results stay to be read after join()). Returns at once
+        once the pool is being destroyed (terminate()): nothing more runs."""
+        while self.src is not None and self.pool._ptr:
             self._more(len(self.out))
 
-    def stop(self):
-        """Submit nothing more (shutdown(cancel_futures=True))."""
+    def stop(self, wait=True):
+        """Submit nothing more (shutdown(cancel_futures=True)). Without
+        @wait (terminate()), not even a batch being read now is waited
+        for: its submission fails on the pool destroyed."""
+        if not wait:
+            self.src = None
+            return
         with self.feeding:
             self.src = None
 
@@ -432,12 +503,34 @@ class _Run:
         self.out, self.shift, self.order = target.add(first, n)
 
 
-class AsyncResult:
-    """What apply_async() returns, as in multiprocessing.pool."""
+def _call_back(callback, error_callback, ok, value):
+    """Run apply_async()'s or map_async()'s @callback with its result
+    @value, or @error_callback with its exception, before the result is
+    ready, as multiprocessing.Pool does. None for a task cancelled (the
+    pool terminated): multiprocessing.Pool calls neither then. A callback's
+    own exception is logged, as a Future's done-callback's is."""
+    if ok:
+        fn = callback
+    else:
+        fn = None if isinstance(value, concurrent.futures.CancelledError) else error_callback
+    if fn is None:
+        return
+    try:
+        fn(value)
+    except Exception:  # noqa: B902 - the result must still be given
+        concurrent.futures._base.LOGGER.exception("exception calling callback %r", fn)
 
-    def __init__(self, future, callback=None, error_callback=None):
+
+class AsyncResult:
+    """What apply_async() returns, as in multiprocessing.pool. The pool
+    makes it with no Future, runs its callbacks (_before) before it
+    resolves the Future, and then sets _f; given a Future with callbacks,
+    they are its done-callbacks."""
+
+    def __init__(self, future=None, callback=None, error_callback=None):
         self._f = future
-        if callback or error_callback:
+        self._callback, self._error_callback = callback, error_callback
+        if future is not None and (callback or error_callback):
             def done(f):
                 if f.cancelled():
                     return
@@ -447,6 +540,9 @@ class AsyncResult:
                 elif e is not None and error_callback:
                     error_callback(e)
             future.add_done_callback(done)
+
+    def _before(self, ok, value):
+        _call_back(self._callback, self._error_callback, ok, value)
 
     def get(self, timeout: Optional[float] = None) -> Any:
         try:
@@ -528,6 +624,12 @@ def _collect_loop(ref, ptr, stopping):
             pool = None
             continue
         pool = None
+        # That may have been the last reference (another thread cancelled
+        # or dropped what was due meanwhile): the pool's __del__ then ran
+        # here, and its C pool may be freed already. Looked at again, so
+        # that this thread never waits on it.
+        if stopping.is_set():
+            return
         n = _wait_into(ptr, 200_000_000, results, len(results), buf, len(buf))
         if n == -errno.EPIPE:
             return

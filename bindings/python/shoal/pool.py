@@ -52,6 +52,7 @@ import errno
 import functools
 import itertools
 import multiprocessing
+import operator
 import os
 import pickle
 import re
@@ -72,8 +73,8 @@ from ._pool_abi import (_JOIN, _SPAWN, REASONS, SHOAL_EWORKERLOST,  # noqa: F401
                         _hooks_release, _Info, _info,
                         _name, _stats, _Stats, _submit_many, _task_state, _u64, _vp)
 from ._pool_results import (AsyncResult, WorkerLost,  # noqa: F401
-                            _FIRST_BATCH, _LAST_BATCH, _Calls, _collect, _failure, _fmt,
-                            _Future, _One, _Run)
+                            _FIRST_BATCH, _LAST_BATCH, _call_back, _Calls, _collect,
+                            _failure, _fmt, _Future, _One, _Run)
 from ._pool_wire import RemoteTraceback, _ONE, _task_prefix  # noqa: F401
 from ._pool_worker import _worker_main
 from .memstat import MemoryMonitor
@@ -227,10 +228,16 @@ class Pool(concurrent.futures.Executor):
             raise ValueError(f"unknown start method {start_method!r}")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be callable")
-        # A ValueError for any but a positive int, as multiprocessing.Pool's
-        # maxtasksperchild (0.5 and "12" included).
-        if max_tasks is not None and (not isinstance(max_tasks, int) or max_tasks < 1):
-            raise ValueError("max_tasks must be a positive int or None")
+        # A ValueError for any but a positive integer, as multiprocessing.
+        # Pool's maxtasksperchild (0.5 and "12" included); an integer-like
+        # (numpy.int64: operator.index) is taken.
+        if max_tasks is not None:
+            try:
+                max_tasks = operator.index(max_tasks)
+            except TypeError:
+                max_tasks = 0
+            if max_tasks < 1:
+                raise ValueError("max_tasks must be a positive int or None")
         if max_attempts is not None and max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if record_memory and not memory_interval > 0:
@@ -346,13 +353,15 @@ class Pool(concurrent.futures.Executor):
 
     # ---- submitting ----
 
-    def _submit(self, fn, kind, blobs, target, feeding=False):
+    def _submit(self, fn, kind, blobs, target, feeding=False, pre=None):
         """Queue one task per pickled calls of @kind in @blobs, all in one
         C call; the results thread hands each result to @target, told of
         their ids (``add``) before the results thread can see them. Returns
         the first id. @feeding: the rest of an imap() given before close(),
-        which a closed pool still takes until it is destroyed."""
-        pre = _task_prefix(fn, kind)
+        which a closed pool still takes until it is destroyed. @pre: the
+        tasks' prefix (_task_prefix(@fn, @kind)), if made already."""
+        if pre is None:
+            pre = _task_prefix(fn, kind)
         data = pre.join(itertools.chain((b"",), blobs))
         lens = array.array("Q", map(len(pre).__add__, map(len, blobs)))
         first = _u64()  # ids start at 1: 0 until the C call has queued them
@@ -444,22 +453,27 @@ class Pool(concurrent.futures.Executor):
                 return None
             return _task_state(self._ptr, tid)
 
-    def _future(self, fn, args, kwargs):
+    def _future(self, fn, args, kwargs, before=None):
+        """A Future of fn(*args, **kwargs); @before: a _Future's _before."""
         try:
+            pre = _task_prefix(fn, 0)
             blob = pickle.dumps(([args], kwargs or None), pickle.HIGHEST_PROTOCOL)
         except Exception as e:  # noqa: B902 - the task's error, as below
-            # Arguments that cannot be pickled fail the task, not the call:
+            # A function or arguments that cannot be pickled fail the
+            # task, not the call:
             # both standard pools pickle in a thread of their own and give
             # the error through the Future (or AsyncResult.get() and
             # error_callback). A pool shut down still refuses first.
             with self._lock:
                 if self._shutdown:
                     raise RuntimeError("cannot schedule new futures after shutdown") from None
+            if before is not None:
+                before(False, e)
             f = concurrent.futures.Future()
             f.set_exception(e)
             return f
-        f = _Future(self)
-        f._tid = self._submit(fn, 0, [blob], _One(f))
+        f = _Future(self, before)
+        f._tid = self._submit(fn, 0, [blob], _One(f), pre=pre)
         return f
 
     def _check_running(self):
@@ -473,14 +487,16 @@ class Pool(concurrent.futures.Executor):
         """Run fn(*args, **kwargs) in a worker; a Future of its result."""
         return self._future(fn, args, kwargs)
 
-    def _calls(self, fn, iterables, chunksize, star=False, unordered=False, lazy=False):
+    def _calls(self, fn, iterables, chunksize, star=False, unordered=False, lazy=False,
+               done=None):
         """Submit fn(*args) for the argument tuples zip(*@iterables) gives
         (or, with @star, the one iterable's items), ``chunksize`` calls per
         task: a _Calls that holds their results. Over one iterable, the
         tasks carry the bare arguments (kind _ONE). All at once (as
         Executor.map, and Pool.map, which take the whole input first), or,
         if @lazy (imap), the first batch now and the rest as results are
-        taken, a window of tasks in flight."""
+        taken, a window of tasks in flight. @done: the _Calls' done
+        (map_async()), told once every task has its result."""
         if chunksize is None:  # multiprocessing.Pool's default: batching is the pool's
             chunksize = 1
         if chunksize < 1:
@@ -491,11 +507,7 @@ class Pool(concurrent.futures.Executor):
             kind = 0
             it = map(tuple, iterables[0]) if star else zip(*iterables)
 
-        def batch(k, items=None):
-            """The next @k tasks (or those of @items), pickled (fewer at the
-            end; none past it): no Python code runs per call or per task."""
-            if items is None:
-                items = list(itertools.islice(it, k * chunksize))
+        def chunks_of(items):
             # Chunks are tuples cut by zip() from one iterator (a tuple
             # pickles and unpickles a little faster than a list, and zip
             # cuts them faster than slices); a short last chunk is cut on
@@ -506,6 +518,14 @@ class Pool(concurrent.futures.Executor):
                 chunks = itertools.chain(chunks, (tuple(items[full:]),))
             if kind != _ONE:
                 chunks = zip(chunks, itertools.repeat(None))  # (calls, kwargs)
+            return chunks
+
+        def batch(k, items=None):
+            """The next @k tasks (or those of @items), pickled (fewer at the
+            end; none past it): no Python code runs per call or per task."""
+            if items is None:
+                items = list(itertools.islice(it, k * chunksize))
+            chunks = chunks_of(items)
             # Pickled _LAST_BATCH at a time: one call holds the GIL
             # throughout, and the results thread waits for it.
             blobs, proto = [], itertools.repeat(pickle.HIGHEST_PROTOCOL)
@@ -518,6 +538,7 @@ class Pool(concurrent.futures.Executor):
         # Submitted in batches growing from a small one, so that workers
         # start while the caller still pickles the rest.
         calls, k = _Calls(self, unordered), _FIRST_BATCH
+        calls.done = done  # before the first result can come
         if lazy:
             def src(k):
                 """Submit the next @k tasks: how many, and the input's
@@ -532,7 +553,19 @@ class Pool(concurrent.futures.Executor):
                     # run: multiprocessing.Pool.imap raises at the start
                     # of that chunk's results.
                     del items[len(items) - len(items) % chunksize:]
-                blobs = batch(k, items)
+                try:
+                    blobs = batch(k, items)
+                except Exception:  # noqa: B902 - found again below, in its place
+                    # A task that cannot be pickled ends the input there,
+                    # as the input's own error does: the tasks before it
+                    # still go.
+                    blobs = []
+                    for chunk in chunks_of(items):
+                        try:
+                            blobs.append(pickle.dumps(chunk, pickle.HIGHEST_PROTOCOL))
+                        except Exception as e:  # noqa: B902
+                            err = e
+                            break
                 if blobs:
                     self._submit(fn, kind, blobs, calls, feeding=True)
                 return len(blobs), err
@@ -542,7 +575,8 @@ class Pool(concurrent.futures.Executor):
             # worth of tasks runs as fast through imap().
             calls.src, calls.k = src, k
             calls.window = max(2 * _LAST_BATCH, 4 * self._workers * self._prefetch)
-            self._open_inputs.add(calls)
+            with self._lock:  # join() and terminate() copy the set under it
+                self._open_inputs.add(calls)
             try:
                 calls._more(0)
             except BaseException:
@@ -554,12 +588,15 @@ class Pool(concurrent.futures.Executor):
             while True:
                 blobs = batch(k)
                 if not blobs:
-                    return calls
+                    break
                 self._submit(fn, kind, blobs, calls)
                 k = min(4 * k, self._last_batch)
         except BaseException:
+            calls.done = None  # the call raises: it has no result to give
             calls._drop()
             raise
+        calls.seal()
+        return calls
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
             timeout: Optional[float] = None, chunksize: int = 1) -> Iterator[Any]:
@@ -601,25 +638,42 @@ class Pool(concurrent.futures.Executor):
 
     def _list_async(self, func, iterable, chunksize, star, callback, error_callback):
         """map_async() and starmap_async(): the tasks are submitted now (the
-        input read whole, its error raised here, as map() does); a thread
-        of the call's own gathers the list, so get(), wait(), ready() and
-        the callbacks behave as multiprocessing.Pool's."""
+        input read whole, its error raised here, as map() does). No thread
+        of its own: the thread that hands over the last result (the
+        results thread) makes the list, runs the callback (or, with the
+        first error in task order, error_callback), then makes it ready, so
+        get(), wait(), ready(), the callbacks and join() behave as
+        multiprocessing.Pool's."""
         self._check_running()
-        results = self._calls(func, (iterable,), chunksize, star=star).ordered(None)
+        if chunksize is not None and chunksize < 1:
+            raise ValueError("chunksize must be >= 1")
+        # Read whole first, as multiprocessing.Pool.map_async reads it: its
+        # error is raised here, and any error after it is one of pickling.
+        items = iterable if isinstance(iterable, (list, tuple)) else list(iterable)
         f = concurrent.futures.Future()
         f.set_running_or_notify_cancel()
 
-        def gather():
-            try:
-                value = list(results)
-            except BaseException as e:  # noqa: B902 - the call's error, for get()
-                f.set_exception(e)
+        def done(calls):
+            values, exc = calls.values()
+            _call_back(callback, error_callback, exc is None,
+                       values if exc is None else exc)
+            if exc is None:
+                f.set_result(values)
             else:
-                f.set_result(value)
+                f.set_exception(exc)
 
-        out = AsyncResult(f, callback, error_callback)
-        threading.Thread(target=gather, name="shoal-pool-map-async", daemon=True).start()
-        return out
+        try:
+            self._calls(func, (items,), chunksize, star=star, done=done)
+        except Exception as e:  # noqa: B902 - the call's error, for get()
+            with self._lock:
+                if self._shutdown:
+                    raise  # closed meanwhile: refused, as at the call
+            # A function or an item that cannot be pickled fails the
+            # call, not map_async(): multiprocessing.Pool pickles in a
+            # thread of its own and gives it to error_callback and get().
+            _call_back(callback, error_callback, False, e)
+            f.set_exception(e)
+        return AsyncResult(f)
 
     def map_async(self, func: Callable[[Any], Any], iterable: Iterable[Any],
                   chunksize: Optional[int] = None,
@@ -644,8 +698,11 @@ class Pool(concurrent.futures.Executor):
                     ) -> "AsyncResult":
         """As multiprocessing.Pool.apply_async: an AsyncResult."""
         self._check_running()
-        return AsyncResult(self._future(func, tuple(args), dict(kwds or {})), callback,
-                           error_callback)
+        out = AsyncResult(None, callback, error_callback)
+        # Its callbacks are the Future's _before: run before it is resolved.
+        out._f = self._future(func, tuple(args), dict(kwds or {}),
+                              out._before if callback or error_callback else None)
+        return out
 
     def apply(self, func: Callable[..., Any], args: Iterable[Any] = (),
               kwds: Optional[Mapping[str, Any]] = None) -> Any:
@@ -717,13 +774,16 @@ class Pool(concurrent.futures.Executor):
         """As Executor.shutdown. With ``cancel_futures``, tasks no worker
         has started are cancelled, those handed to a worker ahead of time
         (prefetched) included. With ``wait``, returns when every task
-        has finished and every worker has left."""
+        has finished and every worker has left. Not with ``wait`` in a
+        callback of apply_async() or map_async() (RuntimeError): it runs
+        on the pool's results thread, which would wait for itself."""
+        if wait:
+            self._check_not_results_thread("shutdown(wait=True)")
         with self._lock:
             self._shutdown = True
             pending = list(self._runs.values())
         if cancel_futures:
-            for calls in list(self._open_inputs):
-                calls.stop()
+            self._stop_inputs(wait=True)
             exc = concurrent.futures.CancelledError()
             for run in pending:
                 which = bytearray(run.end - run.first)
@@ -736,6 +796,18 @@ class Pool(concurrent.futures.Executor):
         else:
             threading.Thread(target=lambda: (self._drain(), self._destroy(wait=False)),
                              daemon=True).start()
+
+    def _check_not_results_thread(self, what):
+        """Waiting for the pool's tasks on its results thread (a callback
+        runs there) would wait for ever: the thread would wait for itself
+        to hand over the results. A RuntimeError instead, as
+        multiprocessing.Pool's join() raises there ("cannot join current
+        thread")."""
+        if threading.current_thread() is getattr(self, "_collector", None):
+            raise RuntimeError(
+                f"shoal.Pool.{what} called on the pool's results thread (in a callback "
+                f"of apply_async() or map_async()): it would wait for itself; call "
+                f"close() or shutdown(wait=False) there, and join() elsewhere")
 
     def close(self) -> None:
         """As multiprocessing.Pool.close: no new tasks (ValueError for
@@ -777,12 +849,21 @@ class Pool(concurrent.futures.Executor):
                 self._idle.wait()
 
     def terminate(self) -> None:
-        """Stop now: unfinished tasks are cancelled, workers leave or are
-        killed after the grace time. Interrupted (Ctrl-C), the pool is still
-        destroyed, by its own thread, before the interpreter exits."""
+        """Stop now: unfinished tasks are cancelled, an open imap()
+        input is read no further, workers leave or are killed after the
+        grace time. Interrupted (Ctrl-C), the pool is still destroyed, by
+        its own thread, before the interpreter exits."""
         with self._lock:
             self._shutdown = True
+        self._stop_inputs()
         self._destroy()
+
+    def _stop_inputs(self, wait=False):
+        """Submit nothing more from any open imap() input (_Calls.stop)."""
+        with self._lock:  # a WeakSet is not safe to copy while another thread adds
+            inputs = list(self._open_inputs)
+        for calls in inputs:
+            calls.stop(wait)
 
     def join(self) -> None:
         """As multiprocessing.Pool.join, after close() or terminate():
@@ -790,12 +871,18 @@ class Pool(concurrent.futures.Executor):
         imap()'s input is submitted first) and the workers have left.
         Without close() first it closes the pool too. (shutdown(), as
         Executor's, waits only for the tasks submitted: an endless imap()
-        input still open does not hold it.)"""
+        input still open does not hold it.) Not in a callback of
+        apply_async() or map_async() (RuntimeError): see shutdown()."""
+        self._check_not_results_thread("join()")
         with self._lock:
             self._shutdown = True
-        for calls in list(self._open_inputs):
-            calls.finish()
-        self.shutdown(wait=True)
+            inputs = list(self._open_inputs)
+        try:
+            for calls in inputs:
+                calls.finish()
+        finally:
+            # Whatever finishing an input raised (a Ctrl-C), the pool shuts down.
+            self.shutdown(wait=True)
 
     def _destroy(self, wait=True):
         """Destroy the C pool in a thread of its own (not a daemon: the
@@ -813,25 +900,28 @@ class Pool(concurrent.futures.Executor):
             # The results thread leaves at once if it waits for work (the
             # notify below), else within one wait slice (200 ms), so it is
             # never inside, or about to enter, shoal_pool_wait() on a freed
-            # pool: it is joined first, unless the last reference went in
-            # that thread itself (it then sees the event before it would
-            # wait again).
+            # pool: the destroying thread joins it first, even when the
+            # last reference went in the results thread itself (it sees
+            # the event before it would wait again, and leaves).
             with self._lock:
                 self._stopping.set()
                 self._work.notify()
             # Until destroyed, the hooks find the pool even once it is
             # otherwise gone (collected in a cycle): they join its workers.
             _hooked[self._hook_key] = lambda: self
-            threading.Thread(target=self._destroy_now, args=(ptr, threading.current_thread()),
+            threading.Thread(target=self._destroy_now, args=(ptr,),
                              name="shoal-pool-destroy").start()
         if wait and threading.current_thread() is not self._collector and \
                 not getattr(_in_hook, "on", False):
             self._gone.wait()
 
-    def _destroy_now(self, ptr, caller):
+    def _destroy_now(self, ptr):
         try:
-            if caller is not self._collector:
-                self._collector.join()
+            # Always: a thread of its own, never the results thread. Not
+            # joined when the pool was dropped in the results thread, a
+            # garbage collection there at any allocation (the call into
+            # shoal_pool_wait_into() included) could free the C pool under it.
+            self._collector.join()
             _destroy(ptr)
         finally:
             # The join hook asks the server until the C pool's exit
@@ -839,6 +929,7 @@ class Pool(concurrent.futures.Executor):
             if self._server is not None:
                 self._server.close()
             _hooked.pop(self._hook_key, None)
+            self._stop_inputs()
             self._end_waiting(concurrent.futures.CancelledError("the pool was terminated"))
             self._gone.set()
             _live_pools.discard(self)
