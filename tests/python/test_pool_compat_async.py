@@ -1,7 +1,9 @@
 """shoal.Pool's results thread and the calls it finishes, against what
 multiprocessing.Pool does: apply_async()'s and map_async()'s callbacks
 (run before the result is ready, on the results thread, waited for by
-join(); join() inside one raises), an imap() input at terminate() and
+join(); join() and any wait for the pool's results inside one raise; a
+call terminate() cancels runs neither; a task's SystemExit fails its
+call), an imap() input at terminate() and
 with an item that cannot be pickled, and a pool whose last reference
 goes in the results thread itself."""
 import concurrent.futures
@@ -245,3 +247,102 @@ def test_a_function_or_item_that_cannot_be_pickled():
     for v in (0, 0.5, "12", np.float64(2.0)):
         with pytest.raises(ValueError):
             shoal.Pool(1, max_tasks=v)
+
+
+def test_a_task_raising_systemexit_fails_its_call():
+    """A worker sends any BaseException a task raises back as its error:
+    SystemExit fails map_async()'s and apply_async()'s result (and goes to
+    error_callback) as multiprocessing.Pool's, never ending the results
+    thread with the call unresolved. An empty map_async() is ready at once
+    and calls no callback, as multiprocessing.Pool's."""
+    errs, called = [], []
+    with shoal.Pool(2) as p:
+        r = p.map_async(sys.exit, [1, 3], error_callback=errs.append)
+        a = p.apply_async(sys.exit, (4,), error_callback=errs.append)
+        r.wait(5)
+        assert r.ready(), "map_async() never resolved"
+        with pytest.raises(SystemExit) as e:
+            r.get(0)
+        assert e.value.code == 1
+        with pytest.raises(SystemExit):
+            a.get(5)
+        assert sorted(x.code for x in errs) == [1, 4]
+        assert p.apply(_sq, (4,)) == 16  # the results thread goes on
+        r = p.map_async(_sq, [], callback=called.append, error_callback=called.append)
+        assert r.ready() and r.get(0) == [] and called == []
+
+
+def _fail_first(x):
+    if x == 0:
+        raise ValueError(x)
+    time.sleep(0.5)
+    return x
+
+
+def test_terminate_in_the_error_callback_of_a_call_it_cancels():
+    """terminate() ends the tasks still running of a map_async() whose
+    first task failed: the call was cancelled, so neither callback runs
+    (get() raises CancelledError), not error_callback with the first
+    failure on the thread destroying the pool, where its terminate()
+    would wait for that thread itself."""
+    p = shoal.Pool(2)
+    called = []
+    r = p.map_async(_fail_first, range(4),
+                    error_callback=lambda e: (called.append(e), p.terminate()))
+    end = time.monotonic() + 10
+    while p._pending == 4 and time.monotonic() < end:  # the failure handed over
+        time.sleep(0.01)
+    t = threading.Thread(target=p.terminate, daemon=True)
+    t.start()
+    t.join(10)
+    hung = t.is_alive()
+    if hung:
+        p._gone.set()  # let the stuck destroy thread go: the suite goes on
+        t.join(10)
+    assert not hung, "terminate() waited for itself"
+    assert called == []
+    with pytest.raises(concurrent.futures.CancelledError):
+        r.get(0)
+
+
+def test_waiting_for_results_in_a_callback_raises():
+    """A callback runs on the results thread, which alone hands over the
+    pool's results: a wait there for one not yet ready (map(), imap(),
+    apply(), AsyncResult.get() and wait(), Future.result()) raises
+    RuntimeError rather than wait for ever; a result ready is returned.
+    (Each wait has a timeout: without the rule the test fails, not hangs.)"""
+    p = shoal.Pool(1)
+    ready_f = p.submit(_sq, 3)
+    ready_a = p.apply_async(_sq, (5,))
+    assert ready_f.result(10) == 9 and ready_a.get(10) == 25
+    waits = {
+        "map": lambda: list(p.map(_sq, [1], timeout=2)),
+        "get": lambda: p.apply_async(_sq, (1,)).get(2),
+        "wait": lambda: p.apply_async(_sq, (1,)).wait(2),
+        "result": lambda: p.submit(_sq, 1).result(2),
+        "apply": lambda: p.apply(_sq, (2,)),  # once the rest raised: no timeout
+        "imap": lambda: list(p.imap(_sq, [1])),
+    }
+    got, msgs = {}, []
+
+    def cb(v):
+        for name, wait in waits.items():
+            if name == "apply" and set(got.values()) != {"RuntimeError"}:
+                break
+            try:
+                wait()
+                got[name] = "returned"
+            except BaseException as e:  # noqa: B902
+                got[name] = type(e).__name__
+                msgs.append(str(e))
+        got["ready"] = (ready_f.result(), ready_a.get(), ready_f.exception())
+
+    for call in (lambda: p.map_async(_sq, [1], callback=cb),
+                 lambda: p.apply_async(_sq, (1,), callback=cb)):
+        got.clear()
+        r = call()
+        r.wait(30)
+        assert r.successful()
+        assert got == dict({k: "RuntimeError" for k in waits}, ready=(9, 25, None))
+        assert "cannot wait for the pool's results" in msgs[-1]
+    p.terminate()

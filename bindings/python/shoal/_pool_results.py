@@ -94,13 +94,50 @@ def _fmt(n):
     return f"{n / 2**20:.1f} MiB"
 
 
-class _Future(concurrent.futures.Future):
+def _check_wait(pool, what):
+    """Waiting for @pool's results on its results thread (a callback of
+    apply_async() or map_async() runs there), or on the thread destroying
+    it, would wait for ever: that thread is the one to hand them over. A
+    RuntimeError instead, as join() raises there."""
+    if pool is None:
+        return
+    me = threading.current_thread()
+    if me is getattr(pool, "_collector", None) or me is getattr(pool, "_destroyer", None):
+        raise RuntimeError(
+            f"shoal.Pool: {what} on the pool's results thread: a callback runs on the "
+            f"pool's results thread and cannot wait for the pool's results (take them "
+            f"in another thread, or chain a call with a callback of its own)")
+
+
+class _Waitable(concurrent.futures.Future):
+    """The Future of a call on a pool (submit(), apply_async(),
+    map_async()): result() and exception() raise RuntimeError rather than
+    wait on the pool's results thread (_check_wait); a result already
+    there is returned as ever."""
+
+    def __init__(self, pool):
+        super().__init__()
+        self._pool = weakref.ref(pool)
+
+    def _check_wait(self, timeout, what="waiting for a result"):
+        if not self.done() and (timeout is None or timeout > 0):
+            _check_wait(self._pool(), what)
+
+    def result(self, timeout=None):
+        self._check_wait(timeout)
+        return super().result(timeout)
+
+    def exception(self, timeout=None):
+        self._check_wait(timeout)
+        return super().exception(timeout)
+
+
+class _Future(_Waitable):
     """A submit()'s Future: cancel() drops its task if no worker has started
     it, and refuses (False) once one has: its result is coming."""
 
     def __init__(self, pool, before=None):
-        super().__init__()
-        self._pool = weakref.ref(pool)
+        super().__init__(pool)
         self._tid = None  # set by Pool._future(), before anyone sees it
         # apply_async()'s callbacks: run with (ok, result or exception)
         # before the Future is resolved, so that get() and wait() return
@@ -289,15 +326,26 @@ class _Calls:
         done(self)
 
     def values(self):
-        """Every task's values in one list, and the first error in
-        task order (None if none): once done."""
-        values, loads = [], pickle.loads
-        try:
-            for res in self.out:
-                values += loads(res) if type(res) is bytes else _value(res)
-        except Exception as e:  # noqa: B902 - the call's error, for get()
-            return values, e
-        return values, None
+        """Every task's values in one list, and the call's error (None if
+        none): once done. The error is the first in task order, any
+        BaseException (a worker sends a task's SystemExit back as its
+        error: it must fail the call, not escape into the results thread),
+        unless a task was cancelled (the pool terminated, or
+        shutdown(cancel_futures=True)): then that CancelledError, whatever
+        failed before it, so that the call runs neither callback."""
+        values, loads, exc = [], pickle.loads, None
+        for res in self.out:
+            try:
+                if exc is None:
+                    values += loads(res) if type(res) is bytes else _value(res)
+                elif type(res) is not bytes and not res[0]:
+                    _value(res)
+            except concurrent.futures.CancelledError as e:
+                return values, e
+            except BaseException as e:  # noqa: B902 - the call's error, for get()
+                if exc is None:
+                    exc = e
+        return values, exc
 
     def end(self, first, n, exc):
         """No result will come for tasks first .. first + n - 1 (of one
@@ -316,6 +364,8 @@ class _Calls:
         # a result, then looks at self.ready (flush), so either the check
         # here sees the result or flush() sees the announcement and wakes
         # this wait.
+        if not ready():
+            _check_wait(self.pool, "iterating a map()'s or imap()'s results")
         with self.cond:
             self.ready = ready
             try:
@@ -551,6 +601,8 @@ class AsyncResult:
             raise multiprocessing.TimeoutError from None
 
     def wait(self, timeout: Optional[float] = None) -> None:
+        if isinstance(self._f, _Waitable):
+            self._f._check_wait(timeout, "AsyncResult.wait()")
         concurrent.futures.wait([self._f], timeout)
 
     def ready(self) -> bool:

@@ -74,7 +74,7 @@ from ._pool_abi import (_JOIN, _SPAWN, REASONS, SHOAL_EWORKERLOST,  # noqa: F401
                         _name, _stats, _Stats, _submit_many, _task_state, _u64, _vp)
 from ._pool_results import (AsyncResult, WorkerLost,  # noqa: F401
                             _FIRST_BATCH, _LAST_BATCH, _call_back, _Calls, _collect,
-                            _failure, _fmt, _Future, _One, _Run)
+                            _failure, _fmt, _Future, _One, _Run, _Waitable)
 from ._pool_wire import RemoteTraceback, _ONE, _task_prefix  # noqa: F401
 from ._pool_worker import _worker_main
 from .memstat import MemoryMonitor
@@ -339,6 +339,7 @@ class Pool(concurrent.futures.Executor):
         # call into it again (see _destroy).
         self._stopping = threading.Event()
         self._gone = threading.Event()  # set once the C pool is destroyed
+        self._destroyer = None  # the thread destroying it (_destroy)
         self._collector = threading.Thread(target=_collect,
                                            args=(ref, self._ptr, self._stopping),
                                            name="shoal-pool-results", daemon=True)
@@ -641,26 +642,43 @@ class Pool(concurrent.futures.Executor):
         input read whole, its error raised here, as map() does). No thread
         of its own: the thread that hands over the last result (the
         results thread) makes the list, runs the callback (or, with the
-        first error in task order, error_callback), then makes it ready, so
-        get(), wait(), ready(), the callbacks and join() behave as
-        multiprocessing.Pool's."""
+        call's error, error_callback: _Calls.values()), then makes it
+        ready, so get(), wait(), ready(), the callbacks and join() behave
+        as multiprocessing.Pool's. An empty input is ready at once, with
+        no callback, as there."""
         self._check_running()
         if chunksize is not None and chunksize < 1:
             raise ValueError("chunksize must be >= 1")
         # Read whole first, as multiprocessing.Pool.map_async reads it: its
         # error is raised here, and any error after it is one of pickling.
         items = iterable if isinstance(iterable, (list, tuple)) else list(iterable)
-        f = concurrent.futures.Future()
+        f = _Waitable(self)
         f.set_running_or_notify_cancel()
+        if not items:
+            # As multiprocessing.Pool's: ready at once, with no callback.
+            f.set_result([])
+            return AsyncResult(f)
 
         def done(calls):
-            values, exc = calls.values()
-            _call_back(callback, error_callback, exc is None,
-                       values if exc is None else exc)
-            if exc is None:
-                f.set_result(values)
-            else:
-                f.set_exception(exc)
+            # The result is given whatever happens here (a Ctrl-C when this
+            # runs in the caller's thread, from seal() or
+            # shutdown(cancel_futures=True); a callback's BaseException):
+            # get(), wait() and join() would otherwise wait for ever, as
+            # calls.done is None already and nothing calls this again.
+            values = exc = None
+            try:
+                values, exc = calls.values()
+                _call_back(callback, error_callback, exc is None,
+                           values if exc is None else exc)
+            except BaseException as e:  # noqa: B902 - given as the call's error, and raised
+                if values is None:
+                    exc = e  # interrupted before its list was made
+                raise
+            finally:
+                if exc is None:
+                    f.set_result(values)
+                else:
+                    f.set_exception(exc)
 
         try:
             self._calls(func, (items,), chunksize, star=star, done=done)
@@ -803,7 +821,8 @@ class Pool(concurrent.futures.Executor):
         to hand over the results. A RuntimeError instead, as
         multiprocessing.Pool's join() raises there ("cannot join current
         thread")."""
-        if threading.current_thread() is getattr(self, "_collector", None):
+        me = threading.current_thread()
+        if me is getattr(self, "_collector", None) or me is getattr(self, "_destroyer", None):
             raise RuntimeError(
                 f"shoal.Pool.{what} called on the pool's results thread (in a callback "
                 f"of apply_async() or map_async()): it would wait for itself; call "
@@ -909,9 +928,14 @@ class Pool(concurrent.futures.Executor):
             # Until destroyed, the hooks find the pool even once it is
             # otherwise gone (collected in a cycle): they join its workers.
             _hooked[self._hook_key] = lambda: self
-            threading.Thread(target=self._destroy_now, args=(ptr,),
-                             name="shoal-pool-destroy").start()
-        if wait and threading.current_thread() is not self._collector and \
+            t = threading.Thread(target=self._destroy_now, args=(ptr,),
+                                 name="shoal-pool-destroy")
+            # Recorded before it starts: terminate() there (in anything
+            # it calls) must not wait for itself.
+            self._destroyer = t
+            t.start()
+        me = threading.current_thread()
+        if wait and me is not self._collector and me is not self._destroyer and \
                 not getattr(_in_hook, "on", False):
             self._gone.wait()
 
