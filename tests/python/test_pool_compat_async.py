@@ -346,3 +346,43 @@ def test_waiting_for_results_in_a_callback_raises():
         assert got == dict({k: "RuntimeError" for k in waits}, ready=(9, 25, None))
         assert "cannot wait for the pool's results" in msgs[-1]
     p.terminate()
+
+
+def _real_then_own_cancel(x):
+    if x == 0:
+        raise ValueError("real")
+    raise concurrent.futures.CancelledError("the task's own")
+
+
+def test_a_tasks_own_cancelled_error_is_its_error():
+    # Only the pool's cancellations make a call run no callback: a task
+    # raising CancelledError itself fails the call as any error does, and
+    # the first error in task order is the call's (multiprocessing.Pool's).
+    errs = []
+    with shoal.Pool(2) as p:
+        r = p.map_async(_real_then_own_cancel, [0, 1], chunksize=1, error_callback=errs.append)
+        r.wait(30)
+        assert r.ready()
+        with pytest.raises(ValueError, match="real"):
+            r.get(0)
+    assert [type(e) for e in errs] == [ValueError]
+
+
+def test_ctrl_c_while_a_result_is_unpickled_is_not_the_calls_error(monkeypatch):
+    # values() on the caller's thread (seal(), shutdown(cancel_futures)):
+    # a KeyboardInterrupt in pickle.loads must propagate, not become the
+    # call's error nor be lost behind a cancellation.
+    c = pr._Calls.__new__(pr._Calls)
+    for tail in ([], [(False, pr._PoolCancelled())]):
+        c.out = [pickle.dumps([1]), pickle.dumps([2])] + tail
+
+        def loads(b):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(pr.pickle, "loads", loads)
+        with pytest.raises(KeyboardInterrupt):
+            c.values()
+        monkeypatch.undo()
+    c.out = [pickle.dumps([1]), (False, ValueError("x")), pickle.dumps([3])]
+    values, exc = c.values()
+    assert values == [1] and isinstance(exc, ValueError)

@@ -94,6 +94,12 @@ def _fmt(n):
     return f"{n / 2**20:.1f} MiB"
 
 
+class _PoolCancelled(concurrent.futures.CancelledError):
+    """A task the pool cancelled (terminate(), shutdown(cancel_futures=True)),
+    told apart from a CancelledError a task raised itself (a .result() on a
+    cancelled Future): only the pool's own makes a call run no callback."""
+
+
 def _check_wait(pool, what):
     """Waiting for @pool's results on its results thread (a callback of
     apply_async() or map_async() runs there), or on the thread destroying
@@ -327,24 +333,29 @@ class _Calls:
 
     def values(self):
         """Every task's values in one list, and the call's error (None if
-        none): once done. The error is the first in task order, any
-        BaseException (a worker sends a task's SystemExit back as its
+        none): once done. The error is the first in task order, whatever
+        a task raised (a worker sends a task's SystemExit back as its
         error: it must fail the call, not escape into the results thread),
-        unless a task was cancelled (the pool terminated, or
-        shutdown(cancel_futures=True)): then that CancelledError, whatever
-        failed before it, so that the call runs neither callback."""
+        unless the pool cancelled a task (it terminated, or
+        shutdown(cancel_futures=True)): then that _PoolCancelled, whatever
+        failed before it, so that the call runs neither callback. A
+        Ctrl-C while a result is unpickled here is no task's error: it
+        propagates."""
         values, loads, exc = [], pickle.loads, None
         for res in self.out:
-            try:
+            if type(res) is bytes:
                 if exc is None:
-                    values += loads(res) if type(res) is bytes else _value(res)
-                elif type(res) is not bytes and not res[0]:
-                    _value(res)
-            except concurrent.futures.CancelledError as e:
-                return values, e
-            except BaseException as e:  # noqa: B902 - the call's error, for get()
+                    try:
+                        values += loads(res)
+                    except Exception as e:  # noqa: B902 - the call's error, for get()
+                        exc = e
+            elif not res[0]:
+                if isinstance(res[1], _PoolCancelled):
+                    return values, res[1]
                 if exc is None:
-                    exc = e
+                    exc = res[1]
+            elif exc is None:
+                values += res[1]
         return values, exc
 
     def end(self, first, n, exc):
@@ -562,7 +573,7 @@ def _call_back(callback, error_callback, ok, value):
     if ok:
         fn = callback
     else:
-        fn = None if isinstance(value, concurrent.futures.CancelledError) else error_callback
+        fn = None if isinstance(value, _PoolCancelled) else error_callback
     if fn is None:
         return
     try:
@@ -629,7 +640,7 @@ def _failure(err, sig, attempts, last_private, pool, exit_code=0, hard_limit=Fal
         e.__cause__ = pool._spawn_exc  # why starting one failed, if it did
         return e
     if err == -errno.ECANCELED:
-        return concurrent.futures.CancelledError("the pool was terminated")
+        return _PoolCancelled("the pool was terminated")
     return _lib.error(err)
 
 

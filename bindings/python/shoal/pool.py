@@ -74,7 +74,7 @@ from ._pool_abi import (_JOIN, _SPAWN, REASONS, SHOAL_EWORKERLOST,  # noqa: F401
                         _name, _stats, _Stats, _submit_many, _task_state, _u64, _vp)
 from ._pool_results import (AsyncResult, WorkerLost,  # noqa: F401
                             _FIRST_BATCH, _LAST_BATCH, _call_back, _Calls, _collect,
-                            _failure, _fmt, _Future, _One, _Run, _Waitable)
+                            _failure, _fmt, _Future, _One, _PoolCancelled, _Run, _Waitable)
 from ._pool_wire import RemoteTraceback, _ONE, _task_prefix  # noqa: F401
 from ._pool_worker import _worker_main
 from .memstat import MemoryMonitor
@@ -802,7 +802,7 @@ class Pool(concurrent.futures.Executor):
             pending = list(self._runs.values())
         if cancel_futures:
             self._stop_inputs(wait=True)
-            exc = concurrent.futures.CancelledError()
+            exc = _PoolCancelled()
             for run in pending:
                 which = bytearray(run.end - run.first)
                 if self._cancel_run(run.first, len(which), which):
@@ -954,7 +954,7 @@ class Pool(concurrent.futures.Executor):
                 self._server.close()
             _hooked.pop(self._hook_key, None)
             self._stop_inputs()
-            self._end_waiting(concurrent.futures.CancelledError("the pool was terminated"))
+            self._end_waiting(_PoolCancelled("the pool was terminated"))
             self._gone.set()
             _live_pools.discard(self)
 
