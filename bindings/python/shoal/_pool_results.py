@@ -105,10 +105,7 @@ def _check_wait(pool, what):
     apply_async() or map_async() runs there), or on the thread destroying
     it, would wait for ever: that thread is the one to hand them over. A
     RuntimeError instead, as join() raises there."""
-    if pool is None:
-        return
-    me = threading.current_thread()
-    if me is getattr(pool, "_collector", None) or me is getattr(pool, "_destroyer", None):
+    if pool is not None and pool._on_own_thread():
         raise RuntimeError(
             f"shoal.Pool: {what} on the pool's results thread: a callback runs on the "
             f"pool's results thread and cannot wait for the pool's results (take them "

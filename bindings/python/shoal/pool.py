@@ -815,14 +815,20 @@ class Pool(concurrent.futures.Executor):
             threading.Thread(target=lambda: (self._drain(), self._destroy(wait=False)),
                              daemon=True).start()
 
+    def _on_own_thread(self):
+        """Whether the caller is the pool's results thread (where callbacks
+        run) or the thread destroying it: the threads that hand over what
+        a wait there would wait for."""
+        me = threading.current_thread()
+        return me is getattr(self, "_collector", None) or me is getattr(self, "_destroyer", None)
+
     def _check_not_results_thread(self, what):
         """Waiting for the pool's tasks on its results thread (a callback
         runs there) would wait for ever: the thread would wait for itself
         to hand over the results. A RuntimeError instead, as
         multiprocessing.Pool's join() raises there ("cannot join current
         thread")."""
-        me = threading.current_thread()
-        if me is getattr(self, "_collector", None) or me is getattr(self, "_destroyer", None):
+        if self._on_own_thread():
             raise RuntimeError(
                 f"shoal.Pool.{what} called on the pool's results thread (in a callback "
                 f"of apply_async() or map_async()): it would wait for itself; call "
