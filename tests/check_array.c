@@ -1250,12 +1250,6 @@ END_TEST
 /* A giver killed between its commit and its given store leaves one
  * reference too many on the holder's line, never a given one the count
  * does not back: the holder's structs then own all they think. */
-static void kill_after_count(int point)
-{
-	if (point == SHOAL__HOOK_COUNT_WRITTEN)
-		raise(SIGKILL);
-}
-
 START_TEST(hold_for_giver_killed_after_commit)
 {
 	const char *name = t_name("hfk");
@@ -1270,7 +1264,8 @@ START_TEST(hold_for_giver_killed_after_commit)
 
 		if (shoal_proc_get(getppid(), &parent))
 			_exit(1);
-		shoal__array_hook = kill_after_count;
+		kill_at = SHOAL__HOOK_COUNT_WRITTEN;
+		shoal__array_hook = kill_hook;
 		shoal_array_hold_for(a, &parent);
 		_exit(2);
 	}
@@ -2737,12 +2732,6 @@ END_TEST
  * over on its retain, two structs would own one counted reference, and
  * the first close would free the array under the second.
  */
-static void kill_after_key(int point)
-{
-	if (point == SHOAL__HOOK_KEY_WRITTEN)
-		raise(SIGKILL);
-}
-
 START_TEST(line_claimed_after_a_giver_died_mid_claim)
 {
 	const char *name = t_name("hfclaim");
@@ -2783,7 +2772,8 @@ START_TEST(line_claimed_after_a_giver_died_mid_claim)
 
 		if (shoal_proc_get(holder, &p))
 			_exit(1);
-		shoal__array_hook = kill_after_key;
+		kill_at = SHOAL__HOOK_KEY_WRITTEN;
+		shoal__array_hook = kill_hook;
 		shoal_array_hold_for(a, &p);
 		_exit(2);
 	}
