@@ -13,7 +13,7 @@ import unittest
 from test import test_concurrent_futures as T
 
 import shoal
-from stdlib_common import shoal_in_children
+from stdlib_common import shoal_in_children, without_excluded
 
 # suite mixin name -> {test name: why it is left out}
 _PRIVATE = "reads ProcessPoolExecutor's private "
@@ -82,12 +82,7 @@ def _classes():
     out = {}
     for suite in SUITES:
         mixin = getattr(T, suite)
-        # An excluded name the suite does not have (renamed upstream) is an
-        # error, not a silent no-op.
-        missing = [n for n in EXCLUDED.get(suite, {}) if not callable(getattr(mixin, n, None))]
-        if missing:
-            raise LookupError(f"{suite} has no {', '.join(missing)}: update EXCLUDED")
-        body = {name: None for name in EXCLUDED.get(suite, {})}
+        body = without_excluded(suite, mixin, EXCLUDED)
         name = "Shoal" + suite.replace("Mixin", "").replace("Tests", "").replace("Test", "") + "Test"
         cls = type(name, (mixin, ShoalMixin, T.BaseTestCase), body)
         cls.__module__ = __name__

@@ -14,7 +14,7 @@ import unittest
 from test import _test_multiprocessing as M
 
 import shoal
-from stdlib_common import shoal_in_children
+from stdlib_common import shoal_in_children, without_excluded
 
 # suite class name -> {test name: why it is left out}
 _LIST = "asserts Pool.map's list: shoal.Pool.map is Executor.map, an iterator (docs/python.md)"
@@ -55,12 +55,7 @@ def _classes():
     out = {}
     for suite in SUITES:
         base = getattr(M, suite)
-        # An excluded name the suite does not have (renamed upstream) is an
-        # error, not a silent no-op.
-        missing = [n for n in EXCLUDED.get(suite, {}) if not callable(getattr(base, n, None))]
-        if missing:
-            raise LookupError(f"{suite} has no {', '.join(missing)}: update EXCLUDED")
-        body = {name: None for name in EXCLUDED.get(suite, {})}
+        body = without_excluded(suite, base, EXCLUDED)
         name = "Shoal" + suite.lstrip("_").replace("Test", "", 1) + "Test"
         cls = type(name, (base, ShoalProcessesMixin, unittest.TestCase), body)
         cls.__module__ = __name__
